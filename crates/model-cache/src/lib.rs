@@ -1,1 +1,14 @@
-//! The Model Cache engine.
+//! The Model Cache engine: finds, downloads, verifies and keeps models from the Hugging Face Hub.
+//!
+//! Data flows from [`settings::Settings`] (filled in by an edge: the CLI, the app, the local
+//! API) through the `hub` client (HTTP only, no file I/O) and the `download` engine into the
+//! `store` (the standard Hugging Face cache layout, no network I/O), with the `index` (SQLite in
+//! the app-data folder) recording what is known, in flight and used.
+
+pub mod repo;
+pub mod secret;
+pub mod settings;
+
+pub use repo::{RepoId, RepoType};
+pub use secret::Token;
+pub use settings::Settings;

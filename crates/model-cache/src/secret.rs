@@ -1,0 +1,48 @@
+//! Secrets that must never reach a log, an error message or the index.
+
+use std::fmt;
+
+/// A Hub access token. `Debug` and `Display` print `****`; the only way to the value is
+/// [`Token::expose`], which callers use at the moment they build an `Authorization` header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token; surrounding whitespace (a trailing newline in a token file) is dropped.
+    /// Returns `None` for an empty token.
+    pub fn new(value: impl Into<String>) -> Option<Self> {
+        let value = value.into();
+        let trimmed = value.trim();
+        (!trimmed.is_empty()).then(|| Token(trimmed.to_string()))
+    }
+
+    /// The raw token, for an `Authorization: Bearer` header and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(****)")
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    #[test]
+    fn token_is_redacted() {
+        let token = Token::new("hf_secret\n").unwrap();
+        assert_eq!(token.expose(), "hf_secret");
+        assert!(!format!("{token:?} {token}").contains("hf_secret"));
+        assert!(Token::new("  ").is_none());
+    }
+}
