@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything a fresh Debian 12 machine needs to build, run and test Model Cache:
+# the system libraries Tauri links against, the tools the end-to-end tests drive (Xvfb,
+# WebKitWebDriver, Chromium, D-Bus, a notification server), a Python virtual environment with
+# `huggingface_hub` for the interoperability tests, and the npm packages of the browser tests.
+# Idempotent: a second run installs nothing and takes a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # Build: Tauri / WebKitGTK / tray / D-Bus.
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
+  libdbus-1-dev pkg-config build-essential file curl ca-certificates
+  # Tests: a real window under Xvfb, screenshots, D-Bus notifications, a headless browser.
+  webkit2gtk-driver xvfb xauth imagemagick x11-apps x11-utils xdotool dbus dbus-x11
+  python3-xlib dunst libnotify-bin chromium tmux python3-venv
+)
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}" >&2
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+if [ "${1:-}" = "--with-test-tools" ]; then
+  # Python client used by the interoperability tests (the Rust tests also create it on demand).
+  if [ ! -x target/py-venv/bin/python ] || ! target/py-venv/bin/python -c "import huggingface_hub" 2>/dev/null; then
+    echo "setup: creating target/py-venv with huggingface_hub" >&2
+    mkdir -p target
+    python3 -m venv target/py-venv
+    target/py-venv/bin/pip install -q --disable-pip-version-check "huggingface_hub==2.4.0"
+  fi
+  # Playwright's library only; it drives Debian's Chromium (no browser download).
+  if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+    echo "setup: installing npm packages for the browser tests" >&2
+    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

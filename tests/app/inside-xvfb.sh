@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The part of the app test that runs inside Xvfb and the private D-Bus session.
+set -euo pipefail
+OUT="$MODEL_CACHE_APP_TEST_OUT"
+APP="$PWD/target/debug/model-cache-app"
+export HOME="$OUT/home" XDG_CONFIG_HOME="$OUT/home/.config" XDG_DATA_HOME="$OUT/home/.local/share"
+export HF_HUB_CACHE="$OUT/hub-cache"
+mkdir -p "$HOME"
+
+fail() { echo "app test FAILED: $*" >&2; exit 1; }
+
+"$APP" --demo >"$OUT/app.log" 2>&1 &
+APP_PID=$!
+trap 'kill $APP_PID 2>/dev/null || true' EXIT
+
+# Wait for the window to map.
+WID=""
+for _ in $(seq 1 60); do
+  WID=$(xdotool search --name '^Model Cache$' 2>/dev/null | head -1 || true)
+  [ -n "$WID" ] && xwininfo -id "$WID" | grep -q "IsViewable" && break
+  kill -0 $APP_PID 2>/dev/null || { cat "$OUT/app.log" >&2; fail "the app exited early"; }
+  sleep 0.5
+done
+[ -n "$WID" ] || { cat "$OUT/app.log" >&2; fail "no window titled 'Model Cache' appeared"; }
+
+# Wait until the page has painted something other than a flat background.
+for _ in $(seq 1 40); do
+  import -window "$WID" "$OUT/window.png"
+  COLORS=$(convert "$OUT/window.png" -format "%k" info:)
+  [ "$COLORS" -gt 16 ] && break
+  sleep 0.5
+done
+echo "screenshot: $OUT/window.png ($COLORS distinct colours)"
+[ "$COLORS" -gt 16 ] || fail "the window looks blank ($COLORS colours)"
+
+# Extra checks added by later tests live next to this script and are run here, in order.
+for check in tests/app/checks/*.sh; do
+  [ -e "$check" ] || continue
+  echo "app check: $check"
+  WID="$WID" APP_PID="$APP_PID" OUT="$OUT" APP="$APP" bash "$check" || fail "$check"
+done
+
+kill -0 $APP_PID 2>/dev/null || fail "the app died during the checks"
+echo "app tests passed"
