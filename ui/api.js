@@ -1,0 +1,222 @@
+// The one module that talks to the engine. Inside the desktop app it uses Tauri IPC (commands
+// with the same names and JSON shapes as the local API, see docs/local-api.md); in a plain browser
+// it uses the local HTTP API under /api/ with the per-install secret as a bearer token. The rest
+// of the UI never knows which transport it is on, so both behave the same.
+
+const TOKEN_KEY = 'model-cache-api-token';
+
+/** An error from the engine, normalised across transports: `kind` is stable, `hint` may be null. */
+export class ApiError extends Error {
+  constructor(kind, message, hint) {
+    super(message);
+    this.name = 'ApiError';
+    this.kind = kind || 'internal';
+    this.hint = hint || null;
+  }
+}
+
+function toApiError(raw) {
+  if (raw instanceof ApiError) return raw;
+  // The HTTP API wraps errors as {"error": {...}}; IPC rejects with the inner object or a string.
+  const inner = raw && typeof raw === 'object' && raw.error && typeof raw.error === 'object' ? raw.error : raw;
+  if (inner && typeof inner === 'object' && (inner.kind || inner.message)) {
+    return new ApiError(inner.kind, String(inner.message || inner.kind), inner.hint);
+  }
+  if (raw instanceof Error) return new ApiError('network', raw.message, null);
+  return new ApiError('internal', String(raw), null);
+}
+
+/** Takes the secret from the URL fragment (`#token=...`) once, keeps it for the tab, and removes
+ * it from the address bar so it is not shared by copying the URL. */
+function browserToken() {
+  const match = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (match) {
+    const token = decodeURIComponent(match[1]);
+    try { window.sessionStorage.setItem(TOKEN_KEY, token); } catch (_) { /* private mode */ }
+    const url = window.location.pathname + window.location.search;
+    window.history.replaceState(null, '', url);
+    return token;
+  }
+  try { return window.sessionStorage.getItem(TOKEN_KEY); } catch (_) { return null; }
+}
+
+function ipcTransport(tauri) {
+  return {
+    name: 'ipc',
+    async call(command, args) {
+      try {
+        return await tauri.core.invoke(command, args || {});
+      } catch (err) {
+        throw toApiError(err);
+      }
+    },
+    subscribe(onEvent, onStatus) {
+      let unlisten = null;
+      let closed = false;
+      tauri.event.listen('engine-event', (event) => onEvent(event.payload)).then((fn) => {
+        if (closed) fn(); else { unlisten = fn; onStatus('live'); }
+      }, () => onStatus('offline'));
+      return () => { closed = true; if (unlisten) unlisten(); };
+    },
+  };
+}
+
+function httpTransport() {
+  const token = browserToken();
+  const headers = (extra) => {
+    const h = { Accept: 'application/json', ...extra };
+    if (token) h.Authorization = `Bearer ${token}`;
+    return h;
+  };
+
+  async function request(method, path, body) {
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers: headers(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: 'no-store',
+      });
+    } catch (err) {
+      throw new ApiError('network', `Cannot reach the Model Cache engine: ${err.message}`,
+        'Is `mcache serve` or the app still running?');
+    }
+    const text = await response.text();
+    let json = null;
+    if (text) {
+      try { json = JSON.parse(text); } catch (_) { json = null; }
+    }
+    if (!response.ok) {
+      if (json && json.error) throw toApiError(json);
+      throw new ApiError(response.status === 401 ? 'unauthorized' : 'internal',
+        `The engine answered ${response.status} ${response.statusText}`, null);
+    }
+    return json;
+  }
+
+  const q = (params) => {
+    const s = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') s.set(k, v);
+    const str = s.toString();
+    return str ? `?${str}` : '';
+  };
+
+  // Commands mapped onto the HTTP routes of docs/local-api.md; `args` are the IPC arguments.
+  const routes = {
+    health: () => request('GET', '/api/health'),
+    variants: (a) => request('GET', `/api/variants${q({ repo: a.repo, revision: a.revision })}`),
+    pull: (a) => request('POST', '/api/pulls', a),
+    jobs: () => request('GET', '/api/jobs'),
+    job_action: (a) => request('POST', `/api/jobs/${encodeURIComponent(a.id)}/${encodeURIComponent(a.action)}`),
+    pause_all: () => request('POST', '/api/jobs/pause-all'),
+    resume_all: () => request('POST', '/api/jobs/resume-all'),
+    cache_list: () => request('GET', '/api/cache'),
+    cache_pin: (a) => request('POST', '/api/cache/pin', a),
+    cache_delete: (a) => request('POST', '/api/cache/delete', a),
+    cache_reveal: (a) => request('POST', '/api/cache/reveal', a),
+    settings_get: () => request('GET', '/api/settings'),
+    settings_set: (a) => request('PUT', '/api/settings', a.settings),
+    set_token: (a) => request('POST', '/api/token', a),
+    stats: () => request('GET', '/api/stats'),
+  };
+
+  return {
+    name: 'http',
+    hasToken: Boolean(token),
+    async call(command, args) {
+      const route = routes[command];
+      if (!route) throw new ApiError('invalid_input', `Unknown command \`${command}\``, null);
+      return route(args || {});
+    },
+    // EventSource cannot send an Authorization header, so the SSE stream is read with fetch and
+    // parsed by hand; it reconnects with a growing delay when the stream ends.
+    subscribe(onEvent, onStatus) {
+      let stopped = false;
+      let controller = null;
+      let delay = 500;
+      const run = async () => {
+        while (!stopped) {
+          controller = new AbortController();
+          try {
+            const response = await fetch('/api/events', {
+              headers: headers({ Accept: 'text/event-stream' }),
+              signal: controller.signal,
+              cache: 'no-store',
+            });
+            if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+            onStatus('live');
+            delay = 500;
+            await readSse(response.body, onEvent);
+          } catch (err) {
+            if (stopped) return;
+          }
+          if (stopped) return;
+          onStatus('reconnecting');
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, 10000);
+        }
+      };
+      run();
+      return () => { stopped = true; if (controller) controller.abort(); };
+    },
+  };
+}
+
+/** Reads a `text/event-stream` body and calls `onEvent` with each event's parsed JSON data. */
+async function readSse(body, onEvent) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = block.split('\n')
+        .filter((line) => line.startsWith('data:'))
+        .map((line) => line.slice(5).replace(/^ /, ''))
+        .join('\n');
+      if (!data) continue; // comments (keep-alives) and empty events
+      try {
+        onEvent(JSON.parse(data));
+      } catch (err) {
+        console.warn('Ignoring a malformed engine event', err);
+      }
+    }
+  }
+}
+
+function createApi() {
+  const tauri = window.__TAURI__;
+  const transport = tauri && tauri.core && tauri.event ? ipcTransport(tauri) : httpTransport();
+  const call = (command, args) => transport.call(command, args);
+  return {
+    transport: transport.name,
+    /** False in a browser opened without `#token=...` (every call will get 401). */
+    hasCredentials: transport.name === 'ipc' || transport.hasToken,
+    health: () => call('health'),
+    variants: (repo, revision) => call('variants', { repo, revision: revision || null }),
+    pull: (request) => call('pull', request),
+    jobs: () => call('jobs'),
+    jobAction: (id, action) => call('job_action', { id, action }),
+    pauseAll: () => call('pause_all'),
+    resumeAll: () => call('resume_all'),
+    cacheList: () => call('cache_list'),
+    pin: (repo, pinned) => call('cache_pin', { repo, pinned }),
+    deleteCached: (repo, revision) => call('cache_delete', { repo, revision: revision || null }),
+    reveal: (repo) => call('cache_reveal', { repo }),
+    settings: () => call('settings_get'),
+    updateSettings: (partial) => call('settings_set', { settings: partial }),
+    setToken: (token) => call('set_token', { token }),
+    stats: () => call('stats'),
+    /** Calls `onEvent(event)` for every engine event; `onStatus` gets 'live' | 'reconnecting'.
+     * Returns a function that stops listening. */
+    subscribe: (onEvent, onStatus = () => {}) => transport.subscribe(onEvent, onStatus),
+  };
+}
+
+export const api = createApi();

@@ -1,0 +1,909 @@
+// Model Cache UI: search a repo, pick a variant, follow downloads, manage the cache and settings.
+// Everything goes through `api` (ui/api.js), which picks Tauri IPC or the local HTTP API.
+
+import { api, ApiError } from './api.js';
+
+// ---------------------------------------------------------------------------------------------
+// Small DOM and formatting tools
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+/** Creates an element: `h('button', {class: 'x', onclick}, 'text', child)`. */
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on') && typeof value === 'function') node.addEventListener(key.slice(2), value);
+    else if (key === 'class') node.className = value;
+    else if (key === 'dataset') Object.assign(node.dataset, value);
+    else if (key in node && typeof value !== 'string') node[key] = value;
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+
+/** Decimal units, like the Hub shows sizes. */
+export function fmtBytes(n) {
+  if (n === null || n === undefined || Number.isNaN(n)) return '—';
+  let value = Number(n);
+  let unit = 0;
+  while (Math.abs(value) >= 1000 && unit < UNITS.length - 1) { value /= 1000; unit += 1; }
+  const digits = unit === 0 ? 0 : value >= 100 ? 0 : value >= 10 ? 1 : 2;
+  return `${value.toFixed(digits)} ${UNITS[unit]}`;
+}
+
+const fmtSpeed = (bps) => (bps > 0 ? `${fmtBytes(bps)}/s` : '—');
+
+function fmtEta(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return '—';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+  const hours = Math.floor(s / 3600);
+  return hours >= 48 ? `${Math.round(hours / 24)} days` : `${hours}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+function fmtAgo(ms) {
+  if (!ms) return 'never';
+  const diff = (Date.now() - ms) / 1000;
+  if (diff < 60) return 'just now';
+  if (diff < 3600) return `${Math.floor(diff / 60)} min ago`;
+  if (diff < 86400) return `${Math.floor(diff / 3600)} h ago`;
+  if (diff < 86400 * 30) return `${Math.floor(diff / 86400)} days ago`;
+  return new Date(ms).toLocaleDateString();
+}
+
+const pct = (done, total) => (total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : 0);
+
+const REPO_PART = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/**
+ * Turns what the user typed into `{repo, revision}`: `org/name`, `org/name@rev`, or a Hub URL
+ * such as `https://huggingface.co/org/name/tree/main` or `.../blob/rev/file.gguf`.
+ * Throws an ApiError (kind `invalid_input`) with a hint when it is neither.
+ */
+export function parseRepoInput(text) {
+  let input = String(text || '').trim();
+  if (!input) throw new ApiError('invalid_input', 'Enter a repository id such as `org/model`', null);
+  let revision = null;
+  const looksLikeUrl = /^https?:\/\//i.test(input) || /^(www\.)?(huggingface\.co|hf\.co)\//i.test(input);
+  if (looksLikeUrl) {
+    let url;
+    try { url = new URL(/^https?:/i.test(input) ? input : `https://${input}`); } catch (_) {
+      throw new ApiError('invalid_input', `\`${input}\` is not a valid URL`, null);
+    }
+    let parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    if (parts[0] === 'datasets' || parts[0] === 'spaces') {
+      throw new ApiError('invalid_input', `\`${input}\` is a ${parts[0].slice(0, -1)}, not a model repository`,
+        'Model Cache downloads model repositories; paste a link to a model page.');
+    }
+    if (parts[0] === 'models') parts = parts.slice(1);
+    // `org/name/{tree,blob,resolve}/{rev}/...` carries a revision; a lone `name` is a legacy id.
+    const marker = parts.findIndex((p, i) => i >= 1 && ['tree', 'blob', 'resolve', 'commit'].includes(p));
+    if (marker >= 1) {
+      if (parts[marker + 1]) revision = parts[marker + 1];
+      parts = parts.slice(0, marker);
+    }
+    input = parts.slice(0, 2).join('/');
+  } else {
+    const at = input.lastIndexOf('@');
+    if (at > 0) { revision = input.slice(at + 1) || null; input = input.slice(0, at); }
+  }
+  const parts = input.split('/');
+  if (parts.length < 1 || parts.length > 2 || !parts.every((p) => REPO_PART.test(p) && !p.includes('..'))) {
+    throw new ApiError('invalid_input', `\`${text.trim()}\` is not a repository id`,
+      'A repository id looks like `org/model` (letters, digits, `-`, `_`, `.`), or paste the model\'s Hub URL.');
+  }
+  return { repo: parts.join('/'), revision };
+}
+
+// Hints shown when the engine gives none, by error kind.
+const FALLBACK_HINTS = {
+  gated: 'This model is gated: request access on its Hub page, then set an access token in Settings.',
+  bad_token: 'The access token was refused: set a valid token in Settings.',
+  repo_not_found: 'Check the repository id. Private repositories also need an access token (Settings).',
+  revision_not_found: 'Check the branch, tag or commit after the `@`.',
+  offline: 'Offline mode is on: turn it off in Settings to reach the Hub.',
+  offline_miss: 'The file is not in the cache and offline mode is on.',
+  rate_limited: 'The Hub is rate limiting requests: wait a minute and retry.',
+  disk_full: 'Free some disk space, delete unused models, or lower the reserve in Settings.',
+  network: 'Check the network connection and the endpoint in Settings.',
+};
+
+function errorNode(err) {
+  const e = err instanceof ApiError ? err : new ApiError('internal', String(err && err.message ? err.message : err), null);
+  const hint = e.hint || FALLBACK_HINTS[e.kind] || null;
+  return [
+    h('div', { class: 'message' }, h('strong', {}, e.message), ' ', h('span', { class: 'kind' }, `(${e.kind})`)),
+    hint ? h('div', { class: 'hint' }, 'Hint: ', hint) : null,
+  ];
+}
+
+function showError(box, err) {
+  box.replaceChildren(...errorNode(err));
+  box.dataset.kind = err && err.kind ? err.kind : 'internal';
+  box.hidden = false;
+}
+
+function clearError(box) { box.hidden = true; box.replaceChildren(); delete box.dataset.kind; }
+
+function toast(title, body, level = 'info', ms = 6000) {
+  const node = h('div', { class: `toast ${level}`, role: level === 'error' ? 'alert' : 'status' },
+    h('strong', {}, title), body ? h('span', {}, body) : null);
+  $('#toasts').append(node);
+  setTimeout(() => node.remove(), ms);
+}
+
+/** Runs an async action with its button disabled, reporting failures as a toast. */
+async function busy(button, action) {
+  if (button) button.disabled = true;
+  try { return await action(); } catch (err) {
+    const e = err instanceof ApiError ? err : new ApiError('internal', String(err), null);
+    toast(e.message, e.hint || FALLBACK_HINTS[e.kind] || '', 'error', 10000);
+    return undefined;
+  } finally { if (button) button.disabled = false; }
+}
+
+const confirmDialog = (title, body, okLabel) => new Promise((resolve) => {
+  const dialog = $('#confirm-dialog');
+  $('#confirm-title').textContent = title;
+  $('#confirm-body').textContent = body;
+  $('#confirm-ok').textContent = okLabel;
+  dialog.returnValue = '';
+  dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+  dialog.showModal();
+  $('#confirm-cancel').focus();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Tabs (WAI-ARIA tabs pattern: arrows move between tabs, Tab goes into the panel)
+
+const tabs = $$('[role="tab"]');
+const onShow = {};
+
+function selectTab(tab, focus = false) {
+  for (const t of tabs) {
+    const selected = t === tab;
+    t.setAttribute('aria-selected', String(selected));
+    t.tabIndex = selected ? 0 : -1;
+    $(`#${t.getAttribute('aria-controls')}`).hidden = !selected;
+  }
+  if (focus) tab.focus();
+  const handler = onShow[tab.id];
+  if (handler) handler();
+}
+
+function showTab(id) { selectTab($(`#${id}`)); }
+
+for (const tab of tabs) {
+  tab.addEventListener('click', () => selectTab(tab));
+  tab.addEventListener('keydown', (event) => {
+    const i = tabs.indexOf(tab);
+    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[event.key];
+    if (next === undefined) return;
+    event.preventDefault();
+    selectTab(tabs[(next + tabs.length) % tabs.length], true);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine status in the top bar
+
+const status = { stream: 'connecting', health: null, error: null };
+
+function renderStatus() {
+  const node = $('#engine-status');
+  const live = status.stream === 'live' && !status.error;
+  const parts = [h('span', { class: `dot ${live ? 'live' : status.error ? 'down' : ''}`, 'aria-hidden': 'true' })];
+  if (status.error) parts.push(`Engine unreachable: ${status.error.message}`);
+  else if (status.health) {
+    const hl = status.health;
+    parts.push(`${hl.offline ? 'Offline' : status.stream === 'live' ? 'Connected' : 'Reconnecting…'} · v${hl.version}`);
+    if (hl.storage) parts.push(h('span', { class: 'hide-narrow' }, ` · ${fmtBytes(hl.storage.used_bytes)} used, ${fmtBytes(hl.storage.free_bytes)} free`));
+  } else parts.push('Connecting…');
+  node.replaceChildren(...parts);
+  const alerts = status.health && Array.isArray(status.health.alerts) ? status.health.alerts : [];
+  $('#alerts').replaceChildren(...alerts.map((a) => h('div', { class: 'alert', role: 'alert' }, a)));
+}
+
+async function refreshHealth() {
+  try {
+    status.health = await api.health();
+    status.error = null;
+  } catch (err) {
+    status.error = err;
+  }
+  renderStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models: search and variants
+
+const variantsState = { report: null, selected: null, files: new Set() };
+
+const variantFiles = (v) => [...(v.files || []), ...(v.companions || [])];
+const allPaths = (v) => [...variantFiles(v), ...(v.extras || [])];
+
+function sizeOfSelection() {
+  const sizes = new Map();
+  for (const v of variantsState.report ? variantsState.report.variants : []) {
+    for (const f of allPaths(v)) sizes.set(f.path, f.size);
+  }
+  let total = 0;
+  for (const p of variantsState.files) total += sizes.get(p) || 0;
+  return total;
+}
+
+/** True when the ticked files are exactly what pulling the selected variant would fetch. */
+function selectionIsVariant() {
+  const v = variantsState.report && variantsState.report.variants.find((x) => x.name === variantsState.selected);
+  if (!v) return false;
+  const expected = new Set(variantFiles(v).map((f) => f.path));
+  if (expected.size !== variantsState.files.size) return false;
+  for (const p of expected) if (!variantsState.files.has(p)) return false;
+  return true;
+}
+
+function selectVariant(name) {
+  const v = variantsState.report.variants.find((x) => x.name === name);
+  variantsState.selected = name;
+  variantsState.files = new Set(v ? variantFiles(v).map((f) => f.path) : []);
+  syncSelection();
+}
+
+function syncSelection() {
+  for (const row of $$('#variants tr[data-variant]')) {
+    const selected = row.dataset.variant === variantsState.selected;
+    row.classList.toggle('selected', selected);
+    const radio = $('input[type="radio"]', row);
+    if (radio) radio.checked = selected;
+  }
+  for (const box of $$('#variants input[data-path]')) box.checked = variantsState.files.has(box.dataset.path);
+  const summary = $('#download-summary');
+  const button = $('#download-button');
+  if (!summary || !button) return;
+  const count = variantsState.files.size;
+  if (count === 0) {
+    summary.textContent = 'Nothing selected.';
+  } else if (selectionIsVariant()) {
+    summary.textContent = `Variant ${variantsState.selected}: ${count} file${count === 1 ? '' : 's'}, ${fmtBytes(sizeOfSelection())}`;
+  } else {
+    summary.textContent = `${count} selected file${count === 1 ? '' : 's'}, ${fmtBytes(sizeOfSelection())}`;
+  }
+  button.disabled = count === 0;
+}
+
+function fitBadge(fit) {
+  const tier = fit && fit.tier ? fit.tier : 'unknown';
+  const label = { fits: 'Fits', tight: 'Tight', too_big: 'Too big', unknown: 'Unknown' }[tier] || tier;
+  const title = fit && fit.needed_bytes ? `Needs about ${fmtBytes(fit.needed_bytes)} of memory; ${fmtBytes(fit.available_bytes)} available` : 'Fit unknown';
+  return h('span', { class: `badge ${tier}`, title, 'aria-label': `Fit: ${label}. ${title}` }, label);
+}
+
+function renderVariants(report) {
+  const root = $('#variants');
+  variantsState.report = report;
+  const machine = report.machine || {};
+  const head = h('div', { class: 'repo-head' },
+    h('h2', { id: 'variants-title' }, report.repo),
+    h('span', { class: 'muted' }, `revision ${report.revision}`, report.commit ? ` · commit ${String(report.commit).slice(0, 10)}` : ''),
+    h('span', { class: 'muted' }, `This machine: ${fmtBytes(machine.total_ram)} RAM (${fmtBytes(machine.available_ram)} free)`,
+      machine.vram ? `, ${fmtBytes(machine.vram)} VRAM` : ''));
+  if (!report.variants || report.variants.length === 0) {
+    root.replaceChildren(head, h('p', { class: 'empty' }, 'This repository has no recognisable model files.'));
+    return;
+  }
+  const rows = report.variants.map((v) => {
+    const id = `variant-${v.name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    const notes = [];
+    if (v.recommended || report.recommended === v.name) notes.push(h('span', { class: 'badge recommended' }, '★ Recommended'));
+    if (!v.complete) notes.push(h('span', { class: 'badge incomplete', title: 'Some files of this variant are missing from the repository' }, 'Incomplete'));
+    const fileItem = (f, kind) => h('li', {},
+      h('input', { type: 'checkbox', id: `${id}-${kind}-${f.path}`, dataset: { path: f.path }, 'aria-label': `Include ${f.path}`,
+        onchange: (e) => {
+          if (e.target.checked) variantsState.files.add(f.path); else variantsState.files.delete(f.path);
+          syncSelection();
+        } }),
+      h('label', { class: 'path mono', for: `${id}-${kind}-${f.path}` }, f.path, kind !== 'file' ? h('span', { class: 'muted' }, ` (${f.kind || kind})`) : ''),
+      h('span', { class: 'muted num' }, fmtBytes(f.size)));
+    const files = [
+      ...(v.files || []).map((f) => fileItem(f, 'file')),
+      ...(v.companions || []).map((f) => fileItem(f, 'companion')),
+      ...(v.extras || []).map((f) => fileItem(f, 'extra')),
+    ];
+    const header = v.header && typeof v.header === 'object' ? Object.entries(v.header)
+      .filter(([, val]) => val !== null && typeof val !== 'object')
+      .map(([k, val]) => `${k.replace(/_/g, ' ')}: ${typeof val === 'number' && k.includes('param') ? `${(val / 1e9).toFixed(2)} B` : val}`)
+      .join(' · ') : '';
+    return h('tr', { dataset: { variant: v.name }, class: v.recommended || report.recommended === v.name ? 'is-recommended' : '' },
+      h('td', {},
+        h('input', { type: 'radio', name: 'variant', id, value: v.name, 'aria-label': `Select variant ${v.name}`,
+          onchange: () => selectVariant(v.name) })),
+      h('td', {},
+        h('label', { for: id, class: 'variant-name' }, v.name), ' ', notes,
+        header ? h('div', { class: 'muted small' }, header) : null,
+        v.warnings && v.warnings.length ? h('ul', { class: 'warnings' }, v.warnings.map((w) => h('li', {}, w))) : null,
+        h('details', { class: 'files' }, h('summary', {}, `${files.length} file${files.length === 1 ? '' : 's'}`), h('ul', {}, files))),
+      h('td', {}, v.format),
+      h('td', {}, v.quant || '—', v.bits_per_weight ? h('div', { class: 'muted small' }, `${Number(v.bits_per_weight).toFixed(2)} bpw`) : null),
+      h('td', { class: 'num' }, fmtBytes(v.size_bytes)),
+      h('td', {}, fitBadge(v.fit)));
+  });
+  const table = h('div', { class: 'table-wrap' }, h('table', { class: 'grid', 'aria-labelledby': 'variants-title' },
+    h('thead', {}, h('tr', {},
+      h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Select')),
+      h('th', { scope: 'col' }, 'Variant'), h('th', { scope: 'col' }, 'Format'), h('th', { scope: 'col' }, 'Quant'),
+      h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Fit'))),
+    h('tbody', {}, rows)));
+  const bar = h('div', { class: 'download-bar' },
+    h('span', { class: 'summary', id: 'download-summary', 'aria-live': 'polite' }),
+    h('button', { type: 'button', class: 'primary', id: 'download-button', onclick: (e) => startDownload(e.currentTarget) }, 'Download'));
+  root.replaceChildren(head, table, bar);
+  const initial = report.recommended || (report.variants.find((v) => v.recommended) || {}).name || null;
+  if (initial) selectVariant(initial);
+  else { variantsState.selected = null; variantsState.files = new Set(); syncSelection(); }
+}
+
+async function search(event) {
+  event.preventDefault();
+  const box = $('#search-error');
+  clearError(box);
+  let target;
+  try { target = parseRepoInput($('#search-input').value); } catch (err) { showError(box, err); return; }
+  const button = $('#search-button');
+  button.disabled = true;
+  $('#variants').replaceChildren(h('p', { class: 'muted' }, `Looking up ${target.repo}…`));
+  try {
+    const report = await api.variants(target.repo, target.revision);
+    renderVariants(report);
+  } catch (err) {
+    $('#variants').replaceChildren();
+    showError(box, err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function startDownload(button) {
+  const report = variantsState.report;
+  if (!report || variantsState.files.size === 0) return;
+  const request = { repo: report.repo, revision: report.revision };
+  if (selectionIsVariant()) request.variant = variantsState.selected;
+  else request.files = [...variantsState.files];
+  const box = $('#search-error');
+  clearError(box);
+  button.disabled = true;
+  try {
+    const { job_id: jobId } = await api.pull(request);
+    toast('Download queued', `${report.repo}${request.variant ? ` (${request.variant})` : ''}`);
+    await refreshJobs();
+    showTab('tab-downloads');
+    const node = $(`#jobs li[data-id="${jobId}"]`);
+    if (node) node.scrollIntoView({ block: 'nearest' });
+  } catch (err) {
+    showError(box, err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$('#search-form').addEventListener('submit', search);
+
+// ---------------------------------------------------------------------------------------------
+// Downloads: the queue, live from events
+
+const jobsState = { order: [], byId: new Map(), speeds: new Map(), pending: new Set(), frame: 0 };
+
+const REASONS = {
+  battery: 'Waiting: on battery',
+  disk: 'Waiting: not enough free disk space',
+  schedule: 'Waiting: outside the download schedule',
+  offline: 'Waiting: offline',
+  paused: 'Paused',
+};
+
+const describeReason = (reason) => {
+  if (!reason) return null;
+  const key = String(reason).toLowerCase();
+  return REASONS[key] || String(reason);
+};
+
+const ACTIVE = new Set(['queued', 'running', 'paused', 'deferred']);
+
+function fileDone(f) {
+  if (typeof f.done === 'boolean') return f.done ? f.size : 0;
+  return Number(f.done) || 0;
+}
+
+/** The job's speed: the engine's figure, or the sum of recently reported per-file speeds. */
+function jobSpeed(job) {
+  if (job.state !== 'running') return 0;
+  const perFile = jobsState.speeds.get(job.id);
+  if (perFile && perFile.size) {
+    const now = Date.now();
+    let sum = 0;
+    for (const { speed, at, done, total } of perFile.values()) if (now - at < 3000 && done < total) sum += speed;
+    if (sum > 0) return sum;
+  }
+  return job.speed_bps || 0;
+}
+
+function jobEta(job, speed) {
+  if (job.state !== 'running') return null;
+  if (speed > 0) return Math.max(0, (job.bytes_total - job.bytes_done) / speed);
+  return job.eta_seconds ?? null;
+}
+
+function actionButton(job, action, label, enabled) {
+  return h('button', { type: 'button', class: 'small', disabled: !enabled, dataset: { action },
+    'aria-label': `${label} ${job.repo}`,
+    onclick: (e) => busy(e.currentTarget, async () => {
+      const updated = await api.jobAction(job.id, action);
+      if (updated && updated.id !== undefined) upsertJob(updated);
+      if (action === 'move-up' || action === 'move-down') await refreshJobs();
+    }) }, label);
+}
+
+function renderJob(job) {
+  let node = $(`#jobs li[data-id="${job.id}"]`);
+  if (!node) {
+    node = h('li', { class: 'job', dataset: { id: String(job.id) }, 'aria-label': `Download of ${job.repo}` },
+      h('div', { class: 'job-head' },
+        h('span', { class: 'job-title' }),
+        h('span', { class: 'badge state' }),
+        h('span', { class: 'reason' }),
+        h('div', { class: 'job-actions' })),
+      h('progress', { max: 100, value: 0 }),
+      h('div', { class: 'job-line' },
+        h('span', { class: 'bytes' }), h('span', { class: 'speed' }), h('span', { class: 'eta' }), h('span', { class: 'where mono' })),
+      h('div', { class: 'job-error error-box', role: 'alert', hidden: true }),
+      h('details', { class: 'files' }, h('summary', {}, 'Files'), h('div', { class: 'file-progress' })));
+    $('#jobs').append(node);
+  }
+  const speed = jobSpeed(job);
+  const percent = pct(job.bytes_done, job.bytes_total);
+  $('.job-title', node).textContent = `${job.repo}${job.variant ? ` · ${job.variant}` : ''}${job.revision && job.revision !== 'main' ? ` @ ${job.revision}` : ''}`;
+  const badge = $('.badge.state', node);
+  badge.className = `badge state ${job.state}`;
+  badge.textContent = job.state;
+  $('.reason', node).textContent = job.state === 'deferred' || job.reason ? describeReason(job.reason) || '' : '';
+  const bar = $('progress', node);
+  bar.value = percent;
+  bar.setAttribute('aria-label', `${job.repo}: ${percent}%`);
+  $('.bytes', node).textContent = `${fmtBytes(job.bytes_done)} of ${fmtBytes(job.bytes_total)} (${percent}%)`;
+  $('.speed', node).textContent = job.state === 'running' ? fmtSpeed(speed) : '';
+  $('.eta', node).textContent = job.state === 'running' ? `ETA ${fmtEta(jobEta(job, speed))}` : '';
+  $('.where', node).textContent = job.state === 'done' && job.snapshot_path ? job.snapshot_path : '';
+  node.dataset.state = job.state;
+
+  // Buttons are rebuilt only when the state changes, so keyboard focus stays where it was.
+  const actions = $('.job-actions', node);
+  if (actions.dataset.state !== job.state) {
+    const active = ACTIVE.has(job.state);
+    const focused = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+    actions.replaceChildren(
+      job.state === 'paused'
+        ? actionButton(job, 'resume', 'Resume', true)
+        : actionButton(job, 'pause', 'Pause', job.state === 'running' || job.state === 'queued' || job.state === 'deferred'),
+      actionButton(job, 'cancel', 'Cancel', active),
+      actionButton(job, 'move-up', '↑', active),
+      actionButton(job, 'move-down', '↓', active));
+    for (const b of $$('button', actions)) {
+      if (b.dataset.action === 'move-up') b.title = 'Move up in the queue';
+      if (b.dataset.action === 'move-down') b.title = 'Move down in the queue';
+    }
+    actions.dataset.state = job.state;
+    if (focused) {
+      const again = $(`button[data-action="${focused === 'pause' ? 'resume' : focused === 'resume' ? 'pause' : focused}"]`, actions);
+      if (again && !again.disabled) again.focus();
+    }
+  }
+
+  const errBox = $('.job-error', node);
+  if (job.error) showError(errBox, new ApiError(job.error.kind, job.error.message, job.error.hint));
+  else clearError(errBox);
+
+  const grid = $('.file-progress', node);
+  const perFile = jobsState.speeds.get(job.id);
+  const rows = [];
+  for (const f of job.files || []) {
+    const done = fileDone(f);
+    const sp = perFile && perFile.get(f.path);
+    const fresh = sp && Date.now() - sp.at < 3000 && done < f.size && job.state === 'running';
+    const filePct = pct(done, f.size);
+    rows.push(
+      h('span', { class: 'path mono' }, f.path),
+      h('progress', { max: 100, value: filePct, 'aria-label': `${f.path}: ${filePct}%` }),
+      h('span', { class: 'figures' }, `${fmtBytes(done)} / ${fmtBytes(f.size)}`,
+        fresh ? ` · ${fmtSpeed(sp.speed)} · ETA ${fmtEta((f.size - done) / sp.speed)}` : '',
+        f.state && f.state !== 'done' && f.state !== 'running' ? ` · ${f.state}` : ''));
+  }
+  grid.replaceChildren(...rows);
+  $('summary', node).textContent = `${(job.files || []).length} file${(job.files || []).length === 1 ? '' : 's'}`;
+}
+
+function renderTotals() {
+  const jobs = jobsState.order.map((id) => jobsState.byId.get(id)).filter(Boolean);
+  const active = jobs.filter((j) => ACTIVE.has(j.state));
+  const running = jobs.filter((j) => j.state === 'running');
+  const speed = running.reduce((s, j) => s + jobSpeed(j), 0);
+  const done = active.reduce((s, j) => s + j.bytes_done, 0);
+  const total = active.reduce((s, j) => s + j.bytes_total, 0);
+  $('#totals').textContent = active.length
+    ? `${active.length} active · ${fmtBytes(done)} of ${fmtBytes(total)} · ${fmtSpeed(speed)}${speed > 0 ? ` · ETA ${fmtEta((total - done) / speed)}` : ''}`
+    : '';
+  $('#downloads-count').textContent = active.length ? String(active.length) : '';
+  $('#jobs-empty').hidden = jobs.length > 0;
+}
+
+function scheduleRender(id) {
+  jobsState.pending.add(id);
+  if (jobsState.frame) return;
+  jobsState.frame = requestAnimationFrame(() => {
+    jobsState.frame = 0;
+    for (const jobId of jobsState.pending) {
+      const job = jobsState.byId.get(jobId);
+      if (job) renderJob(job);
+    }
+    jobsState.pending.clear();
+    renderTotals();
+  });
+}
+
+function upsertJob(job) {
+  const before = jobsState.byId.get(job.id);
+  jobsState.byId.set(job.id, job);
+  if (!jobsState.order.includes(job.id)) jobsState.order.push(job.id);
+  scheduleRender(job.id);
+  if (before && before.state !== job.state && (job.state === 'done' || job.state === 'cancelled')) {
+    jobsState.speeds.delete(job.id);
+    if (!$('#panel-cache').hidden) refreshCache();
+  }
+}
+
+function applyProgress(event) {
+  const job = jobsState.byId.get(event.job_id);
+  if (!job) { refreshJobs(); return; }
+  let perFile = jobsState.speeds.get(job.id);
+  if (!perFile) { perFile = new Map(); jobsState.speeds.set(job.id, perFile); }
+  perFile.set(event.path, { speed: event.speed_bps || 0, at: Date.now(), done: event.done, total: event.total });
+  const file = (job.files || []).find((f) => f.path === event.path);
+  if (file) {
+    file.done = event.done;
+    if (event.total) file.size = event.total;
+  } else {
+    job.files = [...(job.files || []), { path: event.path, size: event.total, done: event.done, state: 'running' }];
+  }
+  job.bytes_done = job.files.reduce((s, f) => s + fileDone(f), 0);
+  if (job.state === 'queued' || job.state === 'deferred') job.state = 'running';
+  scheduleRender(job.id);
+}
+
+async function refreshJobs() {
+  const box = $('#jobs-error');
+  try {
+    const jobs = await api.jobs();
+    clearError(box);
+    jobsState.order = jobs.map((j) => j.id);
+    jobsState.byId = new Map(jobs.map((j) => [j.id, j]));
+    // Reorder the existing nodes to the queue's order and drop vanished jobs.
+    const list = $('#jobs');
+    for (const li of $$('li[data-id]', list)) if (!jobsState.byId.has(Number(li.dataset.id)) && !jobsState.byId.has(li.dataset.id)) li.remove();
+    for (const job of jobs) renderJob(job);
+    for (const job of jobs) list.append($(`li[data-id="${job.id}"]`, list));
+    renderTotals();
+  } catch (err) {
+    showError(box, err);
+  }
+}
+
+$('#pause-all').addEventListener('click', (e) => busy(e.currentTarget, async () => {
+  const { affected } = await api.pauseAll();
+  toast('Paused', `${affected} download${affected === 1 ? '' : 's'} paused`);
+  await refreshJobs();
+}));
+$('#resume-all').addEventListener('click', (e) => busy(e.currentTarget, async () => {
+  const { affected } = await api.resumeAll();
+  toast('Resumed', `${affected} download${affected === 1 ? '' : 's'} resumed`);
+  await refreshJobs();
+}));
+onShow['tab-downloads'] = refreshJobs;
+
+// Keep speeds and ETAs honest when events stop arriving (e.g. a stalled connection).
+setInterval(() => { for (const id of jobsState.order) if ((jobsState.byId.get(id) || {}).state === 'running') scheduleRender(id); }, 1000);
+
+// ---------------------------------------------------------------------------------------------
+// Cache browser
+
+async function refreshStats() {
+  try {
+    const s = await api.stats();
+    const total = s.hits + s.misses;
+    const item = (label, value) => h('div', {}, h('dt', {}, label), h('dd', {}, value));
+    $('#stats').replaceChildren(
+      item('Storage used', `${fmtBytes(s.storage_used_bytes)}${s.budget_bytes ? ` of ${fmtBytes(s.budget_bytes)}` : ''}`),
+      item('Downloaded', fmtBytes(s.bytes_downloaded)),
+      item('Served from cache', fmtBytes(s.bytes_from_cache)),
+      item('Cache hits', total ? `${s.hits} of ${total} (${pct(s.hits, total)}%)` : '—'));
+  } catch (err) {
+    $('#stats').replaceChildren();
+  }
+}
+
+function renderCache(repos) {
+  const body = $('#cache-table tbody');
+  $('#cache-empty').hidden = repos.length > 0;
+  $('#cache-table').hidden = repos.length === 0;
+  body.replaceChildren(...repos.map((r) => {
+    const pinId = `pin-${r.repo.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    const revisions = (r.revisions || []).map((rev) => h('li', {},
+      h('span', { class: 'mono' }, String(rev.commit).slice(0, 10)),
+      rev.refs && rev.refs.length ? ` (${rev.refs.join(', ')})` : '',
+      ` · ${rev.files} file${rev.files === 1 ? '' : 's'} · ${fmtBytes(rev.size_bytes)} `,
+      (r.revisions || []).length > 1 ? h('button', { type: 'button', class: 'small', 'aria-label': `Delete revision ${String(rev.commit).slice(0, 10)} of ${r.repo}`,
+        onclick: (e) => deleteCached(e.currentTarget, r, rev) }, 'Delete') : null));
+    return h('tr', { dataset: { repo: r.repo } },
+      h('td', {},
+        h('div', { class: 'variant-name' }, r.repo),
+        r.repo_type && r.repo_type !== 'model' ? h('span', { class: 'badge neutral' }, r.repo_type) : null,
+        h('details', { class: 'files' }, h('summary', {}, `${(r.revisions || []).length} revision${(r.revisions || []).length === 1 ? '' : 's'}`),
+          h('ul', { class: 'revisions' }, revisions), h('div', { class: 'muted small mono' }, r.path))),
+      h('td', { class: 'num' }, fmtBytes(r.size_bytes)),
+      h('td', { title: r.last_used ? new Date(r.last_used).toLocaleString() : '' }, fmtAgo(r.last_used)),
+      h('td', {}, h('label', { class: 'switch', for: pinId },
+        h('input', { type: 'checkbox', id: pinId, role: 'switch', checked: Boolean(r.pinned), 'aria-label': `Pin ${r.repo}`,
+          onchange: (e) => togglePin(e.currentTarget, r) }),
+        h('span', {}, r.pinned ? 'Pinned' : 'No'))),
+      h('td', {}, h('div', { class: 'row-actions' },
+        h('button', { type: 'button', class: 'small', 'aria-label': `Show ${r.repo} in the file manager`,
+          onclick: (e) => busy(e.currentTarget, async () => {
+            const { path } = await api.reveal(r.repo);
+            toast(api.transport === 'ipc' ? 'Opened in the file manager' : 'Folder', path);
+          }) }, 'Reveal'),
+        h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete ${r.repo}`,
+          onclick: (e) => deleteCached(e.currentTarget, r, null) }, 'Delete'))));
+  }));
+}
+
+async function togglePin(box, repo) {
+  const wanted = box.checked;
+  box.disabled = true;
+  try {
+    const updated = await api.pin(repo.repo, wanted);
+    box.checked = Boolean(updated.pinned);
+    box.nextElementSibling.textContent = updated.pinned ? 'Pinned' : 'No';
+  } catch (err) {
+    box.checked = !wanted;
+    showError($('#cache-error'), err);
+  } finally {
+    box.disabled = false;
+  }
+}
+
+async function deleteCached(button, repo, revision) {
+  const what = revision ? `revision ${String(revision.commit).slice(0, 10)} of ${repo.repo}` : repo.repo;
+  const size = revision ? revision.size_bytes : repo.size_bytes;
+  const extra = repo.pinned && !revision ? ' It is pinned.' : '';
+  const ok = await confirmDialog(`Delete ${what}?`, `This removes ${fmtBytes(size)} from the cache; other programs using it will have to download it again.${extra}`, 'Delete');
+  if (!ok) { button.focus(); return; }
+  await busy(button, async () => {
+    const { freed_bytes: freed } = await api.deleteCached(repo.repo, revision ? revision.commit : null);
+    toast('Deleted', `${what}: ${fmtBytes(freed)} freed`);
+    await refreshCache();
+  });
+}
+
+async function refreshCache() {
+  const box = $('#cache-error');
+  try {
+    const repos = await api.cacheList();
+    clearError(box);
+    renderCache(repos);
+  } catch (err) {
+    showError(box, err);
+  }
+  refreshStats();
+}
+
+$('#cache-refresh').addEventListener('click', (e) => busy(e.currentTarget, refreshCache));
+onShow['tab-cache'] = refreshCache;
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+const BYTE_UNITS = { MB: 1e6, GB: 1e9, TB: 1e12 };
+const RATE_UNITS = { 'KB/s': 1e3, 'MB/s': 1e6, 'Mbit/s': 125000 };
+let loadedSettings = null;
+
+/** Shows a byte figure in the largest unit that keeps it at 1 or more. */
+function setAmount(input, select, units, value) {
+  if (value === null || value === undefined) { input.value = ''; return; }
+  const names = Object.keys(units).filter((u) => !u.startsWith('Mbit'));
+  let unit = names[0];
+  for (const u of names) if (value >= units[u]) unit = u;
+  select.value = unit;
+  input.value = String(Math.round((value / units[unit]) * 1000) / 1000);
+}
+
+function readAmount(input, select, units, label, allowEmpty) {
+  const raw = input.value.trim();
+  if (raw === '') {
+    if (allowEmpty) return null;
+    throw new ApiError('invalid_input', `${label} needs a value`, null);
+  }
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new ApiError('invalid_input', `${label} must be a positive number, not \`${raw}\``, null);
+  return Math.round(n * units[select.value]);
+}
+
+function fillSettings(s) {
+  loadedSettings = s;
+  $('#set-cache-dir').value = s.cache_dir || '';
+  setAmount($('#set-budget'), $('#set-budget-unit'), BYTE_UNITS, s.size_budget_bytes);
+  setAmount($('#set-reserve'), $('#set-reserve-unit'), BYTE_UNITS, s.disk_reserve_bytes);
+  setAmount($('#set-rate'), $('#set-rate-unit'), RATE_UNITS, s.max_rate_bps);
+  $('#set-connections').value = s.connections ?? '';
+  $('#set-endpoint').value = s.endpoint || '';
+  $('#set-mirrors').value = (s.mirrors || []).join('\n');
+  $('#set-offline').checked = Boolean(s.offline);
+  const battery = s.battery_policy || { mode: 'never', percent: 20 };
+  $('#set-battery-mode').value = battery.mode;
+  $('#set-battery-percent').value = battery.percent ?? 20;
+  $('#set-battery-percent').disabled = battery.mode !== 'below';
+  $('#set-schedule-on').checked = Boolean(s.schedule);
+  $('#set-schedule-start').value = s.schedule ? s.schedule.start : '01:00';
+  $('#set-schedule-end').value = s.schedule ? s.schedule.end : '07:00';
+  syncScheduleInputs();
+  $('#token-status').textContent = s.token_set ? 'set' : 'not set';
+}
+
+function syncScheduleInputs() {
+  const on = $('#set-schedule-on').checked;
+  $('#set-schedule-start').disabled = !on;
+  $('#set-schedule-end').disabled = !on;
+}
+
+$('#set-schedule-on').addEventListener('change', syncScheduleInputs);
+$('#set-battery-mode').addEventListener('change', () => { $('#set-battery-percent').disabled = $('#set-battery-mode').value !== 'below'; });
+
+/** Reads the form into a partial AppSettings holding only what differs from what was loaded. */
+function readSettingsForm() {
+  const s = {
+    cache_dir: $('#set-cache-dir').value.trim(),
+    size_budget_bytes: readAmount($('#set-budget'), $('#set-budget-unit'), BYTE_UNITS, 'Size budget', true),
+    disk_reserve_bytes: readAmount($('#set-reserve'), $('#set-reserve-unit'), BYTE_UNITS, 'Disk reserve', false),
+    max_rate_bps: readAmount($('#set-rate'), $('#set-rate-unit'), RATE_UNITS, 'Bandwidth limit', true),
+    endpoint: $('#set-endpoint').value.trim(),
+    mirrors: $('#set-mirrors').value.split('\n').map((m) => m.trim()).filter(Boolean),
+    offline: $('#set-offline').checked,
+    battery_policy: { mode: $('#set-battery-mode').value, percent: Number($('#set-battery-percent').value) },
+    schedule: $('#set-schedule-on').checked ? { start: $('#set-schedule-start').value, end: $('#set-schedule-end').value } : null,
+  };
+  const connections = Number($('#set-connections').value);
+  if (!Number.isInteger(connections) || connections < 1 || connections > 256) {
+    throw new ApiError('invalid_input', 'Connections must be a whole number from 1 to 256', null);
+  }
+  s.connections = connections;
+  if (s.max_rate_bps === 0) throw new ApiError('invalid_input', 'A bandwidth limit of 0 would stop all downloads', 'Leave the field empty for no limit, or pause downloads instead.');
+  if (!s.cache_dir) throw new ApiError('invalid_input', 'The cache folder cannot be empty', null);
+  const p = s.battery_policy.percent;
+  if (!Number.isInteger(p) || p < 0 || p > 100) throw new ApiError('invalid_input', 'The battery level must be a whole percentage from 0 to 100', null);
+  for (const url of [s.endpoint, ...s.mirrors]) {
+    let parsed = null;
+    try { parsed = new URL(url); } catch (_) { parsed = null; }
+    if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new ApiError('invalid_input', `\`${url}\` is not an http(s) URL`, null);
+  }
+  if (s.schedule && (!/^\d\d:\d\d$/.test(s.schedule.start) || !/^\d\d:\d\d$/.test(s.schedule.end))) {
+    throw new ApiError('invalid_input', 'The schedule needs a start and an end time', null);
+  }
+  const partial = {};
+  for (const [key, value] of Object.entries(s)) {
+    if (!loadedSettings || JSON.stringify(loadedSettings[key]) !== JSON.stringify(value)) partial[key] = value;
+  }
+  return partial;
+}
+
+async function loadSettings() {
+  const box = $('#settings-error');
+  try {
+    fillSettings(await api.settings());
+    clearError(box);
+  } catch (err) {
+    showError(box, err);
+  }
+}
+
+$('#settings-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const box = $('#settings-error');
+  const saved = $('#settings-saved');
+  saved.textContent = '';
+  clearError(box);
+  let partial;
+  try { partial = readSettingsForm(); } catch (err) { showError(box, err); return; }
+  if (Object.keys(partial).length === 0) { saved.textContent = 'Nothing changed.'; return; }
+  const button = $('#settings-save');
+  button.disabled = true;
+  try {
+    fillSettings(await api.updateSettings(partial));
+    saved.textContent = 'Saved.';
+    refreshHealth();
+  } catch (err) {
+    showError(box, err);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+async function saveToken(value) {
+  const msg = $('#token-msg');
+  msg.textContent = '';
+  try {
+    const { token_set: set } = await api.setToken(value);
+    $('#token-status').textContent = set ? 'set' : 'not set';
+    $('#token-input').value = '';
+    msg.textContent = set ? 'Token saved.' : 'Token removed.';
+  } catch (err) {
+    showError($('#settings-error'), err);
+  }
+}
+
+$('#token-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const value = $('#token-input').value.trim();
+  if (!value) { showError($('#settings-error'), new ApiError('invalid_input', 'Paste a token first', 'Create one at huggingface.co/settings/tokens (read access is enough).')); return; }
+  saveToken(value);
+});
+$('#token-clear').addEventListener('click', () => saveToken(null));
+onShow['tab-settings'] = loadSettings;
+
+// ---------------------------------------------------------------------------------------------
+// Engine events and start-up
+
+function onEngineEvent(event) {
+  if (!event || typeof event !== 'object') return;
+  switch (event.type) {
+    case 'job': {
+      const job = event.job || event;
+      if (job && job.id !== undefined) upsertJob(job);
+      break;
+    }
+    case 'progress':
+      applyProgress(event);
+      break;
+    case 'notification':
+      toast(event.title, event.body, event.level === 'error' ? 'error' : 'info');
+      break;
+    default:
+      break;
+  }
+}
+
+function start() {
+  if (!api.hasCredentials) {
+    showError($('#search-error'), new ApiError('unauthorized', 'This page was opened without its access secret',
+      'Open the link printed by `mcache serve` (it ends with `#token=…`), or use the desktop app.'));
+  }
+  $('#about').textContent = `Connected through ${api.transport === 'ipc' ? 'the app (IPC)' : 'the local API'}.`;
+  api.subscribe(onEngineEvent, (s) => {
+    const was = status.stream;
+    status.stream = s;
+    renderStatus();
+    // After a reconnect, events may have been missed: reload the queue.
+    if (s === 'live' && was !== 'live') refreshJobs();
+  });
+  refreshHealth();
+  setInterval(refreshHealth, 15000);
+  refreshJobs();
+  loadSettings();
+  $('#search-input').focus();
+}
+
+start();
