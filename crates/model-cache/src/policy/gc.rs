@@ -1,0 +1,706 @@
+//! The file-system side of cache policies: what is in the hub cache, and removing parts of it
+//! consistently.
+//!
+//! [`scan`] reads the hub-cache layout (`models--org--name/{blobs,snapshots,refs,.no_exist}`)
+//! into an [`Inventory`]: revisions with the blobs they link, blobs nothing links, and
+//! `.incomplete` downloads. [`delete_revision`] removes a revision in the order that never leaves
+//! a dangling link: snapshot links first, then blobs no other snapshot links, then refs pointing at
+//! the commit and its `.no_exist` markers, then the repo folder when nothing is left.
+//!
+//! **Architecture Invariant:** every path removed is built from the cache root and names checked
+//! to be single plain segments; symlinks are removed as links, never followed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::PolicyError;
+use super::evict::{BlobUse, CachedRevision, LastUsedSource};
+use crate::repo::RepoId;
+
+/// A revision found on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionOnDisk {
+    pub commit: String,
+    pub refs: Vec<String>,
+    pub blobs: Vec<BlobUse>,
+    /// Newest access or modification time of its files, the fallback last-use time.
+    pub file_time: SystemTime,
+}
+
+/// A file found on disk that eviction does not account to a revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LooseFile {
+    pub repo: RepoId,
+    pub path: PathBuf,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// One repo found on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoOnDisk {
+    pub repo: RepoId,
+    pub path: PathBuf,
+    pub revisions: Vec<RevisionOnDisk>,
+}
+
+/// Everything in a hub cache that cache policies care about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub repos: Vec<RepoOnDisk>,
+    /// Blobs no snapshot links.
+    pub unreferenced: Vec<LooseFile>,
+    /// Partial downloads (`blobs/*.incomplete`).
+    pub incomplete: Vec<LooseFile>,
+}
+
+impl Inventory {
+    /// Bytes on disk: linked blobs once each, plus unreferenced blobs and partial downloads.
+    pub fn total_bytes(&self) -> u64 {
+        let linked = super::evict::total_size(&self.candidates(&|_, _| None, &|_, _| false));
+        linked + self.loose_bytes()
+    }
+
+    /// Bytes in unreferenced blobs and partial downloads.
+    pub fn loose_bytes(&self) -> u64 {
+        self.unreferenced
+            .iter()
+            .chain(&self.incomplete)
+            .map(|f| f.size)
+            .sum()
+    }
+
+    /// The revisions as eviction candidates. `last_used` gives our own last-use record (from
+    /// the index) when there is one; otherwise the file times are used. `pinned` tells which
+    /// revisions are pinned.
+    pub fn candidates(
+        &self,
+        last_used: &dyn Fn(&RepoId, &str) -> Option<SystemTime>,
+        pinned: &dyn Fn(&RepoId, &str) -> bool,
+    ) -> Vec<CachedRevision> {
+        let mut out = Vec::new();
+        for repo in &self.repos {
+            for revision in &repo.revisions {
+                let (time, source) = match last_used(&repo.repo, &revision.commit) {
+                    Some(t) => (t, LastUsedSource::Index),
+                    None => (revision.file_time, LastUsedSource::FileTimes),
+                };
+                out.push(CachedRevision {
+                    repo: repo.repo.clone(),
+                    commit: revision.commit.clone(),
+                    refs: revision.refs.clone(),
+                    blobs: revision.blobs.clone(),
+                    last_used: time,
+                    last_used_source: source,
+                    pinned: pinned(&repo.repo, &revision.commit),
+                    in_use: false,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// What a removal took away (or, in a dry run, would take away).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    pub paths: Vec<PathBuf>,
+    pub bytes_freed: u64,
+}
+
+impl Removal {
+    fn add(&mut self, other: Removal) {
+        self.paths.extend(other.paths);
+        self.bytes_freed += other.bytes_freed;
+    }
+}
+
+fn scan_err(path: &Path) -> impl FnOnce(std::io::Error) -> PolicyError + '_ {
+    move |source| PolicyError::Scan {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn remove_err(path: &Path) -> impl FnOnce(std::io::Error) -> PolicyError + '_ {
+    move |source| PolicyError::Remove {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A name usable as one path segment under the cache: not empty, not `.`/`..`, no separator.
+fn plain_segment(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && Path::new(name).components().count() == 1
+}
+
+fn newest_time(meta: &fs::Metadata) -> SystemTime {
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let accessed = meta.accessed().unwrap_or(SystemTime::UNIX_EPOCH);
+    modified.max(accessed)
+}
+
+/// Reads every ref file under `refs/` (nested ones such as `refs/pr/1` included):
+/// ref name → commit.
+fn read_refs(repo_dir: &Path) -> Result<Vec<(String, String, PathBuf)>, PolicyError> {
+    let mut out = Vec::new();
+    let root = repo_dir.join("refs");
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(scan_err(&dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(scan_err(&dir))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(scan_err(&path))?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let commit = fs::read_to_string(&path).map_err(scan_err(&path))?;
+                let name = path
+                    .strip_prefix(&root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((name, commit.trim().to_string(), path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Walks a snapshot folder without following symlinked folders: each file is either a link into
+/// `../../blobs/{etag}` (keyed by the etag) or a copied file (keyed by its own path).
+fn snapshot_blobs(
+    repo_dir: &Path,
+    snapshot: &Path,
+) -> Result<(Vec<BlobUse>, SystemTime), PolicyError> {
+    let blobs_dir = repo_dir.join("blobs");
+    let mut blobs = Vec::new();
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut stack = vec![snapshot.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(scan_err(&dir))? {
+            let entry = entry.map_err(scan_err(&dir))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(scan_err(&path))?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_symlink() {
+                let target = fs::read_link(&path).map_err(scan_err(&path))?;
+                let resolved = path.parent().unwrap_or(snapshot).join(&target);
+                let name = resolved
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                // Only links that land in this repo's own `blobs/` are blobs we account for; a
+                // link pointing anywhere else is not ours to size or remove.
+                let parent_is_blobs = lexical_normalize(resolved.parent().unwrap_or(snapshot))
+                    == lexical_normalize(&blobs_dir);
+                if parent_is_blobs && plain_segment(&name) {
+                    if let Ok(meta) = fs::metadata(blobs_dir.join(&name)) {
+                        newest = newest.max(newest_time(&meta));
+                        blobs.push(BlobUse {
+                            key: name,
+                            size: meta.len(),
+                        });
+                    }
+                }
+            } else if kind.is_file() {
+                let meta = entry.metadata().map_err(scan_err(&path))?;
+                newest = newest.max(newest_time(&meta));
+                let relative = path.strip_prefix(repo_dir).unwrap_or(&path);
+                blobs.push(BlobUse {
+                    key: format!("file:{}", relative.to_string_lossy()),
+                    size: meta.len(),
+                });
+            }
+        }
+    }
+    blobs.sort_by(|a, b| a.key.cmp(&b.key));
+    blobs.dedup_by(|a, b| a.key == b.key);
+    Ok((blobs, newest))
+}
+
+/// Resolves `.` and `..` without touching the file system.
+fn lexical_normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Reads the hub cache at `root`. A missing root is an empty cache. Folders that are not repos
+/// (`.locks`, `CACHEDIR.TAG`, foreign folders) are skipped.
+pub fn scan(root: &Path) -> Result<Inventory, PolicyError> {
+    let mut inventory = Inventory::default();
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(inventory),
+        Err(e) => return Err(scan_err(root)(e)),
+    };
+    let mut folders: Vec<(RepoId, PathBuf)> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(scan_err(root))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // A symlinked repo folder could lead out of the cache: skip it.
+        if !entry.file_type().map_err(scan_err(root))?.is_dir() {
+            continue;
+        }
+        if let Some(repo) = RepoId::from_folder_name(&name) {
+            folders.push((repo, entry.path()));
+        }
+    }
+    folders.sort_by(|a, b| a.1.cmp(&b.1));
+
+    for (repo, repo_dir) in folders {
+        let refs = read_refs(&repo_dir)?;
+        let mut revisions = Vec::new();
+        let mut linked: HashSet<String> = HashSet::new();
+        let snapshots = repo_dir.join("snapshots");
+        if let Ok(entries) = fs::read_dir(&snapshots) {
+            for entry in entries {
+                let entry = entry.map_err(scan_err(&snapshots))?;
+                let commit = entry.file_name().to_string_lossy().into_owned();
+                if !entry.file_type().map_err(scan_err(&snapshots))?.is_dir()
+                    || !plain_segment(&commit)
+                {
+                    continue;
+                }
+                let (blobs, file_time) = snapshot_blobs(&repo_dir, &entry.path())?;
+                linked.extend(blobs.iter().map(|b| b.key.clone()));
+                revisions.push(RevisionOnDisk {
+                    refs: refs
+                        .iter()
+                        .filter(|(_, c, _)| *c == commit)
+                        .map(|(name, _, _)| name.clone())
+                        .collect(),
+                    commit,
+                    blobs,
+                    file_time,
+                });
+            }
+        }
+        revisions.sort_by(|a, b| a.commit.cmp(&b.commit));
+
+        let blobs_dir = repo_dir.join("blobs");
+        if let Ok(entries) = fs::read_dir(&blobs_dir) {
+            for entry in entries {
+                let entry = entry.map_err(scan_err(&blobs_dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !entry.file_type().map_err(scan_err(&blobs_dir))?.is_file() {
+                    continue;
+                }
+                let meta = entry.metadata().map_err(scan_err(&blobs_dir))?;
+                let file = LooseFile {
+                    repo: repo.clone(),
+                    path: entry.path(),
+                    size: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                };
+                if name.ends_with(".incomplete") {
+                    inventory.incomplete.push(file);
+                } else if !linked.contains(&name) {
+                    inventory.unreferenced.push(file);
+                }
+            }
+        }
+        inventory.repos.push(RepoOnDisk {
+            repo,
+            path: repo_dir,
+            revisions,
+        });
+    }
+    inventory.unreferenced.sort_by(|a, b| a.path.cmp(&b.path));
+    inventory.incomplete.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(inventory)
+}
+
+/// Checks that `path` is lexically inside `root` before anything is removed there.
+fn ensure_inside(root: &Path, path: &Path) -> Result<(), PolicyError> {
+    if lexical_normalize(path).starts_with(lexical_normalize(root)) && path != root {
+        Ok(())
+    } else {
+        Err(PolicyError::OutsideCache {
+            path: path.to_path_buf(),
+            root: root.to_path_buf(),
+        })
+    }
+}
+
+fn remove_file(root: &Path, path: &Path, dry_run: bool) -> Result<bool, PolicyError> {
+    ensure_inside(root, path)?;
+    if dry_run {
+        return Ok(fs::symlink_metadata(path).is_ok());
+    }
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(remove_err(path)(e)),
+    }
+}
+
+fn remove_dir(root: &Path, path: &Path, dry_run: bool) -> Result<bool, PolicyError> {
+    ensure_inside(root, path)?;
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(remove_err(path)(e)),
+    };
+    if dry_run {
+        return Ok(true);
+    }
+    // `remove_dir_all` removes symlinks inside as links and does not follow them; a symlink in
+    // place of the folder itself is removed as a link too.
+    let result = if meta.file_type().is_symlink() {
+        fs::remove_file(path)
+    } else {
+        fs::remove_dir_all(path)
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(remove_err(path)(e)),
+    }
+}
+
+/// Removes one revision of a repo: its snapshot links, the blobs no other snapshot of the repo
+/// links, the refs pointing at it, its `.no_exist` markers, and the whole repo folder (with its
+/// `.locks/` folder) when no revision is left. With `dry_run` nothing is touched and the result
+/// says what would go.
+pub fn delete_revision(
+    root: &Path,
+    repo: &RepoId,
+    commit: &str,
+    dry_run: bool,
+) -> Result<Removal, PolicyError> {
+    let not_cached = || PolicyError::NotCached {
+        repo: repo.to_string(),
+        commit: commit.to_string(),
+    };
+    if !plain_segment(commit) {
+        return Err(not_cached());
+    }
+    let repo_dir = root.join(repo.folder_name());
+    let snapshot = repo_dir.join("snapshots").join(commit);
+    match fs::symlink_metadata(&snapshot) {
+        Ok(meta) if meta.is_dir() => {}
+        _ => return Err(not_cached()),
+    }
+    let (mine, _) = snapshot_blobs(&repo_dir, &snapshot)?;
+    let mut still_linked: HashSet<String> = HashSet::new();
+    let mut others = 0;
+    if let Ok(entries) = fs::read_dir(repo_dir.join("snapshots")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == commit || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            others += 1;
+            let (blobs, _) = snapshot_blobs(&repo_dir, &entry.path())?;
+            still_linked.extend(blobs.into_iter().map(|b| b.key));
+        }
+    }
+
+    let mut removal = Removal::default();
+    // Links first: a crash after this step leaves unreferenced blobs (cleaned later), never a
+    // link to a missing blob.
+    let copied_bytes: u64 = mine
+        .iter()
+        .filter(|b| b.key.starts_with("file:"))
+        .map(|b| b.size)
+        .sum();
+    if remove_dir(root, &snapshot, dry_run)? {
+        removal.paths.push(snapshot.clone());
+        removal.bytes_freed += copied_bytes;
+    }
+    for blob in mine.iter().filter(|b| !b.key.starts_with("file:")) {
+        if still_linked.contains(&blob.key) || !plain_segment(&blob.key) {
+            continue;
+        }
+        let path = repo_dir.join("blobs").join(&blob.key);
+        if remove_file(root, &path, dry_run)? {
+            removal.paths.push(path);
+            removal.bytes_freed += blob.size;
+        }
+    }
+    for (_, target, path) in read_refs(&repo_dir)? {
+        if target == commit && remove_file(root, &path, dry_run)? {
+            removal.paths.push(path);
+        }
+    }
+    let no_exist = repo_dir.join(".no_exist").join(commit);
+    if remove_dir(root, &no_exist, dry_run)? {
+        removal.paths.push(no_exist);
+    }
+    if others == 0 {
+        // Nothing left that a reader could use: the repo folder goes, with any blobs left over
+        // and its lock folder.
+        let leftover: u64 = fs::read_dir(repo_dir.join("blobs"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        !removal.paths.contains(&e.path()) && e.file_type().is_ok_and(|t| t.is_file())
+                    })
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if remove_dir(root, &repo_dir, dry_run)? {
+            removal.paths.push(repo_dir.clone());
+            removal.bytes_freed += leftover;
+        }
+        let locks = root.join(".locks").join(repo.folder_name());
+        if remove_dir(root, &locks, dry_run)? {
+            removal.paths.push(locks);
+        }
+    }
+    tracing::info!(%repo, commit, bytes = removal.bytes_freed, dry_run, "removed revision");
+    Ok(removal)
+}
+
+/// Removes every revision of a repo.
+pub fn delete_repo(root: &Path, repo: &RepoId, dry_run: bool) -> Result<Removal, PolicyError> {
+    let inventory = scan(root)?;
+    let Some(found) = inventory.repos.iter().find(|r| &r.repo == repo) else {
+        return Err(PolicyError::NotCached {
+            repo: repo.to_string(),
+            commit: "*".to_string(),
+        });
+    };
+    let mut removal = Removal::default();
+    if dry_run {
+        // Every revision goes, so every blob goes: count each once.
+        let candidates = inventory.candidates(&|_, _| None, &|_, _| false);
+        let mine: Vec<_> = candidates.into_iter().filter(|c| &c.repo == repo).collect();
+        removal.bytes_freed = super::evict::total_size(&mine)
+            + inventory
+                .unreferenced
+                .iter()
+                .chain(&inventory.incomplete)
+                .filter(|f| &f.repo == repo)
+                .map(|f| f.size)
+                .sum::<u64>();
+        removal.paths.push(found.path.clone());
+        return Ok(removal);
+    }
+    for revision in &found.revisions {
+        removal.add(delete_revision(root, repo, &revision.commit, false)?);
+    }
+    if found.revisions.is_empty() && remove_dir(root, &found.path, false)? {
+        removal.paths.push(found.path.clone());
+    }
+    Ok(removal)
+}
+
+/// Removes `.incomplete` files untouched for `older_than`, except those in `keep` (files of
+/// jobs the index still knows about).
+pub fn clean_stale_incomplete(
+    root: &Path,
+    inventory: &Inventory,
+    older_than: Duration,
+    now: SystemTime,
+    keep: &HashSet<PathBuf>,
+    dry_run: bool,
+) -> Result<Removal, PolicyError> {
+    let mut removal = Removal::default();
+    for file in &inventory.incomplete {
+        let age = now.duration_since(file.modified).unwrap_or(Duration::ZERO);
+        if age < older_than || keep.contains(&file.path) {
+            continue;
+        }
+        if remove_file(root, &file.path, dry_run)? {
+            removal.paths.push(file.path.clone());
+            removal.bytes_freed += file.size;
+        }
+    }
+    Ok(removal)
+}
+
+/// Removes blobs no snapshot links, once older than `grace` (a younger one may be a download
+/// between its rename and its link).
+pub fn clean_unreferenced_blobs(
+    root: &Path,
+    inventory: &Inventory,
+    grace: Duration,
+    now: SystemTime,
+    dry_run: bool,
+) -> Result<Removal, PolicyError> {
+    let mut removal = Removal::default();
+    for file in &inventory.unreferenced {
+        let age = now.duration_since(file.modified).unwrap_or(Duration::ZERO);
+        if age < grace {
+            continue;
+        }
+        if remove_file(root, &file.path, dry_run)? {
+            removal.paths.push(file.path.clone());
+            removal.bytes_freed += file.size;
+        }
+    }
+    Ok(removal)
+}
+
+/// Old revisions of `repo`: those no ref points at, when at least one revision a ref points at
+/// is present (the newer one). Pinned revisions are kept.
+pub fn old_revisions(
+    inventory: &Inventory,
+    repo: &RepoId,
+    pinned: &dyn Fn(&RepoId, &str) -> bool,
+) -> Vec<String> {
+    let Some(found) = inventory.repos.iter().find(|r| &r.repo == repo) else {
+        return Vec::new();
+    };
+    if !found.revisions.iter().any(|r| !r.refs.is_empty()) {
+        return Vec::new();
+    }
+    found
+        .revisions
+        .iter()
+        .filter(|r| r.refs.is_empty() && !pinned(repo, &r.commit))
+        .map(|r| r.commit.clone())
+        .collect()
+}
+
+/// Per-repo figures for reports: bytes each repo holds.
+pub fn repo_sizes(inventory: &Inventory) -> HashMap<RepoId, u64> {
+    let mut out = HashMap::new();
+    let candidates = inventory.candidates(&|_, _| None, &|_, _| false);
+    for repo in &inventory.repos {
+        let mine: Vec<_> = candidates
+            .iter()
+            .filter(|c| c.repo == repo.repo)
+            .cloned()
+            .collect();
+        out.insert(repo.repo.clone(), super::evict::total_size(&mine));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a repo the way the store does: blobs, relative links, a ref.
+    fn write_revision(root: &Path, repo: &RepoId, commit: &str, files: &[(&str, &str, &[u8])]) {
+        let dir = root.join(repo.folder_name());
+        fs::create_dir_all(dir.join("blobs")).unwrap();
+        fs::create_dir_all(dir.join("refs")).unwrap();
+        for (path, etag, content) in files {
+            fs::write(dir.join("blobs").join(etag), content).unwrap();
+            let link = dir.join("snapshots").join(commit).join(path);
+            fs::create_dir_all(link.parent().unwrap()).unwrap();
+            let depth = path.matches('/').count();
+            let target = format!("{}../../blobs/{etag}", "../".repeat(depth));
+            std::os::unix::fs::symlink(target, &link).unwrap();
+        }
+        fs::write(dir.join("refs/main"), commit).unwrap();
+    }
+
+    #[test]
+    fn delete_revision_keeps_shared_blobs_and_stays_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("hub");
+        let repo = RepoId::model("org/m").unwrap();
+        write_revision(
+            &root,
+            &repo,
+            "aaa",
+            &[("config.json", "e1", b"{}"), ("w/model.bin", "e2", b"0123456789")],
+        );
+        write_revision(&root, &repo, "bbb", &[("config.json", "e1", b"{}")]);
+        // An outside file a hostile link points at must survive.
+        let outside = tmp.path().join("precious");
+        fs::write(&outside, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join(repo.folder_name()).join("snapshots/aaa/evil"))
+            .unwrap();
+
+        let inventory = scan(&root).unwrap();
+        assert_eq!(inventory.repos[0].revisions.len(), 2);
+        assert_eq!(inventory.total_bytes(), 12);
+
+        let dry = delete_revision(&root, &repo, "aaa", true).unwrap();
+        assert_eq!(dry.bytes_freed, 10);
+        assert!(root.join("models--org--m/snapshots/aaa").exists(), "dry run touches nothing");
+
+        let done = delete_revision(&root, &repo, "aaa", false).unwrap();
+        assert_eq!(done, dry);
+        assert!(!root.join("models--org--m/snapshots/aaa").exists());
+        assert!(!root.join("models--org--m/blobs/e2").exists());
+        assert!(root.join("models--org--m/blobs/e1").exists(), "still linked by bbb");
+        assert_eq!(fs::read(&outside).unwrap(), b"keep me");
+        // `main` pointed at bbb (written last), so it stays.
+        assert_eq!(fs::read_to_string(root.join("models--org--m/refs/main")).unwrap(), "bbb");
+
+        let last = delete_revision(&root, &repo, "bbb", false).unwrap();
+        assert_eq!(last.bytes_freed, 2);
+        assert!(!root.join("models--org--m").exists(), "empty repo folder removed");
+        assert!(matches!(
+            delete_revision(&root, &repo, "../../etc", false),
+            Err(PolicyError::NotCached { .. })
+        ));
+    }
+
+    #[test]
+    fn stale_incomplete_and_unreferenced_blobs_are_cleaned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let repo = RepoId::model("org/m").unwrap();
+        write_revision(root, &repo, "aaa", &[("a", "e1", b"x")]);
+        let blobs = root.join("models--org--m/blobs");
+        fs::write(blobs.join("orphan"), b"12345").unwrap();
+        fs::write(blobs.join("e9.incomplete"), b"123").unwrap();
+        fs::write(blobs.join("e8.incomplete"), b"1234").unwrap();
+        let inventory = scan(root).unwrap();
+        assert_eq!(inventory.unreferenced.len(), 1);
+        assert_eq!(inventory.incomplete.len(), 2);
+        let later = SystemTime::now() + Duration::from_secs(10 * 86_400);
+        let keep: HashSet<PathBuf> = [blobs.join("e8.incomplete")].into();
+        let removed =
+            clean_stale_incomplete(root, &inventory, Duration::from_secs(86_400), later, &keep, false)
+                .unwrap();
+        assert_eq!(removed.paths, [blobs.join("e9.incomplete")]);
+        assert!(blobs.join("e8.incomplete").exists());
+        // Within the grace period nothing goes; after it the orphan does.
+        let none =
+            clean_unreferenced_blobs(root, &inventory, Duration::from_secs(3600), SystemTime::now(), false)
+                .unwrap();
+        assert!(none.paths.is_empty());
+        let removed =
+            clean_unreferenced_blobs(root, &inventory, Duration::from_secs(3600), later, false).unwrap();
+        assert_eq!(removed.bytes_freed, 5);
+        assert!(blobs.join("e1").exists());
+    }
+
+    #[test]
+    fn old_revisions_are_those_no_ref_points_at() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let repo = RepoId::model("org/m").unwrap();
+        write_revision(root, &repo, "old", &[("a", "e1", b"x")]);
+        write_revision(root, &repo, "new", &[("a", "e2", b"y")]);
+        let inventory = scan(root).unwrap();
+        assert_eq!(old_revisions(&inventory, &repo, &|_, _| false), ["old"]);
+        assert!(old_revisions(&inventory, &repo, &|_, c| c == "old").is_empty());
+    }
+}

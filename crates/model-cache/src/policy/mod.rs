@@ -1,0 +1,97 @@
+//! Cache policies: when downloads may run, and how the cache keeps within its space.
+//!
+//! - [`probe`]: power, disk and memory, read through small traits (real and fake).
+//! - [`defer`]: the pure decision "run now or defer, and why" ([`defer::decide`]).
+//! - [`evict`]: the pure eviction plan, least recently used first, pinned models never
+//!   ([`evict::plan_eviction`]).
+//! - [`gc`]: the file-system side: an inventory of the hub cache, removal of revisions with
+//!   their now-unreferenced blobs and refs, stale `.incomplete` files, unreferenced blobs, old
+//!   revisions.
+//!
+//! **Architecture Invariant:** nothing here removes a path outside the hub-cache root, and
+//! nothing follows a symlink out of it.
+
+pub mod defer;
+pub mod evict;
+pub mod gc;
+pub mod probe;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use defer::{
+    BatteryPolicy, Conditions, Decision, DeferReason, HumanBytes, ReservePolicy, SchedulePolicy,
+    ScheduleWindow, WhenShort, decide,
+};
+pub use evict::{CachedRevision, EvictionGoal, EvictionPlan, plan_eviction};
+pub use probe::{
+    Changes, DiskProbe, DiskSpace, FakeDisk, FakePower, FsDiskProbe, PowerProbe, PowerSource,
+    PowerState, SystemPowerProbe,
+};
+
+/// How the cache keeps within its space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachePolicy {
+    /// Size budget of the hub cache in bytes; `None` for no budget.
+    pub budget: Option<u64>,
+    /// Clean up automatically in the background when the budget is exceeded.
+    pub auto_cleanup: bool,
+    /// `.incomplete` files untouched for this long, and not part of a known job, are removed.
+    pub stale_incomplete_after: Duration,
+    /// Blobs no snapshot links are removed once they are this old (younger ones may be a
+    /// download between its rename and its link).
+    pub unreferenced_blob_grace: Duration,
+    /// Remove a repo's old revisions (no ref points at them) once a newer one is complete.
+    pub prune_old_revisions: bool,
+    /// Storage alert thresholds in percent of the budget, ascending (default 80 and 95).
+    pub alert_percents: Vec<u8>,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        CachePolicy {
+            budget: None,
+            auto_cleanup: true,
+            stale_incomplete_after: Duration::from_secs(7 * 86_400),
+            unreferenced_blob_grace: Duration::from_secs(3600),
+            prune_old_revisions: false,
+            alert_percents: vec![80, 95],
+        }
+    }
+}
+
+/// Errors of the policy layer.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("Could not read the battery state")]
+    Battery {
+        #[source]
+        source: Box<battery::Error>,
+    },
+    #[error("Could not read the free space of `{}`", path.display())]
+    DiskSpace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Could not read `{}` while scanning the cache", path.display())]
+    Scan {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Could not remove `{}`", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Refusing to remove `{}`: it is outside the hub cache `{}`", path.display(), root.display())]
+    OutsideCache { path: PathBuf, root: PathBuf },
+    #[error("Revision `{commit}` of `{repo}` is not in the cache\nhint: `mcache ls` lists cached revisions")]
+    NotCached { repo: String, commit: String },
+    #[error("Revision `{commit}` of `{repo}` is pinned\nhint: unpin it first")]
+    Pinned { repo: String, commit: String },
+}
