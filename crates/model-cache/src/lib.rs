@@ -5,6 +5,7 @@
 //! `store` (the standard Hugging Face cache layout, no network I/O), with the `index` (SQLite in
 //! the app-data folder) recording what is known, in flight and used.
 
+pub mod policy;
 pub mod repo;
 pub mod secret;
 pub mod settings;
