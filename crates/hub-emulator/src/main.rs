@@ -1,1 +1,122 @@
-fn main() {}
+//! `hub-emulator serve`: runs the local Hub until interrupted.
+//!
+//! The first line on stdout is the hub's base URL, printed once both listeners accept
+//! connections; everything else goes to stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hub_emulator::faults::{FaultRule, parse_size};
+use hub_emulator::{Emulator, EmulatorConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "hub-emulator",
+    version,
+    about = "A local Hugging Face Hub for tests and demos"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve repos on 127.0.0.1 until interrupted.
+    Serve(Serve),
+}
+
+#[derive(clap::Args)]
+struct Serve {
+    /// Hub port (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// CDN port (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    cdn_port: u16,
+    /// Serve the built-in demo catalog.
+    #[arg(long)]
+    demo: bool,
+    /// Serve DIR/<org>/<name>/** as repos (repeatable).
+    #[arg(long, value_name = "DIR")]
+    repo_dir: Vec<PathBuf>,
+    /// Size of the `demo/big` GGUF, e.g. 4GiB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    big_repo_size: String,
+    /// Tree entries per page.
+    #[arg(long, default_value_t = hub_emulator::DEFAULT_PAGE_SIZE)]
+    page_size: usize,
+    /// Folder for the hashes of large generated files.
+    #[arg(long, value_name = "DIR")]
+    hash_cache: Option<PathBuf>,
+    /// Accept this token with access to every repo (repeatable).
+    #[arg(long, value_name = "TOKEN")]
+    token: Vec<String>,
+    /// Inject a fault: KIND[=ARG][@GLOB][#COUNT], e.g. `latency=100ms`, `error=503#2`,
+    /// `rate-limit=1#1`, `drop-after=1MB@/cdn/*#1`, `stall=5s`, `ignore-range`,
+    /// `corrupt=100-200`, `conn-bandwidth=10MB`, `total-bandwidth=50MB` (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    fault: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "hub_emulator=info".into()),
+        )
+        .init();
+    let Command::Serve(args) = Cli::parse().command;
+    let big = parse_size(&args.big_repo_size).with_context(|| {
+        format!(
+            "Invalid `--big-repo-size` `{}`; hint: use a size like 4GiB",
+            args.big_repo_size
+        )
+    })?;
+    let mut config = if args.demo {
+        EmulatorConfig::demo_with_big_size(big)
+    } else {
+        EmulatorConfig::default()
+    };
+    for dir in &args.repo_dir {
+        let repos = hub_emulator::catalog::repos_from_dir(dir)
+            .with_context(|| format!("Cannot load repos from `{}`", dir.display()))?;
+        config.repos.extend(repos);
+    }
+    if config.repos.is_empty() {
+        tracing::warn!("No repos to serve; hint: pass --demo or --repo-dir DIR");
+    }
+    config.hub_port = args.port;
+    config.cdn_port = args.cdn_port;
+    config.page_size = args.page_size;
+    if let Some(dir) = args.hash_cache {
+        config.hash_cache_dir = Some(dir);
+    }
+    for t in &args.token {
+        config
+            .tokens
+            .insert(t.clone(), hub_emulator::TokenAccess::all());
+    }
+    for f in &args.fault {
+        config.faults.push(f.parse::<FaultRule>()?);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("Cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let emulator = Emulator::start(config)
+            .await
+            .context("Cannot bind the emulator's listeners")?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", emulator.url())?;
+        out.flush()?;
+        drop(out);
+        eprintln!("hub: {}  cdn: {}", emulator.url(), emulator.cdn_url());
+        tokio::signal::ctrl_c()
+            .await
+            .context("Cannot wait for Ctrl-C")?;
+        emulator.shutdown().await;
+        anyhow::Ok(())
+    })
+}
