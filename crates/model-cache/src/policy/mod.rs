@@ -4,6 +4,9 @@
 //! - [`defer`]: the pure decision "run now or defer, and why" ([`defer::decide`]).
 //! - [`evict`]: the pure eviction plan, least recently used first, pinned models never
 //!   ([`evict::plan_eviction`]).
+//! - [`clock`]: the wall clock and local time of day (real and fake).
+//! - [`cleanup`]: [`cleanup::Janitor`] ties the inventory to the index (last use, pins) and runs
+//!   eviction, removal and cleanup with the index kept consistent.
 //! - [`gc`]: the file-system side: an inventory of the hub cache, removal of revisions with
 //!   their now-unreferenced blobs and refs, stale `.incomplete` files, unreferenced blobs, old
 //!   revisions.
@@ -11,6 +14,8 @@
 //! **Architecture Invariant:** nothing here removes a path outside the hub-cache root, and
 //! nothing follows a symlink out of it.
 
+pub mod cleanup;
+pub mod clock;
 pub mod defer;
 pub mod evict;
 pub mod gc;
@@ -21,6 +26,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use clock::{Clock, FakeClock, SystemClock};
 pub use defer::{
     BatteryPolicy, Conditions, Decision, DeferReason, HumanBytes, ReservePolicy, SchedulePolicy,
     ScheduleWindow, WhenShort, decide,
@@ -94,4 +100,9 @@ pub enum PolicyError {
     NotCached { repo: String, commit: String },
     #[error("Revision `{commit}` of `{repo}` is pinned\nhint: unpin it first")]
     Pinned { repo: String, commit: String },
+    #[error("Could not update the index after a cache change")]
+    Index {
+        #[source]
+        source: crate::index::IndexError,
+    },
 }

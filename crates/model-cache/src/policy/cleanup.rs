@@ -1,0 +1,391 @@
+//! The [`Janitor`]: cache-space work with the index kept consistent.
+//!
+//! It joins the on-disk [`Inventory`] with what the index knows (our last-use record, pins),
+//! plans evictions with [`plan_eviction`], and carries out removals through [`gc`] followed by
+//! the matching index updates. Every operation has a dry run that returns exactly what the real
+//! run would remove.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::evict::{CachedRevision, EvictionGoal, EvictionPlan, plan_eviction};
+use super::gc::{self, Inventory, Removal};
+use super::{CachePolicy, PolicyError};
+use crate::index::{Index, Pin};
+use crate::repo::RepoId;
+
+/// What one cleanup run removed (or would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    pub dry_run: bool,
+    pub stale_incomplete: Removal,
+    pub unreferenced_blobs: Removal,
+    /// Old revisions removed because a newer one is complete (only with the policy's opt-in).
+    pub old_revisions: Vec<(RepoId, String)>,
+    pub old_revisions_removal: Removal,
+    /// The budget eviction, when the cache was over its budget.
+    pub eviction: Option<EvictionPlan>,
+    pub bytes_freed: u64,
+    /// Cache size after the run (before it, for a dry run, minus what would go).
+    pub bytes_after: u64,
+}
+
+/// Cache size against its budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageReport {
+    pub used: u64,
+    pub budget: Option<u64>,
+    /// `used` in percent of `budget`.
+    pub percent_of_budget: Option<u8>,
+    /// The highest alert threshold crossed (80, 95), if any.
+    pub alert: Option<u8>,
+    pub repos: usize,
+    pub revisions: usize,
+    pub incomplete_bytes: u64,
+    pub unreferenced_bytes: u64,
+}
+
+/// Cache-space operations over one hub cache and its index.
+#[derive(Debug, Clone)]
+pub struct Janitor {
+    pub hub_cache: PathBuf,
+    pub index: Index,
+    pub policy: CachePolicy,
+}
+
+fn ms_to_time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+fn index_err(source: crate::index::IndexError) -> PolicyError {
+    PolicyError::Index { source }
+}
+
+fn is_pinned(pins: &[Pin], repo: &RepoId, commit: &str, refs: &[String]) -> bool {
+    pins.iter().any(|p| {
+        &p.repo == repo
+            && match &p.revision {
+                None => true,
+                Some(rev) => rev == commit || refs.iter().any(|r| r == rev),
+            }
+    })
+}
+
+impl Janitor {
+    pub fn new(hub_cache: impl Into<PathBuf>, index: Index, policy: CachePolicy) -> Self {
+        Janitor {
+            hub_cache: hub_cache.into(),
+            index,
+            policy,
+        }
+    }
+
+    /// Reads the cache from disk.
+    pub fn scan(&self) -> Result<Inventory, PolicyError> {
+        gc::scan(&self.hub_cache)
+    }
+
+    /// The inventory's revisions with our last-use record and pins. The index records use per
+    /// repo; it is applied to the revisions refs point at (what a user of the repo gets), while
+    /// detached revisions keep their file times.
+    pub fn candidates(&self, inventory: &Inventory) -> Result<Vec<CachedRevision>, PolicyError> {
+        let pins = self.index.pins().map_err(index_err)?;
+        let records = self.index.repos().map_err(index_err)?;
+        let mut out = Vec::new();
+        for repo in &inventory.repos {
+            let used = records
+                .iter()
+                .find(|r| r.repo == repo.repo)
+                .and_then(|r| r.last_used);
+            let single = repo.revisions.len() == 1;
+            let by_commit = |commit: &str| {
+                repo.revisions
+                    .iter()
+                    .find(|r| r.commit == commit)
+                    .map(|r| r.refs.clone())
+                    .unwrap_or_default()
+            };
+            let part = Inventory {
+                repos: vec![repo.clone()],
+                ..Inventory::default()
+            };
+            out.extend(part.candidates(
+                &|_, commit| {
+                    used.filter(|_| single || !by_commit(commit).is_empty())
+                        .map(ms_to_time)
+                },
+                &|r, commit| is_pinned(&pins, r, commit, &by_commit(commit)),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Plans an eviction; revisions of `protected` repos (queued or running jobs) are never
+    /// planned.
+    pub fn plan(
+        &self,
+        goal: EvictionGoal,
+        protected: &HashSet<RepoId>,
+    ) -> Result<EvictionPlan, PolicyError> {
+        let inventory = self.scan()?;
+        let mut candidates = self.candidates(&inventory)?;
+        for candidate in &mut candidates {
+            candidate.in_use = protected.contains(&candidate.repo);
+        }
+        let goal = match goal {
+            EvictionGoal::Budget { budget, .. } => EvictionGoal::Budget {
+                budget,
+                other_bytes: inventory.loose_bytes(),
+            },
+            other => other,
+        };
+        Ok(plan_eviction(&candidates, goal))
+    }
+
+    /// Carries out a plan: removes each planned revision and its index rows.
+    pub fn evict(&self, plan: &EvictionPlan) -> Result<Removal, PolicyError> {
+        let mut removal = Removal::default();
+        for item in &plan.evictions {
+            match self.remove_revision(&item.repo, &item.commit, false) {
+                Ok(r) => {
+                    removal.paths.extend(r.paths);
+                    removal.bytes_freed += r.bytes_freed;
+                }
+                // Removed meanwhile by someone else: the goal is served all the same.
+                Err(PolicyError::NotCached { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removal)
+    }
+
+    /// Removes one revision from disk and the index (see [`gc::delete_revision`]).
+    pub fn remove_revision(
+        &self,
+        repo: &RepoId,
+        commit: &str,
+        dry_run: bool,
+    ) -> Result<Removal, PolicyError> {
+        let removal = gc::delete_revision(&self.hub_cache, repo, commit, dry_run)?;
+        if !dry_run {
+            self.forget(repo, commit, &removal)?;
+        }
+        Ok(removal)
+    }
+
+    /// Removes a repo, or one revision of it (a commit, or a ref name such as `main`), unless
+    /// pinned (`force` overrides the pin).
+    pub fn remove(
+        &self,
+        repo: &RepoId,
+        revision: Option<&str>,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Removal, PolicyError> {
+        let inventory = self.scan()?;
+        let found = inventory
+            .repos
+            .iter()
+            .find(|r| &r.repo == repo)
+            .ok_or_else(|| PolicyError::NotCached {
+                repo: repo.to_string(),
+                commit: revision.unwrap_or("*").to_string(),
+            })?;
+        let commits: Vec<&gc::RevisionOnDisk> = match revision {
+            None => found.revisions.iter().collect(),
+            Some(rev) => found
+                .revisions
+                .iter()
+                .filter(|r| r.commit == rev || r.refs.iter().any(|n| n == rev))
+                .collect(),
+        };
+        if revision.is_some() && commits.is_empty() {
+            return Err(PolicyError::NotCached {
+                repo: repo.to_string(),
+                commit: revision.unwrap_or("*").to_string(),
+            });
+        }
+        if !force {
+            let pins = self.index.pins().map_err(index_err)?;
+            if let Some(pinned) = commits
+                .iter()
+                .find(|r| is_pinned(&pins, repo, &r.commit, &r.refs))
+            {
+                return Err(PolicyError::Pinned {
+                    repo: repo.to_string(),
+                    commit: pinned.commit.clone(),
+                });
+            }
+        }
+        if revision.is_none() {
+            let removal = gc::delete_repo(&self.hub_cache, repo, dry_run)?;
+            if !dry_run {
+                self.index.remove_repo(repo).map_err(index_err)?;
+            }
+            return Ok(removal);
+        }
+        let mut removal = Removal::default();
+        for r in commits {
+            let part = self.remove_revision(repo, &r.commit, dry_run)?;
+            removal.paths.extend(part.paths);
+            removal.bytes_freed += part.bytes_freed;
+        }
+        Ok(removal)
+    }
+
+    /// Brings the index in line with a removal: the commit's files, the blobs removed, and the
+    /// repo's rows when its folder is gone (pins included: there is nothing left to pin).
+    fn forget(&self, repo: &RepoId, commit: &str, removal: &Removal) -> Result<(), PolicyError> {
+        self.index.remove_commit(repo, commit).map_err(index_err)?;
+        let repo_dir = self.hub_cache.join(repo.folder_name());
+        let blobs_dir = repo_dir.join("blobs");
+        for path in &removal.paths {
+            if path.parent() == Some(blobs_dir.as_path())
+                && let Some(etag) = path.file_name().and_then(|n| n.to_str())
+            {
+                self.index.remove_blob(repo, etag).map_err(index_err)?;
+            }
+        }
+        if !repo_dir.exists() {
+            let keep_pins = self.index.is_pinned(repo).map_err(index_err)?;
+            // A pinned repo removed by force keeps its pin: pins say what the user wants kept,
+            // and a later download of it should be kept too.
+            if !keep_pins {
+                self.index.remove_repo(repo).map_err(index_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One cleanup pass: stale `.incomplete` files (except `keep_incomplete`), unreferenced
+    /// blobs, old revisions (when the policy opts in), then LRU eviction down to the budget.
+    pub fn cleanup(
+        &self,
+        now: SystemTime,
+        protected: &HashSet<RepoId>,
+        keep_incomplete: &HashSet<PathBuf>,
+        dry_run: bool,
+    ) -> Result<CleanupReport, PolicyError> {
+        let mut report = CleanupReport {
+            dry_run,
+            ..CleanupReport::default()
+        };
+        let inventory = self.scan()?;
+        let before = inventory.total_bytes();
+        report.stale_incomplete = gc::clean_stale_incomplete(
+            &self.hub_cache,
+            &inventory,
+            self.policy.stale_incomplete_after,
+            now,
+            keep_incomplete,
+            dry_run,
+        )?;
+        report.unreferenced_blobs = gc::clean_unreferenced_blobs(
+            &self.hub_cache,
+            &inventory,
+            self.policy.unreferenced_blob_grace,
+            now,
+            dry_run,
+        )?;
+        let mut candidates = self.candidates(&inventory)?;
+        if self.policy.prune_old_revisions {
+            for repo in &inventory.repos {
+                if protected.contains(&repo.repo) {
+                    continue;
+                }
+                let pinned = |r: &RepoId, c: &str| {
+                    candidates
+                        .iter()
+                        .any(|x| &x.repo == r && x.commit == c && x.pinned)
+                };
+                for commit in gc::old_revisions(&inventory, &repo.repo, &pinned) {
+                    let removal = self.remove_revision(&repo.repo, &commit, dry_run)?;
+                    report.old_revisions_removal.paths.extend(removal.paths);
+                    report.old_revisions_removal.bytes_freed += removal.bytes_freed;
+                    report.old_revisions.push((repo.repo.clone(), commit));
+                }
+            }
+            candidates.retain(|c| {
+                !report
+                    .old_revisions
+                    .iter()
+                    .any(|(r, commit)| r == &c.repo && commit == &c.commit)
+            });
+        }
+        let freed_so_far = report.stale_incomplete.bytes_freed
+            + report.unreferenced_blobs.bytes_freed
+            + report.old_revisions_removal.bytes_freed;
+        if let Some(budget) = self.policy.budget {
+            for candidate in &mut candidates {
+                candidate.in_use = protected.contains(&candidate.repo);
+            }
+            // What is left outside revisions after this pass (in a dry run nothing was removed,
+            // so subtract what would have gone).
+            let loose_left = inventory.loose_bytes().saturating_sub(
+                report.stale_incomplete.bytes_freed + report.unreferenced_blobs.bytes_freed,
+            );
+            let plan = plan_eviction(
+                &candidates,
+                EvictionGoal::Budget {
+                    budget,
+                    other_bytes: loose_left,
+                },
+            );
+            if !plan.evictions.is_empty() {
+                if !dry_run {
+                    self.evict(&plan)?;
+                }
+                report.eviction = Some(plan);
+            }
+        }
+        report.bytes_freed = freed_so_far
+            + report
+                .eviction
+                .as_ref()
+                .map(|p| p.bytes_freed)
+                .unwrap_or(0);
+        report.bytes_after = if dry_run {
+            before.saturating_sub(report.bytes_freed)
+        } else {
+            self.scan()?.total_bytes()
+        };
+        Ok(report)
+    }
+
+    /// Cache size against the budget, with the alert threshold crossed.
+    pub fn storage(&self) -> Result<StorageReport, PolicyError> {
+        let inventory = self.scan()?;
+        let used = inventory.total_bytes();
+        let percent = self
+            .policy
+            .budget
+            .filter(|b| *b > 0)
+            .map(|b| ((used as u128 * 100) / b as u128).min(255) as u8);
+        let alert = percent.and_then(|p| {
+            self.policy
+                .alert_percents
+                .iter()
+                .copied()
+                .filter(|t| p >= *t)
+                .max()
+        });
+        Ok(StorageReport {
+            used,
+            budget: self.policy.budget,
+            percent_of_budget: percent,
+            alert,
+            repos: inventory.repos.len(),
+            revisions: inventory.repos.iter().map(|r| r.revisions.len()).sum(),
+            incomplete_bytes: inventory.incomplete.iter().map(|f| f.size).sum(),
+            unreferenced_bytes: inventory.unreferenced.iter().map(|f| f.size).sum(),
+        })
+    }
+
+    /// The hub-cache root.
+    pub fn root(&self) -> &Path {
+        &self.hub_cache
+    }
+}
