@@ -6,9 +6,15 @@
 //! the app-data folder) recording what is known, in flight and used.
 
 pub mod policy;
+pub mod doctor;
+pub mod env;
+pub mod hub;
+pub mod index;
 pub mod repo;
+pub mod retry;
 pub mod secret;
 pub mod settings;
+pub mod store;
 
 pub use repo::{RepoId, RepoType};
 pub use secret::Token;

@@ -1,0 +1,398 @@
+//! The one place where environment variables are named.
+//!
+//! The edges (CLI, app, local API) call [`settings_from_env`] with a lookup function (usually
+//! `|name| std::env::var(name).ok()`), the user's home folder and the platform's app-data folder,
+//! and pass the resulting [`Settings`] to the engine. The function itself never reads the process
+//! environment, which keeps it testable with a plain map.
+//!
+//! Resolution follows `huggingface_hub`'s `constants.py` exactly:
+//!
+//! ```text
+//! HF_HOME      = expandvars(expanduser(HF_HOME or (XDG_CACHE_HOME or "~/.cache") + "/huggingface"))
+//! HF_HUB_CACHE = expandvars(expanduser(HF_HUB_CACHE or HUGGINGFACE_HUB_CACHE or HF_HOME + "/hub"))
+//! ```
+//!
+//! The token is taken from `HF_TOKEN`, then `HUGGING_FACE_HUB_TOKEN`, then the file named by
+//! `HF_TOKEN_PATH` (default `$HF_HOME/token`). Reading that one small file is the only I/O this
+//! module does: the edges would otherwise each have to repeat the precedence rules.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::secret::Token;
+use crate::settings::{DEFAULT_ENDPOINT, Settings};
+
+/// Cache root override (highest precedence).
+pub const HF_HUB_CACHE: &str = "HF_HUB_CACHE";
+/// Legacy cache root override.
+pub const HUGGINGFACE_HUB_CACHE: &str = "HUGGINGFACE_HUB_CACHE";
+/// Root of everything `huggingface_hub` keeps (cache, token).
+pub const HF_HOME: &str = "HF_HOME";
+/// XDG base directory for caches.
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// Base URL of the Hub.
+pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
+/// Access token.
+pub const HF_TOKEN: &str = "HF_TOKEN";
+/// Legacy access token variable.
+pub const HUGGING_FACE_HUB_TOKEN: &str = "HUGGING_FACE_HUB_TOKEN";
+/// Path of the token file (default `$HF_HOME/token`).
+pub const HF_TOKEN_PATH: &str = "HF_TOKEN_PATH";
+/// Offline mode.
+pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";
+/// Offline mode, as transformers spells it.
+pub const TRANSFORMERS_OFFLINE: &str = "TRANSFORMERS_OFFLINE";
+/// Timeout of metadata requests, in seconds.
+pub const HF_HUB_ETAG_TIMEOUT: &str = "HF_HUB_ETAG_TIMEOUT";
+/// Timeout of transfers (no bytes for this long), in seconds.
+pub const HF_HUB_DOWNLOAD_TIMEOUT: &str = "HF_HUB_DOWNLOAD_TIMEOUT";
+/// Model Cache's own app-data folder (index, settings, logs).
+pub const MODEL_CACHE_DATA_DIR: &str = "MODEL_CACHE_DATA_DIR";
+
+/// Every variable this module reads, with what it does, for `--help` texts and docs.
+pub const VARIABLES: &[(&str, &str)] = &[
+    (
+        HF_HUB_CACHE,
+        "Hub cache folder (default `$HF_HOME/hub`), shared with `huggingface_hub`",
+    ),
+    (HUGGINGFACE_HUB_CACHE, "Legacy name of `HF_HUB_CACHE`"),
+    (
+        HF_HOME,
+        "Root of the Hugging Face files (default `$XDG_CACHE_HOME/huggingface` or `~/.cache/huggingface`)",
+    ),
+    (
+        XDG_CACHE_HOME,
+        "Base cache folder used when `HF_HOME` is not set",
+    ),
+    (
+        HF_ENDPOINT,
+        "Base URL of the Hub (default `https://huggingface.co`)",
+    ),
+    (HF_TOKEN, "Hub access token"),
+    (HUGGING_FACE_HUB_TOKEN, "Legacy name of `HF_TOKEN`"),
+    (HF_TOKEN_PATH, "Token file (default `$HF_HOME/token`)"),
+    (
+        HF_HUB_OFFLINE,
+        "`1`/`ON`/`YES`/`TRUE`: no network, serve everything from the cache",
+    ),
+    (TRANSFORMERS_OFFLINE, "Alias of `HF_HUB_OFFLINE`"),
+    (
+        HF_HUB_ETAG_TIMEOUT,
+        "Timeout of metadata requests in seconds (default 10)",
+    ),
+    (
+        HF_HUB_DOWNLOAD_TIMEOUT,
+        "Seconds without a byte before a transfer is considered stalled",
+    ),
+    (
+        MODEL_CACHE_DATA_DIR,
+        "Model Cache's app-data folder (index database, settings, logs)",
+    ),
+];
+
+/// Values `huggingface_hub` treats as true (`_is_true`), compared case-insensitively.
+fn is_true(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_uppercase().as_str(),
+        "1" | "ON" | "YES" | "TRUE"
+    )
+}
+
+/// Reads a variable, treating an empty value like Python's `os.getenv` does: as set. Only the
+/// token variables ignore empty values, as `huggingface_hub` does.
+fn get(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+}
+
+/// `os.path.expanduser`: a leading `~` or `~/` becomes the home folder. `~user` is left alone.
+pub fn expand_user(path: &str, home: Option<&Path>) -> String {
+    let Some(home) = home else {
+        return path.to_string();
+    };
+    if path == "~" {
+        return home.to_string_lossy().into_owned();
+    }
+    if let Some(rest) = path.strip_prefix("~/") {
+        let mut out = home.to_string_lossy().trim_end_matches('/').to_string();
+        out.push('/');
+        out.push_str(rest);
+        return out;
+    }
+    path.to_string()
+}
+
+/// `os.path.expandvars` (POSIX flavour): `$NAME` and `${NAME}` are replaced by their values;
+/// unknown variables and malformed references are left unchanged.
+pub fn expand_vars(path: &str, lookup: &impl Fn(&str) -> Option<String>) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'$' {
+            let ch = path[i..].chars().next().unwrap_or_default();
+            out.push(ch);
+            i += ch.len_utf8();
+            continue;
+        }
+        let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        if bytes.get(i + 1) == Some(&b'{') {
+            if let Some(close) = path[i + 2..].find('}') {
+                let name = &path[i + 2..i + 2 + close];
+                let end = i + 2 + close + 1;
+                match (!name.is_empty()).then(|| lookup(name)).flatten() {
+                    Some(value) => out.push_str(&value),
+                    None => out.push_str(&path[i..end]),
+                }
+                i = end;
+                continue;
+            }
+            out.push('$');
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut end = start;
+        while end < bytes.len() && is_name(bytes[end]) {
+            end += 1;
+        }
+        if end == start {
+            out.push('$');
+            i += 1;
+            continue;
+        }
+        match lookup(&path[start..end]) {
+            Some(value) => out.push_str(&value),
+            None => out.push_str(&path[i..end]),
+        }
+        i = end;
+    }
+    out
+}
+
+fn expand(path: &str, lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
+    PathBuf::from(expand_vars(&expand_user(path, home), lookup))
+}
+
+/// `HF_HOME` as `huggingface_hub` resolves it.
+pub fn hf_home(lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
+    let raw = match get(lookup, HF_HOME) {
+        Some(value) => value,
+        None => {
+            let xdg = get(lookup, XDG_CACHE_HOME).unwrap_or_else(|| "~/.cache".to_string());
+            format!("{}/huggingface", xdg.trim_end_matches('/'))
+        }
+    };
+    expand(&raw, lookup, home)
+}
+
+/// The hub-cache root as `huggingface_hub` resolves it.
+pub fn hub_cache(lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
+    let raw = get(lookup, HF_HUB_CACHE)
+        .or_else(|| get(lookup, HUGGINGFACE_HUB_CACHE))
+        .unwrap_or_else(|| format!("{}/hub", hf_home(lookup, home).to_string_lossy()));
+    expand(&raw, lookup, home)
+}
+
+/// Where the token comes from, without its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Variable(&'static str),
+    File(PathBuf),
+}
+
+/// The token and where it came from, with `huggingface_hub`'s precedence. An unreadable token
+/// file counts as no token (like Python); an empty value is skipped.
+pub fn token(
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Option<(Token, TokenSource)> {
+    for name in [HF_TOKEN, HUGGING_FACE_HUB_TOKEN] {
+        if let Some(token) = get(lookup, name).and_then(Token::new) {
+            return Some((token, TokenSource::Variable(name)));
+        }
+    }
+    let path = token_path(lookup, home);
+    let text = std::fs::read_to_string(&path).ok()?;
+    Token::new(text).map(|token| (token, TokenSource::File(path)))
+}
+
+/// The token file: `HF_TOKEN_PATH`, default `$HF_HOME/token`. `mcache login` writes here.
+pub fn token_path(lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
+    match get(lookup, HF_TOKEN_PATH) {
+        Some(path) => expand(&path, lookup, home),
+        None => hf_home(lookup, home).join("token"),
+    }
+}
+
+fn seconds(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<Duration> {
+    let value = get(lookup, name)?;
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Builds the engine's settings from the environment.
+///
+/// `default_data_dir` is the platform app-data folder chosen by the edge (`directories`); it is
+/// used unless `MODEL_CACHE_DATA_DIR` is set. `HF_HUB_ETAG_TIMEOUT` sets the metadata timeout and
+/// `HF_HUB_DOWNLOAD_TIMEOUT` the stall timeout (Python uses it as the httpx read timeout: no byte
+/// for that long fails the transfer; we reconnect instead). Unparseable numbers are ignored.
+pub fn settings_from_env(
+    lookup: impl Fn(&str) -> Option<String>,
+    home: Option<PathBuf>,
+    default_data_dir: PathBuf,
+) -> Settings {
+    let home = home.as_deref();
+    let data_dir = get(&lookup, MODEL_CACHE_DATA_DIR)
+        .filter(|value| !value.is_empty())
+        .map(|value| expand(&value, &lookup, home))
+        .unwrap_or(default_data_dir);
+    let mut settings = Settings::new(hub_cache(&lookup, home), data_dir);
+    settings.endpoint = get(&lookup, HF_ENDPOINT)
+        .map(|value| value.trim_end_matches('/').to_string())
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    settings.token = token(&lookup, home).map(|(token, _)| token);
+    settings.offline = [HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE]
+        .iter()
+        .any(|name| get(&lookup, name).is_some_and(|value| is_true(&value)));
+    if let Some(timeout) = seconds(&lookup, HF_HUB_ETAG_TIMEOUT) {
+        settings.timeouts.metadata = timeout;
+    }
+    if let Some(timeout) = seconds(&lookup, HF_HUB_DOWNLOAD_TIMEOUT) {
+        settings.timeouts.stall = timeout;
+    }
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn resolve(pairs: &[(&str, &str)]) -> Settings {
+        settings_from_env(
+            env(pairs),
+            Some(PathBuf::from("/home/u")),
+            PathBuf::from("/data"),
+        )
+    }
+
+    #[test]
+    fn cache_location_follows_huggingface_hub() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "/home/u/.cache/huggingface/hub"),
+            (&[("XDG_CACHE_HOME", "/xdg")], "/xdg/huggingface/hub"),
+            (
+                &[("XDG_CACHE_HOME", "/xdg"), ("HF_HOME", "~/hf")],
+                "/home/u/hf/hub",
+            ),
+            (
+                &[("HF_HOME", "/hf"), ("HUGGINGFACE_HUB_CACHE", "/legacy")],
+                "/legacy",
+            ),
+            (
+                &[
+                    ("HUGGINGFACE_HUB_CACHE", "/legacy"),
+                    ("HF_HUB_CACHE", "/new"),
+                ],
+                "/new",
+            ),
+            (
+                &[
+                    ("HF_HUB_CACHE", "$ROOT/x/${SUB}/$MISSING"),
+                    ("ROOT", "/r"),
+                    ("SUB", "s"),
+                ],
+                "/r/x/s/$MISSING",
+            ),
+            (&[("HF_HUB_CACHE", "~/c")], "/home/u/c"),
+            (&[("HF_HUB_CACHE", "~other/c")], "~other/c"),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(
+                resolve(pairs).hub_cache,
+                PathBuf::from(expected),
+                "for {pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoint_offline_timeouts_and_data_dir() {
+        let s = resolve(&[]);
+        assert_eq!(s.endpoint, "https://huggingface.co");
+        assert!(!s.offline);
+        assert_eq!(s.data_dir, PathBuf::from("/data"));
+        let s = resolve(&[
+            ("HF_ENDPOINT", "http://127.0.0.1:9000//"),
+            ("HF_HUB_OFFLINE", "yes"),
+            ("HF_HUB_ETAG_TIMEOUT", "2.5"),
+            ("HF_HUB_DOWNLOAD_TIMEOUT", "30"),
+            ("MODEL_CACHE_DATA_DIR", "~/mc"),
+        ]);
+        assert_eq!(s.endpoint, "http://127.0.0.1:9000");
+        assert!(s.offline);
+        assert_eq!(s.timeouts.metadata, Duration::from_millis(2500));
+        assert_eq!(s.timeouts.stall, Duration::from_secs(30));
+        assert_eq!(s.data_dir, PathBuf::from("/home/u/mc"));
+        for (value, expected) in [("1", true), ("ON", true), ("0", false), ("no", false)] {
+            assert_eq!(
+                resolve(&[("TRANSFORMERS_OFFLINE", value)]).offline,
+                expected
+            );
+        }
+        assert_eq!(
+            resolve(&[("HF_HUB_ETAG_TIMEOUT", "soon")])
+                .timeouts
+                .metadata,
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn token_precedence_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let hf_home = dir.path().to_str().unwrap();
+        std::fs::write(dir.path().join("token"), "hf_from_file\n").unwrap();
+        let s = resolve(&[("HF_HOME", hf_home)]);
+        assert_eq!(s.token.unwrap().expose(), "hf_from_file");
+        let s = resolve(&[
+            ("HF_HOME", hf_home),
+            ("HUGGING_FACE_HUB_TOKEN", "hf_legacy"),
+        ]);
+        assert_eq!(s.token.unwrap().expose(), "hf_legacy");
+        let s = resolve(&[
+            ("HF_HOME", hf_home),
+            ("HUGGING_FACE_HUB_TOKEN", "hf_legacy"),
+            ("HF_TOKEN", "hf_new"),
+        ]);
+        assert_eq!(s.token.unwrap().expose(), "hf_new");
+        let other = dir.path().join("other");
+        std::fs::write(&other, "hf_other").unwrap();
+        let s = resolve(&[
+            ("HF_HOME", hf_home),
+            ("HF_TOKEN_PATH", other.to_str().unwrap()),
+        ]);
+        assert_eq!(s.token.unwrap().expose(), "hf_other");
+        let s = resolve(&[("HF_HOME", "/nonexistent")]);
+        assert!(s.token.is_none());
+        assert!(!format!("{:?}", resolve(&[("HF_TOKEN", "hf_secret")])).contains("hf_secret"));
+    }
+
+    #[test]
+    fn every_variable_is_documented() {
+        let names: Vec<&str> = VARIABLES.iter().map(|(name, _)| *name).collect();
+        for name in [HF_HUB_CACHE, HF_TOKEN, HF_HUB_OFFLINE, MODEL_CACHE_DATA_DIR] {
+            assert!(names.contains(&name));
+        }
+    }
+}

@@ -1,0 +1,912 @@
+//! The Hub client: repo info, tree listings, file metadata and range GETs over HTTP.
+//!
+//! [`HubClient`] is cheap to clone (one shared `reqwest::Client`). It follows redirects itself
+//! (the `reqwest` client is built with `redirect::Policy::none()`), so it decides per hop whether
+//! the `Authorization` header may go along: **the token is only ever sent to the endpoint's
+//! origin or a configured mirror's origin**, never to a CDN the Hub redirects to.
+//!
+//! Requests are retried through [`crate::retry`]; when the endpoint keeps failing with a
+//! retryable error, the configured mirrors are tried in order (they serve the same repos and are
+//! checked against the same hashes). In offline mode every call fails with
+//! [`HubError::Offline`] before touching the network.
+//!
+//! **API Boundary:** the client does no file I/O; it returns plain data and streaming bodies.
+
+mod error;
+mod types;
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+pub use error::HubError;
+pub use types::{
+    EntryKind, FileMetadata, Gating, Lfs, RangeResponse, RepoInfo, Sibling, TreeEntry,
+    normalize_etag,
+};
+
+use crate::repo::RepoId;
+use crate::retry::{self, RetryPolicy, with_retry};
+use crate::secret::Token;
+use crate::settings::Settings;
+use types::is_hex;
+
+/// `quote(value, safe="")`: everything but unreserved characters is encoded (revisions, tree
+/// paths).
+const QUOTE_ALL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'~');
+/// `quote(filename)`: like [`QUOTE_ALL`] but `/` is kept (file names in `resolve` URLs).
+const QUOTE_PATH: &AsciiSet = &QUOTE_ALL.remove(b'/');
+
+/// Redirect hops followed before giving up (as `huggingface_hub` 2.x).
+const MAX_REDIRECTS: usize = 20;
+
+/// A client for the Hub's HTTP API (and compatible mirrors).
+#[derive(Clone)]
+pub struct HubClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoint: String,
+    mirrors: Vec<String>,
+    /// Origins that may receive the token: the endpoint's and the mirrors'.
+    trusted: Vec<url::Origin>,
+    token: Option<Token>,
+    offline: bool,
+    retry: RetryPolicy,
+    metadata_timeout: Duration,
+}
+
+impl std::fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubClient")
+            .field("endpoint", &self.inner.endpoint)
+            .field("mirrors", &self.inner.mirrors)
+            .field("token", &self.inner.token)
+            .field("offline", &self.inner.offline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a request is about, for error mapping.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    repo: &'a RepoId,
+    revision: Option<&'a str>,
+    path: Option<&'a str>,
+}
+
+impl HubClient {
+    /// Builds a client from the settings: endpoint, mirrors, token, offline flag, timeouts and
+    /// retry policy.
+    pub fn new(settings: &Settings) -> Result<Self, HubError> {
+        let endpoint = settings.endpoint.trim_end_matches('/').to_string();
+        let mirrors: Vec<String> = settings
+            .mirrors
+            .iter()
+            .map(|m| m.trim_end_matches('/').to_string())
+            .collect();
+        let mut trusted = Vec::new();
+        for base in std::iter::once(&endpoint).chain(&mirrors) {
+            let url = Url::parse(base).map_err(|e| HubError::InvalidEndpoint {
+                url: base.clone(),
+                reason: e.to_string(),
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(HubError::InvalidEndpoint {
+                    url: base.clone(),
+                    reason: "only `http` and `https` are supported".into(),
+                });
+            }
+            trusted.push(url.origin());
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.timeouts.connect)
+            .read_timeout(settings.timeouts.stall)
+            .user_agent(settings.user_agent.clone())
+            .build()
+            .map_err(|e| HubError::InvalidEndpoint {
+                url: endpoint.clone(),
+                reason: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(HubClient {
+            inner: Arc::new(Inner {
+                http,
+                endpoint,
+                mirrors,
+                trusted,
+                token: settings.token.clone(),
+                offline: settings.offline,
+                retry: settings.retry.clone(),
+                metadata_timeout: settings.timeouts.metadata,
+            }),
+        })
+    }
+
+    /// The endpoint, without a trailing slash.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    /// The mirrors, in failover order.
+    pub fn mirrors(&self) -> &[String] {
+        &self.inner.mirrors
+    }
+
+    /// Whether the client refuses all network access.
+    pub fn is_offline(&self) -> bool {
+        self.inner.offline
+    }
+
+    /// Whether a token is configured (its value is never exposed).
+    pub fn has_token(&self) -> bool {
+        self.inner.token.is_some()
+    }
+
+    /// The retry policy requests use.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// `{endpoint}/{prefix}{repo}/resolve/{quote(revision)}/{quote(path)}` on the endpoint.
+    pub fn resolve_url(&self, repo: &RepoId, revision: &str, path: &str) -> String {
+        resolve_url(&self.inner.endpoint, repo, revision, path)
+    }
+
+    /// Repo info at a revision (or the default branch), with sizes and LFS hashes of files.
+    pub async fn repo_info(
+        &self,
+        repo: &RepoId,
+        revision: Option<&str>,
+    ) -> Result<RepoInfo, HubError> {
+        self.check_online(|| format!("fetch info of `{repo}`"))?;
+        let ctx = Context {
+            repo,
+            revision,
+            path: None,
+        };
+        let what = format!("repo info of `{repo}`");
+        self.with_failover(&what, |base| async move {
+            let mut url = format!("{base}/api/{}/{}", repo.repo_type.plural(), repo.id);
+            if let Some(revision) = revision {
+                url.push_str("/revision/");
+                url.extend(utf8_percent_encode(revision, QUOTE_ALL));
+            }
+            url.push_str("?blobs=true");
+            let response = self.send_api(Method::GET, &url, ctx).await?;
+            let raw: RawRepoInfo = read_json(response, &url).await?;
+            raw.into_info(&url)
+        })
+        .await
+    }
+
+    /// Lists files (and folders) at a revision, optionally under `path` and recursively, following
+    /// `Link: <...>; rel="next"` pagination to the end.
+    pub async fn list_tree(
+        &self,
+        repo: &RepoId,
+        revision: &str,
+        path: Option<&str>,
+        recursive: bool,
+    ) -> Result<Vec<TreeEntry>, HubError> {
+        self.check_online(|| format!("list the files of `{repo}`"))?;
+        let ctx = Context {
+            repo,
+            revision: Some(revision),
+            path,
+        };
+        let what = format!("the file list of `{repo}`");
+        self.with_failover(&what, |base| {
+            let what = what.clone();
+            async move {
+                let mut url = format!(
+                    "{base}/api/{}/{}/tree/{}",
+                    repo.repo_type.plural(),
+                    repo.id,
+                    utf8_percent_encode(revision, QUOTE_ALL)
+                );
+                if let Some(path) = path.filter(|p| !p.is_empty()) {
+                    url.push('/');
+                    url.extend(utf8_percent_encode(path, QUOTE_ALL));
+                }
+                url.push_str(&format!("?recursive={recursive}&expand=false"));
+                let mut entries = Vec::new();
+                let mut pages = 0usize;
+                loop {
+                    pages += 1;
+                    // Each page is retried on its own: a failure on page 40 does not restart
+                    // the listing. The first page's failure goes back to the failover loop.
+                    let (page, next) = with_retry(&self.inner.retry, &what, |_| {
+                        let url = url.clone();
+                        async move {
+                            let response = self.send_api(Method::GET, &url, ctx).await?;
+                            let next = next_link(response.headers(), &url);
+                            let page: Vec<RawTreeEntry> = read_json(response, &url).await?;
+                            Ok::<_, HubError>((page, next))
+                        }
+                    })
+                    .await?;
+                    for raw in page {
+                        entries.push(raw.into_entry());
+                    }
+                    match next {
+                        Some(next) if next != url && pages < 1_000_000 => url = next,
+                        Some(next) => {
+                            return Err(HubError::InvalidResponse {
+                                url: next,
+                                reason: "pagination does not advance".into(),
+                            });
+                        }
+                        None => return Ok(entries),
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// `HEAD` on the file's `resolve` URL, as `huggingface_hub` does it: `Accept-Encoding:
+    /// identity`, relative and same-origin redirects followed, a redirect to a foreign origin (a
+    /// CDN) not followed — the metadata then comes from that 3xx and its `Location` is the
+    /// download URL.
+    pub async fn file_metadata(
+        &self,
+        repo: &RepoId,
+        revision: &str,
+        path: &str,
+    ) -> Result<FileMetadata, HubError> {
+        self.check_online(|| format!("resolve `{path}` in `{repo}`"))?;
+        let ctx = Context {
+            repo,
+            revision: Some(revision),
+            path: Some(path),
+        };
+        let what = format!("the metadata of `{path}` in `{repo}`");
+        self.with_failover(&what, |base| async move {
+            let start = resolve_url(&base, repo, revision, path);
+            let mut url = parse_url(&start)?;
+            for _ in 0..MAX_REDIRECTS {
+                let response = self
+                    .request(Method::HEAD, &url)
+                    .header(header::ACCEPT_ENCODING, "identity")
+                    .timeout(self.inner.metadata_timeout)
+                    .send()
+                    .await
+                    .map_err(|source| network(&url, source))?;
+                let status = response.status();
+                if status.is_redirection() {
+                    let target = location(&response, &url)?;
+                    if target.origin() == url.origin() || self.is_trusted(&target) {
+                        tracing::debug!(from = %url, to = %target, "Following a Hub redirect");
+                        url = target;
+                        continue;
+                    }
+                    return metadata_from(response.headers(), Some(target), &url);
+                }
+                if !status.is_success() {
+                    return Err(self.error_from(response, &url, Some(ctx)).await);
+                }
+                return metadata_from(response.headers(), None, &url);
+            }
+            Err(HubError::InvalidResponse {
+                url: url.to_string(),
+                reason: format!("more than {MAX_REDIRECTS} redirects"),
+            })
+        })
+        .await
+    }
+
+    /// A `GET` of `url` (a download URL from [`FileMetadata`], or any Hub/CDN URL) with an
+    /// optional byte range (`end` exclusive) and `If-Range` validator, retried per the policy
+    /// until the response head arrives. The body streams from [`RangeResponse::body`].
+    pub async fn get_range(
+        &self,
+        url: &str,
+        range: Option<Range<u64>>,
+        if_range: Option<&str>,
+    ) -> Result<RangeResponse, HubError> {
+        self.check_online(|| format!("download `{url}`"))?;
+        let what = format!("`{url}`");
+        Ok(with_retry(&self.inner.retry, &what, |_| {
+            self.get_range_once(url, range.clone(), if_range)
+        })
+        .await?)
+    }
+
+    /// One attempt of [`HubClient::get_range`], for callers with their own retry budget (the
+    /// downloader). Redirects are followed; the token goes only to trusted origins.
+    pub async fn get_range_once(
+        &self,
+        url: &str,
+        range: Option<Range<u64>>,
+        if_range: Option<&str>,
+    ) -> Result<RangeResponse, HubError> {
+        self.check_online(|| format!("download `{url}`"))?;
+        let mut current = parse_url(url)?;
+        if let Some(range) = &range
+            && range.end <= range.start
+        {
+            return Err(HubError::RangeNotSatisfiable {
+                url: url.to_string(),
+                total: None,
+            });
+        }
+        for _ in 0..MAX_REDIRECTS {
+            let mut request = self
+                .request(Method::GET, &current)
+                .header(header::ACCEPT_ENCODING, "identity");
+            if let Some(range) = &range {
+                request = request.header(
+                    header::RANGE,
+                    format!("bytes={}-{}", range.start, range.end - 1),
+                );
+            }
+            if let Some(validator) = if_range {
+                request = request.header(header::IF_RANGE, validator);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|source| network(&current, source))?;
+            let status = response.status();
+            if status.is_redirection() {
+                current = location(&response, &current)?;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(self.error_from(response, &current, None).await);
+            }
+            let headers = response.headers();
+            let content_range = headers
+                .get(header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range)
+                .and_then(|(range, total)| range.map(|(a, b)| (a, b, total)));
+            let partial = status == StatusCode::PARTIAL_CONTENT
+                && match (&range, content_range) {
+                    (Some(asked), Some((first, _, _))) => first == asked.start,
+                    _ => false,
+                };
+            let etag = headers
+                .get(header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(normalize_etag);
+            let content_length = header_u64(headers, header::CONTENT_LENGTH.as_str());
+            return Ok(RangeResponse {
+                status: status.as_u16(),
+                partial,
+                content_range,
+                etag,
+                content_length,
+                body: response,
+            });
+        }
+        Err(HubError::InvalidResponse {
+            url: current.to_string(),
+            reason: format!("more than {MAX_REDIRECTS} redirects"),
+        })
+    }
+
+    fn check_online(&self, what: impl FnOnce() -> String) -> Result<(), HubError> {
+        if self.inner.offline {
+            return Err(HubError::Offline { what: what() });
+        }
+        Ok(())
+    }
+
+    fn is_trusted(&self, url: &Url) -> bool {
+        let origin = url.origin();
+        self.inner.trusted.contains(&origin)
+    }
+
+    /// A request with `Authorization` only if `url` is on a trusted origin.
+    fn request(&self, method: Method, url: &Url) -> reqwest::RequestBuilder {
+        let mut request = self.inner.http.request(method, url.clone());
+        if let Some(token) = &self.inner.token
+            && self.is_trusted(url)
+        {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            value.set_sensitive(true);
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        request
+    }
+
+    /// An API request on the endpoint (or a mirror): non-2xx statuses become typed errors.
+    async fn send_api(
+        &self,
+        method: Method,
+        url: &str,
+        ctx: Context<'_>,
+    ) -> Result<reqwest::Response, HubError> {
+        let mut url = parse_url(url)?;
+        for _ in 0..MAX_REDIRECTS {
+            let response = self
+                .request(method.clone(), &url)
+                .timeout(self.inner.metadata_timeout)
+                .send()
+                .await
+                .map_err(|source| network(&url, source))?;
+            let status = response.status();
+            if status.is_redirection() {
+                // API redirects (renamed repos) stay on the Hub; follow them only there.
+                let target = location(&response, &url)?;
+                if target.origin() == url.origin() || self.is_trusted(&target) {
+                    url = target;
+                    continue;
+                }
+                return Err(HubError::InvalidResponse {
+                    url: url.to_string(),
+                    reason: format!("unexpected redirect to a foreign host `{target}`"),
+                });
+            }
+            if !status.is_success() {
+                return Err(self.error_from(response, &url, Some(ctx)).await);
+            }
+            return Ok(response);
+        }
+        Err(HubError::InvalidResponse {
+            url: url.to_string(),
+            reason: format!("more than {MAX_REDIRECTS} redirects"),
+        })
+    }
+
+    /// Runs `op` against the endpoint, then against each mirror while the failure is retryable.
+    async fn with_failover<T, F, Fut>(&self, what: &str, op: F) -> Result<T, HubError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, HubError>>,
+    {
+        let sources: Vec<&String> = std::iter::once(&self.inner.endpoint)
+            .chain(&self.inner.mirrors)
+            .collect();
+        let count = sources.len();
+        let mut last_error = None;
+        for (index, base) in sources.into_iter().enumerate() {
+            let result: Result<T, HubError> =
+                with_retry(&self.inner.retry, what, |_| op(base.clone()))
+                    .await
+                    .map_err(HubError::from);
+            match result {
+                Ok(value) => return Ok(value),
+                Err(error) if error.is_retryable() && index + 1 < count => {
+                    tracing::warn!(source = %base, error = %error, "Source failed, trying the next mirror");
+                    last_error = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| HubError::InvalidEndpoint {
+            url: self.inner.endpoint.clone(),
+            reason: "no source configured".into(),
+        }))
+    }
+
+    /// Maps a non-success response to a typed error, in the order `hf_raise_for_status` checks.
+    async fn error_from(
+        &self,
+        response: reqwest::Response,
+        url: &Url,
+        ctx: Option<Context<'_>>,
+    ) -> HubError {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let code = text("x-error-code").unwrap_or_default();
+        let mut message = text("x-error-message").unwrap_or_default();
+        if message.is_empty() {
+            // The message may be in a JSON body: `{"error": "..."}` and variants.
+            let body = response.text().await.unwrap_or_default();
+            message = error_message_from_body(&body).unwrap_or_default();
+        }
+        let had_token = self.inner.token.is_some() && self.is_trusted(url);
+        let url_text = url.to_string();
+        if status == 429 {
+            return HubError::RateLimited {
+                retry_after: retry::retry_after(&headers),
+            };
+        }
+        if status == 416 {
+            let total = text("content-range")
+                .as_deref()
+                .and_then(parse_content_range)
+                .and_then(|(_, total)| total);
+            return HubError::RangeNotSatisfiable {
+                url: url_text,
+                total,
+            };
+        }
+        if status == 401 && message.contains("Invalid credentials in Authorization header") {
+            return HubError::BadToken;
+        }
+        if let Some(ctx) = ctx {
+            let repo = ctx.repo.to_string();
+            match code.as_str() {
+                "RevisionNotFound" => {
+                    return HubError::RevisionNotFound {
+                        repo,
+                        revision: ctx.revision.unwrap_or("main").to_string(),
+                    };
+                }
+                "EntryNotFound" => {
+                    return HubError::EntryNotFound {
+                        repo,
+                        revision: ctx.revision.unwrap_or("main").to_string(),
+                        path: ctx.path.unwrap_or_default().to_string(),
+                        commit: text("x-repo-commit").filter(|c| is_hex(c, 40)),
+                    };
+                }
+                "GatedRepo" => {
+                    return HubError::gated(ctx.repo, &self.inner.endpoint, had_token);
+                }
+                _ => {}
+            }
+            if message == "Access to this resource is disabled." {
+                return HubError::Forbidden { message };
+            }
+            if status == 401 {
+                return HubError::Unauthorized { repo };
+            }
+            if code == "RepoNotFound" {
+                return HubError::RepoNotFound { repo };
+            }
+        }
+        match status {
+            403 => HubError::Forbidden {
+                message: if message.is_empty() {
+                    format!("access to `{url_text}` was refused")
+                } else {
+                    message
+                },
+            },
+            _ => HubError::Http {
+                status,
+                url: url_text,
+            },
+        }
+    }
+}
+
+/// `{base}/{prefix}{repo}/resolve/{quote(revision, safe="")}/{quote(path)}`.
+pub fn resolve_url(base: &str, repo: &RepoId, revision: &str, path: &str) -> String {
+    format!(
+        "{}/{}{}/resolve/{}/{}",
+        base.trim_end_matches('/'),
+        repo.repo_type.url_prefix(),
+        repo.id,
+        utf8_percent_encode(revision, QUOTE_ALL),
+        utf8_percent_encode(path, QUOTE_PATH)
+    )
+}
+
+fn parse_url(url: &str) -> Result<Url, HubError> {
+    Url::parse(url).map_err(|e| HubError::InvalidResponse {
+        url: url.to_string(),
+        reason: format!("not a valid URL: {e}"),
+    })
+}
+
+fn network(url: &Url, source: reqwest::Error) -> HubError {
+    HubError::Network {
+        url: url.to_string(),
+        source: source.without_url(),
+    }
+}
+
+fn location(response: &reqwest::Response, url: &Url) -> Result<Url, HubError> {
+    let raw = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| HubError::InvalidResponse {
+            url: url.to_string(),
+            reason: format!("redirect {} without a `Location`", response.status()),
+        })?;
+    url.join(raw).map_err(|e| HubError::InvalidResponse {
+        url: url.to_string(),
+        reason: format!("bad `Location` `{raw}`: {e}"),
+    })
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Builds metadata from the final HEAD response (or the 3xx to a foreign CDN, `redirect`).
+fn metadata_from(
+    headers: &HeaderMap,
+    redirect: Option<Url>,
+    url: &Url,
+) -> Result<FileMetadata, HubError> {
+    let invalid = |reason: &str| HubError::InvalidResponse {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let commit = get("x-repo-commit")
+        .map(str::trim)
+        .filter(|c| is_hex(c, 40))
+        .ok_or_else(|| {
+            invalid("no valid `X-Repo-Commit`: this does not look like a Hugging Face Hub endpoint")
+        })?
+        .to_ascii_lowercase();
+    let linked = get("x-linked-etag").map(normalize_etag);
+    let etag = linked
+        .clone()
+        .or_else(|| get("etag").map(normalize_etag))
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| invalid("no `ETag`: cannot name the file in the cache"))?;
+    if !crate::store::is_valid_etag(&etag) {
+        return Err(invalid("the `ETag` cannot name a file in the cache"));
+    }
+    let size = header_u64(headers, "x-linked-size")
+        .or_else(|| {
+            redirect
+                .is_none()
+                .then(|| header_u64(headers, "content-length"))
+                .flatten()
+        })
+        .ok_or_else(|| invalid("no `X-Linked-Size` or `Content-Length`: unknown file size"))?;
+    let is_lfs = linked.is_some();
+    let sha256 = (is_lfs && is_hex(&etag, 64)).then(|| etag.to_ascii_lowercase());
+    let git_sha1 = (!is_lfs && is_hex(&etag, 40)).then(|| etag.to_ascii_lowercase());
+    Ok(FileMetadata {
+        commit,
+        etag,
+        size,
+        download_url: redirect.unwrap_or_else(|| url.clone()).to_string(),
+        is_lfs,
+        sha256,
+        git_sha1,
+    })
+}
+
+/// `(Some((first, last)), total)` of a `Content-Range` header; `last` is inclusive.
+pub type ContentRangeParts = (Option<(u64, u64)>, Option<u64>);
+
+/// Parses `bytes first-last/total` and `bytes */total` into `(Some((first, last)), total)`.
+pub fn parse_content_range(value: &str) -> Option<ContentRangeParts> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    let range = match range.trim() {
+        "*" => None,
+        r => {
+            let (a, b) = r.split_once('-')?;
+            let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            if b < a {
+                return None;
+            }
+            Some((a, b))
+        }
+    };
+    Some((range, total))
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against the request URL.
+fn next_link(headers: &HeaderMap, url: &str) -> Option<String> {
+    for value in headers.get_all(header::LINK) {
+        let value = value.to_str().ok()?;
+        for part in value.split(',') {
+            let part = part.trim();
+            let Some(rest) = part.strip_prefix('<') else {
+                continue;
+            };
+            let Some((target, params)) = rest.split_once('>') else {
+                continue;
+            };
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            if is_next {
+                let base = Url::parse(url).ok()?;
+                return base.join(target).ok().map(|u| u.to_string());
+            }
+        }
+    }
+    None
+}
+
+fn error_message_from_body(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    match value.get("error")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        _ => None,
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    url: &str,
+) -> Result<T, HubError> {
+    let bytes = response.bytes().await.map_err(|source| HubError::Network {
+        url: url.to_string(),
+        source: source.without_url(),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| HubError::InvalidResponse {
+        url: url.to_string(),
+        reason: format!("unexpected JSON: {e}"),
+    })
+}
+
+#[derive(Deserialize)]
+struct RawLfs {
+    #[serde(alias = "oid")]
+    sha256: String,
+    size: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSibling {
+    rfilename: String,
+    size: Option<u64>,
+    blob_id: Option<String>,
+    lfs: Option<RawLfs>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRepoInfo {
+    id: Option<String>,
+    sha: Option<String>,
+    #[serde(default)]
+    siblings: Vec<RawSibling>,
+    #[serde(default)]
+    private: bool,
+    #[serde(default)]
+    gated: serde_json::Value,
+    last_modified: Option<String>,
+}
+
+impl RawRepoInfo {
+    fn into_info(self, url: &str) -> Result<RepoInfo, HubError> {
+        let sha = self
+            .sha
+            .filter(|s| is_hex(s, 40))
+            .ok_or_else(|| HubError::InvalidResponse {
+                url: url.to_string(),
+                reason: "no commit `sha` in the repo info".into(),
+            })?;
+        let gated = match self.gated.as_str() {
+            Some("manual") => Gating::Manual,
+            Some(_) => Gating::Auto,
+            None if self.gated.as_bool() == Some(true) => Gating::Auto,
+            None => Gating::Open,
+        };
+        Ok(RepoInfo {
+            id: self.id.unwrap_or_default(),
+            sha,
+            siblings: self
+                .siblings
+                .into_iter()
+                .map(|s| Sibling {
+                    rfilename: s.rfilename,
+                    size: s.size,
+                    blob_id: s.blob_id,
+                    lfs: s.lfs.map(|l| Lfs {
+                        sha256: l.sha256,
+                        size: l.size,
+                    }),
+                })
+                .collect(),
+            private: self.private,
+            gated,
+            last_modified: self.last_modified,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTreeEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    oid: String,
+    #[serde(default)]
+    size: u64,
+    path: String,
+    lfs: Option<RawLfs>,
+}
+
+impl RawTreeEntry {
+    fn into_entry(self) -> TreeEntry {
+        TreeEntry {
+            kind: if self.kind == "directory" {
+                EntryKind::Directory
+            } else {
+                EntryKind::File
+            },
+            path: self.path,
+            size: self.size,
+            oid: self.oid,
+            lfs: self.lfs.map(|l| Lfs {
+                sha256: l.sha256,
+                size: l.size,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_encoded_like_huggingface_hub() {
+        let repo = RepoId::model("org/tiny").unwrap();
+        assert_eq!(
+            resolve_url("http://h/", &repo, "refs/pr/1", "data/train file.csv"),
+            "http://h/org/tiny/resolve/refs%2Fpr%2F1/data/train%20file.csv"
+        );
+        let ds = RepoId::new(crate::repo::RepoType::Dataset, "org/ds").unwrap();
+        assert_eq!(
+            resolve_url("http://h", &ds, "main", "a.bin"),
+            "http://h/datasets/org/ds/resolve/main/a.bin"
+        );
+    }
+
+    #[test]
+    fn content_range_and_link_parsing() {
+        assert_eq!(
+            parse_content_range("bytes 0-0/100"),
+            Some((Some((0, 0)), Some(100)))
+        );
+        assert_eq!(parse_content_range("bytes */7"), Some((None, Some(7))));
+        assert_eq!(parse_content_range("bytes 5-1/7"), None);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static(
+                "<http://h/api/models/a/b/tree/main?cursor=x>; rel=\"next\", <http://h/z>; rel=\"prev\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&headers, "http://h/api/models/a/b/tree/main").as_deref(),
+            Some("http://h/api/models/a/b/tree/main?cursor=x")
+        );
+    }
+
+    #[test]
+    fn etags_are_normalized() {
+        assert_eq!(normalize_etag("W/\"abc\""), "abc");
+        assert_eq!(normalize_etag("\"abc\""), "abc");
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let mut settings = Settings::new("/c".into(), "/d".into());
+        settings.token = Token::new("hf_supersecret");
+        let client = HubClient::new(&settings).unwrap();
+        assert!(!format!("{client:?}").contains("hf_supersecret"));
+    }
+}

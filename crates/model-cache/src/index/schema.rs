@@ -1,0 +1,73 @@
+//! The index schema, as an ordered list of migrations.
+//!
+//! **Append only.** The index records how many migrations it has applied (`schema_migrations`);
+//! opening it applies the missing ones in order, each in a transaction. Never edit, reorder or
+//! remove a migration that has shipped: add a new one at the end. An index written by a newer
+//! Model Cache (more migrations than this build knows) is refused rather than misread.
+
+use super::transfers;
+
+/// Base tables: repos, revisions, files, blobs, access times, pins, metrics, events.
+const BASE: &str = "
+CREATE TABLE repos (
+    id            INTEGER PRIMARY KEY,
+    repo_type     TEXT NOT NULL,           -- model | dataset | space
+    repo_id       TEXT NOT NULL,           -- org/name
+    folder        TEXT NOT NULL UNIQUE,    -- cache folder name: models--org--name
+    private       INTEGER,
+    gated         TEXT,
+    last_modified TEXT,                    -- as sent by the Hub
+    first_seen    INTEGER NOT NULL,        -- unix ms
+    UNIQUE (repo_type, repo_id)
+);
+CREATE TABLE revisions (
+    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    revision    TEXT NOT NULL,             -- branch, tag or commit
+    commit_hash TEXT NOT NULL,
+    seen_at     INTEGER NOT NULL,          -- unix ms
+    PRIMARY KEY (repo, revision)
+) WITHOUT ROWID;
+CREATE TABLE files (
+    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    commit_hash TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    etag        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    is_lfs      INTEGER NOT NULL,
+    sha256      TEXT,
+    PRIMARY KEY (repo, commit_hash, path)
+) WITHOUT ROWID;
+CREATE INDEX files_etag ON files(repo, etag);
+CREATE TABLE blobs (
+    repo        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    etag        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    verified_at INTEGER,                   -- unix ms; NULL when found on disk, not verified
+    PRIMARY KEY (repo, etag)
+) WITHOUT ROWID;
+CREATE INDEX blobs_etag ON blobs(etag);
+CREATE TABLE access (
+    repo      INTEGER PRIMARY KEY REFERENCES repos(id) ON DELETE CASCADE,
+    last_used INTEGER NOT NULL             -- unix ms, through the app, CLI or API
+);
+CREATE TABLE pins (
+    repo     INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    revision TEXT NOT NULL DEFAULT '',     -- '' pins the whole repo
+    pinned_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, revision)
+) WITHOUT ROWID;
+CREATE TABLE metrics (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE events (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     INTEGER NOT NULL,               -- unix ms
+    kind   TEXT NOT NULL,
+    repo   TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+";
+
+/// Every migration, in order. Append only (see the module docs).
+pub(crate) const MIGRATIONS: &[&str] = &[BASE, transfers::MIGRATION];

@@ -1,0 +1,447 @@
+//! The Hugging Face hub-cache layout on disk, byte-compatible with `huggingface_hub`.
+//!
+//! ```text
+//! <root>/
+//! ├── CACHEDIR.TAG
+//! ├── .locks/models--org--name/<etag>.lock
+//! └── models--org--name/
+//!     ├── blobs/<etag>                         (sha256 for LFS files, git sha1 otherwise)
+//!     ├── blobs/<etag>.incomplete              (a download in progress)
+//!     ├── refs/main                            (40-hex commit, no trailing newline)
+//!     ├── snapshots/<commit>/<path> -> ../../blobs/<etag>
+//!     └── .no_exist/<commit>/<path>            (empty marker: the file does not exist there)
+//! ```
+//!
+//! [`HubCache`] is the root, [`RepoCache`] one repo folder. Repo file names become paths only
+//! through [`SafeRelPath`]. Writes are atomic (temp name, then rename) so a crash never leaves a
+//! half-written ref or link; blobs are locked with the same `flock` files Python uses.
+//!
+//! **API Boundary:** the store does no network I/O and knows nothing of the index.
+
+mod lock;
+mod safe_path;
+mod scan;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use lock::BlobLock;
+pub use safe_path::SafeRelPath;
+pub use scan::{CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision};
+
+use crate::repo::RepoId;
+
+/// The content of `CACHEDIR.TAG`, exactly as `huggingface_hub` ≥ 1.9 writes it.
+pub const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by huggingface_hub.\n# For information about cache directory tags, see:\n#\thttps://bford.info/cachedir/\n";
+
+/// Errors of the store; every one names the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Refusing unsafe file name `{name}`: {reason}")]
+    UnsafePath { name: String, reason: &'static str },
+    #[error("Refusing to write through `{}`: it is a symlink leading outside the cache", path.display())]
+    Escape { path: PathBuf },
+    #[error("Invalid {what} `{value}`")]
+    InvalidName { what: &'static str, value: String },
+    #[error("Cannot {action} `{}`: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Blob `{}` is missing", path.display())]
+    BlobMissing { path: PathBuf },
+    #[error(
+        "Timed out after {} s waiting for the lock `{}`\nhint: another process (Model Cache or huggingface_hub) is downloading the same file; wait for it to finish, or delete the lock file if no such process is running", waited.as_secs(), path.display()
+    )]
+    LockTimeout { path: PathBuf, waited: Duration },
+}
+
+impl StoreError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A stable snake_case name for the app, the local API and CLI exit codes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::UnsafePath { .. } => "unsafe_path",
+            StoreError::Escape { .. } => "path_escape",
+            StoreError::InvalidName { .. } => "invalid_name",
+            StoreError::Io { source, .. } if is_disk_full(source) => "disk_full",
+            StoreError::Io { .. } => "io",
+            StoreError::BlobMissing { .. } => "blob_missing",
+            StoreError::LockTimeout { .. } => "lock_timeout",
+        }
+    }
+}
+
+/// Whether an I/O error means the disk (or quota) is full.
+pub fn is_disk_full(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::StorageFull)
+        || matches!(error.raw_os_error(), Some(code) if code == libc::ENOSPC || code == libc::EDQUOT)
+}
+
+/// Whether `value` is a 40-hex commit hash (lowercase, as `huggingface_hub` requires).
+pub fn is_commit_hash(value: &str) -> bool {
+    value.len() == 40
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether `etag` can name a blob: 1 to 128 characters of `[A-Za-z0-9_.-]`, not `.`/`..`, no
+/// `.incomplete`/`.lock` suffix tricks. Real etags are 40 or 64 hex characters.
+pub fn is_valid_etag(etag: &str) -> bool {
+    !etag.is_empty()
+        && etag.len() <= 128
+        && !etag.starts_with('.')
+        && etag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+fn check_etag(etag: &str) -> Result<(), StoreError> {
+    if is_valid_etag(etag) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName {
+            what: "etag",
+            value: etag.escape_debug().to_string(),
+        })
+    }
+}
+
+fn check_commit(commit: &str) -> Result<(), StoreError> {
+    if is_commit_hash(commit) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName {
+            what: "commit hash",
+            value: commit.escape_debug().to_string(),
+        })
+    }
+}
+
+/// A temp name next to `path` that no other writer uses: `.{name}.{pid}.{random}.tmp`.
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tag: u64 = rand::random();
+    path.with_file_name(format!(".{name}.{}.{tag:016x}.tmp", std::process::id()))
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same folder, fsynced, renamed.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let temp = temp_sibling(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(StoreError::io("write", path, e));
+    }
+    Ok(())
+}
+
+/// The root of a hub cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubCache {
+    root: PathBuf,
+}
+
+impl HubCache {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        HubCache { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of one repo (it may not exist yet).
+    pub fn repo(&self, repo: &RepoId) -> RepoCache {
+        let folder = repo.folder_name();
+        RepoCache {
+            dir: self.root.join(&folder),
+            locks: self.root.join(".locks").join(&folder),
+            root: self.root.clone(),
+            repo: repo.clone(),
+        }
+    }
+
+    /// Creates the root and writes `CACHEDIR.TAG` if it is missing (as `huggingface_hub` ≥ 1.9
+    /// does; the only file of ours allowed in the root).
+    pub fn ensure_root(&self) -> Result<(), StoreError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| StoreError::io("create", &self.root, e))?;
+        let tag = self.root.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            write_atomic(&tag, CACHEDIR_TAG.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Reads the whole cache like `scan_cache_dir`: repos, revisions, files, sizes, warnings.
+    pub fn scan(&self) -> Result<CacheScan, StoreError> {
+        scan::scan(self)
+    }
+}
+
+/// What the cache knows about one file at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachedLookup {
+    /// The snapshot path (not the resolved blob: transformers parses the commit out of it).
+    Found(PathBuf),
+    /// A `.no_exist` marker says the file does not exist at that commit.
+    KnownMissing { commit: String },
+    /// Nothing cached.
+    NotCached,
+}
+
+/// One repo folder in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoCache {
+    root: PathBuf,
+    dir: PathBuf,
+    locks: PathBuf,
+    repo: RepoId,
+}
+
+impl RepoCache {
+    pub fn repo(&self) -> &RepoId {
+        &self.repo
+    }
+
+    /// `<root>/models--org--name`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `blobs/<etag>`. The etag must satisfy [`is_valid_etag`] (the hub client checks etags it
+    /// receives); writing methods re-check it.
+    pub fn blob_path(&self, etag: &str) -> PathBuf {
+        self.dir.join("blobs").join(etag)
+    }
+
+    /// `blobs/<etag>.incomplete`: where a download writes before verification.
+    pub fn incomplete_path(&self, etag: &str) -> PathBuf {
+        self.dir.join("blobs").join(format!("{etag}.incomplete"))
+    }
+
+    pub fn blob_exists(&self, etag: &str) -> bool {
+        is_valid_etag(etag) && self.blob_path(etag).is_file()
+    }
+
+    /// `snapshots/<commit>`.
+    pub fn snapshot_dir(&self, commit: &str) -> PathBuf {
+        self.dir.join("snapshots").join(commit)
+    }
+
+    /// `snapshots/<commit>/<file>`.
+    pub fn snapshot_path(&self, commit: &str, file: &SafeRelPath) -> PathBuf {
+        file.join_to(&self.snapshot_dir(commit))
+    }
+
+    /// `.locks/<folder>/<etag>.lock`.
+    pub fn lock_path(&self, etag: &str) -> PathBuf {
+        self.locks.join(format!("{etag}.lock"))
+    }
+
+    /// `refs/<revision>` (`refs/refs/pr/1` for `refs/pr/1`).
+    pub fn ref_path(&self, revision: &SafeRelPath) -> PathBuf {
+        revision.join_to(&self.dir.join("refs"))
+    }
+
+    /// Creates the repo's `blobs/`, `snapshots/`, `refs/` and lock folders, and the root's
+    /// `CACHEDIR.TAG`.
+    pub fn ensure_dirs(&self) -> Result<(), StoreError> {
+        HubCache::new(self.root.clone()).ensure_root()?;
+        for dir in [
+            self.dir.join("blobs"),
+            self.dir.join("snapshots"),
+            self.dir.join("refs"),
+            self.locks.clone(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the exclusive lock on a blob, waiting up to `timeout`. It is an `flock` on the very
+    /// file `huggingface_hub` locks, so Python and Model Cache never write one blob at once.
+    pub fn lock_blob(&self, etag: &str, timeout: Duration) -> Result<BlobLock, StoreError> {
+        check_etag(etag)?;
+        std::fs::create_dir_all(&self.locks)
+            .map_err(|e| StoreError::io("create", &self.locks, e))?;
+        BlobLock::acquire(self.lock_path(etag), timeout)
+    }
+
+    /// Moves a finished `blobs/<etag>.incomplete` to `blobs/<etag>` (after the caller verified
+    /// it), with the permissions a freshly created file gets (as Python's `chmod` from umask).
+    pub fn finish_blob(&self, etag: &str) -> Result<PathBuf, StoreError> {
+        check_etag(etag)?;
+        let from = self.incomplete_path(etag);
+        let to = self.blob_path(etag);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&from)
+            .map_err(|e| StoreError::io("open", &from, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("flush", &from, e))?;
+        drop(file);
+        std::fs::rename(&from, &to).map_err(|e| StoreError::io("rename", &from, e))?;
+        Ok(to)
+    }
+
+    /// Links `snapshots/<commit>/<file>` to `blobs/<etag>` with a relative symlink, atomically
+    /// (a symlink under a temp name, then a rename over the final name). Where symlinks are not
+    /// available the blob is copied instead, as `huggingface_hub` does. Parent folders are created
+    /// without ever following a symlink out of the snapshot. Returns the snapshot path.
+    pub fn link(
+        &self,
+        commit: &str,
+        file: &SafeRelPath,
+        etag: &str,
+    ) -> Result<PathBuf, StoreError> {
+        check_commit(commit)?;
+        check_etag(etag)?;
+        let blob = self.blob_path(etag);
+        if !blob.is_file() {
+            return Err(StoreError::BlobMissing { path: blob });
+        }
+        let snapshot = self.snapshot_dir(commit);
+        let parent = safe_path::create_parents_inside(&snapshot, file)?;
+        let name = file.segments().last().unwrap_or_default();
+        let pointer = parent.join(name);
+        let mut target = PathBuf::new();
+        for _ in 0..file.depth() + 1 {
+            target.push("..");
+        }
+        target.push("blobs");
+        target.push(etag);
+        if std::fs::read_link(&pointer).is_ok_and(|existing| existing == target) {
+            return Ok(pointer);
+        }
+        if std::fs::symlink_metadata(&pointer).is_ok_and(|m| m.is_dir()) {
+            return Err(StoreError::io(
+                "link",
+                &pointer,
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a folder is in the way"),
+            ));
+        }
+        let temp = temp_sibling(&pointer);
+        match symlink(&target, &temp) {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!(path = %pointer.display(), error = %e, "Symlink failed, copying the blob instead");
+                std::fs::copy(&blob, &temp).map_err(|e| {
+                    let _ = std::fs::remove_file(&temp);
+                    StoreError::io("copy", &blob, e)
+                })?;
+            }
+        }
+        std::fs::rename(&temp, &pointer).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            StoreError::io("rename", &pointer, e)
+        })?;
+        Ok(pointer)
+    }
+
+    /// Writes `refs/<revision>` = `commit` atomically with no trailing newline, unless the
+    /// revision is itself a commit hash (then there is nothing to record).
+    pub fn write_ref(&self, revision: &str, commit: &str) -> Result<(), StoreError> {
+        check_commit(commit)?;
+        if is_commit_hash(revision) {
+            return Ok(());
+        }
+        let rel = SafeRelPath::new(revision)?;
+        let refs = self.dir.join("refs");
+        let parent = safe_path::create_parents_inside(&refs, &rel)?;
+        let path = parent.join(rel.segments().last().unwrap_or_default());
+        if std::fs::read(&path).is_ok_and(|current| current == commit.as_bytes()) {
+            return Ok(());
+        }
+        write_atomic(&path, commit.as_bytes())
+    }
+
+    /// The raw content of `refs/<revision>` (read like Python: no trimming), if present.
+    pub fn read_ref(&self, revision: &str) -> Option<String> {
+        let rel = SafeRelPath::new(revision).ok()?;
+        std::fs::read_to_string(self.ref_path(&rel)).ok()
+    }
+
+    /// The commit a revision points to in the cache: the revision itself when it is a commit
+    /// hash, else `refs/<revision>`.
+    pub fn cached_commit(&self, revision: &str) -> Option<String> {
+        if is_commit_hash(revision) {
+            return Some(revision.to_string());
+        }
+        self.read_ref(revision)
+    }
+
+    /// Records that `file` does not exist at `commit` (`.no_exist/<commit>/<file>`, empty).
+    pub fn mark_no_exist(&self, commit: &str, file: &SafeRelPath) -> Result<(), StoreError> {
+        check_commit(commit)?;
+        let base = self.dir.join(".no_exist").join(commit);
+        let parent = safe_path::create_parents_inside(&base, file)?;
+        let path = parent.join(file.segments().last().unwrap_or_default());
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            return Ok(());
+        }
+        write_atomic(&path, b"")
+    }
+
+    /// Offline lookup, like `try_to_load_from_cache`.
+    pub fn lookup_cached(&self, revision: &str, file: &str) -> CachedLookup {
+        let Ok(file) = SafeRelPath::new(file) else {
+            return CachedLookup::NotCached;
+        };
+        let Some(commit) = self.cached_commit(revision) else {
+            return CachedLookup::NotCached;
+        };
+        if !is_commit_hash(&commit) {
+            return CachedLookup::NotCached;
+        }
+        if file
+            .join_to(&self.dir.join(".no_exist").join(&commit))
+            .is_file()
+        {
+            return CachedLookup::KnownMissing { commit };
+        }
+        let path = self.snapshot_path(&commit, &file);
+        if path.is_file() {
+            CachedLookup::Found(path)
+        } else {
+            CachedLookup::NotCached
+        }
+    }
+
+    /// The snapshot path of a cached file (not the resolved blob), or `None`.
+    pub fn resolve_cached(&self, revision: &str, file: &str) -> Option<PathBuf> {
+        match self.lookup_cached(revision, file) {
+            CachedLookup::Found(path) => Some(path),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(windows)]
+fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    std::os::windows::fs::symlink_file(target, link)
+}

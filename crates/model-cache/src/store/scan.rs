@@ -1,0 +1,340 @@
+//! Reading a whole cache, including caches written by `huggingface_hub`.
+//!
+//! Unlike `scan_cache_dir`, which drops a repo at its first inconsistency, the scan keeps every
+//! repo and reports each problem precisely (broken links, refs to missing snapshots, stale
+//! `.incomplete` files, unreferenced blobs), which is what `doctor` needs to repair.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::{HubCache, StoreError, is_commit_hash};
+use crate::repo::RepoId;
+
+/// Entries of the cache root that are not repos but are expected there.
+const ROOT_ALLOWED: &[&str] = &[
+    ".locks",
+    "CACHEDIR.TAG",
+    ".DS_Store",
+    "Thumbs.db",
+    "desktop.ini",
+    "blobs",
+];
+
+/// Everything found in a cache.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheScan {
+    pub root: PathBuf,
+    pub repos: Vec<CachedRepo>,
+    /// Problems that `huggingface_hub`'s `scan_cache_dir` would also warn about, and more.
+    pub warnings: Vec<CacheWarning>,
+    /// Bytes of all blobs (each counted once).
+    pub size_on_disk: u64,
+}
+
+/// A problem found while scanning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheWarning {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// One repo folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedRepo {
+    pub repo: RepoId,
+    pub path: PathBuf,
+    /// Bytes of the repo's blobs (regular files in snapshots count too: the no-symlink layout).
+    pub size_on_disk: u64,
+    pub revisions: Vec<CachedRevision>,
+    /// `refs/<name>` → raw content.
+    pub refs: BTreeMap<String, String>,
+    /// Complete blobs: etag → size.
+    pub blobs: BTreeMap<String, u64>,
+    /// Blobs no snapshot points to.
+    pub unreferenced_blobs: Vec<String>,
+    /// `blobs/*.incomplete` files (a download in progress, or left behind by a crash).
+    pub incomplete: Vec<PathBuf>,
+    /// Refs whose content is not a snapshot folder (`scan_cache_dir` rejects the repo for this).
+    pub dangling_refs: Vec<String>,
+    /// Latest modification time of a blob or snapshot file.
+    pub last_modified: Option<SystemTime>,
+    /// Latest access time of a blob, where the file system records it.
+    pub last_accessed: Option<SystemTime>,
+}
+
+/// One snapshot folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedRevision {
+    pub commit: String,
+    pub path: PathBuf,
+    /// Refs pointing at this commit.
+    pub refs: Vec<String>,
+    pub files: Vec<CachedFile>,
+    /// Snapshot paths (relative) whose symlink does not resolve.
+    pub broken: Vec<String>,
+    pub size_on_disk: u64,
+}
+
+/// One file of a snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedFile {
+    /// Relative to the snapshot, with `/` separators.
+    pub path: String,
+    pub snapshot_path: PathBuf,
+    /// What the snapshot entry resolves to (the snapshot path itself for copied files).
+    pub blob_path: PathBuf,
+    /// The blob name when the entry is a link into this repo's `blobs/`.
+    pub etag: Option<String>,
+    pub size: u64,
+}
+
+pub(super) fn scan(cache: &HubCache) -> Result<CacheScan, StoreError> {
+    let root = cache.root().to_path_buf();
+    let mut scan = CacheScan {
+        root: root.clone(),
+        repos: Vec::new(),
+        warnings: Vec::new(),
+        size_on_disk: 0,
+    };
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(scan),
+        Err(e) => return Err(StoreError::io("read", &root, e)),
+    };
+    let mut names: Vec<_> = entries.filter_map(Result::ok).collect();
+    names.sort_by_key(|e| e.file_name());
+    for entry in names {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if ROOT_ALLOWED.contains(&name.as_str()) {
+            continue;
+        }
+        let repo = RepoId::from_folder_name(&name);
+        match (repo, path.is_dir()) {
+            (Some(repo), true) => {
+                let cached = scan_repo(repo, &path, &mut scan.warnings)?;
+                scan.size_on_disk += cached.size_on_disk;
+                scan.repos.push(cached);
+            }
+            _ => scan.warnings.push(CacheWarning {
+                path,
+                message: format!(
+                    "`{name}` is not a repo folder (`models--org--name`); huggingface_hub reports it as a corrupted cache"
+                ),
+            }),
+        }
+    }
+    Ok(scan)
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<std::fs::DirEntry>, StoreError> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+            entries.sort_by_key(|e| e.file_name());
+            Ok(entries)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(StoreError::io("read", dir, e)),
+    }
+}
+
+fn later(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn scan_repo(
+    repo: RepoId,
+    dir: &Path,
+    warnings: &mut Vec<CacheWarning>,
+) -> Result<CachedRepo, StoreError> {
+    let mut cached = CachedRepo {
+        repo,
+        path: dir.to_path_buf(),
+        size_on_disk: 0,
+        revisions: Vec::new(),
+        refs: BTreeMap::new(),
+        blobs: BTreeMap::new(),
+        unreferenced_blobs: Vec::new(),
+        incomplete: Vec::new(),
+        dangling_refs: Vec::new(),
+        last_modified: None,
+        last_accessed: None,
+    };
+    let blobs_dir = dir.join("blobs");
+    for entry in read_dir_sorted(&blobs_dir)? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        if name.ends_with(".incomplete") {
+            cached.incomplete.push(entry.path());
+        } else if !name.ends_with(".lock") && !name.ends_with(".part") {
+            cached.blobs.insert(name, meta.len());
+            cached.last_modified = later(cached.last_modified, meta.modified().ok());
+            cached.last_accessed = later(cached.last_accessed, meta.accessed().ok());
+        }
+    }
+    collect_refs(&dir.join("refs"), "", &mut cached.refs)?;
+
+    let snapshots = dir.join("snapshots");
+    if !snapshots.is_dir() {
+        warnings.push(CacheWarning {
+            path: snapshots.clone(),
+            message: "Repo has no `snapshots` folder".into(),
+        });
+    }
+    let canonical_blobs = blobs_dir.canonicalize().ok();
+    let mut referenced = BTreeSet::new();
+    let mut copied_size = 0;
+    for entry in read_dir_sorted(&snapshots)? {
+        let commit = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if !path.is_dir() {
+            warnings.push(CacheWarning {
+                path,
+                message: "Snapshots folder contains a file".into(),
+            });
+            continue;
+        }
+        let mut revision = CachedRevision {
+            refs: cached
+                .refs
+                .iter()
+                .filter(|(_, target)| **target == commit)
+                .map(|(name, _)| name.clone())
+                .collect(),
+            commit,
+            path: path.clone(),
+            files: Vec::new(),
+            broken: Vec::new(),
+            size_on_disk: 0,
+        };
+        walk_snapshot(&path, "", canonical_blobs.as_deref(), &mut revision)?;
+        for file in &revision.files {
+            match &file.etag {
+                Some(etag) => {
+                    referenced.insert(etag.clone());
+                }
+                None => copied_size += file.size,
+            }
+            cached.last_modified = later(
+                cached.last_modified,
+                std::fs::metadata(&file.blob_path)
+                    .ok()
+                    .and_then(|m| m.modified().ok()),
+            );
+        }
+        for broken in &revision.broken {
+            warnings.push(CacheWarning {
+                path: path.join(broken),
+                message: "Blob missing (broken symlink)".into(),
+            });
+        }
+        cached.revisions.push(revision);
+    }
+    let snapshot_names: BTreeSet<&str> =
+        cached.revisions.iter().map(|r| r.commit.as_str()).collect();
+    for (name, target) in &cached.refs {
+        if !snapshot_names.contains(target.as_str()) {
+            cached.dangling_refs.push(name.clone());
+            let shown = if is_commit_hash(target) {
+                target.clone()
+            } else {
+                format!("{target:?}")
+            };
+            warnings.push(CacheWarning {
+                path: dir.join("refs").join(name),
+                message: format!("Reference `{name}` refers to a missing commit hash {shown}"),
+            });
+        }
+    }
+    cached.unreferenced_blobs = cached
+        .blobs
+        .keys()
+        .filter(|etag| !referenced.contains(*etag))
+        .cloned()
+        .collect();
+    cached.size_on_disk = cached.blobs.values().sum::<u64>() + copied_size;
+    for revision in &mut cached.revisions {
+        // A revision's size counts each distinct blob once.
+        let mut seen = BTreeSet::new();
+        revision.size_on_disk = revision
+            .files
+            .iter()
+            .filter(|f| f.etag.as_ref().is_none_or(|e| seen.insert(e.clone())))
+            .map(|f| f.size)
+            .sum();
+    }
+    Ok(cached)
+}
+
+fn collect_refs(
+    dir: &Path,
+    prefix: &str,
+    refs: &mut BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    for entry in read_dir_sorted(dir)? {
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let path = entry.path();
+        if path.is_dir() {
+            collect_refs(&path, &format!("{name}/"), refs)?;
+        } else if let Ok(content) = std::fs::read_to_string(&path) {
+            refs.insert(name, content);
+        }
+    }
+    Ok(())
+}
+
+fn walk_snapshot(
+    dir: &Path,
+    prefix: &str,
+    blobs: Option<&Path>,
+    revision: &mut CachedRevision,
+) -> Result<(), StoreError> {
+    for entry in read_dir_sorted(dir)? {
+        let rel = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let path = entry.path();
+        let Ok(link_meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if link_meta.is_dir() {
+            walk_snapshot(&path, &format!("{rel}/"), blobs, revision)?;
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            revision.broken.push(rel);
+            continue;
+        };
+        if meta.is_dir() {
+            // A symlink to a folder: not something a Hub client writes; skip it.
+            continue;
+        }
+        let resolved = path.canonicalize().unwrap_or_else(|_| path.clone());
+        let etag = (link_meta.file_type().is_symlink()
+            && blobs.is_some_and(|b| resolved.parent() == Some(b)))
+        .then(|| {
+            resolved
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .flatten();
+        revision.files.push(CachedFile {
+            path: rel,
+            snapshot_path: path,
+            blob_path: resolved,
+            etag,
+            size: meta.len(),
+        });
+    }
+    Ok(())
+}
