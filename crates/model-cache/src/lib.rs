@@ -8,6 +8,8 @@
 pub mod policy;
 pub mod doctor;
 pub mod env;
+pub mod fit;
+pub mod formats;
 pub mod hub;
 pub mod index;
 pub mod repo;
@@ -15,6 +17,7 @@ pub mod retry;
 pub mod secret;
 pub mod settings;
 pub mod store;
+pub mod variants;
 
 pub use repo::{RepoId, RepoType};
 pub use secret::Token;
