@@ -7,7 +7,9 @@
 
 pub mod policy;
 pub mod doctor;
+pub mod download;
 pub mod env;
+pub mod hash;
 pub mod fit;
 pub mod formats;
 pub mod hub;

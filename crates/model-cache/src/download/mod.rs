@@ -1,0 +1,1195 @@
+//! The downloader: parallel, resumable, verified transfers into the Hugging Face cache layout.
+//!
+//! One [`Downloader`] per engine holds the global limits ([`TransferLimits`]: connections in
+//! total and per host, files at once, one bandwidth [`TokenBucket`]). A [`DownloadRequest`]
+//! names a repo, a revision and files (or none, for the whole repo); [`Downloader::start`] runs
+//! it in the background and returns a [`DownloadHandle`] whose [`JobControl`] pauses, resumes or
+//! cancels it, while progress goes to a [`Reporter`] as [`DownloadEvent`]s.
+//!
+//! Per file:
+//! 1. Resolve its metadata (a `HEAD` on `resolve`, unless the caller passed it) and validate its
+//!    name through [`SafeRelPath`] before anything is written.
+//! 2. If `blobs/{etag}` exists, link it; if another repo of the cache holds a blob with the same
+//!    etag (a content hash), hard-link or copy it. Either way nothing is downloaded and the bytes
+//!    saved are counted.
+//! 3. Otherwise take the blob lock (`.locks/...`, shared with `huggingface_hub`), look again (a
+//!    process that held the lock may have finished it), and transfer: chunks of
+//!    `limits.chunk_size` over parallel range requests with `If-Range`, written in place into a
+//!    preallocated `blobs/{etag}.incomplete`, each chunk flushed and recorded in the index so a
+//!    restarted process fetches only chunks not recorded (see `transfer`).
+//! 4. Hash the contiguous done prefix while the download runs (sha256 for LFS, git-sha1 for git
+//!    files); on a mismatch, refetch torn chunks, then the whole file once; if it is still wrong,
+//!    fail and link nothing.
+//! 5. Rename to `blobs/{etag}`, link `snapshots/{commit}/{path}`, write `refs/{revision}`.
+//!
+//! A `200` where a range was asked either means the server ignores `Range` (then one sequential
+//! stream is used) or the file changed upstream (then its progress is discarded, its metadata
+//! resolved again and the file restarted: versions are never mixed). A `416` restarts the file.
+
+mod control;
+mod error;
+mod events;
+mod jobs;
+mod limits;
+mod plan;
+mod transfer;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+pub use control::JobControl;
+pub use error::DownloadError;
+pub use events::{ChannelReporter, DownloadEvent, NoReporter, RecordingReporter, Reporter};
+pub use limits::{Clock, ConnectionPermit, SystemClock, TokenBucket, TransferLimits};
+pub use plan::ChunkPlan;
+
+use crate::hash::{ExpectedDigest, PrefixHasher};
+use crate::hub::{EntryKind, FileMetadata, HubClient, HubError};
+use crate::index::Index;
+use crate::index::transfers::JobState;
+use crate::repo::RepoId;
+use crate::retry::RetryPolicy;
+use crate::settings::Settings;
+use crate::store::{HubCache, RepoCache, SafeRelPath, StoreError, is_commit_hash, is_valid_etag};
+use jobs::{JobDb, OwnedNewJob};
+use transfer::{BlobTransfer, Shared, TransferContext, TransferFailure};
+use writer::{BlobWriter, WriteFailure};
+
+/// How often a file may change upstream during one download before the download gives up.
+const MAX_RESTARTS: u32 = 3;
+/// How often a waiter looks at a blob lock held by another process.
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// What to download.
+#[derive(Debug, Clone)]
+pub struct DownloadRequest {
+    pub repo: RepoId,
+    /// Branch, tag or commit.
+    pub revision: String,
+    /// Files to fetch; empty for every file of the repo at that revision.
+    pub files: Vec<FileSpec>,
+}
+
+/// One file of a request: its path, and its metadata when the caller already resolved it (a
+/// listing it just made), which saves a `HEAD`.
+#[derive(Debug, Clone)]
+pub struct FileSpec {
+    pub path: String,
+    pub metadata: Option<FileMetadata>,
+}
+
+impl From<&str> for FileSpec {
+    fn from(path: &str) -> Self {
+        FileSpec {
+            path: path.to_string(),
+            metadata: None,
+        }
+    }
+}
+
+impl From<String> for FileSpec {
+    fn from(path: String) -> Self {
+        FileSpec {
+            path,
+            metadata: None,
+        }
+    }
+}
+
+/// Where a file's bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileSource {
+    /// Transferred over the network (perhaps partly, when resumed).
+    Downloaded,
+    /// Already in this repo's cache.
+    Cached,
+    /// Linked or copied from another repo's identical blob.
+    SharedBlob,
+}
+
+/// One file of a finished request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileOutcome {
+    pub path: String,
+    pub etag: String,
+    pub size: u64,
+    pub commit: String,
+    /// `snapshots/{commit}/{path}` in the cache.
+    pub snapshot_path: PathBuf,
+    pub source: FileSource,
+}
+
+/// The result of a request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DownloadSummary {
+    pub repo: String,
+    pub revision: String,
+    pub commit: String,
+    pub files: Vec<FileOutcome>,
+    /// Body bytes received from the network.
+    pub bytes_downloaded: u64,
+    /// Bytes not downloaded because they were cached or shared.
+    pub bytes_saved: u64,
+}
+
+/// A request running in the background.
+pub struct DownloadHandle {
+    control: JobControl,
+    task: tokio::task::JoinHandle<Result<DownloadSummary, DownloadError>>,
+}
+
+impl DownloadHandle {
+    /// Pause, resume or cancel the request.
+    pub fn control(&self) -> &JobControl {
+        &self.control
+    }
+
+    /// Waits for the request to end.
+    pub async fn wait(self) -> Result<DownloadSummary, DownloadError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(error) => Err(DownloadError::Io {
+                what: "run the download task for",
+                path: PathBuf::new(),
+                source: std::io::Error::other(error.to_string()),
+            }),
+        }
+    }
+}
+
+/// The download engine. Cheap to clone; clones share limits.
+#[derive(Clone)]
+pub struct Downloader {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hub: HubClient,
+    cache: HubCache,
+    db: JobDb,
+    limits: TransferLimits,
+    chunk_size: u64,
+    retry: RetryPolicy,
+    stall: Duration,
+    offline: bool,
+}
+
+impl Downloader {
+    /// A downloader writing into `settings.hub_cache`, with the limits, retry policy and
+    /// timeouts of `settings`.
+    pub fn new(settings: &Settings, hub: HubClient, index: Index) -> Self {
+        Downloader {
+            inner: Arc::new(Inner {
+                hub,
+                cache: HubCache::new(settings.hub_cache.clone()),
+                db: JobDb::new(index),
+                limits: TransferLimits::new(&settings.limits),
+                chunk_size: settings.limits.chunk_size.max(1),
+                retry: settings.retry.clone(),
+                stall: settings.timeouts.stall,
+                offline: settings.offline,
+            }),
+        }
+    }
+
+    /// The shared limits.
+    pub fn limits(&self) -> &TransferLimits {
+        &self.inner.limits
+    }
+
+    /// Changes the global bandwidth limit (bytes per second, `None` for unlimited) while
+    /// transfers run.
+    pub fn set_rate(&self, bytes_per_second: Option<u64>) {
+        self.inner.limits.bandwidth().set_rate(bytes_per_second);
+    }
+
+    /// Starts a request in the background.
+    pub fn start(&self, request: DownloadRequest, reporter: Arc<dyn Reporter>) -> DownloadHandle {
+        let control = JobControl::new();
+        let inner = Arc::clone(&self.inner);
+        let task = tokio::spawn(run(inner, request, reporter, control.clone()));
+        DownloadHandle { control, task }
+    }
+
+    /// Runs a request to its end.
+    pub async fn download(
+        &self,
+        request: DownloadRequest,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<DownloadSummary, DownloadError> {
+        self.start(request, reporter).wait().await
+    }
+}
+
+fn store_error(path: &str) -> impl FnOnce(StoreError) -> DownloadError + '_ {
+    move |source| match source {
+        StoreError::UnsafePath { name, reason } => DownloadError::UnsafePath {
+            repo: String::new(),
+            path: name,
+            reason: reason.to_string(),
+        },
+        source => DownloadError::Store {
+            path: path.to_string(),
+            source: Box::new(source),
+        },
+    }
+}
+
+async fn run(
+    inner: Arc<Inner>,
+    request: DownloadRequest,
+    reporter: Arc<dyn Reporter>,
+    control: JobControl,
+) -> Result<DownloadSummary, DownloadError> {
+    let repo_name = request.repo.to_string();
+    if inner.offline {
+        return run_offline(&inner, &request);
+    }
+    let result = run_online(&inner, &request, reporter.clone(), control).await;
+    if let Err(error) = &result
+        && !matches!(error, DownloadError::Partial { .. })
+    {
+        reporter.report(DownloadEvent::Failed {
+            repo: repo_name,
+            path: String::new(),
+            kind: error.kind().to_string(),
+            message: error.to_string(),
+        });
+    }
+    result
+}
+
+/// Offline: everything from the cache, or an error naming what is missing.
+fn run_offline(inner: &Inner, request: &DownloadRequest) -> Result<DownloadSummary, DownloadError> {
+    let repo_cache = inner.cache.repo(&request.repo);
+    let repo = request.repo.to_string();
+    let offline = |missing: Vec<String>| DownloadError::Offline {
+        repo: repo.clone(),
+        revision: request.revision.clone(),
+        missing,
+    };
+    let Some(commit) = repo_cache
+        .cached_commit(&request.revision)
+        .filter(|c| is_commit_hash(c))
+    else {
+        return Err(offline(vec![format!("refs/{}", request.revision)]));
+    };
+    let snapshot = repo_cache.snapshot_dir(&commit);
+    let paths: Vec<String> = if request.files.is_empty() {
+        if !snapshot.is_dir() {
+            return Err(offline(vec![format!("snapshots/{commit}")]));
+        }
+        let mut found = Vec::new();
+        collect_files(&snapshot, &snapshot, &mut found);
+        found
+    } else {
+        request.files.iter().map(|f| f.path.clone()).collect()
+    };
+    let mut files = Vec::new();
+    let mut missing = Vec::new();
+    for path in paths {
+        match repo_cache.resolve_cached(&commit, &path) {
+            Some(snapshot_path) => {
+                let size = std::fs::metadata(&snapshot_path)
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                let etag = std::fs::read_link(&snapshot_path)
+                    .ok()
+                    .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_default();
+                files.push(FileOutcome {
+                    path,
+                    etag,
+                    size,
+                    commit: commit.clone(),
+                    snapshot_path,
+                    source: FileSource::Cached,
+                });
+            }
+            None => missing.push(path),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(offline(missing));
+    }
+    let bytes_saved = files.iter().map(|f| f.size).sum();
+    Ok(DownloadSummary {
+        repo,
+        revision: request.revision.clone(),
+        commit,
+        files,
+        bytes_downloaded: 0,
+        bytes_saved,
+    })
+}
+
+fn collect_files(base: &Path, dir: &Path, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(base, &path, found);
+        } else if let Ok(rel) = path.strip_prefix(base) {
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            found.push(parts.join("/"));
+        }
+    }
+}
+
+async fn run_online(
+    inner: &Arc<Inner>,
+    request: &DownloadRequest,
+    reporter: Arc<dyn Reporter>,
+    control: JobControl,
+) -> Result<DownloadSummary, DownloadError> {
+    let repo = &request.repo;
+    let repo_name = repo.to_string();
+    let resolve_error = |source: HubError| DownloadError::Resolve {
+        repo: repo_name.clone(),
+        revision: request.revision.clone(),
+        source,
+    };
+    // Pin one commit for the whole request, so files of one request never mix revisions.
+    let given_commit = request
+        .files
+        .iter()
+        .find_map(|f| f.metadata.as_ref().map(|m| m.commit.clone()));
+    let commit = if is_commit_hash(&request.revision) {
+        request.revision.clone()
+    } else if let Some(commit) = given_commit.filter(|_| {
+        !request.files.is_empty() && request.files.iter().all(|f| f.metadata.is_some())
+    }) {
+        commit
+    } else {
+        inner
+            .hub
+            .repo_info(repo, Some(&request.revision))
+            .await
+            .map_err(resolve_error)?
+            .sha
+    };
+    if !is_commit_hash(&commit) {
+        return Err(DownloadError::Protocol {
+            repo: repo_name.clone(),
+            path: String::new(),
+            reason: format!("the Hub sent an invalid commit hash `{}`", commit.escape_debug()),
+        });
+    }
+    let specs: Vec<FileSpec> = if request.files.is_empty() {
+        inner
+            .hub
+            .list_tree(repo, &commit, None, true)
+            .await
+            .map_err(resolve_error)?
+            .into_iter()
+            .filter(|entry| entry.kind == EntryKind::File)
+            .map(|entry| FileSpec::from(entry.path))
+            .collect()
+    } else {
+        request.files.clone()
+    };
+    // Every name is checked before anything is written: one hostile name refuses the request.
+    for spec in &specs {
+        if let Err(StoreError::UnsafePath { reason, .. }) = SafeRelPath::new(&spec.path) {
+            return Err(DownloadError::UnsafePath {
+                repo: repo_name.clone(),
+                path: spec.path.escape_debug().to_string(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+    let repo_cache = inner.cache.repo(repo);
+    repo_cache
+        .ensure_dirs()
+        .map_err(store_error(&repo_name))?;
+
+    let ctx = Arc::new(TransferContext {
+        hub: inner.hub.clone(),
+        limits: inner.limits.clone(),
+        retry: inner.retry.clone(),
+        stall: inner.stall,
+        reporter: reporter.clone(),
+        control: control.clone(),
+        db: inner.db.clone(),
+        downloaded: Arc::new(AtomicU64::new(0)),
+    });
+    let total = specs.len();
+    let mut tasks = JoinSet::new();
+    for (position, spec) in specs.into_iter().enumerate() {
+        let inner = Arc::clone(inner);
+        let ctx = Arc::clone(&ctx);
+        let request = request.clone();
+        let commit = commit.clone();
+        tasks.spawn(async move {
+            let slot = tokio::select! {
+                slot = inner.limits.file_slot() => slot,
+                _ = ctx.control.cancelled() => {
+                    return (position, spec.path.clone(), Err(DownloadError::Cancelled { repo: request.repo.to_string() }));
+                }
+            };
+            let path = spec.path.clone();
+            let result = download_file(&inner, &ctx, &request, &commit, spec).await;
+            drop(slot);
+            (position, path, result)
+        });
+    }
+    let mut outcomes: Vec<(usize, FileOutcome)> = Vec::new();
+    let mut errors: Vec<DownloadError> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (position, path, result) = match joined {
+            Ok(value) => value,
+            Err(error) => {
+                errors.push(DownloadError::Io {
+                    what: "run a file task for",
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(error.to_string()),
+                });
+                continue;
+            }
+        };
+        match result {
+            Ok(outcome) => outcomes.push((position, outcome)),
+            Err(error) => {
+                reporter.report(DownloadEvent::Failed {
+                    repo: repo_name.clone(),
+                    path,
+                    kind: error.kind().to_string(),
+                    message: error.to_string(),
+                });
+                errors.push(error);
+            }
+        }
+    }
+    outcomes.sort_by_key(|(position, _)| *position);
+    let files: Vec<FileOutcome> = outcomes.into_iter().map(|(_, o)| o).collect();
+    let bytes_downloaded = ctx.downloaded.load(Ordering::Relaxed);
+    let bytes_saved: u64 = files
+        .iter()
+        .filter(|f| f.source != FileSource::Downloaded)
+        .map(|f| f.size)
+        .sum();
+    record_metrics(&inner.db, bytes_downloaded, bytes_saved).await;
+    // The ref points at the commit every linked file came from; a file that restarted after an
+    // upstream change was linked under its new commit and moves the ref along.
+    let newest_commit = files
+        .iter()
+        .rev()
+        .find(|f| f.commit != commit)
+        .map(|f| f.commit.clone())
+        .unwrap_or_else(|| commit.clone());
+    if !files.is_empty() || errors.is_empty() {
+        repo_cache
+            .write_ref(&request.revision, &newest_commit)
+            .map_err(store_error(&repo_name))?;
+        let (index, repo_id, revision, commit) = (
+            inner.db.index().clone(),
+            repo.clone(),
+            request.revision.clone(),
+            newest_commit.clone(),
+        );
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(error) = index.record_revision(&repo_id, &revision, &commit) {
+                tracing::warn!(%error, "Could not record the revision in the index");
+            }
+        })
+        .await;
+    }
+    if control.is_cancelled() {
+        return Err(DownloadError::Cancelled { repo: repo_name });
+    }
+    if let Some(first) = errors.into_iter().reduce(|first, _| first) {
+        let count = total - files.len();
+        return Err(if total == 1 {
+            first
+        } else {
+            DownloadError::Partial {
+                repo: repo_name,
+                count,
+                total,
+                first: Box::new(first),
+            }
+        });
+    }
+    reporter.report(DownloadEvent::Finished {
+        repo: repo_name.clone(),
+        revision: request.revision.clone(),
+        commit: newest_commit.clone(),
+        files: files.len() as u64,
+        bytes_downloaded,
+        bytes_saved,
+    });
+    Ok(DownloadSummary {
+        repo: repo_name,
+        revision: request.revision.clone(),
+        commit: newest_commit,
+        files,
+        bytes_downloaded,
+        bytes_saved,
+    })
+}
+
+async fn record_metrics(db: &JobDb, downloaded: u64, saved: u64) {
+    let index = db.index().clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for (name, value) in [("bytes_downloaded", downloaded), ("bytes_saved", saved)] {
+            if value > 0
+                && let Err(error) = index.add_metric(name, value as i64)
+            {
+                tracing::warn!(%error, "Could not update a metric");
+            }
+        }
+    })
+    .await;
+}
+
+/// The digest a file must have, from its metadata.
+fn expected_digest(meta: &FileMetadata) -> Option<ExpectedDigest> {
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some(sha256) = meta.sha256.as_deref().filter(|s| hex(s, 64)) {
+        Some(ExpectedDigest::sha256(sha256))
+    } else if let Some(sha1) = meta.git_sha1.as_deref().filter(|s| hex(s, 40)) {
+        Some(ExpectedDigest::git_sha1(sha1))
+    } else if meta.is_lfs && hex(&meta.etag, 64) {
+        Some(ExpectedDigest::sha256(&meta.etag))
+    } else if hex(&meta.etag, 40) {
+        Some(ExpectedDigest::git_sha1(&meta.etag))
+    } else {
+        None
+    }
+}
+
+/// How a blob transfer ended, seen from the file loop.
+enum FetchEnd {
+    Done(FileOutcome),
+    Restart(String),
+}
+
+async fn download_file(
+    inner: &Arc<Inner>,
+    ctx: &Arc<TransferContext>,
+    request: &DownloadRequest,
+    commit: &str,
+    spec: FileSpec,
+) -> Result<FileOutcome, DownloadError> {
+    let repo = &request.repo;
+    let repo_name = repo.to_string();
+    let rel = SafeRelPath::new(&spec.path).map_err(store_error(&spec.path))?;
+    let repo_cache = inner.cache.repo(repo);
+    let mut given = spec.metadata;
+    // After an upstream change the branch is resolved again, not the pinned commit.
+    let mut head_revision = commit.to_string();
+    let mut restarts = 0;
+    loop {
+        let meta = match given.take() {
+            Some(meta) => meta,
+            None => inner
+                .hub
+                .file_metadata(repo, &head_revision, &spec.path)
+                .await
+                .map_err(|source| DownloadError::Hub {
+                    repo: repo_name.clone(),
+                    path: spec.path.clone(),
+                    source,
+                })?,
+        };
+        if !is_valid_etag(&meta.etag) || !is_commit_hash(&meta.commit) {
+            return Err(DownloadError::Protocol {
+                repo: repo_name.clone(),
+                path: spec.path.clone(),
+                reason: format!(
+                    "invalid etag `{}` or commit `{}`",
+                    meta.etag.escape_debug(),
+                    meta.commit.escape_debug()
+                ),
+            });
+        }
+        if let Some(outcome) = link_cached(inner, ctx, &repo_cache, &rel, &meta).await? {
+            return Ok(outcome);
+        }
+        let lock = acquire_lock(&repo_cache, &meta.etag, ctx, &spec.path).await?;
+        // Whoever held the lock may have just finished this blob.
+        if let Some(outcome) = link_cached(inner, ctx, &repo_cache, &rel, &meta).await? {
+            return Ok(outcome);
+        }
+        if let Some(outcome) = link_shared(inner, ctx, &repo_cache, &rel, &meta).await? {
+            return Ok(outcome);
+        }
+        let end = fetch_blob(inner, ctx, request, &repo_cache, &rel, &meta).await;
+        drop(lock);
+        match end? {
+            FetchEnd::Done(outcome) => return Ok(outcome),
+            FetchEnd::Restart(reason) => {
+                restarts += 1;
+                tracing::info!(path = %spec.path, %reason, "Restarting a file");
+                ctx.reporter.report(DownloadEvent::Restarted {
+                    repo: repo_name.clone(),
+                    path: spec.path.clone(),
+                    reason,
+                });
+                if restarts > MAX_RESTARTS {
+                    return Err(DownloadError::UpstreamChanged {
+                        repo: repo_name,
+                        path: spec.path,
+                        restarts,
+                    });
+                }
+                head_revision = request.revision.clone();
+            }
+        }
+    }
+}
+
+/// Waits for the blob lock without holding a thread, giving up when the job is cancelled.
+async fn acquire_lock(
+    repo_cache: &RepoCache,
+    etag: &str,
+    ctx: &TransferContext,
+    path: &str,
+) -> Result<crate::store::BlobLock, DownloadError> {
+    let mut logged = false;
+    loop {
+        let (cache, etag_owned) = (repo_cache.clone(), etag.to_string());
+        let attempt =
+            tokio::task::spawn_blocking(move || cache.lock_blob(&etag_owned, Duration::ZERO))
+                .await
+                .map_err(|e| DownloadError::Io {
+                    what: "lock",
+                    path: repo_cache.lock_path(etag),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+        match attempt {
+            Ok(lock) => return Ok(lock),
+            Err(StoreError::LockTimeout { .. }) => {
+                if !logged {
+                    logged = true;
+                    tracing::info!(%path, "Waiting for another process downloading the same file");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(LOCK_POLL) => {}
+                    _ = ctx.control.cancelled() => {
+                        return Err(DownloadError::Cancelled { repo: repo_cache.repo().to_string() });
+                    }
+                }
+            }
+            Err(error) => return Err(store_error(path)(error)),
+        }
+    }
+}
+
+/// Links the file if its blob is already in this repo's cache.
+async fn link_cached(
+    inner: &Inner,
+    ctx: &TransferContext,
+    repo_cache: &RepoCache,
+    rel: &SafeRelPath,
+    meta: &FileMetadata,
+) -> Result<Option<FileOutcome>, DownloadError> {
+    let blob = repo_cache.blob_path(&meta.etag);
+    match std::fs::metadata(&blob) {
+        Ok(m) if m.is_file() && m.len() == meta.size => {}
+        _ => return Ok(None),
+    }
+    let outcome = link(inner, ctx, repo_cache, rel, meta, FileSource::Cached).await?;
+    ctx.reporter.report(DownloadEvent::Skipped {
+        repo: repo_cache.repo().to_string(),
+        path: rel.as_str().to_string(),
+        reason: "cached".into(),
+        bytes_saved: meta.size,
+    });
+    Ok(Some(outcome))
+}
+
+/// Hard-links (or copies) an identical blob from another repo of the cache. Etags are content
+/// hashes (sha256 or git-sha1), so the same etag and size is the same content. Called with the
+/// blob lock held.
+async fn link_shared(
+    inner: &Inner,
+    ctx: &TransferContext,
+    repo_cache: &RepoCache,
+    rel: &SafeRelPath,
+    meta: &FileMetadata,
+) -> Result<Option<FileOutcome>, DownloadError> {
+    if expected_digest(meta).is_none() {
+        return Ok(None);
+    }
+    let own_dir = repo_cache.dir().to_path_buf();
+    let root = inner.cache.root().to_path_buf();
+    let index = inner.db.index().clone();
+    let etag = meta.etag.clone();
+    let size = meta.size;
+    let incomplete = repo_cache.incomplete_path(&meta.etag);
+    let copied = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        let mut candidates: Vec<PathBuf> = index
+            .find_blob(&etag)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(repo, _)| root.join(repo.folder_name()).join("blobs").join(&etag))
+            .collect();
+        // The index is not the truth: any repo folder on disk may hold the blob.
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.contains("--") {
+                    candidates.push(entry.path().join("blobs").join(&etag));
+                }
+            }
+        }
+        for candidate in candidates {
+            if candidate.parent().and_then(Path::parent) == Some(own_dir.as_path()) {
+                continue;
+            }
+            match std::fs::metadata(&candidate) {
+                Ok(m) if m.is_file() && m.len() == size => {}
+                _ => continue,
+            }
+            let _ = std::fs::remove_file(&incomplete);
+            if std::fs::hard_link(&candidate, &incomplete).is_err() {
+                std::fs::copy(&candidate, &incomplete)?;
+            }
+            tracing::debug!(from = %candidate.display(), "Reusing a blob of another repo");
+            return Ok(true);
+        }
+        Ok(false)
+    })
+    .await
+    .map_err(|e| DownloadError::Io {
+        what: "share",
+        path: repo_cache.incomplete_path(&meta.etag),
+        source: std::io::Error::other(e.to_string()),
+    })?
+    .map_err(|source| {
+        let _ = std::fs::remove_file(repo_cache.incomplete_path(&meta.etag));
+        if writer::is_disk_full(&source) {
+            transfer::disk_full(&repo_cache.incomplete_path(&meta.etag), rel.as_str(), meta.size)
+        } else {
+            DownloadError::Io {
+                what: "copy a shared blob to",
+                path: repo_cache.incomplete_path(&meta.etag),
+                source,
+            }
+        }
+    })?;
+    if !copied {
+        return Ok(None);
+    }
+    repo_cache
+        .finish_blob(&meta.etag)
+        .map_err(store_error(rel.as_str()))?;
+    let outcome = link(inner, ctx, repo_cache, rel, meta, FileSource::SharedBlob).await?;
+    ctx.reporter.report(DownloadEvent::Skipped {
+        repo: repo_cache.repo().to_string(),
+        path: rel.as_str().to_string(),
+        reason: "shared_blob".into(),
+        bytes_saved: meta.size,
+    });
+    Ok(Some(outcome))
+}
+
+/// Links `snapshots/{commit}/{path}` to the blob and records the blob in the index.
+async fn link(
+    inner: &Inner,
+    ctx: &TransferContext,
+    repo_cache: &RepoCache,
+    rel: &SafeRelPath,
+    meta: &FileMetadata,
+    source: FileSource,
+) -> Result<FileOutcome, DownloadError> {
+    let snapshot_path = repo_cache
+        .link(&meta.commit, rel, &meta.etag)
+        .map_err(store_error(rel.as_str()))?;
+    let (index, repo, etag, size, verified) = (
+        inner.db.index().clone(),
+        repo_cache.repo().clone(),
+        meta.etag.clone(),
+        meta.size,
+        source == FileSource::Downloaded,
+    );
+    let _ = tokio::task::spawn_blocking(move || {
+        let result = index
+            .upsert_repo(&repo)
+            .and_then(|_| index.record_blob(&repo, &etag, size, verified));
+        if let Err(error) = result {
+            tracing::warn!(%error, "Could not record a blob in the index");
+        }
+    })
+    .await;
+    ctx.reporter.report(DownloadEvent::Linked {
+        repo: repo_cache.repo().to_string(),
+        path: rel.as_str().to_string(),
+        commit: meta.commit.clone(),
+    });
+    Ok(FileOutcome {
+        path: rel.as_str().to_string(),
+        etag: meta.etag.clone(),
+        size: meta.size,
+        commit: meta.commit.clone(),
+        snapshot_path,
+        source,
+    })
+}
+
+/// Removes a job's `.incomplete` and its index rows.
+async fn discard(db: &JobDb, job_id: i64, incomplete: &Path) {
+    let _ = tokio::fs::remove_file(incomplete).await;
+    if let Err(error) = db.delete(job_id).await {
+        tracing::warn!(%error, "Could not delete a download job");
+    }
+}
+
+/// Transfers, verifies, renames and links one blob. Called with the blob lock held.
+async fn fetch_blob(
+    inner: &Arc<Inner>,
+    ctx: &Arc<TransferContext>,
+    request: &DownloadRequest,
+    repo_cache: &RepoCache,
+    rel: &SafeRelPath,
+    meta: &FileMetadata,
+) -> Result<FetchEnd, DownloadError> {
+    let repo_name = repo_cache.repo().to_string();
+    let folder = repo_cache.repo().folder_name();
+    let incomplete = repo_cache.incomplete_path(&meta.etag);
+    let size = meta.size;
+
+    // Resume a recorded job when its file is there with the right length; otherwise start over.
+    let existing = inner
+        .db
+        .find_unfinished(folder.clone(), meta.etag.clone())
+        .await?;
+    let on_disk = std::fs::metadata(&incomplete).ok().map(|m| m.len());
+    let (job_id, plan, done, validator) = match existing {
+        Some((job, chunks)) if job.size == size && on_disk == Some(size) && job.chunk_size > 0 => {
+            inner.db.set_state(job.id, JobState::Running, None).await?;
+            let plan = ChunkPlan::new(size, job.chunk_size);
+            (job.id, plan, chunks, job.validator)
+        }
+        existing => {
+            if let Some((job, _)) = existing {
+                inner.db.delete(job.id).await?;
+            }
+            // A stale `.incomplete` (a crash before its job was recorded, an old Python run) is
+            // not ours to trust: we hold the lock, so nobody writes it now.
+            let _ = tokio::fs::remove_file(&incomplete).await;
+            let needed = size;
+            let dir = incomplete.parent().unwrap_or(Path::new("."));
+            if let Ok(free) = fs4::available_space(dir)
+                && free < needed
+            {
+                return Err(DownloadError::DiskFull {
+                    path: rel.as_str().to_string(),
+                    dir: dir.to_path_buf(),
+                    needed,
+                    free,
+                });
+            }
+            let id = inner
+                .db
+                .create(OwnedNewJob {
+                    repo: folder.clone(),
+                    revision: request.revision.clone(),
+                    commit: meta.commit.clone(),
+                    path: rel.as_str().to_string(),
+                    etag: meta.etag.clone(),
+                    size,
+                    chunk_size: inner.chunk_size,
+                    validator: meta.etag.clone(),
+                })
+                .await?;
+            (
+                id,
+                ChunkPlan::new(size, inner.chunk_size),
+                Vec::new(),
+                meta.etag.clone(),
+            )
+        }
+    };
+
+    let writer = match BlobWriter::open(incomplete.clone(), size).await {
+        Ok(writer) => writer,
+        Err(failure) => {
+            discard(&inner.db, job_id, &incomplete).await;
+            return Err(match failure {
+                WriteFailure::DiskFull => transfer::disk_full(&incomplete, rel.as_str(), size),
+                WriteFailure::Io(source) => DownloadError::Io {
+                    what: "create",
+                    path: incomplete.clone(),
+                    source,
+                },
+            });
+        }
+    };
+    let mut recorded = vec![false; plan.count() as usize];
+    for chunk in &done {
+        if let Some(slot) = recorded.get_mut(chunk.index as usize) {
+            *slot = true;
+        }
+    }
+    let resumed_bytes: u64 = (0..plan.count())
+        .filter(|&c| recorded[c as usize])
+        .map(|c| plan.range(c).end - plan.range(c).start)
+        .sum();
+    ctx.reporter.report(DownloadEvent::FileStarted {
+        repo: repo_name.clone(),
+        path: rel.as_str().to_string(),
+        size,
+        resumed_bytes,
+    });
+
+    let url = meta.download_url.clone();
+    let host = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0))))
+        .unwrap_or_default();
+    let transfer = Arc::new(BlobTransfer {
+        repo: repo_name.clone(),
+        path: rel.as_str().to_string(),
+        url,
+        host,
+        etag: meta.etag.clone(),
+        plan,
+        job_id,
+        writer,
+        validator: std::sync::Mutex::new(validator),
+    });
+    let expected = expected_digest(meta);
+    let hasher = match &expected {
+        Some(expected) => Some(
+            PrefixHasher::start(incomplete.clone(), expected.algorithm, size).map_err(
+                |source| DownloadError::Io {
+                    what: "read",
+                    path: incomplete.clone(),
+                    source,
+                },
+            )?,
+        ),
+        None => None,
+    };
+    let shared = Shared::new(plan, recorded, hasher);
+
+    match transfer_all(inner, ctx, request, &transfer, &shared, meta).await {
+        Ok(()) => {}
+        Err(TransferFailure::Changed { reason }) => {
+            discard(&inner.db, job_id, &incomplete).await;
+            return Ok(FetchEnd::Restart(reason));
+        }
+        Err(TransferFailure::Cancelled) => {
+            discard(&inner.db, job_id, &incomplete).await;
+            return Err(DownloadError::Cancelled { repo: repo_name });
+        }
+        Err(TransferFailure::FullResponse { .. }) => unreachable!("handled by transfer_all"),
+        Err(TransferFailure::Error(error)) => {
+            if matches!(error, DownloadError::DiskFull { .. }) {
+                // Never leave a full-size file that could pass for progress on a full disk.
+                discard(&inner.db, job_id, &incomplete).await;
+            } else {
+                // Recorded chunks stay: a later run resumes them.
+                let _ = inner
+                    .db
+                    .set_state(job_id, JobState::Failed, Some(error.to_string()))
+                    .await;
+            }
+            return Err(error);
+        }
+    }
+
+    // Verify.
+    if let Some(expected) = &expected {
+        ctx.reporter.report(DownloadEvent::Verifying {
+            repo: repo_name.clone(),
+            path: rel.as_str().to_string(),
+        });
+        inner.db.set_state(job_id, JobState::Verifying, None).await?;
+        let hasher = shared.take_hasher().expect("the hasher is taken once");
+        let digest = hasher.finish().await.map_err(|source| DownloadError::Io {
+            what: "hash",
+            path: incomplete.clone(),
+            source,
+        })?;
+        tracing::debug!(path = %rel.as_str(), tail_bytes = digest.tail_bytes, "Hashed");
+        if !expected.matches(&digest.hex) {
+            match repair(inner, ctx, request, &transfer, meta, expected, digest.hex).await {
+                Ok(()) => {}
+                Err(TransferFailure::Changed { reason }) => {
+                    discard(&inner.db, job_id, &incomplete).await;
+                    return Ok(FetchEnd::Restart(reason));
+                }
+                Err(TransferFailure::Cancelled) => {
+                    discard(&inner.db, job_id, &incomplete).await;
+                    return Err(DownloadError::Cancelled { repo: repo_name });
+                }
+                Err(TransferFailure::Error(error)) => {
+                    // Wrong bytes are worth nothing: drop them, keep the job as failed.
+                    let _ = tokio::fs::remove_file(&incomplete).await;
+                    let _ = inner.db.clear_chunks(job_id).await;
+                    let _ = inner
+                        .db
+                        .set_state(job_id, JobState::Failed, Some(error.to_string()))
+                        .await;
+                    return Err(error);
+                }
+                Err(TransferFailure::FullResponse { .. }) => unreachable!("handled by transfer_all"),
+            }
+        }
+        ctx.reporter.report(DownloadEvent::Verified {
+            repo: repo_name.clone(),
+            path: rel.as_str().to_string(),
+            algorithm: expected.algorithm.name().to_string(),
+        });
+    } else {
+        tracing::warn!(path = %rel.as_str(), etag = %meta.etag, "No digest to verify this file against");
+    }
+
+    repo_cache
+        .finish_blob(&meta.etag)
+        .map_err(store_error(rel.as_str()))?;
+    inner.db.finish(job_id).await?;
+    let outcome = link(inner, ctx, repo_cache, rel, meta, FileSource::Downloaded).await?;
+    Ok(FetchEnd::Done(outcome))
+}
+
+/// Runs the transfer to completion, switching to a sequential stream when the server ignores
+/// `Range`, and adopting the CDN's own ETag as validator when it differs from the Hub's.
+async fn transfer_all(
+    inner: &Arc<Inner>,
+    ctx: &Arc<TransferContext>,
+    request: &DownloadRequest,
+    transfer: &Arc<BlobTransfer>,
+    shared: &Arc<Shared>,
+    meta: &FileMetadata,
+) -> Result<(), TransferFailure> {
+    let mut sequential = false;
+    let mut adopted = false;
+    loop {
+        let result = if sequential {
+            transfer::run_sequential(ctx.clone(), transfer.clone(), shared.clone()).await
+        } else {
+            transfer::run_parallel(ctx.clone(), transfer.clone(), shared.clone()).await
+        };
+        let etag = match result {
+            Err(TransferFailure::FullResponse { etag }) => etag,
+            other => return other,
+        };
+        let validator = transfer.validator();
+        if etag.as_deref() == Some(validator.as_str()) || (etag.is_none() && adopted) {
+            tracing::info!(path = %transfer.path, "The server ignores Range; downloading in one stream");
+            sequential = true;
+            continue;
+        }
+        // Another validator: the file changed, or the CDN names versions its own way. Ask the Hub.
+        let fresh = inner
+            .hub
+            .file_metadata(&request.repo, &request.revision, &transfer.path)
+            .await
+            .map_err(|source| DownloadError::Hub {
+                repo: transfer.repo.clone(),
+                path: transfer.path.clone(),
+                source,
+            })?;
+        if fresh.etag != meta.etag || fresh.size != meta.size {
+            return Err(TransferFailure::Changed {
+                reason: format!(
+                    "the file changed upstream (etag `{}` is now `{}`)",
+                    meta.etag, fresh.etag
+                ),
+            });
+        }
+        match etag {
+            Some(cdn_etag) if !adopted => {
+                tracing::debug!(path = %transfer.path, %cdn_etag, "Using the download server's ETag as validator");
+                *transfer.validator.lock().expect("validator lock") = cdn_etag.clone();
+                ctx.db
+                    .set_validator(transfer.job_id, cdn_etag)
+                    .await
+                    .map_err(TransferFailure::Error)?;
+                adopted = true;
+            }
+            _ => sequential = true,
+        }
+    }
+}
+
+/// After a digest mismatch: refetch the chunks whose bytes on disk no longer match what was
+/// recorded; if none are torn (the source sent bad bytes) or that does not help, refetch the whole
+/// file once. Still wrong: an integrity error.
+async fn repair(
+    inner: &Arc<Inner>,
+    ctx: &Arc<TransferContext>,
+    request: &DownloadRequest,
+    transfer: &Arc<BlobTransfer>,
+    meta: &FileMetadata,
+    expected: &ExpectedDigest,
+    mut actual: String,
+) -> Result<(), TransferFailure> {
+    let plan = transfer.plan;
+    let hash_error = |source| {
+        TransferFailure::Error(DownloadError::Io {
+            what: "hash",
+            path: transfer.writer.path().to_path_buf(),
+            source,
+        })
+    };
+    let recorded = ctx.db.done_chunks(transfer.job_id).await?;
+    let ranges: Vec<(u64, u64)> = recorded
+        .iter()
+        .map(|c| {
+            let r = plan.range(c.index);
+            (r.start, r.end)
+        })
+        .collect();
+    let on_disk = transfer.writer.checksums(ranges).await.map_err(hash_error)?;
+    let torn: Vec<u64> = recorded
+        .iter()
+        .zip(&on_disk)
+        .filter(|(chunk, sum)| chunk.checksum != **sum)
+        .map(|(chunk, _)| chunk.index)
+        .collect();
+    let mut attempts: Vec<Vec<u64>> = Vec::new();
+    if !torn.is_empty() {
+        attempts.push(torn);
+    }
+    attempts.push((0..plan.count()).collect());
+    for chunks in attempts {
+        tracing::warn!(path = %transfer.path, chunks = chunks.len(), expected = %expected.hex, %actual, "Digest mismatch; refetching");
+        ctx.reporter.report(DownloadEvent::Retrying {
+            repo: transfer.repo.clone(),
+            path: transfer.path.clone(),
+            reason: format!("{} mismatch; refetching {} chunk(s)", expected.algorithm.name(), chunks.len()),
+            attempt: 1,
+        });
+        ctx.db.forget_chunks(transfer.job_id, chunks.clone()).await?;
+        let mut recorded_now = vec![true; plan.count() as usize];
+        for &chunk in &chunks {
+            recorded_now[chunk as usize] = false;
+        }
+        let shared = Shared::new(plan, recorded_now, None);
+        transfer_all(inner, ctx, request, transfer, &shared, meta).await?;
+        actual = crate::hash::hash_file(
+            transfer.writer.path().to_path_buf(),
+            expected.algorithm,
+            plan.size,
+        )
+        .await
+        .map_err(hash_error)?;
+        if expected.matches(&actual) {
+            return Ok(());
+        }
+    }
+    Err(TransferFailure::Error(DownloadError::Integrity {
+        repo: transfer.repo.clone(),
+        path: transfer.path.clone(),
+        algorithm: expected.algorithm.name(),
+        expected: expected.hex.clone(),
+        actual,
+    }))
+}

@@ -1,0 +1,942 @@
+//! The transfer of one blob's bytes into its `.incomplete` file: parallel range requests under
+//! the global limits, or one sequential stream when the server ignores `Range`.
+//!
+//! Each in-flight [`Segment`] streams its response body in buffer-sized pieces into positional
+//! writes; a dropped connection reconnects from the byte it reached. When every segment of a
+//! chunk is written, the chunk goes to the committer, which flushes the file (`fdatasync`),
+//! checksums the chunk as it is on disk and records it in the index, in batches. Only then does
+//! the contiguous done prefix grow and reach the [`PrefixHasher`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+
+use super::control::JobControl;
+use super::error::DownloadError;
+use super::events::{DownloadEvent, Reporter};
+use super::jobs::JobDb;
+use super::limits::{ConnectionPermit, TransferLimits};
+use super::plan::{ChunkPlan, Segment, slow_tail_candidate};
+use super::writer::{BlobWriter, WriteFailure};
+use crate::hash::PrefixHasher;
+use crate::hub::{HubClient, HubError};
+use crate::index::transfers::DoneChunk;
+use crate::retry::{Decision, Retryable, RetryPolicy, backoff};
+
+/// Smallest piece a slow-tail split hands to a new connection.
+const MIN_SPLIT: u64 = 512 * 1024;
+/// How often the scheduler looks for a slow tail while waiting.
+const TAIL_CHECK: Duration = Duration::from_millis(250);
+/// Minimum interval between two `bytes` events of one file.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What every transfer of one request shares.
+pub(crate) struct TransferContext {
+    pub hub: HubClient,
+    pub limits: TransferLimits,
+    pub retry: RetryPolicy,
+    pub stall: Duration,
+    pub reporter: Arc<dyn Reporter>,
+    pub control: JobControl,
+    pub db: JobDb,
+    /// Body bytes received from the network by this request.
+    pub downloaded: Arc<AtomicU64>,
+}
+
+/// One blob being transferred.
+pub(crate) struct BlobTransfer {
+    pub repo: String,
+    pub path: String,
+    pub url: String,
+    pub host: String,
+    pub etag: String,
+    pub plan: ChunkPlan,
+    pub job_id: i64,
+    pub writer: BlobWriter,
+    /// The `If-Range` validator in use (unquoted).
+    pub validator: Mutex<String>,
+}
+
+impl BlobTransfer {
+    pub fn validator(&self) -> String {
+        self.validator.lock().expect("validator lock").clone()
+    }
+
+    fn size(&self) -> u64 {
+        self.plan.size
+    }
+}
+
+/// Why a transfer stopped before every chunk was recorded.
+#[derive(Debug)]
+pub(crate) enum TransferFailure {
+    /// A full `200` came where a range was asked. `etag` is the response's `ETag`.
+    FullResponse { etag: Option<String> },
+    /// The server's idea of the file differs from ours (416, another total size, another ETag on
+    /// a full response): the file must be resolved again and restarted.
+    Changed { reason: String },
+    Cancelled,
+    Error(DownloadError),
+}
+
+impl From<DownloadError> for TransferFailure {
+    fn from(error: DownloadError) -> Self {
+        TransferFailure::Error(error)
+    }
+}
+
+/// Per-file progress shared by the scheduler, the segment tasks and the committer.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    notify: Notify,
+    hasher: Mutex<Option<PrefixHasher>>,
+}
+
+struct State {
+    queue: VecDeque<Arc<Segment>>,
+    active: Vec<Arc<Segment>>,
+    open_segments: Vec<u32>,
+    written: Vec<bool>,
+    recorded: Vec<bool>,
+    recorded_count: u64,
+    /// Index of the first chunk not recorded: chunks before it form the done prefix.
+    prefix_chunks: u64,
+    failures: u32,
+    bytes_on_disk: u64,
+    last_progress: Instant,
+    error: Option<DownloadError>,
+}
+
+impl Shared {
+    /// Progress for a file whose chunks `recorded` are on disk already. `hasher` is fed the
+    /// contiguous done prefix as it grows.
+    pub fn new(plan: ChunkPlan, recorded: Vec<bool>, hasher: Option<PrefixHasher>) -> Arc<Self> {
+        let count = plan.count() as usize;
+        let bytes_on_disk = (0..plan.count())
+            .filter(|&c| recorded[c as usize])
+            .map(|c| plan.range(c).end - plan.range(c).start)
+            .sum();
+        let recorded_count = recorded.iter().filter(|r| **r).count() as u64;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                active: Vec::new(),
+                open_segments: vec![0; count],
+                written: recorded.clone(),
+                recorded,
+                recorded_count,
+                prefix_chunks: 0,
+                failures: 0,
+                bytes_on_disk,
+                last_progress: Instant::now(),
+                error: None,
+            }),
+            notify: Notify::new(),
+            hasher: Mutex::new(hasher),
+        });
+        shared.advance_prefix(plan);
+        shared
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("transfer state lock")
+    }
+
+    /// Queues one whole-chunk segment for every chunk not written yet.
+    fn queue_unwritten(&self, plan: ChunkPlan) {
+        let mut state = self.lock();
+        state.queue.clear();
+        for chunk in 0..plan.count() {
+            if !state.written[chunk as usize] {
+                state.open_segments[chunk as usize] = 1;
+                state.queue.push_back(Segment::new(chunk, plan.range(chunk)));
+            }
+        }
+    }
+
+    pub fn all_recorded(&self, plan: ChunkPlan) -> bool {
+        self.lock().recorded_count == plan.count()
+    }
+
+    pub fn take_hasher(&self) -> Option<PrefixHasher> {
+        self.hasher.lock().expect("hasher lock").take()
+    }
+
+    fn advance_prefix(&self, plan: ChunkPlan) {
+        let end = {
+            let mut state = self.lock();
+            while state.prefix_chunks < plan.count() && state.recorded[state.prefix_chunks as usize]
+            {
+                state.prefix_chunks += 1;
+            }
+            if state.prefix_chunks == plan.count() {
+                plan.size
+            } else {
+                plan.range(state.prefix_chunks).start
+            }
+        };
+        if let Some(hasher) = self.hasher.lock().expect("hasher lock").as_ref() {
+            hasher.advance(end);
+        }
+    }
+
+    fn fail(&self, error: DownloadError) {
+        self.lock().error.get_or_insert(error);
+        self.notify.notify_one();
+    }
+
+    fn take_error(&self) -> Option<DownloadError> {
+        self.lock().error.take()
+    }
+
+    fn count_failure(&self) -> u32 {
+        let mut state = self.lock();
+        state.failures += 1;
+        state.failures
+    }
+
+    fn add_bytes(&self, bytes: u64, ctx: &TransferContext, transfer: &BlobTransfer) {
+        let event = {
+            let mut state = self.lock();
+            state.bytes_on_disk = (state.bytes_on_disk + bytes).min(transfer.size());
+            let now = Instant::now();
+            if now.duration_since(state.last_progress) < PROGRESS_INTERVAL {
+                None
+            } else {
+                state.last_progress = now;
+                Some(state.bytes_on_disk)
+            }
+        };
+        if let Some(done) = event {
+            ctx.reporter.report(DownloadEvent::Bytes {
+                repo: transfer.repo.clone(),
+                path: transfer.path.clone(),
+                done,
+                total: transfer.size(),
+            });
+        }
+    }
+
+    fn pop_queue(&self) -> Option<Arc<Segment>> {
+        let mut state = self.lock();
+        let segment = state.queue.pop_front()?;
+        state.active.push(Arc::clone(&segment));
+        Some(segment)
+    }
+
+    fn unpop(&self, segment: Arc<Segment>) {
+        let mut state = self.lock();
+        state.active.retain(|s| !Arc::ptr_eq(s, &segment));
+        state.queue.push_front(segment);
+    }
+
+    /// Puts a stopped segment's remainder back at the front of the queue.
+    fn requeue(&self, segment: &Arc<Segment>) {
+        let mut state = self.lock();
+        state.active.retain(|s| !Arc::ptr_eq(s, segment));
+        let pos = segment.pos.load(Ordering::SeqCst);
+        let end = segment.end.load(Ordering::SeqCst);
+        state
+            .queue
+            .push_front(Segment::new(segment.chunk, pos..end.max(pos)));
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// A segment wrote its last byte: when it was its chunk's last open segment, the chunk goes
+    /// to the committer.
+    fn segment_finished(&self, segment: &Arc<Segment>, committer: &mpsc::UnboundedSender<u64>) {
+        let mut state = self.lock();
+        state.active.retain(|s| !Arc::ptr_eq(s, segment));
+        let chunk = segment.chunk as usize;
+        state.open_segments[chunk] = state.open_segments[chunk].saturating_sub(1);
+        if state.open_segments[chunk] == 0 && !state.written[chunk] {
+            state.written[chunk] = true;
+            let _ = committer.send(segment.chunk);
+        }
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// Splits the slowest in-flight segment if it is much slower than the others.
+    fn split_slow_tail(&self) -> Option<Arc<Segment>> {
+        let mut state = self.lock();
+        if !state.queue.is_empty() {
+            return None;
+        }
+        let candidate = slow_tail_candidate(&state.active, Instant::now(), MIN_SPLIT)?;
+        let upper = candidate.split(MIN_SPLIT)?;
+        state.open_segments[upper.chunk as usize] += 1;
+        state.active.push(Arc::clone(&upper));
+        tracing::debug!(
+            chunk = upper.chunk,
+            from = upper.pos.load(Ordering::SeqCst),
+            to = upper.end.load(Ordering::SeqCst),
+            "Splitting a slow segment onto a fresh connection"
+        );
+        Some(upper)
+    }
+
+    fn mark_recorded(
+        &self,
+        chunks: &[u64],
+        ctx: &TransferContext,
+        transfer: &BlobTransfer,
+    ) {
+        let (done, total) = {
+            let mut state = self.lock();
+            for &chunk in chunks {
+                if !state.recorded[chunk as usize] {
+                    state.recorded[chunk as usize] = true;
+                    state.recorded_count += 1;
+                }
+            }
+            (state.recorded_count, transfer.plan.count())
+        };
+        self.advance_prefix(transfer.plan);
+        for &chunk in chunks {
+            ctx.reporter.report(DownloadEvent::ChunkDone {
+                repo: transfer.repo.clone(),
+                path: transfer.path.clone(),
+                index: chunk,
+                chunks_done: done,
+                chunks_total: total,
+            });
+        }
+        self.notify.notify_one();
+    }
+}
+
+/// Records written chunks: flush, checksum from disk, one index transaction per batch.
+async fn commit_loop(
+    ctx: Arc<TransferContext>,
+    transfer: Arc<BlobTransfer>,
+    shared: Arc<Shared>,
+    mut receiver: mpsc::UnboundedReceiver<u64>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while let Ok(chunk) = receiver.try_recv() {
+            batch.push(chunk);
+        }
+        if let Err(error) = commit_batch(&ctx, &transfer, &batch).await {
+            shared.fail(error);
+            return;
+        }
+        shared.mark_recorded(&batch, &ctx, &transfer);
+    }
+}
+
+async fn commit_batch(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    batch: &[u64],
+) -> Result<(), DownloadError> {
+    transfer
+        .writer
+        .sync()
+        .await
+        .map_err(|f| write_error(transfer, f))?;
+    let ranges: Vec<(u64, u64)> = batch
+        .iter()
+        .map(|&c| {
+            let range = transfer.plan.range(c);
+            (range.start, range.end)
+        })
+        .collect();
+    let sums = transfer
+        .writer
+        .checksums(ranges)
+        .await
+        .map_err(|source| DownloadError::Io {
+            what: "read back",
+            path: transfer.writer.path().to_path_buf(),
+            source,
+        })?;
+    let chunks: Vec<DoneChunk> = batch
+        .iter()
+        .zip(sums)
+        .map(|(&index, checksum)| DoneChunk { index, checksum })
+        .collect();
+    ctx.db.record_done(transfer.job_id, chunks).await
+}
+
+/// Turns a write failure into the error the user sees.
+pub(crate) fn write_error(transfer: &BlobTransfer, failure: WriteFailure) -> DownloadError {
+    match failure {
+        WriteFailure::DiskFull => disk_full(transfer.writer.path(), &transfer.path, transfer.size()),
+        WriteFailure::Io(source) => DownloadError::Io {
+            what: "write",
+            path: transfer.writer.path().to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// A disk-full error for `file`, with the free space of the folder of `path`.
+pub(crate) fn disk_full(path: &std::path::Path, file: &str, needed: u64) -> DownloadError {
+    let dir = path.parent().unwrap_or(path).to_path_buf();
+    let free = fs4::available_space(&dir).unwrap_or(0);
+    DownloadError::DiskFull {
+        path: file.to_string(),
+        dir,
+        needed,
+        free,
+    }
+}
+
+/// Runs the chunks not recorded in `shared` over parallel range requests until all are recorded.
+pub(crate) async fn run_parallel(
+    ctx: Arc<TransferContext>,
+    transfer: Arc<BlobTransfer>,
+    shared: Arc<Shared>,
+) -> Result<(), TransferFailure> {
+    let plan = transfer.plan;
+    shared.queue_unwritten(plan);
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let committer = tokio::spawn(commit_loop(
+        ctx.clone(),
+        transfer.clone(),
+        shared.clone(),
+        receiver,
+    ));
+    let mut tasks: JoinSet<Result<SegmentEnd, TransferFailure>> = JoinSet::new();
+    let mut paused_reported = false;
+    let result: Result<(), TransferFailure> = loop {
+        if let Some(error) = shared.take_error() {
+            break Err(error.into());
+        }
+        if shared.all_recorded(plan) {
+            break Ok(());
+        }
+        if ctx.control.is_cancelled() {
+            break Err(TransferFailure::Cancelled);
+        }
+        if ctx.control.is_paused() {
+            if tasks.is_empty() {
+                if !paused_reported {
+                    paused_reported = true;
+                    ctx.reporter.report(DownloadEvent::Paused {
+                        repo: transfer.repo.clone(),
+                    });
+                }
+                tokio::select! {
+                    _ = ctx.control.running() => {}
+                    _ = shared.notify.notified() => {}
+                }
+                continue;
+            }
+        } else if paused_reported {
+            paused_reported = false;
+            ctx.reporter.report(DownloadEvent::Resumed {
+                repo: transfer.repo.clone(),
+            });
+        }
+        if !ctx.control.is_paused()
+            && let Some(segment) = shared.pop_queue()
+        {
+            enum Wait {
+                Permit(ConnectionPermit),
+                Joined(Option<TransferFailure>),
+                Cancelled,
+                Paused,
+            }
+            let waited = tokio::select! {
+                permit = ctx.limits.connection(&transfer.host) => Wait::Permit(permit),
+                Some(joined) = tasks.join_next() => Wait::Joined(joined_failure(joined)),
+                _ = ctx.control.cancelled() => Wait::Cancelled,
+                _ = ctx.control.paused() => Wait::Paused,
+            };
+            match waited {
+                Wait::Permit(permit) => {
+                    spawn_segment(&mut tasks, &ctx, &transfer, &shared, segment, permit, &sender);
+                }
+                Wait::Joined(failure) => {
+                    shared.unpop(segment);
+                    if let Some(failure) = failure {
+                        break Err(failure);
+                    }
+                }
+                Wait::Cancelled => break Err(TransferFailure::Cancelled),
+                Wait::Paused => shared.unpop(segment),
+            }
+            continue;
+        }
+        // Nothing queued: a free connection may take over half of a straggler's range.
+        if !ctx.control.is_paused()
+            && !tasks.is_empty()
+            && let Some(permit) = ctx.limits.connection(&transfer.host).now_or_never()
+        {
+            if let Some(segment) = shared.split_slow_tail() {
+                spawn_segment(&mut tasks, &ctx, &transfer, &shared, segment, permit, &sender);
+                continue;
+            }
+            drop(permit);
+        }
+        tokio::select! {
+            Some(joined) = tasks.join_next() => {
+                if let Some(failure) = joined_failure(joined) {
+                    break Err(failure);
+                }
+            }
+            _ = shared.notify.notified() => {}
+            _ = tokio::time::sleep(TAIL_CHECK) => {}
+            _ = ctx.control.cancelled() => break Err(TransferFailure::Cancelled),
+        }
+    };
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    drop(sender);
+    // The committer finishes the chunks already handed to it, so their progress is kept.
+    let _ = committer.await;
+    match (result, shared.take_error()) {
+        (Ok(()), Some(error)) => Err(error.into()),
+        (result, _) => result,
+    }
+}
+
+fn joined_failure(
+    joined: Result<Result<SegmentEnd, TransferFailure>, tokio::task::JoinError>,
+) -> Option<TransferFailure> {
+    match joined {
+        Ok(Ok(_)) => None,
+        Ok(Err(failure)) => Some(failure),
+        Err(error) if error.is_cancelled() => None,
+        Err(error) => Some(TransferFailure::Error(DownloadError::Io {
+            what: "run a transfer task for",
+            path: Default::default(),
+            source: std::io::Error::other(error.to_string()),
+        })),
+    }
+}
+
+fn spawn_segment(
+    tasks: &mut JoinSet<Result<SegmentEnd, TransferFailure>>,
+    ctx: &Arc<TransferContext>,
+    transfer: &Arc<BlobTransfer>,
+    shared: &Arc<Shared>,
+    segment: Arc<Segment>,
+    permit: ConnectionPermit,
+    committer: &mpsc::UnboundedSender<u64>,
+) {
+    let (ctx, transfer, shared, committer) = (
+        ctx.clone(),
+        transfer.clone(),
+        shared.clone(),
+        committer.clone(),
+    );
+    tasks.spawn(async move {
+        let _permit = permit;
+        run_segment(&ctx, &transfer, &shared, segment, &committer).await
+    });
+}
+
+enum SegmentEnd {
+    Done,
+    Paused,
+}
+
+enum StreamEnd {
+    Complete,
+    Eof,
+    Stalled,
+    Failed(String),
+    Paused,
+}
+
+/// `If-Range` wants an entity tag in quotes.
+fn quoted(validator: &str) -> String {
+    format!("\"{validator}\"")
+}
+
+/// Fetches one segment, reconnecting from the byte reached after drops and stalls.
+async fn run_segment(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    shared: &Shared,
+    segment: Arc<Segment>,
+    committer: &mpsc::UnboundedSender<u64>,
+) -> Result<SegmentEnd, TransferFailure> {
+    let capacity = ctx.limits.buffer_size();
+    let mut buffer = Vec::with_capacity(capacity);
+    let mut attempt = 0u32;
+    let mut stalls = 0u32;
+    loop {
+        let pos = segment.pos.load(Ordering::SeqCst);
+        let end = segment.end.load(Ordering::SeqCst);
+        if pos >= end {
+            shared.segment_finished(&segment, committer);
+            return Ok(SegmentEnd::Done);
+        }
+        let validator = quoted(&transfer.validator());
+        let request = ctx
+            .hub
+            .get_range_once(&transfer.url, Some(pos..end), Some(&validator));
+        let response = tokio::select! {
+            biased;
+            _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
+            _ = ctx.control.paused() => {
+                shared.requeue(&segment);
+                return Ok(SegmentEnd::Paused);
+            }
+            response = tokio::time::timeout(ctx.stall, request) => response,
+        };
+        let response = match response {
+            Err(_) => {
+                stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?;
+                continue;
+            }
+            Ok(Err(HubError::RangeNotSatisfiable { total, .. })) => {
+                return Err(TransferFailure::Changed {
+                    reason: format!(
+                        "the server cannot serve bytes {pos}-{end} (416, size {})",
+                        total.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into())
+                    ),
+                });
+            }
+            Ok(Err(error)) => {
+                let after = match error.decision() {
+                    Decision::Retry { after } => after,
+                    Decision::Fatal => {
+                        return Err(DownloadError::Hub {
+                            repo: transfer.repo.clone(),
+                            path: transfer.path.clone(),
+                            source: error,
+                        }
+                        .into());
+                    }
+                };
+                attempt += 1;
+                retry_wait(ctx, transfer, shared, error.to_string(), attempt, after).await?;
+                continue;
+            }
+            Ok(Ok(response)) => response,
+        };
+        if !response.partial {
+            if response.status == 200 {
+                return Err(TransferFailure::FullResponse {
+                    etag: response.etag,
+                });
+            }
+            attempt += 1;
+            let reason = format!(
+                "status {} with Content-Range {:?} for bytes {pos}-{end}",
+                response.status, response.content_range
+            );
+            retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
+            continue;
+        }
+        if let Some((_, _, Some(total))) = response.content_range
+            && total != transfer.size()
+        {
+            return Err(TransferFailure::Changed {
+                reason: format!("the server reports {total} bytes, expected {}", transfer.size()),
+            });
+        }
+        let mut body = response.body;
+        let outcome = loop {
+            let next = tokio::select! {
+                biased;
+                _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
+                _ = ctx.control.paused() => break StreamEnd::Paused,
+                next = tokio::time::timeout(ctx.stall, body.chunk()) => next,
+            };
+            let bytes = match next {
+                Err(_) => break StreamEnd::Stalled,
+                Ok(Err(error)) if error.is_timeout() => break StreamEnd::Stalled,
+                Ok(Err(error)) => break StreamEnd::Failed(format!("connection lost: {error}")),
+                Ok(Ok(None)) => break StreamEnd::Eof,
+                Ok(Ok(Some(bytes))) => bytes,
+            };
+            ctx.downloaded
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let mut piece: &[u8] = &bytes;
+            while !piece.is_empty() {
+                let write_pos = segment.pos.load(Ordering::SeqCst) + buffer.len() as u64;
+                let end = segment.end.load(Ordering::SeqCst);
+                let take = end.saturating_sub(write_pos).min(piece.len() as u64) as usize;
+                let take = take.min(capacity - buffer.len());
+                if take == 0 {
+                    break;
+                }
+                ctx.limits.bandwidth().acquire(take as u64).await;
+                buffer.extend_from_slice(&piece[..take]);
+                piece = &piece[take..];
+                attempt = 0;
+                stalls = 0;
+                if buffer.len() >= capacity || write_pos + take as u64 >= end {
+                    buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
+                }
+            }
+            if segment.pos.load(Ordering::SeqCst) + buffer.len() as u64
+                >= segment.end.load(Ordering::SeqCst)
+            {
+                break StreamEnd::Complete;
+            }
+        };
+        buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
+        match outcome {
+            StreamEnd::Complete => {}
+            StreamEnd::Paused => {
+                shared.requeue(&segment);
+                return Ok(SegmentEnd::Paused);
+            }
+            StreamEnd::Stalled => stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?,
+            StreamEnd::Eof => {
+                if segment.pos.load(Ordering::SeqCst) < segment.end.load(Ordering::SeqCst) {
+                    attempt += 1;
+                    let reason = "the connection closed before the range ended".to_string();
+                    retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
+                }
+            }
+            StreamEnd::Failed(reason) => {
+                attempt += 1;
+                retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
+            }
+        }
+    }
+}
+
+/// A stall is not a failed attempt: the connection is replaced at once. Only a long run of stalls
+/// with no byte in between counts against the budgets.
+async fn stalled(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    shared: &Shared,
+    stalls: &mut u32,
+    attempt: &mut u32,
+) -> Result<(), TransferFailure> {
+    *stalls += 1;
+    tracing::debug!(path = %transfer.path, stalls = *stalls, "No bytes for the stall timeout; reconnecting");
+    if *stalls > ctx.retry.max_attempts.max(1) * 2 {
+        *stalls = 0;
+        *attempt += 1;
+        let reason = format!("no data for {} s, repeatedly", ctx.stall.as_secs_f32());
+        return retry_wait(ctx, transfer, shared, reason, *attempt, None).await;
+    }
+    Ok(())
+}
+
+/// Counts a failed attempt against the segment's and the file's budgets, reports it, and waits
+/// the backoff (or the server's `Retry-After`).
+async fn retry_wait(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    shared: &Shared,
+    reason: String,
+    attempt: u32,
+    after: Option<Duration>,
+) -> Result<(), TransferFailure> {
+    let total = shared.count_failure();
+    let too_long = after.is_some_and(|after| after > ctx.retry.max_retry_after);
+    if attempt >= ctx.retry.max_attempts.max(1) || total > ctx.retry.file_budget || too_long {
+        return Err(DownloadError::RetriesExhausted {
+            repo: transfer.repo.clone(),
+            path: transfer.path.clone(),
+            attempts: total,
+            last: reason,
+        }
+        .into());
+    }
+    tracing::debug!(path = %transfer.path, attempt, %reason, "Retrying a range request");
+    ctx.reporter.report(DownloadEvent::Retrying {
+        repo: transfer.repo.clone(),
+        path: transfer.path.clone(),
+        reason,
+        attempt,
+    });
+    let delay = after.unwrap_or_else(|| backoff(&ctx.retry, attempt));
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => Ok(()),
+        _ = ctx.control.cancelled() => Err(TransferFailure::Cancelled),
+    }
+}
+
+/// Writes the buffered bytes at the segment's position and advances it.
+async fn flush(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    shared: &Shared,
+    segment: &Segment,
+    buffer: Vec<u8>,
+) -> Result<Vec<u8>, TransferFailure> {
+    if buffer.is_empty() {
+        return Ok(buffer);
+    }
+    let offset = segment.pos.load(Ordering::SeqCst);
+    let len = buffer.len() as u64;
+    let buffer = transfer
+        .writer
+        .write_at(buffer, offset)
+        .await
+        .map_err(|f| write_error(transfer, f))?;
+    segment.pos.store(offset + len, Ordering::SeqCst);
+    shared.add_bytes(len, ctx, transfer);
+    Ok(buffer)
+}
+
+/// Downloads the whole file in one stream from byte 0, for servers that ignore `Range`. Chunks
+/// are recorded as the stream passes their ends, so progress still survives a crash (a resume
+/// against such a server starts over anyway, but a later server may honour ranges).
+pub(crate) async fn run_sequential(
+    ctx: Arc<TransferContext>,
+    transfer: Arc<BlobTransfer>,
+    shared: Arc<Shared>,
+) -> Result<(), TransferFailure> {
+    let plan = transfer.plan;
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let committer = tokio::spawn(commit_loop(
+        ctx.clone(),
+        transfer.clone(),
+        shared.clone(),
+        receiver,
+    ));
+    let result = sequential_stream(&ctx, &transfer, &shared, &sender).await;
+    drop(sender);
+    let _ = committer.await;
+    if let Some(error) = shared.take_error() {
+        return Err(error.into());
+    }
+    result?;
+    if shared.all_recorded(plan) {
+        Ok(())
+    } else {
+        Err(DownloadError::Protocol {
+            repo: transfer.repo.clone(),
+            path: transfer.path.clone(),
+            reason: "the stream ended before every chunk was recorded".into(),
+        }
+        .into())
+    }
+}
+
+async fn sequential_stream(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    shared: &Shared,
+    committer: &mpsc::UnboundedSender<u64>,
+) -> Result<(), TransferFailure> {
+    let plan = transfer.plan;
+    let capacity = ctx.limits.buffer_size();
+    let mut attempt = 0u32;
+    let mut stalls = 0u32;
+    let _permit = tokio::select! {
+        permit = ctx.limits.connection(&transfer.host) => permit,
+        _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
+    };
+    loop {
+        ctx.control.running().await;
+        let response = tokio::select! {
+            _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
+            r = tokio::time::timeout(ctx.stall, ctx.hub.get_range_once(&transfer.url, None, None)) => r,
+        };
+        let response = match response {
+            Err(_) => {
+                stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?;
+                continue;
+            }
+            Ok(Err(error)) => {
+                let after = match error.decision() {
+                    Decision::Retry { after } => after,
+                    Decision::Fatal => {
+                        return Err(DownloadError::Hub {
+                            repo: transfer.repo.clone(),
+                            path: transfer.path.clone(),
+                            source: error,
+                        }
+                        .into());
+                    }
+                };
+                attempt += 1;
+                retry_wait(ctx, transfer, shared, error.to_string(), attempt, after).await?;
+                continue;
+            }
+            Ok(Ok(response)) => response,
+        };
+        if let Some(etag) = &response.etag
+            && *etag != transfer.validator()
+            && *etag != transfer.etag
+        {
+            return Err(TransferFailure::Changed {
+                reason: format!("the server now sends ETag `{etag}`"),
+            });
+        }
+        if let Some(length) = response.content_length
+            && length != plan.size
+        {
+            return Err(TransferFailure::Changed {
+                reason: format!("the server now sends {length} bytes, expected {}", plan.size),
+            });
+        }
+        // The segment is only a cursor here: the whole file from 0.
+        let segment = Segment::new(0, 0..plan.size);
+        let mut buffer = Vec::with_capacity(capacity);
+        let mut next_chunk = 0u64;
+        let mut body = response.body;
+        let outcome = loop {
+            let next = tokio::select! {
+                biased;
+                _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
+                next = tokio::time::timeout(ctx.stall, body.chunk()) => next,
+            };
+            let bytes = match next {
+                Err(_) => break StreamEnd::Stalled,
+                Ok(Err(error)) if error.is_timeout() => break StreamEnd::Stalled,
+                Ok(Err(error)) => break StreamEnd::Failed(format!("connection lost: {error}")),
+                Ok(Ok(None)) => break StreamEnd::Eof,
+                Ok(Ok(Some(bytes))) => bytes,
+            };
+            ctx.downloaded
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let mut piece: &[u8] = &bytes;
+            while !piece.is_empty() {
+                let write_pos = segment.pos.load(Ordering::SeqCst) + buffer.len() as u64;
+                let take = (plan.size.saturating_sub(write_pos))
+                    .min(piece.len() as u64)
+                    .min((capacity - buffer.len()) as u64) as usize;
+                if take == 0 {
+                    break;
+                }
+                ctx.limits.bandwidth().acquire(take as u64).await;
+                buffer.extend_from_slice(&piece[..take]);
+                piece = &piece[take..];
+                attempt = 0;
+                stalls = 0;
+                if buffer.len() >= capacity || write_pos + take as u64 >= plan.size {
+                    buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
+                    let pos = segment.pos.load(Ordering::SeqCst);
+                    while next_chunk < plan.count() && plan.range(next_chunk).end <= pos {
+                        let mut state = shared.lock();
+                        if !state.written[next_chunk as usize] {
+                            state.written[next_chunk as usize] = true;
+                            let _ = committer.send(next_chunk);
+                        }
+                        next_chunk += 1;
+                    }
+                }
+            }
+            if segment.pos.load(Ordering::SeqCst) >= plan.size {
+                break StreamEnd::Complete;
+            }
+        };
+        match outcome {
+            StreamEnd::Complete => return Ok(()),
+            StreamEnd::Stalled => stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?,
+            StreamEnd::Eof => {
+                attempt += 1;
+                let reason = "the connection closed before the file ended".to_string();
+                retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
+            }
+            StreamEnd::Failed(reason) => {
+                attempt += 1;
+                retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
+            }
+            StreamEnd::Paused => {}
+        }
+    }
+}
