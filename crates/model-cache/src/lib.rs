@@ -5,17 +5,19 @@
 //! `store` (the standard Hugging Face cache layout, no network I/O), with the `index` (SQLite in
 //! the app-data folder) recording what is known, in flight and used.
 
-pub mod policy;
 pub mod doctor;
 pub mod download;
 pub mod env;
-pub mod hash;
 pub mod fit;
 pub mod formats;
+pub mod hash;
 pub mod hub;
 pub mod index;
+pub mod metrics;
+pub mod policy;
 pub mod repo;
 pub mod retry;
+pub mod scheduler;
 pub mod secret;
 pub mod settings;
 pub mod store;

@@ -11,6 +11,7 @@
 //! [`Index`] is a cheap clone around one connection behind a mutex. Its API is synchronous; async
 //! callers use `tokio::task::spawn_blocking`.
 
+pub mod queue;
 mod schema;
 pub mod transfers;
 

@@ -448,7 +448,8 @@ pub fn deferred_time(conn: &Connection, now: i64) -> rusqlite::Result<Vec<(Strin
     let mut totals: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     {
         let mut statement = conn.prepare("SELECT reason, total_ms FROM deferred_time")?;
-        let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let rows =
+            statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
             let (reason, ms) = row?;
             *totals.entry(reason).or_default() += ms;
@@ -545,7 +546,14 @@ mod tests {
                 set_state(c, a, QueueState::Deferred, Some(&battery), None, 1500)?;
                 assert_eq!(get(c, a)?.unwrap().defer_reason, Some(battery.clone()));
                 assert_eq!(deferred_time(c, 2000)?, [("on_battery".to_string(), 1000)]);
-                set_state(c, a, QueueState::Deferred, Some(&DeferReason::PausedByUser), None, 3000)?;
+                set_state(
+                    c,
+                    a,
+                    QueueState::Deferred,
+                    Some(&DeferReason::PausedByUser),
+                    None,
+                    3000,
+                )?;
                 set_state(c, a, QueueState::Running, None, None, 3500)?;
                 let job = get(c, a)?.unwrap();
                 assert_eq!(job.defer_reason, None);

@@ -5,7 +5,7 @@
 //! remove a migration that has shipped: add a new one at the end. An index written by a newer
 //! Model Cache (more migrations than this build knows) is refused rather than misread.
 
-use super::transfers;
+use super::{queue, transfers};
 
 /// Base tables: repos, revisions, files, blobs, access times, pins, metrics, events.
 const BASE: &str = "
@@ -70,4 +70,4 @@ CREATE TABLE events (
 ";
 
 /// Every migration, in order. Append only (see the module docs).
-pub(crate) const MIGRATIONS: &[&str] = &[BASE, transfers::MIGRATION];
+pub(crate) const MIGRATIONS: &[&str] = &[BASE, transfers::MIGRATION, queue::MIGRATION];

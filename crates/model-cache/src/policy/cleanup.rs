@@ -341,12 +341,8 @@ impl Janitor {
                 report.eviction = Some(plan);
             }
         }
-        report.bytes_freed = freed_so_far
-            + report
-                .eviction
-                .as_ref()
-                .map(|p| p.bytes_freed)
-                .unwrap_or(0);
+        report.bytes_freed =
+            freed_so_far + report.eviction.as_ref().map(|p| p.bytes_freed).unwrap_or(0);
         report.bytes_after = if dry_run {
             before.saturating_sub(report.bytes_freed)
         } else {

@@ -296,10 +296,9 @@ pub fn decide(policy: &SchedulePolicy, conditions: &Conditions, bytes_needed: u6
             BatteryPolicy::Never => false,
             BatteryPolicy::Always => true,
             // An unknown charge on battery counts as low: better late than a dead laptop.
-            BatteryPolicy::Below { percent } => conditions
-                .power
-                .battery_percent
-                .is_none_or(|p| p < percent),
+            BatteryPolicy::Below { percent } => {
+                conditions.power.battery_percent.is_none_or(|p| p < percent)
+            }
         };
         if defer {
             return Decision::Defer {

@@ -460,7 +460,8 @@ pub fn delete_revision(
                 entries
                     .flatten()
                     .filter(|e| {
-                        !removal.paths.contains(&e.path()) && e.file_type().is_ok_and(|t| t.is_file())
+                        !removal.paths.contains(&e.path())
+                            && e.file_type().is_ok_and(|t| t.is_file())
                     })
                     .filter_map(|e| e.metadata().ok())
                     .map(|m| m.len())
@@ -626,14 +627,20 @@ mod tests {
             &root,
             &repo,
             "aaa",
-            &[("config.json", "e1", b"{}"), ("w/model.bin", "e2", b"0123456789")],
+            &[
+                ("config.json", "e1", b"{}"),
+                ("w/model.bin", "e2", b"0123456789"),
+            ],
         );
         write_revision(&root, &repo, "bbb", &[("config.json", "e1", b"{}")]);
         // An outside file a hostile link points at must survive.
         let outside = tmp.path().join("precious");
         fs::write(&outside, b"keep me").unwrap();
-        std::os::unix::fs::symlink(&outside, root.join(repo.folder_name()).join("snapshots/aaa/evil"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            &outside,
+            root.join(repo.folder_name()).join("snapshots/aaa/evil"),
+        )
+        .unwrap();
 
         let inventory = scan(&root).unwrap();
         assert_eq!(inventory.repos[0].revisions.len(), 2);
@@ -641,20 +648,32 @@ mod tests {
 
         let dry = delete_revision(&root, &repo, "aaa", true).unwrap();
         assert_eq!(dry.bytes_freed, 10);
-        assert!(root.join("models--org--m/snapshots/aaa").exists(), "dry run touches nothing");
+        assert!(
+            root.join("models--org--m/snapshots/aaa").exists(),
+            "dry run touches nothing"
+        );
 
         let done = delete_revision(&root, &repo, "aaa", false).unwrap();
         assert_eq!(done, dry);
         assert!(!root.join("models--org--m/snapshots/aaa").exists());
         assert!(!root.join("models--org--m/blobs/e2").exists());
-        assert!(root.join("models--org--m/blobs/e1").exists(), "still linked by bbb");
+        assert!(
+            root.join("models--org--m/blobs/e1").exists(),
+            "still linked by bbb"
+        );
         assert_eq!(fs::read(&outside).unwrap(), b"keep me");
         // `main` pointed at bbb (written last), so it stays.
-        assert_eq!(fs::read_to_string(root.join("models--org--m/refs/main")).unwrap(), "bbb");
+        assert_eq!(
+            fs::read_to_string(root.join("models--org--m/refs/main")).unwrap(),
+            "bbb"
+        );
 
         let last = delete_revision(&root, &repo, "bbb", false).unwrap();
         assert_eq!(last.bytes_freed, 2);
-        assert!(!root.join("models--org--m").exists(), "empty repo folder removed");
+        assert!(
+            !root.join("models--org--m").exists(),
+            "empty repo folder removed"
+        );
         assert!(matches!(
             delete_revision(&root, &repo, "../../etc", false),
             Err(PolicyError::NotCached { .. })
@@ -676,18 +695,30 @@ mod tests {
         assert_eq!(inventory.incomplete.len(), 2);
         let later = SystemTime::now() + Duration::from_secs(10 * 86_400);
         let keep: HashSet<PathBuf> = [blobs.join("e8.incomplete")].into();
-        let removed =
-            clean_stale_incomplete(root, &inventory, Duration::from_secs(86_400), later, &keep, false)
-                .unwrap();
+        let removed = clean_stale_incomplete(
+            root,
+            &inventory,
+            Duration::from_secs(86_400),
+            later,
+            &keep,
+            false,
+        )
+        .unwrap();
         assert_eq!(removed.paths, [blobs.join("e9.incomplete")]);
         assert!(blobs.join("e8.incomplete").exists());
         // Within the grace period nothing goes; after it the orphan does.
-        let none =
-            clean_unreferenced_blobs(root, &inventory, Duration::from_secs(3600), SystemTime::now(), false)
-                .unwrap();
+        let none = clean_unreferenced_blobs(
+            root,
+            &inventory,
+            Duration::from_secs(3600),
+            SystemTime::now(),
+            false,
+        )
+        .unwrap();
         assert!(none.paths.is_empty());
         let removed =
-            clean_unreferenced_blobs(root, &inventory, Duration::from_secs(3600), later, false).unwrap();
+            clean_unreferenced_blobs(root, &inventory, Duration::from_secs(3600), later, false)
+                .unwrap();
         assert_eq!(removed.bytes_freed, 5);
         assert!(blobs.join("e1").exists());
     }

@@ -96,7 +96,9 @@ pub enum PolicyError {
     },
     #[error("Refusing to remove `{}`: it is outside the hub cache `{}`", path.display(), root.display())]
     OutsideCache { path: PathBuf, root: PathBuf },
-    #[error("Revision `{commit}` of `{repo}` is not in the cache\nhint: `mcache ls` lists cached revisions")]
+    #[error(
+        "Revision `{commit}` of `{repo}` is not in the cache\nhint: `mcache ls` lists cached revisions"
+    )]
     NotCached { repo: String, commit: String },
     #[error("Revision `{commit}` of `{repo}` is pinned\nhint: unpin it first")]
     Pinned { repo: String, commit: String },

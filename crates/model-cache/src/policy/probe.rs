@@ -97,7 +97,8 @@ impl Default for Changes {
 impl Changes {
     /// Tells every subscriber that something may have changed.
     pub fn notify(&self) {
-        self.0.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.0
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// A receiver that sees every later [`Changes::notify`].
@@ -231,7 +232,10 @@ impl FakeDisk {
 
     /// Sets the available bytes and tells the scheduler.
     pub fn set_available(&self, available: u64) {
-        self.space.lock().unwrap_or_else(|e| e.into_inner()).available = available;
+        self.space
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .available = available;
         self.changes.notify();
     }
 
