@@ -837,6 +837,9 @@ fn body_stream(
             && st.sent >= limit
         {
             st.end = st.pos;
+            // hyper abandons its write buffer when the body fails: give it a moment to flush
+            // the bytes already sent, so the client sees exactly `limit` bytes.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             let e = std::io::Error::new(
                 std::io::ErrorKind::ConnectionAborted,
                 "Injected connection drop",
