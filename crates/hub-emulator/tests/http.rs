@@ -889,7 +889,7 @@ fn parse_gguf(b: &[u8]) -> (std::collections::HashMap<String, String>, u64) {
             2 | 3 => format!("{}", u16::from_le_bytes(fixed(p, 2).try_into().unwrap())),
             4 => format!("{}", u32::from_le_bytes(fixed(p, 4).try_into().unwrap())),
             5 | 6 => format!("{:?}", fixed(p, 4)),
-            10 | 11 | 12 => format!("{:?}", fixed(p, 8)),
+            10..=12 => format!("{:?}", fixed(p, 8)),
             8 => {
                 let n = u64::from_le_bytes(fixed(p, 8).try_into().unwrap()) as usize;
                 String::from_utf8(fixed(p, n)).unwrap()
@@ -1026,8 +1026,10 @@ async fn repos_from_a_directory() {
     std::fs::write(root.join("sub/weights.bin"), vec![7u8; 5000]).unwrap();
     std::fs::create_dir_all(dir.path().join("datasets/acme/data")).unwrap();
     std::fs::write(dir.path().join("datasets/acme/data/a.csv"), b"x\n1\n").unwrap();
-    let mut config = EmulatorConfig::default();
-    config.repos = hub_emulator::catalog::repos_from_dir(dir.path()).unwrap();
+    let config = EmulatorConfig {
+        repos: hub_emulator::catalog::repos_from_dir(dir.path()).unwrap(),
+        ..EmulatorConfig::default()
+    };
     let emu = Emulator::start(config).await.unwrap();
     let c = client();
     let r = c
