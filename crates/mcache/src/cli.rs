@@ -1,0 +1,294 @@
+//! The command line grammar: every command, argument and global option of `mcache`.
+//!
+//! Command names are a contract (scripts call them); aliases may be added, names never change.
+//! Environment variables are not declared here: the engine's `env` module resolves them, and
+//! `--help` lists them from its table so the two never drift apart.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::exit::EXIT_CODES_HELP;
+use crate::units::{Rate, Size};
+
+/// Find, download, verify and keep models from the Hugging Face Hub.
+///
+/// Models are stored in the standard Hugging Face cache, so they are usable at once by
+/// transformers, llama.cpp and huggingface_hub (offline too).
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcache",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every command. Flags override the environment.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Hub cache folder [default: HF_HUB_CACHE, or $HF_HOME/hub, or ~/.cache/huggingface/hub]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Model Cache's own folder: index, settings, local API secret [default: MODEL_CACHE_DATA_DIR
+    /// or the platform's app-data folder]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Base URL of the Hub [default: HF_ENDPOINT or https://huggingface.co]
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Hub access token [default: HF_TOKEN, or the token saved by `mcache login`]
+    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// No network at all: everything comes from the cache [default: HF_HUB_OFFLINE]
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// Connections open at once across all files
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: Option<u16>,
+    /// Size of a transfer chunk, e.g. `8MiB`
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub chunk_size: Option<Size>,
+    /// Bandwidth limit across all transfers, e.g. `20MB/s` or `unlimited`
+    #[arg(long, global = true, value_name = "RATE")]
+    pub max_rate: Option<Rate>,
+    /// Machine-readable output: JSON on stdout (JSON lines for progress)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars and no messages on stderr except errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More logging on stderr (-v: debug, -vv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the variants of a repo (quantizations, formats) with sizes and fit for this machine
+    Variants {
+        /// Repo id, e.g. `org/name` (or a Hub URL)
+        repo: String,
+        /// Branch, tag or commit
+        #[arg(long, value_name = "REV")]
+        revision: Option<String>,
+    },
+    /// Download a model (a variant, or selected files) into the cache
+    Pull(PullArgs),
+    /// List cached repos: revisions, size on disk, last used, pinned
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Show only this repo, with its revisions and files
+        repo: Option<String>,
+    },
+    /// Print the local path of a cached file (never uses the network)
+    Path {
+        /// Repo id
+        repo: String,
+        /// File path inside the repo
+        file: String,
+        /// Branch, tag or commit
+        #[arg(long, value_name = "REV")]
+        revision: Option<String>,
+    },
+    /// Remove a repo, a revision or a variant from the cache
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// Repo id
+        repo: String,
+        /// Remove only this revision (commit or ref)
+        #[arg(long, value_name = "REV", conflicts_with = "variant")]
+        revision: Option<String>,
+        /// Remove only the files of this variant
+        #[arg(long, value_name = "NAME")]
+        variant: Option<String>,
+    },
+    /// Check cached files against their hashes
+    Verify {
+        /// Only this repo [default: every cached repo]
+        repo: Option<String>,
+    },
+    /// Protect a repo from garbage collection and eviction
+    Pin {
+        /// Repo id
+        repo: String,
+    },
+    /// Remove the protection of `mcache pin`
+    Unpin {
+        /// Repo id
+        repo: String,
+    },
+    /// Free space: stale partial files, unreferenced blobs, least recently used repos
+    Gc {
+        /// Evict unpinned repos, least recently used first, until the cache fits this size
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<Size>,
+        /// Show what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the header of a model file: a local PATH, or REPO FILE (read remotely or from the cache)
+    Inspect {
+        /// A local file, or a repo id followed by FILE
+        target: String,
+        /// File inside the repo when TARGET is a repo id
+        file: Option<String>,
+        /// Branch, tag or commit (with REPO FILE)
+        #[arg(long, value_name = "REV")]
+        revision: Option<String>,
+    },
+    /// Download and cache statistics
+    Stats,
+    /// Check the index against the disk and repair it
+    Doctor {
+        /// Report problems, change nothing
+        #[arg(long)]
+        check: bool,
+    },
+    /// Jobs of a running app or `mcache serve`: list, pause, resume, cancel
+    Queue {
+        #[command(subcommand)]
+        action: Option<QueueAction>,
+    },
+    /// Save a Hub token where huggingface_hub keeps it ($HF_HOME/token)
+    Login {
+        /// Read the token from stdin (one line) instead of --token or a prompt
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Remove the saved Hub token
+    Logout,
+    /// Read or change persistent settings
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Run the local API (and web UI) without the desktop app
+    Serve(ServeArgs),
+    /// Run the built-in demo hub on 127.0.0.1 and print its URL
+    Demo {
+        /// Port to listen on [default: a free port]
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Print a shell completion script
+    Completions {
+        /// The shell
+        shell: CompletionShell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Repo id, e.g. `org/name` (or a Hub URL)
+    pub repo: String,
+    /// Variant to download (a name from `mcache variants`)
+    #[arg(long, value_name = "NAME", conflicts_with = "quant")]
+    pub variant: Option<String>,
+    /// Quantization to download, e.g. `Q4_K_M` (matched against variant quants)
+    #[arg(long, value_name = "Q")]
+    pub quant: Option<String>,
+    /// Only files matching this glob (repeatable); selects files instead of a variant
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip files matching this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Branch, tag or commit
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on [default: a free port]
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Address to bind; anything but loopback exposes your cache to the network
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: std::net::IpAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// List jobs (the default)
+    #[command(visible_alias = "ls")]
+    List,
+    /// Pause a job, or every job with --all
+    Pause(JobTarget),
+    /// Resume a job, or every job with --all
+    Resume(JobTarget),
+    /// Cancel a job
+    Cancel {
+        /// Job id (from `mcache queue`)
+        id: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JobTarget {
+    /// Job id (from `mcache queue`)
+    #[arg(required_unless_present = "all")]
+    pub id: Option<u64>,
+    /// Every job
+    #[arg(long, conflicts_with = "id")]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print one setting, or all of them
+    Get {
+        /// Setting name, e.g. `max_rate_bps` [default: all]
+        key: Option<String>,
+    },
+    /// Change a setting (sizes and rates accept units: `20MB/s`, `50GiB`)
+    Set {
+        /// Setting name
+        key: String,
+        /// New value (`null` or `none` to unset)
+        value: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}
+
+/// The full command with the texts that are built at run time: exit codes and the environment
+/// variables the engine reads.
+pub fn command() -> clap::Command {
+    let mut environment = String::from("Environment:\n");
+    for (name, what) in model_cache::env::VARIABLES {
+        environment.push_str(&format!("  {name:<24} {}\n", what.replace('`', "")));
+    }
+    environment.push_str(&format!(
+        "  {:<24} Disable colours in messages\n",
+        crate::terminal::NO_COLOR
+    ));
+    Cli::command()
+        .after_help(format!(
+            "{EXIT_CODES_HELP}\nRun `mcache --help` for the environment variables."
+        ))
+        .after_long_help(format!("{EXIT_CODES_HELP}\n{environment}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        command().debug_assert();
+    }
+}

@@ -1,0 +1,145 @@
+//! Builds the engine's [`Settings`] for this process: the environment (through the engine's
+//! `env` module, the one place the Hub variables are named), then the command-line flags on top.
+
+use std::path::PathBuf;
+
+use model_cache::Settings;
+use model_cache::secret::Token;
+
+use crate::cli::GlobalArgs;
+use crate::exit::CliError;
+
+/// The Tauri identifier of the desktop app. Its app-data folder is `$XDG_DATA_HOME/<identifier>`
+/// (Tauri's `app_data_dir`); the CLI uses the same folder so that both share one index and
+/// `mcache queue` finds the app's local API.
+pub const APP_IDENTIFIER: &str = "dev.modelcache.app";
+
+/// The platform's app-data folder for Model Cache.
+pub fn default_data_dir() -> PathBuf {
+    directories::BaseDirs::new()
+        .map(|dirs| dirs.data_dir().join(APP_IDENTIFIER))
+        .unwrap_or_else(|| PathBuf::from(".model-cache"))
+}
+
+pub fn home_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf())
+}
+
+/// Environment, then flags.
+pub fn resolve(global: &GlobalArgs) -> Result<Settings, CliError> {
+    let mut settings = model_cache::env::settings_from_env(
+        |name| std::env::var(name).ok(),
+        home_dir(),
+        default_data_dir(),
+    );
+    apply_flags(&mut settings, global)?;
+    Ok(settings)
+}
+
+/// Applies the command-line flags over `settings`.
+pub fn apply_flags(settings: &mut Settings, global: &GlobalArgs) -> Result<(), CliError> {
+    if let Some(dir) = &global.cache_dir {
+        settings.hub_cache = absolute(dir);
+    }
+    if let Some(dir) = &global.data_dir {
+        settings.data_dir = absolute(dir);
+    }
+    if let Some(endpoint) = &global.endpoint {
+        let endpoint = endpoint.trim_end_matches('/');
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(CliError::new(
+                "usage",
+                format!("`--endpoint {endpoint}` is not an http(s) URL"),
+            )
+            .hint("pass a base URL such as `https://huggingface.co`"));
+        }
+        settings.endpoint = endpoint.to_string();
+    }
+    if let Some(token) = &global.token {
+        settings.token = Some(Token::new(token.clone()).ok_or_else(|| {
+            CliError::new("usage", "`--token` is empty").hint("pass a token such as `hf_...`")
+        })?);
+    }
+    if global.offline {
+        settings.offline = true;
+    }
+    if let Some(connections) = global.connections {
+        settings.limits.connections = usize::from(connections);
+        settings.limits.connections_per_host = settings
+            .limits
+            .connections_per_host
+            .min(usize::from(connections));
+    }
+    if let Some(size) = global.chunk_size {
+        if size.0 < 64 * 1024 {
+            return Err(
+                CliError::new("usage", format!("`--chunk-size {size}` is too small"))
+                    .hint("use at least 64KiB; the default is 5MiB"),
+            );
+        }
+        settings.limits.chunk_size = size.0;
+    }
+    if let Some(rate) = global.max_rate {
+        settings.limits.max_bytes_per_second = rate.0;
+    }
+    settings.user_agent = format!("mcache/{}", env!("CARGO_PKG_VERSION"));
+    Ok(())
+}
+
+/// Relative folders are taken relative to the current directory, so a path printed later is
+/// usable from anywhere.
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::{Rate, Size};
+
+    #[test]
+    fn flags_override_the_environment() {
+        let mut settings = Settings::new("/env/hub".into(), "/env/data".into());
+        let global = GlobalArgs {
+            cache_dir: Some("/flag/hub".into()),
+            endpoint: Some("http://127.0.0.1:9/".into()),
+            token: Some("hf_flag".into()),
+            offline: true,
+            connections: Some(4),
+            chunk_size: Some(Size(8 << 20)),
+            max_rate: Some(Rate(Some(20_000_000))),
+            ..GlobalArgs::default()
+        };
+        apply_flags(&mut settings, &global).unwrap();
+        assert_eq!(settings.hub_cache, PathBuf::from("/flag/hub"));
+        assert_eq!(settings.data_dir, PathBuf::from("/env/data"));
+        assert_eq!(settings.endpoint, "http://127.0.0.1:9");
+        assert_eq!(settings.token.as_ref().unwrap().expose(), "hf_flag");
+        assert!(settings.offline);
+        assert_eq!(settings.limits.connections, 4);
+        assert!(settings.limits.connections_per_host <= 4);
+        assert_eq!(settings.limits.chunk_size, 8 << 20);
+        assert_eq!(settings.limits.max_bytes_per_second, Some(20_000_000));
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        let mut settings = Settings::new("/h".into(), "/d".into());
+        let global = GlobalArgs {
+            endpoint: Some("ftp://x".into()),
+            ..GlobalArgs::default()
+        };
+        assert_eq!(
+            apply_flags(&mut settings, &global).unwrap_err().kind,
+            "usage"
+        );
+        let global = GlobalArgs {
+            chunk_size: Some(Size(10)),
+            ..GlobalArgs::default()
+        };
+        assert_eq!(
+            apply_flags(&mut settings, &global).unwrap_err().kind,
+            "usage"
+        );
+    }
+}
