@@ -26,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::formats::ggml::{QUANT_QUALITY_ORDER, quant_rank};
-use crate::variants::{Variant, VariantFormat};
+use crate::variants::{Variant, VariantFormat, quant_family};
 
 const GIB: u64 = 1 << 30;
 /// Kept free for the operating system when judging `Tight`.
@@ -232,11 +232,18 @@ pub fn quality_rank(v: &Variant) -> Option<usize> {
         quant_rank(name)
     };
     match v.format {
-        VariantFormat::Gguf | VariantFormat::Safetensors => v
-            .quant
-            .as_deref()
-            .and_then(quant_rank)
-            .or_else(|| v.bits_per_weight.and_then(by_bits)),
+        VariantFormat::Gguf | VariantFormat::Safetensors => {
+            // An uploader's finer label of the same family (`UD-Q4_K_XL` over a `Q4_K_M`
+            // header) ranks by the label; a label the header contradicts does not count.
+            let label = v.name_quant.as_deref().filter(|n| match v.quant.as_deref() {
+                Some(q) => quant_family(n) == quant_family(q),
+                None => true,
+            });
+            label
+                .and_then(quant_rank)
+                .or_else(|| v.quant.as_deref().and_then(quant_rank))
+                .or_else(|| v.bits_per_weight.and_then(by_bits))
+        }
         VariantFormat::Onnx => {
             let bits = match v.quant.as_deref()? {
                 "fp32" => 32.0,

@@ -323,7 +323,10 @@ pub fn scan(files: &[ListedFile]) -> Vec<Variant> {
         };
         let lower = base.to_ascii_lowercase();
         if COMPANION_NAMES.contains(&base) {
-            companions_by_dir.entry(dir.to_string()).or_default().push(vf);
+            companions_by_dir
+                .entry(dir.to_string())
+                .or_default()
+                .push(vf);
             continue;
         }
         if dir.is_empty() && is_extra(base) {
@@ -331,7 +334,11 @@ pub fn scan(files: &[ListedFile]) -> Vec<Variant> {
             continue;
         }
         let mut add = |format: VariantFormat, stem: &str, n: u32, total: Option<u32>, label| {
-            let key = (format, dir.to_string(), format!("{stem}#{}", total.unwrap_or(0)));
+            let key = (
+                format,
+                dir.to_string(),
+                format!("{stem}#{}", total.unwrap_or(0)),
+            );
             let g = groups.entry(key).or_insert_with(|| Group {
                 format,
                 dir: dir.to_string(),
@@ -344,7 +351,9 @@ pub fn scan(files: &[ListedFile]) -> Vec<Variant> {
             g.files.push((n, vf.clone()));
         };
         if lower.ends_with(".gguf") {
-            if lower.starts_with("mmproj") || lower.contains("mmproj") || lower.contains("projector")
+            if lower.starts_with("mmproj")
+                || lower.contains("mmproj")
+                || lower.contains("projector")
             {
                 projectors.push(vf);
                 continue;
@@ -358,11 +367,27 @@ pub fn scan(files: &[ListedFile]) -> Vec<Variant> {
             } else {
                 format!("{dir}/{stem}")
             };
-            add(VariantFormat::Gguf, &stem, n, total, parse_quant_label(&full));
+            add(
+                VariantFormat::Gguf,
+                &stem,
+                n,
+                total,
+                parse_quant_label(&full),
+            );
         } else if let Some(stem) = base.strip_suffix(".safetensors.index.json") {
-            indexes.push((VariantFormat::Safetensors, dir.to_string(), stem.to_string(), vf));
+            indexes.push((
+                VariantFormat::Safetensors,
+                dir.to_string(),
+                stem.to_string(),
+                vf,
+            ));
         } else if let Some(stem) = base.strip_suffix(".bin.index.json") {
-            indexes.push((VariantFormat::Pytorch, dir.to_string(), stem.to_string(), vf));
+            indexes.push((
+                VariantFormat::Pytorch,
+                dir.to_string(),
+                stem.to_string(),
+                vf,
+            ));
         } else if lower.ends_with(".safetensors") {
             match shard_parts(base, ".safetensors") {
                 Some((p, n, t)) => add(VariantFormat::Safetensors, p, n, Some(t), None),
@@ -379,7 +404,13 @@ pub fn scan(files: &[ListedFile]) -> Vec<Variant> {
         {
             match shard_parts(base, ".bin") {
                 Some((p, n, t)) => add(VariantFormat::Pytorch, p, n, Some(t), None),
-                None => add(VariantFormat::Pytorch, base.trim_end_matches(".bin"), 1, None, None),
+                None => add(
+                    VariantFormat::Pytorch,
+                    base.trim_end_matches(".bin"),
+                    1,
+                    None,
+                    None,
+                ),
             }
         } else if lower.ends_with(".onnx") {
             let stem = &base[..base.len() - 5];
@@ -445,14 +476,15 @@ pub fn scan(files: &[ListedFile]) -> Vec<Variant> {
         .into_values()
         .map(|g| build_variant(g, &companions_by_dir, &extras, &projectors))
         .collect();
-    variants.sort_by(|a, b| {
-        (a.format, rank_key(a), &a.id).cmp(&(b.format, rank_key(b), &b.id))
-    });
+    variants.sort_by(|a, b| (a.format, rank_key(a), &a.id).cmp(&(b.format, rank_key(b), &b.id)));
     variants
 }
 
 fn rank_key(v: &Variant) -> usize {
-    v.quant.as_deref().and_then(quant_rank).unwrap_or(usize::MAX)
+    v.quant
+        .as_deref()
+        .and_then(quant_rank)
+        .unwrap_or(usize::MAX)
 }
 
 fn build_variant(
@@ -461,7 +493,8 @@ fn build_variant(
     extras: &[VariantFile],
     projectors: &[VariantFile],
 ) -> Variant {
-    g.files.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
+    g.files
+        .sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
     let format_tag = match g.format {
         VariantFormat::Gguf => "gguf",
         VariantFormat::Onnx => "onnx",
@@ -740,9 +773,15 @@ const MAX_JSON_BYTES: u64 = 32 * 1024 * 1024;
 
 async fn read_small<R: RepoFiles>(files: &R, f: &VariantFile) -> Result<Vec<u8>, String> {
     if f.size > MAX_JSON_BYTES {
-        return Err(format!("`{}` is larger than {MAX_JSON_BYTES} bytes", f.path));
+        return Err(format!(
+            "`{}` is larger than {MAX_JSON_BYTES} bytes",
+            f.path
+        ));
     }
-    let src = files.open(&f.path, f.size).await.map_err(|e| e.to_string())?;
+    let src = files
+        .open(&f.path, f.size)
+        .await
+        .map_err(|e| e.to_string())?;
     let len = src.len().min(MAX_JSON_BYTES);
     let b = src.read_at(0, len).await.map_err(|e| error_chain(&e))?;
     Ok(b.to_vec())
@@ -787,6 +826,8 @@ pub async fn inspect<R: RepoFiles>(variants: &mut [Variant], listing: &[ListedFi
             VariantFormat::Onnx | VariantFormat::Pytorch => {}
         }
     }
+    // Headers may have renamed variants: keep the order (format, then quality, best first).
+    variants.sort_by(|a, b| (a.format, rank_key(a), &a.id).cmp(&(b.format, rank_key(b), &b.id)));
 }
 
 async fn inspect_gguf<R: RepoFiles>(v: &mut Variant, files: &R) {
@@ -796,7 +837,10 @@ async fn inspect_gguf<R: RepoFiles>(v: &mut Variant, files: &R) {
     let mut first: Option<gguf::Summary> = None;
     for f in &v.files {
         let summary = match files.open(&f.path, f.size).await {
-            Ok(src) => gguf::inspect(&src).await.map(|(_, s)| s).map_err(|e| error_chain(&e)),
+            Ok(src) => gguf::inspect(&src)
+                .await
+                .map(|(_, s)| s)
+                .map_err(|e| error_chain(&e)),
             Err(e) => Err(error_chain(&e)),
         };
         match summary {
@@ -847,16 +891,16 @@ async fn inspect_gguf<R: RepoFiles>(v: &mut Variant, files: &R) {
         {
             v.warnings.push(Warning {
                 kind: WarningKind::QuantMismatch,
-                message: format!(
-                    "File name says `{nq}` but the header says `{hq}`; using `{hq}`"
-                ),
+                message: format!("File name says `{nq}` but the header says `{hq}`; using `{hq}`"),
             });
             v.name = hq.clone();
             v.quant = Some(hq.clone());
-        } else if v.name_quant.is_none() {
-            v.name = hq.clone();
-            v.quant = Some(hq.clone());
-        } else if v.quant.as_deref().and_then(quant_rank).is_none() {
+        } else {
+            if v.name_quant.is_none() {
+                v.name = hq.clone();
+            }
+            // The canonical quant is the header's; the name keeps an uploader's finer label
+            // (`UD-Q4_K_XL` for a `Q4_K_M` header).
             v.quant = Some(hq.clone());
         }
         // The name keeps an uploader's finer label (`UD-Q4_K_XL`); bits follow the label when
@@ -878,16 +922,23 @@ async fn inspect_safetensors<R: RepoFiles>(v: &mut Variant, listing: &[ListedFil
         .find(|c| c.path.ends_with(".safetensors.index.json"))
         .cloned();
     if let Some(ix) = index_file {
-        match read_small(files, &ix).await.and_then(|b| {
-            safetensors::parse_index(&ix.path, &b).map_err(|e| error_chain(&e))
-        }) {
+        match read_small(files, &ix)
+            .await
+            .and_then(|b| safetensors::parse_index(&ix.path, &b).map_err(|e| error_chain(&e)))
+        {
             Ok(index) => {
                 let (dir, _) = split_path(&ix.path);
                 let listed: BTreeSet<&str> = listing.iter().map(|f| f.path.as_str()).collect();
                 let missing: Vec<String> = index
                     .shards
                     .iter()
-                    .map(|s| if dir.is_empty() { s.clone() } else { format!("{dir}/{s}") })
+                    .map(|s| {
+                        if dir.is_empty() {
+                            s.clone()
+                        } else {
+                            format!("{dir}/{s}")
+                        }
+                    })
                     .filter(|p| !listed.contains(p.as_str()))
                     .collect();
                 if !missing.is_empty() {
@@ -914,7 +965,9 @@ async fn inspect_safetensors<R: RepoFiles>(v: &mut Variant, listing: &[ListedFil
     let mut ok = true;
     for f in &v.files {
         let header = match files.open(&f.path, f.size).await {
-            Ok(src) => safetensors::read_header(&src).await.map_err(|e| error_chain(&e)),
+            Ok(src) => safetensors::read_header(&src)
+                .await
+                .map_err(|e| error_chain(&e)),
             Err(e) => Err(error_chain(&e)),
         };
         match header {
@@ -951,10 +1004,12 @@ async fn inspect_safetensors<R: RepoFiles>(v: &mut Variant, listing: &[ListedFil
             .map(|(d, _)| d.clone())
             .expect("non-empty");
         v.bits_per_weight = safetensors::dtype_bits(&dtype).map(|b| b as f64);
-        let (dir, base_stem) = v.id.trim_start_matches("safetensors:").rsplit_once('/').map_or(
-            ("", v.id.trim_start_matches("safetensors:")),
-            |(d, s)| (d, s),
-        );
+        let (dir, base_stem) =
+            v.id.trim_start_matches("safetensors:")
+                .rsplit_once('/')
+                .map_or(("", v.id.trim_start_matches("safetensors:")), |(d, s)| {
+                    (d, s)
+                });
         v.name = if dir.is_empty() && base_stem == "model" {
             dtype.clone()
         } else {

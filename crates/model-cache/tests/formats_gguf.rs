@@ -58,9 +58,17 @@ async fn every_generated_quant_parses_with_its_name_and_exact_data_size() {
         let (header, s) = gguf::inspect(&src).await.unwrap();
         assert_eq!(s.quant.as_deref(), Some(name), "quant of {name}");
         assert_eq!(s.file_type, Some(ft.0));
-        assert_eq!(s.tensor_data_bytes, Some(expected_data), "data bytes of {name}");
+        assert_eq!(
+            s.tensor_data_bytes,
+            Some(expected_data),
+            "data bytes of {name}"
+        );
         assert_eq!(s.parameter_count, expected_params, "params of {name}");
-        assert_eq!(header.data_offset, header_bytes.len() as u64, "data offset of {name}");
+        assert_eq!(
+            header.data_offset,
+            header_bytes.len() as u64,
+            "data offset of {name}"
+        );
         assert!(header.data_end().unwrap() <= src.len());
         assert_eq!(s.architecture.as_deref(), Some("llama"));
         assert!(s.context_length.is_some() && s.block_count.is_some());
@@ -92,11 +100,23 @@ fn every_ggml_type_in_the_table_gets_its_exact_size() {
         assert_eq!(info.n_bytes, Some(*size), "{}", t.display_name());
     }
     let s = h.summary();
-    assert_eq!(s.tensor_data_bytes, Some(expected.iter().map(|e| e.1).sum()));
+    assert_eq!(
+        s.tensor_data_bytes,
+        Some(expected.iter().map(|e| e.1).sum())
+    );
     // Table spot checks from formats.md §3.
-    assert_eq!(GgmlType::from_name("Q4_K").unwrap().block_size(), Some((256, 144)));
-    assert_eq!(GgmlType::from_name("NVFP4").unwrap().block_size(), Some((64, 36)));
-    assert_eq!(GgmlType::from_name("Q1_0").unwrap().block_size(), Some((128, 18)));
+    assert_eq!(
+        GgmlType::from_name("Q4_K").unwrap().block_size(),
+        Some((256, 144))
+    );
+    assert_eq!(
+        GgmlType::from_name("NVFP4").unwrap().block_size(),
+        Some((64, 36))
+    );
+    assert_eq!(
+        GgmlType::from_name("Q1_0").unwrap().block_size(),
+        Some((128, 18))
+    );
 }
 
 #[test]
@@ -270,7 +290,10 @@ fn split_keys_are_reported() {
         .kv("split.tensors.count", V::I32(30))
         .build();
     let s = gguf::parse_header(&bytes, None).unwrap().summary();
-    assert_eq!((s.split_no, s.split_count, s.split_tensors_count), (Some(1), Some(3), Some(30)));
+    assert_eq!(
+        (s.split_no, s.split_count, s.split_tensors_count),
+        (Some(1), Some(3), Some(30))
+    );
 }
 
 #[test]
@@ -321,7 +344,11 @@ fn malformed_headers_name_the_offset_and_field() {
 
     let five_dims = Writer::new().tensor("x", &[1, 1, 1, 1, 1], 0).build();
     match gguf::parse_header(&five_dims, None).unwrap_err() {
-        ParseError::Invalid { offset, field, reason } => {
+        ParseError::Invalid {
+            offset,
+            field,
+            reason,
+        } => {
             assert_eq!(offset, 24 + 8 + 1);
             assert!(field.contains("tensor info #0 `x`"), "{field}");
             assert!(reason.contains("n_dims"));
@@ -380,7 +407,10 @@ async fn a_large_vocabulary_is_read_in_growing_steps_within_the_cap() {
     assert_eq!(h.summary().vocab_size, Some(150_000));
     let read = src.bytes_read();
     assert!(read >= h.header_end);
-    assert!(read < 2 * h.header_end + limits.initial_bytes, "read {read}");
+    assert!(
+        read < 2 * h.header_end + limits.initial_bytes,
+        "read {read}"
+    );
 
     // A cap below the header size refuses it.
     let small = ReadLimits {
@@ -397,8 +427,13 @@ async fn a_large_vocabulary_is_read_in_growing_steps_within_the_cap() {
 async fn inspect_path_reads_a_local_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model-Q4_K_M.gguf");
-    std::fs::write(&path, GgufSpec::llama("Local", LlamaFileType::Q4_K_M, 300_000).build().to_vec())
-        .unwrap();
+    std::fs::write(
+        &path,
+        GgufSpec::llama("Local", LlamaFileType::Q4_K_M, 300_000)
+            .build()
+            .to_vec(),
+    )
+    .unwrap();
     let i = inspect_path(&path).await.unwrap();
     assert_eq!(i.format, model_cache::formats::Format::Gguf);
     let g = i.gguf.as_ref().unwrap();
@@ -411,14 +446,19 @@ async fn inspect_path_reads_a_local_file() {
     let html = dir.path().join("error.gguf");
     std::fs::write(&html, "<!DOCTYPE html><html><body>Not found</body></html>").unwrap();
     let e = inspect_path(&html).await.unwrap_err();
-    assert!(e.to_string().contains("neither a GGUF nor a safetensors"), "{e}");
+    assert!(
+        e.to_string().contains("neither a GGUF nor a safetensors"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn memory_source_counts_bytes() {
     let bytes = llama_writer().build();
     let src = MemorySource::new("m.gguf", bytes.clone());
-    let h = gguf::read_header(&src, ReadLimits::default()).await.unwrap();
+    let h = gguf::read_header(&src, ReadLimits::default())
+        .await
+        .unwrap();
     assert_eq!(h.summary().name.as_deref(), Some("Hand Made"));
     assert_eq!(src.bytes_read(), bytes.len() as u64);
 }
