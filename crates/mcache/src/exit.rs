@@ -128,6 +128,12 @@ fn kind_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(error) = error.downcast_ref::<model_cache::hub::HubError>() {
         return Some(error.root().kind().to_string());
     }
+    if let Some(error) = error.downcast_ref::<model_cache::download::DownloadError>() {
+        return Some(error.kind().to_string());
+    }
+    if let Some(error) = error.downcast_ref::<model_cache::store::StoreError>() {
+        return Some(error.kind().to_string());
+    }
     None
 }
 

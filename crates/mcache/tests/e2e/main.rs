@@ -1,0 +1,6 @@
+//! End-to-end tests of the real `mcache` binary against the hub emulator started in-process, with
+//! a temporary hub cache, `HF_HOME` and data folder per test. Nothing reaches the internet.
+
+mod common;
+
+mod basics;
