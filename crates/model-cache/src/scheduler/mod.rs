@@ -168,6 +168,8 @@ struct Inner {
     /// Jobs whose size lookup failed or said nothing: not asked again in this process.
     unsized_jobs: Mutex<HashSet<i64>>,
     last_alert: Mutex<Option<u8>>,
+    /// A cleanup check is due at the next wake (the cache policy changed).
+    cleanup_due: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<SchedulerEvent>,
     wake: Notify,
     done_tx: mpsc::UnboundedSender<Completion>,
@@ -212,6 +214,7 @@ impl Scheduler {
             live: Mutex::new(HashMap::new()),
             unsized_jobs: Mutex::new(HashSet::new()),
             last_alert: Mutex::new(None),
+            cleanup_due: std::sync::atomic::AtomicBool::new(true),
             events: broadcast::channel(1024).0,
             wake: Notify::new(),
             done_tx,
@@ -405,6 +408,9 @@ impl Scheduler {
     /// Changes the cache policy (budget, cleanup); a cleanup check runs at once.
     pub fn set_cache_policy(&self, policy: CachePolicy) {
         *lock(&self.inner.cache_policy) = policy;
+        self.inner
+            .cleanup_due
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.wake.notify_one();
     }
 
@@ -925,6 +931,12 @@ async fn run_loop(inner: Arc<Inner>, mut done_rx: mpsc::UnboundedReceiver<Comple
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_cleanup_check = SystemTime::UNIX_EPOCH;
     loop {
+        if inner
+            .cleanup_due
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            inner.maybe_cleanup();
+        }
         if let Err(error) = inner.evaluate().await {
             tracing::warn!(%error, "scheduling pass failed");
         }

@@ -1,0 +1,308 @@
+//! Eviction and cleanup over a real hub-cache layout: least recently used first (our own
+//! record, else file times the test sets), pinned models never, dry runs that list exactly what
+//! the real run removes, the index kept consistent, and background cleanup by the scheduler.
+
+mod scheduler_support;
+
+use std::collections::HashSet;
+use std::fs::{self, File, FileTimes};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use model_cache::RepoId;
+use model_cache::index::Index;
+use model_cache::index::queue::QueueState;
+use model_cache::policy::cleanup::Janitor;
+use model_cache::policy::evict::{EvictionGoal, LastUsedSource};
+use model_cache::policy::{CachePolicy, PolicyError, ReservePolicy};
+use model_cache::scheduler::{Probes, SchedulerEvent};
+use scheduler_support::*;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn commit_of(name: &str) -> String {
+    let mut hex = String::new();
+    for b in name.bytes().cycle().take(20) {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// Writes `repo` into the cache the way `huggingface_hub` does (one blob of `size` bytes linked
+/// from `snapshots/{commit}/model.gguf`, `refs/main`), with the blob's access and modification
+/// times set `age` in the past.
+fn put_model(root: &Path, repo: &str, size: u64, age: Duration) -> String {
+    let id = RepoId::model(repo).unwrap();
+    let dir = root.join(id.folder_name());
+    let commit = commit_of(repo);
+    let etag = format!("{:0>64}", hex_of(repo));
+    fs::create_dir_all(dir.join("blobs")).unwrap();
+    fs::create_dir_all(dir.join("refs")).unwrap();
+    fs::create_dir_all(dir.join("snapshots").join(&commit)).unwrap();
+    let blob = dir.join("blobs").join(&etag);
+    fs::write(&blob, vec![7u8; size as usize]).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../blobs/{etag}"),
+        dir.join("snapshots").join(&commit).join("model.gguf"),
+    )
+    .unwrap();
+    fs::write(dir.join("refs/main"), &commit).unwrap();
+    let when = SystemTime::now() - age;
+    File::options()
+        .write(true)
+        .open(&blob)
+        .unwrap()
+        .set_times(FileTimes::new().set_accessed(when).set_modified(when))
+        .unwrap();
+    commit
+}
+
+fn hex_of(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn present(root: &Path, repo: &str) -> bool {
+    root.join(RepoId::model(repo).unwrap().folder_name())
+        .exists()
+}
+
+fn model(repo: &str) -> RepoId {
+    RepoId::model(repo).unwrap()
+}
+
+/// Five models of 1000 bytes: `o/used` has the oldest files but was used through our interfaces
+/// an hour ago; `o/pinned` is old and pinned.
+fn five_models(root: &Path, index: &Index) {
+    put_model(root, "o/used", 1000, 50 * DAY);
+    put_model(root, "o/pinned", 1000, 40 * DAY);
+    put_model(root, "o/oldest", 1000, 30 * DAY);
+    put_model(root, "o/old", 1000, 20 * DAY);
+    put_model(root, "o/recent", 1000, DAY);
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    index
+        .touch_at(
+            &model("o/used"),
+            hour_ago.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64,
+        )
+        .unwrap();
+    index.pin(&model("o/pinned"), None).unwrap();
+}
+
+#[test]
+fn budget_eviction_removes_exactly_the_least_recently_used_unpinned_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let index = Index::open(&dir.path().join("data")).unwrap();
+    five_models(&root, &index);
+    let janitor = Janitor::new(
+        &root,
+        index.clone(),
+        CachePolicy {
+            budget: Some(3000),
+            ..CachePolicy::default()
+        },
+    );
+    assert_eq!(janitor.storage().unwrap().used, 5000);
+    assert_eq!(janitor.storage().unwrap().alert, Some(95));
+
+    // The dry run names what goes, oldest first, and touches nothing.
+    let dry = janitor
+        .cleanup(SystemTime::now(), &HashSet::new(), &HashSet::new(), true)
+        .unwrap();
+    let plan = dry.eviction.clone().expect("over budget");
+    let planned: Vec<&str> = plan.evictions.iter().map(|e| e.repo.id.as_str()).collect();
+    assert_eq!(planned, ["o/oldest", "o/old"]);
+    assert!(
+        plan.evictions
+            .iter()
+            .all(|e| e.last_used_source == LastUsedSource::FileTimes && e.bytes_freed == 1000)
+    );
+    assert_eq!(dry.bytes_after, 3000);
+    for repo in ["o/used", "o/pinned", "o/oldest", "o/old", "o/recent"] {
+        assert!(present(&root, repo), "dry run removed {repo}");
+    }
+
+    let done = janitor
+        .cleanup(SystemTime::now(), &HashSet::new(), &HashSet::new(), false)
+        .unwrap();
+    assert_eq!(
+        done.eviction, dry.eviction,
+        "the real run does what the dry run said"
+    );
+    assert_eq!(done.bytes_after, 3000);
+    assert!(!present(&root, "o/oldest"));
+    assert!(!present(&root, "o/old"));
+    for repo in ["o/used", "o/pinned", "o/recent"] {
+        assert!(present(&root, repo), "{repo} must stay");
+    }
+    // The index forgot the evicted repos, kept the others and the pin.
+    let known: Vec<String> = index
+        .repos()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.repo.id)
+        .collect();
+    assert!(!known.contains(&"o/oldest".to_string()));
+    assert!(index.is_pinned(&model("o/pinned")).unwrap());
+    assert_eq!(janitor.storage().unwrap().alert, Some(95), "3000 of 3000");
+
+    // Under budget now: nothing more goes.
+    let again = janitor
+        .cleanup(SystemTime::now(), &HashSet::new(), &HashSet::new(), false)
+        .unwrap();
+    assert!(again.eviction.is_none());
+}
+
+#[test]
+fn protected_and_pinned_models_are_never_planned_and_removal_respects_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let index = Index::open(&dir.path().join("data")).unwrap();
+    five_models(&root, &index);
+    let janitor = Janitor::new(&root, index.clone(), CachePolicy::default());
+    let protected: HashSet<RepoId> = [model("o/oldest")].into();
+    let plan = janitor
+        .plan(EvictionGoal::Free { bytes: 10_000 }, &protected)
+        .unwrap();
+    let planned: Vec<&str> = plan.evictions.iter().map(|e| e.repo.id.as_str()).collect();
+    assert_eq!(planned, ["o/old", "o/recent", "o/used"]);
+    assert!(!plan.satisfied);
+    assert_eq!(plan.bytes_freed, 3000);
+
+    let err = janitor
+        .remove(&model("o/pinned"), None, false, false)
+        .unwrap_err();
+    assert!(matches!(err, PolicyError::Pinned { .. }), "{err}");
+    assert!(present(&root, "o/pinned"));
+    let dry = janitor
+        .remove(&model("o/old"), Some("main"), false, true)
+        .unwrap();
+    assert_eq!(dry.bytes_freed, 1000);
+    assert!(present(&root, "o/old"));
+    let removed = janitor
+        .remove(&model("o/old"), Some("main"), false, false)
+        .unwrap();
+    assert_eq!(removed.bytes_freed, 1000);
+    assert!(!present(&root, "o/old"));
+    assert!(matches!(
+        janitor.remove(&model("o/old"), None, false, false),
+        Err(PolicyError::NotCached { .. })
+    ));
+}
+
+#[test]
+fn stale_partial_files_and_unreferenced_blobs_are_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let index = Index::open(&dir.path().join("data")).unwrap();
+    put_model(&root, "o/m", 100, DAY);
+    let blobs = root.join("models--o--m/blobs");
+    let stale = blobs.join("aaaa.incomplete");
+    let fresh = blobs.join("bbbb.incomplete");
+    let orphan = blobs.join("cccc");
+    for (path, age) in [
+        (&stale, 10 * DAY),
+        (&fresh, Duration::ZERO),
+        (&orphan, 2 * DAY),
+    ] {
+        fs::write(path, b"partial").unwrap();
+        let when = SystemTime::now() - age;
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_times(FileTimes::new().set_accessed(when).set_modified(when))
+            .unwrap();
+    }
+    let janitor = Janitor::new(&root, index, CachePolicy::default());
+    let report = janitor
+        .cleanup(SystemTime::now(), &HashSet::new(), &HashSet::new(), false)
+        .unwrap();
+    assert_eq!(report.stale_incomplete.paths, [stale.clone()]);
+    assert_eq!(report.unreferenced_blobs.paths, [orphan.clone()]);
+    assert!(!stale.exists() && !orphan.exists());
+    assert!(fresh.exists(), "a partial file in use recently stays");
+    assert!(
+        snapshot_of(&root, "o/m")
+            .unwrap()
+            .join("model.gguf")
+            .exists(),
+        "linked blobs stay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scheduler_evicts_to_make_room_and_cleans_up_over_budget_in_the_background() {
+    // The volume: what the cache holds plus a little, so the new model fits only once the least
+    // recently used unpinned model is gone. No reserve, to keep the arithmetic plain.
+    let rig = rig(vec![model_repo("t/new", MODEL_SIZE, 11)], |config| {
+        config.policy.reserve = ReservePolicy::NONE;
+        config.policy.evict_to_make_room = true;
+    })
+    .await;
+    let root = rig.hub_cache().to_path_buf();
+    let old = MODEL_SIZE;
+    put_model(&root, "o/pinned", old, 40 * DAY);
+    put_model(&root, "o/oldest", old, 30 * DAY);
+    put_model(&root, "o/recent", old, DAY);
+    rig.index.pin(&model("o/pinned"), None).unwrap();
+    rig.scheduler.shutdown();
+
+    let capacity = 3 * old + old / 2;
+    let probes = Probes {
+        power: Arc::new(rig.power.clone()),
+        disk: Arc::new(CacheSizedDisk {
+            root: root.clone(),
+            capacity,
+        }),
+        clock: Arc::new(rig.clock.clone()),
+        changes: rig.changes.clone(),
+        watch_every: None,
+    };
+    let mut config = model_cache::scheduler::SchedulerConfig::new(root.clone());
+    config.policy.reserve = ReservePolicy::NONE;
+    config.policy.evict_to_make_room = true;
+    let (scheduler, _index) = start_scheduler(&rig.settings, config, probes);
+    let mut events = scheduler.subscribe();
+    let job = scheduler.enqueue(job_for("t/new")).unwrap();
+    wait_state(&scheduler, job.id, QueueState::Done).await;
+    assert!(!present(&root, "o/oldest"), "evicted to make room");
+    assert!(present(&root, "o/pinned"));
+    assert!(present(&root, "o/recent"));
+    let mut evicted = None;
+    while let Ok(event) = events.try_recv() {
+        if let SchedulerEvent::Evicted { for_job, plan } = event {
+            evicted = Some((for_job, plan));
+        }
+    }
+    let (for_job, plan) = evicted.expect("an eviction event says which models went");
+    assert_eq!(for_job, Some(job.id));
+    let names: Vec<&str> = plan.evictions.iter().map(|e| e.repo.id.as_str()).collect();
+    assert_eq!(names, ["o/oldest"]);
+
+    // A budget below what is cached now: the background cleanup evicts `o/recent` (older than
+    // the model just downloaded, which counts as used now) and keeps the pinned one.
+    scheduler.set_cache_policy(CachePolicy {
+        budget: Some(2 * old + old / 2),
+        ..CachePolicy::default()
+    });
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while present(&root, "o/recent") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "background cleanup never ran"
+        );
+        rig.changes.notify();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(present(&root, "o/pinned"));
+    assert!(snapshot_of(&root, "t/new").is_some());
+    let health = scheduler.health().unwrap();
+    assert!(
+        health.storage.used <= 2 * old + old / 2 + 10_000,
+        "{health:#?}"
+    );
+    assert_eq!(health.jobs.get("done"), Some(&1));
+    scheduler.shutdown();
+}
