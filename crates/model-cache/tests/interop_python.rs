@@ -1,0 +1,452 @@
+//! Interoperability with the real Python `huggingface_hub` (2.4.0, from PyPI, in a venv under
+//! `target/`), in both directions:
+//!
+//! - Python downloads from the emulator into a cache; our scan, offline lookup and `doctor` read
+//!   it.
+//! - We write a cache with the store API (bytes fetched sequentially through the Hub client);
+//!   Python, offline, finds everything (`hf_hub_download`, `snapshot_download`,
+//!   `scan_cache_dir` without warnings, `try_to_load_from_cache`).
+//! - Blob locks interlock with Python's `filelock`, both ways.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use hub_emulator::{Emulator, EmulatorConfig, RepoKind};
+use model_cache::doctor;
+use model_cache::hub::{EntryKind, HubClient, HubError};
+use model_cache::index::Index;
+use model_cache::retry::RetryPolicy;
+use model_cache::store::{HubCache, SafeRelPath};
+use model_cache::{RepoId, Settings};
+use serde_json::Value;
+use sha1::Digest as _;
+
+const HF_HUB_VERSION: &str = "2.4.0";
+
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+}
+
+/// Creates `target/py-venv` with `huggingface_hub` if needed, under the same file lock and with
+/// the same readiness check as the emulator's fidelity test, so concurrent test binaries (and
+/// processes) share one venv and never install into it at once.
+fn ensure_venv() -> PathBuf {
+    let target = target_dir();
+    std::fs::create_dir_all(&target).unwrap();
+    let venv = target.join("py-venv");
+    let python = venv.join("bin/python");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(target.join("py-venv.lock"))
+        .unwrap();
+    lock.lock().expect("Cannot lock target/py-venv.lock");
+    let ready = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "import huggingface_hub,sys; sys.stdout.write(huggingface_hub.__version__)",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout == HF_HUB_VERSION.as_bytes())
+    };
+    if !ready() {
+        if !python.exists() {
+            let status = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 is required");
+            assert!(status.success(), "python3 -m venv failed");
+        }
+        let status = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--quiet",
+                &format!("huggingface_hub=={HF_HUB_VERSION}"),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pip install huggingface_hub failed");
+        assert!(
+            ready(),
+            "huggingface_hub {HF_HUB_VERSION} is not importable"
+        );
+    }
+    let _ = lock.unlock();
+    python
+}
+
+/// A Python command with a clean Hugging Face environment pointing at `cache`.
+fn python(cache: &Path, endpoint: Option<&str>, offline: bool) -> Command {
+    let mut cmd = Command::new(ensure_venv());
+    for name in [
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_ENDPOINT",
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+    ] {
+        cmd.env_remove(name);
+    }
+    let home = cache.parent().unwrap().join("hf-home");
+    cmd.env("HF_HOME", &home)
+        .env("HF_HUB_CACHE", cache)
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env("PYTHONWARNINGS", "always");
+    if let Some(endpoint) = endpoint {
+        cmd.env("HF_ENDPOINT", endpoint);
+    }
+    if offline {
+        cmd.env("HF_HUB_OFFLINE", "1");
+    }
+    cmd
+}
+
+fn run_json(mut cmd: Command, script: &str) -> Value {
+    let out = cmd.arg("-c").arg(script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python failed:\n{stdout}\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{stdout}\n{stderr}"))
+}
+
+fn settings(emulator: &Emulator, root: &Path) -> Settings {
+    let mut settings = Settings::new(root.join("hub"), root.join("data"));
+    settings.endpoint = emulator.url();
+    settings.retry = RetryPolicy::immediate();
+    settings
+}
+
+#[test]
+fn cachedir_tag_matches_huggingface_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = run_json(
+        python(&dir.path().join("hub"), None, true),
+        "import json; from huggingface_hub._local_folder import CACHEDIR_TAG_CONTENT as c; print(json.dumps(c))",
+    );
+    assert_eq!(value.as_str(), Some(model_cache::store::CACHEDIR_TAG));
+}
+
+#[test]
+fn we_read_a_cache_written_by_huggingface_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_root = dir.path().join("hub");
+    let emulator = Emulator::start_blocking(EmulatorConfig::demo_with_big_size(1 << 20)).unwrap();
+    let repo_name = "demo/tiny-safetensors";
+    let value = run_json(
+        python(&cache_root, Some(&emulator.url()), false),
+        &format!(
+            "import json; from huggingface_hub import snapshot_download; print(json.dumps(snapshot_download({repo_name:?})))"
+        ),
+    );
+    let commit = emulator
+        .catalog()
+        .resolve(RepoKind::Model, repo_name, "main")
+        .unwrap()
+        .sha
+        .clone();
+    assert_eq!(
+        PathBuf::from(value.as_str().unwrap()),
+        cache_root
+            .join("models--demo--tiny-safetensors/snapshots")
+            .join(&commit)
+    );
+
+    // What the Hub says the repo holds.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let hub = HubClient::new(&settings(&emulator, dir.path())).unwrap();
+    let repo = RepoId::model(repo_name).unwrap();
+    let tree = runtime
+        .block_on(hub.list_tree(&repo, "main", None, true))
+        .unwrap();
+    let mut expected: Vec<(String, u64, String)> = tree
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .map(|e| (e.path.clone(), e.size, e.etag().to_string()))
+        .collect();
+    expected.sort();
+
+    let cache = HubCache::new(&cache_root);
+    let scan = cache.scan().unwrap();
+    assert!(scan.warnings.is_empty(), "{:?}", scan.warnings);
+    assert_eq!(scan.repos.len(), 1);
+    let cached = &scan.repos[0];
+    assert_eq!(cached.repo, repo);
+    assert_eq!(cached.revisions.len(), 1);
+    assert_eq!(cached.revisions[0].commit, commit);
+    assert_eq!(cached.revisions[0].refs, vec!["main"]);
+    let mut found: Vec<(String, u64, String)> = cached.revisions[0]
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.size, f.etag.clone().unwrap_or_default()))
+        .collect();
+    found.sort();
+    assert_eq!(found, expected);
+    assert_eq!(
+        cached.size_on_disk,
+        expected.iter().map(|(_, size, _)| size).sum::<u64>()
+    );
+
+    let repo_cache = cache.repo(&repo);
+    let config = repo_cache.resolve_cached("main", "config.json").unwrap();
+    assert_eq!(config, repo_cache.snapshot_dir(&commit).join("config.json"));
+    assert_eq!(
+        std::fs::read(&config).unwrap().len() as u64,
+        expected.iter().find(|e| e.0 == "config.json").unwrap().1
+    );
+
+    let index = Index::open(&dir.path().join("data")).unwrap();
+    let report = doctor::run(&cache, &index, true).unwrap();
+    assert_eq!(report.repos_added, vec![repo.clone()]);
+    assert!(report.removed.is_empty(), "{:?}", report.removed);
+    assert!(report.is_healthy(), "{report:?}");
+    let files = index.files(&repo, &commit).unwrap();
+    let mut indexed: Vec<(String, u64, String)> = files
+        .into_iter()
+        .map(|f| (f.path, f.size, f.etag))
+        .collect();
+    indexed.sort();
+    assert_eq!(indexed, expected);
+    assert_eq!(
+        index.revision_commit(&repo, "main").unwrap().as_deref(),
+        Some(commit.as_str())
+    );
+}
+
+/// Downloads every file of `repo` at `revision` into the cache, one after the other, through the
+/// store API: lock, fetch into `.incomplete`, verify, rename, link; then the ref. (The parallel
+/// downloader lives elsewhere; this is the simplest correct client of the store.)
+async fn fetch_sequentially(
+    hub: &HubClient,
+    cache: &HubCache,
+    repo: &RepoId,
+    revision: &str,
+) -> String {
+    let repo_cache = cache.repo(repo);
+    repo_cache.ensure_dirs().unwrap();
+    let tree = hub.list_tree(repo, revision, None, true).await.unwrap();
+    let mut commit = None;
+    for entry in tree.iter().filter(|e| e.kind == EntryKind::File) {
+        let path = SafeRelPath::new(&entry.path).unwrap();
+        let meta = hub
+            .file_metadata(repo, revision, &entry.path)
+            .await
+            .unwrap();
+        commit = Some(meta.commit.clone());
+        let lock = repo_cache
+            .lock_blob(&meta.etag, Duration::from_secs(10))
+            .unwrap();
+        if !repo_cache.blob_exists(&meta.etag) {
+            let mut response = hub
+                .get_range(&meta.download_url, None, None)
+                .await
+                .unwrap()
+                .body;
+            let incomplete = repo_cache.incomplete_path(&meta.etag);
+            let mut file = std::fs::File::create(&incomplete).unwrap();
+            let mut sha256 = sha2::Sha256::new();
+            let mut sha1 = sha1::Sha1::new();
+            sha1.update(format!("blob {}\0", meta.size).as_bytes());
+            let mut written = 0u64;
+            while let Some(chunk) = response.chunk().await.unwrap() {
+                file.write_all(&chunk).unwrap();
+                sha256.update(&chunk);
+                sha1.update(&chunk);
+                written += chunk.len() as u64;
+            }
+            drop(file);
+            assert_eq!(written, meta.size, "{}", entry.path);
+            if let Some(expected) = &meta.sha256 {
+                assert_eq!(&hex::encode(sha256.finalize()), expected, "{}", entry.path);
+            } else {
+                let expected = meta
+                    .git_sha1
+                    .as_ref()
+                    .expect("a git sha1 for regular files");
+                assert_eq!(&hex::encode(sha1.finalize()), expected, "{}", entry.path);
+            }
+            repo_cache.finish_blob(&meta.etag).unwrap();
+        }
+        repo_cache.link(&meta.commit, &path, &meta.etag).unwrap();
+        drop(lock);
+    }
+    let commit = commit.expect("the repo has files");
+    repo_cache.write_ref(revision, &commit).unwrap();
+    match hub.file_metadata(repo, revision, "missing.bin").await {
+        Err(HubError::EntryNotFound {
+            commit: Some(at), ..
+        }) => repo_cache
+            .mark_no_exist(&at, &SafeRelPath::new("missing.bin").unwrap())
+            .unwrap(),
+        other => panic!("expected EntryNotFound with a commit, got {other:?}"),
+    }
+    commit
+}
+
+#[test]
+fn huggingface_hub_reads_our_cache_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_root = dir.path().join("hub");
+    let emulator = Emulator::start_blocking(EmulatorConfig::demo_with_big_size(1 << 20)).unwrap();
+    let repo_name = "demo/tiny-gguf";
+    let repo = RepoId::model(repo_name).unwrap();
+    let cache = HubCache::new(&cache_root);
+    let hub = HubClient::new(&settings(&emulator, dir.path())).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let commit = runtime.block_on(fetch_sequentially(&hub, &cache, &repo, "main"));
+    let tree = runtime
+        .block_on(hub.list_tree(&repo, "main", None, true))
+        .unwrap();
+    let files: Vec<_> = tree.iter().filter(|e| e.kind == EntryKind::File).collect();
+    let nested = files
+        .iter()
+        .find(|e| e.path.contains('/'))
+        .expect("a file in a subfolder")
+        .path
+        .clone();
+    let total: u64 = {
+        let mut blobs: Vec<(&str, u64)> = files.iter().map(|e| (e.etag(), e.size)).collect();
+        blobs.sort();
+        blobs.dedup();
+        blobs.iter().map(|(_, size)| size).sum()
+    };
+    let requests_before = emulator.requests().len();
+
+    let script = format!(
+        r#"
+import json, warnings
+from huggingface_hub import hf_hub_download, snapshot_download, scan_cache_dir, try_to_load_from_cache
+from huggingface_hub.file_download import _CACHED_NO_EXIST
+out = {{}}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out["config"] = hf_hub_download({repo_name:?}, "config.json")
+    out["nested"] = hf_hub_download({repo_name:?}, {nested:?})
+    out["by_commit"] = hf_hub_download({repo_name:?}, "config.json", revision={commit:?})
+    out["snapshot"] = snapshot_download({repo_name:?})
+    info = scan_cache_dir()
+    out["warnings"] = [str(w) for w in info.warnings]
+    out["repos"] = [
+        {{
+            "id": r.repo_id,
+            "nb_files": r.nb_files,
+            "size": r.size_on_disk,
+            "revisions": [
+                {{"commit": v.commit_hash, "refs": sorted(v.refs), "nb_files": v.nb_files}}
+                for v in r.revisions
+            ],
+        }}
+        for r in info.repos
+    ]
+    out["try"] = try_to_load_from_cache({repo_name:?}, "config.json")
+    out["missing_is_no_exist"] = try_to_load_from_cache({repo_name:?}, "missing.bin") is _CACHED_NO_EXIST
+    out["unknown"] = try_to_load_from_cache({repo_name:?}, "unknown.bin")
+    try:
+        hf_hub_download({repo_name:?}, "unknown.bin")
+        out["unknown_error"] = None
+    except Exception as e:
+        out["unknown_error"] = type(e).__name__
+    out["python_warnings"] = [str(w.message) for w in caught]
+print(json.dumps(out))
+"#
+    );
+    let out = run_json(python(&cache_root, Some(&emulator.url()), true), &script);
+    let repo_cache = cache.repo(&repo);
+    let snapshot = repo_cache.snapshot_dir(&commit);
+    let path =
+        |key: &str| PathBuf::from(out[key].as_str().unwrap_or_else(|| panic!("{key}: {out}")));
+    assert_eq!(path("config"), snapshot.join("config.json"));
+    assert_eq!(path("nested"), snapshot.join(&nested));
+    assert_eq!(path("by_commit"), snapshot.join("config.json"));
+    assert_eq!(path("snapshot"), snapshot);
+    assert_eq!(path("try"), snapshot.join("config.json"));
+    assert_eq!(out["missing_is_no_exist"], Value::Bool(true));
+    assert_eq!(out["unknown"], Value::Null);
+    assert_eq!(out["unknown_error"], "LocalEntryNotFoundError");
+    assert_eq!(out["warnings"], Value::Array(vec![]), "{out}");
+    assert_eq!(out["python_warnings"], Value::Array(vec![]), "{out}");
+    let repos = out["repos"].as_array().unwrap();
+    assert_eq!(repos.len(), 1, "{out}");
+    assert_eq!(repos[0]["id"], repo_name);
+    assert_eq!(repos[0]["size"].as_u64(), Some(total));
+    assert_eq!(repos[0]["revisions"][0]["commit"], commit.as_str());
+    assert_eq!(
+        repos[0]["revisions"][0]["refs"],
+        serde_json::json!(["main"])
+    );
+    assert_eq!(
+        repos[0]["revisions"][0]["nb_files"].as_u64(),
+        Some(files.len() as u64)
+    );
+    assert_eq!(
+        emulator.requests().len(),
+        requests_before,
+        "offline Python made no request"
+    );
+}
+
+#[test]
+fn blob_locks_interlock_with_python_filelock() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = HubCache::new(dir.path().join("hub"));
+    let repo = cache.repo(&RepoId::model("org/tiny").unwrap());
+    repo.ensure_dirs().unwrap();
+    let etag = "a".repeat(64);
+    let lock_path = repo.lock_path(&etag);
+
+    // Python holds the lock (as `hf_hub_download` does while downloading): we must wait.
+    let mut child = python(cache.root(), None, true)
+        .arg("-c")
+        .arg(format!(
+            "import sys\nfrom huggingface_hub.utils import WeakFileLock\nwith WeakFileLock({:?}):\n    print('locked', flush=True)\n    sys.stdin.read()\nprint('released', flush=True)",
+            lock_path.to_str().unwrap()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let err = repo
+        .lock_blob(&etag, Duration::from_millis(200))
+        .unwrap_err();
+    assert_eq!(err.kind(), "lock_timeout", "{err}");
+    drop(child.stdin.take());
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "released");
+    assert!(child.wait().unwrap().success());
+    let ours = repo.lock_blob(&etag, Duration::from_secs(5)).unwrap();
+
+    // We hold it: Python times out.
+    let out = run_json(
+        python(cache.root(), None, true),
+        &format!(
+            "import json, filelock\nlock = filelock.FileLock({:?}, timeout=0.2)\ntry:\n    lock.acquire()\n    print(json.dumps('acquired'))\nexcept filelock.Timeout:\n    print(json.dumps('timeout'))",
+            lock_path.to_str().unwrap()
+        ),
+    );
+    assert_eq!(out, "timeout");
+    drop(ours);
+    let out = run_json(
+        python(cache.root(), None, true),
+        &format!(
+            "import json, filelock\nlock = filelock.FileLock({:?}, timeout=2)\nlock.acquire()\nprint(json.dumps('acquired'))",
+            lock_path.to_str().unwrap()
+        ),
+    );
+    assert_eq!(out, "acquired");
+}
