@@ -40,7 +40,7 @@ pub enum HubError {
     RateLimited { retry_after: Option<Duration> },
     #[error("HTTP {status} from `{url}`")]
     Http { status: u16, url: String },
-    #[error("Network error reaching `{url}`: {source}")]
+    #[error("Network error reaching `{url}`: {}", error_chain(source))]
     Network {
         url: String,
         #[source]
@@ -62,6 +62,22 @@ pub enum HubError {
         attempts: u32,
         last: Box<HubError>,
     },
+}
+
+/// The error and its causes, `a: b: c`, so "error sending request" comes with its reason
+/// ("connection refused", "timed out").
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl HubError {

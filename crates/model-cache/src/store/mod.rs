@@ -306,7 +306,7 @@ impl RepoCache {
 
     /// Links `snapshots/<commit>/<file>` to `blobs/<etag>` with a relative symlink, atomically
     /// (a symlink under a temp name, then a rename over the final name). Where symlinks are not
-    /// available the blob is copied instead, as `huggingface_hub` does. Parent folders are created
+    /// available the blob is hard-linked, else copied (`huggingface_hub` copies or moves). Parent folders are created
     /// without ever following a symlink out of the snapshot. Returns the snapshot path.
     pub fn link(
         &self,
@@ -344,11 +344,17 @@ impl RepoCache {
         match symlink(&target, &temp) {
             Ok(()) => {}
             Err(e) => {
-                tracing::debug!(path = %pointer.display(), error = %e, "Symlink failed, copying the blob instead");
-                std::fs::copy(&blob, &temp).map_err(|e| {
-                    let _ = std::fs::remove_file(&temp);
-                    StoreError::io("copy", &blob, e)
-                })?;
+                // No symlinks here (a FAT/exFAT drive, Windows without Developer Mode). A hard
+                // link costs no space and keeps the blob for deduplication; a copy is the last
+                // resort. Either way the snapshot holds a regular file, which `huggingface_hub`
+                // accepts as the blob itself.
+                tracing::debug!(path = %pointer.display(), error = %e, "Symlink failed, falling back to a hard link or a copy");
+                if std::fs::hard_link(&blob, &temp).is_err() {
+                    std::fs::copy(&blob, &temp).map_err(|e| {
+                        let _ = std::fs::remove_file(&temp);
+                        StoreError::io("copy", &blob, e)
+                    })?;
+                }
             }
         }
         std::fs::rename(&temp, &pointer).map_err(|e| {
