@@ -401,3 +401,21 @@ fn scanning_a_missing_cache_is_empty_not_an_error() {
         .unwrap();
     assert!(scan.repos.is_empty() && scan.warnings.is_empty());
 }
+
+#[test]
+fn scan_names_blobs_by_their_link_even_through_the_shared_blob_store() {
+    // huggingface_hub 2.x may make `blobs/<etag>` itself a link into `<cache>/blobs/`.
+    let (_dir, cache, repo) = setup();
+    let shared = cache.root().join("blobs/ab");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("abcdef"), b"xet bytes").unwrap();
+    let etag = "e".repeat(64);
+    std::os::unix::fs::symlink("../../blobs/ab/abcdef", repo.blob_path(&etag)).unwrap();
+    repo.link(COMMIT, &rel("model.bin"), &etag).unwrap();
+    let scan = cache.scan().unwrap();
+    assert!(scan.warnings.is_empty(), "{:?}", scan.warnings);
+    let file = &scan.repos[0].revisions[0].files[0];
+    assert_eq!(file.etag.as_deref(), Some(etag.as_str()));
+    assert_eq!(file.size, 9);
+    assert!(scan.repos[0].unreferenced_blobs.is_empty());
+}

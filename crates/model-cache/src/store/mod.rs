@@ -278,7 +278,8 @@ impl RepoCache {
         Ok(())
     }
 
-    /// Takes the exclusive lock on a blob, waiting up to `timeout`. It is an `flock` on the very
+    /// Takes the exclusive lock on a blob, waiting up to `timeout` (blocking: async callers use
+    /// `spawn_blocking`). It is an `flock` on the very
     /// file `huggingface_hub` locks, so Python and Model Cache never write one blob at once.
     pub fn lock_blob(&self, etag: &str, timeout: Duration) -> Result<BlobLock, StoreError> {
         check_etag(etag)?;

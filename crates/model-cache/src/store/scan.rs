@@ -320,14 +320,20 @@ fn walk_snapshot(
             continue;
         }
         let resolved = path.canonicalize().unwrap_or_else(|_| path.clone());
-        let etag = (link_meta.file_type().is_symlink()
-            && blobs.is_some_and(|b| resolved.parent() == Some(b)))
-        .then(|| {
-            resolved
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .flatten();
+        // The blob name comes from the link itself (`../../blobs/<etag>`), not from where it
+        // finally resolves: with `huggingface_hub` 2.x's shared store the repo blob may itself
+        // be a link into `<cache>/blobs/`.
+        let etag = if link_meta.file_type().is_symlink() {
+            std::fs::read_link(&path).ok().and_then(|target| {
+                let absolute = path.parent()?.join(&target);
+                let parent = absolute.parent()?.canonicalize().ok()?;
+                (Some(parent.as_path()) == blobs)
+                    .then(|| target.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .flatten()
+            })
+        } else {
+            None
+        };
         revision.files.push(CachedFile {
             path: rel,
             snapshot_path: path,
