@@ -7,6 +7,7 @@
 
 pub mod doctor;
 pub mod download;
+pub mod engine;
 pub mod env;
 pub mod fit;
 pub mod formats;

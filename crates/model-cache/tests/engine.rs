@@ -1,0 +1,267 @@
+//! The engine facade end to end against the hub emulator's demo catalog: variants with a
+//! recommendation, a queued pull of the recommended variant, the cache browser, pins, deletion,
+//! offline lookups, verification and preferences.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_emulator::{Emulator, EmulatorConfig};
+use model_cache::engine::{Choice, Engine, EngineOptions, JobAction, Preferences, PullRequest};
+use model_cache::fit::{FitOptions, MachineMemory};
+use model_cache::index::queue::QueueState;
+use model_cache::policy::{Changes, DiskSpace, FakeDisk, FakePower, PowerState, SystemClock};
+use model_cache::retry::RetryPolicy;
+use model_cache::scheduler::Probes;
+use model_cache::{RepoId, Settings};
+
+const GIB: u64 = 1 << 30;
+
+fn options(ram: u64) -> EngineOptions {
+    let changes = Changes::default();
+    EngineOptions {
+        probes: Probes {
+            power: Arc::new(FakePower::new(PowerState::NO_BATTERY, changes.clone())),
+            disk: Arc::new(FakeDisk::new(
+                DiskSpace {
+                    total: 1000 * GIB,
+                    available: 900 * GIB,
+                },
+                changes.clone(),
+            )),
+            clock: Arc::new(SystemClock),
+            changes,
+            watch_every: None,
+        },
+        machine: Arc::new(MachineMemory {
+            total_ram: ram,
+            available_ram: ram,
+            vram_total: None,
+        }),
+        fit: FitOptions::default(),
+    }
+}
+
+fn settings(dir: &std::path::Path, endpoint: String) -> Settings {
+    let mut settings = Settings::new(dir.join("hub"), dir.join("data"));
+    settings.endpoint = endpoint;
+    settings.retry = RetryPolicy::immediate();
+    settings.limits.chunk_size = 256 * 1024;
+    settings
+}
+
+async fn wait_done(engine: &Engine, id: i64) -> model_cache::index::queue::QueueJob {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = engine
+            .jobs()
+            .unwrap()
+            .into_iter()
+            .find(|j| j.id == id)
+            .expect("the job is listed");
+        if job.state.is_terminal() {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} did not finish: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_the_recommended_variant_then_manage_the_cache() {
+    let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    let repo: RepoId = "demo/tiny-gguf".parse().unwrap();
+
+    let report = engine.variants(&repo, None).await.unwrap();
+    assert!(report.variants.len() >= 6, "{:#?}", report.variants);
+    let recommended = report
+        .recommended
+        .clone()
+        .expect("a variant fits in 64 GiB");
+    assert_eq!(
+        report.variants.iter().filter(|v| v.recommended).count(),
+        1,
+        "exactly one variant is marked"
+    );
+    assert!(report.commit.as_deref().is_some_and(|c| c.len() == 40));
+
+    let plan = engine
+        .plan_pull(&PullRequest::repo(repo.clone()))
+        .await
+        .unwrap();
+    assert_eq!(plan.choice, Choice::Recommended);
+    let chosen = report
+        .variants
+        .iter()
+        .find(|v| v.variant.id == recommended)
+        .unwrap();
+    assert_eq!(plan.variant.as_deref(), Some(chosen.variant.name.as_str()));
+    assert_eq!(plan.total_bytes, chosen.variant.total_size);
+
+    let job = engine.enqueue(&plan).unwrap();
+    let job = wait_done(&engine, job.id).await;
+    assert_eq!(job.state, QueueState::Done, "{job:?}");
+
+    // Every planned file is in the cache, reachable offline by its snapshot path.
+    for file in &plan.files {
+        let path = engine.path(&repo, "main", &file.path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), file.size);
+        assert!(path.to_string_lossy().contains("/snapshots/"));
+    }
+    let missing = engine.path(&repo, "main", "no-such-file.gguf").unwrap_err();
+    assert_eq!(missing.kind(), "offline_miss");
+
+    let verify = engine.verify(Some(&repo)).await.unwrap();
+    assert_eq!(verify.checked, plan.files.len());
+    assert!(verify.corrupt.is_empty(), "{:?}", verify.corrupt);
+
+    // A second plan sees everything cached.
+    let again = engine
+        .plan_pull(&PullRequest::repo(repo.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again.cached_bytes, again.total_bytes);
+
+    // The cache browser lists it; pins stop deletion.
+    let listed = engine.cache_list().unwrap();
+    let entry = listed.iter().find(|r| r.repo == "demo/tiny-gguf").unwrap();
+    assert_eq!(entry.size_bytes, plan.total_bytes);
+    assert!(entry.last_used.is_some());
+    engine.set_pinned(&repo, true).unwrap();
+    assert!(engine.cache_list().unwrap()[0].pinned);
+    let refused = engine.delete(&repo, None, false, false).unwrap_err();
+    assert_eq!(refused.kind(), "pinned");
+    engine.set_pinned(&repo, false).unwrap();
+    let removal = engine.delete(&repo, None, false, false).unwrap();
+    assert!(removal.bytes_freed >= plan.total_bytes);
+    assert!(engine.cache_list().unwrap().is_empty());
+    engine.shutdown();
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_variants_patterns_and_job_actions() {
+    let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    let repo: RepoId = "demo/tiny-gguf".parse().unwrap();
+
+    let unknown = engine
+        .plan_pull(&PullRequest {
+            variant: Some("Q9_Z".into()),
+            ..PullRequest::repo(repo.clone())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.kind(), "no_such_variant");
+    assert!(unknown.hint().unwrap().contains("mcache variants"));
+
+    let by_quant = engine
+        .plan_pull(&PullRequest {
+            variant: Some("q8_0".into()),
+            ..PullRequest::repo(repo.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_quant.choice, Choice::Variant);
+    assert!(by_quant.files.iter().any(|f| f.path.contains("Q8_0")));
+    // GGUF files carry their tokenizer and chat template: no companions are needed.
+    assert!(!by_quant.files.iter().any(|f| f.path == "config.json"));
+    assert!(!by_quant.files.iter().any(|f| f.path.contains("Q4_K_M")));
+
+    let by_pattern = engine
+        .plan_pull(&PullRequest {
+            include: vec!["*.json".into()],
+            ..PullRequest::repo(repo.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_pattern.choice, Choice::Files);
+    assert!(by_pattern.files.iter().all(|f| f.path.ends_with(".json")));
+
+    let nothing = engine
+        .plan_pull(&PullRequest {
+            include: vec!["*.nothing".into()],
+            ..PullRequest::repo(repo.clone())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(nothing.kind(), "nothing_selected");
+
+    // A paused job stays paused until resumed, then finishes.
+    engine.pause_all().unwrap();
+    let job = engine.enqueue(&by_quant).unwrap();
+    let paused = engine.job_action(job.id, JobAction::Pause).unwrap();
+    assert_eq!(paused.state, QueueState::Paused);
+    engine.resume_all().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let still = engine
+        .jobs()
+        .unwrap()
+        .into_iter()
+        .find(|j| j.id == job.id)
+        .unwrap();
+    assert_eq!(still.state, QueueState::Paused);
+    engine.job_action(job.id, JobAction::Resume).unwrap();
+    assert_eq!(wait_done(&engine, job.id).await.state, QueueState::Done);
+    let finished = engine.job_action(job.id, JobAction::Cancel).unwrap_err();
+    assert_eq!(finished.kind(), "job_finished");
+    engine.shutdown();
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gated_repos_explain_what_to_do() {
+    let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    let error = engine
+        .variants(&"demo/gated".parse().unwrap(), None)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error.kind(), "gated" | "unauthorized"),
+        "{}: {text}",
+        error.kind()
+    );
+    assert!(error.hint().is_some(), "a hint is given: {text}");
+    engine.shutdown();
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_apply_live_and_persist() {
+    let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    let prefs = engine
+        .update_preferences(Preferences {
+            max_rate_bps: Some(5_000_000),
+            ..Preferences::default()
+        })
+        .unwrap();
+    assert_eq!(prefs.max_rate_bps, Some(5_000_000));
+    assert_eq!(
+        engine.downloader().limits().bandwidth().rate(),
+        Some(5_000_000)
+    );
+    let mut cache = prefs.cache.clone().unwrap();
+    cache.budget = Some(10 * GIB);
+    engine
+        .update_preferences(Preferences {
+            cache: Some(cache),
+            ..Preferences::default()
+        })
+        .unwrap();
+    assert_eq!(engine.scheduler().cache_policy().budget, Some(10 * GIB));
+    let saved = Preferences::load(&dir.path().join("data")).unwrap();
+    assert_eq!(saved.max_rate_bps, Some(5_000_000));
+    assert_eq!(saved.cache.unwrap().budget, Some(10 * GIB));
+    engine.shutdown();
+    emulator.shutdown().await;
+}
