@@ -107,6 +107,12 @@ pub enum Command {
         /// Remove only the files of this variant
         #[arg(long, value_name = "NAME")]
         variant: Option<String>,
+        /// Remove a pinned repo too
+        #[arg(long)]
+        force: bool,
+        /// Show what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check cached files against their hashes
     Verify {

@@ -56,7 +56,9 @@ impl ExitStatus {
     pub fn for_kind(kind: &str) -> ExitStatus {
         match kind {
             "repo_not_found" | "revision_not_found" | "entry_not_found" | "not_found"
-            | "variant_not_found" | "not_cached" => ExitStatus::NotFound,
+            | "variant_not_found" | "no_such_variant" | "nothing_selected" | "not_cached" => {
+                ExitStatus::NotFound
+            }
             "gated" | "unauthorized" | "bad_token" | "forbidden" => ExitStatus::Auth,
             "offline" | "offline_miss" => ExitStatus::OfflineMiss,
             "disk_full" | "no_space" => ExitStatus::DiskFull,
@@ -66,7 +68,7 @@ impl ExitStatus {
             "integrity" | "hash_mismatch" | "corrupt" | "verification_failed" => {
                 ExitStatus::Integrity
             }
-            "invalid_input" | "usage" => ExitStatus::Usage,
+            "invalid_input" | "usage" | "bad_pattern" => ExitStatus::Usage,
             "interrupted" | "cancelled" => ExitStatus::Interrupted,
             _ => ExitStatus::Failure,
         }
@@ -124,6 +126,9 @@ pub fn error_kind(error: &anyhow::Error) -> Option<String> {
 fn kind_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(error) = error.downcast_ref::<CliError>() {
         return Some(error.kind.clone());
+    }
+    if let Some(error) = error.downcast_ref::<model_cache::engine::EngineError>() {
+        return Some(error.kind().to_string());
     }
     if let Some(error) = error.downcast_ref::<model_cache::hub::HubError>() {
         return Some(error.root().kind().to_string());

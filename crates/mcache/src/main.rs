@@ -10,6 +10,7 @@ mod commands;
 mod exit;
 mod printer;
 mod progress;
+mod serve;
 
 mod settings;
 mod terminal;

@@ -66,17 +66,6 @@ impl Printer {
         }
     }
 
-    /// `hint: ...` on stderr, unless `--quiet`.
-    pub fn hint(&self, line: impl AsRef<str>) {
-        if !self.quiet {
-            eprintln!(
-                "{}: {}",
-                Style::Hint.paint("hint", self.terminal.color),
-                line.as_ref()
-            );
-        }
-    }
-
     /// The error report (always printed, even with `--quiet`).
     pub fn error(&self, error: &anyhow::Error) {
         let color = self.terminal.color;

@@ -121,10 +121,6 @@ impl PullProgress {
         }
     }
 
-    pub fn summary(&self) -> &PullSummary {
-        &self.summary
-    }
-
     fn file_bar(&self, path: &str, size: u64) -> ProgressBar {
         let bar = ProgressBar::new(size);
         let bar = match &self.total {

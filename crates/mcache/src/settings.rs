@@ -25,13 +25,18 @@ pub fn home_dir() -> Option<PathBuf> {
     directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf())
 }
 
-/// Environment, then flags.
-pub fn resolve(global: &GlobalArgs) -> Result<Settings, CliError> {
+/// Environment, then the preferences saved in the data folder (`mcache config set`, the app's
+/// settings), then flags: the order the engine's `Preferences` documents.
+pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Settings> {
     let mut settings = model_cache::env::settings_from_env(
         |name| std::env::var(name).ok(),
         home_dir(),
         default_data_dir(),
     );
+    if let Some(dir) = &global.data_dir {
+        settings.data_dir = absolute(dir);
+    }
+    model_cache::engine::Preferences::load(&settings.data_dir)?.apply(&mut settings);
     apply_flags(&mut settings, global)?;
     Ok(settings)
 }

@@ -41,8 +41,6 @@ pub enum Style {
     Warning,
     Hint,
     Success,
-    Dim,
-    Bold,
 }
 
 impl Style {
@@ -52,8 +50,6 @@ impl Style {
             Style::Warning => "1;33",
             Style::Hint => "1;36",
             Style::Success => "1;32",
-            Style::Dim => "2",
-            Style::Bold => "1",
         }
     }
 

@@ -1,15 +1,65 @@
 //! One function per command; each resolves settings, calls the engine, prints the result.
+//!
+//! Commands that need no engine (completions, login, demo, queue, inspect, path) run without
+//! opening the index; the others open one [`Engine`] for the duration of the command.
 
+mod cache;
 mod completions;
+mod config;
 mod demo;
 mod inspect;
 mod login;
 mod path;
+mod pull;
 mod queue;
+mod status;
+mod variants;
 
-use crate::cli::{Cli, Command};
+use model_cache::RepoId;
+use model_cache::engine::{Engine, EngineOptions};
+
+use crate::cli::{Cli, Command, ConfigAction};
 use crate::exit::{CliError, ExitStatus};
 use crate::printer::Printer;
+
+/// Parses a repo id as users type it (`org/name`, a Hub URL).
+pub fn parse_repo(input: &str) -> Result<RepoId, CliError> {
+    RepoId::parse_user_input(input).map_err(|error| {
+        CliError::new("usage", error.to_string()).hint("a repo id looks like `org/name`")
+    })
+}
+
+/// SIGINT (Ctrl-C), caught from the start of a command so it can stop cleanly.
+pub struct Interrupt {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    pub fn install() -> std::io::Result<Interrupt> {
+        Ok(Interrupt {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves at the next Ctrl-C.
+    pub async fn wait(&mut self) {
+        #[cfg(unix)]
+        {
+            self.signal.recv().await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn open_engine(global: &crate::cli::GlobalArgs) -> anyhow::Result<Engine> {
+    let settings = crate::settings::resolve(global)?;
+    Ok(Engine::open(settings, EngineOptions::system())?)
+}
 
 pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     let global = cli.global;
@@ -18,6 +68,10 @@ pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Login { stdin } => login::login(&global, stdin, &printer),
         Command::Logout => login::logout(&printer),
         Command::Demo { port } => demo::demo(port, &printer).await,
+        Command::Queue { action } => {
+            let settings = crate::settings::resolve(&global)?;
+            queue::queue(settings.data_dir, action, &printer).await
+        }
         Command::Inspect {
             target,
             file,
@@ -33,22 +87,72 @@ pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
             )
             .await
         }
+        Command::Serve(args) => {
+            let engine = open_engine(&global).await?;
+            crate::serve::serve(engine, args, &printer).await
+        }
+        command => {
+            // Ctrl-C is caught before the engine opens, so no command is cut half-way through
+            // a write; only `pull` reacts to it (the others are short).
+            let mut interrupt = Interrupt::install()?;
+            let engine = open_engine(&global).await?;
+            let result = run_with_engine(&engine, command, &mut interrupt, &printer).await;
+            engine.shutdown();
+            result
+        }
+    }
+}
+
+async fn run_with_engine(
+    engine: &Engine,
+    command: Command,
+    interrupt: &mut Interrupt,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    match command {
+        Command::Variants { repo, revision } => {
+            variants::variants(engine, &repo, revision.as_deref(), printer).await
+        }
+        Command::Pull(args) => pull::pull(engine, args, interrupt, printer).await,
+        Command::Ls { repo } => cache::ls(engine, repo.as_deref(), printer),
         Command::Path {
             repo,
             file,
             revision,
-        } => {
-            let settings = crate::settings::resolve(&global)?;
-            path::path(&settings, &repo, &file, revision.as_deref(), &printer)
+        } => path::path(engine, &repo, &file, revision.as_deref(), printer),
+        Command::Rm {
+            repo,
+            revision,
+            variant,
+            force,
+            dry_run,
+        } => cache::rm(
+            engine,
+            &repo,
+            revision.as_deref(),
+            variant.as_deref(),
+            force,
+            dry_run,
+            printer,
+        ),
+        Command::Verify { repo } => cache::verify(engine, repo.as_deref(), printer).await,
+        Command::Pin { repo } => cache::pin(engine, &repo, true, printer),
+        Command::Unpin { repo } => cache::pin(engine, &repo, false, printer),
+        Command::Gc { max_size, dry_run } => {
+            cache::gc(engine, max_size.map(|size| size.0), dry_run, printer)
         }
-        Command::Queue { action } => {
-            let settings = crate::settings::resolve(&global)?;
-            queue::queue(settings.data_dir, action, &printer).await
-        }
-        other => Err(CliError::new(
-            "internal",
-            format!("`{other:?}` waits for the engine facade"),
-        )
-        .into()),
+        Command::Stats => status::stats(engine, printer),
+        Command::Doctor { check } => status::doctor(engine, check, printer),
+        Command::Config { action } => match action {
+            ConfigAction::Get { key } => config::get(engine, key.as_deref(), printer),
+            ConfigAction::Set { key, value } => config::set(engine, &key, &value, printer),
+        },
+        Command::Completions { .. }
+        | Command::Login { .. }
+        | Command::Logout
+        | Command::Demo { .. }
+        | Command::Queue { .. }
+        | Command::Inspect { .. }
+        | Command::Serve(_) => unreachable!("handled without an engine"),
     }
 }

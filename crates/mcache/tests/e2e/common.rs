@@ -143,6 +143,25 @@ impl World {
     pub fn bytes_served(&self) -> u64 {
         self.emulator.log().bytes_served()
     }
+
+    /// Body bytes the CDN listener served: file contents, not metadata.
+    pub fn cdn_bytes(&self) -> u64 {
+        self.emulator
+            .log()
+            .records()
+            .iter()
+            .filter(|record| record.listener == hub_emulator::Listener::Cdn)
+            .map(|record| record.bytes_sent)
+            .sum()
+    }
+
+    /// The sha256 the emulator publishes for a file of a model repo at `main`.
+    pub fn sha256(&self, repo: &str, path: &str) -> String {
+        self.emulator
+            .file_hashes(hub_emulator::RepoKind::Model, repo, "main", path)
+            .unwrap_or_else(|| panic!("`{path}` exists in `{repo}`"))
+            .sha256
+    }
 }
 
 /// `mcache` with no world at all (help, completions, usage errors).
@@ -164,6 +183,13 @@ pub fn interrupt(pid: u32) {
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -INT {pid}");
+}
+
+/// The sha256 of a file's content, in hex.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read `{}`: {e}", path.display()));
+    hex::encode(sha2::Sha256::digest(&bytes))
 }
 
 /// Every regular file under `dir` (following nothing), for "nothing was left behind" checks.

@@ -4,3 +4,8 @@
 mod common;
 
 mod basics;
+mod errors;
+mod interrupt;
+mod json;
+mod pull;
+mod terminal;

@@ -1,0 +1,253 @@
+//! `mcache pull`: plan with the engine, download in this process with progress, print the
+//! snapshot path. Ctrl-C pauses the download (every finished chunk stays recorded) and exits
+//! with 130; the next `pull` resumes it.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use model_cache::download::{ChannelReporter, DownloadEvent, DownloadSummary};
+use model_cache::engine::{Choice, Engine, PullPlan, PullRequest};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::cli::PullArgs;
+use crate::commands::{Interrupt, parse_repo};
+use crate::exit::{CliError, ExitStatus, error_kind};
+use crate::printer::Printer;
+use crate::progress::{ProgressMode, PullProgress};
+use crate::units::format_size;
+
+/// The final line of `pull --json`: the engine's summary plus where the snapshot is and which
+/// variant was taken.
+#[derive(Debug, Serialize)]
+struct PullResult<'a> {
+    #[serde(flatten)]
+    summary: &'a DownloadSummary,
+    variant: Option<&'a str>,
+    choice: Choice,
+    snapshot_path: PathBuf,
+}
+
+pub async fn pull(
+    engine: &Engine,
+    args: PullArgs,
+    interrupt: &mut Interrupt,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    let repo = parse_repo(&args.repo)?;
+    let mut variant = args.variant.clone().or(args.quant.clone());
+    let picks_files = !args.include.is_empty();
+    if variant.is_none() && !picks_files && printer.interactive() {
+        variant = tokio::select! {
+            picked = pick_variant(engine, &repo, args.revision.as_deref(), printer) => picked?,
+            _ = interrupt.wait() => return Ok(interrupted(printer)),
+        };
+    }
+    let request = PullRequest {
+        repo: Some(repo.clone()),
+        revision: args.revision.clone(),
+        variant,
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        ..PullRequest::default()
+    };
+    let plan = tokio::select! {
+        plan = engine.plan_pull(&request) => plan.map_err(|error| offline_context(engine, &request, error.into()))?,
+        _ = interrupt.wait() => return Ok(interrupted(printer)),
+    };
+    describe_plan(&plan, printer);
+
+    let (sender, mut events) = mpsc::unbounded_channel();
+    let handle = engine.download(&plan, Arc::new(ChannelReporter(sender)));
+    let control = handle.control().clone();
+    let mut progress = PullProgress::new(
+        ProgressMode::for_printer(printer),
+        *printer,
+        Some(plan.total_bytes),
+    );
+    let wait = handle.wait();
+    tokio::pin!(wait);
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = interrupt.wait() => {
+                // Pause, not cancel: a cancelled job deletes its partial files, a paused one
+                // keeps every recorded chunk for the next run. Wait (briefly) for the engine
+                // to acknowledge so in-flight writes land before the process exits.
+                control.pause();
+                let acknowledged = tokio::time::timeout(Duration::from_secs(3), async {
+                    while let Some(event) = events.recv().await {
+                        let paused = matches!(event, DownloadEvent::Paused { .. });
+                        if printer.json {
+                            let _ = printer.json_line(&event);
+                        }
+                        if paused {
+                            break;
+                        }
+                    }
+                })
+                .await;
+                if acknowledged.is_err() {
+                    tracing::debug!("the download did not acknowledge the pause in time");
+                }
+                progress.abandon();
+                return Ok(interrupted(printer));
+            }
+            Some(event) = events.recv() => progress.handle(&event)?,
+            result = &mut wait => break result,
+        }
+    };
+    // Events sent just before the end are still in the channel.
+    while let Ok(event) = events.try_recv() {
+        progress.handle(&event)?;
+    }
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(error) => {
+            progress.abandon();
+            return Err(offline_context(engine, &request, error.into()));
+        }
+    };
+    progress.finish();
+    let snapshot_path = engine
+        .cache()
+        .repo(&plan.repo)
+        .snapshot_dir(&summary.commit);
+    if printer.json {
+        printer.json_line(&PullResult {
+            summary: &summary,
+            variant: plan.variant.as_deref(),
+            choice: plan.choice,
+            snapshot_path,
+        })?;
+    } else {
+        println!("{}", snapshot_path.display());
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn interrupted(printer: &Printer) -> ExitStatus {
+    // Printed even with --quiet: it explains the exit code.
+    let _ = printer;
+    eprintln!("interrupted; run the same command to resume");
+    ExitStatus::Interrupted
+}
+
+fn describe_plan(plan: &PullPlan, printer: &Printer) {
+    let what = match (plan.choice, plan.variant.as_deref()) {
+        (Choice::Recommended, Some(name)) => {
+            printer.message(format!(
+                "Using the recommended variant `{name}` of `{}` (choose another with --variant or --quant; `mcache variants {}` lists them)",
+                plan.repo, plan.repo
+            ));
+            format!("variant `{name}`")
+        }
+        (_, Some(name)) => format!("variant `{name}`"),
+        (Choice::Files, None) => "selected files".to_string(),
+        _ => "every file".to_string(),
+    };
+    let cached = if plan.cached_bytes > 0 {
+        format!(", {} already cached", format_size(plan.cached_bytes))
+    } else {
+        String::new()
+    };
+    printer.message(format!(
+        "Pulling {what} of `{}` at `{}`: {} file(s), {}{cached}",
+        plan.repo,
+        plan.revision,
+        plan.files.len(),
+        format_size(plan.total_bytes)
+    ));
+}
+
+/// In offline mode the engine lists the repo from the cache, so "no such variant" or "nothing
+/// selected" means "not downloaded yet": report it as the offline miss it is.
+fn offline_context(engine: &Engine, request: &PullRequest, error: anyhow::Error) -> anyhow::Error {
+    let kind = error_kind(&error).unwrap_or_default();
+    if !engine.settings().offline
+        || !matches!(
+            kind.as_str(),
+            "no_such_variant" | "nothing_selected" | "not_cached"
+        )
+    {
+        return error;
+    }
+    let repo = request
+        .repo
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let what = match (&request.variant, request.include.is_empty()) {
+        (Some(variant), _) => format!("variant `{variant}` of `{repo}`"),
+        (None, false) => format!("files matching {} in `{repo}`", request.include.join(", ")),
+        (None, true) => format!("`{repo}`"),
+    };
+    CliError::new(
+        "offline_miss",
+        format!(
+            "Offline mode is on and {what} at `{}` is not in the cache",
+            request.revision.as_deref().unwrap_or("main")
+        ),
+    )
+    .hint("go online once to download it (drop --offline, unset HF_HUB_OFFLINE)")
+    .hint(format!("`mcache ls {repo}` shows what is cached"))
+    .into()
+}
+
+/// The numbered picker shown when stdin and stderr are terminals and no variant was named.
+async fn pick_variant(
+    engine: &Engine,
+    repo: &model_cache::RepoId,
+    revision: Option<&str>,
+    printer: &Printer,
+) -> anyhow::Result<Option<String>> {
+    let report = engine.variants(repo, revision).await?;
+    if report.variants.len() <= 1 {
+        return Ok(None);
+    }
+    eprintln!("`{repo}` has {} variants:", report.variants.len());
+    let default = report
+        .variants
+        .iter()
+        .position(|v| v.recommended)
+        .unwrap_or(0);
+    for (number, view) in report.variants.iter().enumerate() {
+        eprintln!(
+            "  {:>2}) {}{:<28} {:>10}  {}",
+            number + 1,
+            if view.recommended { "*" } else { " " },
+            view.variant.name,
+            format_size(view.variant.total_size),
+            super::variants::tier_label(view)
+        );
+    }
+    let answer = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        eprint!("Variant to pull [{}]: ", default + 1);
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(line.trim().to_string())
+    })
+    .await??;
+    let index = if answer.is_empty() {
+        default
+    } else {
+        match answer.parse::<usize>() {
+            Ok(n) if (1..=report.variants.len()).contains(&n) => n - 1,
+            _ => {
+                return Err(CliError::new(
+                    "usage",
+                    format!(
+                        "`{answer}` is not a number between 1 and {}",
+                        report.variants.len()
+                    ),
+                )
+                .into());
+            }
+        }
+    };
+    let _ = printer;
+    Ok(Some(report.variants[index].variant.id.clone()))
+}

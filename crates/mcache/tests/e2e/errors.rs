@@ -1,0 +1,129 @@
+//! Errors of missing, gated and private repos: one `error:` line, hints, documented exit codes.
+
+use crate::common::World;
+
+fn error_line(stderr: &str) -> &str {
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: "),
+        "first stderr line is the error: {stderr}"
+    );
+    first
+}
+
+#[test]
+fn missing_repo_revision_and_file() {
+    let world = World::new();
+    let run = world.run_with_env(
+        &["pull", "demo/does-not-exist"],
+        &[("HF_TOKEN", hub_emulator::auth::DEMO_TOKEN)],
+    );
+    run.code(3);
+    assert!(
+        error_line(&run.stderr).contains("`demo/does-not-exist`"),
+        "{}",
+        run.stderr
+    );
+
+    let run = world.run(&[
+        "pull",
+        "demo/tiny-gguf",
+        "--quant",
+        "Q4_K_M",
+        "--revision",
+        "nope",
+    ]);
+    run.code(3);
+    assert!(error_line(&run.stderr).contains("nope"), "{}", run.stderr);
+
+    let run = world.run(&["pull", "demo/tiny-gguf", "--quant", "Q9_Z"]);
+    run.code(3);
+    assert!(error_line(&run.stderr).contains("Q9_Z"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hint: "),
+        "lists the variants: {}",
+        run.stderr
+    );
+
+    let run = world.run(&["--json", "pull", "demo/tiny-gguf", "--variant", "nope"]);
+    run.code(3);
+    assert!(run.stdout.is_empty() || run.json_lines().iter().all(|v| v.get("event").is_some()));
+}
+
+#[test]
+fn gated_repo_without_and_with_a_token() {
+    let world = World::new();
+    let run = world.run(&["pull", "demo/gated"]);
+    run.code(4);
+    let line = error_line(&run.stderr);
+    assert!(line.contains("demo/gated"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("hint: ") && l.contains("request access")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("{}/demo/gated", world.emulator.url())),
+        "the hint names the repo page: {}",
+        run.stderr
+    );
+    let run = world.run(&[
+        "--token",
+        hub_emulator::auth::OTHER_TOKEN,
+        "pull",
+        "demo/gated",
+    ]);
+    run.code(4);
+    assert!(
+        !run.stderr.contains(hub_emulator::auth::OTHER_TOKEN),
+        "the token never shows"
+    );
+    let run = world.run(&[
+        "--token",
+        hub_emulator::auth::DEMO_TOKEN,
+        "pull",
+        "demo/gated",
+    ]);
+    run.ok();
+}
+
+#[test]
+fn private_repo_needs_a_token_and_a_bad_token_is_named() {
+    let world = World::new();
+    let run = world.run(&["pull", "demo/private"]);
+    assert!(run.code == 3 || run.code == 4, "not found or auth: {run:?}");
+    assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+    assert!(run.stderr.contains("token"), "{}", run.stderr);
+    let run = world.run(&["--token", "hf_wrong", "pull", "demo/private"]);
+    run.code(4);
+    assert!(!run.stderr.contains("hf_wrong"), "the token never shows");
+    let run = world.run(&[
+        "--token",
+        hub_emulator::auth::DEMO_TOKEN,
+        "pull",
+        "demo/private",
+    ]);
+    run.ok();
+}
+
+#[test]
+fn unreachable_hub_is_a_network_error() {
+    let world = World::new();
+    // A port nobody listens on: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = world.run(&[
+        "--endpoint",
+        &format!("http://127.0.0.1:{port}"),
+        "variants",
+        "demo/tiny-gguf",
+    ]);
+    run.code(7);
+    error_line(&run.stderr);
+}

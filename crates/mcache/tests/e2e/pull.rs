@@ -1,0 +1,198 @@
+//! Pulling a variant, pulling again from the cache, and the cache commands around it.
+
+use std::path::PathBuf;
+
+use crate::common::{World, sha256_file};
+
+const REPO: &str = "demo/tiny-gguf";
+const Q4: &str = "tiny-model-Q4_K_M.gguf";
+
+fn pull_q4(world: &World) -> PathBuf {
+    let run = world.run(&["pull", REPO, "--quant", "Q4_K_M"]);
+    let stdout = run.ok();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout is just the snapshot path: {stdout}");
+    PathBuf::from(lines[0])
+}
+
+#[test]
+fn pull_a_quant_variant_then_again_with_no_network_bytes() {
+    let world = World::new();
+    let snapshot = pull_q4(&world);
+    assert!(snapshot.starts_with(world.hub_cache().join("models--demo--tiny-gguf/snapshots")));
+    let file = snapshot.join(Q4);
+    assert_eq!(
+        sha256_file(&file),
+        world.sha256(REPO, Q4),
+        "verified content"
+    );
+    assert!(
+        snapshot.join("config.json").is_file(),
+        "companion files come along"
+    );
+    assert!(
+        !snapshot.join("tiny-model-Q2_K.gguf").exists(),
+        "other quants are not downloaded"
+    );
+    let size = std::fs::metadata(&file).unwrap().len();
+    let first = world.cdn_bytes();
+    assert!(
+        first >= size,
+        "the file came from the CDN ({first} ≥ {size})"
+    );
+
+    let run = world.run(&["pull", REPO, "--quant", "Q4_K_M"]);
+    assert_eq!(PathBuf::from(run.ok().trim()), snapshot);
+    assert_eq!(
+        world.cdn_bytes(),
+        first,
+        "the second pull downloads nothing"
+    );
+    assert!(run.stderr.contains("already cached"), "{}", run.stderr);
+}
+
+#[test]
+fn without_a_choice_the_recommended_variant_is_taken_and_said() {
+    let world = World::new();
+    let report = world.run(&["--json", "variants", REPO]).json();
+    let recommended = report["recommended"]
+        .as_str()
+        .expect("a recommendation")
+        .to_string();
+    let run = world.run(&["pull", REPO]);
+    let snapshot = PathBuf::from(run.ok().trim());
+    assert!(
+        run.stderr
+            .contains(&format!("recommended variant `{recommended}`")),
+        "{}",
+        run.stderr
+    );
+    let variant = report["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == recommended.as_str())
+        .unwrap();
+    for file in variant["files"].as_array().unwrap() {
+        let path = snapshot.join(file["path"].as_str().unwrap());
+        assert!(
+            path.is_file(),
+            "`{}` of the recommended variant",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn variants_table_marks_the_recommended_one() {
+    let world = World::new();
+    let run = world.run(&["variants", REPO]);
+    let table = run.ok();
+    let header = table.lines().next().unwrap();
+    for column in ["NAME", "FORMAT", "QUANT", "SIZE", "FILES", "FIT"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(
+        table.contains("Q4_K_M") && table.contains("Q8_0"),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().filter(|line| line.starts_with('*')).count(),
+        1,
+        "one recommended row:\n{table}"
+    );
+}
+
+#[test]
+fn cache_commands_list_locate_verify_pin_gc_and_remove() {
+    let world = World::new();
+    let snapshot = pull_q4(&world);
+
+    let ls = world.run(&["ls"]);
+    let table = ls.ok();
+    assert!(table.contains(REPO), "{table}");
+    let repos = world.run(&["--json", "ls"]).json();
+    let entry = &repos.as_array().unwrap()[0];
+    assert_eq!(entry["repo"], REPO);
+    assert_eq!(entry["pinned"], false);
+    assert!(entry["size_bytes"].as_u64().unwrap() > 1_000_000);
+
+    let requests = world.emulator.log().records().len();
+    let path = world.run(&["--offline", "path", REPO, Q4]);
+    assert_eq!(PathBuf::from(path.ok().trim()), snapshot.join(Q4));
+    let path = world.run_with_env(&["path", REPO, "config.json"], &[("HF_HUB_OFFLINE", "1")]);
+    assert_eq!(
+        PathBuf::from(path.ok().trim()),
+        snapshot.join("config.json")
+    );
+    assert_eq!(
+        world.emulator.log().records().len(),
+        requests,
+        "offline lookups make no request"
+    );
+
+    let verify = world.run(&["verify", REPO]);
+    assert!(verify.ok().contains("ok"), "{}", verify.stdout);
+
+    world.run(&["pin", REPO]).ok();
+    let repos = world.run(&["--json", "ls"]).json();
+    assert_eq!(repos[0]["pinned"], true);
+    let gc = world.run(&["gc", "--max-size", "0", "--dry-run"]);
+    gc.ok();
+    assert!(snapshot.join(Q4).is_file());
+    let gc = world.run(&["--json", "gc", "--max-size", "0"]);
+    gc.ok();
+    assert!(snapshot.join(Q4).is_file(), "pinned repos survive gc");
+
+    world.run(&["unpin", REPO]).ok();
+    let dry = world.run(&["gc", "--max-size", "0", "--dry-run"]);
+    assert!(
+        dry.ok().contains(REPO),
+        "the dry run names the repo:\n{}",
+        dry.stdout
+    );
+    assert!(snapshot.join(Q4).is_file(), "a dry run removes nothing");
+
+    world.run(&["rm", REPO]).ok();
+    assert!(!snapshot.join(Q4).exists());
+    let repos = world.run(&["--json", "ls"]).json();
+    assert_eq!(repos.as_array().unwrap().len(), 0, "{repos}");
+    world.run(&["--offline", "path", REPO, Q4]).code(5);
+}
+
+#[test]
+fn gc_evicts_an_unpinned_repo_over_the_budget() {
+    let world = World::new();
+    let snapshot = pull_q4(&world);
+    let run = world.run(&["gc", "--max-size", "1KB"]);
+    run.ok();
+    assert!(
+        !snapshot.join(Q4).exists(),
+        "evicted:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
+fn offline_pull_serves_the_cache_and_names_what_is_missing() {
+    let world = World::new();
+    let snapshot = pull_q4(&world);
+    let requests = world.emulator.log().records().len();
+    let run = world.run(&["--offline", "pull", REPO, "--quant", "Q4_K_M"]);
+    assert_eq!(PathBuf::from(run.ok().trim()), snapshot);
+    let run = world.run(&["--offline", "pull", REPO, "--quant", "Q6_K"]);
+    run.code(5);
+    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Q6_K"),
+        "names what is missing: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+    assert_eq!(
+        world.emulator.log().records().len(),
+        requests,
+        "offline means no request"
+    );
+}
