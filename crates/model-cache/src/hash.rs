@@ -195,7 +195,9 @@ pub fn chunk_checksums_blocking(path: &Path, ranges: &[(u64, u64)]) -> io::Resul
         .iter()
         .map(|&(start, end)| {
             let mut checksum = ChunkChecksum::new();
-            read_range(&file, start, end - start, &mut buffer, |b| checksum.update(b))?;
+            read_range(&file, start, end - start, &mut buffer, |b| {
+                checksum.update(b)
+            })?;
             Ok(checksum.finalize())
         })
         .collect()
@@ -338,8 +340,12 @@ mod tests {
             digest_bytes(HashAlgorithm::Sha256, b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(ExpectedDigest::sha256("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD")
-            .matches("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        assert!(
+            ExpectedDigest::sha256(
+                "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+            )
+            .matches("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
     }
 
     #[tokio::test]

@@ -112,6 +112,10 @@ pub enum DownloadError {
     /// The job was cancelled.
     #[error("Download of `{repo}` was cancelled")]
     Cancelled { repo: String },
+    /// The failure of the one file of a request, already reported; unwrapped before it
+    /// reaches the caller.
+    #[error("{source}")]
+    File { source: Box<DownloadError> },
     /// Another file of the same request failed, so this one was stopped.
     #[error("{count} of {total} file(s) of `{repo}` failed; first: {first}")]
     Partial {
@@ -141,6 +145,7 @@ impl DownloadError {
             DownloadError::RetriesExhausted { .. } => "retries_exhausted",
             DownloadError::Cancelled { .. } => "cancelled",
             DownloadError::Partial { first, .. } => first.kind(),
+            DownloadError::File { source } => source.kind(),
         }
     }
 }

@@ -52,7 +52,10 @@ pub enum DownloadEvent {
         reason: String,
     },
     /// All bytes are on disk; the digest is being checked.
-    Verifying { repo: String, path: String },
+    Verifying {
+        repo: String,
+        path: String,
+    },
     /// The digest matched. `algorithm` is `sha256` or `git-sha1`.
     Verified {
         repo: String,
@@ -74,8 +77,12 @@ pub enum DownloadEvent {
         bytes_saved: u64,
     },
     /// The transfer is paused (connections closed, progress kept) or resumed.
-    Paused { repo: String },
-    Resumed { repo: String },
+    Paused {
+        repo: String,
+    },
+    Resumed {
+        repo: String,
+    },
     /// The file failed; `kind` is [`super::DownloadError::kind`].
     Failed {
         repo: String,
@@ -160,9 +167,6 @@ mod tests {
             json,
             r#"{"event":"skipped","repo":"org/name","path":"a.bin","reason":"shared_blob","bytes_saved":7}"#
         );
-        assert_eq!(
-            serde_json::from_str::<DownloadEvent>(&json).unwrap(),
-            event
-        );
+        assert_eq!(serde_json::from_str::<DownloadEvent>(&json).unwrap(), event);
     }
 }

@@ -84,8 +84,10 @@ impl JobDb {
     }
 
     pub async fn done_chunks(&self, id: i64) -> Result<Vec<DoneChunk>, DownloadError> {
-        self.run("reading finished chunks", move |c| transfers::done_chunks(c, id))
-            .await
+        self.run("reading finished chunks", move |c| {
+            transfers::done_chunks(c, id)
+        })
+        .await
     }
 
     pub async fn forget_chunks(&self, id: i64, indices: Vec<u64>) -> Result<(), DownloadError> {
@@ -120,8 +122,10 @@ impl JobDb {
     }
 
     pub async fn finish(&self, id: i64) -> Result<(), DownloadError> {
-        self.run("finishing a download job", move |c| transfers::finish(c, id))
-            .await
+        self.run("finishing a download job", move |c| {
+            transfers::finish(c, id)
+        })
+        .await
     }
 
     pub async fn delete(&self, id: i64) -> Result<(), DownloadError> {

@@ -249,12 +249,17 @@ async fn run(
     control: JobControl,
 ) -> Result<DownloadSummary, DownloadError> {
     let repo_name = request.repo.to_string();
-    if inner.offline {
-        return run_offline(&inner, &request);
-    }
-    let result = run_online(&inner, &request, reporter.clone(), control).await;
+    let result = if inner.offline {
+        run_offline(&inner, &request)
+    } else {
+        run_online(&inner, &request, reporter.clone(), control).await
+    };
+    // Failures of single files were reported as they happened; the rest is reported here.
     if let Err(error) = &result
-        && !matches!(error, DownloadError::Partial { .. })
+        && !matches!(
+            error,
+            DownloadError::Partial { .. } | DownloadError::File { .. }
+        )
     {
         reporter.report(DownloadEvent::Failed {
             repo: repo_name,
@@ -263,7 +268,10 @@ async fn run(
             message: error.to_string(),
         });
     }
-    result
+    result.map_err(|error| match error {
+        DownloadError::File { source } => *source,
+        other => other,
+    })
 }
 
 /// Offline: everything from the cache, or an error naming what is missing.
@@ -368,9 +376,9 @@ async fn run_online(
         .find_map(|f| f.metadata.as_ref().map(|m| m.commit.clone()));
     let commit = if is_commit_hash(&request.revision) {
         request.revision.clone()
-    } else if let Some(commit) = given_commit.filter(|_| {
-        !request.files.is_empty() && request.files.iter().all(|f| f.metadata.is_some())
-    }) {
+    } else if let Some(commit) = given_commit
+        .filter(|_| !request.files.is_empty() && request.files.iter().all(|f| f.metadata.is_some()))
+    {
         commit
     } else {
         inner
@@ -384,7 +392,10 @@ async fn run_online(
         return Err(DownloadError::Protocol {
             repo: repo_name.clone(),
             path: String::new(),
-            reason: format!("the Hub sent an invalid commit hash `{}`", commit.escape_debug()),
+            reason: format!(
+                "the Hub sent an invalid commit hash `{}`",
+                commit.escape_debug()
+            ),
         });
     }
     let specs: Vec<FileSpec> = if request.files.is_empty() {
@@ -411,9 +422,7 @@ async fn run_online(
         }
     }
     let repo_cache = inner.cache.repo(repo);
-    repo_cache
-        .ensure_dirs()
-        .map_err(store_error(&repo_name))?;
+    repo_cache.ensure_dirs().map_err(store_error(&repo_name))?;
 
     let ctx = Arc::new(TransferContext {
         hub: inner.hub.clone(),
@@ -512,7 +521,9 @@ async fn run_online(
     if let Some(first) = errors.into_iter().reduce(|first, _| first) {
         let count = total - files.len();
         return Err(if total == 1 {
-            first
+            DownloadError::File {
+                source: Box::new(first),
+            }
         } else {
             DownloadError::Partial {
                 repo: repo_name,
@@ -772,7 +783,11 @@ async fn link_shared(
     .map_err(|source| {
         let _ = std::fs::remove_file(repo_cache.incomplete_path(&meta.etag));
         if writer::is_disk_full(&source) {
-            transfer::disk_full(&repo_cache.incomplete_path(&meta.etag), rel.as_str(), meta.size)
+            transfer::disk_full(
+                &repo_cache.incomplete_path(&meta.etag),
+                rel.as_str(),
+                meta.size,
+            )
         } else {
             DownloadError::Io {
                 what: "copy a shared blob to",
@@ -949,7 +964,10 @@ async fn fetch_blob(
     let url = meta.download_url.clone();
     let host = url::Url::parse(&url)
         .ok()
-        .and_then(|u| u.host_str().map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0))))
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
         .unwrap_or_default();
     let transfer = Arc::new(BlobTransfer {
         repo: repo_name.clone(),
@@ -1009,7 +1027,10 @@ async fn fetch_blob(
             repo: repo_name.clone(),
             path: rel.as_str().to_string(),
         });
-        inner.db.set_state(job_id, JobState::Verifying, None).await?;
+        inner
+            .db
+            .set_state(job_id, JobState::Verifying, None)
+            .await?;
         let hasher = shared.take_hasher().expect("the hasher is taken once");
         let digest = hasher.finish().await.map_err(|source| DownloadError::Io {
             what: "hash",
@@ -1038,7 +1059,9 @@ async fn fetch_blob(
                         .await;
                     return Err(error);
                 }
-                Err(TransferFailure::FullResponse { .. }) => unreachable!("handled by transfer_all"),
+                Err(TransferFailure::FullResponse { .. }) => {
+                    unreachable!("handled by transfer_all")
+                }
             }
         }
         ctx.reporter.report(DownloadEvent::Verified {
@@ -1147,7 +1170,11 @@ async fn repair(
             (r.start, r.end)
         })
         .collect();
-    let on_disk = transfer.writer.checksums(ranges).await.map_err(hash_error)?;
+    let on_disk = transfer
+        .writer
+        .checksums(ranges)
+        .await
+        .map_err(hash_error)?;
     let torn: Vec<u64> = recorded
         .iter()
         .zip(&on_disk)
@@ -1164,10 +1191,16 @@ async fn repair(
         ctx.reporter.report(DownloadEvent::Retrying {
             repo: transfer.repo.clone(),
             path: transfer.path.clone(),
-            reason: format!("{} mismatch; refetching {} chunk(s)", expected.algorithm.name(), chunks.len()),
+            reason: format!(
+                "{} mismatch; refetching {} chunk(s)",
+                expected.algorithm.name(),
+                chunks.len()
+            ),
             attempt: 1,
         });
-        ctx.db.forget_chunks(transfer.job_id, chunks.clone()).await?;
+        ctx.db
+            .forget_chunks(transfer.job_id, chunks.clone())
+            .await?;
         let mut recorded_now = vec![true; plan.count() as usize];
         for &chunk in &chunks {
             recorded_now[chunk as usize] = false;

@@ -81,7 +81,10 @@ impl Segment {
         if elapsed < Duration::from_millis(300) {
             return None;
         }
-        let done = self.pos.load(Ordering::SeqCst).saturating_sub(self.start_pos);
+        let done = self
+            .pos
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.start_pos);
         Some(done as f64 / elapsed.as_secs_f64())
     }
 

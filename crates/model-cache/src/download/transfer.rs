@@ -26,7 +26,7 @@ use super::writer::{BlobWriter, WriteFailure};
 use crate::hash::PrefixHasher;
 use crate::hub::{HubClient, HubError};
 use crate::index::transfers::DoneChunk;
-use crate::retry::{Decision, Retryable, RetryPolicy, backoff};
+use crate::retry::{Decision, RetryPolicy, Retryable, backoff};
 
 /// Smallest piece a slow-tail split hands to a new connection.
 const MIN_SPLIT: u64 = 512 * 1024;
@@ -76,10 +76,14 @@ impl BlobTransfer {
 #[derive(Debug)]
 pub(crate) enum TransferFailure {
     /// A full `200` came where a range was asked. `etag` is the response's `ETag`.
-    FullResponse { etag: Option<String> },
+    FullResponse {
+        etag: Option<String>,
+    },
     /// The server's idea of the file differs from ours (416, another total size, another ETag on
     /// a full response): the file must be resolved again and restarted.
-    Changed { reason: String },
+    Changed {
+        reason: String,
+    },
     Cancelled,
     Error(DownloadError),
 }
@@ -154,7 +158,9 @@ impl Shared {
         for chunk in 0..plan.count() {
             if !state.written[chunk as usize] {
                 state.open_segments[chunk as usize] = 1;
-                state.queue.push_back(Segment::new(chunk, plan.range(chunk)));
+                state
+                    .queue
+                    .push_back(Segment::new(chunk, plan.range(chunk)));
             }
         }
     }
@@ -282,12 +288,7 @@ impl Shared {
         Some(upper)
     }
 
-    fn mark_recorded(
-        &self,
-        chunks: &[u64],
-        ctx: &TransferContext,
-        transfer: &BlobTransfer,
-    ) {
+    fn mark_recorded(&self, chunks: &[u64], ctx: &TransferContext, transfer: &BlobTransfer) {
         let (done, total) = {
             let mut state = self.lock();
             for &chunk in chunks {
@@ -369,7 +370,9 @@ async fn commit_batch(
 /// Turns a write failure into the error the user sees.
 pub(crate) fn write_error(transfer: &BlobTransfer, failure: WriteFailure) -> DownloadError {
     match failure {
-        WriteFailure::DiskFull => disk_full(transfer.writer.path(), &transfer.path, transfer.size()),
+        WriteFailure::DiskFull => {
+            disk_full(transfer.writer.path(), &transfer.path, transfer.size())
+        }
         WriteFailure::Io(source) => DownloadError::Io {
             what: "write",
             path: transfer.writer.path().to_path_buf(),
@@ -454,7 +457,9 @@ pub(crate) async fn run_parallel(
             };
             match waited {
                 Wait::Permit(permit) => {
-                    spawn_segment(&mut tasks, &ctx, &transfer, &shared, segment, permit, &sender);
+                    spawn_segment(
+                        &mut tasks, &ctx, &transfer, &shared, segment, permit, &sender,
+                    );
                 }
                 Wait::Joined(failure) => {
                     shared.unpop(segment);
@@ -473,7 +478,9 @@ pub(crate) async fn run_parallel(
             && let Some(permit) = ctx.limits.connection(&transfer.host).now_or_never()
         {
             if let Some(segment) = shared.split_slow_tail() {
-                spawn_segment(&mut tasks, &ctx, &transfer, &shared, segment, permit, &sender);
+                spawn_segment(
+                    &mut tasks, &ctx, &transfer, &shared, segment, permit, &sender,
+                );
                 continue;
             }
             drop(permit);
@@ -595,7 +602,9 @@ async fn run_segment(
                 return Err(TransferFailure::Changed {
                     reason: format!(
                         "the server cannot serve bytes {pos}-{end} (416, size {})",
-                        total.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into())
+                        total
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "unknown".into())
                     ),
                 });
             }
@@ -635,7 +644,10 @@ async fn run_segment(
             && total != transfer.size()
         {
             return Err(TransferFailure::Changed {
-                reason: format!("the server reports {total} bytes, expected {}", transfer.size()),
+                reason: format!(
+                    "the server reports {total} bytes, expected {}",
+                    transfer.size()
+                ),
             });
         }
         let mut body = response.body;
@@ -870,7 +882,10 @@ async fn sequential_stream(
             && length != plan.size
         {
             return Err(TransferFailure::Changed {
-                reason: format!("the server now sends {length} bytes, expected {}", plan.size),
+                reason: format!(
+                    "the server now sends {length} bytes, expected {}",
+                    plan.size
+                ),
             });
         }
         // The segment is only a cursor here: the whole file from 0.

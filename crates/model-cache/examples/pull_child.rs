@@ -1,0 +1,72 @@
+//! A minimal pull in its own process, for the tests that kill a download with SIGKILL or run
+//! two processes against one cache (`tests/download_process.rs`), and for the benchmark.
+//!
+//! ```text
+//! pull_child ENDPOINT HUB_CACHE DATA_DIR REPO FILE CHUNK_SIZE RATE_BYTES_PER_S CONNECTIONS
+//! ```
+//!
+//! A rate of 0 means unlimited. On success it prints one JSON line with the summary and exits
+//! 0; on failure it prints the error to stderr and exits 1.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use model_cache::download::{DownloadRequest, Downloader, NoReporter};
+use model_cache::hub::HubClient;
+use model_cache::index::Index;
+use model_cache::retry::RetryPolicy;
+use model_cache::{RepoId, Settings};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() != 8 {
+        eprintln!(
+            "Usage: pull_child ENDPOINT HUB_CACHE DATA_DIR REPO FILE CHUNK_SIZE RATE CONNECTIONS"
+        );
+        std::process::exit(2);
+    }
+    let number = |i: usize| -> u64 {
+        args[i].parse().unwrap_or_else(|_| {
+            eprintln!("Argument {} (`{}`) is not a number", i + 1, args[i]);
+            std::process::exit(2)
+        })
+    };
+    let mut settings = Settings::new(PathBuf::from(&args[1]), PathBuf::from(&args[2]));
+    settings.endpoint = args[0].clone();
+    settings.retry = RetryPolicy::immediate();
+    settings.limits.chunk_size = number(5);
+    settings.limits.max_bytes_per_second = Some(number(6)).filter(|r| *r > 0);
+    settings.limits.connections = number(7) as usize;
+    settings.limits.connections_per_host = number(7) as usize;
+    let repo = RepoId::model(&args[3]).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
+    let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
+    let result = runtime.block_on(async {
+        let hub = HubClient::new(&settings).map_err(|e| e.to_string())?;
+        let index = Index::open(&settings.data_dir).map_err(|e| e.to_string())?;
+        let downloader = Downloader::new(&settings, hub, index);
+        let request = DownloadRequest {
+            repo,
+            revision: "main".into(),
+            files: vec![args[4].as_str().into()],
+        };
+        downloader
+            .download(request, Arc::new(NoReporter))
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(summary) => {
+            println!(
+                "{}",
+                serde_json::to_string(&summary).expect("the summary serialises")
+            );
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(1);
+        }
+    }
+}

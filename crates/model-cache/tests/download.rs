@@ -1,0 +1,720 @@
+//! The downloader against the hub emulator: the happy path, every injected fault, control,
+//! sharing and offline mode.
+
+mod download_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use download_support::*;
+use hub_emulator::auth::DEMO_TOKEN;
+use hub_emulator::{EmulatorConfig, Fault, FaultRule, FileChange, Repo, RepoKind};
+use model_cache::download::{ChannelReporter, DownloadEvent, FileSource};
+use model_cache::index::transfers;
+use model_cache::{RepoId, Token};
+
+/// Asserts the snapshot file holds exactly `expected`, through a symlink into `blobs/`, and
+/// that no `.incomplete` is left.
+fn assert_linked(rig: &Rig, repo: &str, commit: &str, path: &str, expected: &[u8]) {
+    let folder = RepoId::model(repo).unwrap().folder_name();
+    let snapshot = rig
+        .settings
+        .hub_cache
+        .join(&folder)
+        .join("snapshots")
+        .join(commit)
+        .join(path);
+    let target = std::fs::read_link(&snapshot).expect("snapshot entry is a symlink");
+    assert!(
+        target.starts_with("../../blobs"),
+        "relative link: {target:?}"
+    );
+    let bytes = std::fs::read(&snapshot).unwrap();
+    assert_eq!(bytes.len(), expected.len());
+    assert!(bytes == expected, "content differs from upstream");
+    assert!(incomplete_files(&rig.settings.hub_cache).is_empty());
+}
+
+#[tokio::test]
+async fn parallel_download_of_many_chunks_is_verified_and_linked() {
+    let rig = rig().await;
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    let size = expected.len() as u64;
+    assert!(size >= BIG_SIZE);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    assert_eq!(summary.files[0].source, FileSource::Downloaded);
+    assert_eq!(summary.bytes_downloaded, size);
+
+    let events = reporter.events();
+    let chunks = size.div_ceil(CHUNK);
+    assert_eq!(
+        count(&events, |e| matches!(e, DownloadEvent::ChunkDone { .. })) as u64,
+        chunks
+    );
+    assert_eq!(
+        count(
+            &events,
+            |e| matches!(e, DownloadEvent::Verified { algorithm, .. } if algorithm == "sha256")
+        ),
+        1
+    );
+    assert!(matches!(
+        events.last(),
+        Some(DownloadEvent::Finished { .. })
+    ));
+    // One range request per chunk, every byte served once, all from the CDN.
+    assert!(rig.emulator.log().range_requests() as u64 >= chunks);
+    assert_eq!(rig.emulator.bytes_served(), size);
+    // `refs/main` is the commit, with no newline.
+    let folder = rig.settings.hub_cache.join("models--demo--big");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("refs/main")).unwrap(),
+        summary.commit
+    );
+    // The job is done and its chunk rows are gone.
+    let jobs = rig.index.with_conn("list", transfers::list).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, transfers::JobState::Done);
+    let chunks_left = rig
+        .index
+        .with_conn("chunks", |c| transfers::done_chunks(c, jobs[0].id))
+        .unwrap();
+    assert!(chunks_left.is_empty());
+}
+
+#[tokio::test]
+async fn whole_repo_download_includes_git_files_checked_with_git_sha1() {
+    let rig = rig().await;
+    let reporter = recorder();
+    let mut request = request("demo/tiny-safetensors", &[]);
+    request.files.clear();
+    let summary = rig
+        .downloader
+        .download(request, reporter.clone())
+        .await
+        .unwrap();
+    assert!(summary.files.len() >= 4, "{:?}", summary.files);
+    for file in &summary.files {
+        let expected = upstream_bytes(&rig.emulator, "demo/tiny-safetensors", "main", &file.path);
+        assert_linked(
+            &rig,
+            "demo/tiny-safetensors",
+            &summary.commit,
+            &file.path,
+            &expected,
+        );
+    }
+    let events = reporter.events();
+    assert!(
+        count(
+            &events,
+            |e| matches!(e, DownloadEvent::Verified { algorithm, .. } if algorithm == "git-sha1")
+        ) >= 1
+    );
+    assert!(
+        count(
+            &events,
+            |e| matches!(e, DownloadEvent::Verified { algorithm, .. } if algorithm == "sha256")
+        ) >= 1
+    );
+}
+
+#[tokio::test]
+async fn dropped_connections_resume_from_the_byte_reached() {
+    let rig = rig().await;
+    // Five responses are cut after 20 000 bytes: each reconnects from where it stopped.
+    rig.emulator.faults().set(
+        FaultRule::global(Fault::DropAfter(20_000))
+            .on("/cdn/*")
+            .times(5),
+    );
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    let events = reporter.events();
+    assert!(count(&events, |e| matches!(e, DownloadEvent::Retrying { .. })) >= 5);
+    // No byte fetched twice: a drop resumes at the byte it reached, not at the chunk start.
+    assert_eq!(rig.emulator.bytes_served(), expected.len() as u64);
+}
+
+#[tokio::test]
+async fn server_errors_and_rate_limits_are_retried() {
+    let rig = rig().await;
+    // Rules match together, so each kind gets a download of its own.
+    rig.emulator.faults().set(
+        FaultRule::global(Fault::ServerError(503))
+            .on("/cdn/*")
+            .times(4),
+    );
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    let retried = |events: &[DownloadEvent], what: &str| {
+        count(
+            events,
+            |e| matches!(e, DownloadEvent::Retrying { reason, .. } if reason.contains(what)),
+        )
+    };
+    assert_eq!(retried(&reporter.events(), "503"), 4);
+
+    rig.emulator.faults().set(
+        FaultRule::global(Fault::RateLimit { retry_after: 1 })
+            .on("/cdn/*")
+            .times(2),
+    );
+    let file = "tiny-model-Q4_K_M.gguf";
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(request("demo/tiny-gguf", &[file]), reporter.clone())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/tiny-gguf", "main", file);
+    assert_linked(&rig, "demo/tiny-gguf", &summary.commit, file, &expected);
+    assert_eq!(retried(&reporter.events(), "Rate limited"), 2);
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_failing_exhausts_the_budget_and_links_nothing() {
+    let rig = rig().await;
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::ServerError(500)).on("/cdn/*"));
+    let error = rig
+        .downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "retries_exhausted", "{error}");
+    assert!(error.to_string().contains("500"), "{error}");
+    assert!(
+        !rig.settings
+            .hub_cache
+            .join("models--demo--big/snapshots")
+            .read_dir()
+            .unwrap()
+            .any(|_| true)
+    );
+}
+
+#[tokio::test]
+async fn stalled_connections_are_replaced() {
+    let rig = rig_with(EmulatorConfig::demo_with_big_size(BIG_SIZE), |s| {
+        s.timeouts.stall = Duration::from_millis(300);
+    })
+    .await;
+    // Three responses go silent for a minute after 10 000 bytes.
+    rig.emulator.faults().set(
+        FaultRule::global(Fault::Stall {
+            after_bytes: 10_000,
+            duration: Duration::from_secs(60),
+        })
+        .on("/cdn/*")
+        .times(3),
+    );
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    // A stall is not a failed attempt.
+    assert_eq!(
+        count(&reporter.events(), |e| matches!(
+            e,
+            DownloadEvent::Retrying { .. }
+        )),
+        0
+    );
+    assert_eq!(rig.emulator.bytes_served(), expected.len() as u64);
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_range_is_downloaded_in_one_stream() {
+    let rig = rig().await;
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::IgnoreRange).on("/cdn/*"));
+    let summary = rig
+        .downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    // The last request was a plain GET without Range.
+    let last = rig.emulator.requests().into_iter().last().unwrap();
+    assert!(last.range.is_none());
+}
+
+#[tokio::test]
+async fn an_upstream_change_mid_download_restarts_the_file_without_mixing_versions() {
+    let rig = rig().await;
+    // Slow enough that the change lands mid-transfer.
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::ConnectionBandwidth(400_000)).on("/cdn/*"));
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let handle = rig
+        .downloader
+        .start(big_request(), Arc::new(ChannelReporter(sender)));
+    let old_commit = loop {
+        match receiver.recv().await.expect("events until the change") {
+            DownloadEvent::ChunkDone { .. } => break None::<String>,
+            _ => continue,
+        }
+    };
+    assert!(old_commit.is_none());
+    let new_commit = rig
+        .emulator
+        .change_file(RepoKind::Model, "demo/big", "main", BIG)
+        .unwrap();
+    rig.emulator.faults().clear();
+    let summary = handle.wait().await.unwrap();
+    let mut restarted = false;
+    while let Ok(event) = receiver.try_recv() {
+        restarted |= matches!(event, DownloadEvent::Restarted { .. });
+    }
+    assert!(restarted, "the file was restarted");
+    assert_eq!(summary.commit, new_commit);
+    let new_bytes = upstream_bytes(&rig.emulator, "demo/big", &new_commit, BIG);
+    assert_linked(&rig, "demo/big", &new_commit, BIG, &new_bytes);
+    // Exactly one blob: the new version's, never a mix.
+    let blobs: Vec<_> = std::fs::read_dir(rig.settings.hub_cache.join("models--demo--big/blobs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(blobs.len(), 1);
+    let new_etag = rig
+        .emulator
+        .file_etag(RepoKind::Model, "demo/big", &new_commit, BIG)
+        .unwrap();
+    assert_eq!(blobs[0].file_name().to_string_lossy(), new_etag);
+}
+
+#[tokio::test]
+async fn transient_corruption_is_detected_and_refetched() {
+    let rig = rig().await;
+    rig.emulator.faults().set(
+        // Whichever response comes first is corrupted, wherever its range lies.
+        FaultRule::global(Fault::Corrupt {
+            start: 0,
+            end: u64::MAX / 2,
+        })
+        .on("/cdn/*")
+        .times(1),
+    );
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    assert!(
+        count(
+            &reporter.events(),
+            |e| matches!(e, DownloadEvent::Retrying { reason, .. } if reason.contains("mismatch"))
+        ) >= 1
+    );
+}
+
+#[tokio::test]
+async fn persistent_corruption_fails_and_links_nothing() {
+    let rig = rig().await;
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::Corrupt { start: 10, end: 20 }).on("/cdn/*"));
+    let reporter = recorder();
+    let error = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "integrity", "{error}");
+    assert!(error.to_string().contains("sha256"), "{error}");
+    let repo = rig.settings.hub_cache.join("models--demo--big");
+    assert!(
+        !repo.join("snapshots").read_dir().unwrap().any(|_| true),
+        "nothing linked"
+    );
+    assert!(
+        !repo.join("blobs").read_dir().unwrap().any(|_| true),
+        "no blob, no .incomplete"
+    );
+    assert!(!repo.join("refs/main").exists());
+    let jobs = rig.index.with_conn("list", transfers::list).unwrap();
+    assert_eq!(jobs[0].state, transfers::JobState::Failed);
+    assert!(
+        count(
+            &reporter.events(),
+            |e| matches!(e, DownloadEvent::Failed { kind, .. } if kind == "integrity")
+        ) == 1
+    );
+}
+
+#[tokio::test]
+async fn hostile_file_names_are_refused_before_any_write() {
+    let mut repo = Repo::new(RepoKind::Model, "evil/repo");
+    repo.commit(
+        "main",
+        "Hostile",
+        vec![
+            FileChange::put("ok.txt", "fine\n"),
+            FileChange::put("../evil.txt", "escaped\n"),
+        ],
+    );
+    let mut config = EmulatorConfig::demo_with_big_size(BIG_SIZE);
+    config.repos.push(repo);
+    let rig = rig_with(config, |_| {}).await;
+    let mut request = request("evil/repo", &[]);
+    request.files.clear();
+    let error = rig
+        .downloader
+        .download(request, recorder())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "unsafe_path", "{error}");
+    assert!(error.to_string().contains("../evil.txt"), "{error}");
+    assert!(!rig.settings.hub_cache.join("models--evil--repo").exists());
+    assert!(!rig.settings.hub_cache.join("evil.txt").exists());
+    assert!(!rig.dir.path().join("evil.txt").exists());
+    // Asked for by name, it is refused too.
+    let error = rig
+        .downloader
+        .download(
+            download_support::request("evil/repo", &["../evil.txt"]),
+            recorder(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "unsafe_path");
+}
+
+#[tokio::test]
+async fn the_token_goes_to_the_hub_but_never_to_the_cdn() {
+    let rig = rig_with(EmulatorConfig::demo_with_big_size(BIG_SIZE), |s| {
+        s.token = Token::new(DEMO_TOKEN);
+    })
+    .await;
+    let summary = rig
+        .downloader
+        .download(
+            request("demo/gated", &["model-Q4_K_M.gguf", "config.json"]),
+            recorder(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.files.len(), 2);
+    let records = rig.emulator.requests();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.listener == hub_emulator::Listener::Hub && r.authorization.is_some())
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.listener == hub_emulator::Listener::Cdn)
+    );
+    assert!(!rig.emulator.log().cdn_saw_authorization());
+}
+
+#[tokio::test]
+async fn an_existing_blob_is_linked_not_downloaded() {
+    let rig = rig().await;
+    let first = rig
+        .downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    // Same repo again: nothing is fetched.
+    let served = rig.emulator.bytes_served();
+    let reporter = recorder();
+    let again = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.files[0].source, FileSource::Cached);
+    let size = upstream_bytes(&rig.emulator, "demo/big", "main", BIG).len() as u64;
+    assert_eq!(again.bytes_saved, size);
+    assert_eq!(rig.emulator.bytes_served(), served);
+    assert!(
+        count(
+            &reporter.events(),
+            |e| matches!(e, DownloadEvent::Skipped { reason, bytes_saved, .. } if reason == "cached" && *bytes_saved == size)
+        ) == 1
+    );
+
+    // Another repo holding the same bytes: the blob is shared, not downloaded.
+    let body = rig
+        .emulator
+        .catalog()
+        .file(RepoKind::Model, "demo/big", "main", BIG)
+        .unwrap()
+        .body
+        .clone();
+    let mut copy = Repo::new(RepoKind::Model, "other/copy");
+    copy.commit(
+        "main",
+        "Same weights",
+        vec![FileChange::put("weights.gguf", body)],
+    );
+    rig.emulator.add_repo(copy);
+    let cdn_before = rig
+        .emulator
+        .log()
+        .bytes_served_matching(&first.files[0].etag);
+    let reporter = recorder();
+    let shared = rig
+        .downloader
+        .download(request("other/copy", &["weights.gguf"]), reporter.clone())
+        .await
+        .unwrap();
+    assert_eq!(shared.files[0].source, FileSource::SharedBlob);
+    assert_eq!(shared.bytes_saved, size);
+    assert_eq!(shared.bytes_downloaded, 0);
+    assert_eq!(
+        rig.emulator
+            .log()
+            .bytes_served_matching(&first.files[0].etag),
+        cdn_before
+    );
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(
+        &rig,
+        "other/copy",
+        &shared.commit,
+        "weights.gguf",
+        &expected,
+    );
+    assert!(
+        count(
+            &reporter.events(),
+            |e| matches!(e, DownloadEvent::Skipped { reason, .. } if reason == "shared_blob")
+        ) == 1
+    );
+    let metrics = rig.index.metrics().unwrap();
+    assert_eq!(metrics.get("bytes_saved"), Some(&(2 * size as i64)));
+}
+
+#[tokio::test]
+async fn pause_keeps_progress_and_resume_finishes() {
+    let rig = rig().await;
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::ConnectionBandwidth(300_000)).on("/cdn/*"));
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let handle = rig
+        .downloader
+        .start(big_request(), Arc::new(ChannelReporter(sender)));
+    while !matches!(
+        receiver.recv().await.unwrap(),
+        DownloadEvent::ChunkDone { .. }
+    ) {}
+    handle.control().pause();
+    while !matches!(receiver.recv().await.unwrap(), DownloadEvent::Paused { .. }) {}
+    // Paused: every connection is closed; progress stays recorded.
+    let jobs = rig.index.with_conn("list", transfers::list).unwrap();
+    let recorded = rig
+        .index
+        .with_conn("chunks", |c| transfers::done_chunks(c, jobs[0].id))
+        .unwrap();
+    assert!(!recorded.is_empty());
+    rig.emulator.faults().clear();
+    handle.control().resume();
+    let summary = handle.wait().await.unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    let mut resumed = false;
+    while let Ok(event) = receiver.try_recv() {
+        resumed |= matches!(event, DownloadEvent::Resumed { .. });
+    }
+    assert!(resumed);
+}
+
+#[tokio::test]
+async fn cancel_removes_what_the_job_created_and_nothing_else() {
+    let rig = rig().await;
+    // A finished file of another repo must survive the cancel.
+    let kept = rig
+        .downloader
+        .download(
+            request("demo/tiny-safetensors", &["config.json"]),
+            recorder(),
+        )
+        .await
+        .unwrap();
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::ConnectionBandwidth(300_000)).on("/cdn/*"));
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let handle = rig
+        .downloader
+        .start(big_request(), Arc::new(ChannelReporter(sender)));
+    while !matches!(
+        receiver.recv().await.unwrap(),
+        DownloadEvent::ChunkDone { .. }
+    ) {}
+    handle.control().cancel();
+    let error = handle.wait().await.unwrap_err();
+    assert_eq!(error.kind(), "cancelled", "{error}");
+    assert!(incomplete_files(&rig.settings.hub_cache).is_empty());
+    let jobs = rig.index.with_conn("list", transfers::list).unwrap();
+    assert!(jobs.iter().all(|j| {
+        j.etag
+            != rig
+                .emulator
+                .file_etag(RepoKind::Model, "demo/big", "main", BIG)
+                .unwrap()
+    }));
+    assert!(kept.files[0].snapshot_path.is_file());
+}
+
+#[tokio::test]
+async fn the_bandwidth_limit_can_change_while_running() {
+    let rig = rig().await;
+    rig.downloader.set_rate(Some(1_000_000));
+    let handle = rig.downloader.start(big_request(), recorder());
+    assert_eq!(rig.downloader.limits().bandwidth().rate(), Some(1_000_000));
+    rig.downloader.set_rate(None);
+    assert_eq!(rig.downloader.limits().bandwidth().rate(), None);
+    let summary = handle.wait().await.unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+}
+
+#[tokio::test]
+async fn offline_mode_serves_the_cache_and_names_what_is_missing() {
+    let rig = rig().await;
+    let mut offline = rig.settings.clone();
+    offline.offline = true;
+    let (offline_downloader, _) = downloader(&offline);
+    let error = offline_downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "offline", "{error}");
+    assert!(error.to_string().contains("refs/main"), "{error}");
+    let requests_before = rig.emulator.requests().len();
+
+    rig.downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    let requests_online = rig.emulator.requests().len();
+    assert!(requests_online > requests_before);
+    let summary = offline_downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    assert_eq!(summary.files[0].source, FileSource::Cached);
+    let error = offline_downloader
+        .download(request("demo/big", &[BIG, "missing.bin"]), recorder())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("`missing.bin`"), "{error}");
+    assert!(!error.to_string().contains(&format!("`{BIG}`")), "{error}");
+    // Offline means no request at all.
+    assert_eq!(rig.emulator.requests().len(), requests_online);
+}
+
+#[tokio::test]
+async fn a_torn_chunk_found_at_verification_is_refetched_alone() {
+    let rig = rig().await;
+    // Stop a transfer part way: pause, then drop the downloader's work by cancelling would
+    // delete it, so instead let it finish once and replay the state a crash would leave.
+    let summary = rig
+        .downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    let etag = summary.files[0].etag.clone();
+    let repo_dir = rig.settings.hub_cache.join("models--demo--big");
+    // Turn the finished blob back into an `.incomplete` with every chunk recorded, then tear
+    // one chunk on disk, as a lying disk would.
+    std::fs::remove_file(repo_dir.join("snapshots").join(&summary.commit).join(BIG)).unwrap();
+    let incomplete = repo_dir.join("blobs").join(format!("{etag}.incomplete"));
+    std::fs::rename(repo_dir.join("blobs").join(&etag), &incomplete).unwrap();
+    let mut bytes = std::fs::read(&incomplete).unwrap();
+    let size = bytes.len() as u64;
+    let chunks = size.div_ceil(CHUNK);
+    let mut sums = Vec::new();
+    for index in 0..chunks {
+        let range = (index * CHUNK) as usize..((index + 1) * CHUNK).min(size) as usize;
+        sums.push(transfers::DoneChunk {
+            index,
+            checksum: crc32(&bytes[range]),
+        });
+    }
+    let job = rig
+        .index
+        .with_conn("create", |c| {
+            let id = transfers::create(
+                c,
+                &transfers::NewTransferJob {
+                    repo: "models--demo--big",
+                    revision: "main",
+                    commit: &summary.commit,
+                    path: BIG,
+                    etag: &etag,
+                    size,
+                    chunk_size: CHUNK,
+                    validator: &etag,
+                },
+            )?;
+            transfers::record_done(c, id, &sums)?;
+            Ok(id)
+        })
+        .unwrap();
+    let torn = 7 * CHUNK as usize + 123;
+    bytes[torn] ^= 0xff;
+    std::fs::write(&incomplete, &bytes).unwrap();
+    rig.emulator.log().clear();
+
+    let reporter = recorder();
+    let again = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &again.commit, BIG, &expected);
+    // Only the torn chunk crossed the network again.
+    assert_eq!(rig.emulator.bytes_served(), CHUNK);
+    assert!(reporter.events().iter().any(
+        |e| matches!(e, DownloadEvent::FileStarted { resumed_bytes, .. } if *resumed_bytes == size)
+    ));
+    let state = rig
+        .index
+        .with_conn("get", |c| transfers::get(c, job))
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.state, transfers::JobState::Done);
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut hasher = model_cache::hash::ChunkChecksum::new();
+    hasher.update(bytes);
+    hasher.finalize()
+}

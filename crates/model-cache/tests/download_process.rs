@@ -1,0 +1,278 @@
+//! The downloader across processes and file systems: a pull killed with SIGKILL and resumed,
+//! two processes pulling one file at once, and a disk that fills up.
+
+mod download_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use download_support::*;
+use hub_emulator::{Emulator, EmulatorConfig, Fault, FaultRule};
+use model_cache::download::DownloadEvent;
+use model_cache::index::Index;
+use model_cache::index::transfers;
+
+/// The `pull_child` example binary, built by `cargo test` next to the test binaries (built here
+/// if a filtered run skipped it).
+fn child_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("pull_child{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "-p", "model-cache", "--example", "pull_child"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("cargo runs");
+        assert!(status.success(), "building the pull_child example failed");
+    }
+    binary
+}
+
+fn spawn_child(
+    emulator: &Emulator,
+    dir: &Path,
+    file: &str,
+    chunk: u64,
+    rate: u64,
+    connections: usize,
+) -> Child {
+    Command::new(child_binary())
+        .args([
+            emulator.url(),
+            dir.join("hub").display().to_string(),
+            dir.join("data").display().to_string(),
+            "demo/big".into(),
+            file.into(),
+            chunk.to_string(),
+            rate.to_string(),
+            connections.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the child starts")
+}
+
+fn recorded_chunks(index: &Index) -> Vec<transfers::DoneChunk> {
+    index
+        .with_conn("read chunks", |c| {
+            let mut all = Vec::new();
+            for job in transfers::list(c)? {
+                all.extend(transfers::done_chunks(c, job.id)?);
+            }
+            Ok(all)
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pull_resumes_with_only_unrecorded_chunks() {
+    let emulator = Emulator::start(EmulatorConfig::demo_with_big_size(8 << 20))
+        .await
+        .unwrap();
+    let size = upstream_bytes(&emulator, "demo/big", "main", BIG).len() as u64;
+    // Slow the CDN down so the kill lands mid-transfer.
+    emulator
+        .faults()
+        .set(FaultRule::global(Fault::ConnectionBandwidth(500_000)).on("/cdn/*"));
+    let dir = tempfile::tempdir().unwrap();
+    let chunk = 256 * 1024;
+    let connections = 4;
+    let mut child = spawn_child(&emulator, dir.path(), BIG, chunk, 0, connections);
+
+    // Wait for a few recorded chunks, then SIGKILL.
+    let data_dir = dir.path().join("data");
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child ended before it was killed: {status}");
+        }
+        if data_dir.join("index.sqlite3").exists()
+            && let Ok(index) = Index::open(&data_dir)
+            && recorded_chunks(&index).len() >= 6
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let served_at_kill = emulator.bytes_served();
+    let index = Index::open(&data_dir).unwrap();
+    let recorded = recorded_chunks(&index);
+    let recorded_bytes: u64 = recorded
+        .iter()
+        .map(|c| (c.index * chunk + chunk).min(size) - c.index * chunk)
+        .sum();
+    assert!(recorded_bytes < size, "the kill came before the end");
+    // What was served and not recorded was in flight: at most one chunk per connection.
+    let lost = served_at_kill - recorded_bytes;
+    assert!(
+        lost <= connections as u64 * chunk,
+        "{lost} bytes lost, more than {connections} chunks in flight"
+    );
+
+    // Restart (in this process, at full speed): only the chunks not recorded are fetched.
+    emulator.faults().clear();
+    let mut settings = test_settings(dir.path(), emulator.url());
+    settings.limits.chunk_size = 1024 * 1024; // The job keeps the chunk size it started with.
+    let (downloader, _) = downloader(&settings);
+    let reporter = recorder();
+    let summary = downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let refetched = emulator.bytes_served() - served_at_kill;
+    assert_eq!(refetched, size - recorded_bytes);
+    assert!(reporter.events().iter().any(|e| matches!(
+        e,
+        DownloadEvent::FileStarted { resumed_bytes, .. } if *resumed_bytes == recorded_bytes
+    )));
+    let linked = std::fs::read(&summary.files[0].snapshot_path).unwrap();
+    assert!(linked == upstream_bytes(&emulator, "demo/big", "main", BIG));
+    assert!(incomplete_files(&dir.path().join("hub")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_pulling_one_file_download_it_once() {
+    let emulator = Emulator::start(EmulatorConfig::demo_with_big_size(4 << 20))
+        .await
+        .unwrap();
+    let size = upstream_bytes(&emulator, "demo/big", "main", BIG).len() as u64;
+    emulator
+        .faults()
+        .set(FaultRule::global(Fault::ConnectionBandwidth(2_000_000)).on("/cdn/*"));
+    let dir = tempfile::tempdir().unwrap();
+    let first = spawn_child(&emulator, dir.path(), BIG, 256 * 1024, 0, 4);
+    let second = spawn_child(&emulator, dir.path(), BIG, 256 * 1024, 0, 4);
+    let outputs = tokio::task::spawn_blocking(move || {
+        [first, second].map(|child| child.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let mut sources = Vec::new();
+    for output in &outputs {
+        assert!(
+            output.status.success(),
+            "a pull failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        sources.push(summary["files"][0]["source"].as_str().unwrap().to_string());
+    }
+    sources.sort();
+    assert_eq!(sources, ["cached", "downloaded"]);
+    // One download's worth of bytes.
+    assert_eq!(emulator.bytes_served(), size);
+    let snapshot = dir
+        .path()
+        .join("hub/models--demo--big/snapshots")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join(BIG);
+    assert!(std::fs::read(snapshot).unwrap() == upstream_bytes(&emulator, "demo/big", "main", BIG));
+}
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+struct TinyDisk {
+    path: PathBuf,
+}
+
+impl TinyDisk {
+    fn mount(path: PathBuf, size: &str) -> TinyDisk {
+        std::fs::create_dir_all(&path).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .expect("`mount` runs");
+        assert!(
+            output.status.success(),
+            "Mounting a {size} tmpfs at `{}` failed (this test needs root): {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        TinyDisk { path }
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_gives_a_clear_error_and_leaves_nothing_that_looks_complete() {
+    let emulator = Emulator::start(EmulatorConfig::demo_with_big_size(4 << 20))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = TinyDisk::mount(dir.path().join("hub"), "3m");
+    let settings = test_settings(dir.path(), emulator.url());
+    let (downloader, index) = downloader(&settings);
+
+    // Too big for the disk at all: refused before any byte is fetched.
+    let error = downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "disk_full", "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("bytes needed") && message.contains("bytes free"),
+        "{message}"
+    );
+    assert!(incomplete_files(&disk.path).is_empty());
+    assert!(
+        !disk
+            .path
+            .join("models--demo--big/snapshots")
+            .read_dir()
+            .unwrap()
+            .any(|_| true)
+    );
+    let unfinished = index
+        .with_conn("list", transfers::list)
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.state != transfers::JobState::Done)
+        .count();
+    assert_eq!(unfinished, 0);
+
+    // Two files that fit one at a time but not together: one lands, the other fails cleanly.
+    let error = downloader
+        .download(
+            request(
+                "demo/tiny-gguf",
+                &["tiny-model-Q4_K_M.gguf", "tiny-model-Q5_K_M.gguf"],
+            ),
+            recorder(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "disk_full", "{error}");
+    let repo = disk.path.join("models--demo--tiny-gguf");
+    let linked: Vec<_> = std::fs::read_dir(repo.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .flat_map(|commit| std::fs::read_dir(commit.path()).unwrap().flatten())
+        .collect();
+    assert_eq!(linked.len(), 1, "exactly one file completed");
+    let name = linked[0].file_name().to_string_lossy().into_owned();
+    let expected = upstream_bytes(&emulator, "demo/tiny-gguf", "main", &name);
+    assert!(std::fs::read(linked[0].path()).unwrap() == expected);
+    assert!(incomplete_files(&disk.path).is_empty());
+    let jobs = index.with_conn("list", transfers::list).unwrap();
+    assert!(jobs.iter().all(|j| j.state == transfers::JobState::Done));
+    drop(disk);
+}
