@@ -13,11 +13,11 @@
 //! ```
 //!
 //! Tiers, against the memory a [`Machine`] reports:
-//! - [`FitTier::Fits`]: `needed` fits in available RAM, or in 90 % of the VRAM of one GPU.
-//! - [`FitTier::Tight`]: it fits in total RAM plus VRAM minus a 1 GiB reserve for the system:
+//! - `Fits`: `needed` fits in available RAM, or in 90 % of the VRAM of one GPU.
+//! - `Tight`: it fits in total RAM plus VRAM minus a 1 GiB reserve for the system:
 //!   it will run after closing other programs, or split between GPU and CPU.
-//! - [`FitTier::TooBig`]: otherwise.
-//! - [`FitTier::Unknown`]: the machine's memory could not be read.
+//! - `TooBig`: otherwise.
+//! - `Unknown`: the machine's memory could not be read.
 //!
 //! [`recommend`] takes the highest-quality complete variant that fits, by
 //! [`crate::formats::ggml::QUANT_QUALITY_ORDER`] (non-GGUF variants are placed in that order by
@@ -235,10 +235,13 @@ pub fn quality_rank(v: &Variant) -> Option<usize> {
         VariantFormat::Gguf | VariantFormat::Safetensors => {
             // An uploader's finer label of the same family (`UD-Q4_K_XL` over a `Q4_K_M`
             // header) ranks by the label; a label the header contradicts does not count.
-            let label = v.name_quant.as_deref().filter(|n| match v.quant.as_deref() {
-                Some(q) => quant_family(n) == quant_family(q),
-                None => true,
-            });
+            let label = v
+                .name_quant
+                .as_deref()
+                .filter(|n| match v.quant.as_deref() {
+                    Some(q) => quant_family(n) == quant_family(q),
+                    None => true,
+                });
             label
                 .and_then(quant_rank)
                 .or_else(|| v.quant.as_deref().and_then(quant_rank))

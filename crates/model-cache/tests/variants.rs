@@ -3,6 +3,7 @@
 
 use hub_emulator::generate::{GgufSpec, LlamaFileType, SafetensorsSpec, VirtualFile};
 use hub_emulator::{Emulator, EmulatorConfig, FileChange, Repo, RepoKind};
+use model_cache::RepoId;
 use model_cache::fit::{self, FitOptions, FitTier, MachineMemory};
 use model_cache::formats::gguf;
 use model_cache::formats::{ByteSource, HubSource};
@@ -11,7 +12,6 @@ use model_cache::settings::{RetryPolicy, Settings};
 use model_cache::variants::{
     self, HubRepoFiles, ListedFile, Variant, VariantFormat, WarningKind, parse_quant_label,
 };
-use model_cache::RepoId;
 
 fn listed(files: &[(&str, u64)]) -> Vec<ListedFile> {
     files
@@ -24,9 +24,12 @@ fn listed(files: &[(&str, u64)]) -> Vec<ListedFile> {
 }
 
 fn by_name<'a>(vs: &'a [Variant], name: &str) -> &'a Variant {
-    vs.iter()
-        .find(|v| v.name == name)
-        .unwrap_or_else(|| panic!("no variant {name} in {:?}", vs.iter().map(|v| &v.name).collect::<Vec<_>>()))
+    vs.iter().find(|v| v.name == name).unwrap_or_else(|| {
+        panic!(
+            "no variant {name} in {:?}",
+            vs.iter().map(|v| &v.name).collect::<Vec<_>>()
+        )
+    })
 }
 
 #[test]
@@ -43,7 +46,10 @@ fn quant_labels_follow_the_huggingface_js_rules() {
         ("Model-BF16.gguf", Some("BF16")),
         // The last match wins: the base model's F16 in the name loses to the quant.
         ("Model-F16-finetune-Q8_0.gguf", Some("Q8_0")),
-        ("DeepSeek-V3-Q2_K_L/DeepSeek-V3-Q2_K_L-00001-of-00005", Some("Q2_K_L")),
+        (
+            "DeepSeek-V3-Q2_K_L/DeepSeek-V3-Q2_K_L-00001-of-00005",
+            Some("Q2_K_L"),
+        ),
         ("gpt-oss-20b-MXFP4.gguf", Some("MXFP4")),
         ("model.gguf", None),
         ("modèle-é-Q5_K_S.gguf", Some("Q5_K_S")),
@@ -92,40 +98,82 @@ fn scan_groups_splits_subfolders_projectors_and_companions() {
     assert!(!q6.complete);
     assert_eq!(q6.split.as_ref().unwrap().missing, vec![2]);
     assert_eq!(q6.warnings[0].kind, WarningKind::IncompleteSplit);
-    assert!(q6.warnings[0].message.contains("00002"), "{}", q6.warnings[0].message);
+    assert!(
+        q6.warnings[0].message.contains("00002"),
+        "{}",
+        q6.warnings[0].message
+    );
 
     let ud = by_name(&vs, "UD-Q4_K_XL");
     assert_eq!(ud.quant.as_deref(), Some("Q4_K_XL"));
     assert_eq!(ud.files[0].path, "UD-Q4_K_XL/m-UD-Q4_K_XL.gguf");
     assert_ne!(by_name(&vs, "Q4_K_L").id, by_name(&vs, "Q4_K_M").id);
 
-    let st = vs.iter().find(|v| v.format == VariantFormat::Safetensors).unwrap();
+    let st = vs
+        .iter()
+        .find(|v| v.format == VariantFormat::Safetensors)
+        .unwrap();
     assert_eq!(st.files.len(), 2);
     let comp: Vec<_> = st.companions.iter().map(|c| c.path.as_str()).collect();
-    assert_eq!(comp, ["config.json", "model.safetensors.index.json", "tokenizer.json"]);
+    assert_eq!(
+        comp,
+        [
+            "config.json",
+            "model.safetensors.index.json",
+            "tokenizer.json"
+        ]
+    );
     assert_eq!(st.total_size, 15_000 + 50 + 1000 + 300);
     assert_eq!(st.extras[0].path, "README.md");
 
-    let onnx: Vec<_> = vs.iter().filter(|v| v.format == VariantFormat::Onnx).collect();
+    let onnx: Vec<_> = vs
+        .iter()
+        .filter(|v| v.format == VariantFormat::Onnx)
+        .collect();
     assert_eq!(onnx.len(), 2);
-    let fp16 = onnx.iter().find(|v| v.quant.as_deref() == Some("fp16")).unwrap();
+    let fp16 = onnx
+        .iter()
+        .find(|v| v.quant.as_deref() == Some("fp16"))
+        .unwrap();
     assert_eq!(fp16.weights_size, 5500);
     assert_eq!(fp16.companions.len(), 2, "root config and tokenizer");
 
-    let pt: Vec<_> = vs.iter().filter(|v| v.format == VariantFormat::Pytorch).collect();
+    let pt: Vec<_> = vs
+        .iter()
+        .filter(|v| v.format == VariantFormat::Pytorch)
+        .collect();
     assert_eq!(pt.len(), 1, "training_args.bin is not weights");
     // mmproj is never a variant of its own.
-    assert!(vs.iter().all(|v| !v.files.iter().any(|f| f.path.contains("mmproj"))));
+    assert!(
+        vs.iter()
+            .all(|v| !v.files.iter().any(|f| f.path.contains("mmproj")))
+    );
 }
 
 #[test]
 fn config_json_marks_gptq_awq_exl2_and_mlx() {
     let files = listed(&[("config.json", 10), ("model.safetensors", 1000)]);
     for (config, format, name) in [
-        (r#"{"quantization_config":{"quant_method":"gptq","bits":4,"group_size":128}}"#, VariantFormat::Gptq, "GPTQ-4bit-g128"),
-        (r#"{"quantization_config":{"quant_method":"awq","bits":4,"group_size":128}}"#, VariantFormat::Awq, "AWQ-4bit-g128"),
-        (r#"{"quantization_config":{"quant_method":"exl2","bits":4.65}}"#, VariantFormat::Exl2, "EXL2-4.65bpw"),
-        (r#"{"quantization":{"group_size":64,"bits":4}}"#, VariantFormat::Mlx, "MLX-4bit-g64"),
+        (
+            r#"{"quantization_config":{"quant_method":"gptq","bits":4,"group_size":128}}"#,
+            VariantFormat::Gptq,
+            "GPTQ-4bit-g128",
+        ),
+        (
+            r#"{"quantization_config":{"quant_method":"awq","bits":4,"group_size":128}}"#,
+            VariantFormat::Awq,
+            "AWQ-4bit-g128",
+        ),
+        (
+            r#"{"quantization_config":{"quant_method":"exl2","bits":4.65}}"#,
+            VariantFormat::Exl2,
+            "EXL2-4.65bpw",
+        ),
+        (
+            r#"{"quantization":{"group_size":64,"bits":4}}"#,
+            VariantFormat::Mlx,
+            "MLX-4bit-g64",
+        ),
     ] {
         let mut vs = variants::scan(&files);
         let info = variants::parse_config(config.as_bytes()).unwrap();
@@ -170,23 +218,38 @@ fn fit_tiers_and_recommendation_follow_the_quality_order() {
     assert_eq!(e.kv_cache_bytes, 4096 * 32 * 8 * 256 * 2);
     assert_eq!(e.needed_bytes, 8 * gib + gib / 2 + gib / 2 + (8 * gib) / 20);
     assert_eq!(e.tier, FitTier::Fits);
-    assert_eq!(fit::estimate(by_name(&vs, "F16"), &m, &opts).tier, FitTier::TooBig);
+    assert_eq!(
+        fit::estimate(by_name(&vs, "F16"), &m, &opts).tier,
+        FitTier::TooBig
+    );
     let rec = fit::recommend(&vs, &m, &opts).unwrap();
     assert_eq!(rec.variant_id, q8.id);
 
     // Less memory: the incomplete Q5_K_M is never offered; Q4_K_M fits; Q6_K is only tight.
     let small = machine(10, 6, None);
-    assert_eq!(fit::estimate(by_name(&vs, "Q6_K"), &small, &opts).tier, FitTier::Tight);
+    assert_eq!(
+        fit::estimate(by_name(&vs, "Q6_K"), &small, &opts).tier,
+        FitTier::Tight
+    );
     let rec = fit::recommend(&vs, &small, &opts).unwrap();
     assert_eq!(rec.variant_id, by_name(&vs, "Q4_K_M").id);
     // A GPU with room for F16 makes F16 fit.
     let gpu = machine(8, 2, Some(24));
-    assert_eq!(fit::recommend(&vs, &gpu, &opts).unwrap().variant_id, by_name(&vs, "F16").id);
+    assert_eq!(
+        fit::recommend(&vs, &gpu, &opts).unwrap().variant_id,
+        by_name(&vs, "F16").id
+    );
     // Nothing fits a tiny machine; unknown memory recommends nothing either.
     assert!(fit::recommend(&vs, &machine(2, 1, None), &opts).is_none());
-    assert_eq!(fit::estimate(q8, &machine(0, 0, None), &opts).tier, FitTier::Unknown);
+    assert_eq!(
+        fit::estimate(q8, &machine(0, 0, None), &opts).tier,
+        FitTier::Unknown
+    );
     // The context is capped at the model's own.
-    let long = FitOptions { context: 1 << 20, ..opts };
+    let long = FitOptions {
+        context: 1 << 20,
+        ..opts
+    };
     assert_eq!(fit::estimate(q8, &m, &long).context, 8192);
 }
 
@@ -263,12 +326,16 @@ async fn variants_of(client: &HubClient, id: &str) -> Vec<Variant> {
 
 #[tokio::test]
 async fn demo_repos_give_the_expected_variants() {
-    let emu = Emulator::start(EmulatorConfig::demo_with_big_size(64 << 20)).await.unwrap();
+    let emu = Emulator::start(EmulatorConfig::demo_with_big_size(64 << 20))
+        .await
+        .unwrap();
     let client = client_for(&emu).await;
 
     let vs = variants_of(&client, "demo/tiny-gguf").await;
     let names: Vec<&str> = vs.iter().map(|v| v.name.as_str()).collect();
-    for q in ["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "IQ4_XS", "Q3_K_M", "Q2_K"] {
+    for q in [
+        "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "IQ4_XS", "Q3_K_M", "Q2_K",
+    ] {
         assert!(names.contains(&q), "{q} missing from {names:?}");
     }
     assert_eq!(vs.len(), 8, "{names:?}");
@@ -288,9 +355,16 @@ async fn demo_repos_give_the_expected_variants() {
     // Parameters summed over the three split headers equal a single-file quant's.
     assert_eq!(
         q8.shape.as_ref().unwrap().parameter_count,
-        by_name(&vs, "Q4_K_M").shape.as_ref().unwrap().parameter_count
+        by_name(&vs, "Q4_K_M")
+            .shape
+            .as_ref()
+            .unwrap()
+            .parameter_count
     );
-    assert_eq!(by_name(&vs, "IQ4_XS").files[0].path, "IQ4_XS/tiny-model-IQ4_XS.gguf");
+    assert_eq!(
+        by_name(&vs, "IQ4_XS").files[0].path,
+        "IQ4_XS/tiny-model-IQ4_XS.gguf"
+    );
 
     let vs = variants_of(&client, "demo/tiny-safetensors").await;
     assert_eq!(vs.len(), 1);
@@ -299,13 +373,23 @@ async fn demo_repos_give_the_expected_variants() {
     assert_eq!(st.name, "BF16");
     assert_eq!(st.files.len(), 2);
     let comp: Vec<&str> = st.companions.iter().map(|c| c.path.as_str()).collect();
-    for c in ["config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"] {
+    for c in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         assert!(comp.contains(&c), "{c} missing from {comp:?}");
     }
     assert!(st.complete && st.warnings.is_empty(), "{:?}", st.warnings);
     assert_eq!(
         st.total_size,
-        st.files.iter().chain(&st.companions).map(|f| f.size).sum::<u64>()
+        st.files
+            .iter()
+            .chain(&st.companions)
+            .map(|f| f.size)
+            .sum::<u64>()
     );
     emu.shutdown().await;
 }
@@ -322,7 +406,10 @@ async fn mismatched_names_missing_shards_and_mixed_formats() {
     let vs = variants_of(&client, "test/mixed").await;
 
     // The header wins over the name, and says so.
-    let wrong = vs.iter().find(|v| v.files[0].path == "model-Q4_K_M.gguf").unwrap();
+    let wrong = vs
+        .iter()
+        .find(|v| v.files[0].path == "model-Q4_K_M.gguf")
+        .unwrap();
     assert_eq!(wrong.name, "Q8_0");
     assert_eq!(wrong.quant.as_deref(), Some("Q8_0"));
     assert_eq!(wrong.name_quant.as_deref(), Some("Q4_K_M"));
@@ -345,15 +432,28 @@ async fn mismatched_names_missing_shards_and_mixed_formats() {
     let q5 = by_name(&vs, "Q5_K_M");
     assert!(!q5.complete);
     assert_eq!(q5.split.as_ref().unwrap().missing, vec![2]);
-    assert!(q5.warnings.iter().any(|w| w.kind == WarningKind::IncompleteSplit));
+    assert!(
+        q5.warnings
+            .iter()
+            .any(|w| w.kind == WarningKind::IncompleteSplit)
+    );
 
-    let st = vs.iter().find(|v| v.format == VariantFormat::Safetensors).unwrap();
+    let st = vs
+        .iter()
+        .find(|v| v.format == VariantFormat::Safetensors)
+        .unwrap();
     assert_eq!(st.quant.as_deref(), Some("BF16"));
     let shape = st.shape.as_ref().unwrap();
     assert_eq!(shape.block_count, Some(4));
     assert_eq!(shape.kv_cache_bytes_per_token, Some(4 * 2 * 2 * 64 * 2));
-    assert!(vs.iter().any(|v| v.format == VariantFormat::Onnx && v.quant.as_deref() == Some("q4")));
-    assert!(vs.iter().all(|v| !v.files.iter().any(|f| f.path.contains("mmproj"))));
+    assert!(
+        vs.iter()
+            .any(|v| v.format == VariantFormat::Onnx && v.quant.as_deref() == Some("q4"))
+    );
+    assert!(
+        vs.iter()
+            .all(|v| !v.files.iter().any(|f| f.path.contains("mmproj")))
+    );
 
     // Stable serialised form.
     let summary: Vec<_> = vs
@@ -382,7 +482,11 @@ async fn a_multi_gigabyte_gguf_header_costs_only_its_own_bytes() {
     let (header, _) = spec.header();
     let header_len = header.len() as u64;
     let mut repo = Repo::new(RepoKind::Model, "test/huge");
-    repo.commit("main", "add", vec![FileChange::put("huge-Q4_K_M.gguf", spec.build())]);
+    repo.commit(
+        "main",
+        "add",
+        vec![FileChange::put("huge-Q4_K_M.gguf", spec.build())],
+    );
     let emu = Emulator::start(EmulatorConfig {
         repos: vec![repo],
         ..Default::default()
@@ -391,10 +495,19 @@ async fn a_multi_gigabyte_gguf_header_costs_only_its_own_bytes() {
     .unwrap();
     let client = client_for(&emu).await;
     let repo_id = RepoId::model("test/huge").unwrap();
-    let meta = client.file_metadata(&repo_id, "main", "huge-Q4_K_M.gguf").await.unwrap();
+    let meta = client
+        .file_metadata(&repo_id, "main", "huge-Q4_K_M.gguf")
+        .await
+        .unwrap();
     assert!(meta.size > 2 << 30);
     emu.log().clear();
-    let src = HubSource::new(client.clone(), meta.download_url, meta.size, "huge", Some(meta.etag));
+    let src = HubSource::new(
+        client.clone(),
+        meta.download_url,
+        meta.size,
+        "huge",
+        Some(meta.etag),
+    );
     let limits = gguf::ReadLimits::default();
     let h = gguf::read_header(&src, limits).await.unwrap();
     let s = h.summary();
@@ -408,8 +521,14 @@ async fn a_multi_gigabyte_gguf_header_costs_only_its_own_bytes() {
     // read < header + one growth step.
     let last_step = read / 2;
     assert!(read >= h.header_end);
-    assert!(read < header_len + last_step.max(limits.initial_bytes), "read {read}, header {header_len}");
-    assert_eq!(served, read, "the emulator served exactly what the reader counted");
+    assert!(
+        read < header_len + last_step.max(limits.initial_bytes),
+        "read {read}, header {header_len}"
+    );
+    assert_eq!(
+        served, read,
+        "the emulator served exactly what the reader counted"
+    );
     eprintln!(
         "header {header_len} bytes of a {} byte file: read {read} bytes in {} requests",
         meta.size,

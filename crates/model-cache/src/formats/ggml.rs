@@ -82,7 +82,10 @@ impl GgmlType {
 
     /// The type called `name` (`Q4_K`, `BF16`), if known.
     pub fn from_name(name: &str) -> Option<GgmlType> {
-        TYPES.iter().find(|r| r.name == name).map(|r| GgmlType(r.id))
+        TYPES
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| GgmlType(r.id))
     }
 
     /// The type's name (`Q4_K`), or `None` for an id this table does not know.
@@ -115,7 +118,7 @@ impl GgmlType {
     /// tensors), or an overflow.
     pub fn tensor_bytes(self, row_len: u64, n_elements: u64) -> Option<u64> {
         let (elems, bytes) = self.block_size()?;
-        if row_len % elems != 0 {
+        if !row_len.is_multiple_of(elems) {
             return None;
         }
         (n_elements / elems).checked_mul(bytes)
@@ -215,12 +218,57 @@ pub fn quant_name_for_tensor_type(t: GgmlType) -> String {
 /// quants just above their `_M` sibling and bartowski's `_L` between `_M` and `_XL`. Used by the
 /// fit recommendation; [`quant_rank`] looks names up in it.
 pub const QUANT_QUALITY_ORDER: &[&str] = &[
-    "F64", "F32", "BF16", "F16", "Q8_K_XL", "Q8_0_L", "Q8_0", "Q6_K_XL", "Q6_K_L", "Q6_K",
-    "Q5_K_XL", "Q5_K_L", "Q5_K_M", "Q5_K", "Q5_1", "Q5_K_S", "Q5_0", "Q4_K_XL", "Q4_K_L",
-    "Q4_K_M", "Q4_K", "NVFP4", "MXFP4_MOE", "MXFP4", "Q4_1", "Q4_K_S", "IQ4_NL", "Q4_0",
-    "IQ4_XS", "Q3_K_XL", "Q3_K_L", "Q3_K_M", "Q3_K", "IQ3_M", "IQ3_S", "Q3_K_S", "IQ3_XS",
-    "IQ3_XXS", "Q2_K_XL", "Q2_K_L", "Q2_K", "Q2_K_S", "IQ2_M", "IQ2_S", "IQ2_XS", "TQ2_0",
-    "IQ2_XXS", "IQ1_M", "TQ1_0", "IQ1_S", "Q1_0",
+    "F64",
+    "F32",
+    "BF16",
+    "F16",
+    "Q8_K_XL",
+    "Q8_0_L",
+    "Q8_0",
+    "Q6_K_XL",
+    "Q6_K_L",
+    "Q6_K",
+    "Q5_K_XL",
+    "Q5_K_L",
+    "Q5_K_M",
+    "Q5_K",
+    "Q5_1",
+    "Q5_K_S",
+    "Q5_0",
+    "Q4_K_XL",
+    "Q4_K_L",
+    "Q4_K_M",
+    "Q4_K",
+    "NVFP4",
+    "MXFP4_MOE",
+    "MXFP4",
+    "Q4_1",
+    "Q4_K_S",
+    "IQ4_NL",
+    "Q4_0",
+    "IQ4_XS",
+    "Q3_K_XL",
+    "Q3_K_L",
+    "Q3_K_M",
+    "Q3_K",
+    "IQ3_M",
+    "IQ3_S",
+    "Q3_K_S",
+    "IQ3_XS",
+    "IQ3_XXS",
+    "Q2_K_XL",
+    "Q2_K_L",
+    "Q2_K",
+    "Q2_K_S",
+    "IQ2_M",
+    "IQ2_S",
+    "IQ2_XS",
+    "TQ2_0",
+    "IQ2_XXS",
+    "IQ1_M",
+    "TQ1_0",
+    "IQ1_S",
+    "Q1_0",
 ];
 
 /// Position of `quant` in [`QUANT_QUALITY_ORDER`] (0 = best); a `UD-` prefix is ignored.
@@ -278,8 +326,14 @@ mod tests {
 
     #[test]
     fn block_sizes_match_the_reference_examples() {
-        assert_eq!(GgmlType::from_name("Q4_K").unwrap().block_size(), Some((256, 144)));
-        assert_eq!(GgmlType::from_name("Q8_0").unwrap().block_size(), Some((32, 34)));
+        assert_eq!(
+            GgmlType::from_name("Q4_K").unwrap().block_size(),
+            Some((256, 144))
+        );
+        assert_eq!(
+            GgmlType::from_name("Q8_0").unwrap().block_size(),
+            Some((32, 34))
+        );
         assert_eq!(
             GgmlType::from_name("Q4_K").unwrap().bits_per_weight(),
             Some(4.5)
@@ -300,7 +354,13 @@ mod tests {
             let name = ft.name().unwrap();
             let removed = matches!(
                 name,
-                "Q4_1_SOME_F16" | "Q4_2" | "Q4_3" | "Q4_0_4_4" | "Q4_0_4_8" | "Q4_0_8_8" | "GUESSED"
+                "Q4_1_SOME_F16"
+                    | "Q4_2"
+                    | "Q4_3"
+                    | "Q4_0_4_4"
+                    | "Q4_0_4_8"
+                    | "Q4_0_8_8"
+                    | "GUESSED"
             );
             if !removed {
                 assert!(quant_rank(name).is_some(), "{name} has no rank");

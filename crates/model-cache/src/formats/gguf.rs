@@ -204,7 +204,9 @@ pub struct Header {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParseError {
     /// The prefix ends inside the header; more bytes are needed, up to offset `needed`.
-    #[error("Header continues past byte {have}: `{field}` at offset {offset} needs bytes up to {needed}")]
+    #[error(
+        "Header continues past byte {have}: `{field}` at offset {offset} needs bytes up to {needed}"
+    )]
     NeedMore {
         offset: u64,
         field: String,
@@ -216,7 +218,9 @@ pub enum ParseError {
     #[error("Unsupported GGUF version {version}; hint: versions 2 and 3 are supported")]
     UnsupportedVersion { version: u32 },
     /// The file ends inside the header: the file is truncated.
-    #[error("File ends at byte {file_len} inside the header: `{field}` at offset {offset} needs bytes up to {needed}; hint: the file is truncated")]
+    #[error(
+        "File ends at byte {file_len} inside the header: `{field}` at offset {offset} needs bytes up to {needed}; hint: the file is truncated"
+    )]
     Truncated {
         offset: u64,
         field: String,
@@ -240,7 +244,9 @@ pub enum GgufError {
         #[source]
         source: ParseError,
     },
-    #[error("The GGUF header of `{name}` is larger than the {cap} byte cap (needs at least {needed} bytes)")]
+    #[error(
+        "The GGUF header of `{name}` is larger than the {cap} byte cap (needs at least {needed} bytes)"
+    )]
     HeaderTooLarge { name: String, needed: u64, cap: u64 },
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -553,7 +559,7 @@ pub fn parse_header(buf: &[u8], file_len: Option<u64>) -> Result<Header, ParseEr
         let ggml_type = GgmlType(c.u32(&field)?);
         let n_bytes = match ggml_type.block_size() {
             Some((block, _)) => {
-                if dims[0] % block != 0 {
+                if !dims[0].is_multiple_of(block) {
                     return Err(c.invalid(
                         type_at,
                         &field,
@@ -572,7 +578,7 @@ pub fn parse_header(buf: &[u8], file_len: Option<u64>) -> Result<Header, ParseEr
         };
         let off_at = c.pos;
         let offset = c.u64(&field)?;
-        if offset % alignment != 0 {
+        if !offset.is_multiple_of(alignment) {
             return Err(c.invalid(
                 off_at,
                 &field,
@@ -617,10 +623,7 @@ pub fn parse_header(buf: &[u8], file_len: Option<u64>) -> Result<Header, ParseEr
 impl Header {
     /// The value of metadata key `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.metadata
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     fn get_u64(&self, key: &str) -> Option<u64> {

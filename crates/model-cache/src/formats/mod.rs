@@ -80,8 +80,13 @@ pub enum SourceError {
     },
 }
 
-fn check_range(name: &str, offset: u64, len: u64, file_len: u64) -> Result<Range<u64>, SourceError> {
-    let end = offset.checked_add(len).unwrap_or(u64::MAX);
+fn check_range(
+    name: &str,
+    offset: u64,
+    len: u64,
+    file_len: u64,
+) -> Result<Range<u64>, SourceError> {
+    let end = offset.saturating_add(len);
     if end > file_len {
         return Err(SourceError::OutOfRange {
             name: name.to_string(),
@@ -352,7 +357,9 @@ pub enum InspectError {
     Gguf(#[from] gguf::GgufError),
     #[error(transparent)]
     Safetensors(#[from] safetensors::SafetensorsError),
-    #[error("`{path}` is neither a GGUF nor a safetensors file (first bytes {head:02x?}); hint: an HTML error page saved as a model file looks like this")]
+    #[error(
+        "`{path}` is neither a GGUF nor a safetensors file (first bytes {head:02x?}); hint: an HTML error page saved as a model file looks like this"
+    )]
     UnknownFormat { path: String, head: Vec<u8> },
 }
 

@@ -24,13 +24,17 @@ pub const FIRST_READ: u64 = 100_001;
 pub enum SafetensorsError {
     #[error("`{name}` has {len} bytes, too few for a safetensors header")]
     TooShort { name: String, len: u64 },
-    #[error("The safetensors header of `{name}` declares {header_len} bytes, more than the {cap} byte cap")]
+    #[error(
+        "The safetensors header of `{name}` declares {header_len} bytes, more than the {cap} byte cap"
+    )]
     HeaderTooLarge {
         name: String,
         header_len: u64,
         cap: u64,
     },
-    #[error("The safetensors header of `{name}` declares {header_len} bytes but the file has {file_len}; hint: the file is truncated")]
+    #[error(
+        "The safetensors header of `{name}` declares {header_len} bytes but the file has {file_len}; hint: the file is truncated"
+    )]
     Truncated {
         name: String,
         header_len: u64,
@@ -157,7 +161,10 @@ pub fn parse_header(
         };
         let (begin, end) = raw.data_offsets;
         if end < begin {
-            return Err(invalid(&key, format!("data_offsets [{begin}, {end}] end before they begin")));
+            return Err(invalid(
+                &key,
+                format!("data_offsets [{begin}, {end}] end before they begin"),
+            ));
         }
         let elements = raw
             .shape
@@ -167,8 +174,14 @@ pub fn parse_header(
         let bits_total = elements
             .checked_mul(bits)
             .ok_or_else(|| invalid(&key, "byte size overflows 64 bits".into()))?;
-        if bits_total % 8 != 0 {
-            return Err(invalid(&key, format!("{elements} elements of {} do not fill whole bytes", raw.dtype)));
+        if !bits_total.is_multiple_of(8) {
+            return Err(invalid(
+                &key,
+                format!(
+                    "{elements} elements of {} do not fill whole bytes",
+                    raw.dtype
+                ),
+            ));
         }
         if bits_total / 8 != end - begin {
             return Err(invalid(
@@ -208,7 +221,9 @@ pub fn parse_header(
         if next != buffer {
             return Err(invalid(
                 "data_offsets",
-                format!("tensor data ends at {next} but the file holds {buffer} bytes after the header"),
+                format!(
+                    "tensor data ends at {next} but the file holds {buffer} bytes after the header"
+                ),
             ));
         }
     }
@@ -325,10 +340,11 @@ struct RawIndex {
 
 /// Parses a `*.safetensors.index.json` (also `pytorch_model.bin.index.json`, same shape).
 pub fn parse_index(name: &str, json: &[u8]) -> Result<ShardIndex, SafetensorsError> {
-    let raw: RawIndex = serde_json::from_slice(json).map_err(|e| SafetensorsError::InvalidIndex {
-        name: name.to_string(),
-        reason: e.to_string(),
-    })?;
+    let raw: RawIndex =
+        serde_json::from_slice(json).map_err(|e| SafetensorsError::InvalidIndex {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
     let total_size = match raw.metadata.as_ref().and_then(|m| m.get("total_size")) {
         None => None,
         // Some writers store it as a float or a string.

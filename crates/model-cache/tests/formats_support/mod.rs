@@ -178,7 +178,7 @@ impl Writer {
             self.u64(&mut out, offset);
             offset += self.tensor_bytes(dims, *t).div_ceil(self.alignment) * self.alignment;
         }
-        while out.len() as u64 % self.alignment != 0 {
+        while !(out.len() as u64).is_multiple_of(self.alignment) {
             out.push(0);
         }
         (out, offset)
