@@ -219,8 +219,11 @@ fn stale_partial_files_and_unreferenced_blobs_are_cleaned() {
     let report = janitor
         .cleanup(SystemTime::now(), &HashSet::new(), &HashSet::new(), false)
         .unwrap();
-    assert_eq!(report.stale_incomplete.paths, [stale.clone()]);
-    assert_eq!(report.unreferenced_blobs.paths, [orphan.clone()]);
+    assert_eq!(report.stale_incomplete.paths, std::slice::from_ref(&stale));
+    assert_eq!(
+        report.unreferenced_blobs.paths,
+        std::slice::from_ref(&orphan)
+    );
     assert!(!stale.exists() && !orphan.exists());
     assert!(fresh.exists(), "a partial file in use recently stays");
     assert!(

@@ -209,14 +209,15 @@ fn snapshot_blobs(
                 // link pointing anywhere else is not ours to size or remove.
                 let parent_is_blobs = lexical_normalize(resolved.parent().unwrap_or(snapshot))
                     == lexical_normalize(&blobs_dir);
-                if parent_is_blobs && plain_segment(&name) {
-                    if let Ok(meta) = fs::metadata(blobs_dir.join(&name)) {
-                        newest = newest.max(newest_time(&meta));
-                        blobs.push(BlobUse {
-                            key: name,
-                            size: meta.len(),
-                        });
-                    }
+                if parent_is_blobs
+                    && plain_segment(&name)
+                    && let Ok(meta) = fs::metadata(blobs_dir.join(&name))
+                {
+                    newest = newest.max(newest_time(&meta));
+                    blobs.push(BlobUse {
+                        key: name,
+                        size: meta.len(),
+                    });
                 }
             } else if kind.is_file() {
                 let meta = entry.metadata().map_err(scan_err(&path))?;
