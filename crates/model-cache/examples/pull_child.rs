@@ -2,24 +2,36 @@
 //! two processes against one cache (`tests/download_process.rs`), and for the benchmark.
 //!
 //! ```text
-//! pull_child ENDPOINT HUB_CACHE DATA_DIR REPO FILE CHUNK_SIZE RATE_BYTES_PER_S CONNECTIONS
+//! pull_child ENDPOINT HUB_CACHE DATA_DIR REPO FILE CHUNK_SIZE RATE_BYTES_PER_S CONNECTIONS [events]
 //! ```
 //!
-//! A rate of 0 means unlimited. On success it prints one JSON line with the summary and exits
+//! A rate of 0 means unlimited. With `events`, every progress event is printed first, one JSON
+//! line each with the milliseconds since start in `t_ms`. On success it prints one JSON line with the summary and exits
 //! 0; on failure it prints the error to stderr and exits 1.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use model_cache::download::{DownloadRequest, Downloader, NoReporter};
+use model_cache::download::{DownloadEvent, DownloadRequest, Downloader, NoReporter, Reporter};
 use model_cache::hub::HubClient;
 use model_cache::index::Index;
 use model_cache::retry::RetryPolicy;
 use model_cache::{RepoId, Settings};
 
+/// Prints events as JSON lines with a timestamp.
+struct PrintReporter(std::time::Instant);
+
+impl Reporter for PrintReporter {
+    fn report(&self, event: DownloadEvent) {
+        let mut value = serde_json::to_value(&event).expect("events serialise");
+        value["t_ms"] = serde_json::json!(self.0.elapsed().as_secs_f64() * 1000.0);
+        println!("{value}");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() != 8 {
+    if args.len() != 8 && !(args.len() == 9 && args[8] == "events") {
         eprintln!(
             "Usage: pull_child ENDPOINT HUB_CACHE DATA_DIR REPO FILE CHUNK_SIZE RATE CONNECTIONS"
         );
@@ -47,13 +59,18 @@ fn main() {
         let hub = HubClient::new(&settings).map_err(|e| e.to_string())?;
         let index = Index::open(&settings.data_dir).map_err(|e| e.to_string())?;
         let downloader = Downloader::new(&settings, hub, index);
+        let reporter: Arc<dyn Reporter> = if args.len() == 9 {
+            Arc::new(PrintReporter(std::time::Instant::now()))
+        } else {
+            Arc::new(NoReporter)
+        };
         let request = DownloadRequest {
             repo,
             revision: "main".into(),
             files: vec![args[4].as_str().into()],
         };
         downloader
-            .download(request, Arc::new(NoReporter))
+            .download(request, reporter)
             .await
             .map_err(|e| e.to_string())
     });

@@ -16,7 +16,7 @@ pub enum DownloadError {
         repo: String,
         path: String,
         #[source]
-        source: HubError,
+        source: Box<HubError>,
     },
     /// Resolving the revision or listing the repo failed.
     #[error("Could not resolve `{repo}` at `{revision}`: {source}")]
@@ -24,7 +24,7 @@ pub enum DownloadError {
         repo: String,
         revision: String,
         #[source]
-        source: HubError,
+        source: Box<HubError>,
     },
     /// A file name from the Hub that could escape the snapshot folder or is not a valid path.
     #[error("Refusing file `{path}` of `{repo}`: {reason}")]

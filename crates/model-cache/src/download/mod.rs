@@ -367,7 +367,7 @@ async fn run_online(
     let resolve_error = |source: HubError| DownloadError::Resolve {
         repo: repo_name.clone(),
         revision: request.revision.clone(),
-        source,
+        source: Box::new(source),
     };
     // Pin one commit for the whole request, so files of one request never mix revisions.
     let given_commit = request
@@ -612,7 +612,7 @@ async fn download_file(
                 .map_err(|source| DownloadError::Hub {
                     repo: repo_name.clone(),
                     path: spec.path.clone(),
-                    source,
+                    source: Box::new(source),
                 })?,
         };
         if !is_valid_etag(&meta.etag) || !is_commit_hash(&meta.commit) {
@@ -1117,7 +1117,7 @@ async fn transfer_all(
             .map_err(|source| DownloadError::Hub {
                 repo: transfer.repo.clone(),
                 path: transfer.path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         if fresh.etag != meta.etag || fresh.size != meta.size {
             return Err(TransferFailure::Changed {

@@ -161,14 +161,13 @@ mod tests {
     fn slow_tail_picks_the_straggler() {
         let t0 = Instant::now();
         let make = |done: u64| {
-            let segment = Arc::new(Segment {
+            Arc::new(Segment {
                 chunk: 0,
                 pos: AtomicU64::new(done),
                 end: AtomicU64::new(10_000),
                 started: t0,
                 start_pos: 0,
-            });
-            segment
+            })
         };
         let fast_a = make(5_000);
         let fast_b = make(4_000);

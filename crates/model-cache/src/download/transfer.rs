@@ -615,7 +615,7 @@ async fn run_segment(
                         return Err(DownloadError::Hub {
                             repo: transfer.repo.clone(),
                             path: transfer.path.clone(),
-                            source: error,
+                            source: Box::new(error),
                         }
                         .into());
                     }
@@ -859,7 +859,7 @@ async fn sequential_stream(
                         return Err(DownloadError::Hub {
                             repo: transfer.repo.clone(),
                             path: transfer.path.clone(),
-                            source: error,
+                            source: Box::new(error),
                         }
                         .into());
                     }

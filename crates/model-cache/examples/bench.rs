@@ -1,0 +1,320 @@
+//! The downloader benchmark: prints figures, asserts nothing.
+//!
+//! ```text
+//! cargo build --release -p model-cache --examples
+//! cargo run --release -p model-cache --example bench -- [--size 4GiB] [--link-mbps 400]
+//!     [--conn-mbps 40] [--connections 16] [--chunk-size 5MiB] [--skip-baseline]
+//! ```
+//!
+//! It starts the hub emulator with a per-connection cap and a total link cap on its CDN, then:
+//! 1. pulls `demo/big` with the downloader in a child process (`pull_child`), sampling the
+//!    child's peak RSS (`VmHWM`) and timing the last chunk against the verified event;
+//! 2. downloads the same file the way `hf download` does: one GET, sequential writes, hash after;
+//! 3. pulls again in a fresh cache, kills the child with SIGKILL at 50 % of the chunks, resumes,
+//!    and compares the bytes fetched twice with the bytes that were in flight.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hub_emulator::faults::parse_size;
+use hub_emulator::{Emulator, EmulatorConfig, Fault, FaultRule};
+use model_cache::hash::{HashAlgorithm, hash_file_blocking};
+use model_cache::hub::HubClient;
+use model_cache::{RepoId, Settings};
+
+const FILE: &str = "big-model-Q4_K_M.gguf";
+
+struct Options {
+    size: u64,
+    link: u64,
+    conn: u64,
+    connections: usize,
+    chunk: u64,
+    baseline: bool,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        size: 4 << 30,
+        link: 400_000_000,
+        conn: 40_000_000,
+        connections: 16,
+        chunk: 5 << 20,
+        baseline: true,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = || {
+            args.get(i + 1).cloned().unwrap_or_else(|| {
+                eprintln!("`{}` needs a value", args[i]);
+                std::process::exit(2)
+            })
+        };
+        let size = |text: String| {
+            parse_size(&text).unwrap_or_else(|| {
+                eprintln!("Invalid size `{text}`");
+                std::process::exit(2)
+            })
+        };
+        match args[i].as_str() {
+            "--size" => options.size = size(value()),
+            "--link-mbps" => options.link = size(value()) * 1_000_000,
+            "--conn-mbps" => options.conn = size(value()) * 1_000_000,
+            "--connections" => options.connections = size(value()) as usize,
+            "--chunk-size" => options.chunk = size(value()),
+            "--skip-baseline" => {
+                options.baseline = false;
+                i += 1;
+                continue;
+            }
+            other => {
+                eprintln!("Unknown option `{other}`");
+                std::process::exit(2)
+            }
+        }
+        i += 2;
+    }
+    options
+}
+
+fn child_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let binary = exe
+        .parent()
+        .expect("examples folder")
+        .join(format!("pull_child{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "-p", "model-cache", "--example", "pull_child"]);
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        assert!(command.status().expect("cargo runs").success());
+    }
+    binary
+}
+
+fn spawn_pull(emulator: &Emulator, dir: &Path, options: &Options) -> Child {
+    Command::new(child_binary())
+        .args([
+            emulator.url(),
+            dir.join("hub").display().to_string(),
+            dir.join("data").display().to_string(),
+            "demo/big".into(),
+            FILE.into(),
+            options.chunk.to_string(),
+            "0".into(),
+            options.connections.to_string(),
+            "events".into(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("pull_child starts")
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+struct PullFigures {
+    seconds: f64,
+    peak_rss_kib: u64,
+    last_chunk_ms: f64,
+    verified_ms: f64,
+}
+
+/// Runs a pull in a child to the end (or, with `kill_at`, until that fraction of chunks is
+/// recorded, then SIGKILLs it).
+fn run_pull(
+    emulator: &Emulator,
+    dir: &Path,
+    options: &Options,
+    kill_at: Option<f64>,
+) -> PullFigures {
+    let start = Instant::now();
+    let mut child = spawn_pull(emulator, dir, options);
+    let pid = child.id();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = std::sync::mpsc::channel::<serde_json::Value>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str(&line) {
+                let _ = sender.send(value);
+            }
+        }
+    });
+    let mut peak = 0u64;
+    let mut last_chunk_ms = 0.0;
+    let mut verified_ms = 0.0;
+    let mut killed = false;
+    loop {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak = peak.max(kib);
+        }
+        while let Ok(event) = receiver.try_recv() {
+            match event["event"].as_str() {
+                Some("chunk_done") => {
+                    let done = event["chunks_done"].as_f64().unwrap_or(0.0);
+                    let total = event["chunks_total"].as_f64().unwrap_or(1.0);
+                    if done == total {
+                        last_chunk_ms = event["t_ms"].as_f64().unwrap_or(0.0);
+                    }
+                    if let Some(fraction) = kill_at
+                        && !killed
+                        && done / total >= fraction
+                    {
+                        let _ = child.kill();
+                        killed = true;
+                    }
+                }
+                Some("verified") => verified_ms = event["t_ms"].as_f64().unwrap_or(0.0),
+                _ => {}
+            }
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            if kill_at.is_none() && !status.success() {
+                panic!("pull_child failed: {status}");
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = reader.join();
+    PullFigures {
+        seconds: start.elapsed().as_secs_f64(),
+        peak_rss_kib: peak,
+        last_chunk_ms,
+        verified_ms,
+    }
+}
+
+/// `hf download`'s way: one GET of the whole file, written in order, hashed afterwards.
+fn single_stream(runtime: &tokio::runtime::Runtime, emulator: &Emulator, dir: &Path) -> f64 {
+    let mut settings = Settings::new(dir.join("hub"), dir.join("data"));
+    settings.endpoint = emulator.url();
+    let hub = HubClient::new(&settings).expect("client");
+    let repo = RepoId::model("demo/big").expect("repo id");
+    let path = dir.join("single.bin");
+    let start = Instant::now();
+    let size = runtime.block_on(async {
+        let meta = hub
+            .file_metadata(&repo, "main", FILE)
+            .await
+            .expect("metadata");
+        let mut response = hub
+            .get_range(&meta.download_url, None, None)
+            .await
+            .expect("GET")
+            .body;
+        let mut file = std::io::BufWriter::with_capacity(
+            10 << 20,
+            std::fs::File::create(&path).expect("create"),
+        );
+        while let Some(bytes) = response.chunk().await.expect("body") {
+            file.write_all(&bytes).expect("write");
+        }
+        file.flush().expect("flush");
+        meta.size
+    });
+    hash_file_blocking(&path, HashAlgorithm::Sha256, size).expect("hash");
+    let seconds = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    seconds
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let emulator = runtime
+        .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(
+            options.size,
+        )))
+        .expect("emulator");
+    let size = emulator
+        .catalog()
+        .file(hub_emulator::RepoKind::Model, "demo/big", "main", FILE)
+        .map(|f| f.size())
+        .unwrap_or(options.size);
+    emulator
+        .faults()
+        .set(FaultRule::global(Fault::ConnectionBandwidth(options.conn)).on("/cdn/*"));
+    emulator
+        .faults()
+        .set(FaultRule::global(Fault::TotalBandwidth(options.link)).on("/cdn/*"));
+    let mb = |bytes: f64| bytes / 1e6;
+    println!(
+        "file {:.1} MiB, link {:.0} MB/s, {:.0} MB/s per connection, {} connections, chunks of {} KiB",
+        size as f64 / 1048576.0,
+        mb(options.link as f64),
+        mb(options.conn as f64),
+        options.connections,
+        options.chunk / 1024
+    );
+    let base = std::env::temp_dir().join(format!("mc-bench-{}", std::process::id()));
+
+    // 1. Parallel pull.
+    let dir = base.join("pull");
+    let served = emulator.bytes_served();
+    let pull = run_pull(&emulator, &dir, &options, None);
+    let throughput = (emulator.bytes_served() - served) as f64 / pull.seconds;
+    println!(
+        "parallel pull: {:.2} s, {:.1} MB/s = {:.1} % of the link",
+        pull.seconds,
+        mb(throughput),
+        100.0 * throughput / options.link as f64
+    );
+    println!(
+        "peak RSS of the pulling process: {:.1} MiB",
+        pull.peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "last chunk recorded -> verified: {:.0} ms",
+        (pull.verified_ms - pull.last_chunk_ms).max(0.0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // 2. Single stream.
+    if options.baseline {
+        let dir = base.join("single");
+        std::fs::create_dir_all(&dir).expect("bench dir");
+        let seconds = single_stream(&runtime, &emulator, &dir);
+        println!(
+            "single stream (one GET, hash after): {:.2} s; parallel pull is {:.2}x faster",
+            seconds,
+            seconds / pull.seconds
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // 3. Kill at 50 %, resume.
+    let dir = base.join("kill");
+    let before = emulator.bytes_served();
+    run_pull(&emulator, &dir, &options, Some(0.5));
+    let at_kill = emulator.bytes_served() - before;
+    run_pull(&emulator, &dir, &options, None);
+    let total = emulator.bytes_served() - before;
+    let refetched = total.saturating_sub(size);
+    println!(
+        "kill -9 at 50 %: {:.1} MiB served before the kill, {:.1} MiB fetched twice; in flight at most {} x {} KiB = {:.1} MiB",
+        at_kill as f64 / 1048576.0,
+        refetched as f64 / 1048576.0,
+        options.connections,
+        options.chunk / 1024,
+        (options.connections as u64 * options.chunk) as f64 / 1048576.0
+    );
+    let _ = std::fs::remove_dir_all(&base);
+    drop(emulator);
+}
