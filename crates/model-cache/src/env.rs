@@ -252,6 +252,7 @@ pub fn settings_from_env(
         .filter(|value| !value.is_empty())
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
     settings.token = token(&lookup, home).map(|(token, _)| token);
+    settings.token_file = Some(token_path(&lookup, home));
     settings.offline = [HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE]
         .iter()
         .any(|name| get(&lookup, name).is_some_and(|value| is_true(&value)));

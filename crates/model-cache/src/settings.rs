@@ -31,6 +31,9 @@ pub struct Settings {
     pub mirrors: Vec<String>,
     /// Access token, sent only to the endpoint's (or a mirror's) own origin.
     pub token: Option<Token>,
+    /// Where a token set by the user (log in) is stored: `$HF_HOME/token`, the file
+    /// `huggingface_hub` reads. `None`: the token is kept in memory only.
+    pub token_file: Option<PathBuf>,
     /// No network at all: everything is served from the cache.
     pub offline: bool,
     /// Transfer limits.
@@ -52,6 +55,7 @@ impl Settings {
             endpoint: DEFAULT_ENDPOINT.to_string(),
             mirrors: Vec::new(),
             token: None,
+            token_file: None,
             offline: false,
             limits: Limits::default(),
             retry: RetryPolicy::default(),

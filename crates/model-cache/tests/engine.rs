@@ -46,6 +46,7 @@ fn settings(dir: &std::path::Path, endpoint: String) -> Settings {
     settings.endpoint = endpoint;
     settings.retry = RetryPolicy::immediate();
     settings.limits.chunk_size = 256 * 1024;
+    settings.token_file = Some(dir.join("hf-home/token"));
     settings
 }
 
@@ -230,6 +231,26 @@ async fn gated_repos_explain_what_to_do() {
         error.kind()
     );
     assert!(error.hint().is_some(), "a hint is given: {text}");
+
+    // Logging in takes effect at once and stores the token where huggingface_hub reads it.
+    engine
+        .set_token(model_cache::Token::new("hf_demo_token"))
+        .unwrap();
+    assert!(engine.has_token());
+    let token_file = dir.path().join("hf-home/token");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), "hf_demo_token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let report = engine
+        .variants(&"demo/gated".parse().unwrap(), None)
+        .await
+        .unwrap();
+    assert!(!report.variants.is_empty());
+    engine.set_token(None).unwrap();
+    assert!(!token_file.exists());
+    assert!(!engine.has_token());
     engine.shutdown();
     emulator.shutdown().await;
 }

@@ -43,6 +43,7 @@ use crate::repo::RepoId;
 use crate::scheduler::{
     DownloaderRunner, Probes, Scheduler, SchedulerConfig, SchedulerError, SchedulerEvent,
 };
+use crate::secret::Token;
 use crate::settings::Settings;
 use crate::store::{CachedLookup, HubCache, StoreError};
 use crate::variants::{self, HubRepoFiles, ListedFile, LocalRepoFiles, Variant};
@@ -859,12 +860,55 @@ impl Engine {
         self.inner.scheduler.set_cache_policy(policy);
     }
 
+    /// Whether a Hub token is set (its value is never returned).
+    pub fn has_token(&self) -> bool {
+        self.inner.hub.has_token()
+    }
+
+    /// Logs in (`Some`) or out (`None`): the token is used at once by every request, and stored
+    /// in `settings.token_file` (owner-only, written atomically) where `huggingface_hub` reads it.
+    pub fn set_token(&self, token: Option<Token>) -> Result<(), EngineError> {
+        if let Some(path) = &self.inner.settings.token_file {
+            store_token(path, token.as_ref()).map_err(|source| StoreError::Io {
+                action: "store the token in",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        self.inner.hub.set_token(token);
+        Ok(())
+    }
+
     /// Records a use of a model through one of our interfaces (for LRU eviction).
     fn touch(&self, repo: &RepoId) {
         if let Err(error) = self.inner.index.touch(repo) {
             tracing::warn!(%repo, %error, "could not record the use of a model");
         }
     }
+}
+
+/// Writes (or removes) the token file: a temp file with mode 0600 renamed into place.
+fn store_token(path: &Path, token: Option<&Token>) -> std::io::Result<()> {
+    let Some(token) = token else {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".token.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::io::Write;
+        let mut file = options.open(&tmp)?;
+        file.write_all(token.expose().as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

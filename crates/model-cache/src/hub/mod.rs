@@ -63,7 +63,8 @@ struct Inner {
     mirrors: Vec<String>,
     /// Origins that may receive the token: the endpoint's and the mirrors'.
     trusted: Vec<url::Origin>,
-    token: Option<Token>,
+    /// Changeable while running (the user logs in or out in the app); clones share it.
+    token: std::sync::RwLock<Option<Token>>,
     offline: bool,
     retry: RetryPolicy,
     metadata_timeout: Duration,
@@ -74,7 +75,7 @@ impl std::fmt::Debug for HubClient {
         f.debug_struct("HubClient")
             .field("endpoint", &self.inner.endpoint)
             .field("mirrors", &self.inner.mirrors)
-            .field("token", &self.inner.token)
+            .field("token", &*self.token())
             .field("offline", &self.inner.offline)
             .finish_non_exhaustive()
     }
@@ -128,7 +129,7 @@ impl HubClient {
                 endpoint,
                 mirrors,
                 trusted,
-                token: settings.token.clone(),
+                token: std::sync::RwLock::new(settings.token.clone()),
                 offline: settings.offline,
                 retry: settings.retry.clone(),
                 metadata_timeout: settings.timeouts.metadata,
@@ -153,7 +154,20 @@ impl HubClient {
 
     /// Whether a token is configured (its value is never exposed).
     pub fn has_token(&self) -> bool {
-        self.inner.token.is_some()
+        self.token().is_some()
+    }
+
+    /// Replaces the token (log in / log out) for this client and all its clones.
+    pub fn set_token(&self, token: Option<Token>) {
+        *self
+            .inner
+            .token
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = token;
+    }
+
+    fn token(&self) -> std::sync::RwLockReadGuard<'_, Option<Token>> {
+        self.inner.token.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The retry policy requests use.
@@ -415,7 +429,7 @@ impl HubClient {
     /// A request with `Authorization` only if `url` is on a trusted origin.
     fn request(&self, method: Method, url: &Url) -> reqwest::RequestBuilder {
         let mut request = self.inner.http.request(method, url.clone());
-        if let Some(token) = &self.inner.token
+        if let Some(token) = &*self.token()
             && self.is_trusted(url)
         {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -517,7 +531,7 @@ impl HubClient {
             let body = response.text().await.unwrap_or_default();
             message = error_message_from_body(&body).unwrap_or_default();
         }
-        let had_token = self.inner.token.is_some() && self.is_trusted(url);
+        let had_token = self.has_token() && self.is_trusted(url);
         let url_text = url.to_string();
         if status == 429 {
             return HubError::RateLimited {
