@@ -715,7 +715,19 @@ impl Inner {
                 self.set_state(id, QueueState::Cancelled, None, None)?;
             }
             Err(RunFailure::DiskFull { needed, available }) => {
-                let reason = DeferReason::DiskFull { needed, available };
+                // The job is tried again once the probe sees more free space than now. The
+                // probe's reading is the baseline (not only the downloader's figure) so a
+                // reading that lags behind the file system cannot restart it in a loop.
+                let probed = self
+                    .probes
+                    .disk
+                    .space(&self.hub_cache)
+                    .map(|s| s.available)
+                    .unwrap_or(0);
+                let reason = DeferReason::DiskFull {
+                    needed,
+                    available: available.max(probed),
+                };
                 self.set_state(id, QueueState::Deferred, Some(&reason), None)?;
             }
             Err(RunFailure::Failed { kind, message }) => {
