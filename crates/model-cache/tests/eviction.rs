@@ -309,3 +309,49 @@ async fn the_scheduler_evicts_to_make_room_and_cleans_up_over_budget_in_the_back
     assert_eq!(health.jobs.get("done"), Some(&1));
     scheduler.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn old_revisions_go_when_a_newer_one_completes_if_the_user_asked() {
+    let rig = rig(vec![model_repo("t/evolving", 300_000, 51)], |config| {
+        config.cache_policy.prune_old_revisions = true;
+    })
+    .await;
+    let first = rig.scheduler.enqueue(job_for("t/evolving")).unwrap();
+    wait_state(&rig.scheduler, first.id, QueueState::Done).await;
+    let old_snapshot = snapshot_of(rig.hub_cache(), "t/evolving").unwrap();
+    let old_blob = fs::canonicalize(old_snapshot.join("model.gguf")).unwrap();
+    let config_blob = fs::canonicalize(old_snapshot.join("config.json")).unwrap();
+
+    // Upstream moves on: the model file changes, the config stays the same.
+    rig.emulator
+        .change_file(
+            hub_emulator::RepoKind::Model,
+            "t/evolving",
+            "main",
+            "model.gguf",
+        )
+        .unwrap();
+    let second = rig.scheduler.enqueue(job_for("t/evolving")).unwrap();
+    wait_state(&rig.scheduler, second.id, QueueState::Done).await;
+
+    let new_snapshot = snapshot_of(rig.hub_cache(), "t/evolving").unwrap();
+    assert_ne!(new_snapshot, old_snapshot);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while old_snapshot.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old revision was never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!old_blob.exists(), "the old model blob went with it");
+    assert!(
+        config_blob.exists(),
+        "the config blob is shared with the new revision"
+    );
+    assert_eq!(
+        fs::canonicalize(new_snapshot.join("config.json")).unwrap(),
+        config_blob
+    );
+    assert!(new_snapshot.join("model.gguf").exists());
+}
