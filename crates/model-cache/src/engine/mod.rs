@@ -724,6 +724,9 @@ impl Engine {
             let mut policy = self.inner.scheduler.cache_policy();
             let previous = policy.clone();
             policy.budget = Some(budget);
+            // The background cleanup must not act on this one-off budget: for a dry run it
+            // would really evict what the user only asked to see.
+            policy.auto_cleanup = false;
             self.inner.scheduler.set_cache_policy(policy);
             let report = self.inner.scheduler.cleanup(dry_run);
             self.inner.scheduler.set_cache_policy(previous);
