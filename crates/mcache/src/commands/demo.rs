@@ -7,6 +7,8 @@ use crate::exit::ExitStatus;
 use crate::printer::Printer;
 
 pub async fn demo(port: u16, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    // Catch Ctrl-C before the URL is out: a script may interrupt as soon as it has read it.
+    let mut interrupt = crate::commands::Interrupt::install()?;
     let config = EmulatorConfig {
         hub_port: port,
         ..EmulatorConfig::demo()
@@ -28,7 +30,7 @@ pub async fn demo(port: u16, printer: &Printer) -> anyhow::Result<ExitStatus> {
         "Try: mcache --endpoint {url} variants demo/tiny-gguf   (token for gated/private repos: {DEMO_TOKEN})"
     ));
     printer.message("Press Ctrl-C to stop");
-    let _ = tokio::signal::ctrl_c().await;
+    interrupt.wait().await;
     emulator.shutdown().await;
     printer.message("Demo hub stopped");
     Ok(ExitStatus::Success)

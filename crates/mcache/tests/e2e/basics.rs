@@ -239,7 +239,7 @@ fn path_of_an_uncached_file_is_an_offline_miss_with_a_hint() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("hint: download it with `mcache pull")),
+            .any(|l| l.starts_with("hint: ") && l.contains("mcache pull demo/tiny-gguf")),
         "{}",
         run.stderr
     );

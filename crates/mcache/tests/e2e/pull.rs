@@ -27,10 +27,6 @@ fn pull_a_quant_variant_then_again_with_no_network_bytes() {
         "verified content"
     );
     assert!(
-        snapshot.join("config.json").is_file(),
-        "companion files come along"
-    );
-    assert!(
         !snapshot.join("tiny-model-Q2_K.gguf").exists(),
         "other quants are not downloaded"
     );
@@ -41,13 +37,55 @@ fn pull_a_quant_variant_then_again_with_no_network_bytes() {
         "the file came from the CDN ({first} ≥ {size})"
     );
 
-    let run = world.run(&["pull", REPO, "--quant", "Q4_K_M"]);
-    assert_eq!(PathBuf::from(run.ok().trim()), snapshot);
+    let seq = world.emulator.log().records().len();
+    let run = world.run(&["--json", "pull", REPO, "--quant", "Q4_K_M"]);
+    run.ok();
+    let lines = run.json_lines();
+    let result = lines.last().unwrap();
     assert_eq!(
-        world.cdn_bytes(),
-        first,
+        PathBuf::from(result["snapshot_path"].as_str().unwrap()),
+        snapshot
+    );
+    assert_eq!(
+        result["bytes_downloaded"], 0,
         "the second pull downloads nothing"
     );
+    assert!(
+        lines
+            .iter()
+            .all(|e| e["event"] != "file_started" && e["event"] != "bytes"),
+        "no transfer starts"
+    );
+    // What the second run fetched from the CDN is only the engine's header probes for the
+    // variants table (range reads at the start of each file), never the file body.
+    let records = world.emulator.log().records();
+    for record in records[seq..]
+        .iter()
+        .filter(|r| r.listener == hub_emulator::Listener::Cdn)
+    {
+        let range = record.range.as_deref().unwrap_or("(whole file)");
+        let start: u64 = range
+            .trim_start_matches("bytes=")
+            .split('-')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(u64::MAX);
+        assert!(
+            start < 1 << 20,
+            "a header read, not a transfer: {} {range}",
+            record.path
+        );
+        if record.path.ends_with(Q4) {
+            assert!(
+                record.bytes_sent < size / 4,
+                "{} {range}: {}",
+                record.path,
+                record.bytes_sent
+            );
+        }
+    }
+    let run = world.run(&["pull", REPO, "--quant", "Q4_K_M"]);
+    assert_eq!(PathBuf::from(run.ok().trim()), snapshot);
     assert!(run.stderr.contains("already cached"), "{}", run.stderr);
 }
 
@@ -55,24 +93,22 @@ fn pull_a_quant_variant_then_again_with_no_network_bytes() {
 fn without_a_choice_the_recommended_variant_is_taken_and_said() {
     let world = World::new();
     let report = world.run(&["--json", "variants", REPO]).json();
-    let recommended = report["recommended"]
-        .as_str()
-        .expect("a recommendation")
-        .to_string();
-    let run = world.run(&["pull", REPO]);
-    let snapshot = PathBuf::from(run.ok().trim());
-    assert!(
-        run.stderr
-            .contains(&format!("recommended variant `{recommended}`")),
-        "{}",
-        run.stderr
-    );
+    let recommended = report["recommended"].as_str().expect("a recommendation");
     let variant = report["variants"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["name"] == recommended.as_str())
-        .unwrap();
+        .find(|v| v["id"] == recommended && v["recommended"] == true)
+        .expect("the recommended variant is marked");
+    let name = variant["name"].as_str().unwrap();
+    let run = world.run(&["pull", REPO]);
+    let snapshot = PathBuf::from(run.ok().trim());
+    assert!(
+        run.stderr
+            .contains(&format!("recommended variant `{name}`")),
+        "{}",
+        run.stderr
+    );
     for file in variant["files"].as_array().unwrap() {
         let path = snapshot.join(file["path"].as_str().unwrap());
         assert!(
@@ -120,11 +156,11 @@ fn cache_commands_list_locate_verify_pin_gc_and_remove() {
     let requests = world.emulator.log().records().len();
     let path = world.run(&["--offline", "path", REPO, Q4]);
     assert_eq!(PathBuf::from(path.ok().trim()), snapshot.join(Q4));
-    let path = world.run_with_env(&["path", REPO, "config.json"], &[("HF_HUB_OFFLINE", "1")]);
-    assert_eq!(
-        PathBuf::from(path.ok().trim()),
-        snapshot.join("config.json")
-    );
+    let path = world.run_with_env(&["path", REPO, Q4], &[("HF_HUB_OFFLINE", "1")]);
+    assert_eq!(PathBuf::from(path.ok().trim()), snapshot.join(Q4));
+    world
+        .run(&["--offline", "path", REPO, "tiny-model-Q2_K.gguf"])
+        .code(5);
     assert_eq!(
         world.emulator.log().records().len(),
         requests,
