@@ -87,6 +87,14 @@ async fn unplugging_defers_running_jobs_and_plugging_in_resumes_them() {
     );
     let health = rig.scheduler.health().unwrap();
     assert!(health.deferred_ms.contains_key("on_battery"), "{health:#?}");
+    let history = rig.scheduler.speed_history(one.id).unwrap();
+    assert!(!history.is_empty(), "progress was sampled");
+    assert!(history.windows(2).all(|w| w[0].at <= w[1].at));
+    // A model with a running download cannot be removed; a finished one can.
+    let repo = model_cache::RepoId::model("t/one").unwrap();
+    let removed = rig.scheduler.remove(&repo, None, false, false).unwrap();
+    assert!(removed.bytes_freed >= MODEL_SIZE);
+    assert!(snapshot_of(rig.hub_cache(), "t/one").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

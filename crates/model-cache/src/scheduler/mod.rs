@@ -430,6 +430,38 @@ impl Scheduler {
         self.inner.cleanup(dry_run)
     }
 
+    /// Removes a repo, or one revision (a commit or a ref name), from the cache and the index;
+    /// pinned ones only with `force`; repos with a queued or running job never. Deferred jobs
+    /// are re-evaluated at once, since space was freed.
+    pub fn remove(
+        &self,
+        repo: &RepoId,
+        revision: Option<&str>,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<crate::policy::gc::Removal, SchedulerError> {
+        if self.inner.protected()?.contains(repo) {
+            return Err(SchedulerError::InvalidJob {
+                reason: format!(
+                    "`{repo}` has a queued or running download\nhint: cancel it first (`mcache queue cancel`)"
+                ),
+            });
+        }
+        let removal = self.janitor().remove(repo, revision, force, dry_run)?;
+        if !dry_run {
+            self.inner.probes.changes.notify();
+        }
+        Ok(removal)
+    }
+
+    /// A job's speed history, oldest sample first.
+    pub fn speed_history(&self, id: i64) -> Result<Vec<queue::SpeedSample>, SchedulerError> {
+        Ok(self
+            .inner
+            .index
+            .with_conn("read the speed history", |c| queue::speed_history(c, id))?)
+    }
+
     /// Plans an eviction that frees `bytes` (a dry run: nothing is removed).
     pub fn plan_eviction(&self, bytes: u64) -> Result<EvictionPlan, SchedulerError> {
         let protected = self.inner.protected()?;
