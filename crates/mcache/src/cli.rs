@@ -152,7 +152,8 @@ pub enum Command {
     Stats,
     /// Check the index against the disk and repair it
     Doctor {
-        /// Report problems, change nothing
+        /// Report problems on disk and remove nothing (the index is still brought in line with
+        /// the disk); exits with 1 when a problem is found
         #[arg(long)]
         check: bool,
     },

@@ -119,7 +119,7 @@ impl std::error::Error for CliError {}
 
 /// The kind of the first error in the chain that has one.
 pub fn error_kind(error: &anyhow::Error) -> Option<String> {
-    error.chain().find_map(|cause| kind_of(cause))
+    error.chain().find_map(kind_of)
 }
 
 /// Recognises the error types that carry a kind. New engine error types are added here.

@@ -206,10 +206,10 @@ impl PullProgress {
                     }
                 }
                 self.set_done(path, *resumed_bytes);
-                if *resumed_bytes > 0 {
-                    if let Some(total) = &self.total {
-                        total.reset_eta();
-                    }
+                if *resumed_bytes > 0
+                    && let Some(total) = &self.total
+                {
+                    total.reset_eta();
                 }
             }
             DownloadEvent::Bytes {

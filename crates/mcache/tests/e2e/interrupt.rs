@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{World, interrupt, sha256_file};
+use crate::common::{World, files_under, interrupt, sha256_file};
 
 const FILE: &str = "big-model-Q4_K_M.gguf";
 const CHUNK: u64 = 1 << 20;
@@ -78,6 +78,16 @@ fn sigint_then_resume_fetches_only_what_is_missing() {
         .map(|dirs| dirs.flatten().any(|dir| dir.path().join(FILE).exists()))
         .unwrap_or(false);
     assert!(!linked, "an unfinished file is never linked");
+    let partial = |world: &World| {
+        files_under(&world.hub_cache())
+            .into_iter()
+            .filter(|path| path.to_string_lossy().ends_with(".incomplete"))
+            .count()
+    };
+    assert!(
+        partial(&world) >= 1,
+        "the partial blob is kept for the resume"
+    );
 
     // The same command again (without the cap, for speed).
     let before = world.cdn_bytes();

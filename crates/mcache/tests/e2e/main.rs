@@ -7,5 +7,6 @@ mod basics;
 mod errors;
 mod interrupt;
 mod json;
+mod manage;
 mod pull;
 mod terminal;

@@ -1,0 +1,126 @@
+//! `config`, `stats` and `doctor`: persisted settings, counters, and the index checked against
+//! the disk.
+
+use std::path::PathBuf;
+
+use crate::common::World;
+
+#[test]
+fn config_set_persists_with_units_and_flags_still_win() {
+    let world = World::new();
+    let run = world.run(&["config", "set", "max_rate_bps", "20MB/s"]);
+    run.ok();
+    assert_eq!(
+        world.run(&["config", "get", "max_rate_bps"]).ok().trim(),
+        "20000000"
+    );
+    world.run(&["config", "set", "cache.budget", "1.5GiB"]).ok();
+    let all = world.run(&["--json", "config", "get"]).json();
+    assert_eq!(all["cache"]["budget"], 1_610_612_736u64);
+    assert_eq!(all["max_rate_bps"], 20_000_000u64, "siblings are kept");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(world.data_dir().join("preferences.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        saved["max_rate_bps"], 20_000_000u64,
+        "saved in the data folder"
+    );
+
+    world.run(&["config", "set", "cache.budget", "none"]).ok();
+    assert_eq!(
+        world.run(&["config", "get", "cache.budget"]).ok().trim(),
+        "null"
+    );
+
+    let run = world.run(&["config", "set", "colour", "blue"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("Unknown setting `colour`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: settings: "), "{}", run.stderr);
+    world
+        .run(&["config", "set", "max_rate_bps", "fast"])
+        .code(2);
+
+    // A saved endpoint applies to later commands; `--endpoint` overrides it.
+    world
+        .run(&["config", "set", "endpoint", "http://127.0.0.1:9"])
+        .ok();
+    let run = world.run(&[
+        "--endpoint",
+        &world.emulator.url(),
+        "variants",
+        "demo/tiny-gguf",
+    ]);
+    run.ok();
+    world.run(&["config", "set", "endpoint", "none"]).ok();
+}
+
+#[test]
+fn stats_count_downloads_and_cache_hits() {
+    let world = World::new();
+    world
+        .run(&["pull", "demo/tiny-gguf", "--quant", "Q2_K"])
+        .ok();
+    world
+        .run(&["pull", "demo/tiny-gguf", "--quant", "Q2_K"])
+        .ok();
+    let stats = world.run(&["--json", "stats"]).json();
+    let counters = &stats["counters"];
+    assert!(
+        counters["bytes_downloaded"].as_u64().unwrap() > 1_000_000,
+        "{stats}"
+    );
+    assert!(
+        counters["bytes_from_cache"].as_u64().unwrap() > 1_000_000,
+        "{stats}"
+    );
+    assert!(stats["health"]["storage"]["used"].as_u64().unwrap() > 1_000_000);
+    let text = world.run(&["stats"]);
+    assert!(text.ok().contains("served from cache"), "{}", text.stdout);
+}
+
+#[test]
+fn doctor_finds_and_repairs_what_broke_on_disk() {
+    let world = World::new();
+    let snapshot = PathBuf::from(
+        world
+            .run(&["pull", "demo/tiny-gguf", "--quant", "Q2_K"])
+            .ok()
+            .trim(),
+    );
+    world.run(&["doctor", "--check"]).ok();
+    // Another tool deletes a blob behind our back: the snapshot link now dangles.
+    let link = snapshot.join("tiny-model-Q2_K.gguf");
+    let blob = std::fs::canonicalize(&link).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let check = world.run(&["--json", "doctor", "--check"]);
+    check.code(1);
+    let report = check.json();
+    assert_eq!(
+        report["broken_links"][0],
+        link.to_str().unwrap(),
+        "{report}"
+    );
+    assert!(
+        check.stderr.contains("hint: run `mcache doctor`"),
+        "{}",
+        check.stderr
+    );
+    assert!(link.is_symlink(), "--check changes nothing on disk");
+    let repair = world.run(&["doctor"]);
+    repair.ok();
+    assert!(!link.is_symlink(), "the broken link is removed");
+    world.run(&["doctor", "--check"]).ok();
+
+    // A repo removed by hand leaves the index too.
+    std::fs::remove_dir_all(world.hub_cache().join("models--demo--tiny-gguf")).unwrap();
+    let report = world.run(&["--json", "doctor"]).json();
+    assert_eq!(
+        report["repos_missing"][0]["id"], "demo/tiny-gguf",
+        "{report}"
+    );
+    assert_eq!(world.run(&["--json", "ls"]).json(), serde_json::json!([]));
+}
