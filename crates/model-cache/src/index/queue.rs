@@ -129,6 +129,10 @@ pub struct QueueJob {
     pub position: i64,
     pub state: QueueState,
     pub defer_reason: Option<DeferReason>,
+    /// `defer_reason` as the user reads it ("On battery (23%, policy: below 30%)"), so clients
+    /// need not format reasons themselves.
+    #[serde(default)]
+    pub defer_message: Option<String>,
     pub deferred_since: Option<i64>,
     /// Bytes the selection needs, when known from the listing.
     pub bytes_total: Option<u64>,
@@ -188,6 +192,7 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueJob> {
     let selection: String = row.get(4)?;
     let state: String = row.get(7)?;
     let reason: Option<String> = row.get(8)?;
+    let defer_reason: Option<DeferReason> = reason.and_then(|r| serde_json::from_str(&r).ok());
     Ok(QueueJob {
         id: row.get(0)?,
         repo: RepoId {
@@ -200,7 +205,8 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueJob> {
         priority: row.get(5)?,
         position: row.get(6)?,
         state: QueueState::parse(&state).unwrap_or(QueueState::Failed),
-        defer_reason: reason.and_then(|r| serde_json::from_str(&r).ok()),
+        defer_reason: defer_reason.clone(),
+        defer_message: defer_reason.as_ref().map(ToString::to_string),
         deferred_since: row.get(9)?,
         bytes_total: row.get::<_, Option<i64>>(10)?.map(|b| b as u64),
         bytes_done: row.get::<_, i64>(11)? as u64,
