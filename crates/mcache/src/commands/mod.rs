@@ -65,8 +65,6 @@ pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     let global = cli.global;
     match cli.command {
         Command::Completions { shell } => completions::completions(shell),
-        Command::Login { stdin } => login::login(&global, stdin, &printer),
-        Command::Logout => login::logout(&printer),
         Command::Demo { port } => demo::demo(port, &printer).await,
         Command::Queue { action } => {
             let settings = crate::settings::resolve(&global)?;
@@ -96,7 +94,7 @@ pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
             // a write; only `pull` reacts to it (the others are short).
             let mut interrupt = Interrupt::install()?;
             let engine = open_engine(&global).await?;
-            let result = run_with_engine(&engine, command, &mut interrupt, &printer).await;
+            let result = run_with_engine(&engine, &global, command, &mut interrupt, &printer).await;
             engine.shutdown();
             result
         }
@@ -105,6 +103,7 @@ pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
 
 async fn run_with_engine(
     engine: &Engine,
+    global: &crate::cli::GlobalArgs,
     command: Command,
     interrupt: &mut Interrupt,
     printer: &Printer,
@@ -142,14 +141,14 @@ async fn run_with_engine(
             cache::gc(engine, max_size.map(|size| size.0), dry_run, printer)
         }
         Command::Stats => status::stats(engine, printer),
+        Command::Login { stdin } => login::login(engine, global, stdin, printer),
+        Command::Logout => login::logout(engine, printer),
         Command::Doctor { check } => status::doctor(engine, check, printer),
         Command::Config { action } => match action {
             ConfigAction::Get { key } => config::get(engine, key.as_deref(), printer),
             ConfigAction::Set { key, value } => config::set(engine, &key, &value, printer),
         },
         Command::Completions { .. }
-        | Command::Login { .. }
-        | Command::Logout
         | Command::Demo { .. }
         | Command::Queue { .. }
         | Command::Inspect { .. }
