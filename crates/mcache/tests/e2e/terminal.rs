@@ -12,6 +12,56 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A detached 150×30 session running `script` with this world's environment.
+    fn start(world: &World, name: &str, script: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("mcache-test-{name}-{}", std::process::id()),
+        };
+        let path = world.dir.path().join(format!("{name}.sh"));
+        std::fs::write(&path, script).unwrap();
+        let status = tmux
+            .command()
+            .args(["new-session", "-d", "-s", "mcache", "-x", "150", "-y", "30"])
+            .args([
+                "-e",
+                &format!("HF_HUB_CACHE={}", world.hub_cache().display()),
+            ])
+            .args(["-e", &format!("HF_HOME={}", world.hf_home().display())])
+            .args(["-e", &format!("HF_ENDPOINT={}", world.emulator.url())])
+            .args(["-e", "NO_COLOR=1"])
+            .arg(format!("sh {}", path.display()))
+            .status()
+            .expect("tmux runs");
+        assert!(status.success(), "tmux new-session");
+        tmux
+    }
+
+    /// Waits until the screen contains `text`.
+    fn wait_for(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "`{text}` on screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn send_keys(&self, keys: &[&str]) {
+        let status = self
+            .command()
+            .args(["send-keys", "-t", "mcache"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new("tmux");
         command
@@ -41,35 +91,17 @@ impl Drop for Tmux {
 #[test]
 fn progress_bars_render_and_finish_cleanly_in_a_terminal() {
     let world = World::new();
-    let tmux = Tmux {
-        socket: format!("mcache-test-{}", std::process::id()),
-    };
-    let script = world.dir.path().join("run.sh");
     let exe = env!("CARGO_BIN_EXE_mcache");
     // The pull is slowed down so the bars are on screen for a few seconds; after it ends the
     // shell prints a marker and keeps the pane open for the final capture.
-    std::fs::write(
-        &script,
-        format!(
+    let tmux = Tmux::start(
+        &world,
+        "bars",
+        &format!(
             "#!/bin/sh\n{exe} --data-dir '{data}' --max-rate 6MiB/s pull demo/big\necho \"EXIT=$?\"\nsleep 600\n",
             data = world.data_dir().display()
         ),
-    )
-    .unwrap();
-    let status = tmux
-        .command()
-        .args(["new-session", "-d", "-s", "mcache", "-x", "150", "-y", "30"])
-        .args([
-            "-e",
-            &format!("HF_HUB_CACHE={}", world.hub_cache().display()),
-        ])
-        .args(["-e", &format!("HF_HOME={}", world.hf_home().display())])
-        .args(["-e", &format!("HF_ENDPOINT={}", world.emulator.url())])
-        .args(["-e", "NO_COLOR=1"])
-        .arg(format!("sh {}", script.display()))
-        .status()
-        .expect("tmux runs");
-    assert!(status.success(), "tmux new-session");
+    );
 
     let start = Instant::now();
     let mut saw_bar = None;
@@ -124,4 +156,50 @@ fn progress_bars_render_and_finish_cleanly_in_a_terminal() {
         .find(|line| line.contains("models--demo--big/snapshots/"))
         .unwrap_or_else(|| panic!("the snapshot path is printed:\n{finished}"));
     assert!(!snapshot_line.contains('%'));
+}
+
+#[test]
+fn a_terminal_user_without_a_choice_gets_a_numbered_picker() {
+    let world = World::new();
+    let report = world.run(&["--json", "variants", "demo/tiny-gguf"]).json();
+    let variants = report["variants"].as_array().unwrap();
+    let third = &variants[2];
+    let exe = env!("CARGO_BIN_EXE_mcache");
+    let tmux = Tmux::start(
+        &world,
+        "picker",
+        &format!(
+            "#!/bin/sh\n{exe} --data-dir '{data}' pull demo/tiny-gguf\necho \"EXIT=$?\"\nsleep 600\n",
+            data = world.data_dir().display()
+        ),
+    );
+    let screen = tmux.wait_for("Variant to pull [");
+    assert!(
+        screen.contains(&format!("has {} variants", variants.len())),
+        "{screen}"
+    );
+    let recommended = variants
+        .iter()
+        .position(|v| v["recommended"] == true)
+        .unwrap();
+    assert!(
+        screen.contains(&format!("Variant to pull [{}]", recommended + 1)),
+        "the recommended variant is the default:\n{screen}"
+    );
+    tmux.send_keys(&["3", "Enter"]);
+    let screen = tmux.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let name = third["name"].as_str().unwrap();
+    assert!(screen.contains(&format!("variant `{name}`")), "{screen}");
+    let snapshot = screen
+        .lines()
+        .find(|line| line.contains("/snapshots/"))
+        .map(|line| std::path::PathBuf::from(line.trim()))
+        .unwrap_or_else(|| panic!("the snapshot path is printed:\n{screen}"));
+    for file in third["files"].as_array().unwrap() {
+        assert!(
+            snapshot.join(file["path"].as_str().unwrap()).is_file(),
+            "{file}"
+        );
+    }
 }
