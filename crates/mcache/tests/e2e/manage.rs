@@ -124,3 +124,35 @@ fn doctor_finds_and_repairs_what_broke_on_disk() {
     );
     assert_eq!(world.run(&["--json", "ls"]).json(), serde_json::json!([]));
 }
+
+#[test]
+fn verify_names_a_corrupted_file_and_exits_8() {
+    let world = World::new();
+    let snapshot = PathBuf::from(
+        world
+            .run(&["pull", "demo/tiny-gguf", "--quant", "Q2_K"])
+            .ok()
+            .trim(),
+    );
+    world.run(&["verify"]).ok();
+    // Flip bytes in the middle of the blob, as a failing disk would.
+    let blob = std::fs::canonicalize(snapshot.join("tiny-model-Q2_K.gguf")).unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 16] {
+        *byte ^= 0xff;
+    }
+    std::fs::write(&blob, bytes).unwrap();
+    let run = world.run(&["verify", "demo/tiny-gguf"]);
+    run.code(8);
+    assert!(
+        run.stdout.contains("corrupt") && run.stdout.contains("tiny-model-Q2_K.gguf"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.starts_with("error: 1 of "), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+    let report = world.run(&["--json", "verify"]);
+    report.code(8);
+    assert_eq!(report.json()["corrupt"][0]["path"], "tiny-model-Q2_K.gguf");
+}

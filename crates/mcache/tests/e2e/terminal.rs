@@ -14,6 +14,10 @@ struct Tmux {
 impl Tmux {
     /// A detached 150×30 session running `script` with this world's environment.
     fn start(world: &World, name: &str, script: &str) -> Tmux {
+        Tmux::start_with(world, name, script, &["NO_COLOR=1"])
+    }
+
+    fn start_with(world: &World, name: &str, script: &str, env: &[&str]) -> Tmux {
         let tmux = Tmux {
             socket: format!("mcache-test-{name}-{}", std::process::id()),
         };
@@ -28,7 +32,7 @@ impl Tmux {
             ])
             .args(["-e", &format!("HF_HOME={}", world.hf_home().display())])
             .args(["-e", &format!("HF_ENDPOINT={}", world.emulator.url())])
-            .args(["-e", "NO_COLOR=1"])
+            .args(env.iter().flat_map(|pair| ["-e", pair]))
             .arg(format!("sh {}", path.display()))
             .status()
             .expect("tmux runs");
@@ -73,9 +77,15 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
+        self.capture(&[])
+    }
+
+    /// The screen, with `-e`: escape sequences kept, to see colours.
+    fn capture(&self, extra: &[&str]) -> String {
         let output = self
             .command()
             .args(["capture-pane", "-p", "-t", "mcache"])
+            .args(extra)
             .output()
             .expect("tmux capture-pane");
         String::from_utf8_lossy(&output.stdout).into_owned()
@@ -202,4 +212,32 @@ fn a_terminal_user_without_a_choice_gets_a_numbered_picker() {
             "{file}"
         );
     }
+}
+
+#[test]
+fn errors_are_coloured_on_a_terminal_unless_no_color_is_set() {
+    let world = World::new();
+    let exe = env!("CARGO_BIN_EXE_mcache");
+    let script = format!(
+        "#!/bin/sh\n{exe} --data-dir '{data}' path demo/tiny-gguf config.json\necho \"EXIT=$?\"\nsleep 600\n",
+        data = world.data_dir().display()
+    );
+    let coloured = Tmux::start_with(&world, "colour", &script, &["TERM=xterm-256color"]);
+    coloured.wait_for("EXIT=");
+    let screen = coloured.capture(&["-e"]);
+    assert!(screen.contains("EXIT=5"), "{screen}");
+    assert!(
+        screen.contains("\x1b[31merror"),
+        "a red `error`: {screen:?}"
+    );
+    drop(coloured);
+
+    let plain = Tmux::start(&world, "plain", &script);
+    plain.wait_for("EXIT=");
+    let screen = plain.capture(&["-e"]);
+    assert!(screen.contains("error: "), "{screen}");
+    assert!(
+        !screen.contains("\x1b[31m"),
+        "no colour with NO_COLOR: {screen:?}"
+    );
 }
