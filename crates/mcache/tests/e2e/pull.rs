@@ -87,6 +87,9 @@ fn pull_a_quant_variant_then_again_with_no_network_bytes() {
     let run = world.run(&["pull", REPO, "--quant", "Q4_K_M"]);
     assert_eq!(PathBuf::from(run.ok().trim()), snapshot);
     assert!(run.stderr.contains("already cached"), "{}", run.stderr);
+    let quiet = world.run(&["--quiet", "pull", REPO, "--quant", "Q4_K_M"]);
+    assert_eq!(PathBuf::from(quiet.ok().trim()), snapshot);
+    assert_eq!(quiet.stderr, "", "--quiet prints no message");
 }
 
 #[test]
