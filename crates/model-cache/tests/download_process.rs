@@ -218,7 +218,10 @@ async fn a_full_disk_gives_a_clear_error_and_leaves_nothing_that_looks_complete(
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let disk = TinyDisk::mount(dir.path().join("hub"), "3m");
-    let settings = test_settings(dir.path(), emulator.url());
+    let mut settings = test_settings(dir.path(), emulator.url());
+    // One file at a time, so "the first fits, the second does not" is deterministic: with files
+    // in parallel both may claim their space at once and both fail, which is also correct.
+    settings.limits.files_at_once = 1;
     let (downloader, index) = downloader(&settings);
 
     // Too big for the disk at all: refused before any byte is fetched.
