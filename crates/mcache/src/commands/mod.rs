@@ -89,12 +89,27 @@ pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
             let engine = open_engine(&global).await?;
             crate::serve::serve(engine, args, &printer).await
         }
-        command => {
-            // Ctrl-C is caught before the engine opens, so no command is cut half-way through
-            // a write; only `pull` reacts to it (the others are short).
+        Command::Pull(args) => {
+            // Ctrl-C is caught before the engine opens: `pull` turns it into a clean pause.
             let mut interrupt = Interrupt::install()?;
             let engine = open_engine(&global).await?;
-            let result = run_with_engine(&engine, &global, command, &mut interrupt, &printer).await;
+            let result = pull::pull(&engine, args, &mut interrupt, &printer).await;
+            engine.shutdown();
+            result
+        }
+        command => {
+            // Other commands stop at Ctrl-C between steps: synchronous engine calls (removals,
+            // cleanup) finish the step they are in, so nothing is left half-written; reads
+            // (listings, hashing) are simply dropped.
+            let mut interrupt = Interrupt::install()?;
+            let engine = open_engine(&global).await?;
+            let result = tokio::select! {
+                result = run_with_engine(&engine, &global, command, &printer) => result,
+                _ = interrupt.wait() => {
+                    eprintln!("interrupted");
+                    Ok(ExitStatus::Interrupted)
+                }
+            };
             engine.shutdown();
             result
         }
@@ -105,14 +120,12 @@ async fn run_with_engine(
     engine: &Engine,
     global: &crate::cli::GlobalArgs,
     command: Command,
-    interrupt: &mut Interrupt,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     match command {
         Command::Variants { repo, revision } => {
             variants::variants(engine, &repo, revision.as_deref(), printer).await
         }
-        Command::Pull(args) => pull::pull(engine, args, interrupt, printer).await,
         Command::Ls { repo } => cache::ls(engine, repo.as_deref(), printer),
         Command::Path {
             repo,
@@ -149,6 +162,7 @@ async fn run_with_engine(
             ConfigAction::Set { key, value } => config::set(engine, &key, &value, printer),
         },
         Command::Completions { .. }
+        | Command::Pull(_)
         | Command::Demo { .. }
         | Command::Queue { .. }
         | Command::Inspect { .. }
