@@ -216,9 +216,12 @@ pub struct ServeArgs {
     /// Port to listen on [default: a free port]
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Address to bind; anything but loopback exposes your cache to the network
+    /// Address to bind; anything but loopback needs --allow-remote
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub bind: std::net::IpAddr,
+    /// Allow a non-loopback --bind (exposes the API, behind its secret, to the network)
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Subcommand)]
