@@ -36,6 +36,17 @@ fn missing_repo_revision_and_file() {
     run.code(3);
     assert!(error_line(&run.stderr).contains("nope"), "{}", run.stderr);
 
+    let run = world.run(&["pull", "demo/does-not-exist"]);
+    run.code(4);
+
+    let run = world.run(&["pull", "demo/tiny-gguf", "--include", "["]);
+    run.code(2);
+    assert!(
+        error_line(&run.stderr).contains("Invalid file pattern"),
+        "{}",
+        run.stderr
+    );
+
     let run = world.run(&["pull", "demo/tiny-gguf", "--quant", "Q9_Z"]);
     run.code(3);
     assert!(error_line(&run.stderr).contains("Q9_Z"), "{}", run.stderr);
@@ -93,8 +104,15 @@ fn gated_repo_without_and_with_a_token() {
 #[test]
 fn private_repo_needs_a_token_and_a_bad_token_is_named() {
     let world = World::new();
+    // Like the Hub, the emulator answers 401 to an anonymous request for a private (or missing)
+    // repo: an authentication problem, whose message says it may also not exist.
     let run = world.run(&["pull", "demo/private"]);
-    assert!(run.code == 3 || run.code == 4, "not found or auth: {run:?}");
+    run.code(4);
+    assert!(
+        error_line(&run.stderr).contains("private, gated or does not exist"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("hint: "), "{}", run.stderr);
     assert!(run.stderr.contains("token"), "{}", run.stderr);
     let run = world.run(&["--token", "hf_wrong", "pull", "demo/private"]);
