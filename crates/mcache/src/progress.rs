@@ -156,7 +156,6 @@ impl PullProgress {
 
     fn set_done(&mut self, path: &str, done: u64) {
         if let Some(file) = self.files.get_mut(path) {
-            let done = done.min(file.size.max(done));
             self.done_total = self.done_total - file.done + done;
             file.done = done;
             if let Some(bar) = &file.bar {

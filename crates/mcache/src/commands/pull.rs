@@ -41,8 +41,8 @@ pub async fn pull(
     let picks_files = !args.include.is_empty();
     if variant.is_none() && !picks_files && printer.interactive() {
         variant = tokio::select! {
-            picked = pick_variant(engine, &repo, args.revision.as_deref(), printer) => picked?,
-            _ = interrupt.wait() => return Ok(interrupted(printer)),
+            picked = pick_variant(engine, &repo, args.revision.as_deref()) => picked?,
+            _ = interrupt.wait() => return Ok(interrupted()),
         };
     }
     let request = PullRequest {
@@ -55,7 +55,7 @@ pub async fn pull(
     };
     let plan = tokio::select! {
         plan = engine.plan_pull(&request) => plan.map_err(|error| offline_context(engine, &request, error.into()))?,
-        _ = interrupt.wait() => return Ok(interrupted(printer)),
+        _ = interrupt.wait() => return Ok(interrupted()),
     };
     describe_plan(&plan, printer);
 
@@ -93,7 +93,7 @@ pub async fn pull(
                     tracing::debug!("the download did not acknowledge the pause in time");
                 }
                 progress.abandon();
-                return Ok(interrupted(printer));
+                return Ok(interrupted());
             }
             Some(event) = events.recv() => progress.handle(&event)?,
             result = &mut wait => break result,
@@ -128,9 +128,8 @@ pub async fn pull(
     Ok(ExitStatus::Success)
 }
 
-fn interrupted(printer: &Printer) -> ExitStatus {
-    // Printed even with --quiet: it explains the exit code.
-    let _ = printer;
+/// Printed even with `--quiet`: it explains the exit code.
+fn interrupted() -> ExitStatus {
     eprintln!("interrupted; run the same command to resume");
     ExitStatus::Interrupted
 }
@@ -201,7 +200,6 @@ async fn pick_variant(
     engine: &Engine,
     repo: &model_cache::RepoId,
     revision: Option<&str>,
-    printer: &Printer,
 ) -> anyhow::Result<Option<String>> {
     let report = engine.variants(repo, revision).await?;
     if report.variants.len() <= 1 {
@@ -248,6 +246,5 @@ async fn pick_variant(
             }
         }
     };
-    let _ = printer;
     Ok(Some(report.variants[index].variant.id.clone()))
 }

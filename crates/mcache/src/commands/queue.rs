@@ -64,7 +64,20 @@ impl LocalApi {
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .context("Cannot create an HTTP client")?;
-        let _ = discovery.pid;
+        // A server that died without cleaning up leaves its file behind; on Linux its pid
+        // tells.
+        if let Some(pid) = discovery.pid
+            && cfg!(target_os = "linux")
+            && Path::new("/proc/self").exists()
+            && !Path::new("/proc").join(pid.to_string()).exists()
+        {
+            return Err(no_server(data_dir)
+                .hint(format!(
+                    "`{}` is left over from a server (pid {pid}) that is no longer running",
+                    discovery_path.display()
+                ))
+                .into());
+        }
         Ok(LocalApi {
             base: discovery.url.trim_end_matches('/').to_string(),
             secret,

@@ -249,3 +249,27 @@ fn path_of_an_uncached_file_is_an_offline_miss_with_a_hint() {
         "no request at all"
     );
 }
+
+#[test]
+fn queue_without_a_running_server_says_how_to_start_one() {
+    let world = World::new();
+    let run = world.run(&["queue"]);
+    run.code(3);
+    assert!(
+        run.stderr
+            .contains("hint: start the app, or run `mcache serve`"),
+        "{}",
+        run.stderr
+    );
+    // A discovery file left by a server that died: its pid is gone.
+    std::fs::create_dir_all(world.data_dir()).unwrap();
+    std::fs::write(
+        world.data_dir().join("api.json"),
+        r#"{"url": "http://127.0.0.1:9", "pid": 4000000}"#,
+    )
+    .unwrap();
+    std::fs::write(world.data_dir().join("api-token"), "secret").unwrap();
+    let run = world.run(&["queue"]);
+    run.code(3);
+    assert!(run.stderr.contains("no longer running"), "{}", run.stderr);
+}
