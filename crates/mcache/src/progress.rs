@@ -365,13 +365,7 @@ impl PullProgress {
 
     fn summary_text(&self, elapsed: Duration) -> String {
         let s = &self.summary;
-        let mut text = format!(
-            "{} downloaded",
-            format_size(
-                s.bytes_downloaded
-                    .max(self.done_total.saturating_sub(s.bytes_saved))
-            )
-        );
+        let mut text = format!("{} downloaded", format_size(s.bytes_downloaded));
         if s.files_downloaded > 0 && elapsed.as_secs_f64() > 0.0 {
             let rate = (s.bytes_downloaded as f64 / elapsed.as_secs_f64()) as u64;
             text.push_str(&format!(
@@ -388,5 +382,107 @@ impl PullProgress {
             ));
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::terminal::Terminal;
+
+    fn quiet_printer() -> Printer {
+        Printer {
+            json: false,
+            quiet: true,
+            verbose: 0,
+            terminal: Terminal {
+                stdin_is_terminal: false,
+                stderr_is_terminal: false,
+                color: false,
+            },
+        }
+    }
+
+    fn repo() -> String {
+        "org/name".into()
+    }
+
+    #[test]
+    fn totals_follow_resumes_restarts_and_cache_hits() {
+        let mut progress = PullProgress::new(ProgressMode::Silent, quiet_printer(), Some(300));
+        let events = [
+            DownloadEvent::FileStarted {
+                repo: repo(),
+                path: "a.gguf".into(),
+                size: 200,
+                resumed_bytes: 50,
+            },
+            DownloadEvent::Bytes {
+                repo: repo(),
+                path: "a.gguf".into(),
+                done: 120,
+                total: 200,
+            },
+            DownloadEvent::Restarted {
+                repo: repo(),
+                path: "a.gguf".into(),
+                reason: "changed upstream".into(),
+            },
+            DownloadEvent::Bytes {
+                repo: repo(),
+                path: "a.gguf".into(),
+                done: 80,
+                total: 200,
+            },
+        ];
+        for event in &events {
+            progress.handle(event).unwrap();
+        }
+        assert_eq!(
+            progress.done_total, 80,
+            "a restart discards the file's progress"
+        );
+        progress
+            .handle(&DownloadEvent::Skipped {
+                repo: repo(),
+                path: "config.json".into(),
+                reason: "cached".into(),
+                bytes_saved: 100,
+            })
+            .unwrap();
+        progress
+            .handle(&DownloadEvent::Linked {
+                repo: repo(),
+                path: "a.gguf".into(),
+                commit: "c".into(),
+            })
+            .unwrap();
+        progress
+            .handle(&DownloadEvent::Finished {
+                repo: repo(),
+                revision: "main".into(),
+                commit: "c".into(),
+                files: 2,
+                bytes_downloaded: 150,
+                bytes_saved: 100,
+            })
+            .unwrap();
+        assert_eq!(progress.done_total, 300);
+        assert_eq!(progress.known_total, 300);
+        assert_eq!(
+            progress.summary,
+            PullSummary {
+                files_downloaded: 1,
+                files_cached: 1,
+                files_failed: 0,
+                bytes_downloaded: 150,
+                bytes_saved: 100,
+                commit: Some("c".into()),
+                retries: 0,
+            }
+        );
+        let text = progress.summary_text(Duration::from_secs(1));
+        assert!(text.contains("150 B downloaded"), "{text}");
+        assert!(text.contains("1 file(s) already cached (100 B)"), "{text}");
     }
 }
