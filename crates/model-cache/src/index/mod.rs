@@ -160,8 +160,22 @@ impl Index {
             .map_err(IndexError::sql(format!("open `{}`", path.display())))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(IndexError::sql("set the busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(IndexError::sql("enable WAL"))?;
+        // Switching to WAL takes an exclusive lock; when two processes open a fresh index at
+        // once, SQLite can answer `SQLITE_BUSY` here without calling the busy handler. WAL mode
+        // is persistent, so retrying until the other process finished is enough.
+        let started = std::time::Instant::now();
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(IndexError::sql("enable WAL")(e)),
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(IndexError::sql("set synchronous"))?;
         Self::init(conn, Some(path))
