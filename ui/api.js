@@ -63,6 +63,11 @@ function ipcTransport(tauri) {
 
 function httpTransport() {
   const token = browserToken();
+  // A link with a new secret opened on an already loaded page only changes the fragment: start
+  // over so every request and the event stream use it.
+  window.addEventListener('hashchange', () => {
+    if (/(?:^#|&)token=/.test(window.location.hash)) window.location.reload();
+  });
   const headers = (extra) => {
     const h = { Accept: 'application/json', ...extra };
     if (token) h.Authorization = `Bearer ${token}`;

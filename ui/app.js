@@ -322,7 +322,7 @@ function renderVariants(report) {
       .filter(([, val]) => val !== null && typeof val !== 'object')
       .map(([k, val]) => `${k.replace(/_/g, ' ')}: ${typeof val === 'number' && k.includes('param') ? `${(val / 1e9).toFixed(2)} B` : val}`)
       .join(' · ') : '';
-    return h('tr', { dataset: { variant: v.name }, class: v.recommended || report.recommended === v.name ? 'is-recommended' : '' },
+    return h('tr', { dataset: { variant: v.name, quant: v.quant || '', format: v.format }, class: v.recommended || report.recommended === v.name ? 'is-recommended' : '' },
       h('td', {},
         h('input', { type: 'radio', name: 'variant', id, value: v.name, 'aria-label': `Select variant ${v.name}`,
           onchange: () => selectVariant(v.name) })),
@@ -810,13 +810,24 @@ function readSettingsForm() {
   return partial;
 }
 
+// Edits not yet saved are kept when the tab is shown again (no reload over the user's typing).
+let settingsDirty = false;
+$('#settings-form').addEventListener('input', () => { settingsDirty = true; $('#settings-saved').textContent = ''; });
+
 async function loadSettings() {
   const box = $('#settings-error');
+  const form = $('#settings-form');
+  if (settingsDirty) return;
+  form.setAttribute('aria-busy', 'true');
   try {
-    fillSettings(await api.settings());
+    const s = await api.settings();
+    if (!settingsDirty) fillSettings(s);
+    else $('#token-status').textContent = s.token_set ? 'set' : 'not set';
     clearError(box);
   } catch (err) {
     showError(box, err);
+  } finally {
+    form.setAttribute('aria-busy', 'false');
   }
 }
 
@@ -828,11 +839,12 @@ $('#settings-form').addEventListener('submit', async (event) => {
   clearError(box);
   let partial;
   try { partial = readSettingsForm(); } catch (err) { showError(box, err); return; }
-  if (Object.keys(partial).length === 0) { saved.textContent = 'Nothing changed.'; return; }
+  if (Object.keys(partial).length === 0) { settingsDirty = false; saved.textContent = 'Nothing changed.'; return; }
   const button = $('#settings-save');
   button.disabled = true;
   try {
     fillSettings(await api.updateSettings(partial));
+    settingsDirty = false;
     saved.textContent = 'Saved.';
     refreshHealth();
   } catch (err) {
