@@ -178,6 +178,24 @@ pub fn report_lines(error: &anyhow::Error) -> Vec<String> {
     lines
 }
 
+/// The error as the local API reports it: `{"error": {"kind", "message", "hint"}}` (hints joined
+/// by newlines; `kind` is `internal` when no error in the chain has one).
+pub fn json_error(error: &anyhow::Error, kind: Option<&str>) -> serde_json::Value {
+    let lines = report_lines(error);
+    let message = lines[0].trim_start_matches("error: ").to_string();
+    let hints: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("hint: "))
+        .collect();
+    serde_json::json!({
+        "error": {
+            "kind": kind.unwrap_or("internal"),
+            "message": message,
+            "hint": (!hints.is_empty()).then(|| hints.join("\n")),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +232,21 @@ mod tests {
             ]
         );
         assert_eq!(error_kind(&error).as_deref(), Some("gated"));
+        let json = json_error(&error, Some("gated"));
+        assert_eq!(json["error"]["kind"], "gated");
+        assert_eq!(
+            json["error"]["message"],
+            "Cannot pull `demo/gated`: Access to `demo/gated` is restricted"
+        );
+        assert_eq!(
+            json["error"]["hint"],
+            "request access at http://hub/demo/gated"
+        );
         let plain = anyhow::anyhow!("Something broke");
+        assert_eq!(
+            json_error(&plain, None)["error"]["hint"],
+            serde_json::Value::Null
+        );
         assert_eq!(report_lines(&plain), vec!["error: Something broke"]);
         assert_eq!(error_kind(&plain), None);
     }

@@ -71,7 +71,12 @@ fn main() -> ExitCode {
         Ok(status) => status.into(),
         Err(error) => {
             printer.error(&error);
-            let status = error_kind(&error)
+            let kind = error_kind(&error);
+            if printer.json {
+                // Scripts reading stdout get the error too, in the local API's shape.
+                let _ = printer.json_line(&exit::json_error(&error, kind.as_deref()));
+            }
+            let status = kind
                 .map(|kind| ExitStatus::for_kind(&kind))
                 .unwrap_or(ExitStatus::Failure);
             status.into()

@@ -58,7 +58,16 @@ fn missing_repo_revision_and_file() {
 
     let run = world.run(&["--json", "pull", "demo/tiny-gguf", "--variant", "nope"]);
     run.code(3);
-    assert!(run.stdout.is_empty() || run.json_lines().iter().all(|v| v.get("event").is_some()));
+    // With --json the error also reaches stdout, in the local API's shape.
+    let error = run.json();
+    assert_eq!(error["error"]["kind"], "no_such_variant", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("nope"));
+    assert!(
+        error["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("mcache variants")
+    );
 }
 
 #[test]

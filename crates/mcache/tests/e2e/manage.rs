@@ -98,7 +98,11 @@ fn doctor_finds_and_repairs_what_broke_on_disk() {
     std::fs::remove_file(&blob).unwrap();
     let check = world.run(&["--json", "doctor", "--check"]);
     check.code(1);
-    let report = check.json();
+    // The report, then the error that explains the exit code.
+    let lines = check.json_lines();
+    assert_eq!(lines.len(), 2, "{}", check.stdout);
+    assert_eq!(lines[1]["error"]["kind"], "unhealthy");
+    let report = &lines[0];
     assert_eq!(
         report["broken_links"][0],
         link.to_str().unwrap(),
@@ -154,5 +158,7 @@ fn verify_names_a_corrupted_file_and_exits_8() {
     assert!(run.stderr.contains("hint: "), "{}", run.stderr);
     let report = world.run(&["--json", "verify"]);
     report.code(8);
-    assert_eq!(report.json()["corrupt"][0]["path"], "tiny-model-Q2_K.gguf");
+    let lines = report.json_lines();
+    assert_eq!(lines[0]["corrupt"][0]["path"], "tiny-model-Q2_K.gguf");
+    assert_eq!(lines[1]["error"]["kind"], "integrity");
 }
