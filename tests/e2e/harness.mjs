@@ -52,7 +52,7 @@ export async function startServer() {
 
   async function stop() {
     if (proc.exitCode === null) {
-      proc.kill('SIGTERM');
+      proc.kill('SIGINT');
       await new Promise((resolve) => {
         const timer = setTimeout(() => { proc.kill('SIGKILL'); resolve(); }, 10000);
         proc.once('exit', () => { clearTimeout(timer); resolve(); });

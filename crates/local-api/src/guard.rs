@@ -60,7 +60,7 @@ impl Guard {
             .and_then(|v| v.to_str().ok())
             .map(str::to_ascii_lowercase);
         match host {
-            Some(host) if self.hosts.iter().any(|h| *h == host) => Ok(()),
+            Some(host) if self.hosts.contains(&host) => Ok(()),
             Some(host) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden_host",
@@ -83,7 +83,7 @@ impl Guard {
             return Ok(());
         };
         let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
-        if self.origins.iter().any(|o| *o == origin) {
+        if self.origins.contains(&origin) {
             Ok(())
         } else {
             Err(ApiError::new(

@@ -3,8 +3,8 @@
 //!
 //! Served by the desktop app and by `mcache serve`:
 //!
-//! ```ignore-until-engine
-//! # async fn run(engine: model_cache::Engine, data_dir: std::path::PathBuf) -> Result<(), local_api::ServeError> {
+//! ```no_run
+//! # async fn run(engine: model_cache::engine::Engine, data_dir: std::path::PathBuf) -> Result<(), local_api::ServeError> {
 //! let server = local_api::serve(engine, local_api::ApiConfig::new(data_dir)).await?;
 //! println!("{}", server.ui_url()); // http://127.0.0.1:PORT/#token=...
 //! server.shutdown().await?;
@@ -19,10 +19,11 @@
 //! per-install secret ([`secret`]), stored owner-only in the app-data folder.
 
 mod assets;
+pub mod contract;
 mod error;
 mod events;
 mod guard;
-// mod routes; (added when the engine facade lands)
+mod routes;
 pub mod secret;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -155,6 +156,14 @@ impl ApiServer {
         }
         result
     }
+}
+
+/// Starts the local API over `engine`.
+pub async fn serve(
+    engine: model_cache::engine::Engine,
+    config: ApiConfig,
+) -> Result<ApiServer, ServeError> {
+    start(config, move |shutdown| routes::router(engine, shutdown)).await
 }
 
 /// Binds, then serves `api` (nested under `/api`) and the UI behind the guard.

@@ -222,6 +222,9 @@ pub struct ServeArgs {
     /// Allow a non-loopback --bind (exposes the API, behind its secret, to the network)
     #[arg(long)]
     pub allow_remote: bool,
+    /// Start the built-in demo hub on 127.0.0.1 and use it as the endpoint (no network needed)
+    #[arg(long)]
+    pub demo: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,21 +1,54 @@
 //! `mcache serve`: the local API (and web UI) without the desktop app, as a thin call into
-//! `local_api::serve`. Runs until Ctrl-C, then shuts down cleanly (the discovery file
-//! `api.json` is removed, running downloads pause in place).
+//! `local_api::serve`. The first stdout line is the UI's URL with the secret in its fragment
+//! (`http://127.0.0.1:PORT/#token=...`) so scripts and tests can read it. Runs until Ctrl-C,
+//! then shuts down cleanly (the discovery file `api.json` is removed, running downloads pause
+//! in place). With `--demo`, the built-in demo hub is started first and used as the endpoint.
 
-use crate::cli::ServeArgs;
-use crate::exit::{CliError, ExitStatus};
+use std::net::SocketAddr;
+
+use crate::cli::{GlobalArgs, ServeArgs};
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 
 pub async fn serve(
-    engine: model_cache::engine::Engine,
+    mut global: GlobalArgs,
     args: ServeArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let _ = (engine, args, printer);
-    Err(CliError::new(
-        "unsupported",
-        "`mcache serve` needs the local API crate, which does not serve routes yet",
-    )
-    .hint("run the desktop app for now")
-    .into())
+    let mut interrupt = crate::commands::Interrupt::install()?;
+    let demo = if args.demo {
+        let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig::demo())
+            .await
+            .map_err(|error| anyhow::Error::new(error).context("Cannot start the demo hub"))?;
+        global.endpoint = Some(emulator.url());
+        Some(emulator)
+    } else {
+        None
+    };
+    let engine = crate::commands::open_engine(&global).await?;
+    let settings = crate::settings::resolve(&global)?;
+    let mut config = local_api::ApiConfig::new(settings.data_dir.clone());
+    config.bind = SocketAddr::new(args.bind, args.port);
+    config.allow_non_loopback = args.allow_remote;
+    let server = local_api::serve(engine.clone(), config).await?;
+    if printer.json {
+        printer.json_line(&serde_json::json!({ "url": server.ui_url(), "api": server.url() }))?;
+    } else {
+        println!("{}", server.ui_url());
+    }
+    if let Some(emulator) = &demo {
+        printer.message(format!(
+            "Demo hub at {} (repos: demo/tiny-gguf, demo/tiny-safetensors, demo/gated, demo/private, demo/big)",
+            emulator.url()
+        ));
+    }
+    printer.message("Open the URL above in a browser; press Ctrl-C to stop");
+    interrupt.wait().await;
+    server.shutdown().await?;
+    engine.shutdown();
+    if let Some(emulator) = demo {
+        emulator.shutdown().await;
+    }
+    printer.message("Stopped");
+    Ok(ExitStatus::Success)
 }

@@ -56,7 +56,7 @@ impl Interrupt {
     }
 }
 
-async fn open_engine(global: &crate::cli::GlobalArgs) -> anyhow::Result<Engine> {
+pub(crate) async fn open_engine(global: &crate::cli::GlobalArgs) -> anyhow::Result<Engine> {
     let settings = crate::settings::resolve(global)?;
     Ok(Engine::open(settings, EngineOptions::system())?)
 }
@@ -85,10 +85,7 @@ pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
             )
             .await
         }
-        Command::Serve(args) => {
-            let engine = open_engine(&global).await?;
-            crate::serve::serve(engine, args, &printer).await
-        }
+        Command::Serve(args) => crate::serve::serve(global, args, &printer).await,
         Command::Pull(args) => {
             // Ctrl-C is caught before the engine opens: `pull` turns it into a clean pause.
             let mut interrupt = Interrupt::install()?;
