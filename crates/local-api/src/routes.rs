@@ -42,7 +42,13 @@ impl From<EngineError> for ApiError {
             "job_finished" | "pinned" => "conflict",
             other => other,
         };
-        let mut api = ApiError::new(ApiError::status_for_kind(kind), kind, err.headline());
+        // HTTP 401 is reserved for a missing or wrong API secret, so a client can tell "this
+        // API refused me" from "the Hub refused the engine".
+        let status = match ApiError::status_for_kind(kind) {
+            StatusCode::UNAUTHORIZED => StatusCode::FORBIDDEN,
+            status => status,
+        };
+        let mut api = ApiError::new(status, kind, err.headline());
         api.hint = err.hint();
         if api.status.is_server_error() {
             tracing::warn!(kind, error = %api.message, "An API request failed");
