@@ -7,10 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// A failed request, rendered as the contract's error body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A failed request, rendered as the contract's error body. Serialised on its own (as the
+/// desktop app's IPC commands return it) it is the body's inner object: `{kind, message, hint}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiError {
     /// HTTP status of the response.
+    #[serde(skip)]
     pub status: StatusCode,
     /// Stable snake_case kind.
     pub kind: String,

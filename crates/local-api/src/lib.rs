@@ -23,6 +23,7 @@ pub mod contract;
 mod error;
 mod events;
 mod guard;
+pub mod ops;
 mod routes;
 pub mod secret;
 
@@ -36,6 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub use ops::{Api, ApiResult, PullBody};
 pub use secret::{ApiSecret, SecretError};
 
 use assets::UiSource;
@@ -163,7 +165,13 @@ pub async fn serve(
     engine: model_cache::engine::Engine,
     config: ApiConfig,
 ) -> Result<ApiServer, ServeError> {
-    start(config, move |shutdown| routes::router(engine, shutdown)).await
+    serve_api(Api::new(engine), config).await
+}
+
+/// Starts the local API over operations the caller also uses elsewhere (the desktop app's IPC
+/// commands share one [`Api`] with the server, so both see the same jobs and events).
+pub async fn serve_api(api: Api, config: ApiConfig) -> Result<ApiServer, ServeError> {
+    start(config, move |shutdown| routes::router(api, shutdown)).await
 }
 
 /// Binds, then serves `api` (nested under `/api`) and the UI behind the guard.

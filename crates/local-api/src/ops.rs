@@ -1,0 +1,307 @@
+//! The API's operations, independent of the transport: the HTTP routes ([`crate::routes`]) and
+//! the desktop app's IPC commands both call these, so a browser and the app window get exactly
+//! the same answers (`docs/local-api.md`). Each operation translates a request into one facade
+//! call and the result into the contract's JSON ([`crate::contract`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use model_cache::RepoId;
+use model_cache::engine::{Engine, EngineError, JobAction, PullRequest};
+use model_cache::index::queue::QueueState;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::contract::{self, Tracker};
+use crate::error::ApiError;
+
+/// Contract events buffered per subscriber before a slow one is cut off (it then resyncs).
+const EVENT_BUFFER: usize = 1024;
+
+/// The result of an operation: the contract's JSON, or an error with a stable kind.
+pub type ApiResult = Result<Value, ApiError>;
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> ApiError {
+        // Engine kinds outside the contract's list are folded into the nearest contract kind.
+        let kind = match err.kind() {
+            "no_such_job" | "not_cached" | "no_such_variant" => "not_found",
+            "nothing_selected" | "bad_pattern" => "invalid_input",
+            "job_finished" | "pinned" => "conflict",
+            other => other,
+        };
+        // HTTP 401 is reserved for a missing or wrong API secret, so a client can tell "this
+        // API refused me" from "the Hub refused the engine".
+        let status = match ApiError::status_for_kind(kind) {
+            StatusCode::UNAUTHORIZED => StatusCode::FORBIDDEN,
+            status => status,
+        };
+        let mut api = ApiError::new(status, kind, err.headline());
+        api.hint = err.hint();
+        if api.status.is_server_error() {
+            tracing::warn!(kind, error = %api.message, "An API request failed");
+        }
+        api
+    }
+}
+
+/// The body of a pull.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullBody {
+    pub repo: String,
+    pub revision: Option<String>,
+    pub variant: Option<String>,
+    pub files: Option<Vec<String>>,
+}
+
+/// The operations over one engine. Cheap to clone; clones share the event translation.
+#[derive(Clone)]
+pub struct Api {
+    engine: Engine,
+    tracker: Arc<Tracker>,
+    events: broadcast::Sender<Value>,
+}
+
+impl Api {
+    /// Wraps `engine` and starts translating its events into contract events (on the current
+    /// Tokio runtime; the task ends with the engine's event channel).
+    pub fn new(engine: Engine) -> Api {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let api = Api {
+            engine,
+            tracker: Arc::new(Tracker::default()),
+            events,
+        };
+        let mut rx = api.engine.subscribe();
+        let translator = api.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => {
+                        for out in translator.tracker.translate(&translator.engine, &event) {
+                            // No subscriber is fine: nobody is watching.
+                            let _ = translator.events.send(out);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "The local API fell behind the engine's events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        api
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Contract events (`job`, `progress`, `notification`), progress throttled.
+    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+        self.events.subscribe()
+    }
+
+    /// Runs a synchronous engine call (SQLite, disk scans) off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("An engine task failed: {e}"),
+                )
+            })?
+            .map_err(ApiError::from)
+    }
+
+    /// `GET /api/health`.
+    pub async fn health(&self) -> ApiResult {
+        let report = self.blocking(|e| e.health()).await?;
+        let settings = self.engine.settings();
+        let count = |k: &str| report.jobs.get(k).copied().unwrap_or(0);
+        Ok(json!({
+            "status": if report.status == "ok" { "ok" } else { "degraded" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "offline": settings.offline,
+            "endpoint": settings.endpoint,
+            "cache_dir": settings.hub_cache,
+            "jobs": {"running": count("running"), "queued": count("queued"), "deferred": count("deferred")},
+            "storage": {
+                "used_bytes": report.storage.used,
+                "budget_bytes": report.storage.budget,
+                "free_bytes": report.volume.space.map(|d| d.available),
+            },
+            "alerts": report.problems,
+        }))
+    }
+
+    /// `GET /api/variants?repo=&revision=`.
+    pub async fn variants(&self, repo: &str, revision: Option<&str>) -> ApiResult {
+        let repo = parse_repo(repo)?;
+        let revision = revision.filter(|r| !r.is_empty());
+        let report = self.engine.variants(&repo, revision).await?;
+        Ok(contract::variants(&report))
+    }
+
+    /// `POST /api/pulls`.
+    pub async fn pull(&self, body: PullBody) -> ApiResult {
+        let request = PullRequest {
+            repo: Some(parse_repo(&body.repo)?),
+            revision: body.revision.filter(|r| !r.is_empty()),
+            variant: body.variant.filter(|v| !v.is_empty()),
+            files: body.files.unwrap_or_default(),
+            ..PullRequest::default()
+        };
+        if request.variant.is_some() && !request.files.is_empty() {
+            return Err(ApiError::invalid_input(
+                "Give either `variant` or `files`, not both",
+            ));
+        }
+        let plan = self.engine.plan_pull(&request).await?;
+        let job = self.blocking(move |e| e.enqueue(&plan)).await?;
+        Ok(json!({"job_id": job.id}))
+    }
+
+    /// `GET /api/jobs`.
+    pub async fn jobs(&self) -> ApiResult {
+        let jobs = self.blocking(|e| e.jobs()).await?;
+        Ok(Value::Array(
+            jobs.iter()
+                .map(|j| self.tracker.job(&self.engine, j))
+                .collect(),
+        ))
+    }
+
+    /// `POST /api/jobs/{id}/{action}`.
+    pub async fn job_action(&self, id: &str, action: &str) -> ApiResult {
+        let id: i64 = id
+            .parse()
+            .map_err(|_| ApiError::invalid_input(format!("`{id}` is not a job id")))?;
+        let action: JobAction = serde_json::from_value(json!(action)).map_err(|_| {
+            ApiError::invalid_input(format!("Unknown job action `{action}`"))
+                .with_hint("Actions: pause, resume, cancel, move-up, move-down")
+        })?;
+        let job = self.blocking(move |e| e.job_action(id, action)).await?;
+        Ok(self.tracker.job(&self.engine, &job))
+    }
+
+    /// `POST /api/jobs/pause-all` (`pause`) and `/resume-all`: counts the jobs whose state the
+    /// action changed.
+    pub async fn pause_all(&self, pause: bool) -> ApiResult {
+        let affected = self
+            .blocking(move |e| {
+                let before: HashMap<i64, QueueState> =
+                    e.jobs()?.into_iter().map(|j| (j.id, j.state)).collect();
+                if pause {
+                    e.pause_all()?
+                } else {
+                    e.resume_all()?
+                }
+                let after = e.jobs()?;
+                Ok(after
+                    .iter()
+                    .filter(|j| before.get(&j.id).is_some_and(|st| *st != j.state))
+                    .count())
+            })
+            .await?;
+        Ok(json!({"affected": affected}))
+    }
+
+    /// `GET /api/cache`.
+    pub async fn cache_list(&self) -> ApiResult {
+        let list = self.blocking(|e| e.cache_list()).await?;
+        Ok(serde_json::to_value(list).unwrap_or(Value::Null))
+    }
+
+    async fn cached(&self, repo: RepoId) -> ApiResult {
+        let name = repo.to_string();
+        let list = self.blocking(|e| e.cache_list()).await?;
+        let found = list
+            .into_iter()
+            .find(|r| r.repo == name)
+            .ok_or_else(|| ApiError::not_found(format!("`{name}` is not in the cache")))?;
+        Ok(serde_json::to_value(found).unwrap_or(Value::Null))
+    }
+
+    /// `POST /api/cache/pin`.
+    pub async fn cache_pin(&self, repo: &str, pinned: bool) -> ApiResult {
+        let repo = parse_repo(repo)?;
+        // Pinning something that is not cached would silently protect nothing: refuse it.
+        self.cached(repo.clone()).await?;
+        let target = repo.clone();
+        self.blocking(move |e| e.set_pinned(&target, pinned))
+            .await?;
+        self.cached(repo).await
+    }
+
+    /// `POST /api/cache/delete`.
+    pub async fn cache_delete(&self, repo: &str, revision: Option<String>) -> ApiResult {
+        let repo = parse_repo(repo)?;
+        let removal = self
+            .blocking(move |e| e.delete(&repo, revision.as_deref(), false, false))
+            .await?;
+        Ok(json!({"freed_bytes": removal.bytes_freed}))
+    }
+
+    /// `POST /api/cache/reveal`: the model's folder (the app also opens it in the file manager).
+    pub async fn cache_reveal(&self, repo: &str) -> ApiResult {
+        let found = self.cached(parse_repo(repo)?).await?;
+        Ok(json!({"path": found["path"]}))
+    }
+
+    /// `GET /api/settings`.
+    pub fn settings_get(&self) -> ApiResult {
+        Ok(contract::settings(&self.engine))
+    }
+
+    /// `PUT /api/settings` with a partial settings object.
+    pub async fn settings_set(&self, body: Value) -> ApiResult {
+        let patch =
+            contract::settings_patch(&self.engine, &body).map_err(ApiError::invalid_input)?;
+        self.blocking(move |e| e.update_preferences(patch)).await?;
+        Ok(contract::settings(&self.engine))
+    }
+
+    /// `POST /api/token`: logs in (`Some`) or out (`None`).
+    pub async fn set_token(&self, token: Option<String>) -> ApiResult {
+        let token = match token.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(model_cache::Token::new(text).ok_or_else(|| {
+                ApiError::invalid_input("The token is not valid")
+                    .with_hint("Hub tokens start with `hf_`")
+            })?),
+        };
+        self.blocking(move |e| e.set_token(token)).await?;
+        Ok(json!({"token_set": self.engine.has_token()}))
+    }
+
+    /// `GET /api/stats`.
+    pub async fn stats(&self) -> ApiResult {
+        let stats = self.blocking(|e| e.stats()).await?;
+        Ok(json!({
+            "bytes_downloaded": stats.counters.bytes_downloaded,
+            "bytes_from_cache": stats.counters.bytes_from_cache,
+            "hits": stats.counters.hits,
+            "misses": stats.counters.misses,
+            "storage_used_bytes": stats.health.storage.used,
+            "budget_bytes": stats.health.storage.budget,
+            "downloads": [],
+        }))
+    }
+}
+
+fn parse_repo(text: &str) -> Result<RepoId, ApiError> {
+    RepoId::parse_user_input(text).map_err(|e| {
+        ApiError::invalid_input(e.to_string())
+            .with_hint("A repository id looks like `org/name`; a Hub URL works too")
+    })
+}
