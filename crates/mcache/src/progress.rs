@@ -351,16 +351,18 @@ impl PullProgress {
     /// Ends the display after an interruption or failure: bars are cleared, nothing claims to be
     /// done.
     pub fn abandon(&mut self) {
+        if let Some(total) = &self.total {
+            total.disable_steady_tick();
+        }
         for file in self.files.values_mut() {
             if let Some(bar) = file.bar.take() {
                 bar.finish_and_clear();
-                self.multi.remove(&bar);
             }
         }
         if let Some(total) = &self.total {
-            total.disable_steady_tick();
             total.finish_and_clear();
         }
+        let _ = self.multi.clear();
     }
 
     fn summary_text(&self, elapsed: Duration) -> String {

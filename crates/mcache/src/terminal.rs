@@ -62,6 +62,50 @@ impl Style {
     }
 }
 
+/// Turns off the terminal's echo of control characters (`^C`) while progress bars are drawn, and
+/// restores it when dropped.
+///
+/// When Ctrl-C is pressed the terminal itself prints `^C` and moves the cursor, which the bar
+/// renderer cannot know about: it would then clear the wrong lines and leave a bar behind. The
+/// setting belongs to the controlling terminal (`/dev/tty`), so `stty` is asked to change it
+/// there; where that fails (no terminal, no `stty`), nothing changes.
+pub struct QuietControlEcho {
+    restore: bool,
+}
+
+impl QuietControlEcho {
+    fn stty(args: &[&str]) -> Option<String> {
+        let output = std::process::Command::new("stty")
+            .args(["-F", "/dev/tty"])
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    pub fn new() -> QuietControlEcho {
+        let was_on = Self::stty(&["-a"]).is_some_and(|settings| {
+            settings
+                .split(|c: char| c.is_whitespace() || c == ';')
+                .any(|flag| flag == "echoctl")
+        });
+        let restore = was_on && Self::stty(&["-echoctl"]).is_some();
+        QuietControlEcho { restore }
+    }
+}
+
+impl Drop for QuietControlEcho {
+    fn drop(&mut self) {
+        if self.restore {
+            let _ = Self::stty(&["echoctl"]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,11 +62,10 @@ pub async fn pull(
     let (sender, mut events) = mpsc::unbounded_channel();
     let handle = engine.download(&plan, Arc::new(ChannelReporter(sender)));
     let control = handle.control().clone();
-    let mut progress = PullProgress::new(
-        ProgressMode::for_printer(printer),
-        *printer,
-        Some(plan.total_bytes),
-    );
+    let mode = ProgressMode::for_printer(printer);
+    // Only while bars are on screen; restored when the pull returns, however it returns.
+    let _echo = (mode == ProgressMode::Bars).then(crate::terminal::QuietControlEcho::new);
+    let mut progress = PullProgress::new(mode, *printer, Some(plan.total_bytes));
     let wait = handle.wait();
     tokio::pin!(wait);
     let result = loop {

@@ -241,3 +241,56 @@ fn errors_are_coloured_on_a_terminal_unless_no_color_is_set() {
         "no colour with NO_COLOR: {screen:?}"
     );
 }
+
+#[test]
+fn ctrl_c_in_a_terminal_clears_the_bars_and_says_how_to_resume() {
+    let world = World::new();
+    let exe = env!("CARGO_BIN_EXE_mcache");
+    let tmux = Tmux::start(
+        &world,
+        "ctrlc",
+        &format!(
+            // Ctrl-C reaches the whole foreground group: the shell traps it (a handler, which
+            // children do not inherit) so it survives to print the exit code.
+            "#!/bin/sh\ntrap ':' INT\n{exe} --data-dir '{data}' --max-rate 2MiB/s pull demo/big\ncode=$?\nstty -a | tr ' ;' '\\n\\n' | grep -qx echoctl && echo ECHOCTL=on\necho \"EXIT=$code\"\nsleep 600\n",
+            data = world.data_dir().display()
+        ),
+    );
+    // Wait for the file bar with some bytes on it, then press Ctrl-C.
+    let start = Instant::now();
+    loop {
+        let screen = tmux.screen();
+        if screen
+            .lines()
+            .any(|line| line.contains("big-model-Q4_K_M.gguf") && line.contains("MiB/"))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "a bar is drawn:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux.send_keys(&["C-c"]);
+    let screen = tmux.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    assert!(
+        screen.contains("ECHOCTL=on"),
+        "the terminal's `^C` echo is restored:\n{screen}"
+    );
+    assert!(
+        screen.contains("interrupted; run the same command to resume"),
+        "{screen}"
+    );
+    assert!(
+        !screen.lines().any(|line| line.starts_with("total")),
+        "no bar is left behind:\n{screen}"
+    );
+    assert!(
+        !screen
+            .lines()
+            .any(|line| line.contains("big-model-Q4_K_M.gguf")),
+        "no file bar is left behind:\n{screen}"
+    );
+}
