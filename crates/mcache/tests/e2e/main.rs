@@ -9,4 +9,5 @@ mod interrupt;
 mod json;
 mod manage;
 mod pull;
+mod queue;
 mod terminal;
