@@ -1,31 +1,124 @@
 //! The Model Cache desktop app: a thin Tauri v2 shell around the `model_cache` engine.
 //!
-//! Everything here is glue: it reads configuration from the environment and the command line,
-//! builds the engine's settings, and wires the engine to the window, the tray and notifications.
+//! Everything here is glue. At start the app resolves its settings from the environment and the
+//! saved preferences (like `mcache` does), opens the [`model_cache::engine::Engine`] in-process,
+//! starts the local API (so the UI also works in a browser and other tools can drive the app),
+//! and wires engine events to the window, the tray and desktop notifications.
+//!
+//! Demo mode (`--demo`, or automatically when the Hub cannot be reached) runs the hub emulator
+//! in-process on 127.0.0.1 and points the engine at it, so the app shows real repos, real
+//! variants and real downloads with no network.
 
-pub mod commands {
-    /// Reports the engine version; the placeholder UI shows it to prove IPC works.
-    #[tauri::command]
-    pub fn app_version() -> String {
-        env!("CARGO_PKG_VERSION").to_string()
-    }
-}
+pub mod actions;
+pub mod args;
+pub mod commands;
+pub mod events;
+pub mod notify;
+pub mod startup;
+pub mod tray;
+
+use std::sync::Arc;
+
+use tauri::{Emitter, Manager, Runtime, WindowEvent};
+
+pub use startup::AppState;
+
+/// The event the UI listens to for engine events (`ui/api.js`).
+pub const ENGINE_EVENT: &str = "engine-event";
+/// The event that asks the UI to open a repo (a second launch handed one over).
+pub const OPEN_REPO_EVENT: &str = "open-repo";
 
 /// Registers the commands; shared by the real app and the mock-runtime tests.
-pub fn app_builder<R: tauri::Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
-    builder.invoke_handler(tauri::generate_handler![commands::app_version])
+pub fn app_builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+    builder.invoke_handler(commands::handler())
 }
 
 /// Runs the desktop app until the user quits.
 pub fn run() {
+    let args = args::AppArgs::parse(std::env::args().skip(1));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MODEL_CACHE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+
     app_builder(tauri::Builder::default())
-        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
-            use tauri::Manager;
-            if let Some(window) = app.get_webview_window("main") {
-                let _ = window.show();
-                let _ = window.set_focus();
+        // Single instance first: a second launch hands its arguments over and exits.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            let handed = args::AppArgs::parse(argv.into_iter().skip(1));
+            actions::show_window(app);
+            if let Some(repo) = handed.repo {
+                let _ = app.emit(OPEN_REPO_EVENT, repo);
             }
         }))
+        .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--minimized"]),
+        ))
+        .setup(move |app| {
+            let state = tauri::async_runtime::block_on(startup::start(&args))?;
+            tracing::info!(
+                endpoint = %state.api.engine().settings().endpoint,
+                demo = state.demo.is_some(),
+                api = %state.api_url,
+                "Model Cache started"
+            );
+            let api = state.api.clone();
+            app.manage(state);
+            if let Err(error) = tray::build(app.handle()) {
+                // No tray host (a bare X server, some desktops): the window still works.
+                tracing::warn!(%error, "no tray icon");
+            }
+            spawn_event_forwarder(app.handle().clone(), api);
+            if args.minimized
+                && let Some(window) = app.get_webview_window("main")
+            {
+                let _ = window.hide();
+            }
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps downloads going in the background; quit from the tray.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                let _ = window.hide();
+                api.prevent_close();
+            }
+        })
         .run(tauri::generate_context!())
         .expect("error while running the Model Cache app");
+}
+
+/// Forwards the API's events to the UI, shows notifications and keeps the tray's status fresh.
+fn spawn_event_forwarder<R: Runtime>(app: tauri::AppHandle<R>, api: local_api::Api) {
+    let notifier: Arc<dyn notify::Notifier> = Arc::new(notify::DesktopNotifier);
+    tauri::async_runtime::spawn(async move {
+        let mut events = api.subscribe();
+        let mut tray_every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            let event = tokio::select! {
+                _ = tray_every.tick() => {
+                    actions::refresh_tray(&app).await;
+                    continue;
+                }
+                event = events.recv() => event,
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            let _ = app.emit(ENGINE_EVENT, &event);
+            if let Some((title, body)) = events::notification(&event) {
+                let notifier = notifier.clone();
+                let _ = tauri::async_runtime::spawn_blocking(move || {
+                    if let Err(error) = notifier.notify(&title, &body) {
+                        tracing::warn!(%error, "could not show a notification");
+                    }
+                });
+            }
+        }
+    });
 }

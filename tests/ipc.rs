@@ -1,32 +1,215 @@
-//! Command tests of the desktop shell through Tauri's mock runtime: no display, no D-Bus.
+//! Every IPC command of the desktop shell, through Tauri's mock runtime (no display, no D-Bus),
+//! against a real engine and the hub emulator.
 
-use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_emulator::{Emulator, EmulatorConfig};
+use model_cache::engine::{Engine, EngineOptions};
+use model_cache::fit::{FitOptions, MachineMemory};
+use model_cache::policy::{Changes, DiskSpace, FakeDisk, FakePower, PowerState, SystemClock};
+use model_cache::scheduler::Probes;
+use model_cache_app::AppState;
+use serde_json::{Value, json};
+use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder};
 use tauri::webview::InvokeRequest;
+use tauri::{Manager, WebviewWindow};
 
-fn invoke(cmd: &str, body: serde_json::Value) -> Result<serde_json::Value, serde_json::Value> {
+const GIB: u64 = 1 << 30;
+
+struct Rig {
+    _emulator: Emulator,
+    _dir: tempfile::TempDir,
+    _app: tauri::App<MockRuntime>,
+    webview: WebviewWindow<MockRuntime>,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn rig() -> Rig {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (emulator, engine) = runtime.block_on(async {
+        let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
+        let mut settings =
+            model_cache::Settings::new(dir.path().join("hub"), dir.path().join("data"));
+        settings.endpoint = emulator.url();
+        settings.retry = model_cache::retry::RetryPolicy::immediate();
+        settings.token_file = Some(dir.path().join("hf-home/token"));
+        let changes = Changes::default();
+        let options = EngineOptions {
+            probes: Probes {
+                power: Arc::new(FakePower::new(PowerState::NO_BATTERY, changes.clone())),
+                disk: Arc::new(FakeDisk::new(
+                    DiskSpace {
+                        total: 1000 * GIB,
+                        available: 900 * GIB,
+                    },
+                    changes.clone(),
+                )),
+                clock: Arc::new(SystemClock),
+                changes,
+                watch_every: None,
+            },
+            machine: Arc::new(MachineMemory {
+                total_ram: 64 * GIB,
+                available_ram: 64 * GIB,
+                vram_total: None,
+            }),
+            fit: FitOptions::default(),
+        };
+        let engine = Engine::open(settings, options).unwrap();
+        (emulator, engine)
+    });
     let app = model_cache_app::app_builder(mock_builder())
         .build(tauri::generate_context!())
         .expect("build the mock app");
+    let api = {
+        let _guard = runtime.enter();
+        local_api::Api::new(engine)
+    };
+    app.manage(AppState {
+        api,
+        demo: None,
+        api_url: "http://127.0.0.1:0".into(),
+        server: None,
+    });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
         .expect("build the mock window");
-    get_ipc_response(
-        &webview,
-        InvokeRequest {
-            cmd: cmd.into(),
-            callback: tauri::ipc::CallbackFn(0),
-            error: tauri::ipc::CallbackFn(1),
-            url: "tauri://localhost".parse().unwrap(),
-            body: tauri::ipc::InvokeBody::Json(body),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        },
-    )
-    .map(|body| body.deserialize::<serde_json::Value>().unwrap())
+    Rig {
+        _emulator: emulator,
+        _dir: dir,
+        _app: app,
+        webview,
+        runtime,
+    }
+}
+
+impl Rig {
+    fn invoke(&self, cmd: &str, body: Value) -> Result<Value, Value> {
+        let _guard = self.runtime.enter();
+        get_ipc_response(
+            &self.webview,
+            InvokeRequest {
+                cmd: cmd.into(),
+                callback: tauri::ipc::CallbackFn(0),
+                error: tauri::ipc::CallbackFn(1),
+                url: "tauri://localhost".parse().unwrap(),
+                body: tauri::ipc::InvokeBody::Json(body),
+                headers: Default::default(),
+                invoke_key: INVOKE_KEY.to_string(),
+            },
+        )
+        .map(|body| body.deserialize::<Value>().unwrap())
+    }
+
+    fn wait_for_job(&self, id: i64) -> Value {
+        for _ in 0..1200 {
+            let jobs = self.invoke("jobs", json!({})).unwrap();
+            let job = jobs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["id"] == id)
+                .cloned()
+                .unwrap();
+            if matches!(job["state"].as_str(), Some("done" | "failed" | "cancelled")) {
+                return job;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("job {id} did not finish");
+    }
 }
 
 #[test]
-fn app_version_reports_the_package_version() {
-    let version = invoke("app_version", serde_json::json!({})).unwrap();
-    assert_eq!(version, serde_json::json!(env!("CARGO_PKG_VERSION")));
+fn every_command_works_through_ipc() {
+    let rig = rig();
+
+    let health = rig.invoke("health", json!({})).unwrap();
+    assert!(health["status"].is_string());
+    assert_eq!(health["demo"], false);
+
+    let variants = rig
+        .invoke("variants", json!({ "repo": "demo/tiny-gguf" }))
+        .unwrap();
+    assert!(variants["variants"].as_array().unwrap().len() >= 6);
+    assert!(variants["recommended"].as_str().is_some_and(|r| !r.is_empty()));
+
+    let bad = rig.invoke("variants", json!({ "repo": "../x" })).unwrap_err();
+    assert_eq!(bad["kind"], "invalid_input");
+    let missing = rig
+        .invoke("variants", json!({ "repo": "demo/does-not-exist" }))
+        .unwrap_err();
+    assert!(
+        matches!(missing["kind"].as_str(), Some("repo_not_found" | "unauthorized")),
+        "{missing}"
+    );
+    assert!(missing["message"].as_str().unwrap().contains("demo/does-not-exist"));
+    let gated = rig.invoke("variants", json!({ "repo": "demo/gated" })).unwrap_err();
+    assert!(gated["hint"].as_str().unwrap().contains("token"), "{gated}");
+
+    rig.invoke("pause_all", json!({})).unwrap();
+    let pulled = rig
+        .invoke("pull", json!({ "repo": "demo/tiny-gguf", "variant": "Q2_K" }))
+        .unwrap();
+    let id = pulled["job_id"].as_i64().unwrap();
+    let paused = rig
+        .invoke("job_action", json!({ "id": id, "action": "pause" }))
+        .unwrap();
+    assert_eq!(paused["state"], "paused");
+    let unknown = rig
+        .invoke("job_action", json!({ "id": id, "action": "explode" }))
+        .unwrap_err();
+    assert_eq!(unknown["kind"], "invalid_input");
+    rig.invoke("job_action", json!({ "id": id, "action": "resume" }))
+        .unwrap();
+    rig.invoke("resume_all", json!({})).unwrap();
+    assert_eq!(rig.wait_for_job(id)["state"], "done");
+
+    let cache = rig.invoke("cache_list", json!({})).unwrap();
+    assert_eq!(cache[0]["repo"], "demo/tiny-gguf");
+    let pinned = rig
+        .invoke("cache_pin", json!({ "repo": "demo/tiny-gguf", "pinned": true }))
+        .unwrap();
+    assert_eq!(pinned["pinned"], true);
+    let refused = rig
+        .invoke("cache_delete", json!({ "repo": "demo/tiny-gguf" }))
+        .unwrap_err();
+    assert_eq!(refused["kind"], "conflict");
+    rig.invoke("cache_pin", json!({ "repo": "demo/tiny-gguf", "pinned": false }))
+        .unwrap();
+    let removed = rig
+        .invoke("cache_delete", json!({ "repo": "demo/tiny-gguf" }))
+        .unwrap();
+    assert!(removed["freed_bytes"].as_u64().unwrap() > 0);
+    let reveal = rig
+        .invoke("cache_reveal", json!({ "repo": "demo/tiny-gguf" }))
+        .unwrap_err();
+    assert_eq!(reveal["kind"], "not_found");
+
+    let settings = rig
+        .invoke("settings_set", json!({ "settings": { "max_rate_bps": 1_000_000 } }))
+        .unwrap();
+    assert_eq!(settings["max_rate_bps"], 1_000_000);
+    assert_eq!(rig.invoke("settings_get", json!({})).unwrap()["max_rate_bps"], 1_000_000);
+    let invalid = rig
+        .invoke("settings_set", json!({ "settings": { "max_rate_bps": "fast" } }))
+        .unwrap_err();
+    assert_eq!(invalid["kind"], "invalid_input");
+
+    let token = rig
+        .invoke("set_token", json!({ "token": "hf_demo_token" }))
+        .unwrap();
+    assert_eq!(token["token_set"], true);
+    assert_eq!(rig.invoke("settings_get", json!({})).unwrap()["token_set"], true);
+    rig.invoke("variants", json!({ "repo": "demo/gated" })).unwrap();
+    rig.invoke("set_token", json!({ "token": null })).unwrap();
+
+    let stats = rig.invoke("stats", json!({})).unwrap();
+    assert!(stats["bytes_downloaded"].as_u64().unwrap() > 0);
 }

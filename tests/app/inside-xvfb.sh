@@ -9,9 +9,16 @@ mkdir -p "$HOME"
 
 fail() { echo "app test FAILED: $*" >&2; exit 1; }
 
+# A notification server and a monitor on this private session bus, before the app starts.
+dunst >"$OUT/dunst.log" 2>&1 &
+DUNST_PID=$!
+dbus-monitor "interface='org.freedesktop.Notifications',member='Notify'" >"$OUT/notify.log" 2>&1 &
+MONITOR_PID=$!
+sleep 1
+
 "$APP" --demo >"$OUT/app.log" 2>&1 &
 APP_PID=$!
-trap 'kill $APP_PID 2>/dev/null || true' EXIT
+trap 'kill $APP_PID $DUNST_PID $MONITOR_PID 2>/dev/null || true' EXIT
 
 # Wait for the window to map.
 WID=""
@@ -37,7 +44,7 @@ echo "screenshot: $OUT/window.png ($COLORS distinct colours)"
 for check in tests/app/checks/*.sh; do
   [ -e "$check" ] || continue
   echo "app check: $check"
-  WID="$WID" APP_PID="$APP_PID" OUT="$OUT" APP="$APP" bash "$check" || fail "$check"
+  WID="$WID" APP_PID="$APP_PID" OUT="$OUT" APP="$APP" bash "$check" || { tail -50 "$OUT/app.log" >&2; fail "$check"; }
 done
 
 kill -0 $APP_PID 2>/dev/null || fail "the app died during the checks"

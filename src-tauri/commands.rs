@@ -1,0 +1,150 @@
+//! The IPC commands the UI calls inside the app. They are the local API's operations
+//! ([`local_api::Api`]) under the same names, with the same arguments and JSON shapes
+//! (`docs/local-api.md`), so `ui/api.js` can switch transports without the rest of the UI
+//! noticing. Errors are `{kind, message, hint}` with a stable `kind`.
+
+use local_api::{ApiError, ApiResult, PullBody};
+use serde_json::{Value, json};
+use tauri::State;
+
+use crate::AppState;
+
+#[tauri::command]
+pub async fn health(state: State<'_, AppState>) -> ApiResult {
+    let mut value = state.api.health().await?;
+    if let Value::Object(map) = &mut value {
+        map.insert("demo".into(), json!(state.demo.is_some()));
+        map.insert("api_url".into(), json!(state.api_url));
+    }
+    Ok(value)
+}
+
+#[tauri::command]
+pub async fn variants(
+    state: State<'_, AppState>,
+    repo: String,
+    revision: Option<String>,
+) -> ApiResult {
+    state.api.variants(&repo, revision.as_deref()).await
+}
+
+#[tauri::command]
+pub async fn pull(
+    state: State<'_, AppState>,
+    repo: String,
+    revision: Option<String>,
+    variant: Option<String>,
+    files: Option<Vec<String>>,
+) -> ApiResult {
+    state
+        .api
+        .pull(PullBody {
+            repo,
+            revision,
+            variant,
+            files,
+        })
+        .await
+}
+
+#[tauri::command]
+pub async fn jobs(state: State<'_, AppState>) -> ApiResult {
+    state.api.jobs().await
+}
+
+#[tauri::command]
+pub async fn job_action(state: State<'_, AppState>, id: Value, action: String) -> ApiResult {
+    let id = match id {
+        Value::String(text) => text,
+        other => other.to_string(),
+    };
+    state.api.job_action(&id, &action).await
+}
+
+#[tauri::command]
+pub async fn pause_all(state: State<'_, AppState>) -> ApiResult {
+    state.api.pause_all(true).await
+}
+
+#[tauri::command]
+pub async fn resume_all(state: State<'_, AppState>) -> ApiResult {
+    state.api.pause_all(false).await
+}
+
+#[tauri::command]
+pub async fn cache_list(state: State<'_, AppState>) -> ApiResult {
+    state.api.cache_list().await
+}
+
+#[tauri::command]
+pub async fn cache_pin(state: State<'_, AppState>, repo: String, pinned: bool) -> ApiResult {
+    state.api.cache_pin(&repo, pinned).await
+}
+
+#[tauri::command]
+pub async fn cache_delete(
+    state: State<'_, AppState>,
+    repo: String,
+    revision: Option<String>,
+) -> ApiResult {
+    state.api.cache_delete(&repo, revision).await
+}
+
+/// Like the API's reveal, and opens the folder in the file manager.
+#[tauri::command]
+pub async fn cache_reveal(state: State<'_, AppState>, repo: String) -> ApiResult {
+    let value = state.api.cache_reveal(&repo).await?;
+    if let Some(path) = value["path"].as_str() {
+        tauri_plugin_opener::reveal_item_in_dir(path).map_err(|e| {
+            ApiError::new(
+                tauri::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "reveal_failed",
+                format!("Could not open the file manager: {e}"),
+            )
+            .with_hint(format!("the folder is {path}"))
+        })?;
+    }
+    Ok(value)
+}
+
+#[tauri::command]
+pub fn settings_get(state: State<'_, AppState>) -> ApiResult {
+    state.api.settings_get()
+}
+
+#[tauri::command]
+pub async fn settings_set(state: State<'_, AppState>, settings: Value) -> ApiResult {
+    state.api.settings_set(settings).await
+}
+
+#[tauri::command]
+pub async fn set_token(state: State<'_, AppState>, token: Option<String>) -> ApiResult {
+    state.api.set_token(token).await
+}
+
+#[tauri::command]
+pub async fn stats(state: State<'_, AppState>) -> ApiResult {
+    state.api.stats().await
+}
+
+/// The invoke handler with every command.
+pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static
+{
+    tauri::generate_handler![
+        health,
+        variants,
+        pull,
+        jobs,
+        job_action,
+        pause_all,
+        resume_all,
+        cache_list,
+        cache_pin,
+        cache_delete,
+        cache_reveal,
+        settings_get,
+        settings_set,
+        set_token,
+        stats
+    ]
+}

@@ -1,0 +1,122 @@
+//! Start-up: settings from the environment and the saved preferences, demo mode, the engine and
+//! the local API.
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use model_cache::engine::{Engine, EngineOptions, Preferences};
+use model_cache::{Settings, Token};
+
+use crate::args::AppArgs;
+
+/// The Tauri identifier; the app-data folder is `$XDG_DATA_HOME/<identifier>` and `mcache` uses
+/// the same folder, so both share one index and `mcache queue` finds the app's local API.
+pub const APP_IDENTIFIER: &str = "dev.modelcache.app";
+
+/// The token the demo hub accepts for its gated and private repos.
+pub const DEMO_TOKEN: &str = "hf_demo_token";
+
+/// What the running app holds.
+pub struct AppState {
+    /// The engine behind the local API's operations, shared by the IPC commands and the server.
+    pub api: local_api::Api,
+    /// The in-process demo hub, when running in demo mode.
+    pub demo: Option<hub_emulator::Emulator>,
+    /// Base URL of the local API (`http://127.0.0.1:PORT`).
+    pub api_url: String,
+    pub server: Option<local_api::ApiServer>,
+}
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Engine(#[from] model_cache::engine::EngineError),
+    #[error(transparent)]
+    Preferences(#[from] model_cache::engine::PreferencesError),
+    #[error("Could not start the demo hub: {0}")]
+    Demo(#[source] std::io::Error),
+    #[error(transparent)]
+    Api(#[from] local_api::ServeError),
+}
+
+/// The settings of this process: the environment (through the engine's `env` module), then the
+/// saved preferences.
+pub fn settings() -> Result<Settings, StartupError> {
+    let dirs = directories::BaseDirs::new();
+    let data_dir = dirs
+        .as_ref()
+        .map(|d| d.data_dir().join(APP_IDENTIFIER))
+        .unwrap_or_else(|| PathBuf::from(".model-cache"));
+    let mut settings = model_cache::env::settings_from_env(
+        |name| std::env::var(name).ok(),
+        dirs.as_ref().map(|d| d.home_dir().to_path_buf()),
+        data_dir,
+    );
+    settings.user_agent = concat!("model-cache-app/", env!("CARGO_PKG_VERSION")).to_string();
+    Preferences::load(&settings.data_dir)?.apply(&mut settings);
+    Ok(settings)
+}
+
+/// Whether the endpoint's host answers a TCP connection within a short time. Used to fall back
+/// to the demo hub on a machine with no network.
+pub fn endpoint_reachable(endpoint: &str) -> bool {
+    let Ok(url) = url::Url::parse(endpoint) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let Ok(addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
+}
+
+/// Starts the engine (with the demo hub when asked or when the Hub is unreachable) and the local
+/// API.
+pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
+    let mut settings = settings()?;
+    let demo_wanted = args.demo || {
+        let endpoint = settings.endpoint.clone();
+        let offline = settings.offline;
+        !offline
+            && !tokio::task::spawn_blocking(move || endpoint_reachable(&endpoint))
+                .await
+                .unwrap_or(false)
+    };
+    let demo = if demo_wanted {
+        if !args.demo {
+            tracing::warn!(
+                endpoint = %settings.endpoint,
+                "the Hub is unreachable: using the built-in demo hub"
+            );
+        }
+        let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig::demo())
+            .await
+            .map_err(StartupError::Demo)?;
+        settings.endpoint = emulator.url();
+        settings.mirrors.clear();
+        settings.offline = false;
+        settings.token = Token::new(DEMO_TOKEN);
+        // The demo's token must not replace the user's real one on disk.
+        settings.token_file = None;
+        Some(emulator)
+    } else {
+        None
+    };
+    let data_dir = settings.data_dir.clone();
+    let engine = Engine::open(settings, EngineOptions::system())?;
+    let api = local_api::Api::new(engine);
+    let server = local_api::serve_api(api.clone(), local_api::ApiConfig::new(data_dir)).await?;
+    Ok(AppState {
+        api_url: server.url().to_string(),
+        server: Some(server),
+        api,
+        demo,
+    })
+}
