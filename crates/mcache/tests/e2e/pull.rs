@@ -183,6 +183,21 @@ fn cache_commands_list_locate_verify_pin_gc_and_remove() {
     gc.ok();
     assert!(snapshot.join(Q4).is_file(), "pinned repos survive gc");
 
+    let refused = world.run(&["rm", REPO]);
+    refused.code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("hint: run `mcache unpin demo/tiny-gguf` first, or pass --force"),
+        "{}",
+        refused.stderr
+    );
+    assert!(snapshot.join(Q4).is_file(), "a pinned repo is not removed");
+    let dry = world
+        .run(&["--json", "rm", REPO, "--force", "--dry-run"])
+        .json();
+    assert!(dry["bytes_freed"].as_u64().unwrap() > 0, "{dry}");
+    assert!(snapshot.join(Q4).is_file(), "a dry run removes nothing");
     world.run(&["unpin", REPO]).ok();
     let dry = world.run(&["gc", "--max-size", "0", "--dry-run"]);
     assert!(
