@@ -294,3 +294,29 @@ fn ctrl_c_in_a_terminal_clears_the_bars_and_says_how_to_resume() {
         "no file bar is left behind:\n{screen}"
     );
 }
+
+#[test]
+fn login_at_a_terminal_prompts_without_echoing_the_token() {
+    let world = World::new();
+    let exe = env!("CARGO_BIN_EXE_mcache");
+    let tmux = Tmux::start(
+        &world,
+        "login",
+        &format!(
+            "#!/bin/sh\n{exe} --data-dir '{data}' login\necho \"EXIT=$?\"\nsleep 600\n",
+            data = world.data_dir().display()
+        ),
+    );
+    tmux.wait_for("Hub token (input hidden):");
+    tmux.send_keys(&["hf_typed_at_the_tty", "Enter"]);
+    let screen = tmux.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        !screen.contains("hf_typed_at_the_tty"),
+        "the token is not echoed:\n{screen}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(world.hf_home().join("token")).unwrap(),
+        "hf_typed_at_the_tty"
+    );
+}
