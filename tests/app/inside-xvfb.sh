@@ -48,4 +48,11 @@ for check in tests/app/checks/*.sh; do
 done
 
 kill -0 $APP_PID 2>/dev/null || fail "the app died during the checks"
+
+# The UI inside the real window, driven over WebDriver, with the first instance gone (a second
+# one would hand over to it and exit).
+kill $APP_PID; wait $APP_PID 2>/dev/null || true
+rm -rf "$HF_HUB_CACHE"
+export XDG_DATA_HOME="$OUT/webdriver-data"   # a fresh index: the only job is the UI's
+python3 tests/app/webdriver_ui.py "$APP" "$OUT" || fail "the UI could not download through the app"
 echo "app tests passed"

@@ -1,0 +1,90 @@
+"""Drives the real app window over WebDriver (WebKitWebDriver): search a repo, download the
+recommended variant through the UI (Tauri IPC inside the app), and wait until the Downloads tab
+shows it done. Standard library only; run inside Xvfb and the test's D-Bus session.
+
+usage: webdriver_ui.py APP_BINARY OUT_DIR
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+APP, OUT = sys.argv[1], sys.argv[2]
+PORT = 4445
+BASE = f"http://127.0.0.1:{PORT}"
+
+
+def call(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(BASE + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")["value"]
+    except urllib.error.HTTPError as error:
+        raise SystemExit(f"WebDriver {method} {path} failed: {error.read().decode()}")
+
+
+def wait_for(what, probe, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+driver = subprocess.Popen(["WebKitWebDriver", f"--port={PORT}"],
+                          env={**os.environ, "TAURI_WEBVIEW_AUTOMATION": "true"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _status():
+    try:
+        with urllib.request.urlopen(BASE + "/status", timeout=2) as response:
+            return json.loads(response.read())["value"]["ready"]
+    except Exception:
+        return False
+
+
+try:
+    wait_for("WebKitWebDriver", _status, 30)
+    session = call("POST", "/session", {"capabilities": {"alwaysMatch": {
+        "webkitgtk:browserOptions": {"binary": APP, "args": ["--demo"]}}}})
+    sid = session["sessionId"]
+    s = f"/session/{sid}"
+
+    def find(css):
+        found = call("POST", f"{s}/elements", {"using": "css selector", "value": css})
+        return found[0] if found else None
+
+    def element_id(element):
+        return next(iter(element.values()))
+
+    def script(code):
+        return call("POST", f"{s}/execute/sync", {"script": code, "args": []})
+
+    wait_for("the UI to connect", lambda: "Connected" in (script(
+        "return document.getElementById('engine-status').textContent") or ""))
+    search = find("#search-input")
+    call("POST", f"{s}/element/{element_id(search)}/value", {"text": "demo/tiny-gguf"})
+    call("POST", f"{s}/element/{element_id(find('#search-button'))}/click", {})
+    button = wait_for("the variants list", lambda: find("#download-button"))
+    call("POST", f"{s}/element/{element_id(button)}/click", {})
+    wait_for("the download to finish", lambda: find('#jobs li[data-state="done"]'), 120)
+    text = script("return document.querySelector('#jobs li[data-state=\"done\"]').textContent")
+    if "demo/tiny-gguf" not in text or "100%" not in text:
+        raise SystemExit(f"the finished job reads: {text!r}")
+    time.sleep(1.5)  # WebKit shows the previous paint right after a DOM change.
+    shot = call("GET", f"{s}/screenshot")
+    with open(os.path.join(OUT, "webdriver-downloaded.png"), "wb") as f:
+        f.write(base64.b64decode(shot))
+    call("DELETE", s)
+    print("downloaded through the app's UI:", " ".join(text.split())[:120])
+finally:
+    driver.terminate()
+    driver.wait(timeout=10)
