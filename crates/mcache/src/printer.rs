@@ -85,8 +85,9 @@ impl Printer {
         self.terminal.stdin_is_terminal && self.terminal.stderr_is_terminal && !self.json
     }
 
-    /// Whether progress bars are drawn.
+    /// Whether progress bars are drawn. Not with `-v`: log lines written between two frames
+    /// would be torn by the redraw, and the logs tell the progress anyway.
     pub fn progress_bars(&self) -> bool {
-        self.terminal.stderr_is_terminal && !self.quiet && !self.json
+        self.terminal.stderr_is_terminal && !self.quiet && !self.json && self.verbose == 0
     }
 }
