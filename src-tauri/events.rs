@@ -50,7 +50,10 @@ mod tests {
             notification(&note),
             Some(("Download finished".into(), "demo/x".into()))
         );
-        assert_eq!(notification(&json!({"type": "progress", "title": "x"})), None);
+        assert_eq!(
+            notification(&json!({"type": "progress", "title": "x"})),
+            None
+        );
     }
 
     #[test]

@@ -138,24 +138,43 @@ fn every_command_works_through_ipc() {
         .invoke("variants", json!({ "repo": "demo/tiny-gguf" }))
         .unwrap();
     assert!(variants["variants"].as_array().unwrap().len() >= 6);
-    assert!(variants["recommended"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(
+        variants["recommended"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
 
-    let bad = rig.invoke("variants", json!({ "repo": "../x" })).unwrap_err();
+    let bad = rig
+        .invoke("variants", json!({ "repo": "../x" }))
+        .unwrap_err();
     assert_eq!(bad["kind"], "invalid_input");
     let missing = rig
         .invoke("variants", json!({ "repo": "demo/does-not-exist" }))
         .unwrap_err();
     assert!(
-        matches!(missing["kind"].as_str(), Some("repo_not_found" | "unauthorized")),
+        matches!(
+            missing["kind"].as_str(),
+            Some("repo_not_found" | "unauthorized")
+        ),
         "{missing}"
     );
-    assert!(missing["message"].as_str().unwrap().contains("demo/does-not-exist"));
-    let gated = rig.invoke("variants", json!({ "repo": "demo/gated" })).unwrap_err();
+    assert!(
+        missing["message"]
+            .as_str()
+            .unwrap()
+            .contains("demo/does-not-exist")
+    );
+    let gated = rig
+        .invoke("variants", json!({ "repo": "demo/gated" }))
+        .unwrap_err();
     assert!(gated["hint"].as_str().unwrap().contains("token"), "{gated}");
 
     rig.invoke("pause_all", json!({})).unwrap();
     let pulled = rig
-        .invoke("pull", json!({ "repo": "demo/tiny-gguf", "variant": "Q2_K" }))
+        .invoke(
+            "pull",
+            json!({ "repo": "demo/tiny-gguf", "variant": "Q2_K" }),
+        )
         .unwrap();
     let id = pulled["job_id"].as_i64().unwrap();
     let paused = rig
@@ -174,15 +193,21 @@ fn every_command_works_through_ipc() {
     let cache = rig.invoke("cache_list", json!({})).unwrap();
     assert_eq!(cache[0]["repo"], "demo/tiny-gguf");
     let pinned = rig
-        .invoke("cache_pin", json!({ "repo": "demo/tiny-gguf", "pinned": true }))
+        .invoke(
+            "cache_pin",
+            json!({ "repo": "demo/tiny-gguf", "pinned": true }),
+        )
         .unwrap();
     assert_eq!(pinned["pinned"], true);
     let refused = rig
         .invoke("cache_delete", json!({ "repo": "demo/tiny-gguf" }))
         .unwrap_err();
     assert_eq!(refused["kind"], "conflict");
-    rig.invoke("cache_pin", json!({ "repo": "demo/tiny-gguf", "pinned": false }))
-        .unwrap();
+    rig.invoke(
+        "cache_pin",
+        json!({ "repo": "demo/tiny-gguf", "pinned": false }),
+    )
+    .unwrap();
     let removed = rig
         .invoke("cache_delete", json!({ "repo": "demo/tiny-gguf" }))
         .unwrap();
@@ -193,12 +218,21 @@ fn every_command_works_through_ipc() {
     assert_eq!(reveal["kind"], "not_found");
 
     let settings = rig
-        .invoke("settings_set", json!({ "settings": { "max_rate_bps": 1_000_000 } }))
+        .invoke(
+            "settings_set",
+            json!({ "settings": { "max_rate_bps": 1_000_000 } }),
+        )
         .unwrap();
     assert_eq!(settings["max_rate_bps"], 1_000_000);
-    assert_eq!(rig.invoke("settings_get", json!({})).unwrap()["max_rate_bps"], 1_000_000);
+    assert_eq!(
+        rig.invoke("settings_get", json!({})).unwrap()["max_rate_bps"],
+        1_000_000
+    );
     let invalid = rig
-        .invoke("settings_set", json!({ "settings": { "max_rate_bps": "fast" } }))
+        .invoke(
+            "settings_set",
+            json!({ "settings": { "max_rate_bps": "fast" } }),
+        )
         .unwrap_err();
     assert_eq!(invalid["kind"], "invalid_input");
 
@@ -206,8 +240,12 @@ fn every_command_works_through_ipc() {
         .invoke("set_token", json!({ "token": "hf_demo_token" }))
         .unwrap();
     assert_eq!(token["token_set"], true);
-    assert_eq!(rig.invoke("settings_get", json!({})).unwrap()["token_set"], true);
-    rig.invoke("variants", json!({ "repo": "demo/gated" })).unwrap();
+    assert_eq!(
+        rig.invoke("settings_get", json!({})).unwrap()["token_set"],
+        true
+    );
+    rig.invoke("variants", json!({ "repo": "demo/gated" }))
+        .unwrap();
     rig.invoke("set_token", json!({ "token": null })).unwrap();
 
     let stats = rig.invoke("stats", json!({})).unwrap();

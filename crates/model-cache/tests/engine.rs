@@ -238,7 +238,10 @@ async fn gated_repos_explain_what_to_do() {
         .unwrap();
     assert!(engine.has_token());
     let token_file = dir.path().join("hf-home/token");
-    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), "hf_demo_token");
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap(),
+        "hf_demo_token"
+    );
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&token_file).unwrap().permissions(),
     );

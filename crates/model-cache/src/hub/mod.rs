@@ -159,11 +159,7 @@ impl HubClient {
 
     /// Replaces the token (log in / log out) for this client and all its clones.
     pub fn set_token(&self, token: Option<Token>) {
-        *self
-            .inner
-            .token
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = token;
+        *self.inner.token.write().unwrap_or_else(|e| e.into_inner()) = token;
     }
 
     fn token(&self) -> std::sync::RwLockReadGuard<'_, Option<Token>> {
