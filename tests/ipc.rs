@@ -60,6 +60,7 @@ fn rig() -> Rig {
                 vram_total: None,
             }),
             fit: FitOptions::default(),
+            run_queue: true,
         };
         let engine = Engine::open(settings, options).unwrap();
         (emulator, engine)

@@ -25,7 +25,7 @@ pub async fn serve(
     } else {
         None
     };
-    let engine = crate::commands::open_engine(&global).await?;
+    let engine = crate::commands::open_engine_with(&global, true).await?;
     let settings = crate::settings::resolve(&global)?;
     let mut config = local_api::ApiConfig::new(settings.data_dir.clone());
     config.bind = SocketAddr::new(args.bind, args.port);

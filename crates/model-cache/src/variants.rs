@@ -768,6 +768,69 @@ impl RepoFiles for LocalRepoFiles {
     }
 }
 
+/// Repo files on the Hub, read from the local cache when their blob is already there: the
+/// headers of a model already downloaded cost no network bytes.
+#[derive(Debug, Clone)]
+pub struct CacheFirstRepoFiles {
+    pub hub: HubRepoFiles,
+    pub cache: crate::store::RepoCache,
+    /// The blob name (etag) of each listed path.
+    pub etags: std::collections::HashMap<String, String>,
+}
+
+/// A file read from the cache or from the Hub.
+pub enum EitherSource {
+    Local(crate::formats::LocalFile),
+    Hub(crate::formats::HubSource),
+}
+
+impl crate::formats::ByteSource for EitherSource {
+    fn len(&self) -> u64 {
+        match self {
+            EitherSource::Local(s) => s.len(),
+            EitherSource::Hub(s) => s.len(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            EitherSource::Local(s) => s.name(),
+            EitherSource::Hub(s) => s.name(),
+        }
+    }
+
+    async fn read_at(&self, offset: u64, len: u64) -> Result<bytes::Bytes, SourceError> {
+        match self {
+            EitherSource::Local(s) => s.read_at(offset, len).await,
+            EitherSource::Hub(s) => s.read_at(offset, len).await,
+        }
+    }
+
+    fn bytes_read(&self) -> u64 {
+        match self {
+            EitherSource::Local(s) => s.bytes_read(),
+            EitherSource::Hub(s) => s.bytes_read(),
+        }
+    }
+}
+
+impl RepoFiles for CacheFirstRepoFiles {
+    type Source = EitherSource;
+
+    async fn open(&self, path: &str, size: u64) -> Result<Self::Source, SourceError> {
+        if let Some(etag) = self.etags.get(path)
+            && self.cache.blob_exists(etag)
+        {
+            let local = crate::formats::LocalFile::open(&self.cache.blob_path(etag))?;
+            // A blob of the wrong size is not this file (a torn copy): ask the Hub instead.
+            if local.len() == size {
+                return Ok(EitherSource::Local(local));
+            }
+        }
+        Ok(EitherSource::Hub(self.hub.open(path, size).await?))
+    }
+}
+
 /// Largest `config.json` or shard index read (real ones are at most a few MB).
 const MAX_JSON_BYTES: u64 = 32 * 1024 * 1024;
 

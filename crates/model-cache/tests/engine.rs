@@ -16,6 +16,13 @@ use model_cache::{RepoId, Settings};
 
 const GIB: u64 = 1 << 30;
 
+fn passive(ram: u64) -> EngineOptions {
+    EngineOptions {
+        run_queue: false,
+        ..options(ram)
+    }
+}
+
 fn options(ram: u64) -> EngineOptions {
     let changes = Changes::default();
     EngineOptions {
@@ -38,6 +45,7 @@ fn options(ram: u64) -> EngineOptions {
             vram_total: None,
         }),
         fit: FitOptions::default(),
+        run_queue: true,
     }
 }
 
@@ -287,5 +295,58 @@ async fn preferences_apply_live_and_persist() {
     assert_eq!(saved.max_rate_bps, Some(5_000_000));
     assert_eq!(saved.cache.unwrap().budget, Some(10 * GIB));
     engine.shutdown();
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_engine_never_runs_jobs_and_cached_headers_are_read_locally() {
+    let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo: RepoId = "demo/tiny-gguf".parse().unwrap();
+
+    // A short-lived command (passive) queues a job: it stays queued.
+    let cli = Engine::open(settings(dir.path(), emulator.url()), passive(64 * GIB)).unwrap();
+    let plan = cli
+        .plan_pull(&PullRequest {
+            variant: Some("Q4_K_M".into()),
+            ..PullRequest::repo(repo.clone())
+        })
+        .await
+        .unwrap();
+    let job = cli.enqueue(&plan).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cli.jobs().unwrap()[0].state, QueueState::Queued);
+    cli.shutdown();
+
+    // The app (active) picks it up and finishes it.
+    let app = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    assert_eq!(wait_done(&app, job.id).await.state, QueueState::Done);
+
+    // Planning the same pull again transfers no file bytes: the name is enough, no header is
+    // read, and the listing says everything is cached.
+    let before = emulator.log().bytes_served_matching(".gguf");
+    assert!(
+        before >= plan.total_bytes,
+        "the first pull was served as .gguf paths"
+    );
+    let again = app
+        .plan_pull(&PullRequest {
+            variant: Some("Q4_K_M".into()),
+            ..PullRequest::repo(repo.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.cached_bytes, again.total_bytes);
+    assert_eq!(emulator.log().bytes_served_matching(".gguf"), before);
+
+    // The variants report reads the cached variant's header from disk, the others remotely.
+    let report = app.variants(&repo, None).await.unwrap();
+    let q4 = report
+        .variants
+        .iter()
+        .find(|v| v.variant.name == "Q4_K_M")
+        .unwrap();
+    assert!(q4.variant.shape.is_some(), "the cached header was read");
+    app.shutdown();
     emulator.shutdown().await;
 }

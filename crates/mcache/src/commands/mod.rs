@@ -56,9 +56,23 @@ impl Interrupt {
     }
 }
 
+/// Opens the engine for one command. The queue is opened passively: a short-lived command must
+/// not start, resume or clean up jobs that a running app (or `mcache serve`) owns.
 pub(crate) async fn open_engine(global: &crate::cli::GlobalArgs) -> anyhow::Result<Engine> {
+    open_engine_with(global, false).await
+}
+
+/// Opens the engine, running the download queue in this process when `run_queue` (`serve`).
+pub(crate) async fn open_engine_with(
+    global: &crate::cli::GlobalArgs,
+    run_queue: bool,
+) -> anyhow::Result<Engine> {
     let settings = crate::settings::resolve(global)?;
-    Ok(Engine::open(settings, EngineOptions::system())?)
+    let options = EngineOptions {
+        run_queue,
+        ..EngineOptions::system()
+    };
+    Ok(Engine::open(settings, options)?)
 }
 
 pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {

@@ -56,34 +56,15 @@ fn pull_a_quant_variant_then_again_with_no_network_bytes() {
             .all(|e| e["event"] != "file_started" && e["event"] != "bytes"),
         "no transfer starts"
     );
-    // What the second run fetched from the CDN is only the engine's header probes for the
-    // variants table (range reads at the start of each file), never the file body.
+    // The second run asks the Hub for the listing only: a named quant is found by its file
+    // name, so no file byte (not even a header) comes from the CDN.
     let records = world.emulator.log().records();
-    for record in records[seq..]
+    let cdn: Vec<_> = records[seq..]
         .iter()
         .filter(|r| r.listener == hub_emulator::Listener::Cdn)
-    {
-        let range = record.range.as_deref().unwrap_or("(whole file)");
-        let start: u64 = range
-            .trim_start_matches("bytes=")
-            .split('-')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(u64::MAX);
-        assert!(
-            start < 1 << 20,
-            "a header read, not a transfer: {} {range}",
-            record.path
-        );
-        if record.path.ends_with(Q4) {
-            assert!(
-                record.bytes_sent < size / 4,
-                "{} {range}: {}",
-                record.path,
-                record.bytes_sent
-            );
-        }
-    }
+        .map(|r| format!("{} {:?}", r.path, r.range))
+        .collect();
+    assert!(cdn.is_empty(), "the CDN was asked for {cdn:?}");
     let run = world.run(&["pull", REPO, "--quant", "Q4_K_M"]);
     assert_eq!(PathBuf::from(run.ok().trim()), snapshot);
     assert!(run.stderr.contains("already cached"), "{}", run.stderr);

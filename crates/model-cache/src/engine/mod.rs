@@ -46,7 +46,9 @@ use crate::scheduler::{
 use crate::secret::Token;
 use crate::settings::Settings;
 use crate::store::{CachedLookup, HubCache, StoreError};
-use crate::variants::{self, HubRepoFiles, ListedFile, LocalRepoFiles, Variant};
+use crate::variants::{
+    self, CacheFirstRepoFiles, HubRepoFiles, ListedFile, LocalRepoFiles, Variant,
+};
 
 /// Errors of the facade. Each has a stable [`EngineError::kind`] the app, the local API and the
 /// CLI's exit codes switch on, and a message that says what to do where it can.
@@ -129,6 +131,10 @@ pub struct EngineOptions {
     pub probes: Probes,
     pub machine: Arc<dyn Machine + Send + Sync>,
     pub fit: FitOptions,
+    /// Run the download queue (and background cleanup) in this process: the app and
+    /// `mcache serve` do; other short-lived commands open the queue passively, so they never
+    /// take over jobs the app is running.
+    pub run_queue: bool,
 }
 
 impl EngineOptions {
@@ -138,6 +144,7 @@ impl EngineOptions {
             probes: Probes::system(),
             machine: Arc::new(SystemMachine),
             fit: FitOptions::default(),
+            run_queue: true,
         }
     }
 }
@@ -320,6 +327,7 @@ impl Engine {
         let hub = HubClient::new(&settings)?;
         let downloader = Downloader::new(&settings, hub.clone(), index.clone());
         let mut config = SchedulerConfig::new(&settings.hub_cache);
+        config.run = options.run_queue;
         if let Some(policy) = &preferences.schedule {
             config.policy = policy.clone();
         }
@@ -446,10 +454,17 @@ impl Engine {
                 .snapshot_dir(commit.as_deref().unwrap_or(&revision));
             variants::inspect(&mut found, &listed, &LocalRepoFiles { root }).await;
         } else {
-            let files = HubRepoFiles {
-                client: self.inner.hub.clone(),
-                repo: repo.clone(),
-                revision: commit.clone().unwrap_or_else(|| revision.clone()),
+            let files = CacheFirstRepoFiles {
+                hub: HubRepoFiles {
+                    client: self.inner.hub.clone(),
+                    repo: repo.clone(),
+                    revision: commit.clone().unwrap_or_else(|| revision.clone()),
+                },
+                cache: self.inner.cache.repo(repo),
+                etags: entries
+                    .iter()
+                    .map(|e| (e.path.clone(), e.etag().to_string()))
+                    .collect(),
             };
             variants::inspect(&mut found, &listed, &files).await;
         }
@@ -493,16 +508,27 @@ impl Engine {
         let mut variant_name = None;
         let mut wanted: Option<Vec<String>> = None;
         if let Some(name) = &request.variant {
-            let report = self
-                .variants(&repo, Some(commit.as_deref().unwrap_or(&revision)))
-                .await?;
-            let view =
-                find_variant(&report.variants, name).ok_or_else(|| EngineError::NoSuchVariant {
-                    repo: repo.to_string(),
-                    name: name.clone(),
-                })?;
-            wanted = Some(variant_paths(&view.variant, request.with_extras));
-            variant_name = Some(view.variant.name.clone());
+            // The names in the file names are usually enough; only when none matches are the
+            // headers read (a header can rename a variant whose file name says otherwise).
+            let by_name = variants::scan(&listed);
+            let variant = match find_variant(&by_name, name) {
+                Some(variant) => variant.clone(),
+                None => {
+                    let report = self
+                        .variants(&repo, Some(commit.as_deref().unwrap_or(&revision)))
+                        .await?;
+                    let inspected: Vec<Variant> =
+                        report.variants.into_iter().map(|v| v.variant).collect();
+                    find_variant(&inspected, name).cloned().ok_or_else(|| {
+                        EngineError::NoSuchVariant {
+                            repo: repo.to_string(),
+                            name: name.clone(),
+                        }
+                    })?
+                }
+            };
+            wanted = Some(variant_paths(&variant, request.with_extras));
+            variant_name = Some(variant.name.clone());
             choice = Choice::Variant;
         } else if request.files.is_empty() && request.include.is_empty() {
             let found = variants::scan(&listed);
@@ -597,7 +623,11 @@ impl Engine {
                 .map(|e| FileSpec::from(e.path.clone()))
                 .collect(),
         };
-        self.inner.downloader.start(request, reporter)
+        let counting = Arc::new(HitCounter {
+            index: self.inner.index.clone(),
+            inner: reporter,
+        });
+        self.inner.downloader.start(request, counting)
     }
 
     /// Every job, live ones first.
@@ -914,6 +944,30 @@ fn store_token(path: &Path, token: Option<&Token>) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Counts cache hits (files found in the cache) and misses (files fetched) of a direct
+/// download in the index, as the scheduler does for queued jobs, and forwards every event.
+struct HitCounter {
+    index: Index,
+    inner: Arc<dyn Reporter>,
+}
+
+impl Reporter for HitCounter {
+    fn report(&self, event: crate::download::DownloadEvent) {
+        use crate::download::DownloadEvent;
+        let metric = match &event {
+            DownloadEvent::FileStarted { .. } => Some(crate::index::metric::MISSES),
+            DownloadEvent::Skipped { .. } => Some(crate::index::metric::HITS),
+            _ => None,
+        };
+        if let Some(name) = metric
+            && let Err(error) = self.index.add_metric(name, 1)
+        {
+            tracing::warn!(%error, "could not count a cache hit or miss");
+        }
+        self.inner.report(event);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -924,17 +978,13 @@ fn system_time_ms(t: std::time::SystemTime) -> i64 {
 }
 
 /// Finds a variant by id (`gguf:Q4_K_M`), name or quant, case-insensitively.
-fn find_variant<'a>(variants: &'a [VariantView], name: &str) -> Option<&'a VariantView> {
+fn find_variant<'a>(variants: &'a [Variant], name: &str) -> Option<&'a Variant> {
     let eq = |a: &str| a.eq_ignore_ascii_case(name);
     variants
         .iter()
-        .find(|v| eq(&v.variant.id))
-        .or_else(|| variants.iter().find(|v| eq(&v.variant.name)))
-        .or_else(|| {
-            variants
-                .iter()
-                .find(|v| v.variant.quant.as_deref().is_some_and(eq))
-        })
+        .find(|v| eq(&v.id))
+        .or_else(|| variants.iter().find(|v| eq(&v.name)))
+        .or_else(|| variants.iter().find(|v| v.quant.as_deref().is_some_and(eq)))
 }
 
 /// The paths a variant's download needs.

@@ -83,6 +83,10 @@ pub struct SchedulerConfig {
     pub cache_policy: CachePolicy,
     /// How often progress is written to the index and a speed sample taken.
     pub progress_every: Duration,
+    /// Run the queue in this process. `false` opens the queue passively (a short-lived CLI
+    /// command beside the app): jobs can be listed and changed, but none is started, resumed,
+    /// requeued or cleaned up by this process.
+    pub run: bool,
 }
 
 impl SchedulerConfig {
@@ -92,6 +96,7 @@ impl SchedulerConfig {
             policy: SchedulePolicy::default(),
             cache_policy: CachePolicy::default(),
             progress_every: Duration::from_secs(1),
+            run: true,
         }
     }
 }
@@ -197,12 +202,15 @@ impl Scheduler {
         probes: Probes,
     ) -> Result<Scheduler, SchedulerError> {
         let now = probes.clock.now_ms();
-        let requeued = index.with_conn("requeue interrupted jobs", |c| {
-            queue::requeue_interrupted(c, now)
-        })?;
-        if requeued > 0 {
-            tracing::info!(requeued, "resuming jobs interrupted by a restart");
+        if config.run {
+            let requeued = index.with_conn("requeue interrupted jobs", |c| {
+                queue::requeue_interrupted(c, now)
+            })?;
+            if requeued > 0 {
+                tracing::info!(requeued, "resuming jobs interrupted by a restart");
+            }
         }
+        let run = config.run;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             index,
@@ -221,6 +229,9 @@ impl Scheduler {
             shutdown: CancellationToken::new(),
             probes,
         });
+        if !run {
+            return Ok(Scheduler { inner });
+        }
         if let Some(every) = inner.probes.watch_every {
             let watcher = ProbeWatcher {
                 power: inner.probes.power.clone(),
