@@ -104,8 +104,8 @@ pub enum Command {
         /// Remove only this revision (commit or ref)
         #[arg(long, value_name = "REV", conflicts_with = "variant")]
         revision: Option<String>,
-        /// Remove only the files of this variant (not supported by the engine yet: exits with an
-        /// error and removes nothing)
+        /// Remove only the weight files of this variant (a quant such as `Q4_K_M`) and the blobs
+        /// nothing else links; companions stay while another variant uses them
         #[arg(long, value_name = "NAME")]
         variant: Option<String>,
         /// Remove a pinned repo too

@@ -87,37 +87,32 @@ pub fn rm(
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let repo = parse_repo(repo)?;
-    if let Some(variant) = variant {
-        return Err(CliError::new(
-            "unsupported",
-            format!("Removing one variant (`{variant}`) is not supported by the engine yet"),
-        )
-        .hint(format!(
-            "remove the whole repo with `mcache rm {repo}`, or one revision with --revision"
-        ))
-        .into());
+    let removal = match variant {
+        Some(variant) => engine.delete_variant(&repo, revision, variant, force, dry_run),
+        None => engine.delete(&repo, revision, force, dry_run),
     }
-    let removal = engine
-        .delete(&repo, revision, force, dry_run)
-        .map_err(|error| {
-            let kind = error.kind();
-            let error = anyhow::Error::new(error);
-            if kind == "pinned" {
-                error.context(
-                    CliError::new("pinned", format!("`{repo}` is pinned"))
-                        .hint(format!("run `mcache unpin {repo}` first, or pass --force")),
-                )
-            } else {
-                error
-            }
-        })?;
+    .map_err(|error| {
+        let kind = error.kind();
+        let error = anyhow::Error::new(error);
+        if kind == "pinned" {
+            error.context(
+                CliError::new("pinned", format!("`{repo}` is pinned"))
+                    .hint(format!("run `mcache unpin {repo}` first, or pass --force")),
+            )
+        } else {
+            error
+        }
+    })?;
     printer.output(&removal, |removal| {
         let verb = if dry_run { "Would remove" } else { "Removed" };
         for path in &removal.paths {
             printer.data(path.display().to_string());
         }
         printer.message(format!(
-            "{verb} `{repo}`{}: {} freed",
+            "{verb} `{repo}`{}{}: {} freed",
+            variant
+                .map(|v| format!(" variant `{v}`"))
+                .unwrap_or_default(),
             revision.map(|r| format!(" at `{r}`")).unwrap_or_default(),
             format_size(removal.bytes_freed)
         ));

@@ -196,6 +196,34 @@ fn cache_commands_list_locate_verify_pin_gc_and_remove() {
 }
 
 #[test]
+fn rm_variant_removes_one_quant_and_keeps_the_others() {
+    let world = World::new();
+    let snapshot = pull_q4(&world);
+    world.run(&["pull", REPO, "--quant", "Q2_K"]).ok();
+    let q2 = snapshot.join("tiny-model-Q2_K.gguf");
+    assert!(q2.is_file());
+    let q2_blob = std::fs::canonicalize(&q2).unwrap();
+
+    let dry = world
+        .run(&["--json", "rm", REPO, "--variant", "Q2_K", "--dry-run"])
+        .json();
+    assert!(dry["bytes_freed"].as_u64().unwrap() > 0, "{dry}");
+    assert!(q2.is_file(), "a dry run removes nothing");
+
+    world.run(&["rm", REPO, "--variant", "Q2_K"]).ok();
+    assert!(!q2.exists(), "the variant's link is gone");
+    assert!(!q2_blob.exists(), "its blob is gone");
+    assert!(snapshot.join(Q4).is_file(), "the other variant stays");
+    assert!(world.run(&["verify", REPO]).ok().contains("ok"));
+    world.run(&["rm", REPO, "--variant", "Q9_Z"]).code(3);
+
+    // The last variant takes the whole revision with it.
+    world.run(&["rm", REPO, "--variant", "Q4_K_M"]).ok();
+    let repos = world.run(&["--json", "ls"]).json();
+    assert_eq!(repos.as_array().unwrap().len(), 0, "{repos}");
+}
+
+#[test]
 fn gc_evicts_an_unpinned_repo_over_the_budget() {
     let world = World::new();
     let snapshot = pull_q4(&world);

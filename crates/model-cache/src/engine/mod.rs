@@ -748,6 +748,47 @@ impl Engine {
         Ok(removal)
     }
 
+    /// Removes one variant of a cached revision: its weight files, and the blobs nothing else
+    /// links. Companions (config, tokenizer) stay while another variant still uses them; when no
+    /// weights are left the whole revision goes.
+    pub fn delete_variant(
+        &self,
+        repo: &RepoId,
+        revision: Option<&str>,
+        variant: &str,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<crate::policy::gc::Removal, EngineError> {
+        let revision = revision.unwrap_or("main");
+        let (entries, commit) = self.cached_listing(repo, revision)?;
+        let commit = commit.ok_or_else(|| EngineError::NotCached {
+            repo: repo.to_string(),
+        })?;
+        let listed: Vec<ListedFile> = entries.iter().map(ListedFile::from).collect();
+        let present = variants::scan(&listed);
+        let chosen = find_variant(&present, variant).ok_or_else(|| EngineError::NoSuchVariant {
+            repo: repo.to_string(),
+            name: variant.to_string(),
+        })?;
+        let others_left = present
+            .iter()
+            .any(|v| v.id != chosen.id && !v.files.is_empty());
+        let files: Vec<String> = if others_left {
+            chosen.files.iter().map(|f| f.path.clone()).collect()
+        } else {
+            listed.iter().map(|f| f.path.clone()).collect()
+        };
+        let removal = self
+            .inner
+            .scheduler
+            .janitor()
+            .remove_files(repo, &commit, &files, force, dry_run)?;
+        if !dry_run {
+            self.inner.scheduler.changes().notify();
+        }
+        Ok(removal)
+    }
+
     /// Runs a cleanup pass now; `max_size` sets the budget for this pass.
     pub fn gc(&self, max_size: Option<u64>, dry_run: bool) -> Result<CleanupReport, EngineError> {
         if let Some(budget) = max_size {

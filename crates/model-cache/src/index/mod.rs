@@ -443,6 +443,25 @@ impl Index {
     }
 
     /// Forgets the files of a commit (its snapshot is gone).
+    /// Forgets some files of a commit (a variant removed from the cache).
+    pub fn remove_files(
+        &self,
+        repo: &RepoId,
+        commit: &str,
+        paths: &[String],
+    ) -> Result<(), IndexError> {
+        self.with_conn("remove files", |c| {
+            for path in paths {
+                c.execute(
+                    "DELETE FROM files WHERE commit_hash = ?2 AND path = ?3
+                     AND repo = (SELECT id FROM repos WHERE folder = ?1)",
+                    params![repo.folder_name(), commit, path],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn remove_commit(&self, repo: &RepoId, commit: &str) -> Result<(), IndexError> {
         self.with_conn("remove a commit", |c| {
             c.execute(

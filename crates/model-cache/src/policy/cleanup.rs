@@ -176,6 +176,59 @@ impl Janitor {
         Ok(removal)
     }
 
+    /// Removes some files of one revision (a variant) from disk and the index (see
+    /// [`gc::delete_files`]), unless the revision is pinned (`force` overrides the pin).
+    pub fn remove_files(
+        &self,
+        repo: &RepoId,
+        commit: &str,
+        files: &[String],
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Removal, PolicyError> {
+        if !force {
+            let pins = self.index.pins().map_err(index_err)?;
+            let refs: Vec<String> = gc::scan(&self.hub_cache)?
+                .repos
+                .into_iter()
+                .filter(|r| &r.repo == repo)
+                .flat_map(|r| r.revisions)
+                .filter(|r| r.commit == commit)
+                .flat_map(|r| r.refs)
+                .collect();
+            if is_pinned(&pins, repo, commit, &refs) {
+                return Err(PolicyError::Pinned {
+                    repo: repo.to_string(),
+                    commit: commit.to_string(),
+                });
+            }
+        }
+        let removal = gc::delete_files(&self.hub_cache, repo, commit, files, dry_run)?;
+        if !dry_run {
+            let snapshot = self
+                .hub_cache
+                .join(repo.folder_name())
+                .join("snapshots")
+                .join(commit);
+            if snapshot.exists() {
+                self.index
+                    .remove_files(repo, commit, files)
+                    .map_err(index_err)?;
+                let blobs_dir = self.hub_cache.join(repo.folder_name()).join("blobs");
+                for path in &removal.paths {
+                    if path.parent() == Some(blobs_dir.as_path())
+                        && let Some(etag) = path.file_name().and_then(|n| n.to_str())
+                    {
+                        self.index.remove_blob(repo, etag).map_err(index_err)?;
+                    }
+                }
+            } else {
+                self.forget(repo, commit, &removal)?;
+            }
+        }
+        Ok(removal)
+    }
+
     /// Removes a repo, or one revision of it (a commit, or a ref name such as `main`), unless
     /// pinned (`force` overrides the pin).
     pub fn remove(

@@ -482,6 +482,87 @@ pub fn delete_revision(
     Ok(removal)
 }
 
+/// Removes some files of one revision (one variant of a model): their snapshot links, and the
+/// blobs no link in any snapshot of the repo points at any more. When the snapshot is left
+/// empty the whole revision goes, as [`delete_revision`] does. Paths are relative to the
+/// snapshot and checked like a repo listing's; nothing outside the cache is touched.
+pub fn delete_files(
+    root: &Path,
+    repo: &RepoId,
+    commit: &str,
+    files: &[String],
+    dry_run: bool,
+) -> Result<Removal, PolicyError> {
+    let not_cached = || PolicyError::NotCached {
+        repo: repo.to_string(),
+        commit: commit.to_string(),
+    };
+    if !plain_segment(commit) {
+        return Err(not_cached());
+    }
+    let repo_dir = root.join(repo.folder_name());
+    let snapshots = repo_dir.join("snapshots");
+    let snapshot = snapshots.join(commit);
+    if !fs::symlink_metadata(&snapshot).is_ok_and(|m| m.is_dir()) {
+        return Err(not_cached());
+    }
+    // How many links point at each blob, over every snapshot of the repo.
+    let mut links: HashMap<String, (usize, u64)> = HashMap::new();
+    for entry in fs::read_dir(&snapshots)
+        .map_err(scan_err(&snapshots))?
+        .flatten()
+    {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            for blob in snapshot_blobs(&repo_dir, &entry.path())?.0 {
+                let slot = links.entry(blob.key).or_insert((0, blob.size));
+                slot.0 += 1;
+            }
+        }
+    }
+    let present: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| crate::store::SafeRelPath::new(f).ok())
+        .map(|rel| rel.join_to(&snapshot))
+        .filter(|link| fs::symlink_metadata(link).is_ok())
+        .collect();
+    // Every file of the revision goes: that is the whole revision, with its refs.
+    if present.len() == snapshot_blobs(&repo_dir, &snapshot)?.0.len() {
+        return delete_revision(root, repo, commit, dry_run);
+    }
+    let mut removal = Removal::default();
+    for link in present {
+        let Ok(meta) = fs::symlink_metadata(&link) else {
+            continue;
+        };
+        let key = if meta.file_type().is_symlink() {
+            fs::read_link(&link)
+                .ok()
+                .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        } else {
+            // A copied file (no symlinks on this file system) is its own storage.
+            removal.bytes_freed += meta.len();
+            None
+        };
+        if remove_file(root, &link, dry_run)? {
+            removal.paths.push(link);
+        }
+        if let Some(key) = key
+            && let Some(slot) = links.get_mut(&key)
+        {
+            slot.0 = slot.0.saturating_sub(1);
+            if slot.0 == 0 && plain_segment(&key) {
+                let blob = repo_dir.join("blobs").join(&key);
+                if remove_file(root, &blob, dry_run)? {
+                    removal.paths.push(blob);
+                    removal.bytes_freed += slot.1;
+                }
+            }
+        }
+    }
+    tracing::info!(%repo, commit, files = files.len(), bytes = removal.bytes_freed, dry_run, "removed files");
+    Ok(removal)
+}
+
 /// Removes every revision of a repo.
 pub fn delete_repo(root: &Path, repo: &RepoId, dry_run: bool) -> Result<Removal, PolicyError> {
     let inventory = scan(root)?;
