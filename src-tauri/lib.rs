@@ -113,11 +113,12 @@ fn spawn_event_forwarder<R: Runtime>(app: tauri::AppHandle<R>, api: local_api::A
             let _ = app.emit(ENGINE_EVENT, &event);
             if let Some((title, body)) = events::notification(&event) {
                 let notifier = notifier.clone();
-                let _ = tauri::async_runtime::spawn_blocking(move || {
+                // Fire and forget: the D-Bus call blocks, and nothing waits for its answer.
+                drop(tauri::async_runtime::spawn_blocking(move || {
                     if let Err(error) = notifier.notify(&title, &body) {
                         tracing::warn!(%error, "could not show a notification");
                     }
-                });
+                }));
             }
         }
     });
