@@ -127,6 +127,47 @@ pub async fn stats(state: State<'_, AppState>) -> ApiResult {
     state.api.stats().await
 }
 
+/// The repo id the app was started with, once (the UI then shows its variants).
+#[tauri::command]
+pub fn startup_repo(state: State<'_, AppState>) -> Option<String> {
+    state
+        .startup_repo
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+}
+
+fn autostart_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        tauri::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "autostart",
+        format!("Could not change start at login: {e}"),
+    )
+}
+
+/// Whether the app starts (in the tray) when the user logs in.
+#[tauri::command]
+pub fn autostart_get<R: tauri::Runtime>(app: tauri::AppHandle<R>) -> Result<bool, ApiError> {
+    use tauri_plugin_autostart::ManagerExt;
+    app.autolaunch().is_enabled().map_err(autostart_error)
+}
+
+/// Turns start at login on or off; returns the new state.
+#[tauri::command]
+pub fn autostart_set<R: tauri::Runtime>(
+    app: tauri::AppHandle<R>,
+    enabled: bool,
+) -> Result<bool, ApiError> {
+    use tauri_plugin_autostart::ManagerExt;
+    let launcher = app.autolaunch();
+    if enabled {
+        launcher.enable().map_err(autostart_error)?;
+    } else {
+        launcher.disable().map_err(autostart_error)?;
+    }
+    launcher.is_enabled().map_err(autostart_error)
+}
+
 /// The invoke handler with every command.
 pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static
 {
@@ -145,6 +186,9 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         settings_get,
         settings_set,
         set_token,
-        stats
+        stats,
+        startup_repo,
+        autostart_get,
+        autostart_set
     ]
 }

@@ -28,9 +28,15 @@ pub const ENGINE_EVENT: &str = "engine-event";
 /// The event that asks the UI to open a repo (a second launch handed one over).
 pub const OPEN_REPO_EVENT: &str = "open-repo";
 
-/// Registers the commands; shared by the real app and the mock-runtime tests.
+/// Registers the commands and the plugins they use; shared by the real app and the
+/// mock-runtime tests.
 pub fn app_builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
-    builder.invoke_handler(commands::handler())
+    builder
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--minimized"]),
+        ))
+        .invoke_handler(commands::handler())
 }
 
 /// Runs the desktop app until the user quits.
@@ -44,20 +50,18 @@ pub fn run() {
         .with_writer(std::io::stderr)
         .try_init();
 
-    app_builder(tauri::Builder::default())
-        // Single instance first: a second launch hands its arguments over and exits.
-        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+    // Single instance first: a second launch hands its arguments over and exits before any
+    // other plugin starts.
+    let builder =
+        tauri::Builder::default().plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
             let handed = args::AppArgs::parse(argv.into_iter().skip(1));
             actions::show_window(app);
             if let Some(repo) = handed.repo {
                 let _ = app.emit(OPEN_REPO_EVENT, repo);
             }
-        }))
+        }));
+    app_builder(builder)
         .plugin(tauri_plugin_window_state::Builder::default().build())
-        .plugin(tauri_plugin_autostart::init(
-            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
-            Some(vec!["--minimized"]),
-        ))
         .setup(move |app| {
             let state = tauri::async_runtime::block_on(startup::start(&args))?;
             tracing::info!(

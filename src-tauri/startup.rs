@@ -26,6 +26,8 @@ pub struct AppState {
     /// Base URL of the local API (`http://127.0.0.1:PORT`).
     pub api_url: String,
     pub server: Option<local_api::ApiServer>,
+    /// A repo id given on the command line, shown once the UI asks for it.
+    pub startup_repo: std::sync::Mutex<Option<String>>,
 }
 
 /// Why the app could not start.
@@ -118,5 +120,6 @@ pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
         server: Some(server),
         api,
         demo,
+        startup_repo: std::sync::Mutex::new(args.repo.clone()),
     })
 }

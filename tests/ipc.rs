@@ -77,6 +77,7 @@ fn rig() -> Rig {
         demo: None,
         api_url: "http://127.0.0.1:0".into(),
         server: None,
+        startup_repo: std::sync::Mutex::new(Some("demo/tiny-gguf".into())),
     });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
@@ -248,6 +249,20 @@ fn every_command_works_through_ipc() {
     rig.invoke("variants", json!({ "repo": "demo/gated" }))
         .unwrap();
     rig.invoke("set_token", json!({ "token": null })).unwrap();
+
+    // The repo given on the command line is handed to the UI once.
+    assert_eq!(
+        rig.invoke("startup_repo", json!({})).unwrap(),
+        json!("demo/tiny-gguf")
+    );
+    assert_eq!(rig.invoke("startup_repo", json!({})).unwrap(), Value::Null);
+
+    // Start at login is off on a fresh machine (turning it on is checked in the real app, whose
+    // HOME is a temporary folder).
+    assert_eq!(
+        rig.invoke("autostart_get", json!({})).unwrap(),
+        json!(false)
+    );
 
     let stats = rig.invoke("stats", json!({})).unwrap();
     assert!(stats["bytes_downloaded"].as_u64().unwrap() > 0);

@@ -218,6 +218,14 @@ function createApi() {
     updateSettings: (partial) => call('settings_set', { settings: partial }),
     setToken: (token) => call('set_token', { token }),
     stats: () => call('stats'),
+    /** Desktop app only (null in a browser): start at login, and repos handed to the app by a
+     * second launch or on its command line. */
+    app: transport.name === 'ipc' ? {
+      autostart: () => call('autostart_get'),
+      setAutostart: (enabled) => call('autostart_set', { enabled }),
+      startupRepo: () => call('startup_repo'),
+      onOpenRepo: (callback) => window.__TAURI__.event.listen('open-repo', (event) => callback(event.payload)),
+    } : null,
     /** Calls `onEvent(event)` for every engine event; `onStatus` gets 'live' | 'reconnecting'.
      * Returns a function that stops listening. */
     subscribe: (onEvent, onStatus = () => {}) => transport.subscribe(onEvent, onStatus),

@@ -898,6 +898,36 @@ function onEngineEvent(event) {
   }
 }
 
+/** Shows a repo's variants, as if the user had typed it (a second launch handed it over). */
+function openRepo(repo) {
+  if (!repo) return;
+  showTab('tab-models');
+  $('#search-input').value = repo;
+  $('#search-form').requestSubmit();
+}
+
+async function setUpDesktop() {
+  if (!api.app) return;
+  const field = $('#autostart-field');
+  const box = $('#set-autostart');
+  try {
+    box.checked = Boolean(await api.app.autostart());
+    field.hidden = false;
+  } catch (err) {
+    console.warn('Start at login is unavailable', err);
+  }
+  box.addEventListener('change', async () => {
+    try {
+      box.checked = Boolean(await api.app.setAutostart(box.checked));
+    } catch (err) {
+      box.checked = !box.checked;
+      showError($('#settings-error'), err);
+    }
+  });
+  api.app.onOpenRepo(openRepo);
+  openRepo(await api.app.startupRepo().catch(() => null));
+}
+
 function start() {
   if (!api.hasCredentials) {
     showError($('#search-error'), new ApiError('unauthorized', 'This page was opened without its access secret',
@@ -916,6 +946,7 @@ function start() {
   refreshJobs();
   loadSettings();
   $('#search-input').focus();
+  setUpDesktop();
 }
 
 start();

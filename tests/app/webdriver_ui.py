@@ -83,8 +83,30 @@ try:
     shot = call("GET", f"{s}/screenshot")
     with open(os.path.join(OUT, "webdriver-downloaded.png"), "wb") as f:
         f.write(base64.b64decode(shot))
-    call("DELETE", s)
     print("downloaded through the app's UI:", " ".join(text.split())[:120])
+
+    # Start at login, from the Settings tab: writes the XDG autostart entry (HOME is a temp dir).
+    call("POST", f"{s}/element/{element_id(find('#tab-settings'))}/click", {})
+    box = wait_for("the start-at-login box", lambda: script(
+        "const f = document.getElementById('autostart-field'); return f && !f.hidden") and find("#set-autostart"))
+    call("POST", f"{s}/element/{element_id(box)}/click", {})
+    desktop = os.path.join(os.environ["HOME"], ".config", "autostart", "Model Cache.desktop")
+    wait_for("the autostart entry", lambda: os.path.exists(desktop), 20)
+    entry = open(desktop).read()
+    if "--minimized" not in entry:
+        raise SystemExit(f"the autostart entry does not start minimized: {entry!r}")
+    print("start at login: enabled,", desktop)
+
+    # A second launch with a repo id hands it to this window, which shows that repo's variants.
+    second = subprocess.run([APP, "demo/tiny-safetensors"], timeout=60,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if second.returncode != 0:
+        raise SystemExit(f"the second launch exited {second.returncode}: {second.stdout[-2000:]!r}")
+    wait_for("the handed-over repo's variants", lambda: script(
+        "return document.getElementById('search-input').value === 'demo/tiny-safetensors'"
+        " && /safetensors/.test(document.getElementById('variants').textContent)"), 60)
+    print("a second launch opened demo/tiny-safetensors in the first window")
+    call("DELETE", s)
 finally:
     driver.terminate()
     driver.wait(timeout=10)
