@@ -113,6 +113,18 @@ pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
     };
     let data_dir = settings.data_dir.clone();
     let engine = Engine::open(settings, EngineOptions::system())?;
+    // The index is an index, not the truth: bring it in line with the disk (other tools may have
+    // added or removed models while the app was closed). In the background: start-up stays fast.
+    let checked = engine.clone();
+    drop(tokio::task::spawn_blocking(move || {
+        match checked.doctor(false) {
+            Ok(report) if !report.is_healthy() => {
+                tracing::warn!(?report, "the cache needs attention: run `mcache doctor`")
+            }
+            Ok(_) => tracing::debug!("index matches the cache"),
+            Err(error) => tracing::warn!(%error, "could not check the index against the cache"),
+        }
+    }));
     let api = local_api::Api::new(engine);
     let server = local_api::serve_api(api.clone(), local_api::ApiConfig::new(data_dir)).await?;
     Ok(AppState {
