@@ -37,6 +37,7 @@ pub mod demo;
 pub mod faults;
 pub mod generate;
 pub mod log;
+pub mod python;
 pub mod repo;
 mod server;
 

@@ -6,8 +6,6 @@ use std::process::Command;
 
 use hub_emulator::{Emulator, EmulatorConfig, RepoKind};
 
-const HF_HUB_VERSION: &str = "2.4.0";
-
 fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
 }
@@ -25,55 +23,9 @@ fn run(cmd: &mut Command, what: &str) -> String {
     text
 }
 
-/// Creates `target/py-venv` with `huggingface_hub` if needed. Several tests (and processes) may
-/// call this at once: a file lock serialises them, and a venv that already has the right
-/// version is left alone.
-pub fn ensure_venv() -> PathBuf {
-    let target = target_dir();
-    std::fs::create_dir_all(&target).unwrap();
-    let venv = target.join("py-venv");
-    let python = venv.join("bin/python");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(target.join("py-venv.lock"))
-        .unwrap();
-    lock.lock().expect("Cannot lock target/py-venv.lock");
-    let ready = || {
-        Command::new(&python)
-            .args([
-                "-c",
-                "import huggingface_hub,sys; sys.stdout.write(huggingface_hub.__version__)",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success() && o.stdout == HF_HUB_VERSION.as_bytes())
-    };
-    if !ready() {
-        if !python.exists() {
-            run(
-                Command::new("python3").args(["-m", "venv"]).arg(&venv),
-                "python3 -m venv",
-            );
-        }
-        run(
-            Command::new(&python).args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--quiet",
-                &format!("huggingface_hub=={HF_HUB_VERSION}"),
-            ]),
-            "pip install huggingface_hub",
-        );
-        assert!(
-            ready(),
-            "huggingface_hub {HF_HUB_VERSION} is not importable after pip install"
-        );
-    }
-    lock.unlock().ok();
-    python
+fn ensure_venv() -> PathBuf {
+    hub_emulator::python::python_with_huggingface_hub(&target_dir())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -3,9 +3,12 @@
 
 mod download_support;
 
+mod tiny_disk;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use tiny_disk::TinyDisk;
 
 use download_support::*;
 use hub_emulator::{Emulator, EmulatorConfig, Fault, FaultRule};
@@ -180,35 +183,6 @@ async fn two_processes_pulling_one_file_download_it_once() {
         .path()
         .join(BIG);
     assert!(std::fs::read(snapshot).unwrap() == upstream_bytes(&emulator, "demo/big", "main", BIG));
-}
-
-/// A small tmpfs mounted for one test, unmounted on drop.
-struct TinyDisk {
-    path: PathBuf,
-}
-
-impl TinyDisk {
-    fn mount(path: PathBuf, size: &str) -> TinyDisk {
-        std::fs::create_dir_all(&path).unwrap();
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .expect("`mount` runs");
-        assert!(
-            output.status.success(),
-            "Mounting a {size} tmpfs at `{}` failed (this test needs root): {}",
-            path.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        TinyDisk { path }
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
 }
 
 #[tokio::test]

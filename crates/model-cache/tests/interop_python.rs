@@ -23,64 +23,14 @@ use model_cache::{RepoId, Settings};
 use serde_json::Value;
 use sha1::Digest as _;
 
-const HF_HUB_VERSION: &str = "2.4.0";
-
 fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
 }
 
-/// Creates `target/py-venv` with `huggingface_hub` if needed, under the same file lock and with
-/// the same readiness check as the emulator's fidelity test, so concurrent test binaries (and
-/// processes) share one venv and never install into it at once.
+/// The shared venv of the emulator's fidelity tests (`hub_emulator::python`).
 fn ensure_venv() -> PathBuf {
-    let target = target_dir();
-    std::fs::create_dir_all(&target).unwrap();
-    let venv = target.join("py-venv");
-    let python = venv.join("bin/python");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(target.join("py-venv.lock"))
-        .unwrap();
-    lock.lock().expect("Cannot lock target/py-venv.lock");
-    let ready = || {
-        Command::new(&python)
-            .args([
-                "-c",
-                "import huggingface_hub,sys; sys.stdout.write(huggingface_hub.__version__)",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success() && o.stdout == HF_HUB_VERSION.as_bytes())
-    };
-    if !ready() {
-        if !python.exists() {
-            let status = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3 is required");
-            assert!(status.success(), "python3 -m venv failed");
-        }
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--quiet",
-                &format!("huggingface_hub=={HF_HUB_VERSION}"),
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "pip install huggingface_hub failed");
-        assert!(
-            ready(),
-            "huggingface_hub {HF_HUB_VERSION} is not importable"
-        );
-    }
-    let _ = lock.unlock();
-    python
+    hub_emulator::python::python_with_huggingface_hub(&target_dir())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A Python command with a clean Hugging Face environment pointing at `cache`.

@@ -4,10 +4,12 @@
 
 mod scheduler_support;
 
+mod tiny_disk;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::SystemTime;
+use tiny_disk::TinyDisk;
 
 use hub_emulator::{Emulator, EmulatorConfig};
 use model_cache::index::queue::QueueState;
@@ -16,35 +18,6 @@ use model_cache::policy::{
 };
 use model_cache::scheduler::{Probes, SchedulerConfig};
 use scheduler_support::*;
-
-/// A small tmpfs mounted for one test, unmounted on drop (the test runs as root, as CI does).
-struct TinyDisk {
-    path: PathBuf,
-}
-
-impl TinyDisk {
-    fn mount(path: PathBuf, size: &str) -> TinyDisk {
-        std::fs::create_dir_all(&path).unwrap();
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .expect("`mount` runs");
-        assert!(
-            output.status.success(),
-            "Mounting a {size} tmpfs at `{}` failed (this test needs root): {}",
-            path.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        TinyDisk { path }
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
 
 /// Fills the volume at `dir` with a file until less than `leave` bytes are free.
 fn fill(dir: &Path, leave: u64) -> PathBuf {

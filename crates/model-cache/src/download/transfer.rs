@@ -609,19 +609,7 @@ async fn run_segment(
                 });
             }
             Ok(Err(error)) => {
-                let after = match error.decision() {
-                    Decision::Retry { after } => after,
-                    Decision::Fatal => {
-                        return Err(DownloadError::Hub {
-                            repo: transfer.repo.clone(),
-                            path: transfer.path.clone(),
-                            source: Box::new(error),
-                        }
-                        .into());
-                    }
-                };
-                attempt += 1;
-                retry_wait(ctx, transfer, shared, error.to_string(), attempt, after).await?;
+                retry_hub_error(ctx, transfer, shared, error, &mut attempt).await?;
                 continue;
             }
             Ok(Ok(response)) => response,
@@ -736,6 +724,30 @@ async fn stalled(
 
 /// Counts a failed attempt against the segment's and the file's budgets, reports it, and waits
 /// the backoff (or the server's `Retry-After`).
+/// Waits before the next attempt after a failed request, or ends the transfer when the error
+/// is fatal or the attempts are used up.
+async fn retry_hub_error(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    shared: &Shared,
+    error: HubError,
+    attempt: &mut u32,
+) -> Result<(), TransferFailure> {
+    let after = match error.decision() {
+        Decision::Retry { after } => after,
+        Decision::Fatal => {
+            return Err(DownloadError::Hub {
+                repo: transfer.repo.clone(),
+                path: transfer.path.clone(),
+                source: Box::new(error),
+            }
+            .into());
+        }
+    };
+    *attempt += 1;
+    retry_wait(ctx, transfer, shared, error.to_string(), *attempt, after).await
+}
+
 async fn retry_wait(
     ctx: &TransferContext,
     transfer: &BlobTransfer,
@@ -853,19 +865,7 @@ async fn sequential_stream(
                 continue;
             }
             Ok(Err(error)) => {
-                let after = match error.decision() {
-                    Decision::Retry { after } => after,
-                    Decision::Fatal => {
-                        return Err(DownloadError::Hub {
-                            repo: transfer.repo.clone(),
-                            path: transfer.path.clone(),
-                            source: Box::new(error),
-                        }
-                        .into());
-                    }
-                };
-                attempt += 1;
-                retry_wait(ctx, transfer, shared, error.to_string(), attempt, after).await?;
+                retry_hub_error(ctx, transfer, shared, error, &mut attempt).await?;
                 continue;
             }
             Ok(Ok(response)) => response,

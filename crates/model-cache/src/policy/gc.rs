@@ -607,12 +607,25 @@ pub fn clean_stale_incomplete(
     keep: &HashSet<PathBuf>,
     dry_run: bool,
 ) -> Result<Removal, PolicyError> {
+    let stale = inventory
+        .incomplete
+        .iter()
+        .filter(|f| is_older(f, older_than, now) && !keep.contains(&f.path));
+    remove_loose(root, stale, dry_run)
+}
+
+fn is_older(file: &LooseFile, age: Duration, now: SystemTime) -> bool {
+    now.duration_since(file.modified).unwrap_or(Duration::ZERO) >= age
+}
+
+/// Removes loose files (partial downloads, unreferenced blobs) and says what went.
+fn remove_loose<'a>(
+    root: &Path,
+    files: impl Iterator<Item = &'a LooseFile>,
+    dry_run: bool,
+) -> Result<Removal, PolicyError> {
     let mut removal = Removal::default();
-    for file in &inventory.incomplete {
-        let age = now.duration_since(file.modified).unwrap_or(Duration::ZERO);
-        if age < older_than || keep.contains(&file.path) {
-            continue;
-        }
+    for file in files {
         if remove_file(root, &file.path, dry_run)? {
             removal.paths.push(file.path.clone());
             removal.bytes_freed += file.size;
@@ -630,18 +643,11 @@ pub fn clean_unreferenced_blobs(
     now: SystemTime,
     dry_run: bool,
 ) -> Result<Removal, PolicyError> {
-    let mut removal = Removal::default();
-    for file in &inventory.unreferenced {
-        let age = now.duration_since(file.modified).unwrap_or(Duration::ZERO);
-        if age < grace {
-            continue;
-        }
-        if remove_file(root, &file.path, dry_run)? {
-            removal.paths.push(file.path.clone());
-            removal.bytes_freed += file.size;
-        }
-    }
-    Ok(removal)
+    let old = inventory
+        .unreferenced
+        .iter()
+        .filter(|f| is_older(f, grace, now));
+    remove_loose(root, old, dry_run)
 }
 
 /// Old revisions of `repo`: those no ref points at, when at least one revision a ref points at

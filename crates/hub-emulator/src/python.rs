@@ -1,0 +1,77 @@
+//! The real Python client for fidelity and interoperability tests: a virtual environment with
+//! `huggingface_hub` from PyPI, created on first use under the build folder.
+//!
+//! Several test binaries (and processes) may ask at once: a file lock serialises them, and an
+//! environment that already has the right version is left alone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `huggingface_hub` release the tests run against.
+pub const HF_HUB_VERSION: &str = "2.4.0";
+
+/// Returns the Python interpreter of `<target_dir>/py-venv`, creating the environment and
+/// installing `huggingface_hub` when needed. The error carries the failing command's output.
+pub fn python_with_huggingface_hub(target_dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(target_dir)
+        .map_err(|e| format!("Cannot create `{}`: {e}", target_dir.display()))?;
+    let venv = target_dir.join("py-venv");
+    let python = venv.join("bin/python");
+    let lock_path = target_dir.join("py-venv.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("Cannot open `{}`: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("Cannot lock `{}`: {e}", lock_path.display()))?;
+    let ready = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "import huggingface_hub,sys; sys.stdout.write(huggingface_hub.__version__)",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout == HF_HUB_VERSION.as_bytes())
+    };
+    if !ready() {
+        if !python.exists() {
+            run(
+                Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                "python3 -m venv",
+            )?;
+        }
+        run(
+            Command::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--quiet",
+                &format!("huggingface_hub=={HF_HUB_VERSION}"),
+            ]),
+            "pip install huggingface_hub",
+        )?;
+        if !ready() {
+            return Err(format!(
+                "huggingface_hub {HF_HUB_VERSION} is not importable after pip install"
+            ));
+        }
+    }
+    Ok(python)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("Cannot run {what}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
