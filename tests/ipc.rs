@@ -266,4 +266,6 @@ fn every_command_works_through_ipc() {
 
     let stats = rig.invoke("stats", json!({})).unwrap();
     assert!(stats["bytes_downloaded"].as_u64().unwrap() > 0);
+    assert_eq!(stats["downloads"][0]["repo"], "demo/tiny-gguf");
+    assert_eq!(stats["downloads"][0]["variant"], "Q2_K");
 }

@@ -631,7 +631,10 @@ async function refreshStats() {
       item('Storage used', `${fmtBytes(s.storage_used_bytes)}${s.budget_bytes ? ` of ${fmtBytes(s.budget_bytes)}` : ''}`),
       item('Downloaded', fmtBytes(s.bytes_downloaded)),
       item('Served from cache', fmtBytes(s.bytes_from_cache)),
-      item('Cache hits', total ? `${s.hits} of ${total} (${pct(s.hits, total)}%)` : '—'));
+      item('Cache hits', total ? `${s.hits} of ${total} (${pct(s.hits, total)}%)` : '—'),
+      ...(s.downloads || []).slice(0, 5).map((d) => item(
+        `${d.repo}${d.variant ? ` · ${d.variant}` : ''}`,
+        `${fmtBytes(d.bytes)} at ${fmtSpeed(d.speed_bps)}`)));
   } catch (err) {
     $('#stats').replaceChildren();
   }

@@ -294,7 +294,7 @@ impl Api {
             "misses": stats.counters.misses,
             "storage_used_bytes": stats.health.storage.used,
             "budget_bytes": stats.health.storage.budget,
-            "downloads": [],
+            "downloads": stats.downloads,
         }))
     }
 }

@@ -114,6 +114,11 @@ async fn pull_the_recommended_variant_then_manage_the_cache() {
     let job = engine.enqueue(&plan).unwrap();
     let job = wait_done(&engine, job.id).await;
     assert_eq!(job.state, QueueState::Done, "{job:?}");
+    let stats = engine.stats().unwrap();
+    assert_eq!(stats.downloads.len(), 1);
+    assert_eq!(stats.downloads[0].repo, "demo/tiny-gguf");
+    assert_eq!(stats.downloads[0].bytes, plan.total_bytes);
+    assert!(stats.downloads[0].speed_bps > 0);
 
     // Every planned file is in the cache, reachable offline by its snapshot path.
     for file in &plan.files {

@@ -293,7 +293,26 @@ pub struct CorruptFile {
 pub struct Stats {
     pub counters: Counters,
     pub health: HealthReport,
+    /// The most recent finished downloads of the queue, newest first.
+    pub downloads: Vec<FinishedDownload>,
 }
+
+/// One finished download and how fast it went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishedDownload {
+    pub repo: String,
+    pub variant: Option<String>,
+    /// Bytes transferred (not counting files found in the cache).
+    pub bytes: u64,
+    pub bytes_from_cache: u64,
+    pub seconds: f64,
+    pub speed_bps: u64,
+    /// Unix milliseconds.
+    pub finished_at: i64,
+}
+
+/// How many finished downloads [`Engine::stats`] lists.
+const RECENT_DOWNLOADS: usize = 20;
 
 /// The engine. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -863,9 +882,30 @@ impl Engine {
     }
 
     pub fn stats(&self) -> Result<Stats, EngineError> {
+        let mut downloads: Vec<FinishedDownload> = self
+            .jobs()?
+            .into_iter()
+            .filter(|j| j.state == crate::index::queue::QueueState::Done)
+            .filter_map(|j| {
+                let (started, finished) = (j.started_at?, j.finished_at?);
+                let seconds = (finished - started).max(1) as f64 / 1000.0;
+                Some(FinishedDownload {
+                    repo: j.repo.to_string(),
+                    variant: j.selection.variant,
+                    bytes: j.bytes_done,
+                    bytes_from_cache: j.bytes_saved,
+                    seconds,
+                    speed_bps: (j.bytes_done as f64 / seconds) as u64,
+                    finished_at: finished,
+                })
+            })
+            .collect();
+        downloads.sort_by_key(|d| std::cmp::Reverse(d.finished_at));
+        downloads.truncate(RECENT_DOWNLOADS);
         Ok(Stats {
             counters: metrics::counters(&self.inner.index)?,
             health: self.health()?,
+            downloads,
         })
     }
 
