@@ -718,3 +718,47 @@ fn crc32(bytes: &[u8]) -> u32 {
     hasher.update(bytes);
     hasher.finalize()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_slow_stream_at_the_end_is_split_onto_fresh_connections() {
+    const CHUNK_4M: u64 = 4 << 20;
+    let rig = rig_with(EmulatorConfig::demo_with_big_size(16 << 20), |s| {
+        s.limits.chunk_size = CHUNK_4M;
+        s.limits.connections = 4;
+        s.limits.connections_per_host = 4;
+    })
+    .await;
+    // The first range request crawls; the others run at loopback speed and finish first, which
+    // leaves one straggler holding up the end of the file.
+    rig.emulator.faults().set(
+        FaultRule::global(Fault::ConnectionBandwidth(256_000))
+            .on("/cdn/*")
+            .times(1),
+    );
+    let summary = rig
+        .downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+
+    let cdn: Vec<_> = rig
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.listener == hub_emulator::Listener::Cdn)
+        .collect();
+    let chunks = expected.len() as u64 / CHUNK_4M;
+    assert!(
+        cdn.len() as u64 > chunks,
+        "the straggler's range was split: {} requests for {chunks} chunks",
+        cdn.len()
+    );
+    let slow = &cdn[0];
+    assert!(
+        slow.bytes_sent < CHUNK_4M / 2,
+        "the slow stream was relieved of most of its chunk, it sent {} bytes",
+        slow.bytes_sent
+    );
+}

@@ -88,6 +88,17 @@ impl Segment {
         Some(done as f64 / elapsed.as_secs_f64())
     }
 
+    /// Bytes per second over the segment's whole life, for a segment that finished (however
+    /// quickly: a fast finish is exactly what a straggler is measured against).
+    pub fn final_rate(&self, now: Instant) -> f64 {
+        let elapsed = now.duration_since(self.started).as_secs_f64().max(1e-3);
+        let done = self
+            .pos
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.start_pos);
+        done as f64 / elapsed
+    }
+
     /// Splits off the second half of what is left, if at least `2 * min_piece` is left: the
     /// segment's end is lowered to the midpoint and the upper half is returned as a new segment.
     pub fn split(&self, min_piece: u64) -> Option<Arc<Segment>> {
@@ -106,22 +117,29 @@ impl Segment {
 }
 
 /// Picks the in-flight segment worth splitting onto a fresh connection, if any: one whose rate is
-/// under half the median rate of the others and that still has at least `2 * min_piece` to go.
-/// Segments too young to have a rate are left alone.
+/// under half the median rate of the other transfers of the file (the ones in flight and the
+/// recently `finished` ones, so that a lone straggler at the very end is caught too) and that
+/// still has at least `2 * min_piece` to go. Segments too young to have a rate are left alone.
 pub fn slow_tail_candidate(
     active: &[Arc<Segment>],
+    finished: &[f64],
     now: Instant,
     min_piece: u64,
 ) -> Option<Arc<Segment>> {
-    let mut rates: Vec<(f64, &Arc<Segment>)> = active
+    let rates: Vec<(f64, &Arc<Segment>)> = active
         .iter()
         .filter_map(|segment| segment.rate(now).map(|rate| (rate, segment)))
         .collect();
-    if rates.len() < 2 {
+    let mut reference: Vec<f64> = rates
+        .iter()
+        .map(|(rate, _)| *rate)
+        .chain(finished.iter().copied())
+        .collect();
+    if rates.is_empty() || reference.len() < 2 {
         return None;
     }
-    rates.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let median = rates[rates.len() / 2].0;
+    reference.sort_by(f64::total_cmp);
+    let median = reference[reference.len() / 2];
     rates
         .iter()
         .filter(|(rate, segment)| *rate < median / 2.0 && segment.remaining() >= 2 * min_piece)
@@ -174,10 +192,16 @@ mod tests {
         let slow = make(100);
         let now = t0 + Duration::from_secs(1);
         let active = vec![fast_a.clone(), slow.clone(), fast_b];
-        let picked = slow_tail_candidate(&active, now, 1_000).unwrap();
+        let picked = slow_tail_candidate(&active, &[], now, 1_000).unwrap();
         assert!(Arc::ptr_eq(&picked, &slow));
         // Equal speeds: nothing to split.
         let even = vec![make(5_000), make(5_000)];
-        assert!(slow_tail_candidate(&even, now, 1_000).is_none());
+        assert!(slow_tail_candidate(&even, &[], now, 1_000).is_none());
+        // A lone straggler is judged against the segments that already finished.
+        let alone = vec![make(100)];
+        assert!(slow_tail_candidate(&alone, &[], now, 1_000).is_none());
+        let picked = slow_tail_candidate(&alone, &[5_000.0, 4_000.0], now, 1_000).unwrap();
+        assert_eq!(picked.remaining(), 9_900);
+        assert!(slow_tail_candidate(&alone, &[150.0, 120.0], now, 1_000).is_none());
     }
 }

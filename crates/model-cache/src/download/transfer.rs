@@ -114,7 +114,13 @@ struct State {
     bytes_on_disk: u64,
     last_progress: Instant,
     error: Option<DownloadError>,
+    /// Rates (bytes per second) of the last segments that finished: the yardstick for a lone
+    /// straggler at the end of the file.
+    finished_rates: VecDeque<f64>,
 }
+
+/// How many finished segments' rates are remembered.
+const FINISHED_RATES: usize = 16;
 
 impl Shared {
     /// Progress for a file whose chunks `recorded` are on disk already. `hasher` is fed the
@@ -138,6 +144,7 @@ impl Shared {
                 failures: 0,
                 bytes_on_disk,
                 last_progress: Instant::now(),
+                finished_rates: VecDeque::new(),
                 error: None,
             }),
             notify: Notify::new(),
@@ -259,6 +266,12 @@ impl Shared {
     fn segment_finished(&self, segment: &Arc<Segment>, committer: &mpsc::UnboundedSender<u64>) {
         let mut state = self.lock();
         state.active.retain(|s| !Arc::ptr_eq(s, segment));
+        if state.finished_rates.len() == FINISHED_RATES {
+            state.finished_rates.pop_front();
+        }
+        state
+            .finished_rates
+            .push_back(segment.final_rate(Instant::now()));
         let chunk = segment.chunk as usize;
         state.open_segments[chunk] = state.open_segments[chunk].saturating_sub(1);
         if state.open_segments[chunk] == 0 && !state.written[chunk] {
@@ -275,7 +288,8 @@ impl Shared {
         if !state.queue.is_empty() {
             return None;
         }
-        let candidate = slow_tail_candidate(&state.active, Instant::now(), MIN_SPLIT)?;
+        let finished: Vec<f64> = state.finished_rates.iter().copied().collect();
+        let candidate = slow_tail_candidate(&state.active, &finished, Instant::now(), MIN_SPLIT)?;
         let upper = candidate.split(MIN_SPLIT)?;
         state.open_segments[upper.chunk as usize] += 1;
         state.active.push(Arc::clone(&upper));
