@@ -1,5 +1,6 @@
 //! A real small file system for disk-full tests: a tmpfs mounted for one test and unmounted on
-//! drop. Mounting needs root, as CI runs; without it the test fails and says why.
+//! drop. Mounting needs root: as root (CI) it mounts directly, otherwise through `sudo -n`;
+//! without either the test fails and says why.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,7 +13,7 @@ impl TinyDisk {
     /// Mounts a tmpfs of `size` (e.g. `3m`) at `path`.
     pub fn mount(path: PathBuf, size: &str) -> TinyDisk {
         std::fs::create_dir_all(&path).unwrap();
-        let output = Command::new("mount")
+        let output = privileged("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(&path)
             .output()
@@ -29,6 +30,21 @@ impl TinyDisk {
 
 impl Drop for TinyDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        let _ = privileged("umount").arg(&self.path).status();
+    }
+}
+
+/// `program` as root: directly when we are root, else through `sudo -n` (never prompts).
+fn privileged(program: &str) -> Command {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if is_root {
+        Command::new(program)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", program]);
+        sudo
     }
 }
