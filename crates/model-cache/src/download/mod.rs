@@ -712,14 +712,17 @@ async fn link_cached(
         Ok(m) if m.is_file() && m.len() == meta.size => {}
         _ => return Ok(None),
     }
-    let outcome = link(inner, ctx, repo_cache, rel, meta, FileSource::Cached).await?;
-    ctx.reporter.report(DownloadEvent::Skipped {
-        repo: repo_cache.repo().to_string(),
-        path: rel.as_str().to_string(),
-        reason: "cached".into(),
-        bytes_saved: meta.size,
-    });
-    Ok(Some(outcome))
+    link_skipped(
+        inner,
+        ctx,
+        repo_cache,
+        rel,
+        meta,
+        FileSource::Cached,
+        "cached",
+    )
+    .await
+    .map(Some)
 }
 
 /// Hard-links (or copies) an identical blob from another repo of the cache. Etags are content
@@ -802,14 +805,38 @@ async fn link_shared(
     repo_cache
         .finish_blob(&meta.etag)
         .map_err(store_error(rel.as_str()))?;
-    let outcome = link(inner, ctx, repo_cache, rel, meta, FileSource::SharedBlob).await?;
+    link_skipped(
+        inner,
+        ctx,
+        repo_cache,
+        rel,
+        meta,
+        FileSource::SharedBlob,
+        "shared_blob",
+    )
+    .await
+    .map(Some)
+}
+
+/// Links a file whose bytes were already in the cache, and says so (`reason`: `cached` or
+/// `shared_blob`) with the bytes it saved.
+async fn link_skipped(
+    inner: &Inner,
+    ctx: &TransferContext,
+    repo_cache: &RepoCache,
+    rel: &SafeRelPath,
+    meta: &FileMetadata,
+    source: FileSource,
+    reason: &str,
+) -> Result<FileOutcome, DownloadError> {
+    let outcome = link(inner, ctx, repo_cache, rel, meta, source).await?;
     ctx.reporter.report(DownloadEvent::Skipped {
         repo: repo_cache.repo().to_string(),
         path: rel.as_str().to_string(),
-        reason: "shared_blob".into(),
+        reason: reason.into(),
         bytes_saved: meta.size,
     });
-    Ok(Some(outcome))
+    Ok(outcome)
 }
 
 /// Links `snapshots/{commit}/{path}` to the blob and records the blob in the index.

@@ -570,6 +570,33 @@ enum StreamEnd {
     Paused,
 }
 
+/// The next piece of a response body (counted as downloaded), or how the stream ended: no
+/// bytes for the stall timeout, a lost connection, the end of the body, or a pause (when
+/// `pausable`). A cancel ends the transfer.
+async fn next_bytes(
+    ctx: &TransferContext,
+    body: &mut reqwest::Response,
+    pausable: bool,
+) -> Result<Result<bytes::Bytes, StreamEnd>, TransferFailure> {
+    let next = tokio::select! {
+        biased;
+        _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
+        _ = ctx.control.paused(), if pausable => return Ok(Err(StreamEnd::Paused)),
+        next = tokio::time::timeout(ctx.stall, body.chunk()) => next,
+    };
+    Ok(match next {
+        Err(_) => Err(StreamEnd::Stalled),
+        Ok(Err(error)) if error.is_timeout() => Err(StreamEnd::Stalled),
+        Ok(Err(error)) => Err(StreamEnd::Failed(format!("connection lost: {error}"))),
+        Ok(Ok(None)) => Err(StreamEnd::Eof),
+        Ok(Ok(Some(bytes))) => {
+            ctx.downloaded
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(bytes)
+        }
+    })
+}
+
 /// `If-Range` wants an entity tag in quotes.
 fn quoted(validator: &str) -> String {
     format!("\"{validator}\"")
@@ -654,21 +681,10 @@ async fn run_segment(
         }
         let mut body = response.body;
         let outcome = loop {
-            let next = tokio::select! {
-                biased;
-                _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
-                _ = ctx.control.paused() => break StreamEnd::Paused,
-                next = tokio::time::timeout(ctx.stall, body.chunk()) => next,
+            let bytes = match next_bytes(ctx, &mut body, true).await? {
+                Ok(bytes) => bytes,
+                Err(end) => break end,
             };
-            let bytes = match next {
-                Err(_) => break StreamEnd::Stalled,
-                Ok(Err(error)) if error.is_timeout() => break StreamEnd::Stalled,
-                Ok(Err(error)) => break StreamEnd::Failed(format!("connection lost: {error}")),
-                Ok(Ok(None)) => break StreamEnd::Eof,
-                Ok(Ok(Some(bytes))) => bytes,
-            };
-            ctx.downloaded
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             let mut piece: &[u8] = &bytes;
             while !piece.is_empty() {
                 let write_pos = segment.pos.load(Ordering::SeqCst) + buffer.len() as u64;
@@ -908,20 +924,10 @@ async fn sequential_stream(
         let mut next_chunk = 0u64;
         let mut body = response.body;
         let outcome = loop {
-            let next = tokio::select! {
-                biased;
-                _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
-                next = tokio::time::timeout(ctx.stall, body.chunk()) => next,
+            let bytes = match next_bytes(ctx, &mut body, false).await? {
+                Ok(bytes) => bytes,
+                Err(end) => break end,
             };
-            let bytes = match next {
-                Err(_) => break StreamEnd::Stalled,
-                Ok(Err(error)) if error.is_timeout() => break StreamEnd::Stalled,
-                Ok(Err(error)) => break StreamEnd::Failed(format!("connection lost: {error}")),
-                Ok(Ok(None)) => break StreamEnd::Eof,
-                Ok(Ok(Some(bytes))) => bytes,
-            };
-            ctx.downloaded
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             let mut piece: &[u8] = &bytes;
             while !piece.is_empty() {
                 let write_pos = segment.pos.load(Ordering::SeqCst) + buffer.len() as u64;
