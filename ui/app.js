@@ -206,6 +206,11 @@ function renderStatus() {
   else if (status.health) {
     const hl = status.health;
     parts.push(`${hl.offline ? 'Offline' : status.stream === 'live' ? 'Connected' : 'Reconnecting…'} · v${hl.version}`);
+    // Say which hub answers when it is not the public one (the demo hub, a mirror, a proxy).
+    let hub = null;
+    try { hub = hl.endpoint ? new URL(hl.endpoint).host : null; } catch (_) { hub = null; }
+    if (hl.demo) parts.push(' · demo hub');
+    else if (hub && hub !== 'huggingface.co') parts.push(` · hub ${hub}`);
     if (hl.storage) parts.push(h('span', { class: 'hide-narrow' }, ` · ${fmtBytes(hl.storage.used_bytes)} used, ${fmtBytes(hl.storage.free_bytes)} free`));
   } else parts.push('Connecting…');
   node.replaceChildren(...parts);
@@ -888,6 +893,8 @@ function onEngineEvent(event) {
     case 'job': {
       const job = event.job || event;
       if (job && job.id !== undefined) upsertJob(job);
+      // A finished download changes the storage figures in the status line.
+      if (job && job.state === 'done') refreshHealth();
       break;
     }
     case 'progress':
