@@ -181,11 +181,18 @@ pub enum DeferReason {
     OutsideHours { window: ScheduleWindow },
     /// The user paused all downloads.
     PausedByUser,
+    /// The Hub (or its CDN) could not be reached, even after the request-level retries; the
+    /// job is tried again at `retry_at` (unix milliseconds), later after each failure.
+    NetworkUnavailable {
+        message: String,
+        attempt: u32,
+        retry_at: i64,
+    },
 }
 
 impl DeferReason {
     /// A short stable name for metrics and filters: `on_battery`, `disk_reserve`, `disk_full`,
-    /// `outside_hours`, `paused_by_user`.
+    /// `outside_hours`, `paused_by_user`, `network`.
     pub fn kind(&self) -> &'static str {
         match self {
             DeferReason::OnBattery { .. } => "on_battery",
@@ -193,6 +200,7 @@ impl DeferReason {
             DeferReason::DiskFull { .. } => "disk_full",
             DeferReason::OutsideHours { .. } => "outside_hours",
             DeferReason::PausedByUser => "paused_by_user",
+            DeferReason::NetworkUnavailable { .. } => "network",
         }
     }
 }
@@ -227,8 +235,41 @@ impl fmt::Display for DeferReason {
             ),
             DeferReason::OutsideHours { window } => write!(f, "Outside allowed hours ({window})"),
             DeferReason::PausedByUser => f.write_str("Paused by you"),
+            DeferReason::NetworkUnavailable {
+                message, attempt, ..
+            } => write!(
+                f,
+                "Waiting for the network (try {attempt} of {NETWORK_ATTEMPTS}): {message}"
+            ),
         }
     }
+}
+
+/// Tries of a job that keeps failing on the network before it fails for good: with the delays
+/// of [`network_retry`] that is about an hour and a half of waiting.
+pub const NETWORK_ATTEMPTS: u32 = 10;
+
+/// Error kinds that mean "the Hub could not be reached right now" rather than "this cannot
+/// work": the job waits and tries again instead of failing.
+pub fn is_transient_network_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "network" | "rate_limited" | "retries_exhausted" | "http"
+    )
+}
+
+/// The deferral after the `attempt`-th network failure of a job at `now_ms`: retried after 30 s,
+/// then twice as long each time, at most 15 minutes apart. `None` once the attempts are used up.
+pub fn network_retry(message: &str, attempt: u32, now_ms: i64) -> Option<DeferReason> {
+    if attempt == 0 || attempt > NETWORK_ATTEMPTS {
+        return None;
+    }
+    let delay_s = (30u64 << (attempt - 1).min(10)).min(15 * 60);
+    Some(DeferReason::NetworkUnavailable {
+        message: message.lines().next().unwrap_or(message).to_string(),
+        attempt,
+        retry_at: now_ms + (delay_s * 1000) as i64,
+    })
 }
 
 /// A byte count in decimal units with one decimal (`4.1 GB`, `10 GB`, `512 B`), as file managers
@@ -328,6 +369,39 @@ pub fn space_shortfall(
         free_above_reserve,
         reserve: reserve_bytes,
     })
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+
+    #[test]
+    fn network_retries_back_off_and_end() {
+        let at = |attempt| match network_retry("Cannot connect\nhint: x", attempt, 1_000) {
+            Some(DeferReason::NetworkUnavailable {
+                retry_at, message, ..
+            }) => {
+                assert_eq!(message, "Cannot connect");
+                Some(retry_at - 1_000)
+            }
+            _ => None,
+        };
+        assert_eq!(at(1), Some(30_000));
+        assert_eq!(at(2), Some(60_000));
+        assert_eq!(at(5), Some(480_000));
+        assert_eq!(at(6), Some(900_000), "capped at 15 minutes");
+        assert_eq!(at(NETWORK_ATTEMPTS), Some(900_000));
+        assert_eq!(at(NETWORK_ATTEMPTS + 1), None);
+        assert!(is_transient_network_kind("network"));
+        assert!(!is_transient_network_kind("repo_not_found"));
+        let reason = network_retry("Cannot connect", 2, 0).unwrap();
+        assert_eq!(reason.kind(), "network");
+        assert!(
+            reason
+                .to_string()
+                .starts_with("Waiting for the network (try 2 of 10)")
+        );
+    }
 }
 
 #[cfg(test)]

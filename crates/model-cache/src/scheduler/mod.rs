@@ -172,6 +172,8 @@ struct Inner {
     live: Mutex<HashMap<i64, Live>>,
     /// Jobs whose size lookup failed or said nothing: not asked again in this process.
     unsized_jobs: Mutex<HashSet<i64>>,
+    /// Network failures in a row per job (for the back-off of `NetworkUnavailable`).
+    network_attempts: Mutex<HashMap<i64, u32>>,
     last_alert: Mutex<Option<u8>>,
     /// A cleanup check is due at the next wake (the cache policy changed).
     cleanup_due: std::sync::atomic::AtomicBool,
@@ -221,6 +223,7 @@ impl Scheduler {
             progress_every: config.progress_every.max(Duration::from_millis(50)),
             live: Mutex::new(HashMap::new()),
             unsized_jobs: Mutex::new(HashSet::new()),
+            network_attempts: Mutex::new(HashMap::new()),
             last_alert: Mutex::new(None),
             cleanup_due: std::sync::atomic::AtomicBool::new(true),
             events: broadcast::channel(1024).0,
@@ -749,6 +752,7 @@ impl Inner {
                 })?;
                 // A model just downloaded is in use: LRU must not pick it first.
                 self.index.touch_at(&job.repo, now)?;
+                lock(&self.network_attempts).remove(&id);
                 self.set_state(id, QueueState::Done, None, None)?;
                 if lock(&self.cache_policy).prune_old_revisions {
                     self.prune_old(&job.repo);
@@ -774,11 +778,35 @@ impl Inner {
                 self.set_state(id, QueueState::Deferred, Some(&reason), None)?;
             }
             Err(RunFailure::Failed { kind, message }) => {
-                tracing::warn!(job = id, kind, %message, "job failed");
-                self.set_state(id, QueueState::Failed, None, Some(&message))?;
+                self.fail_or_wait_for_network(id, &kind, &message)?;
             }
         }
         Ok(())
+    }
+
+    /// A job that failed on the network waits and tries again later (with a growing delay);
+    /// any other failure, or too many network failures in a row, fails it.
+    fn fail_or_wait_for_network(
+        &self,
+        id: i64,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), IndexError> {
+        if crate::policy::defer::is_transient_network_kind(kind) {
+            let attempt = {
+                let mut attempts = lock(&self.network_attempts);
+                let n = attempts.entry(id).or_insert(0);
+                *n += 1;
+                *n
+            };
+            let now = self.probes.clock.now_ms();
+            if let Some(reason) = crate::policy::defer::network_retry(message, attempt, now) {
+                return self.set_state(id, QueueState::Deferred, Some(&reason), None);
+            }
+        }
+        tracing::warn!(job = id, kind, %message, "job failed");
+        lock(&self.network_attempts).remove(&id);
+        self.set_state(id, QueueState::Failed, None, Some(message))
     }
 
     fn prune_old(&self, repo: &RepoId) {
@@ -853,6 +881,12 @@ impl Inner {
             if running >= policy.max_running.max(1) {
                 break;
             }
+            if let Some(DeferReason::NetworkUnavailable { retry_at, .. }) = job.defer_reason
+                && self.probes.clock.now_ms() < retry_at
+            {
+                // The Hub was unreachable: wait for the retry time.
+                continue;
+            }
             if let Some(DeferReason::DiskFull {
                 available: at_failure,
                 ..
@@ -882,9 +916,10 @@ impl Inner {
                         lock(&self.unsized_jobs).insert(job.id);
                     }
                     Err(RunFailure::Failed { kind, message }) => {
-                        // The listing failed (repo gone, bad token): the job cannot run.
+                        // The listing failed: the repo is gone or the token is bad (the job
+                        // fails), or the Hub is unreachable (the job waits and tries again).
                         tracing::warn!(job = job.id, kind, %message, "could not size a job");
-                        self.set_state(job.id, QueueState::Failed, None, Some(&message))?;
+                        self.fail_or_wait_for_network(job.id, &kind, &message)?;
                         continue;
                     }
                     Err(_) => {
