@@ -1,14 +1,10 @@
 //! Every IPC command of the desktop shell, through Tauri's mock runtime (no display, no D-Bus),
 //! against a real engine and the hub emulator.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hub_emulator::{Emulator, EmulatorConfig};
 use model_cache::engine::{Engine, EngineOptions};
-use model_cache::fit::{FitOptions, MachineMemory};
-use model_cache::policy::{Changes, DiskSpace, FakeDisk, FakePower, PowerState, SystemClock};
-use model_cache::scheduler::Probes;
 use model_cache_app::AppState;
 use serde_json::{Value, json};
 use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder};
@@ -39,30 +35,7 @@ fn rig() -> Rig {
         settings.endpoint = emulator.url();
         settings.retry = model_cache::retry::RetryPolicy::immediate();
         settings.token_file = Some(dir.path().join("hf-home/token"));
-        let changes = Changes::default();
-        let options = EngineOptions {
-            probes: Probes {
-                power: Arc::new(FakePower::new(PowerState::NO_BATTERY, changes.clone())),
-                disk: Arc::new(FakeDisk::new(
-                    DiskSpace {
-                        total: 1000 * GIB,
-                        available: 900 * GIB,
-                    },
-                    changes.clone(),
-                )),
-                clock: Arc::new(SystemClock),
-                changes,
-                watch_every: None,
-            },
-            machine: Arc::new(MachineMemory {
-                total_ram: 64 * GIB,
-                available_ram: 64 * GIB,
-                vram_total: None,
-            }),
-            fit: FitOptions::default(),
-            run_queue: true,
-        };
-        let engine = Engine::open(settings, options).unwrap();
+        let engine = Engine::open(settings, EngineOptions::fake(64 * GIB)).unwrap();
         (emulator, engine)
     });
     let app = model_cache_app::app_builder(mock_builder())

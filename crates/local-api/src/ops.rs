@@ -29,7 +29,7 @@ impl From<EngineError> for ApiError {
         let kind = match err.kind() {
             "no_such_job" | "not_cached" | "no_such_variant" => "not_found",
             "nothing_selected" | "bad_pattern" => "invalid_input",
-            "job_finished" | "pinned" => "conflict",
+            "job_finished" | "pinned" | "in_use" => "conflict",
             other => other,
         };
         // HTTP 401 is reserved for a missing or wrong API secret, so a client can tell "this

@@ -2,16 +2,12 @@
 //! recommendation, a queued pull of the recommended variant, the cache browser, pins, deletion,
 //! offline lookups, verification and preferences.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hub_emulator::{Emulator, EmulatorConfig};
 use model_cache::engine::{Choice, Engine, EngineOptions, JobAction, Preferences, PullRequest};
-use model_cache::fit::{FitOptions, MachineMemory};
 use model_cache::index::queue::QueueState;
-use model_cache::policy::{Changes, DiskSpace, FakeDisk, FakePower, PowerState, SystemClock};
 use model_cache::retry::RetryPolicy;
-use model_cache::scheduler::Probes;
 use model_cache::{RepoId, Settings};
 
 const GIB: u64 = 1 << 30;
@@ -19,33 +15,7 @@ const GIB: u64 = 1 << 30;
 fn passive(ram: u64) -> EngineOptions {
     EngineOptions {
         run_queue: false,
-        ..options(ram)
-    }
-}
-
-fn options(ram: u64) -> EngineOptions {
-    let changes = Changes::default();
-    EngineOptions {
-        probes: Probes {
-            power: Arc::new(FakePower::new(PowerState::NO_BATTERY, changes.clone())),
-            disk: Arc::new(FakeDisk::new(
-                DiskSpace {
-                    total: 1000 * GIB,
-                    available: 900 * GIB,
-                },
-                changes.clone(),
-            )),
-            clock: Arc::new(SystemClock),
-            changes,
-            watch_every: None,
-        },
-        machine: Arc::new(MachineMemory {
-            total_ram: ram,
-            available_ram: ram,
-            vram_total: None,
-        }),
-        fit: FitOptions::default(),
-        run_queue: true,
+        ..EngineOptions::fake(ram)
     }
 }
 
@@ -82,7 +52,11 @@ async fn wait_done(engine: &Engine, id: i64) -> model_cache::index::queue::Queue
 async fn pull_the_recommended_variant_then_manage_the_cache() {
     let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    let engine = Engine::open(
+        settings(dir.path(), emulator.url()),
+        EngineOptions::fake(64 * GIB),
+    )
+    .unwrap();
     let repo: RepoId = "demo/tiny-gguf".parse().unwrap();
 
     let report = engine.variants(&repo, None).await.unwrap();
@@ -161,7 +135,11 @@ async fn pull_the_recommended_variant_then_manage_the_cache() {
 async fn named_variants_patterns_and_job_actions() {
     let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    let engine = Engine::open(
+        settings(dir.path(), emulator.url()),
+        EngineOptions::fake(64 * GIB),
+    )
+    .unwrap();
     let repo: RepoId = "demo/tiny-gguf".parse().unwrap();
 
     let unknown = engine
@@ -232,7 +210,11 @@ async fn named_variants_patterns_and_job_actions() {
 async fn gated_repos_explain_what_to_do() {
     let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    let engine = Engine::open(
+        settings(dir.path(), emulator.url()),
+        EngineOptions::fake(64 * GIB),
+    )
+    .unwrap();
     let error = engine
         .variants(&"demo/gated".parse().unwrap(), None)
         .await
@@ -275,7 +257,11 @@ async fn gated_repos_explain_what_to_do() {
 async fn preferences_apply_live_and_persist() {
     let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    let engine = Engine::open(
+        settings(dir.path(), emulator.url()),
+        EngineOptions::fake(64 * GIB),
+    )
+    .unwrap();
     let prefs = engine
         .update_preferences(Preferences {
             max_rate_bps: Some(5_000_000),
@@ -321,10 +307,17 @@ async fn a_passive_engine_never_runs_jobs_and_cached_headers_are_read_locally() 
     let job = cli.enqueue(&plan).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(cli.jobs().unwrap()[0].state, QueueState::Queued);
+    // A repo a job will download into cannot be removed meanwhile.
+    let busy = cli.delete(&repo, None, false, true).unwrap_err();
+    assert_eq!(busy.kind(), "in_use");
     cli.shutdown();
 
     // The app (active) picks it up and finishes it.
-    let app = Engine::open(settings(dir.path(), emulator.url()), options(64 * GIB)).unwrap();
+    let app = Engine::open(
+        settings(dir.path(), emulator.url()),
+        EngineOptions::fake(64 * GIB),
+    )
+    .unwrap();
     assert_eq!(wait_done(&app, job.id).await.state, QueueState::Done);
 
     // Planning the same pull again transfers no file bytes: the name is enough, no header is

@@ -97,9 +97,7 @@ impl EngineError {
             EngineError::Hub(e) => e.root().kind(),
             EngineError::Download(e) => e.kind(),
             EngineError::Scheduler(e) => e.kind(),
-            EngineError::Policy(PolicyError::NotCached { .. }) => "not_cached",
-            EngineError::Policy(PolicyError::Pinned { .. }) => "pinned",
-            EngineError::Policy(_) => "policy",
+            EngineError::Policy(e) => e.kind(),
             EngineError::Index(e) => e.kind(),
             EngineError::Store(e) => e.kind(),
             EngineError::Doctor(e) => e.kind(),
@@ -143,6 +141,20 @@ impl EngineOptions {
         EngineOptions {
             probes: Probes::system(),
             machine: Arc::new(SystemMachine),
+            fit: FitOptions::default(),
+            run_queue: true,
+        }
+    }
+
+    /// Fakes for tests: [`Probes::fake`] and a machine with `ram` bytes of memory, all free.
+    pub fn fake(ram: u64) -> Self {
+        EngineOptions {
+            probes: Probes::fake(),
+            machine: Arc::new(MachineMemory {
+                total_ram: ram,
+                available_ram: ram,
+                vram_total: None,
+            }),
             fit: FitOptions::default(),
             run_queue: true,
         }
@@ -756,15 +768,10 @@ impl Engine {
         force: bool,
         dry_run: bool,
     ) -> Result<crate::policy::gc::Removal, EngineError> {
-        let removal = self
+        Ok(self
             .inner
             .scheduler
-            .janitor()
-            .remove(repo, revision, force, dry_run)?;
-        if !dry_run {
-            self.inner.scheduler.changes().notify();
-        }
-        Ok(removal)
+            .remove(repo, revision, force, dry_run)?)
     }
 
     /// Removes one variant of a cached revision: its weight files, and the blobs nothing else
@@ -797,32 +804,19 @@ impl Engine {
         } else {
             listed.iter().map(|f| f.path.clone()).collect()
         };
-        let removal = self
+        Ok(self
             .inner
             .scheduler
-            .janitor()
-            .remove_files(repo, &commit, &files, force, dry_run)?;
-        if !dry_run {
-            self.inner.scheduler.changes().notify();
-        }
-        Ok(removal)
+            .remove_files(repo, &commit, &files, force, dry_run)?)
     }
 
     /// Runs a cleanup pass now; `max_size` sets the budget for this pass.
     pub fn gc(&self, max_size: Option<u64>, dry_run: bool) -> Result<CleanupReport, EngineError> {
-        if let Some(budget) = max_size {
-            let mut policy = self.inner.scheduler.cache_policy();
-            let previous = policy.clone();
-            policy.budget = Some(budget);
-            // The background cleanup must not act on this one-off budget: for a dry run it
-            // would really evict what the user only asked to see.
-            policy.auto_cleanup = false;
-            self.inner.scheduler.set_cache_policy(policy);
-            let report = self.inner.scheduler.cleanup(dry_run);
-            self.inner.scheduler.set_cache_policy(previous);
-            return Ok(report?);
-        }
-        Ok(self.inner.scheduler.cleanup(dry_run)?)
+        let scheduler = &self.inner.scheduler;
+        Ok(match max_size {
+            Some(budget) => scheduler.cleanup_to(budget, dry_run)?,
+            None => scheduler.cleanup(dry_run)?,
+        })
     }
 
     /// Re-hashes cached files (of one repo, or all) and reports those that no longer match.

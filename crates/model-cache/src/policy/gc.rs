@@ -384,6 +384,24 @@ fn remove_dir(root: &Path, path: &Path, dry_run: bool) -> Result<bool, PolicyErr
     }
 }
 
+/// The repo folder and the snapshot folder of a cached revision, or `NotCached`.
+fn cached_snapshot(
+    root: &Path,
+    repo: &RepoId,
+    commit: &str,
+) -> Result<(PathBuf, PathBuf), PolicyError> {
+    let repo_dir = root.join(repo.folder_name());
+    let snapshot = repo_dir.join("snapshots").join(commit);
+    if plain_segment(commit) && fs::symlink_metadata(&snapshot).is_ok_and(|m| m.is_dir()) {
+        Ok((repo_dir, snapshot))
+    } else {
+        Err(PolicyError::NotCached {
+            repo: repo.to_string(),
+            commit: commit.to_string(),
+        })
+    }
+}
+
 /// Removes one revision of a repo: its snapshot links, the blobs no other snapshot of the repo
 /// links, the refs pointing at it, its `.no_exist` markers, and the whole repo folder (with its
 /// `.locks/` folder) when no revision is left. With `dry_run` nothing is touched and the result
@@ -394,19 +412,7 @@ pub fn delete_revision(
     commit: &str,
     dry_run: bool,
 ) -> Result<Removal, PolicyError> {
-    let not_cached = || PolicyError::NotCached {
-        repo: repo.to_string(),
-        commit: commit.to_string(),
-    };
-    if !plain_segment(commit) {
-        return Err(not_cached());
-    }
-    let repo_dir = root.join(repo.folder_name());
-    let snapshot = repo_dir.join("snapshots").join(commit);
-    match fs::symlink_metadata(&snapshot) {
-        Ok(meta) if meta.is_dir() => {}
-        _ => return Err(not_cached()),
-    }
+    let (repo_dir, snapshot) = cached_snapshot(root, repo, commit)?;
     let (mine, _) = snapshot_blobs(&repo_dir, &snapshot)?;
     let mut still_linked: HashSet<String> = HashSet::new();
     let mut others = 0;
@@ -493,19 +499,8 @@ pub fn delete_files(
     files: &[String],
     dry_run: bool,
 ) -> Result<Removal, PolicyError> {
-    let not_cached = || PolicyError::NotCached {
-        repo: repo.to_string(),
-        commit: commit.to_string(),
-    };
-    if !plain_segment(commit) {
-        return Err(not_cached());
-    }
-    let repo_dir = root.join(repo.folder_name());
+    let (repo_dir, snapshot) = cached_snapshot(root, repo, commit)?;
     let snapshots = repo_dir.join("snapshots");
-    let snapshot = snapshots.join(commit);
-    if !fs::symlink_metadata(&snapshot).is_ok_and(|m| m.is_dir()) {
-        return Err(not_cached());
-    }
     // How many links point at each blob, over every snapshot of the repo.
     let mut links: HashMap<String, (usize, u64)> = HashMap::new();
     for entry in fs::read_dir(&snapshots)

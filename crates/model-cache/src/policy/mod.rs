@@ -68,6 +68,17 @@ impl Default for CachePolicy {
     }
 }
 
+impl PolicyError {
+    /// A stable snake_case name for the app, the local API and CLI exit codes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyError::NotCached { .. } => "not_cached",
+            PolicyError::Pinned { .. } => "pinned",
+            _ => "policy",
+        }
+    }
+}
+
 /// Errors of the policy layer.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {

@@ -62,6 +62,29 @@ pub struct Probes {
 }
 
 impl Probes {
+    /// A machine for tests: on mains power, a 1000 GiB volume with 900 GiB free, the real
+    /// clock. Nothing polls; the fakes signal their own changes.
+    pub fn fake() -> Self {
+        const GIB: u64 = 1 << 30;
+        let changes = Changes::default();
+        Probes {
+            power: Arc::new(crate::policy::FakePower::new(
+                PowerState::NO_BATTERY,
+                changes.clone(),
+            )),
+            disk: Arc::new(crate::policy::FakeDisk::new(
+                DiskSpace {
+                    total: 1000 * GIB,
+                    available: 900 * GIB,
+                },
+                changes.clone(),
+            )),
+            clock: Arc::new(SystemClock),
+            changes,
+            watch_every: None,
+        }
+    }
+
     /// The real machine: `starship-battery`, `statvfs`, the local clock, polled every 5 s.
     pub fn system() -> Self {
         Probes {
@@ -138,6 +161,10 @@ pub enum SchedulerError {
     Finished { id: i64, state: &'static str },
     #[error("Invalid job: {reason}")]
     InvalidJob { reason: String },
+    #[error(
+        "`{repo}` has a queued or running download\nhint: cancel it first (`mcache queue cancel`)"
+    )]
+    InUse { repo: String },
 }
 
 impl SchedulerError {
@@ -145,10 +172,12 @@ impl SchedulerError {
     pub fn kind(&self) -> &'static str {
         match self {
             SchedulerError::Index(e) => e.kind(),
-            SchedulerError::Policy(_) | SchedulerError::Metrics(_) => "policy",
+            SchedulerError::Policy(e) => e.kind(),
+            SchedulerError::Metrics(_) => "policy",
             SchedulerError::NoSuchJob { .. } => "no_such_job",
             SchedulerError::Finished { .. } => "job_finished",
             SchedulerError::InvalidJob { .. } => "invalid_job",
+            SchedulerError::InUse { .. } => "in_use",
         }
     }
 }
@@ -441,7 +470,13 @@ impl Scheduler {
     /// Runs a cleanup pass now (stale partial files, unreferenced blobs, old revisions when
     /// opted in, eviction down to the budget). With `dry_run`, reports what would go.
     pub fn cleanup(&self, dry_run: bool) -> Result<CleanupReport, SchedulerError> {
-        self.inner.cleanup(dry_run)
+        self.inner.cleanup(None, dry_run)
+    }
+
+    /// A cleanup pass with a one-off size budget (`mcache gc --max-size`); the policy in force
+    /// is left as it is, so the background cleanup never acts on the one-off budget.
+    pub fn cleanup_to(&self, budget: u64, dry_run: bool) -> Result<CleanupReport, SchedulerError> {
+        self.inner.cleanup(Some(budget), dry_run)
     }
 
     /// Removes a repo, or one revision (a commit or a ref name), from the cache and the index;
@@ -454,14 +489,40 @@ impl Scheduler {
         force: bool,
         dry_run: bool,
     ) -> Result<crate::policy::gc::Removal, SchedulerError> {
+        self.removing(repo, dry_run, |janitor| {
+            janitor.remove(repo, revision, force, dry_run)
+        })
+    }
+
+    /// Removes some files of one cached revision (a variant), with the same rules as
+    /// [`Scheduler::remove`].
+    pub fn remove_files(
+        &self,
+        repo: &RepoId,
+        commit: &str,
+        files: &[String],
+        force: bool,
+        dry_run: bool,
+    ) -> Result<crate::policy::gc::Removal, SchedulerError> {
+        self.removing(repo, dry_run, |janitor| {
+            janitor.remove_files(repo, commit, files, force, dry_run)
+        })
+    }
+
+    /// Runs a removal unless a job may still download into `repo`, then lets deferred jobs see
+    /// the space it freed.
+    fn removing(
+        &self,
+        repo: &RepoId,
+        dry_run: bool,
+        remove: impl FnOnce(&Janitor) -> Result<crate::policy::gc::Removal, PolicyError>,
+    ) -> Result<crate::policy::gc::Removal, SchedulerError> {
         if self.inner.protected()?.contains(repo) {
-            return Err(SchedulerError::InvalidJob {
-                reason: format!(
-                    "`{repo}` has a queued or running download\nhint: cancel it first (`mcache queue cancel`)"
-                ),
+            return Err(SchedulerError::InUse {
+                repo: repo.to_string(),
             });
         }
-        let removal = self.janitor().remove(repo, revision, force, dry_run)?;
+        let removal = remove(&self.janitor())?;
         if !dry_run {
             self.inner.probes.changes.notify();
         }
@@ -599,11 +660,16 @@ impl Inner {
             .collect())
     }
 
-    fn cleanup(&self, dry_run: bool) -> Result<CleanupReport, SchedulerError> {
+    fn cleanup(&self, budget: Option<u64>, dry_run: bool) -> Result<CleanupReport, SchedulerError> {
         let protected = self.protected()?;
         let keep = self.keep_incomplete()?;
         let now = self.probes.clock.now();
-        let report = self.janitor().cleanup(now, &protected, &keep, dry_run)?;
+        let mut policy = lock(&self.cache_policy).clone();
+        if budget.is_some() {
+            policy.budget = budget;
+        }
+        let janitor = Janitor::new(self.hub_cache.clone(), self.index.clone(), policy);
+        let report = janitor.cleanup(now, &protected, &keep, dry_run)?;
         if !dry_run && report.bytes_freed > 0 {
             if let Some(plan) = &report.eviction {
                 let _ = self.events.send(SchedulerEvent::Evicted {
@@ -656,7 +722,7 @@ impl Inner {
         }
         if policy.auto_cleanup
             && storage.used > budget
-            && let Err(error) = self.cleanup(false)
+            && let Err(error) = self.cleanup(None, false)
         {
             tracing::warn!(%error, "background cleanup failed");
         }
