@@ -128,6 +128,20 @@ pub enum DownloadError {
 
 impl DownloadError {
     /// A stable snake_case name the CLI, the app and the local API can switch on.
+    /// Whether the failure is the network's (the Hub unreachable, rate limits, server errors
+    /// that outlasted the retries): trying the same download later may well succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DownloadError::Hub { source, .. } | DownloadError::Resolve { source, .. } => {
+                source.is_retryable()
+            }
+            DownloadError::RetriesExhausted { .. } => true,
+            DownloadError::Partial { first, .. } => first.is_transient(),
+            DownloadError::File { source } => source.is_transient(),
+            _ => false,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             DownloadError::Hub { source, .. } | DownloadError::Resolve { source, .. } => {

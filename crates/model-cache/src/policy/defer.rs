@@ -392,8 +392,6 @@ mod network_tests {
         assert_eq!(at(6), Some(900_000), "capped at 15 minutes");
         assert_eq!(at(NETWORK_ATTEMPTS), Some(900_000));
         assert_eq!(at(NETWORK_ATTEMPTS + 1), None);
-        assert!(is_transient_network_kind("network"));
-        assert!(!is_transient_network_kind("repo_not_found"));
         let reason = network_retry("Cannot connect", 2, 0).unwrap();
         assert_eq!(reason.kind(), "network");
         assert!(

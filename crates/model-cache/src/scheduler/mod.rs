@@ -843,8 +843,12 @@ impl Inner {
                 };
                 self.set_state(id, QueueState::Deferred, Some(&reason), None)?;
             }
-            Err(RunFailure::Failed { kind, message }) => {
-                self.fail_or_wait_for_network(id, &kind, &message)?;
+            Err(RunFailure::Failed {
+                kind,
+                message,
+                transient,
+            }) => {
+                self.fail_or_wait_for_network(id, &kind, &message, transient)?;
             }
         }
         Ok(())
@@ -857,8 +861,9 @@ impl Inner {
         id: i64,
         kind: &str,
         message: &str,
+        transient: bool,
     ) -> Result<(), IndexError> {
-        if crate::policy::defer::is_transient_network_kind(kind) {
+        if transient {
             let attempt = {
                 let mut attempts = lock(&self.network_attempts);
                 let n = attempts.entry(id).or_insert(0);
@@ -981,11 +986,15 @@ impl Inner {
                     Ok(None) => {
                         lock(&self.unsized_jobs).insert(job.id);
                     }
-                    Err(RunFailure::Failed { kind, message }) => {
+                    Err(RunFailure::Failed {
+                        kind,
+                        message,
+                        transient,
+                    }) => {
                         // The listing failed: the repo is gone or the token is bad (the job
                         // fails), or the Hub is unreachable (the job waits and tries again).
                         tracing::warn!(job = job.id, kind, %message, "could not size a job");
-                        self.fail_or_wait_for_network(job.id, &kind, &message)?;
+                        self.fail_or_wait_for_network(job.id, &kind, &message, transient)?;
                         continue;
                     }
                     Err(_) => {

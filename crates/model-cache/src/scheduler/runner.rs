@@ -21,8 +21,13 @@ pub enum RunFailure {
     DiskFull { needed: u64, available: u64 },
     /// Cancelled through its control.
     Cancelled,
-    /// Anything else: the job fails with this.
-    Failed { kind: String, message: String },
+    /// Anything else. `transient` failures (the network's) are tried again later; the others
+    /// fail the job.
+    Failed {
+        kind: String,
+        message: String,
+        transient: bool,
+    },
 }
 
 /// A successful run.
@@ -106,6 +111,7 @@ fn failure_from(error: DownloadError) -> RunFailure {
         other => RunFailure::Failed {
             kind: other.kind().to_string(),
             message: other.to_string(),
+            transient: other.is_transient(),
         },
     }
 }
@@ -130,14 +136,17 @@ impl DownloaderRunner {
             .map_err(|e| RunFailure::Failed {
                 kind: e.root().kind().to_string(),
                 message: e.to_string(),
+                transient: e.is_retryable(),
             })?;
         let picked = select_files(&entries, &job.selection).map_err(|e| RunFailure::Failed {
             kind: "bad_pattern".into(),
             message: e.to_string(),
+            transient: false,
         })?;
         if picked.is_empty() {
             return Err(RunFailure::Failed {
                 kind: "nothing_selected".into(),
+                transient: false,
                 message: format!(
                     "No file of `{}` at `{}` matches the selection\nhint: check the include and exclude patterns",
                     job.repo, job.revision
