@@ -2,17 +2,12 @@
 //! the local API.
 
 use std::net::ToSocketAddrs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use model_cache::engine::{Engine, EngineOptions, Preferences};
 use model_cache::{Settings, Token};
 
 use crate::args::AppArgs;
-
-/// The Tauri identifier; the app-data folder is `$XDG_DATA_HOME/<identifier>` and `mcache` uses
-/// the same folder, so both share one index and `mcache queue` finds the app's local API.
-pub const APP_IDENTIFIER: &str = "dev.modelcache.app";
 
 /// The token the demo hub accepts for its gated and private repos.
 pub const DEMO_TOKEN: &str = "hf_demo_token";
@@ -47,10 +42,7 @@ pub enum StartupError {
 /// saved preferences.
 pub fn settings() -> Result<Settings, StartupError> {
     let dirs = directories::BaseDirs::new();
-    let data_dir = dirs
-        .as_ref()
-        .map(|d| d.data_dir().join(APP_IDENTIFIER))
-        .unwrap_or_else(|| PathBuf::from(".model-cache"));
+    let data_dir = model_cache::env::app_data_dir(dirs.as_ref().map(|d| d.data_dir()));
     let mut settings = model_cache::env::settings_from_env(
         |name| std::env::var(name).ok(),
         dirs.as_ref().map(|d| d.home_dir().to_path_buf()),

@@ -242,3 +242,12 @@ fn every_command_works_through_ipc() {
     assert_eq!(stats["downloads"][0]["repo"], "demo/tiny-gguf");
     assert_eq!(stats["downloads"][0]["variant"], "Q2_K");
 }
+
+/// `mcache` finds the app's index and local API in the app-data folder named after the Tauri
+/// identifier: the two must agree.
+#[test]
+fn the_app_data_folder_is_named_after_the_tauri_identifier() {
+    let config: Value =
+        serde_json::from_str(include_str!("../tauri.conf.json")).expect("tauri.conf.json parses");
+    assert_eq!(config["identifier"], model_cache::env::APP_IDENTIFIER);
+}

@@ -9,16 +9,9 @@ use model_cache::secret::Token;
 use crate::cli::GlobalArgs;
 use crate::exit::CliError;
 
-/// The Tauri identifier of the desktop app. Its app-data folder is `$XDG_DATA_HOME/<identifier>`
-/// (Tauri's `app_data_dir`); the CLI uses the same folder so that both share one index and
-/// `mcache queue` finds the app's local API.
-pub const APP_IDENTIFIER: &str = "dev.modelcache.app";
-
-/// The platform's app-data folder for Model Cache.
+/// The app-data folder for Model Cache, shared with the desktop app.
 pub fn default_data_dir() -> PathBuf {
-    directories::BaseDirs::new()
-        .map(|dirs| dirs.data_dir().join(APP_IDENTIFIER))
-        .unwrap_or_else(|| PathBuf::from(".model-cache"))
+    model_cache::env::app_data_dir(directories::BaseDirs::new().as_ref().map(|d| d.data_dir()))
 }
 
 pub fn home_dir() -> Option<PathBuf> {

@@ -230,6 +230,20 @@ fn seconds(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<Durat
     (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
+/// The Tauri identifier of the desktop app. Its app-data folder (index, preferences, the local
+/// API's secret) is shared by the app and `mcache`, so both see one index and `mcache queue`
+/// finds the app's local API.
+pub const APP_IDENTIFIER: &str = "dev.modelcache.app";
+
+/// The app-data folder inside the platform's data folder (`$XDG_DATA_HOME`, `~/Library/Application
+/// Support`, `%APPDATA%`), as Tauri's `app_data_dir` names it; `.model-cache` in the current
+/// folder when the platform has none.
+pub fn app_data_dir(platform_data_dir: Option<&Path>) -> PathBuf {
+    platform_data_dir
+        .map(|dir| dir.join(APP_IDENTIFIER))
+        .unwrap_or_else(|| PathBuf::from(".model-cache"))
+}
+
 /// Builds the engine's settings from the environment.
 ///
 /// `default_data_dir` is the platform app-data folder chosen by the edge (`directories`); it is
