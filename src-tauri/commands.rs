@@ -3,20 +3,34 @@
 //! (`docs/local-api.md`), so `ui/api.js` can switch transports without the rest of the UI
 //! noticing. Errors are `{kind, message, hint}` with a stable `kind`.
 
+use local_api::contract::{
+    Affected, Freed, Health, Job, Queued, Revealed, StatsBody, TokenState, Variants,
+};
 use local_api::{ApiError, ApiResult, PullBody};
-use serde_json::{Value, json};
+use model_cache::engine::{AppSettings, CachedRepoView};
+use serde::Serialize;
+use serde_json::Value;
 use tauri::State;
 
 use crate::AppState;
 
+/// The API's health, and what only the app knows: whether it runs the demo hub, and where its
+/// local API listens.
+#[derive(Serialize)]
+pub struct AppHealth {
+    #[serde(flatten)]
+    health: Health,
+    demo: bool,
+    api_url: String,
+}
+
 #[tauri::command]
-pub async fn health(state: State<'_, AppState>) -> ApiResult {
-    let mut value = state.api.health().await?;
-    if let Value::Object(map) = &mut value {
-        map.insert("demo".into(), json!(state.demo.is_some()));
-        map.insert("api_url".into(), json!(state.api_url));
-    }
-    Ok(value)
+pub async fn health(state: State<'_, AppState>) -> ApiResult<AppHealth> {
+    Ok(AppHealth {
+        health: state.api.health().await?,
+        demo: state.demo.is_some(),
+        api_url: state.api_url.clone(),
+    })
 }
 
 #[tauri::command]
@@ -24,7 +38,7 @@ pub async fn variants(
     state: State<'_, AppState>,
     repo: String,
     revision: Option<String>,
-) -> ApiResult {
+) -> ApiResult<Variants> {
     state.api.variants(&repo, revision.as_deref()).await
 }
 
@@ -35,7 +49,7 @@ pub async fn pull(
     revision: Option<String>,
     variant: Option<String>,
     files: Option<Vec<String>>,
-) -> ApiResult {
+) -> ApiResult<Queued> {
     state
         .api
         .pull(PullBody {
@@ -48,12 +62,12 @@ pub async fn pull(
 }
 
 #[tauri::command]
-pub async fn jobs(state: State<'_, AppState>) -> ApiResult {
+pub async fn jobs(state: State<'_, AppState>) -> ApiResult<Vec<Job>> {
     state.api.jobs().await
 }
 
 #[tauri::command]
-pub async fn job_action(state: State<'_, AppState>, id: Value, action: String) -> ApiResult {
+pub async fn job_action(state: State<'_, AppState>, id: Value, action: String) -> ApiResult<Job> {
     let id = match id {
         Value::String(text) => text,
         other => other.to_string(),
@@ -62,22 +76,26 @@ pub async fn job_action(state: State<'_, AppState>, id: Value, action: String) -
 }
 
 #[tauri::command]
-pub async fn pause_all(state: State<'_, AppState>) -> ApiResult {
+pub async fn pause_all(state: State<'_, AppState>) -> ApiResult<Affected> {
     state.api.pause_all(true).await
 }
 
 #[tauri::command]
-pub async fn resume_all(state: State<'_, AppState>) -> ApiResult {
+pub async fn resume_all(state: State<'_, AppState>) -> ApiResult<Affected> {
     state.api.pause_all(false).await
 }
 
 #[tauri::command]
-pub async fn cache_list(state: State<'_, AppState>) -> ApiResult {
+pub async fn cache_list(state: State<'_, AppState>) -> ApiResult<Vec<CachedRepoView>> {
     state.api.cache_list().await
 }
 
 #[tauri::command]
-pub async fn cache_pin(state: State<'_, AppState>, repo: String, pinned: bool) -> ApiResult {
+pub async fn cache_pin(
+    state: State<'_, AppState>,
+    repo: String,
+    pinned: bool,
+) -> ApiResult<CachedRepoView> {
     state.api.cache_pin(&repo, pinned).await
 }
 
@@ -86,44 +104,42 @@ pub async fn cache_delete(
     state: State<'_, AppState>,
     repo: String,
     revision: Option<String>,
-) -> ApiResult {
+) -> ApiResult<Freed> {
     state.api.cache_delete(&repo, revision).await
 }
 
 /// Like the API's reveal, and opens the folder in the file manager.
 #[tauri::command]
-pub async fn cache_reveal(state: State<'_, AppState>, repo: String) -> ApiResult {
-    let value = state.api.cache_reveal(&repo).await?;
-    if let Some(path) = value["path"].as_str() {
-        tauri_plugin_opener::reveal_item_in_dir(path).map_err(|e| {
-            ApiError::new(
-                tauri::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "reveal_failed",
-                format!("Could not open the file manager: {e}"),
-            )
-            .with_hint(format!("the folder is {path}"))
-        })?;
-    }
-    Ok(value)
+pub async fn cache_reveal(state: State<'_, AppState>, repo: String) -> ApiResult<Revealed> {
+    let revealed = state.api.cache_reveal(&repo).await?;
+    tauri_plugin_opener::reveal_item_in_dir(&revealed.path).map_err(|e| {
+        ApiError::new(
+            tauri::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "reveal_failed",
+            format!("Could not open the file manager: {e}"),
+        )
+        .with_hint(format!("the folder is {}", revealed.path.display()))
+    })?;
+    Ok(revealed)
 }
 
 #[tauri::command]
-pub fn settings_get(state: State<'_, AppState>) -> ApiResult {
+pub fn settings_get(state: State<'_, AppState>) -> ApiResult<AppSettings> {
     state.api.settings_get()
 }
 
 #[tauri::command]
-pub async fn settings_set(state: State<'_, AppState>, settings: Value) -> ApiResult {
+pub async fn settings_set(state: State<'_, AppState>, settings: Value) -> ApiResult<AppSettings> {
     state.api.settings_set(settings).await
 }
 
 #[tauri::command]
-pub async fn set_token(state: State<'_, AppState>, token: Option<String>) -> ApiResult {
+pub async fn set_token(state: State<'_, AppState>, token: Option<String>) -> ApiResult<TokenState> {
     state.api.set_token(token).await
 }
 
 #[tauri::command]
-pub async fn stats(state: State<'_, AppState>) -> ApiResult {
+pub async fn stats(state: State<'_, AppState>) -> ApiResult<StatsBody> {
     state.api.stats().await
 }
 

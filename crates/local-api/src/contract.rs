@@ -1,263 +1,292 @@
-//! Translation from the engine's types to the v1 JSON shapes of `docs/local-api.md`.
+//! The v1 JSON shapes of `docs/local-api.md`, as serde types, and the translation from the
+//! engine's types into them.
 //!
 //! The engine's own types carry more (and differently named) detail; the contract is what the
-//! UI and other programs rely on, so the mapping lives in one place and is tested against it.
-//! [`Tracker`] keeps what the contract's `Job` has but the queue does not: per-file progress,
-//! speed, the failure kind and the snapshot path, fed from the engine's event stream.
+//! UI and other programs rely on, so the mapping lives in one place and `tests/contract_docs.rs`
+//! checks every type's fields against the document. [`Tracker`] keeps what the contract's `Job`
+//! has but the queue does not: per-file progress and speed, fed from the engine's event stream.
+//!
+//! **API Boundary:** fields are added, never renamed or removed, within v1.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use model_cache::download::DownloadEvent;
-use model_cache::engine::{Engine, Preferences, VariantsReport};
+use model_cache::engine::{Engine, FinishedDownload, VariantsReport};
+use model_cache::fit::FitTier;
 use model_cache::index::queue::{QueueJob, QueueState};
-use model_cache::policy::{BatteryPolicy, ScheduleWindow};
 use model_cache::scheduler::SchedulerEvent;
-use serde_json::{Value, json};
+use model_cache::variants::{ModelShape, VariantFile, VariantFormat};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorBody, hint_text};
+
+/// `GET /api/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: String,
+    pub version: String,
+    pub offline: bool,
+    pub endpoint: String,
+    pub cache_dir: PathBuf,
+    pub jobs: JobCounts,
+    pub storage: Storage,
+    /// Problems a person should know about, most serious first.
+    pub alerts: Vec<String>,
+}
+
+/// Jobs per state, for the health summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCounts {
+    pub running: u64,
+    pub queued: u64,
+    pub deferred: u64,
+}
+
+/// The cache's size against its budget and the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Storage {
+    pub used_bytes: u64,
+    pub budget_bytes: Option<u64>,
+    pub free_bytes: Option<u64>,
+}
+
+/// `GET /api/variants`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variants {
+    pub repo: String,
+    pub revision: String,
+    pub commit: Option<String>,
+    pub variants: Vec<VariantBody>,
+    /// The name of the recommended variant.
+    pub recommended: Option<String>,
+    pub machine: MachineBody,
+}
+
+/// One variant with its fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantBody {
+    pub id: String,
+    pub name: String,
+    pub format: VariantFormat,
+    pub quant: Option<String>,
+    pub bits_per_weight: Option<f64>,
+    pub size_bytes: u64,
+    pub files: Vec<FileRef>,
+    pub companions: Vec<FileRef>,
+    pub extras: Vec<ExtraRef>,
+    pub complete: bool,
+    pub fit: FitBody,
+    pub recommended: bool,
+    pub warnings: Vec<String>,
+    pub header: Option<ModelShape>,
+}
+
+/// A file and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub path: String,
+    pub size: u64,
+}
+
+/// An optional file offered beside a variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraRef {
+    pub path: String,
+    pub size: u64,
+    /// `projector` (e.g. `mmproj-*.gguf`) or `extra` (README, LICENSE).
+    pub kind: String,
+}
+
+/// Whether a variant fits this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FitBody {
+    pub tier: FitTier,
+    pub needed_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// The machine the fit was computed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineBody {
+    pub total_ram: u64,
+    pub available_ram: u64,
+    pub vram: Option<u64>,
+}
+
+/// `POST /api/pulls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub job_id: i64,
+}
+
+/// A job as the UI shows it (`GET /api/jobs`, job actions, `job` events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub repo: String,
+    pub revision: String,
+    pub variant: Option<String>,
+    /// `queued`, `running`, `paused`, `deferred`, `done`, `failed` or `cancelled`.
+    pub state: String,
+    /// Why a deferred or paused job waits, for a person.
+    pub reason: Option<String>,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub speed_bps: u64,
+    pub eta_seconds: Option<u64>,
+    pub files: Vec<FileProgressBody>,
+    pub error: Option<ErrorBody>,
+    pub snapshot_path: Option<PathBuf>,
+}
+
+/// One file of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileProgressBody {
+    pub path: String,
+    pub size: u64,
+    pub done: u64,
+    /// `queued`, `running`, `verifying`, `done` or `failed`.
+    pub state: String,
+}
+
+/// `POST /api/jobs/pause-all` and `/resume-all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Affected {
+    /// Jobs whose state the action changed.
+    pub affected: usize,
+}
+
+/// `POST /api/cache/delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freed {
+    pub freed_bytes: u64,
+}
+
+/// `POST /api/cache/reveal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revealed {
+    pub path: PathBuf,
+}
+
+/// `POST /api/token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenState {
+    pub token_set: bool,
+}
+
+/// `GET /api/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsBody {
+    pub bytes_downloaded: u64,
+    pub bytes_from_cache: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub storage_used_bytes: u64,
+    pub budget_bytes: Option<u64>,
+    /// The last finished downloads, newest first.
+    pub downloads: Vec<FinishedDownload>,
+}
+
+/// What `GET /api/events` sends (and the app's `engine-event`), tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContractEvent {
+    /// A job changed (state, progress totals).
+    Job(Job),
+    /// Bytes of one file, throttled to a few per second.
+    Progress(Progress),
+    /// Something to tell the user.
+    Notification(Notification),
+}
+
+/// Progress of one file of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub job_id: i64,
+    pub path: String,
+    pub done: u64,
+    pub total: u64,
+    pub speed_bps: u64,
+}
+
+/// A notification for the user (the app shows it on the desktop).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// `info` or `error`.
+    pub level: String,
+    pub title: String,
+    pub body: String,
+}
 
 /// A variant report in the contract's shape.
-pub fn variants(report: &VariantsReport) -> Value {
-    let mut recommended_name = Value::Null;
-    let variants: Vec<Value> = report
+pub fn variants(report: &VariantsReport) -> Variants {
+    let files = |list: &[VariantFile]| -> Vec<FileRef> {
+        list.iter()
+            .map(|f| FileRef {
+                path: f.path.clone(),
+                size: f.size,
+            })
+            .collect()
+    };
+    let extra = |f: &VariantFile, kind: &str| ExtraRef {
+        path: f.path.clone(),
+        size: f.size,
+        kind: kind.to_string(),
+    };
+    let variants: Vec<VariantBody> = report
         .variants
         .iter()
         .map(|view| {
             let v = &view.variant;
-            if report.recommended.as_deref() == Some(v.id.as_str()) {
-                recommended_name = json!(v.name);
-            }
-            let files = |list: &[model_cache::variants::VariantFile]| -> Vec<Value> {
-                list.iter()
-                    .map(|f| json!({"path": f.path, "size": f.size}))
-                    .collect()
-            };
-            let extras: Vec<Value> = v
-                .projectors
-                .iter()
-                .map(|f| json!({"path": f.path, "size": f.size, "kind": "projector"}))
-                .chain(
-                    v.extras
-                        .iter()
-                        .map(|f| json!({"path": f.path, "size": f.size, "kind": "extra"})),
-                )
-                .collect();
-            let fit = &view.fit;
-            let machine = &fit.machine;
-            json!({
-                "id": v.id,
-                "name": v.name,
-                "format": v.format,
-                "quant": v.quant,
-                "bits_per_weight": v.bits_per_weight,
-                "size_bytes": v.total_size,
-                "files": files(&v.files),
-                "companions": files(&v.companions),
-                "extras": extras,
-                "complete": v.complete,
-                "fit": {
-                    "tier": fit.tier,
-                    "needed_bytes": fit.needed_bytes,
-                    "available_bytes": machine.available_ram,
+            VariantBody {
+                id: v.id.clone(),
+                name: v.name.clone(),
+                format: v.format,
+                quant: v.quant.clone(),
+                bits_per_weight: v.bits_per_weight,
+                size_bytes: v.total_size,
+                files: files(&v.files),
+                companions: files(&v.companions),
+                extras: v
+                    .projectors
+                    .iter()
+                    .map(|f| extra(f, "projector"))
+                    .chain(v.extras.iter().map(|f| extra(f, "extra")))
+                    .collect(),
+                complete: v.complete,
+                fit: FitBody {
+                    tier: view.fit.tier,
+                    needed_bytes: view.fit.needed_bytes,
+                    available_bytes: view.fit.machine.available_ram,
                 },
-                "recommended": view.recommended,
-                "warnings": v.warnings.iter().map(|w| w.message.clone()).collect::<Vec<_>>(),
-                "header": v.shape,
-            })
+                recommended: view.recommended,
+                warnings: v.warnings.iter().map(|w| w.message.clone()).collect(),
+                header: v.shape.clone(),
+            }
         })
         .collect();
-    json!({
-        "repo": report.repo,
-        "revision": report.revision,
-        "commit": report.commit,
-        "variants": variants,
-        "recommended": recommended_name,
-        "machine": {
-            "total_ram": report.machine.total_ram,
-            "available_ram": report.machine.available_ram,
-            "vram": report.machine.vram_total,
+    let recommended = report.recommended.as_ref().and_then(|id| {
+        report
+            .variants
+            .iter()
+            .find(|v| &v.variant.id == id)
+            .map(|v| v.variant.name.clone())
+    });
+    Variants {
+        repo: report.repo.clone(),
+        revision: report.revision.clone(),
+        commit: report.commit.clone(),
+        variants,
+        recommended,
+        machine: MachineBody {
+            total_ram: report.machine.total_ram,
+            available_ram: report.machine.available_ram,
+            vram: report.machine.vram_total,
         },
-    })
-}
-
-/// Settings in the contract's `AppSettings` shape.
-pub fn settings(engine: &Engine) -> Value {
-    let prefs = engine.preferences();
-    let current = engine.settings();
-    let schedule = prefs.schedule.clone().unwrap_or_default();
-    let (mode, percent) = match schedule.battery {
-        BatteryPolicy::Never => ("never", 30),
-        BatteryPolicy::Below { percent } => ("below", percent),
-        BatteryPolicy::Always => ("always", 30),
-    };
-    let window = schedule
-        .window
-        .map(|w| json!({"start": hhmm(w.start_minute), "end": hhmm(w.end_minute)}));
-    json!({
-        "cache_dir": prefs.cache_dir.clone().unwrap_or_else(|| current.hub_cache.clone()),
-        "size_budget_bytes": prefs.cache.as_ref().and_then(|c| c.budget),
-        "max_rate_bps": prefs.max_rate_bps.filter(|r| *r > 0),
-        "battery_policy": {"mode": mode, "percent": percent},
-        "disk_reserve_bytes": schedule.reserve.floor_bytes,
-        "schedule": window,
-        "mirrors": prefs.mirrors.clone().unwrap_or_else(|| current.mirrors.clone()),
-        "endpoint": prefs.endpoint.clone().unwrap_or_else(|| current.endpoint.clone()),
-        "token_set": engine.has_token(),
-        "offline": prefs.offline.unwrap_or(current.offline),
-        "connections": prefs.connections.unwrap_or(current.limits.connections),
-    })
-}
-
-fn hhmm(minute: u16) -> String {
-    format!("{:02}:{:02}", minute / 60, minute % 60)
-}
-
-fn parse_hhmm(text: &str) -> Result<(u16, u16), String> {
-    let (h, m) = text
-        .split_once(':')
-        .ok_or_else(|| format!("`{text}` is not a time (HH:MM)"))?;
-    let h: u16 = h
-        .parse()
-        .map_err(|_| format!("`{text}` is not a time (HH:MM)"))?;
-    let m: u16 = m
-        .parse()
-        .map_err(|_| format!("`{text}` is not a time (HH:MM)"))?;
-    if h > 23 || m > 59 {
-        return Err(format!("`{text}` is not a time of day"));
-    }
-    Ok((h, m))
-}
-
-/// Turns a partial `AppSettings` into a preferences patch; unknown or read-only fields are
-/// refused so a typo never silently does nothing.
-pub fn settings_patch(engine: &Engine, body: &Value) -> Result<Preferences, String> {
-    let object = body
-        .as_object()
-        .ok_or("The settings must be a JSON object")?;
-    let mut patch = Preferences::default();
-    let current = engine.preferences();
-    let mut schedule = current.schedule.clone().unwrap_or_default();
-    let mut schedule_changed = false;
-    for (key, value) in object {
-        match key.as_str() {
-            "cache_dir" => {
-                let dir = value
-                    .as_str()
-                    .filter(|s| !s.is_empty())
-                    .ok_or("`cache_dir` must be a folder path")?;
-                patch.cache_dir = Some(dir.into());
-            }
-            "size_budget_bytes" => {
-                let mut cache = current.cache.clone().unwrap_or_default();
-                cache.budget = match value {
-                    Value::Null => None,
-                    v => Some(
-                        v.as_u64()
-                            .ok_or("`size_budget_bytes` must be a number of bytes or null")?,
-                    ),
-                };
-                patch.cache = Some(cache);
-            }
-            "max_rate_bps" => {
-                patch.max_rate_bps = Some(match value {
-                    Value::Null => 0,
-                    v => match v.as_u64() {
-                        Some(0) | None => {
-                            return Err("`max_rate_bps` must be a positive number of bytes per second, or null for no limit".into());
-                        }
-                        Some(n) => n,
-                    },
-                });
-            }
-            "battery_policy" => {
-                let mode = value
-                    .get("mode")
-                    .and_then(Value::as_str)
-                    .ok_or("`battery_policy.mode` must be `never`, `below` or `always`")?;
-                schedule.battery = match mode {
-                    "never" => BatteryPolicy::Never,
-                    "always" => BatteryPolicy::Always,
-                    "below" => {
-                        let percent = value
-                            .get("percent")
-                            .and_then(Value::as_u64)
-                            .filter(|p| *p <= 100)
-                            .ok_or("`battery_policy.percent` must be 0 to 100")?;
-                        BatteryPolicy::Below {
-                            percent: percent as u8,
-                        }
-                    }
-                    other => {
-                        return Err(format!(
-                            "`{other}` is not a battery mode (never, below, always)"
-                        ));
-                    }
-                };
-                schedule_changed = true;
-            }
-            "disk_reserve_bytes" => {
-                schedule.reserve.floor_bytes = value
-                    .as_u64()
-                    .ok_or("`disk_reserve_bytes` must be a number of bytes")?;
-                schedule_changed = true;
-            }
-            "schedule" => {
-                schedule.window = match value {
-                    Value::Null => None,
-                    v => {
-                        let start = v
-                            .get("start")
-                            .and_then(Value::as_str)
-                            .ok_or("`schedule.start` is missing")?;
-                        let end = v
-                            .get("end")
-                            .and_then(Value::as_str)
-                            .ok_or("`schedule.end` is missing")?;
-                        Some(ScheduleWindow::new(parse_hhmm(start)?, parse_hhmm(end)?))
-                    }
-                };
-                schedule_changed = true;
-            }
-            "mirrors" => {
-                let list = value.as_array().ok_or("`mirrors` must be a list of URLs")?;
-                let mut mirrors = Vec::new();
-                for m in list {
-                    let url = m.as_str().ok_or("`mirrors` must be a list of URLs")?;
-                    check_url(url)?;
-                    mirrors.push(url.trim_end_matches('/').to_string());
-                }
-                patch.mirrors = Some(mirrors);
-            }
-            "endpoint" => {
-                let url = value.as_str().ok_or("`endpoint` must be a URL")?;
-                check_url(url)?;
-                patch.endpoint = Some(url.trim_end_matches('/').to_string());
-            }
-            "offline" => {
-                patch.offline = Some(value.as_bool().ok_or("`offline` must be true or false")?)
-            }
-            "connections" => {
-                let n = value
-                    .as_u64()
-                    .filter(|n| (1..=256).contains(n))
-                    .ok_or("`connections` must be 1 to 256")?;
-                patch.connections = Some(n as usize);
-            }
-            "token_set" => return Err("`token_set` is read-only; use `POST /api/token`".into()),
-            other => return Err(format!("Unknown setting `{other}`")),
-        }
-    }
-    if schedule_changed {
-        patch.schedule = Some(schedule);
-    }
-    Ok(patch)
-}
-
-fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(format!("`{url}` is not an http(s) URL"))
     }
 }
 
@@ -275,7 +304,6 @@ struct JobProgress {
     speed_bps: f64,
     last: Option<(Instant, u64)>,
     last_sent: Option<Instant>,
-    error_kind: Option<String>,
     commit: Option<String>,
 }
 
@@ -311,15 +339,20 @@ const PROGRESS_INTERVAL_MS: u128 = 250;
 
 impl Tracker {
     /// A queue row in the contract's `Job` shape.
-    pub fn job(&self, engine: &Engine, job: &QueueJob) -> Value {
+    pub fn job(&self, engine: &Engine, job: &QueueJob) -> Job {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let progress = jobs.get(&job.id);
         let running = job.state == QueueState::Running;
-        let files: Vec<Value> = progress
+        let files: Vec<FileProgressBody> = progress
             .map(|p| {
                 p.files
                     .iter()
-                    .map(|(path, f)| json!({"path": path, "size": f.size, "done": f.done, "state": f.state}))
+                    .map(|(path, f)| FileProgressBody {
+                        path: path.clone(),
+                        size: f.size,
+                        done: f.done,
+                        state: f.state.to_string(),
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -339,53 +372,44 @@ impl Tracker {
         };
         let eta = (running && speed > 0.0)
             .then(|| (total.saturating_sub(done) as f64 / speed).ceil() as u64);
-        let reason = job.defer_message.clone().or_else(|| {
-            job.defer_reason
-                .as_ref()
-                .and_then(|r| serde_json::to_value(r).ok())
-                .and_then(|v| v.get("kind").and_then(Value::as_str).map(str::to_string))
-        });
-        let error = job.error.as_ref().map(|message| {
-            let kind = progress
-                .and_then(|p| p.error_kind.clone())
-                .unwrap_or_else(|| "internal".into());
-            let (message, hint) = match message.split_once("\nhint: ") {
-                Some((m, h)) => (m.to_string(), Some(h.to_string())),
-                None => (message.clone(), None),
-            };
-            json!({"kind": kind, "message": message, "hint": hint})
+        let reason = job
+            .defer_message
+            .clone()
+            .or_else(|| job.defer_reason.as_ref().map(|r| r.kind().to_string()));
+        let error = job.error.as_ref().map(|message| ErrorBody {
+            kind: job
+                .error_kind
+                .map_or("internal", |k| k.as_str())
+                .to_string(),
+            message: message.clone(),
+            hint: hint_text(&job.error_hints),
         });
         let snapshot_path = progress
             .and_then(|p| p.commit.as_ref())
             .filter(|_| job.state == QueueState::Done)
             .map(|commit| engine.cache().repo(&job.repo).snapshot_dir(commit));
-        json!({
-            "id": job.id,
-            "repo": job.repo.to_string(),
-            "revision": job.revision,
-            "variant": job.selection.variant,
-            "state": job.state.as_str(),
-            "reason": reason,
-            "bytes_done": done.min(total.max(done)),
-            "bytes_total": total,
-            "speed_bps": speed.round() as u64,
-            "eta_seconds": eta,
-            "files": files,
-            "error": error,
-            "snapshot_path": snapshot_path,
-        })
+        Job {
+            id: job.id,
+            repo: job.repo.to_string(),
+            revision: job.revision.clone(),
+            variant: job.selection.variant.clone(),
+            state: job.state.as_str().to_string(),
+            reason,
+            bytes_done: done.min(total.max(done)),
+            bytes_total: total,
+            speed_bps: speed.round() as u64,
+            eta_seconds: eta,
+            files,
+            error,
+            snapshot_path,
+        }
     }
 
     /// Updates the tracker with an engine event and returns the contract events to send.
-    pub fn translate(&self, engine: &Engine, event: &SchedulerEvent) -> Vec<Value> {
+    pub fn translate(&self, engine: &Engine, event: &SchedulerEvent) -> Vec<ContractEvent> {
         match event {
             SchedulerEvent::JobChanged { job } => {
-                let mut out = vec![];
-                let mut value = self.job(engine, job);
-                if let Some(object) = value.as_object_mut() {
-                    object.insert("type".into(), json!("job"));
-                }
-                out.push(value);
+                let mut out = vec![ContractEvent::Job(self.job(engine, job))];
                 let repo = job.repo.to_string();
                 let note = match job.state {
                     QueueState::Done => Some(("info", "Download finished", repo)),
@@ -402,7 +426,11 @@ impl Tracker {
                     _ => None,
                 };
                 if let Some((level, title, body)) = note {
-                    out.push(json!({"type": "notification", "level": level, "title": title, "body": body}));
+                    out.push(ContractEvent::Notification(Notification {
+                        level: level.to_string(),
+                        title: title.to_string(),
+                        body,
+                    }));
                 }
                 out
             }
@@ -411,7 +439,7 @@ impl Tracker {
         }
     }
 
-    fn progress(&self, job_id: i64, event: &DownloadEvent) -> Vec<Value> {
+    fn progress(&self, job_id: i64, event: &DownloadEvent) -> Vec<ContractEvent> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let job = jobs.entry(job_id).or_default();
         let now = Instant::now();
@@ -456,9 +484,8 @@ impl Tracker {
                 f.state = "done";
                 (path.clone(), true)
             }
-            DownloadEvent::Failed { path, kind, .. } => {
+            DownloadEvent::Failed { path, .. } => {
                 job.file(path).state = "failed";
-                job.error_kind = Some(kind.clone());
                 return vec![];
             }
             DownloadEvent::Finished { commit, .. } => {
@@ -492,22 +519,12 @@ impl Tracker {
         job.last_sent = Some(now);
         let f = job.file(&path).clone();
         let speed = job.speed_bps.round() as u64;
-        vec![
-            json!({"type": "progress", "job_id": job_id, "path": path, "done": f.done, "total": f.size, "speed_bps": speed}),
-        ]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_round_trip() {
-        assert_eq!(hhmm(0), "00:00");
-        assert_eq!(hhmm(22 * 60 + 5), "22:05");
-        assert_eq!(parse_hhmm("07:30"), Ok((7, 30)));
-        assert!(parse_hhmm("24:00").is_err());
-        assert!(parse_hhmm("7").is_err());
+        vec![ContractEvent::Progress(Progress {
+            job_id,
+            path,
+            done: f.done,
+            total: f.size,
+            speed_bps: speed,
+        })]
     }
 }

@@ -1,11 +1,17 @@
 //! Errors as the API returns them: `{"error": {"kind", "message", "hint"}}` with a fitting status.
 //!
-//! The `kind` strings are part of the v1 contract (docs/local-api.md) and never change.
+//! The `kind` strings are part of the v1 contract (docs/local-api.md) and never change. Engine
+//! errors are mapped by their [`ErrorKind`] (every kind has a deliberate status and contract
+//! kind, checked by a test over [`ErrorKind::ALL`]); their hints are worded for the app's
+//! window here ("Add a token in Settings"), not for a terminal.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use model_cache::engine::EngineError;
+use model_cache::error::{ErrorKind, Hint};
+use model_cache::units::format_size;
+use serde::{Deserialize, Serialize};
 
 /// A failed request, rendered as the contract's error body. Serialised on its own (as the
 /// desktop app's IPC commands return it) it is the body's inner object: `{kind, message, hint}`.
@@ -20,18 +26,22 @@ pub struct ApiError {
     pub message: String,
     /// What to do about it, when there is something to do.
     pub hint: Option<String>,
+    /// The fields of a settings change that were refused, each with its reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<model_cache::engine::FieldError>,
+}
+
+/// The error object of the contract: `{kind, message, hint}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub kind: String,
+    pub message: String,
+    pub hint: Option<String>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    kind: &'a str,
-    message: &'a str,
-    hint: Option<&'a str>,
+    error: &'a ApiError,
 }
 
 impl ApiError {
@@ -42,6 +52,7 @@ impl ApiError {
             kind: kind.to_string(),
             message: message.into(),
             hint: None,
+            fields: Vec::new(),
         }
     }
 
@@ -73,33 +84,153 @@ impl ApiError {
         )
     }
 
-    /// The HTTP status conventionally used for an engine error kind.
-    pub fn status_for_kind(kind: &str) -> StatusCode {
-        match kind {
-            "repo_not_found" | "revision_not_found" | "entry_not_found" | "not_found"
-            | "offline_miss" => StatusCode::NOT_FOUND,
-            "gated" => StatusCode::FORBIDDEN,
-            "unauthorized" | "bad_token" => StatusCode::UNAUTHORIZED,
-            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-            "network" => StatusCode::BAD_GATEWAY,
-            "offline" => StatusCode::SERVICE_UNAVAILABLE,
-            "disk_full" => StatusCode::INSUFFICIENT_STORAGE,
-            "invalid_input" => StatusCode::BAD_REQUEST,
-            "conflict" => StatusCode::CONFLICT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+    /// 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+/// The contract kind and HTTP status of an engine error kind. Kinds outside the contract's list
+/// are folded into the nearest contract kind. HTTP 401 is reserved for a missing or wrong API
+/// secret, so a Hub that refused the engine is a 403: a client can tell the two apart.
+/// `None` only for a kind added to the engine after this list was written (a test fails then).
+pub fn contract_kind(kind: ErrorKind) -> Option<(&'static str, StatusCode)> {
+    use ErrorKind as K;
+    Some(match kind {
+        K::RepoNotFound | K::RevisionNotFound | K::EntryNotFound | K::OfflineMiss => {
+            (kind.as_str(), StatusCode::NOT_FOUND)
         }
+        K::NotCached | K::NoSuchVariant | K::NoSuchJob => ("not_found", StatusCode::NOT_FOUND),
+        K::Gated | K::Unauthorized | K::BadToken | K::Forbidden => {
+            (kind.as_str(), StatusCode::FORBIDDEN)
+        }
+        K::RateLimited => (kind.as_str(), StatusCode::TOO_MANY_REQUESTS),
+        K::Network
+        | K::Http
+        | K::RetriesExhausted
+        | K::InvalidResponse
+        | K::Protocol
+        | K::RangeNotSatisfiable
+        | K::UpstreamChanged
+        | K::Integrity => (kind.as_str(), StatusCode::BAD_GATEWAY),
+        K::Offline => (kind.as_str(), StatusCode::SERVICE_UNAVAILABLE),
+        K::DiskFull => (kind.as_str(), StatusCode::INSUFFICIENT_STORAGE),
+        K::InvalidInput | K::InvalidEndpoint | K::InvalidFormat => {
+            ("invalid_input", StatusCode::BAD_REQUEST)
+        }
+        K::NothingSelected
+        | K::BadPattern
+        | K::InvalidJob
+        | K::UnsafePath
+        | K::PathEscape
+        | K::InvalidName => ("invalid_input", StatusCode::BAD_REQUEST),
+        K::JobFinished | K::Pinned | K::InUse | K::LockTimeout | K::Cancelled => {
+            ("conflict", StatusCode::CONFLICT)
+        }
+        K::Io
+        | K::BlobMissing
+        | K::Store
+        | K::Index
+        | K::IndexTooNew
+        | K::Preferences
+        | K::Policy => (kind.as_str(), StatusCode::INTERNAL_SERVER_ERROR),
+        _ => return None,
+    })
+}
+
+/// Hints in the words of the app's window (the same UI runs in a browser against this API).
+pub fn hint_text(hints: &[Hint]) -> Option<String> {
+    let lines: Vec<String> = hints
+        .iter()
+        .filter_map(|hint| {
+            Some(match hint {
+                Hint::LogIn => "Add a Hugging Face token in Settings".to_string(),
+                Hint::RenewToken => {
+                    "Create a new token on the Hub and add it in Settings".to_string()
+                }
+                Hint::CheckTokenPermissions => {
+                    "Check that your token has the permissions this needs".to_string()
+                }
+                Hint::RequestAccess { url } => format!("Request access on the model's page: {url}"),
+                Hint::CheckRepoId => "Check the model id".to_string(),
+                Hint::GoOnline => "Turn off offline mode in Settings".to_string(),
+                Hint::PullWhileOnline { repo } => {
+                    format!("Download {repo} once while online")
+                }
+                Hint::ListVariants { repo } => format!("Open {repo} to see its variants"),
+                Hint::ListCached => "The Cache tab lists what is stored".to_string(),
+                Hint::CheckSelection => "Check the file names or patterns".to_string(),
+                Hint::UseGlobPatterns => "Use patterns such as *.gguf or *Q4_K_M*".to_string(),
+                Hint::Unpin { repo } => format!("Unpin {repo} in the Cache tab first"),
+                Hint::CancelDownload { repo } => {
+                    format!("Cancel the download of {repo} in the Downloads tab first")
+                }
+                Hint::ListJobs => "The Downloads tab lists the jobs".to_string(),
+                Hint::FreeSpace { bytes } => format!(
+                    "Free {} on the cache's disk, or choose another cache folder in Settings",
+                    format_size(*bytes)
+                ),
+                Hint::RetryLater => "Try again later".to_string(),
+                Hint::WaitForLock { .. } => {
+                    "Another program is downloading the same file; wait for it to finish"
+                        .to_string()
+                }
+                Hint::UpgradeOrRebuildIndex { .. } => {
+                    "Update Model Cache to the newest version".to_string()
+                }
+                Hint::FixPreferences { path } => format!(
+                    "Fix or delete {}; defaults are used without it",
+                    path.display()
+                ),
+                _ => return None,
+            })
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> ApiError {
+        let (kind, status) =
+            contract_kind(err.kind()).unwrap_or(("internal", StatusCode::INTERNAL_SERVER_ERROR));
+        let mut api = ApiError::new(status, kind, err.to_string());
+        api.hint = hint_text(&err.hints());
+        if let EngineError::Settings(settings) = &err {
+            api.fields = settings.errors.clone();
+        }
+        if api.status.is_server_error() {
+            tracing::warn!(kind, error = %api.message, "An API request failed");
+        }
+        api
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
-                kind: &self.kind,
-                message: &self.message,
-                hint: self.hint.as_deref(),
-            },
-        };
-        (self.status, Json(body)).into_response()
+        (self.status, Json(Body { error: &self })).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_engine_kind_has_a_deliberate_status() {
+        for kind in ErrorKind::ALL {
+            let (contract, status) =
+                contract_kind(*kind).unwrap_or_else(|| panic!("`{kind}` is not mapped"));
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "401 is the API secret's");
+            assert!(!contract.is_empty());
+        }
+    }
+
+    #[test]
+    fn hints_read_as_the_window_says_them() {
+        assert_eq!(
+            hint_text(&[Hint::CheckRepoId, Hint::LogIn]).as_deref(),
+            Some("Check the model id\nAdd a Hugging Face token in Settings")
+        );
+        assert_eq!(hint_text(&[]), None);
     }
 }

@@ -6,46 +6,26 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use model_cache::RepoId;
-use model_cache::engine::{Engine, EngineError, JobAction, PullRequest};
+use model_cache::engine::{
+    AppSettings, CachedRepoView, Engine, EngineError, JobAction, PreferencesPatch, PullRequest,
+};
 use model_cache::index::queue::QueueState;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::contract::{self, Tracker};
+use crate::contract::{
+    self, Affected, ContractEvent, Freed, Health, Job, JobCounts, Queued, Revealed, StatsBody,
+    Storage, TokenState, Tracker, Variants,
+};
 use crate::error::ApiError;
 
 /// Contract events buffered per subscriber before a slow one is cut off (it then resyncs).
 const EVENT_BUFFER: usize = 1024;
 
-/// The result of an operation: the contract's JSON, or an error with a stable kind.
-pub type ApiResult = Result<Value, ApiError>;
-
-impl From<EngineError> for ApiError {
-    fn from(err: EngineError) -> ApiError {
-        // Engine kinds outside the contract's list are folded into the nearest contract kind.
-        let kind = match err.kind() {
-            "no_such_job" | "not_cached" | "no_such_variant" => "not_found",
-            "nothing_selected" | "bad_pattern" => "invalid_input",
-            "job_finished" | "pinned" | "in_use" => "conflict",
-            other => other,
-        };
-        // HTTP 401 is reserved for a missing or wrong API secret, so a client can tell "this
-        // API refused me" from "the Hub refused the engine".
-        let status = match ApiError::status_for_kind(kind) {
-            StatusCode::UNAUTHORIZED => StatusCode::FORBIDDEN,
-            status => status,
-        };
-        let mut api = ApiError::new(status, kind, err.headline());
-        api.hint = err.hint();
-        if api.status.is_server_error() {
-            tracing::warn!(kind, error = %api.message, "An API request failed");
-        }
-        api
-    }
-}
+/// The result of an operation: a contract type, or an error with a stable kind.
+pub type ApiResult<T> = Result<T, ApiError>;
 
 /// The body of a pull.
 #[derive(Debug, Deserialize)]
@@ -62,7 +42,7 @@ pub struct PullBody {
 pub struct Api {
     engine: Engine,
     tracker: Arc<Tracker>,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<ContractEvent>,
 }
 
 impl Api {
@@ -101,7 +81,7 @@ impl Api {
     }
 
     /// Contract events (`job`, `progress`, `notification`), progress throttled.
-    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+    pub fn subscribe(&self) -> broadcast::Receiver<ContractEvent> {
         self.events.subscribe()
     }
 
@@ -113,39 +93,42 @@ impl Api {
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || f(&engine))
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!("An engine task failed: {e}"),
-                )
-            })?
+            .map_err(|e| ApiError::internal(format!("An engine task failed: {e}")))?
             .map_err(ApiError::from)
     }
 
     /// `GET /api/health`.
-    pub async fn health(&self) -> ApiResult {
+    pub async fn health(&self) -> ApiResult<Health> {
         let report = self.blocking(|e| e.health()).await?;
         let settings = self.engine.settings();
         let count = |k: &str| report.jobs.get(k).copied().unwrap_or(0);
-        Ok(json!({
-            "status": if report.status == "ok" { "ok" } else { "degraded" },
-            "version": env!("CARGO_PKG_VERSION"),
-            "offline": settings.offline,
-            "endpoint": settings.endpoint,
-            "cache_dir": settings.hub_cache,
-            "jobs": {"running": count("running"), "queued": count("queued"), "deferred": count("deferred")},
-            "storage": {
-                "used_bytes": report.storage.used,
-                "budget_bytes": report.storage.budget,
-                "free_bytes": report.volume.space.map(|d| d.available),
+        Ok(Health {
+            status: if report.status == "ok" {
+                "ok"
+            } else {
+                "degraded"
+            }
+            .to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            offline: settings.offline,
+            endpoint: settings.endpoint.clone(),
+            cache_dir: settings.hub_cache.clone(),
+            jobs: JobCounts {
+                running: count("running"),
+                queued: count("queued"),
+                deferred: count("deferred"),
             },
-            "alerts": report.problems,
-        }))
+            storage: Storage {
+                used_bytes: report.storage.used,
+                budget_bytes: report.storage.budget,
+                free_bytes: report.volume.space.map(|d| d.available),
+            },
+            alerts: report.problems,
+        })
     }
 
     /// `GET /api/variants?repo=&revision=`.
-    pub async fn variants(&self, repo: &str, revision: Option<&str>) -> ApiResult {
+    pub async fn variants(&self, repo: &str, revision: Option<&str>) -> ApiResult<Variants> {
         let repo = parse_repo(repo)?;
         let revision = revision.filter(|r| !r.is_empty());
         let report = self.engine.variants(&repo, revision).await?;
@@ -153,7 +136,7 @@ impl Api {
     }
 
     /// `POST /api/pulls`.
-    pub async fn pull(&self, body: PullBody) -> ApiResult {
+    pub async fn pull(&self, body: PullBody) -> ApiResult<Queued> {
         let request = PullRequest {
             repo: Some(parse_repo(&body.repo)?),
             revision: body.revision.filter(|r| !r.is_empty()),
@@ -168,25 +151,24 @@ impl Api {
         }
         let plan = self.engine.plan_pull(&request).await?;
         let job = self.blocking(move |e| e.enqueue(&plan)).await?;
-        Ok(json!({"job_id": job.id}))
+        Ok(Queued { job_id: job.id })
     }
 
     /// `GET /api/jobs`.
-    pub async fn jobs(&self) -> ApiResult {
+    pub async fn jobs(&self) -> ApiResult<Vec<Job>> {
         let jobs = self.blocking(|e| e.jobs()).await?;
-        Ok(Value::Array(
-            jobs.iter()
-                .map(|j| self.tracker.job(&self.engine, j))
-                .collect(),
-        ))
+        Ok(jobs
+            .iter()
+            .map(|j| self.tracker.job(&self.engine, j))
+            .collect())
     }
 
     /// `POST /api/jobs/{id}/{action}`.
-    pub async fn job_action(&self, id: &str, action: &str) -> ApiResult {
+    pub async fn job_action(&self, id: &str, action: &str) -> ApiResult<Job> {
         let id: i64 = id
             .parse()
             .map_err(|_| ApiError::invalid_input(format!("`{id}` is not a job id")))?;
-        let action: JobAction = serde_json::from_value(json!(action)).map_err(|_| {
+        let action: JobAction = serde_json::from_value(Value::from(action)).map_err(|_| {
             ApiError::invalid_input(format!("Unknown job action `{action}`"))
                 .with_hint("Actions: pause, resume, cancel, move-up, move-down")
         })?;
@@ -196,7 +178,7 @@ impl Api {
 
     /// `POST /api/jobs/pause-all` (`pause`) and `/resume-all`: counts the jobs whose state the
     /// action changed.
-    pub async fn pause_all(&self, pause: bool) -> ApiResult {
+    pub async fn pause_all(&self, pause: bool) -> ApiResult<Affected> {
         let affected = self
             .blocking(move |e| {
                 let before: HashMap<i64, QueueState> =
@@ -213,27 +195,24 @@ impl Api {
                     .count())
             })
             .await?;
-        Ok(json!({"affected": affected}))
+        Ok(Affected { affected })
     }
 
     /// `GET /api/cache`.
-    pub async fn cache_list(&self) -> ApiResult {
-        let list = self.blocking(|e| e.cache_list()).await?;
-        Ok(serde_json::to_value(list).unwrap_or(Value::Null))
+    pub async fn cache_list(&self) -> ApiResult<Vec<CachedRepoView>> {
+        self.blocking(|e| e.cache_list()).await
     }
 
-    async fn cached(&self, repo: RepoId) -> ApiResult {
+    async fn cached(&self, repo: RepoId) -> ApiResult<CachedRepoView> {
         let name = repo.to_string();
         let list = self.blocking(|e| e.cache_list()).await?;
-        let found = list
-            .into_iter()
+        list.into_iter()
             .find(|r| r.repo == name)
-            .ok_or_else(|| ApiError::not_found(format!("`{name}` is not in the cache")))?;
-        Ok(serde_json::to_value(found).unwrap_or(Value::Null))
+            .ok_or_else(|| ApiError::not_found(format!("`{name}` is not in the cache")))
     }
 
     /// `POST /api/cache/pin`.
-    pub async fn cache_pin(&self, repo: &str, pinned: bool) -> ApiResult {
+    pub async fn cache_pin(&self, repo: &str, pinned: bool) -> ApiResult<CachedRepoView> {
         let repo = parse_repo(repo)?;
         // Pinning something that is not cached would silently protect nothing: refuse it.
         self.cached(repo.clone()).await?;
@@ -244,35 +223,36 @@ impl Api {
     }
 
     /// `POST /api/cache/delete`.
-    pub async fn cache_delete(&self, repo: &str, revision: Option<String>) -> ApiResult {
+    pub async fn cache_delete(&self, repo: &str, revision: Option<String>) -> ApiResult<Freed> {
         let repo = parse_repo(repo)?;
         let removal = self
             .blocking(move |e| e.delete(&repo, revision.as_deref(), false, false))
             .await?;
-        Ok(json!({"freed_bytes": removal.bytes_freed}))
+        Ok(Freed {
+            freed_bytes: removal.bytes_freed,
+        })
     }
 
     /// `POST /api/cache/reveal`: the model's folder (the app also opens it in the file manager).
-    pub async fn cache_reveal(&self, repo: &str) -> ApiResult {
+    pub async fn cache_reveal(&self, repo: &str) -> ApiResult<Revealed> {
         let found = self.cached(parse_repo(repo)?).await?;
-        Ok(json!({"path": found["path"]}))
+        Ok(Revealed { path: found.path })
     }
 
     /// `GET /api/settings`.
-    pub fn settings_get(&self) -> ApiResult {
-        Ok(contract::settings(&self.engine))
+    pub fn settings_get(&self) -> ApiResult<AppSettings> {
+        Ok(self.engine.app_settings())
     }
 
-    /// `PUT /api/settings` with a partial settings object.
-    pub async fn settings_set(&self, body: Value) -> ApiResult {
-        let patch =
-            contract::settings_patch(&self.engine, &body).map_err(ApiError::invalid_input)?;
-        self.blocking(move |e| e.update_preferences(patch)).await?;
-        Ok(contract::settings(&self.engine))
+    /// `PUT /api/settings` with a partial settings object, validated by the engine (every bad
+    /// field is reported).
+    pub async fn settings_set(&self, body: Value) -> ApiResult<AppSettings> {
+        let patch = PreferencesPatch::from_json(&body).map_err(EngineError::from)?;
+        self.blocking(move |e| e.update_preferences(&patch)).await
     }
 
     /// `POST /api/token`: logs in (`Some`) or out (`None`).
-    pub async fn set_token(&self, token: Option<String>) -> ApiResult {
+    pub async fn set_token(&self, token: Option<String>) -> ApiResult<TokenState> {
         let token = match token.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(model_cache::Token::new(text).ok_or_else(|| {
@@ -281,21 +261,23 @@ impl Api {
             })?),
         };
         self.blocking(move |e| e.set_token(token)).await?;
-        Ok(json!({"token_set": self.engine.has_token()}))
+        Ok(TokenState {
+            token_set: self.engine.has_token(),
+        })
     }
 
     /// `GET /api/stats`.
-    pub async fn stats(&self) -> ApiResult {
+    pub async fn stats(&self) -> ApiResult<StatsBody> {
         let stats = self.blocking(|e| e.stats()).await?;
-        Ok(json!({
-            "bytes_downloaded": stats.counters.bytes_downloaded,
-            "bytes_from_cache": stats.counters.bytes_from_cache,
-            "hits": stats.counters.hits,
-            "misses": stats.counters.misses,
-            "storage_used_bytes": stats.health.storage.used,
-            "budget_bytes": stats.health.storage.budget,
-            "downloads": stats.downloads,
-        }))
+        Ok(StatsBody {
+            bytes_downloaded: stats.counters.bytes_downloaded,
+            bytes_from_cache: stats.counters.bytes_from_cache,
+            hits: stats.counters.hits,
+            misses: stats.counters.misses,
+            storage_used_bytes: stats.health.storage.used,
+            budget_bytes: stats.health.storage.budget,
+            downloads: stats.downloads,
+        })
     }
 }
 

@@ -8,9 +8,13 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::contract::{
+    Affected, Freed, Health, Job, Queued, Revealed, StatsBody, TokenState, Variants,
+};
 use crate::error::ApiError;
 use crate::events;
 use crate::ops::{Api, PullBody};
+use model_cache::engine::{AppSettings, CachedRepoView};
 
 #[derive(Clone)]
 struct RouteState {
@@ -18,9 +22,9 @@ struct RouteState {
     shutdown: CancellationToken,
 }
 
-type Reply = Result<Json<Value>, ApiError>;
+type Reply<T> = Result<Json<T>, ApiError>;
 
-fn reply(result: Result<Value, ApiError>) -> Reply {
+fn reply<T>(result: Result<T, ApiError>) -> Reply<T> {
     result.map(Json)
 }
 
@@ -50,7 +54,7 @@ pub(crate) fn router(api: Api, shutdown: CancellationToken) -> Router {
         .with_state(RouteState { api, shutdown })
 }
 
-async fn health(State(s): State<RouteState>) -> Reply {
+async fn health(State(s): State<RouteState>) -> Reply<Health> {
     reply(s.api.health().await)
 }
 
@@ -60,7 +64,7 @@ struct VariantsQuery {
     revision: Option<String>,
 }
 
-async fn variants(State(s): State<RouteState>, Query(q): Query<VariantsQuery>) -> Reply {
+async fn variants(State(s): State<RouteState>, Query(q): Query<VariantsQuery>) -> Reply<Variants> {
     reply(
         s.api
             .variants(q.repo.as_deref().unwrap_or(""), q.revision.as_deref())
@@ -68,30 +72,33 @@ async fn variants(State(s): State<RouteState>, Query(q): Query<VariantsQuery>) -
     )
 }
 
-async fn pull(State(s): State<RouteState>, b: Result<Json<PullBody>, JsonRejection>) -> Reply {
+async fn pull(
+    State(s): State<RouteState>,
+    b: Result<Json<PullBody>, JsonRejection>,
+) -> Reply<Queued> {
     reply(s.api.pull(body(b)?).await)
 }
 
-async fn jobs(State(s): State<RouteState>) -> Reply {
+async fn jobs(State(s): State<RouteState>) -> Reply<Vec<Job>> {
     reply(s.api.jobs().await)
 }
 
 async fn job_action(
     State(s): State<RouteState>,
     Path((id, action)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<Job> {
     reply(s.api.job_action(&id, &action).await)
 }
 
-async fn pause_all(State(s): State<RouteState>) -> Reply {
+async fn pause_all(State(s): State<RouteState>) -> Reply<Affected> {
     reply(s.api.pause_all(true).await)
 }
 
-async fn resume_all(State(s): State<RouteState>) -> Reply {
+async fn resume_all(State(s): State<RouteState>) -> Reply<Affected> {
     reply(s.api.pause_all(false).await)
 }
 
-async fn cache_list(State(s): State<RouteState>) -> Reply {
+async fn cache_list(State(s): State<RouteState>) -> Reply<Vec<CachedRepoView>> {
     reply(s.api.cache_list().await)
 }
 
@@ -102,7 +109,10 @@ struct PinBody {
     pinned: bool,
 }
 
-async fn cache_pin(State(s): State<RouteState>, b: Result<Json<PinBody>, JsonRejection>) -> Reply {
+async fn cache_pin(
+    State(s): State<RouteState>,
+    b: Result<Json<PinBody>, JsonRejection>,
+) -> Reply<CachedRepoView> {
     let b = body(b)?;
     reply(s.api.cache_pin(&b.repo, b.pinned).await)
 }
@@ -117,7 +127,7 @@ struct DeleteBody {
 async fn cache_delete(
     State(s): State<RouteState>,
     b: Result<Json<DeleteBody>, JsonRejection>,
-) -> Reply {
+) -> Reply<Freed> {
     let b = body(b)?;
     reply(s.api.cache_delete(&b.repo, b.revision).await)
 }
@@ -131,15 +141,18 @@ struct RevealBody {
 async fn cache_reveal(
     State(s): State<RouteState>,
     b: Result<Json<RevealBody>, JsonRejection>,
-) -> Reply {
+) -> Reply<Revealed> {
     reply(s.api.cache_reveal(&body(b)?.repo).await)
 }
 
-async fn settings_get(State(s): State<RouteState>) -> Reply {
+async fn settings_get(State(s): State<RouteState>) -> Reply<AppSettings> {
     reply(s.api.settings_get())
 }
 
-async fn settings_set(State(s): State<RouteState>, b: Result<Json<Value>, JsonRejection>) -> Reply {
+async fn settings_set(
+    State(s): State<RouteState>,
+    b: Result<Json<Value>, JsonRejection>,
+) -> Reply<AppSettings> {
     reply(s.api.settings_set(body(b)?).await)
 }
 
@@ -152,11 +165,11 @@ struct TokenBody {
 async fn set_token(
     State(s): State<RouteState>,
     b: Result<Json<TokenBody>, JsonRejection>,
-) -> Reply {
+) -> Reply<TokenState> {
     reply(s.api.set_token(body(b)?.token).await)
 }
 
-async fn stats(State(s): State<RouteState>) -> Reply {
+async fn stats(State(s): State<RouteState>) -> Reply<StatsBody> {
     reply(s.api.stats().await)
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::exit::EXIT_CODES_HELP;
-use crate::units::{Rate, Size};
+use model_cache::units::{Rate, Size};
 
 /// Find, download, verify and keep models from the Hugging Face Hub.
 ///

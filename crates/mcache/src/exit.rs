@@ -1,10 +1,14 @@
 //! Exit codes, and the error report printed on stderr: one `error:` line and `hint:` lines.
 //!
-//! Every engine error carries a stable snake_case `kind` (the same strings the local API returns
-//! in `{"error": {"kind": ...}}`); the exit code is chosen from that kind, never from the message,
-//! so scripts can rely on it.
+//! Every engine error carries a stable [`ErrorKind`] (the same snake_case names the local API
+//! returns in `{"error": {"kind": ...}}`); the exit code is chosen from that kind, never from the
+//! message, so scripts can rely on it. Engine hints are data; [`hint_line`] words them for a
+//! terminal.
 
 use std::fmt;
+
+use model_cache::error::{ErrorKind, Hint, diagnose};
+use model_cache::units::format_size;
 
 /// Documented in `mcache --help` and in the README; values are a contract.
 pub const EXIT_CODES_HELP: &str = "\
@@ -52,26 +56,50 @@ impl ExitStatus {
         }
     }
 
-    /// The exit status for an error kind of the engine (or of the local API).
-    pub fn for_kind(kind: &str) -> ExitStatus {
-        match kind {
-            "repo_not_found" | "revision_not_found" | "entry_not_found" | "not_found"
-            | "variant_not_found" | "no_such_variant" | "nothing_selected" | "not_cached" => {
-                ExitStatus::NotFound
-            }
-            "gated" | "unauthorized" | "bad_token" | "forbidden" => ExitStatus::Auth,
-            "offline" | "offline_miss" => ExitStatus::OfflineMiss,
-            "disk_full" | "no_space" => ExitStatus::DiskFull,
-            "network" | "retries_exhausted" | "rate_limited" | "http" | "timeout" | "stalled" => {
-                ExitStatus::Network
-            }
-            "integrity" | "hash_mismatch" | "corrupt" | "verification_failed" => {
-                ExitStatus::Integrity
-            }
-            "invalid_input" | "usage" | "bad_pattern" => ExitStatus::Usage,
-            "interrupted" | "cancelled" => ExitStatus::Interrupted,
-            _ => ExitStatus::Failure,
-        }
+    /// The exit status of an engine error kind. Every kind is listed (a test checks it over
+    /// [`ErrorKind::ALL`]); `None` only for a kind added to the engine after this list.
+    pub fn for_kind(kind: ErrorKind) -> Option<ExitStatus> {
+        use ErrorKind as K;
+        Some(match kind {
+            K::RepoNotFound
+            | K::RevisionNotFound
+            | K::EntryNotFound
+            | K::NotCached
+            | K::NoSuchVariant
+            | K::NothingSelected
+            | K::NoSuchJob => ExitStatus::NotFound,
+            K::Gated | K::Unauthorized | K::BadToken | K::Forbidden => ExitStatus::Auth,
+            K::Offline | K::OfflineMiss => ExitStatus::OfflineMiss,
+            K::DiskFull => ExitStatus::DiskFull,
+            K::Network
+            | K::RateLimited
+            | K::Http
+            | K::RetriesExhausted
+            | K::InvalidResponse
+            | K::RangeNotSatisfiable
+            | K::Protocol
+            | K::UpstreamChanged => ExitStatus::Network,
+            K::Integrity => ExitStatus::Integrity,
+            K::InvalidInput | K::BadPattern | K::InvalidEndpoint => ExitStatus::Usage,
+            K::Cancelled => ExitStatus::Interrupted,
+            K::UnsafePath
+            | K::PathEscape
+            | K::InvalidName
+            | K::Io
+            | K::BlobMissing
+            | K::LockTimeout
+            | K::Store
+            | K::Index
+            | K::IndexTooNew
+            | K::InvalidFormat
+            | K::JobFinished
+            | K::InvalidJob
+            | K::InUse
+            | K::Pinned
+            | K::Preferences
+            | K::Policy => ExitStatus::Failure,
+            _ => return None,
+        })
     }
 }
 
@@ -81,22 +109,84 @@ impl From<ExitStatus> for std::process::ExitCode {
     }
 }
 
-/// An error of the CLI itself, with a stable kind and hints. Engine errors are reported through
-/// their own types; this one covers what only the edge knows (a missing local API, bad input).
+/// What kind of failure a command ended with: an engine kind, or one only the CLI has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliKind {
+    /// Bad arguments.
+    Usage,
+    /// `mcache queue` found no running app or `mcache serve`.
+    NoServer,
+    /// `mcache doctor` found problems it did not repair.
+    Unhealthy,
+    Engine(ErrorKind),
+    /// A kind the local API answered with that is not an engine kind (`not_found`,
+    /// `conflict`, `unauthorized`, ...).
+    Remote(String),
+}
+
+impl CliKind {
+    /// The stable snake_case name (the local API's `kind`).
+    pub fn as_str(&self) -> &str {
+        match self {
+            CliKind::Usage => "usage",
+            CliKind::NoServer => "no_server",
+            CliKind::Unhealthy => "unhealthy",
+            CliKind::Engine(kind) => kind.as_str(),
+            CliKind::Remote(kind) => kind,
+        }
+    }
+
+    /// A kind as the local API names it.
+    pub fn parse(kind: &str) -> CliKind {
+        match kind.parse::<ErrorKind>() {
+            Ok(kind) => CliKind::Engine(kind),
+            Err(_) => CliKind::Remote(kind.to_string()),
+        }
+    }
+
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            CliKind::Usage => ExitStatus::Usage,
+            CliKind::NoServer => ExitStatus::NotFound,
+            CliKind::Unhealthy => ExitStatus::Failure,
+            CliKind::Engine(kind) => ExitStatus::for_kind(*kind).unwrap_or(ExitStatus::Failure),
+            CliKind::Remote(kind) => match kind.as_str() {
+                "not_found" => ExitStatus::NotFound,
+                "invalid_input" => ExitStatus::Usage,
+                _ => ExitStatus::Failure,
+            },
+        }
+    }
+}
+
+impl From<ErrorKind> for CliKind {
+    fn from(kind: ErrorKind) -> Self {
+        CliKind::Engine(kind)
+    }
+}
+
+/// An error of the CLI itself, with a stable kind and hints in the CLI's words. Engine errors
+/// are reported through their own types; this one covers what only the edge knows (a missing
+/// local API, bad input).
 #[derive(Debug)]
 pub struct CliError {
-    pub kind: String,
+    pub kind: CliKind,
     pub message: String,
     pub hints: Vec<String>,
 }
 
 impl CliError {
-    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(kind: impl Into<CliKind>, message: impl Into<String>) -> Self {
         CliError {
             kind: kind.into(),
             message: message.into(),
             hints: Vec::new(),
         }
+    }
+
+    /// A usage error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError::new(CliKind::Usage, message)
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -107,44 +197,72 @@ impl CliError {
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        for hint in &self.hints {
-            write!(f, "\nhint: {hint}")?;
-        }
-        Ok(())
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for CliError {}
 
 /// The kind of the first error in the chain that has one.
-pub fn error_kind(error: &anyhow::Error) -> Option<String> {
-    error.chain().find_map(kind_of)
+pub fn error_kind(error: &anyhow::Error) -> Option<CliKind> {
+    error.chain().find_map(|cause| {
+        if let Some(cli) = cause.downcast_ref::<CliError>() {
+            return Some(cli.kind.clone());
+        }
+        diagnose(cause).map(|d| CliKind::Engine(d.kind()))
+    })
 }
 
-/// Recognises the error types that carry a kind. New engine error types are added here.
-fn kind_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    if let Some(error) = error.downcast_ref::<CliError>() {
-        return Some(error.kind.clone());
-    }
-    if let Some(error) = error.downcast_ref::<model_cache::engine::EngineError>() {
-        return Some(error.kind().to_string());
-    }
-    if let Some(error) = error.downcast_ref::<model_cache::hub::HubError>() {
-        return Some(error.root().kind().to_string());
-    }
-    if let Some(error) = error.downcast_ref::<model_cache::download::DownloadError>() {
-        return Some(error.kind().to_string());
-    }
-    if let Some(error) = error.downcast_ref::<model_cache::store::StoreError>() {
-        return Some(error.kind().to_string());
-    }
-    None
+/// An engine hint in the CLI's words: the command to run.
+pub fn hint_line(hint: &Hint) -> Option<String> {
+    Some(match hint {
+        Hint::LogIn => "run `mcache login` (or set HF_TOKEN)".to_string(),
+        Hint::RenewToken => {
+            "create a new token on the Hub and run `mcache login` (or set HF_TOKEN)".to_string()
+        }
+        Hint::CheckTokenPermissions => {
+            "make sure your token has the required permissions".to_string()
+        }
+        Hint::RequestAccess { url } => format!("request access at {url}"),
+        Hint::CheckRepoId => "check the repo id".to_string(),
+        Hint::GoOnline => {
+            "unset HF_HUB_OFFLINE (and `mcache config set offline false`) to allow network access"
+                .to_string()
+        }
+        Hint::PullWhileOnline { repo } => format!("run `mcache pull {repo}` while online"),
+        Hint::ListVariants { repo } => format!("`mcache variants {repo}` lists them"),
+        Hint::ListCached => "`mcache ls` lists cached models".to_string(),
+        Hint::CheckSelection => {
+            "check the `--include`/`--exclude` patterns or the file names".to_string()
+        }
+        Hint::UseGlobPatterns => "use shell globs such as `*.gguf` or `*Q4_K_M*`".to_string(),
+        Hint::Unpin { repo } => format!("run `mcache unpin {repo}` first"),
+        Hint::CancelDownload { .. } => "cancel it first (`mcache queue cancel ID`)".to_string(),
+        Hint::ListJobs => "`mcache queue` lists the jobs".to_string(),
+        Hint::FreeSpace { bytes } => format!(
+            "free {} or choose another cache folder (`--cache-dir`)",
+            format_size(*bytes)
+        ),
+        Hint::RetryLater => "try again later, or from another mirror".to_string(),
+        Hint::WaitForLock { path } => format!(
+            "another process (Model Cache or huggingface_hub) is downloading the same file; wait for it to finish, or delete `{}` if no such process is running",
+            path.display()
+        ),
+        Hint::UpgradeOrRebuildIndex { path } => format!(
+            "upgrade Model Cache, or move `{}` away and run `mcache doctor --repair` to rebuild it",
+            path.display()
+        ),
+        Hint::FixPreferences { path } => format!(
+            "fix or delete `{}`; defaults are used without it",
+            path.display()
+        ),
+        _ => return None,
+    })
 }
 
 /// The lines of an error report, without colour: `error: ...` (the chain of causes joined with
 /// `: `, skipping a cause whose text the outer message already contains), then each distinct
-/// `hint:` line found anywhere in the chain.
+/// hint, from the first error in the chain that has any.
 pub fn report_lines(error: &anyhow::Error) -> Vec<String> {
     let mut headline = String::new();
     let mut details = Vec::new();
@@ -162,13 +280,20 @@ pub fn report_lines(error: &anyhow::Error) -> Vec<String> {
         }
         for line in lines {
             let line = line.trim();
-            if let Some(hint) = line.strip_prefix("hint:") {
-                let hint = hint.trim().to_string();
-                if !hints.contains(&hint) {
-                    hints.push(hint);
-                }
-            } else if !line.is_empty() && !details.iter().any(|d: &String| d == line) {
+            if !line.is_empty() && !details.iter().any(|d: &String| d == line) {
                 details.push(line.to_string());
+            }
+        }
+        let found: Vec<String> = if let Some(cli) = cause.downcast_ref::<CliError>() {
+            cli.hints.clone()
+        } else if let Some(diagnostic) = diagnose(cause) {
+            diagnostic.hints().iter().filter_map(hint_line).collect()
+        } else {
+            Vec::new()
+        };
+        for hint in found {
+            if !hints.contains(&hint) {
+                hints.push(hint);
             }
         }
     }
@@ -180,7 +305,7 @@ pub fn report_lines(error: &anyhow::Error) -> Vec<String> {
 
 /// The error as the local API reports it: `{"error": {"kind", "message", "hint"}}` (hints joined
 /// by newlines; `kind` is `internal` when no error in the chain has one).
-pub fn json_error(error: &anyhow::Error, kind: Option<&str>) -> serde_json::Value {
+pub fn json_error(error: &anyhow::Error, kind: Option<&CliKind>) -> serde_json::Value {
     let lines = report_lines(error);
     let message = lines[0].trim_start_matches("error: ").to_string();
     let hints: Vec<&str> = lines
@@ -189,7 +314,7 @@ pub fn json_error(error: &anyhow::Error, kind: Option<&str>) -> serde_json::Valu
         .collect();
     serde_json::json!({
         "error": {
-            "kind": kind.unwrap_or("internal"),
+            "kind": kind.map_or("internal", |k| k.as_str()),
             "message": message,
             "hint": (!hints.is_empty()).then(|| hints.join("\n")),
         }
@@ -202,14 +327,22 @@ mod tests {
 
     #[test]
     fn kinds_map_to_documented_codes() {
-        assert_eq!(ExitStatus::for_kind("repo_not_found").code(), 3);
-        assert_eq!(ExitStatus::for_kind("entry_not_found").code(), 3);
-        assert_eq!(ExitStatus::for_kind("gated").code(), 4);
-        assert_eq!(ExitStatus::for_kind("bad_token").code(), 4);
-        assert_eq!(ExitStatus::for_kind("offline_miss").code(), 5);
-        assert_eq!(ExitStatus::for_kind("disk_full").code(), 6);
-        assert_eq!(ExitStatus::for_kind("network").code(), 7);
-        assert_eq!(ExitStatus::for_kind("something_new").code(), 1);
+        for kind in ErrorKind::ALL {
+            assert!(
+                ExitStatus::for_kind(*kind).is_some(),
+                "`{kind}` has a deliberate exit code"
+            );
+        }
+        let code = |kind| ExitStatus::for_kind(kind).unwrap().code();
+        assert_eq!(code(ErrorKind::RepoNotFound), 3);
+        assert_eq!(code(ErrorKind::EntryNotFound), 3);
+        assert_eq!(code(ErrorKind::Gated), 4);
+        assert_eq!(code(ErrorKind::BadToken), 4);
+        assert_eq!(code(ErrorKind::OfflineMiss), 5);
+        assert_eq!(code(ErrorKind::DiskFull), 6);
+        assert_eq!(code(ErrorKind::Network), 7);
+        assert_eq!(code(ErrorKind::Integrity), 8);
+        assert_eq!(CliKind::Usage.exit_status().code(), 2);
         assert_eq!(ExitStatus::Interrupted.code(), 130);
         for code in [0, 1, 2, 3, 4, 5, 6, 7, 8, 130] {
             assert!(
@@ -220,8 +353,24 @@ mod tests {
     }
 
     #[test]
+    fn every_hint_has_words() {
+        let hints = [
+            Hint::LogIn,
+            Hint::RequestAccess { url: "u".into() },
+            Hint::FreeSpace { bytes: 3 << 30 },
+        ];
+        for hint in &hints {
+            assert!(hint_line(hint).is_some(), "{hint:?}");
+        }
+        assert_eq!(
+            hint_line(&Hint::FreeSpace { bytes: 3 << 30 }).unwrap(),
+            "free 3.00 GiB or choose another cache folder (`--cache-dir`)"
+        );
+    }
+
+    #[test]
     fn report_has_one_error_line_and_distinct_hints() {
-        let inner = CliError::new("gated", "Access to `demo/gated` is restricted")
+        let inner = CliError::new(ErrorKind::Gated, "Access to `demo/gated` is restricted")
             .hint("request access at http://hub/demo/gated");
         let error = anyhow::Error::new(inner).context("Cannot pull `demo/gated`");
         assert_eq!(
@@ -231,8 +380,8 @@ mod tests {
                 "hint: request access at http://hub/demo/gated",
             ]
         );
-        assert_eq!(error_kind(&error).as_deref(), Some("gated"));
-        let json = json_error(&error, Some("gated"));
+        assert_eq!(error_kind(&error), Some(CliKind::Engine(ErrorKind::Gated)));
+        let json = json_error(&error, error_kind(&error).as_ref());
         assert_eq!(json["error"]["kind"], "gated");
         assert_eq!(
             json["error"]["message"],

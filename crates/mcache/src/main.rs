@@ -14,7 +14,6 @@ mod serve;
 
 mod settings;
 mod terminal;
-mod units;
 
 use std::process::ExitCode;
 
@@ -74,10 +73,10 @@ fn main() -> ExitCode {
             let kind = error_kind(&error);
             if printer.json {
                 // Scripts reading stdout get the error too, in the local API's shape.
-                let _ = printer.json_line(&exit::json_error(&error, kind.as_deref()));
+                let _ = printer.json_line(&exit::json_error(&error, kind.as_ref()));
             }
             let status = kind
-                .map(|kind| ExitStatus::for_kind(&kind))
+                .map(|kind| kind.exit_status())
                 .unwrap_or(ExitStatus::Failure);
             status.into()
         }

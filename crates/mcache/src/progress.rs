@@ -15,7 +15,7 @@ use model_cache::download::DownloadEvent;
 
 use crate::printer::Printer;
 use crate::terminal::Style;
-use crate::units::{format_rate, format_size};
+use model_cache::units::{format_rate, format_size};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

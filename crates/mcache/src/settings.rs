@@ -45,17 +45,16 @@ pub fn apply_flags(settings: &mut Settings, global: &GlobalArgs) -> Result<(), C
     if let Some(endpoint) = &global.endpoint {
         let endpoint = endpoint.trim_end_matches('/');
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(CliError::new(
-                "usage",
-                format!("`--endpoint {endpoint}` is not an http(s) URL"),
-            )
-            .hint("pass a base URL such as `https://huggingface.co`"));
+            return Err(
+                CliError::usage(format!("`--endpoint {endpoint}` is not an http(s) URL"))
+                    .hint("pass a base URL such as `https://huggingface.co`"),
+            );
         }
         settings.endpoint = endpoint.to_string();
     }
     if let Some(token) = &global.token {
         settings.token = Some(Token::new(token.clone()).ok_or_else(|| {
-            CliError::new("usage", "`--token` is empty").hint("pass a token such as `hf_...`")
+            CliError::usage("`--token` is empty").hint("pass a token such as `hf_...`")
         })?);
     }
     if global.offline {
@@ -71,7 +70,7 @@ pub fn apply_flags(settings: &mut Settings, global: &GlobalArgs) -> Result<(), C
     if let Some(size) = global.chunk_size {
         if size.0 < 64 * 1024 {
             return Err(
-                CliError::new("usage", format!("`--chunk-size {size}` is too small"))
+                CliError::usage(format!("`--chunk-size {size}` is too small"))
                     .hint("use at least 64KiB; the default is 5MiB"),
             );
         }
@@ -93,7 +92,7 @@ fn absolute(path: &std::path::Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::units::{Rate, Size};
+    use model_cache::units::{Rate, Size};
 
     #[test]
     fn flags_override_the_environment() {
@@ -129,7 +128,7 @@ mod tests {
         };
         assert_eq!(
             apply_flags(&mut settings, &global).unwrap_err().kind,
-            "usage"
+            crate::exit::CliKind::Usage
         );
         let global = GlobalArgs {
             chunk_size: Some(Size(10)),
@@ -137,7 +136,7 @@ mod tests {
         };
         assert_eq!(
             apply_flags(&mut settings, &global).unwrap_err().kind,
-            "usage"
+            crate::exit::CliKind::Usage
         );
     }
 }

@@ -28,12 +28,30 @@ pub enum DoctorError {
 }
 
 impl DoctorError {
-    /// A stable snake_case name for the app, the local API and CLI exit codes.
-    pub fn kind(&self) -> &'static str {
+    /// The stable kind.
+    pub fn kind(&self) -> crate::error::ErrorKind {
         match self {
             DoctorError::Store(e) => e.kind(),
             DoctorError::Index(e) => e.kind(),
         }
+    }
+
+    /// What the user can do about it.
+    pub fn hints(&self) -> Vec<crate::error::Hint> {
+        match self {
+            DoctorError::Store(e) => e.hints(),
+            DoctorError::Index(e) => e.hints(),
+        }
+    }
+}
+
+impl crate::error::Diagnostic for DoctorError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        DoctorError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<crate::error::Hint> {
+        DoctorError::hints(self)
     }
 }
 

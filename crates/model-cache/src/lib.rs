@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod download;
 pub mod engine;
 pub mod env;
+pub mod error;
 pub mod fit;
 pub mod formats;
 pub mod hash;
@@ -20,8 +21,10 @@ pub mod repo;
 pub mod retry;
 pub mod scheduler;
 pub mod secret;
+pub mod selection;
 pub mod settings;
 pub mod store;
+pub mod units;
 pub mod variants;
 
 pub use repo::{RepoId, RepoType};

@@ -3,6 +3,7 @@
 
 mod download_support;
 
+use model_cache::error::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,7 +202,7 @@ async fn a_server_that_keeps_failing_exhausts_the_budget_and_links_nothing() {
         .download(big_request(), recorder())
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), "retries_exhausted", "{error}");
+    assert_eq!(error.kind(), ErrorKind::RetriesExhausted, "{error}");
     assert!(error.to_string().contains("500"), "{error}");
     assert!(
         !rig.settings
@@ -350,7 +351,7 @@ async fn persistent_corruption_fails_and_links_nothing() {
         .download(big_request(), reporter.clone())
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), "integrity", "{error}");
+    assert_eq!(error.kind(), ErrorKind::Integrity, "{error}");
     assert!(error.to_string().contains("sha256"), "{error}");
     let repo = rig.settings.hub_cache.join("models--demo--big");
     assert!(
@@ -393,7 +394,7 @@ async fn hostile_file_names_are_refused_before_any_write() {
         .download(request, recorder())
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), "unsafe_path", "{error}");
+    assert_eq!(error.kind(), ErrorKind::UnsafePath, "{error}");
     assert!(error.to_string().contains("../evil.txt"), "{error}");
     assert!(!rig.settings.hub_cache.join("models--evil--repo").exists());
     assert!(!rig.settings.hub_cache.join("evil.txt").exists());
@@ -407,7 +408,7 @@ async fn hostile_file_names_are_refused_before_any_write() {
         )
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), "unsafe_path");
+    assert_eq!(error.kind(), ErrorKind::UnsafePath);
 }
 
 #[tokio::test]
@@ -578,7 +579,7 @@ async fn cancel_removes_what_the_job_created_and_nothing_else() {
     ) {}
     handle.control().cancel();
     let error = handle.wait().await.unwrap_err();
-    assert_eq!(error.kind(), "cancelled", "{error}");
+    assert_eq!(error.kind(), ErrorKind::Cancelled, "{error}");
     assert!(incomplete_files(&rig.settings.hub_cache).is_empty());
     let jobs = rig.index.with_conn("list", transfers::list).unwrap();
     assert!(jobs.iter().all(|j| {
@@ -614,7 +615,7 @@ async fn offline_mode_serves_the_cache_and_names_what_is_missing() {
         .download(big_request(), recorder())
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), "offline", "{error}");
+    assert_eq!(error.kind(), ErrorKind::Offline, "{error}");
     assert!(error.to_string().contains("refs/main"), "{error}");
     let requests_before = rig.emulator.requests().len();
 

@@ -5,6 +5,7 @@ mod download_support;
 
 mod tiny_disk;
 
+use model_cache::error::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -203,7 +204,7 @@ async fn a_full_disk_gives_a_clear_error_and_leaves_nothing_that_looks_complete(
         .download(big_request(), recorder())
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), "disk_full", "{error}");
+    assert_eq!(error.kind(), ErrorKind::DiskFull, "{error}");
     let message = error.to_string();
     assert!(
         message.contains("bytes needed") && message.contains("bytes free"),
@@ -237,7 +238,7 @@ async fn a_full_disk_gives_a_clear_error_and_leaves_nothing_that_looks_complete(
         )
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), "disk_full", "{error}");
+    assert_eq!(error.kind(), ErrorKind::DiskFull, "{error}");
     let repo = disk.path.join("models--demo--tiny-gguf");
     let linked: Vec<_> = std::fs::read_dir(repo.join("snapshots"))
         .unwrap()

@@ -2,10 +2,13 @@
 //! recommendation, a queued pull of the recommended variant, the cache browser, pins, deletion,
 //! offline lookups, verification and preferences.
 
+use model_cache::error::{ErrorKind, Hint};
 use std::time::Duration;
 
 use hub_emulator::{Emulator, EmulatorConfig};
-use model_cache::engine::{Choice, Engine, EngineOptions, JobAction, Preferences, PullRequest};
+use model_cache::engine::{
+    Choice, Engine, EngineOptions, JobAction, Preferences, PreferencesPatch, PullRequest,
+};
 use model_cache::index::queue::QueueState;
 use model_cache::retry::RetryPolicy;
 use model_cache::{RepoId, Settings};
@@ -101,7 +104,7 @@ async fn pull_the_recommended_variant_then_manage_the_cache() {
         assert!(path.to_string_lossy().contains("/snapshots/"));
     }
     let missing = engine.path(&repo, "main", "no-such-file.gguf").unwrap_err();
-    assert_eq!(missing.kind(), "offline_miss");
+    assert_eq!(missing.kind(), ErrorKind::OfflineMiss);
 
     let verify = engine.verify(Some(&repo)).await.unwrap();
     assert_eq!(verify.checked, plan.files.len());
@@ -122,7 +125,7 @@ async fn pull_the_recommended_variant_then_manage_the_cache() {
     engine.set_pinned(&repo, true).unwrap();
     assert!(engine.cache_list().unwrap()[0].pinned);
     let refused = engine.delete(&repo, None, false, false).unwrap_err();
-    assert_eq!(refused.kind(), "pinned");
+    assert_eq!(refused.kind(), ErrorKind::Pinned);
     engine.set_pinned(&repo, false).unwrap();
     let removal = engine.delete(&repo, None, false, false).unwrap();
     assert!(removal.bytes_freed >= plan.total_bytes);
@@ -149,8 +152,13 @@ async fn named_variants_patterns_and_job_actions() {
         })
         .await
         .unwrap_err();
-    assert_eq!(unknown.kind(), "no_such_variant");
-    assert!(unknown.hint().unwrap().contains("mcache variants"));
+    assert_eq!(unknown.kind(), ErrorKind::NoSuchVariant);
+    assert_eq!(
+        unknown.hints(),
+        [Hint::ListVariants {
+            repo: repo.to_string()
+        }]
+    );
 
     let by_quant = engine
         .plan_pull(&PullRequest {
@@ -182,7 +190,7 @@ async fn named_variants_patterns_and_job_actions() {
         })
         .await
         .unwrap_err();
-    assert_eq!(nothing.kind(), "nothing_selected");
+    assert_eq!(nothing.kind(), ErrorKind::NothingSelected);
 
     // A paused job stays paused until resumed, then finishes.
     engine.pause_all().unwrap();
@@ -201,7 +209,7 @@ async fn named_variants_patterns_and_job_actions() {
     engine.job_action(job.id, JobAction::Resume).unwrap();
     assert_eq!(wait_done(&engine, job.id).await.state, QueueState::Done);
     let finished = engine.job_action(job.id, JobAction::Cancel).unwrap_err();
-    assert_eq!(finished.kind(), "job_finished");
+    assert_eq!(finished.kind(), ErrorKind::JobFinished);
     engine.shutdown();
     emulator.shutdown().await;
 }
@@ -221,11 +229,11 @@ async fn gated_repos_explain_what_to_do() {
         .unwrap_err();
     let text = error.to_string();
     assert!(
-        matches!(error.kind(), "gated" | "unauthorized"),
+        matches!(error.kind(), ErrorKind::Gated | ErrorKind::Unauthorized),
         "{}: {text}",
         error.kind()
     );
-    assert!(error.hint().is_some(), "a hint is given: {text}");
+    assert!(!error.hints().is_empty(), "a hint is given: {text}");
 
     // Logging in takes effect at once and stores the token where huggingface_hub reads it.
     engine
@@ -263,25 +271,33 @@ async fn preferences_apply_live_and_persist() {
     )
     .unwrap();
     let prefs = engine
-        .update_preferences(Preferences {
-            max_rate_bps: Some(5_000_000),
-            ..Preferences::default()
-        })
+        .update_preferences(&PreferencesPatch::parse_entry("max_rate_bps", "5MB/s").unwrap())
         .unwrap();
     assert_eq!(prefs.max_rate_bps, Some(5_000_000));
     assert_eq!(
         engine.downloader().limits().bandwidth().rate(),
         Some(5_000_000)
     );
-    let mut cache = prefs.cache.clone().unwrap();
-    cache.budget = Some(10 * GIB);
-    engine
-        .update_preferences(Preferences {
-            cache: Some(cache),
-            ..Preferences::default()
-        })
+    let prefs = engine
+        .update_preferences(
+            &PreferencesPatch::from_json(&serde_json::json!({
+                "size_budget_bytes": "10 GiB",
+                "keep_partial_files_for": "3d",
+            }))
+            .unwrap(),
+        )
         .unwrap();
+    assert_eq!(prefs.size_budget_bytes, Some(10 * GIB));
+    assert_eq!(prefs.max_rate_bps, Some(5_000_000), "other settings stay");
     assert_eq!(engine.scheduler().cache_policy().budget, Some(10 * GIB));
+    assert_eq!(
+        engine.scheduler().cache_policy().stale_incomplete_after,
+        std::time::Duration::from_secs(3 * 86_400)
+    );
+    let refused = engine
+        .update_preferences(&PreferencesPatch::default())
+        .map(|_| ());
+    assert!(refused.is_ok(), "an empty patch changes nothing");
     let saved = Preferences::load(&dir.path().join("data")).unwrap();
     assert_eq!(saved.max_rate_bps, Some(5_000_000));
     assert_eq!(saved.cache.unwrap().budget, Some(10 * GIB));
@@ -309,7 +325,7 @@ async fn a_passive_engine_never_runs_jobs_and_cached_headers_are_read_locally() 
     assert_eq!(cli.jobs().unwrap()[0].state, QueueState::Queued);
     // A repo a job will download into cannot be removed meanwhile.
     let busy = cli.delete(&repo, None, false, true).unwrap_err();
-    assert_eq!(busy.kind(), "in_use");
+    assert_eq!(busy.kind(), ErrorKind::InUse);
     cli.shutdown();
 
     // The app (active) picks it up and finishes it.

@@ -1,6 +1,7 @@
 //! The Hub client against the hub emulator: listings, metadata, error mapping, retries, token
 //! handling, offline mode and mirror failover. Hermetic: everything is on 127.0.0.1.
 
+use model_cache::error::{ErrorKind, Hint};
 use std::collections::BTreeSet;
 
 use hub_emulator::auth::{DEMO_TOKEN, OTHER_TOKEN};
@@ -121,7 +122,7 @@ async fn tree_listing_follows_pagination_to_the_end() {
         .list_tree(&repo(GGUF_REPO), "main", Some("no/such/dir"), true)
         .await
         .unwrap_err();
-    assert_eq!(missing.kind(), "entry_not_found", "{missing}");
+    assert_eq!(missing.kind(), ErrorKind::EntryNotFound, "{missing}");
 }
 
 #[tokio::test]
@@ -259,17 +260,22 @@ async fn errors_are_mapped_to_typed_variants() {
     let demo = client(&emulator, Some(DEMO_TOKEN));
     let other = client(&emulator, Some(OTHER_TOKEN));
 
+    // The Hub answers 401 `RepoNotFound` to anyone without a token: as `huggingface_hub` does,
+    // that is "not found", with a hint that a private repo needs a login.
     let err = anonymous
         .repo_info(&repo("nobody/nothing"), None)
         .await
         .unwrap_err();
-    assert!(matches!(err, HubError::Unauthorized { .. }), "{err}");
+    assert!(matches!(err, HubError::RepoNotFound { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::RepoNotFound);
+    assert_eq!(err.hints(), [Hint::CheckRepoId, Hint::LogIn]);
     let err = demo
         .repo_info(&repo("nobody/nothing"), None)
         .await
         .unwrap_err();
     assert!(matches!(err, HubError::RepoNotFound { .. }), "{err}");
-    assert_eq!(err.kind(), "repo_not_found");
+    assert_eq!(err.kind(), ErrorKind::RepoNotFound);
+    assert_eq!(err.hints(), [Hint::CheckRepoId], "a token was sent");
 
     let err = demo
         .repo_info(&repo(GGUF_REPO), Some("no-such-branch"))
@@ -283,7 +289,7 @@ async fn errors_are_mapped_to_typed_variants() {
         .file_metadata(&repo(GGUF_REPO), "no-such-branch", "config.json")
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "revision_not_found", "{err}");
+    assert_eq!(err.kind(), ErrorKind::RevisionNotFound, "{err}");
 
     let main = demo.repo_info(&repo(GGUF_REPO), None).await.unwrap().sha;
     let err = demo
@@ -303,17 +309,25 @@ async fn errors_are_mapped_to_typed_variants() {
         .await
         .unwrap_err();
     assert!(matches!(err, HubError::Gated { .. }), "{err}");
-    let message = err.to_string();
     assert!(
-        message.contains("hint: request access at") && message.contains("set a token"),
-        "{message}"
+        !err.to_string().contains("hint"),
+        "hints are data, not text: {err}"
+    );
+    assert!(
+        matches!(&err.hints()[..], [Hint::RequestAccess { url }, Hint::LogIn] if url.ends_with("/demo/gated")),
+        "{:?}",
+        err.hints()
     );
     let err = other
         .file_metadata(&repo("demo/gated"), "main", "config.json")
         .await
         .unwrap_err();
     assert!(matches!(err, HubError::Gated { .. }), "{err}");
-    assert!(err.to_string().contains("request access"), "{err}");
+    assert!(
+        matches!(&err.hints()[..], [Hint::RequestAccess { .. }]),
+        "a token was sent: {:?}",
+        err.hints()
+    );
     demo.file_metadata(&repo("demo/gated"), "main", "config.json")
         .await
         .expect("the demo token has access to the gated repo");
@@ -322,7 +336,16 @@ async fn errors_are_mapped_to_typed_variants() {
         .repo_info(&repo("demo/private"), None)
         .await
         .unwrap_err();
-    assert!(matches!(err, HubError::Unauthorized { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            HubError::RepoNotFound {
+                token_sent: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = other
         .repo_info(&repo("demo/private"), None)
         .await
@@ -472,7 +495,7 @@ async fn token_never_appears_in_errors_or_debug_output() {
     let hub = HubClient::new(&s).unwrap();
     let err = hub.repo_info(&repo(GGUF_REPO), None).await.unwrap_err();
     assert!(
-        err.is_retryable() || err.kind() == "retries_exhausted",
+        err.is_retryable() || err.kind() == ErrorKind::RetriesExhausted,
         "{err}"
     );
     assert!(
@@ -503,7 +526,7 @@ async fn offline_mode_makes_no_request() {
     ];
     for err in errors {
         assert!(matches!(err, HubError::Offline { .. }), "{err}");
-        assert!(err.to_string().contains("HF_HUB_OFFLINE"), "{err}");
+        assert_eq!(err.hints(), [Hint::GoOnline], "{err}");
     }
     assert!(emulator.requests().is_empty(), "{:?}", emulator.requests());
 }
@@ -555,6 +578,6 @@ async fn mirrors_take_over_when_the_endpoint_is_unreachable_or_failing() {
         .file_metadata(&repo(GGUF_REPO), "main", "missing.bin")
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "entry_not_found");
+    assert_eq!(err.kind(), ErrorKind::EntryNotFound);
     assert_eq!(failing.requests().len(), before);
 }

@@ -8,6 +8,7 @@
 //!   `scan_cache_dir` without warnings, `try_to_load_from_cache`).
 //! - Blob locks interlock with Python's `filelock`, both ways.
 
+use model_cache::error::ErrorKind;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -373,7 +374,7 @@ fn blob_locks_interlock_with_python_filelock() {
     let err = repo
         .lock_blob(&etag, Duration::from_millis(200))
         .unwrap_err();
-    assert_eq!(err.kind(), "lock_timeout", "{err}");
+    assert_eq!(err.kind(), ErrorKind::LockTimeout, "{err}");
     drop(child.stdin.take());
     line.clear();
     stdout.read_line(&mut line).unwrap();

@@ -12,7 +12,8 @@ fn job() -> QueueJob {
         repo: RepoId::model("org/model-GGUF").unwrap(),
         revision: "main".into(),
         selection: Selection {
-            include: vec!["*Q4_K_M*.gguf".into()],
+            files: vec!["model-Q4_K_M.gguf".into(), "config.json".into()],
+            include: vec![],
             exclude: vec![],
             variant: Some("Q4_K_M".into()),
         },
@@ -29,6 +30,8 @@ fn job() -> QueueJob {
         bytes_done: 1_000_000,
         bytes_saved: 0,
         error: None,
+        error_kind: None,
+        error_hints: vec![],
         created_at: 1_699_999_000_000,
         updated_at: 1_700_000_000_000,
         started_at: Some(1_699_999_500_000),

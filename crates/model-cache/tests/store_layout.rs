@@ -1,6 +1,7 @@
 //! The store writes the Hugging Face cache layout byte for byte, refuses hostile names, locks
 //! blobs, and scans caches. No network.
 
+use model_cache::error::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -68,7 +69,7 @@ fn hostile_names_are_rejected() {
     ];
     for name in rejected {
         let err = SafeRelPath::new(name).expect_err(&format!("{name:?} must be rejected"));
-        assert_eq!(err.kind(), "unsafe_path");
+        assert_eq!(err.kind(), ErrorKind::UnsafePath);
         assert!(err.to_string().starts_with("Refusing unsafe file name"));
     }
     let accepted = [
@@ -174,7 +175,7 @@ fn links_refs_and_markers_match_huggingface_hub_byte_for_byte() {
     let missing = repo
         .link(COMMIT, &rel("x.bin"), &"f".repeat(64))
         .unwrap_err();
-    assert_eq!(missing.kind(), "blob_missing");
+    assert_eq!(missing.kind(), ErrorKind::BlobMissing);
 
     repo.write_ref("main", COMMIT).unwrap();
     assert_eq!(
@@ -271,11 +272,13 @@ fn blob_locks_exclude_each_other_and_time_out_with_a_hint() {
     let err = repo
         .lock_blob(&etag, Duration::from_millis(50))
         .unwrap_err();
-    assert_eq!(err.kind(), "lock_timeout");
+    assert_eq!(err.kind(), ErrorKind::LockTimeout);
     let message = err.to_string();
+    assert!(message.contains(".lock"), "{message}");
     assert!(
-        message.contains("hint:") && message.contains(".lock"),
-        "{message}"
+        matches!(&err.hints()[..], [model_cache::error::Hint::WaitForLock { path }] if path.to_string_lossy().ends_with(".lock")),
+        "{:?}",
+        err.hints()
     );
 
     // A waiter gets the lock once the holder lets go, and not before.

@@ -7,7 +7,8 @@ use model_cache::policy::cleanup::CleanupReport;
 use crate::commands::parse_repo;
 use crate::exit::{CliError, ExitStatus};
 use crate::printer::Printer;
-use crate::units::format_size;
+use model_cache::error::ErrorKind;
+use model_cache::units::format_size;
 
 /// `2026-11-27 02:49` in UTC from unix milliseconds; `-` when unknown.
 fn format_time(ms: Option<i64>) -> String {
@@ -22,11 +23,12 @@ pub fn ls(engine: &Engine, repo: Option<&str>, printer: &Printer) -> anyhow::Res
         let wanted = parse_repo(wanted)?.to_string();
         repos.retain(|r| r.repo == wanted);
         if repos.is_empty() {
-            return Err(
-                CliError::new("not_cached", format!("`{wanted}` is not in the cache"))
-                    .hint("`mcache ls` lists cached models")
-                    .into(),
-            );
+            return Err(CliError::new(
+                ErrorKind::NotCached,
+                format!("`{wanted}` is not in the cache"),
+            )
+            .hint("`mcache ls` lists cached models")
+            .into());
         }
     }
     printer.output(&repos, |repos| {
@@ -94,9 +96,9 @@ pub fn rm(
     .map_err(|error| {
         let kind = error.kind();
         let error = anyhow::Error::new(error);
-        if kind == "pinned" {
+        if kind == ErrorKind::Pinned {
             error.context(
-                CliError::new("pinned", format!("`{repo}` is pinned"))
+                CliError::new(ErrorKind::Pinned, format!("`{repo}` is pinned"))
                     .hint(format!("run `mcache unpin {repo}` first, or pass --force")),
             )
         } else {
@@ -146,7 +148,7 @@ pub async fn verify(
         Ok(ExitStatus::Success)
     } else {
         Err(CliError::new(
-            "integrity",
+            ErrorKind::Integrity,
             format!(
                 "{} of {} cached file(s) do not match their hash",
                 report.corrupt.len(),

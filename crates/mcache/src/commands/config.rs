@@ -1,87 +1,55 @@
-//! `mcache config get/set`: the engine's persisted `Preferences` (the same file the app's
-//! settings page writes), addressed by dotted keys such as `max_rate_bps` or `cache.budget`.
+//! `mcache config get/set`: the settings the app's settings page and the local API show
+//! (`AppSettings`), in the same vocabulary: `max_rate_bps 20MB/s`, `size_budget_bytes 50GiB`,
+//! `keep_partial_files_for 3d`, `schedule none`. Values are parsed and validated by the engine.
 
-use model_cache::engine::{Engine, Preferences};
+use model_cache::engine::{AppSettings, Engine, PreferencesPatch, SETTING_NAMES};
+use model_cache::units::{format_rate, format_size};
 use serde_json::Value;
 
 use crate::exit::{CliError, ExitStatus};
 use crate::printer::Printer;
-use crate::units::{parse_rate, parse_size};
 
-fn lookup<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
-    key.split('.').try_fold(root, |value, part| value.get(part))
+fn unknown_key(key: &str) -> CliError {
+    CliError::usage(format!("Unknown setting `{key}`"))
+        .hint(format!("settings: {}", SETTING_NAMES.join(", ")))
 }
 
-fn keys(value: &Value, prefix: &str, out: &mut Vec<String>) {
-    if let Value::Object(map) = value {
-        for (name, child) in map {
-            let key = if prefix.is_empty() {
-                name.clone()
-            } else {
-                format!("{prefix}.{name}")
-            };
-            if child.is_object() && !is_duration(child) {
-                keys(child, &key, out);
-            } else {
-                out.push(key);
-            }
+/// A setting's value as a person reads it: sizes and rates with units, spans as `7d`, nothing
+/// as `none`.
+fn shown(key: &str, value: &Value) -> String {
+    match value {
+        Value::Null => "none".to_string(),
+        Value::Number(n) if key.ends_with("_bytes") => {
+            n.as_u64().map_or_else(|| n.to_string(), format_size)
         }
+        Value::Number(n) if key.ends_with("_bps") => {
+            n.as_u64().map_or_else(|| n.to_string(), format_rate)
+        }
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
     }
 }
 
-fn is_duration(value: &Value) -> bool {
-    value.get("secs").is_some() && value.get("nanos").is_some()
-}
-
-fn unknown_key(key: &str, all: &[String]) -> CliError {
-    CliError::new("usage", format!("Unknown setting `{key}`"))
-        .hint(format!("settings: {}", all.join(", ")))
+fn lookup<'a>(settings: &'a Value, key: &str) -> Result<&'a Value, CliError> {
+    settings.get(key).ok_or_else(|| unknown_key(key))
 }
 
 pub fn get(engine: &Engine, key: Option<&str>, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let prefs = serde_json::to_value(engine.preferences())?;
-    let mut all = Vec::new();
-    keys(&prefs, "", &mut all);
+    let settings = serde_json::to_value(engine.app_settings())?;
     match key {
-        None => printer.output(&prefs, |_| {
-            for key in &all {
-                let value = lookup(&prefs, key).cloned().unwrap_or(Value::Null);
-                printer.data(format!("{key} = {value}"));
+        None => printer.output(&settings, |_| {
+            for key in SETTING_NAMES {
+                if let Ok(value) = lookup(&settings, key) {
+                    printer.data(format!("{key} = {}", shown(key, value)));
+                }
             }
         })?,
         Some(key) => {
-            let value = lookup(&prefs, key).ok_or_else(|| unknown_key(key, &all))?;
-            printer.output(value, |value| match value {
-                Value::String(text) => printer.data(text),
-                other => printer.data(other.to_string()),
-            })?;
+            let value = lookup(&settings, key)?;
+            printer.output(value, |value| printer.data(shown(key, value)))?;
         }
     }
     Ok(ExitStatus::Success)
-}
-
-/// Reads a value the way a person types it: units for sizes and rates, `none` to unset, JSON
-/// for everything else, and a bare word as a string.
-fn parse_value(key: &str, text: &str) -> Result<Value, CliError> {
-    let leaf = key.rsplit('.').next().unwrap_or(key);
-    if matches!(
-        text.to_ascii_lowercase().as_str(),
-        "none" | "null" | "unset"
-    ) {
-        return Ok(Value::Null);
-    }
-    let invalid = |error: crate::units::UnitError| CliError::new("usage", error.to_string());
-    if leaf.contains("rate") {
-        // Preferences store "explicitly unlimited" as 0.
-        return Ok(Value::from(parse_rate(text).map_err(invalid)?.unwrap_or(0)));
-    }
-    if leaf == "budget" || leaf.ends_with("_bytes") || leaf.contains("reserve") {
-        if let Ok(number) = text.parse::<u64>() {
-            return Ok(Value::from(number));
-        }
-        return Ok(Value::from(parse_size(text).map_err(invalid)?));
-    }
-    Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
 }
 
 pub fn set(
@@ -90,37 +58,16 @@ pub fn set(
     text: &str,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let mut current = serde_json::to_value(engine.preferences())?;
-    let mut all = Vec::new();
-    keys(&current, "", &mut all);
-    let top = key.split('.').next().unwrap_or(key).to_string();
-    let known = all
-        .iter()
-        .any(|k| k == key || k.starts_with(&format!("{key}.")))
-        || current
-            .get(&top)
-            .is_some_and(|v| v.is_null() && !key.contains('.'));
-    if !known {
-        return Err(unknown_key(key, &all).into());
+    if !SETTING_NAMES.contains(&key) {
+        return Err(unknown_key(key).into());
     }
-    let value = parse_value(key, text)?;
-    // Write the value into a copy of the current preferences, then send only the top-level
-    // field as the patch: nested settings (`cache.budget`) keep their siblings.
-    let mut slot = &mut current;
-    for part in key.split('.') {
-        slot = slot.get_mut(part).ok_or_else(|| unknown_key(key, &all))?;
-    }
-    *slot = value;
-    let patch = serde_json::json!({ top.clone(): current[&top].clone() });
-    let patch: Preferences = serde_json::from_value(patch).map_err(|error| {
-        CliError::new(
-            "usage",
-            format!("Invalid value `{text}` for `{key}`: {error}"),
-        )
+    let patch = PreferencesPatch::parse_entry(key, text)?;
+    let updated: AppSettings = engine.update_preferences(&patch)?;
+    let updated = serde_json::to_value(updated)?;
+    let value = lookup(&updated, key)?;
+    printer.output(&updated, |_| {
+        printer.message(format!("{key} = {}", shown(key, value)))
     })?;
-    let updated = serde_json::to_value(engine.update_preferences(patch)?)?;
-    let shown = lookup(&updated, key).cloned().unwrap_or(Value::Null);
-    printer.output(&updated, |_| printer.message(format!("{key} = {shown}")))?;
     Ok(ExitStatus::Success)
 }
 
@@ -129,26 +76,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_take_units() {
+    fn values_are_shown_with_units() {
         assert_eq!(
-            parse_value("max_rate_bps", "20MB/s").unwrap(),
-            Value::from(20_000_000u64)
+            shown("size_budget_bytes", &Value::from(50u64 << 30)),
+            "50.0 GiB"
         );
         assert_eq!(
-            parse_value("max_rate_bps", "unlimited").unwrap(),
-            Value::from(0u64)
+            shown("max_rate_bps", &Value::from(20u64 << 20)),
+            "20.0 MiB/s"
         );
-        assert_eq!(
-            parse_value("cache.budget", "50GiB").unwrap(),
-            Value::from(50u64 << 30)
-        );
-        assert_eq!(parse_value("cache.budget", "none").unwrap(), Value::Null);
-        assert_eq!(parse_value("offline", "true").unwrap(), Value::Bool(true));
-        assert_eq!(parse_value("connections", "8").unwrap(), Value::from(8));
-        assert_eq!(
-            parse_value("endpoint", "http://127.0.0.1:1").unwrap(),
-            Value::String("http://127.0.0.1:1".into())
-        );
-        assert!(parse_value("max_rate_bps", "fast").is_err());
+        assert_eq!(shown("max_rate_bps", &Value::Null), "none");
+        assert_eq!(shown("keep_partial_files_for", &Value::from("1w")), "1w");
+        assert_eq!(shown("offline", &Value::Bool(true)), "true");
     }
 }

@@ -6,17 +6,15 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use model_cache::RepoId;
-use model_cache::formats::{self, HubSource, Inspection};
-use model_cache::hub::HubClient;
-use model_cache::store::HubCache;
+use model_cache::formats::{self, Inspection};
 
 use crate::exit::{CliError, ExitStatus};
 use crate::printer::Printer;
-use crate::units::format_size;
+use model_cache::error::ErrorKind;
+use model_cache::units::format_size;
 
 pub async fn inspect(
-    settings: &model_cache::Settings,
+    global: &crate::cli::GlobalArgs,
     target: &str,
     file: Option<&str>,
     revision: Option<&str>,
@@ -27,7 +25,7 @@ pub async fn inspect(
             let path = PathBuf::from(target);
             if !path.exists() {
                 return Err(CliError::new(
-                    "not_found",
+                    ErrorKind::InvalidInput,
                     format!("`{target}` is not a file"),
                 )
                 .hint("to inspect a file of a repo, pass both: `mcache inspect ORG/NAME FILE`")
@@ -38,31 +36,11 @@ pub async fn inspect(
                 .with_context(|| format!("Cannot inspect `{}`", path.display()))?
         }
         Some(file) => {
-            let repo = RepoId::parse_user_input(target)
-                .map_err(|error| CliError::new("invalid_input", error.to_string()))?;
-            let revision = revision.unwrap_or("main");
-            let cached = HubCache::new(settings.hub_cache.clone())
-                .repo(&repo)
-                .resolve_cached(revision, file);
-            match cached {
-                Some(path) => formats::inspect_path(&path)
-                    .await
-                    .with_context(|| format!("Cannot inspect the cached `{file}` of `{repo}`"))?,
-                None => {
-                    let client = HubClient::new(settings)?;
-                    let metadata = client.file_metadata(&repo, revision, file).await?;
-                    let source = HubSource::new(
-                        client,
-                        metadata.download_url.clone(),
-                        metadata.size,
-                        format!("{repo}/{file}"),
-                        Some(metadata.etag.clone()),
-                    );
-                    formats::inspect_source(&source)
-                        .await
-                        .with_context(|| format!("Cannot inspect `{file}` of `{repo}`"))?
-                }
-            }
+            let repo = super::parse_repo(target)?;
+            let engine = super::open_engine(global).await?;
+            let result = engine.inspect(&repo, revision, file).await;
+            engine.shutdown();
+            result.with_context(|| format!("Cannot inspect `{file}` of `{repo}`"))?
         }
     };
     printer.output(&inspection, |inspection| {

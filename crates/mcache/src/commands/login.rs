@@ -44,7 +44,7 @@ pub fn login(
         (None, true) => read_line(&mut std::io::stdin().lock())?,
         (None, false) if printer.interactive() => prompt_hidden("Hub token (input hidden): ")?,
         (None, false) => {
-            return Err(CliError::new("usage", "No token given")
+            return Err(CliError::usage("No token given")
                 .hint("pass `--token hf_...`, or pipe it in with `mcache login --stdin`")
                 .into());
         }
@@ -52,7 +52,7 @@ pub fn login(
     let token = Token::new(text.clone())
         .filter(|_| !text.chars().any(char::is_whitespace))
         .ok_or_else(|| {
-            CliError::new("usage", "The token is empty or contains whitespace")
+            CliError::usage("The token is empty or contains whitespace")
                 .hint("copy it again from your Hub settings page (Access Tokens)")
         })?;
     engine.set_token(Some(token))?;

@@ -24,9 +24,8 @@ use crate::printer::Printer;
 
 /// Parses a repo id as users type it (`org/name`, a Hub URL).
 pub fn parse_repo(input: &str) -> Result<RepoId, CliError> {
-    RepoId::parse_user_input(input).map_err(|error| {
-        CliError::new("usage", error.to_string()).hint("a repo id looks like `org/name`")
-    })
+    RepoId::parse_user_input(input)
+        .map_err(|error| CliError::usage(error.to_string()).hint("a repo id looks like `org/name`"))
 }
 
 /// SIGINT (Ctrl-C), caught from the start of a command so it can stop cleanly.
@@ -89,9 +88,8 @@ pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
             file,
             revision,
         } => {
-            let settings = crate::settings::resolve(&global)?;
             inspect::inspect(
-                &settings,
+                &global,
                 &target,
                 file.as_deref(),
                 revision.as_deref(),

@@ -14,10 +14,11 @@ use tokio::sync::mpsc;
 
 use crate::cli::PullArgs;
 use crate::commands::{Interrupt, parse_repo};
-use crate::exit::{CliError, ExitStatus, error_kind};
+use crate::exit::{CliError, CliKind, ExitStatus, error_kind};
 use crate::printer::Printer;
 use crate::progress::{ProgressMode, PullProgress};
-use crate::units::format_size;
+use model_cache::error::ErrorKind;
+use model_cache::units::format_size;
 
 /// The final line of `pull --json`: the engine's summary plus where the snapshot is and which
 /// variant was taken.
@@ -163,11 +164,13 @@ fn describe_plan(plan: &PullPlan, printer: &Printer) {
 /// In offline mode the engine lists the repo from the cache, so "no such variant" or "nothing
 /// selected" means "not downloaded yet": report it as the offline miss it is.
 fn offline_context(engine: &Engine, request: &PullRequest, error: anyhow::Error) -> anyhow::Error {
-    let kind = error_kind(&error).unwrap_or_default();
+    let kind = error_kind(&error);
     if !engine.settings().offline
         || !matches!(
-            kind.as_str(),
-            "no_such_variant" | "nothing_selected" | "not_cached"
+            kind,
+            Some(CliKind::Engine(
+                ErrorKind::NoSuchVariant | ErrorKind::NothingSelected | ErrorKind::NotCached
+            ))
         )
     {
         return error;
@@ -183,7 +186,7 @@ fn offline_context(engine: &Engine, request: &PullRequest, error: anyhow::Error)
         (None, true) => format!("`{repo}`"),
     };
     CliError::new(
-        "offline_miss",
+        ErrorKind::OfflineMiss,
         format!(
             "Offline mode is on and {what} at `{}` is not in the cache",
             request.revision.as_deref().unwrap_or("main")
@@ -234,13 +237,10 @@ async fn pick_variant(
         match answer.parse::<usize>() {
             Ok(n) if (1..=report.variants.len()).contains(&n) => n - 1,
             _ => {
-                return Err(CliError::new(
-                    "usage",
-                    format!(
-                        "`{answer}` is not a number between 1 and {}",
-                        report.variants.len()
-                    ),
-                )
+                return Err(CliError::usage(format!(
+                    "`{answer}` is not a number between 1 and {}",
+                    report.variants.len()
+                ))
                 .into());
             }
         }

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cli::{JobTarget, QueueAction};
-use crate::exit::{CliError, ExitStatus};
+use crate::exit::{CliError, CliKind, ExitStatus};
 use crate::printer::Printer;
-use crate::units::{format_duration, format_rate, format_size};
+use model_cache::error::ErrorKind;
+use model_cache::units::{format_duration, format_rate, format_size};
 
 /// The discovery file written by the local API server.
 pub const DISCOVERY_FILE: &str = "api.json";
@@ -95,7 +96,7 @@ impl LocalApi {
             .await
             .map_err(|error| {
                 CliError::new(
-                    "network",
+                    ErrorKind::Network,
                     format!("Cannot reach the local API at `{}`: {error}", self.base),
                 )
                 .hint("the app or `mcache serve` may have stopped; start it again")
@@ -111,7 +112,7 @@ impl LocalApi {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| format!("The local API answered HTTP {status}"));
-        let mut error = CliError::new(kind, message);
+        let mut error = CliError::new(CliKind::parse(&kind), message);
         if let Some(hint) = body["error"]["hint"].as_str() {
             error = error.hint(hint.trim_start_matches("hint:").trim());
         }
@@ -121,7 +122,7 @@ impl LocalApi {
 
 fn no_server(data_dir: &Path) -> CliError {
     CliError::new(
-        "not_found",
+        CliKind::NoServer,
         format!(
             "No running Model Cache app or `mcache serve` uses `{}`",
             data_dir.display()

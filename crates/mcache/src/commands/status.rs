@@ -2,9 +2,9 @@
 
 use model_cache::engine::{Engine, Stats};
 
-use crate::exit::{CliError, ExitStatus};
+use crate::exit::{CliError, CliKind, ExitStatus};
 use crate::printer::Printer;
-use crate::units::format_size;
+use model_cache::units::format_size;
 
 pub fn stats(engine: &Engine, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let stats = engine.stats()?;
@@ -155,7 +155,7 @@ pub fn doctor(engine: &Engine, check_only: bool, printer: &Printer) -> anyhow::R
     })?;
     if check_only && !healthy {
         return Err(
-            CliError::new("unhealthy", "The index does not match the disk")
+            CliError::new(CliKind::Unhealthy, "The index does not match the disk")
                 .hint("run `mcache doctor` without --check to repair it")
                 .into(),
         );

@@ -5,7 +5,7 @@ use model_cache::engine::{Engine, VariantView, VariantsReport};
 use crate::commands::parse_repo;
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
-use crate::units::format_size;
+use model_cache::units::format_size;
 
 pub async fn variants(
     engine: &Engine,

@@ -36,8 +36,28 @@ fn missing_repo_revision_and_file() {
     run.code(3);
     assert!(error_line(&run.stderr).contains("nope"), "{}", run.stderr);
 
+    // The Hub answers 401 `RepoNotFound` without a token: not found (3), as huggingface_hub
+    // reads it, with a hint that a private repo needs a login.
     let run = world.run(&["pull", "demo/does-not-exist"]);
-    run.code(4);
+    run.code(3);
+    assert!(
+        run.stderr.contains("hint: check the repo id")
+            && run.stderr.contains("hint: run `mcache login`"),
+        "{}",
+        run.stderr
+    );
+    let run = world.run(&[
+        "--token",
+        hub_emulator::auth::DEMO_TOKEN,
+        "pull",
+        "demo/does-not-exist",
+    ]);
+    run.code(3);
+    assert!(
+        !run.stderr.contains("mcache login"),
+        "a token was sent: no login hint: {}",
+        run.stderr
+    );
 
     let run = world.run(&["pull", "demo/tiny-gguf", "--include", "["]);
     run.code(2);
@@ -113,17 +133,20 @@ fn gated_repo_without_and_with_a_token() {
 #[test]
 fn private_repo_needs_a_token_and_a_bad_token_is_named() {
     let world = World::new();
-    // Like the Hub, the emulator answers 401 to an anonymous request for a private (or missing)
-    // repo: an authentication problem, whose message says it may also not exist.
+    // Like the Hub, the emulator answers 401 `RepoNotFound` to an anonymous request for a
+    // private (or missing) repo: not found, with a hint to log in.
     let run = world.run(&["pull", "demo/private"]);
-    run.code(4);
+    run.code(3);
     assert!(
-        error_line(&run.stderr).contains("private, gated or does not exist"),
+        error_line(&run.stderr).contains("was not found"),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("hint: "), "{}", run.stderr);
-    assert!(run.stderr.contains("token"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hint: run `mcache login`"),
+        "{}",
+        run.stderr
+    );
     let run = world.run(&["--token", "hf_wrong", "pull", "demo/private"]);
     run.code(4);
     assert!(!run.stderr.contains("hf_wrong"), "the token never shows");

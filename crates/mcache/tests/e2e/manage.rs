@@ -12,12 +12,19 @@ fn config_set_persists_with_units_and_flags_still_win() {
     run.ok();
     assert_eq!(
         world.run(&["config", "get", "max_rate_bps"]).ok().trim(),
-        "20000000"
+        "19.1 MiB/s",
+        "shown with units"
     );
-    world.run(&["config", "set", "cache.budget", "1.5GiB"]).ok();
+    world
+        .run(&["config", "set", "size_budget_bytes", "1.5GiB"])
+        .ok();
+    world
+        .run(&["config", "set", "keep_partial_files_for", "3d"])
+        .ok();
     let all = world.run(&["--json", "config", "get"]).json();
-    assert_eq!(all["cache"]["budget"], 1_610_612_736u64);
+    assert_eq!(all["size_budget_bytes"], 1_610_612_736u64);
     assert_eq!(all["max_rate_bps"], 20_000_000u64, "siblings are kept");
+    assert_eq!(all["keep_partial_files_for"], "3d", "spans keep their unit");
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(world.data_dir().join("preferences.json")).unwrap())
             .unwrap();
@@ -25,12 +32,30 @@ fn config_set_persists_with_units_and_flags_still_win() {
         saved["max_rate_bps"], 20_000_000u64,
         "saved in the data folder"
     );
+    assert_eq!(saved["cache"]["stale_incomplete_after"]["secs"], 3 * 86_400);
 
-    world.run(&["config", "set", "cache.budget", "none"]).ok();
+    world
+        .run(&["config", "set", "size_budget_bytes", "none"])
+        .ok();
     assert_eq!(
-        world.run(&["config", "get", "cache.budget"]).ok().trim(),
-        "null"
+        world
+            .run(&["config", "get", "size_budget_bytes"])
+            .ok()
+            .trim(),
+        "none"
     );
+
+    // Every bad value is refused by the engine with a usage error naming the field.
+    let run = world.run(&["config", "set", "connections", "0"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("`connections` must be 1 to 256"),
+        "{}",
+        run.stderr
+    );
+    let run = world.run(&["config", "set", "cache_dir", "relative/folder"]);
+    run.code(2);
+    assert!(run.stderr.contains("absolute"), "{}", run.stderr);
 
     let run = world.run(&["config", "set", "colour", "blue"]);
     run.code(2);

@@ -1,8 +1,9 @@
-//! Errors of the downloader, each with a stable [`DownloadError::kind`].
+//! Errors of the downloader, each with a stable [`DownloadError::kind`] and its hints.
 
 use std::io;
 use std::path::PathBuf;
 
+use crate::error::{Diagnostic, ErrorKind, Hint};
 use crate::hub::HubError;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -35,7 +36,7 @@ pub enum DownloadError {
     },
     /// The downloaded bytes do not hash to the value the Hub published, even after refetching.
     #[error(
-        "`{path}` of `{repo}` failed verification: expected {algorithm} {expected}, got {actual}\nhint: the source sent corrupted data; nothing was linked, try again later or from another mirror"
+        "`{path}` of `{repo}` failed verification: expected {algorithm} {expected}, got {actual}; the source sent corrupted data and nothing was linked"
     )]
     Integrity {
         repo: String,
@@ -46,7 +47,7 @@ pub enum DownloadError {
     },
     /// Not enough space for the file.
     #[error(
-        "Not enough disk space for `{path}`: {needed} bytes needed, {free} bytes free in `{}`\nhint: free some space or choose another cache folder", dir.display()
+        "Not enough disk space for `{path}`: {needed} bytes needed, {free} bytes free in `{}`", dir.display()
     )]
     DiskFull {
         path: String,
@@ -78,7 +79,7 @@ pub enum DownloadError {
     },
     /// Offline mode and the cache lacks something the request needs.
     #[error(
-        "Offline mode is on and `{repo}` at `{revision}` is not fully cached: missing {}\nhint: go online once to download it, or unset offline mode", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+        "Offline mode is on and `{repo}` at `{revision}` is not fully cached: missing {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
     )]
     Offline {
         repo: String,
@@ -86,9 +87,7 @@ pub enum DownloadError {
         missing: Vec<String>,
     },
     /// The file kept changing upstream while it was downloaded.
-    #[error(
-        "`{path}` of `{repo}` changed upstream {restarts} times during the download\nhint: try again once the repo stops changing"
-    )]
+    #[error("`{path}` of `{repo}` changed upstream {restarts} times during the download")]
     UpstreamChanged {
         repo: String,
         path: String,
@@ -127,7 +126,6 @@ pub enum DownloadError {
 }
 
 impl DownloadError {
-    /// A stable snake_case name the CLI, the app and the local API can switch on.
     /// Whether the failure is the network's (the Hub unreachable, rate limits, server errors
     /// that outlasted the retries): trying the same download later may well succeed.
     pub fn is_transient(&self) -> bool {
@@ -142,24 +140,59 @@ impl DownloadError {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
+    /// The stable kind; a wrapped Hub error gives its own.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             DownloadError::Hub { source, .. } | DownloadError::Resolve { source, .. } => {
-                source.root().kind()
+                source.kind()
             }
-            DownloadError::UnsafePath { .. } => "unsafe_path",
-            DownloadError::Integrity { .. } => "integrity",
-            DownloadError::DiskFull { .. } => "disk_full",
-            DownloadError::Io { .. } => "io",
-            DownloadError::Store { .. } => "store",
-            DownloadError::Index { .. } => "index",
-            DownloadError::Offline { .. } => "offline",
-            DownloadError::UpstreamChanged { .. } => "upstream_changed",
-            DownloadError::Protocol { .. } => "protocol",
-            DownloadError::RetriesExhausted { .. } => "retries_exhausted",
-            DownloadError::Cancelled { .. } => "cancelled",
+            DownloadError::UnsafePath { .. } => ErrorKind::UnsafePath,
+            DownloadError::Integrity { .. } => ErrorKind::Integrity,
+            DownloadError::DiskFull { .. } => ErrorKind::DiskFull,
+            DownloadError::Io { .. } => ErrorKind::Io,
+            DownloadError::Store { .. } => ErrorKind::Store,
+            DownloadError::Index { .. } => ErrorKind::Index,
+            DownloadError::Offline { .. } => ErrorKind::Offline,
+            DownloadError::UpstreamChanged { .. } => ErrorKind::UpstreamChanged,
+            DownloadError::Protocol { .. } => ErrorKind::Protocol,
+            DownloadError::RetriesExhausted { .. } => ErrorKind::RetriesExhausted,
+            DownloadError::Cancelled { .. } => ErrorKind::Cancelled,
             DownloadError::Partial { first, .. } => first.kind(),
             DownloadError::File { source } => source.kind(),
         }
+    }
+
+    /// What the user can do about it.
+    pub fn hints(&self) -> Vec<Hint> {
+        match self {
+            DownloadError::Hub { source, .. } | DownloadError::Resolve { source, .. } => {
+                source.hints()
+            }
+            DownloadError::Integrity { .. }
+            | DownloadError::UpstreamChanged { .. }
+            | DownloadError::RetriesExhausted { .. } => vec![Hint::RetryLater],
+            DownloadError::DiskFull { needed, free, .. } => vec![Hint::FreeSpace {
+                bytes: needed.saturating_sub(*free),
+            }],
+            DownloadError::Offline { repo, .. } => {
+                vec![Hint::GoOnline, Hint::PullWhileOnline { repo: repo.clone() }]
+            }
+            DownloadError::Store { source, .. } | DownloadError::Index { source, .. } => {
+                crate::error::diagnose(source.as_ref()).map_or_else(Vec::new, |d| d.hints())
+            }
+            DownloadError::Partial { first, .. } => first.hints(),
+            DownloadError::File { source } => source.hints(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Diagnostic for DownloadError {
+    fn kind(&self) -> ErrorKind {
+        DownloadError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<Hint> {
+        DownloadError::hints(self)
     }
 }

@@ -1,23 +1,34 @@
-//! What the user chose in the app or with `mcache config set`, kept in the app-data folder.
+//! What the user chose in the app, over the local API or with `mcache config set`: one
+//! vocabulary for all three.
 //!
-//! Preferences are layered over the settings an edge resolved from the environment: a value the
-//! user set wins over an environment default, and a command-line flag wins over both (the edge
-//! applies its flags after [`Preferences::apply`]).
+//! - [`AppSettings`] is what a user sees: every setting in force, flat, with the names the local
+//!   API, the app's settings page and `mcache config` share.
+//! - [`PreferencesPatch`] is a change to some of them. It is parsed and validated here, once:
+//!   sizes take units (`2 GiB`, or a number of bytes), spans take units (`7d`, or a number of
+//!   seconds), and every bad field is reported, not only the first ([`PreferencesPatchError`]).
+//! - [`Preferences`] is what is saved in the app-data folder and layered over the settings an
+//!   edge resolved from the environment: a value the user set wins over an environment default,
+//!   and a command-line flag wins over both (the edge applies its flags after
+//!   [`Preferences::apply`]).
 //!
 //! **API Boundary:** `preferences.json` is read by later versions; fields are added with
-//! defaults, never renamed.
+//! defaults, never renamed. The names of [`AppSettings`] are the local API's contract.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use crate::policy::{CachePolicy, SchedulePolicy};
+use crate::error::{Diagnostic, ErrorKind, Hint};
+use crate::policy::{BatteryPolicy, CachePolicy, SchedulePolicy, ScheduleWindow};
 use crate::settings::Settings;
+use crate::units;
 
 /// File name of the preferences in the app-data folder.
 pub const PREFERENCES_FILE: &str = "preferences.json";
 
-/// User preferences. `None` means "not set: use the default or the environment".
+/// User preferences as saved. `None` means "not set: use the default or the environment".
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Preferences {
@@ -48,7 +59,7 @@ pub enum PreferencesError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{}` is not valid preferences JSON\nhint: fix or delete the file; defaults are used without it", path.display())]
+    #[error("`{}` is not valid preferences JSON", path.display())]
     Parse {
         path: PathBuf,
         #[source]
@@ -60,6 +71,31 @@ pub enum PreferencesError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl PreferencesError {
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Preferences
+    }
+
+    pub fn hints(&self) -> Vec<Hint> {
+        match self {
+            PreferencesError::Parse { path, .. } => {
+                vec![Hint::FixPreferences { path: path.clone() }]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Diagnostic for PreferencesError {
+    fn kind(&self) -> ErrorKind {
+        PreferencesError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<Hint> {
+        PreferencesError::hints(self)
+    }
 }
 
 impl Preferences {
@@ -116,28 +152,554 @@ impl Preferences {
             settings.limits.connections_per_host = settings.limits.connections;
         }
     }
+}
 
-    /// Copies the fields `patch` sets over `self`.
-    pub fn merge(&mut self, patch: Preferences) {
-        macro_rules! take {
-            ($($field:ident),*) => { $( if patch.$field.is_some() { self.$field = patch.$field; } )* };
-        }
-        take!(
-            cache_dir,
-            endpoint,
-            mirrors,
-            offline,
-            max_rate_bps,
-            connections,
-            schedule,
-            cache
-        );
+/// What to do on battery, as the settings page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatteryMode {
+    Never,
+    Below,
+    Always,
+}
+
+/// The battery policy as a mode and the threshold used by `below` (kept when another mode is
+/// chosen, so switching back restores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatterySetting {
+    pub mode: BatteryMode,
+    pub percent: u8,
+}
+
+/// Hours when downloads may run, `HH:MM` to `HH:MM` (across midnight when `end` < `start`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoursSetting {
+    pub start: String,
+    pub end: String,
+}
+
+/// Every setting in force, as the user sees them (`GET /api/settings`, the settings page,
+/// `mcache config get`). Sizes are bytes (`*_bytes`), rates bytes per second (`*_bps`), spans
+/// written with a unit (`7d`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSettings {
+    /// The hub-cache folder (next start when changed).
+    pub cache_dir: PathBuf,
+    /// Size budget of the cache; `null` for none.
+    pub size_budget_bytes: Option<u64>,
+    /// Bandwidth limit; `null` for none.
+    pub max_rate_bps: Option<u64>,
+    pub battery_policy: BatterySetting,
+    /// Free space always left on the cache's disk.
+    pub disk_reserve_bytes: u64,
+    /// Hours when downloads may run; `null` for any time.
+    pub schedule: Option<HoursSetting>,
+    /// Mirrors tried after the endpoint (next start when changed).
+    pub mirrors: Vec<String>,
+    /// The Hub endpoint (next start when changed).
+    pub endpoint: String,
+    /// Whether a Hub token is set (read-only here: the token is set by logging in).
+    pub token_set: bool,
+    /// Never touch the network (next start when changed).
+    pub offline: bool,
+    /// Connections open at once (next start when changed).
+    pub connections: usize,
+    /// Clean up in the background when the cache is over its budget.
+    pub auto_cleanup: bool,
+    /// Evict least-recently-used, unpinned models to make room for a download.
+    pub evict_to_make_room: bool,
+    /// Remove a model's old revisions once a newer one is complete.
+    pub prune_old_revisions: bool,
+    /// How long an abandoned partial download is kept for resuming.
+    pub keep_partial_files_for: Span,
+    /// Downloads running at once.
+    pub max_running: usize,
+}
+
+/// A span of time, written with a unit (`7d`, `12h`, `90s`); read from such a string or a
+/// number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub Duration);
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&units::format_span(self.0))
     }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        span(&value).map(Span).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A change to some settings, in the vocabulary of [`AppSettings`]. An absent field is left as
+/// it is; for the optional settings, `Some(None)` (JSON `null`) removes the value.
+///
+/// Built from JSON with [`PreferencesPatch::from_json`] (or serde), or from one `key value` pair
+/// typed by a person with [`PreferencesPatch::parse_entry`]; both validate every field.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(try_from = "Map<String, Value>")]
+pub struct PreferencesPatch {
+    /// `Some(None)`: back to the environment's folder (next start).
+    pub cache_dir: Option<Option<PathBuf>>,
+    pub size_budget_bytes: Option<Option<u64>>,
+    pub max_rate_bps: Option<Option<u64>>,
+    pub battery_policy: Option<BatteryPolicy>,
+    pub disk_reserve_bytes: Option<u64>,
+    pub schedule: Option<Option<ScheduleWindow>>,
+    pub mirrors: Option<Option<Vec<String>>>,
+    /// `Some(None)`: back to the environment's endpoint (next start).
+    pub endpoint: Option<Option<String>>,
+    pub offline: Option<Option<bool>>,
+    pub connections: Option<Option<usize>>,
+    pub auto_cleanup: Option<bool>,
+    pub evict_to_make_room: Option<bool>,
+    pub prune_old_revisions: Option<bool>,
+    pub keep_partial_files_for: Option<Duration>,
+    pub max_running: Option<usize>,
+}
+
+/// One bad field of a patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every bad field of a patch; nothing of the patch was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "))]
+pub struct PreferencesPatchError {
+    pub errors: Vec<FieldError>,
+}
+
+impl PreferencesPatchError {
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
+    }
+
+    pub fn hints(&self) -> Vec<Hint> {
+        Vec::new()
+    }
+
+    fn one(field: &str, message: String) -> Self {
+        PreferencesPatchError {
+            errors: vec![FieldError {
+                field: field.to_string(),
+                message,
+            }],
+        }
+    }
+}
+
+impl Diagnostic for PreferencesPatchError {
+    fn kind(&self) -> ErrorKind {
+        PreferencesPatchError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<Hint> {
+        PreferencesPatchError::hints(self)
+    }
+}
+
+/// The names of every setting, in the order they are shown.
+pub const SETTING_NAMES: &[&str] = &[
+    "cache_dir",
+    "size_budget_bytes",
+    "max_rate_bps",
+    "battery_policy",
+    "disk_reserve_bytes",
+    "schedule",
+    "mirrors",
+    "endpoint",
+    "token_set",
+    "offline",
+    "connections",
+    "auto_cleanup",
+    "evict_to_make_room",
+    "prune_old_revisions",
+    "keep_partial_files_for",
+    "max_running",
+];
+
+impl TryFrom<Map<String, Value>> for PreferencesPatch {
+    type Error = PreferencesPatchError;
+
+    fn try_from(map: Map<String, Value>) -> Result<Self, Self::Error> {
+        PreferencesPatch::from_map(&map)
+    }
+}
+
+impl PreferencesPatch {
+    /// Parses and validates a partial [`AppSettings`] object. Unknown and read-only fields are
+    /// refused, so a typo never silently does nothing.
+    pub fn from_json(value: &Value) -> Result<Self, PreferencesPatchError> {
+        let map = value.as_object().ok_or_else(|| {
+            PreferencesPatchError::one("", "The settings must be a JSON object".into())
+        })?;
+        Self::from_map(map)
+    }
+
+    /// One setting as a person types it (`max_rate_bps 20MB/s`, `size_budget_bytes 50GiB`,
+    /// `keep_partial_files_for 3d`, `schedule none`): `none`, `null` or `unset` clear it, JSON
+    /// is read as JSON, anything else as text.
+    pub fn parse_entry(key: &str, text: &str) -> Result<Self, PreferencesPatchError> {
+        let trimmed = text.trim();
+        let value = if matches!(
+            trimmed.to_ascii_lowercase().as_str(),
+            "none" | "null" | "unset"
+        ) {
+            Value::Null
+        } else {
+            match serde_json::from_str::<Value>(trimmed) {
+                Ok(
+                    value
+                    @ (Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_)),
+                ) => value,
+                _ => Value::String(trimmed.to_string()),
+            }
+        };
+        let mut map = Map::new();
+        map.insert(key.to_string(), value);
+        Self::from_map(&map)
+    }
+
+    fn from_map(map: &Map<String, Value>) -> Result<Self, PreferencesPatchError> {
+        let mut patch = PreferencesPatch::default();
+        let mut errors = Vec::new();
+        for (key, value) in map {
+            let result: Result<(), String> = (|| {
+                match key.as_str() {
+                    "cache_dir" => patch.cache_dir = Some(nullable(value, |v| folder(key, v))?),
+                    "size_budget_bytes" => patch.size_budget_bytes = Some(nullable(value, size)?),
+                    "max_rate_bps" => patch.max_rate_bps = Some(nullable(value, rate)?),
+                    "battery_policy" => patch.battery_policy = Some(battery(value)?),
+                    "disk_reserve_bytes" => patch.disk_reserve_bytes = Some(size(value)?),
+                    "schedule" => patch.schedule = Some(nullable(value, hours)?),
+                    "mirrors" => {
+                        patch.mirrors = Some(nullable(value, |value| {
+                            let list =
+                                value.as_array().ok_or("`mirrors` must be a list of URLs")?;
+                            list.iter().map(|m| url(key, m)).collect()
+                        })?);
+                    }
+                    "endpoint" => patch.endpoint = Some(nullable(value, |v| url(key, v))?),
+                    "offline" => patch.offline = Some(nullable(value, |v| boolean(key, v))?),
+                    "connections" => {
+                        patch.connections = Some(nullable(value, |v| count(key, v, 1, 256))?)
+                    }
+                    "auto_cleanup" => patch.auto_cleanup = Some(boolean(key, value)?),
+                    "evict_to_make_room" => patch.evict_to_make_room = Some(boolean(key, value)?),
+                    "prune_old_revisions" => patch.prune_old_revisions = Some(boolean(key, value)?),
+                    "keep_partial_files_for" => patch.keep_partial_files_for = Some(span(value)?),
+                    "max_running" => patch.max_running = Some(count(key, value, 1, 16)?),
+                    "token_set" => {
+                        return Err(
+                            "`token_set` is read-only; the token is set by logging in".to_string()
+                        );
+                    }
+                    other => {
+                        return Err(format!(
+                            "Unknown setting `{other}` (settings: {})",
+                            SETTING_NAMES.join(", ")
+                        ));
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(message) = result {
+                errors.push(FieldError {
+                    field: key.clone(),
+                    message,
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(PreferencesPatchError { errors })
+        }
+    }
+
+    /// Writes the patch into the saved preferences; `schedule` and `cache` are the policies in
+    /// force, which the patch changes field by field.
+    pub fn apply(&self, prefs: &mut Preferences, schedule: &SchedulePolicy, cache: &CachePolicy) {
+        let mut schedule = prefs.schedule.clone().unwrap_or_else(|| schedule.clone());
+        let mut cache = prefs.cache.clone().unwrap_or_else(|| cache.clone());
+        let (mut schedule_changed, mut cache_changed) = (false, false);
+        if let Some(dir) = &self.cache_dir {
+            prefs.cache_dir = dir.clone();
+        }
+        if let Some(endpoint) = &self.endpoint {
+            prefs.endpoint = endpoint.clone();
+        }
+        if let Some(mirrors) = &self.mirrors {
+            prefs.mirrors = mirrors.clone();
+        }
+        if let Some(offline) = self.offline {
+            prefs.offline = offline;
+        }
+        if let Some(connections) = self.connections {
+            prefs.connections = connections;
+        }
+        if let Some(rate) = self.max_rate_bps {
+            prefs.max_rate_bps = Some(rate.unwrap_or(0));
+        }
+        if let Some(battery) = self.battery_policy {
+            schedule.battery = battery;
+            schedule_changed = true;
+        }
+        if let Some(reserve) = self.disk_reserve_bytes {
+            schedule.reserve.floor_bytes = reserve;
+            schedule_changed = true;
+        }
+        if let Some(window) = &self.schedule {
+            schedule.window = *window;
+            schedule_changed = true;
+        }
+        if let Some(evict) = self.evict_to_make_room {
+            schedule.evict_to_make_room = evict;
+            schedule_changed = true;
+        }
+        if let Some(running) = self.max_running {
+            schedule.max_running = running;
+            schedule_changed = true;
+        }
+        if let Some(budget) = self.size_budget_bytes {
+            cache.budget = budget;
+            cache_changed = true;
+        }
+        if let Some(auto) = self.auto_cleanup {
+            cache.auto_cleanup = auto;
+            cache_changed = true;
+        }
+        if let Some(prune) = self.prune_old_revisions {
+            cache.prune_old_revisions = prune;
+            cache_changed = true;
+        }
+        if let Some(keep) = self.keep_partial_files_for {
+            cache.stale_incomplete_after = keep;
+            cache_changed = true;
+        }
+        if schedule_changed {
+            prefs.schedule = Some(schedule);
+        }
+        if cache_changed {
+            prefs.cache = Some(cache);
+        }
+    }
+
+    /// Whether the patch changes the bandwidth limit.
+    pub fn changes_rate(&self) -> bool {
+        self.max_rate_bps.is_some()
+    }
+}
+
+impl AppSettings {
+    /// The settings in force: saved preferences over the settings the edge resolved, and the
+    /// live policies.
+    pub fn from_parts(
+        prefs: &Preferences,
+        settings: &Settings,
+        schedule: &SchedulePolicy,
+        cache: &CachePolicy,
+        rate: Option<u64>,
+        token_set: bool,
+    ) -> AppSettings {
+        let (mode, percent) = match schedule.battery {
+            BatteryPolicy::Never => (BatteryMode::Never, 30),
+            BatteryPolicy::Below { percent } => (BatteryMode::Below, percent),
+            BatteryPolicy::Always => (BatteryMode::Always, 30),
+        };
+        AppSettings {
+            cache_dir: prefs
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| settings.hub_cache.clone()),
+            size_budget_bytes: cache.budget,
+            max_rate_bps: rate.filter(|r| *r > 0),
+            battery_policy: BatterySetting { mode, percent },
+            disk_reserve_bytes: schedule.reserve.floor_bytes,
+            schedule: schedule.window.map(|w| HoursSetting {
+                start: hhmm(w.start_minute),
+                end: hhmm(w.end_minute),
+            }),
+            mirrors: prefs
+                .mirrors
+                .clone()
+                .unwrap_or_else(|| settings.mirrors.clone()),
+            endpoint: prefs
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| settings.endpoint.clone()),
+            token_set,
+            offline: prefs.offline.unwrap_or(settings.offline),
+            connections: prefs.connections.unwrap_or(settings.limits.connections),
+            auto_cleanup: cache.auto_cleanup,
+            evict_to_make_room: schedule.evict_to_make_room,
+            prune_old_revisions: cache.prune_old_revisions,
+            keep_partial_files_for: Span(cache.stale_incomplete_after),
+            max_running: schedule.max_running,
+        }
+    }
+}
+
+fn hhmm(minute: u16) -> String {
+    format!("{:02}:{:02}", minute / 60, minute % 60)
+}
+
+fn parse_hhmm(field: &str, text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("`{field}` must be a time of day (HH:MM), not `{text}`");
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    let h: u16 = h.trim().parse().map_err(|_| bad())?;
+    let m: u16 = m.trim().parse().map_err(|_| bad())?;
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok((h, m))
+}
+
+fn nullable<T>(
+    value: &Value,
+    parse: impl FnOnce(&Value) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    match value {
+        Value::Null => Ok(None),
+        other => parse(other).map(Some),
+    }
+}
+
+/// A size: a number of bytes, or text with a unit (`2 GiB`, `500MB`).
+fn size(value: &Value) -> Result<u64, String> {
+    match value {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("`{n}` is not a number of bytes")),
+        Value::String(text) => units::parse_size(text).map_err(|e| e.to_string()),
+        other => Err(format!("`{other}` is not a size such as `2 GiB`")),
+    }
+}
+
+/// A bandwidth limit: a positive number of bytes per second, or text (`20MB/s`); `null` (or
+/// `unlimited`) for none.
+fn rate(value: &Value) -> Result<u64, String> {
+    let limit = match value {
+        Value::Number(n) => n.as_u64().filter(|n| *n > 0),
+        Value::String(text) => units::parse_rate(text).map_err(|e| e.to_string())?,
+        _ => None,
+    };
+    limit.ok_or_else(|| {
+        "`max_rate_bps` must be a positive number of bytes per second (or text such as `20MB/s`), or null for no limit".into()
+    })
+}
+
+/// A span: a number of seconds, or text with a unit (`7d`).
+fn span(value: &Value) -> Result<Duration, String> {
+    match value {
+        Value::Number(n) => n
+            .as_u64()
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{n}` is not a number of seconds")),
+        Value::String(text) => units::parse_span(text).map_err(|e| e.to_string()),
+        other => Err(format!("`{other}` is not a span of time such as `7d`")),
+    }
+}
+
+fn boolean(field: &str, value: &Value) -> Result<bool, String> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(text) if text.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(text) if text.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(format!("`{field}` must be true or false")),
+    }
+}
+
+fn count(field: &str, value: &Value, min: u64, max: u64) -> Result<usize, String> {
+    value
+        .as_u64()
+        .filter(|n| (min..=max).contains(n))
+        .map(|n| n as usize)
+        .ok_or_else(|| format!("`{field}` must be {min} to {max}"))
+}
+
+/// An `http(s)` URL with a host, without a trailing slash.
+fn url(field: &str, value: &Value) -> Result<String, String> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| format!("`{field}` must be a URL"))?
+        .trim()
+        .trim_end_matches('/');
+    let bad = || format!("`{text}` is not an http(s) URL with a host (in `{field}`)");
+    let parsed = url::Url::parse(text).map_err(|_| bad())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad());
+    }
+    Ok(text.to_string())
+}
+
+fn folder(field: &str, value: &Value) -> Result<PathBuf, String> {
+    let text = value
+        .as_str()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| format!("`{field}` must be a folder path"))?;
+    let path = PathBuf::from(text);
+    if !path.is_absolute() {
+        return Err(format!("`{field}` must be an absolute path, not `{text}`"));
+    }
+    Ok(path)
+}
+
+fn battery(value: &Value) -> Result<BatteryPolicy, String> {
+    let mode = value
+        .get("mode")
+        .and_then(Value::as_str)
+        .ok_or("`battery_policy.mode` must be `never`, `below` or `always`")?;
+    Ok(match mode {
+        "never" => BatteryPolicy::Never,
+        "always" => BatteryPolicy::Always,
+        "below" => {
+            let percent = value
+                .get("percent")
+                .and_then(Value::as_u64)
+                .filter(|p| *p <= 100)
+                .ok_or("`battery_policy.percent` must be 0 to 100")?;
+            BatteryPolicy::Below {
+                percent: percent as u8,
+            }
+        }
+        other => {
+            return Err(format!(
+                "`{other}` is not a battery mode (never, below, always)"
+            ));
+        }
+    })
+}
+
+fn hours(value: &Value) -> Result<ScheduleWindow, String> {
+    let get = |end: &str| {
+        value
+            .get(end)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("`schedule.{end}` must be a time of day (HH:MM)"))
+    };
+    Ok(ScheduleWindow::new(
+        parse_hhmm("schedule.start", get("start")?)?,
+        parse_hhmm("schedule.end", get("end")?)?,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn round_trips_and_layers_over_settings() {
@@ -147,11 +709,15 @@ mod tests {
             Preferences::default()
         );
         let mut prefs = Preferences::default();
-        prefs.merge(Preferences {
-            max_rate_bps: Some(20_000_000),
-            endpoint: Some("http://127.0.0.1:9/".into()),
-            ..Preferences::default()
-        });
+        let patch = PreferencesPatch::from_json(
+            &json!({"max_rate_bps": "20MB/s", "endpoint": "http://127.0.0.1:9/"}),
+        )
+        .unwrap();
+        patch.apply(
+            &mut prefs,
+            &SchedulePolicy::default(),
+            &CachePolicy::default(),
+        );
         prefs.save(dir.path()).unwrap();
         let loaded = Preferences::load(dir.path()).unwrap();
         assert_eq!(loaded, prefs);
@@ -159,11 +725,13 @@ mod tests {
         loaded.apply(&mut settings);
         assert_eq!(settings.endpoint, "http://127.0.0.1:9");
         assert_eq!(settings.limits.max_bytes_per_second, Some(20_000_000));
-        let unlimited = Preferences {
-            max_rate_bps: Some(0),
-            ..Preferences::default()
-        };
-        unlimited.apply(&mut settings);
+        let unlimited = PreferencesPatch::parse_entry("max_rate_bps", "none").unwrap();
+        unlimited.apply(
+            &mut prefs,
+            &SchedulePolicy::default(),
+            &CachePolicy::default(),
+        );
+        prefs.apply(&mut settings);
         assert_eq!(settings.limits.max_bytes_per_second, None);
     }
 
@@ -176,5 +744,82 @@ mod tests {
             err.to_string().contains("not valid preferences JSON"),
             "{err}"
         );
+        assert!(matches!(err.hints()[..], [Hint::FixPreferences { .. }]));
+    }
+
+    #[test]
+    fn sizes_and_spans_take_units() {
+        let patch = PreferencesPatch::from_json(&json!({
+            "size_budget_bytes": "2 GiB",
+            "disk_reserve_bytes": 1000,
+            "keep_partial_files_for": "3d",
+        }))
+        .unwrap();
+        assert_eq!(patch.size_budget_bytes, Some(Some(2 << 30)));
+        assert_eq!(patch.disk_reserve_bytes, Some(1000));
+        assert_eq!(
+            patch.keep_partial_files_for,
+            Some(Duration::from_secs(3 * 86_400))
+        );
+        let entry = PreferencesPatch::parse_entry("keep_partial_files_for", "604800").unwrap();
+        assert_eq!(
+            entry.keep_partial_files_for,
+            Some(Duration::from_secs(604_800))
+        );
+        let cleared = PreferencesPatch::parse_entry("size_budget_bytes", "none").unwrap();
+        assert_eq!(cleared.size_budget_bytes, Some(None));
+        assert_eq!(
+            serde_json::to_value(Span(Duration::from_secs(7 * 86_400))).unwrap(),
+            json!("1w")
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let error = PreferencesPatch::from_json(&json!({
+            "connections": 0,
+            "battery_policy": {"mode": "below", "percent": 150},
+            "endpoint": "http://",
+            "cache_dir": "relative/folder",
+            "max_rate_bps": 0,
+            "colour": "blue",
+            "token_set": true,
+            "offline": false,
+        }))
+        .unwrap_err();
+        let mut fields: Vec<&str> = error.errors.iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "battery_policy",
+                "cache_dir",
+                "colour",
+                "connections",
+                "endpoint",
+                "max_rate_bps",
+                "token_set"
+            ]
+        );
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
+        assert!(PreferencesPatch::from_json(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let mut prefs = Preferences::default();
+        let schedule = SchedulePolicy {
+            max_running: 3,
+            ..SchedulePolicy::default()
+        };
+        let patch: PreferencesPatch =
+            serde_json::from_value(json!({"schedule": {"start": "22:00", "end": "06:30"}}))
+                .unwrap();
+        patch.apply(&mut prefs, &schedule, &CachePolicy::default());
+        let saved = prefs.schedule.clone().unwrap();
+        assert_eq!(saved.max_running, 3);
+        assert_eq!(saved.window, Some(ScheduleWindow::new((22, 0), (6, 30))));
+        assert!(prefs.cache.is_none());
+        assert!(prefs.max_rate_bps.is_none());
     }
 }

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Diagnostic, ErrorKind, Hint};
 use crate::hub::{HubClient, HubError};
 
 /// A file of known length that can be read at any offset.
@@ -361,6 +362,38 @@ pub enum InspectError {
         "`{path}` is neither a GGUF nor a safetensors file (first bytes {head:02x?}); hint: an HTML error page saved as a model file looks like this"
     )]
     UnknownFormat { path: String, head: Vec<u8> },
+}
+
+impl InspectError {
+    /// The stable kind: the Hub's when the bytes could not be fetched, else `invalid_format`
+    /// or `io`.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            InspectError::Source(SourceError::Hub { source, .. }) => source.kind(),
+            InspectError::Source(SourceError::Io { .. }) => ErrorKind::Io,
+            InspectError::Source(_)
+            | InspectError::Gguf(_)
+            | InspectError::Safetensors(_)
+            | InspectError::UnknownFormat { .. } => ErrorKind::InvalidFormat,
+        }
+    }
+
+    pub fn hints(&self) -> Vec<Hint> {
+        match self {
+            InspectError::Source(SourceError::Hub { source, .. }) => source.hints(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Diagnostic for InspectError {
+    fn kind(&self) -> ErrorKind {
+        InspectError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<Hint> {
+        InspectError::hints(self)
+    }
 }
 
 /// Recognises the format of a file from its first 16 bytes.

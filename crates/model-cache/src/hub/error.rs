@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::error::{Diagnostic, ErrorKind, Hint};
 use crate::repo::RepoId;
 use crate::retry::{Decision, RetryError, Retryable};
 
@@ -9,10 +10,10 @@ use crate::retry::{Decision, RetryError, Retryable};
 /// carry it, and the `Authorization` header is never formatted).
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    #[error(
-        "Repository `{repo}` was not found\nhint: check the id; if it is private, set a token (HF_TOKEN or `mcache login`)"
-    )]
-    RepoNotFound { repo: String },
+    /// The Hub answers `RepoNotFound` for a repository that does not exist and, to anyone
+    /// without a token, for a private one; `token_sent` tells the two hints apart.
+    #[error("Repository `{repo}` was not found")]
+    RepoNotFound { repo: String, token_sent: bool },
     #[error("Revision `{revision}` was not found in `{repo}`")]
     RevisionNotFound { repo: String, revision: String },
     #[error("File `{path}` was not found in `{repo}` at revision `{revision}`")]
@@ -24,17 +25,20 @@ pub enum HubError {
         /// store write a `.no_exist` marker.
         commit: Option<String>,
     },
-    #[error("Access to `{repo}` is restricted (gated repository)\n{hint}")]
-    Gated { repo: String, hint: String },
+    #[error("Access to `{repo}` is restricted (gated repository){}", if *token_sent { ": your token is not on the authorized list yet" } else { "" })]
+    Gated {
+        repo: String,
+        /// The repository's page, where access is requested.
+        page: String,
+        token_sent: bool,
+    },
     #[error(
-        "Access to `{repo}` was refused without credentials: it is private, gated or does not exist\nhint: set a token (HF_TOKEN or `mcache login`)"
+        "Access to `{repo}` was refused without credentials: it is private, gated or does not exist"
     )]
     Unauthorized { repo: String },
-    #[error(
-        "The Hub rejected the token (invalid or expired credentials)\nhint: create a new token and set it (HF_TOKEN or `mcache login`)"
-    )]
+    #[error("The Hub rejected the token (invalid or expired credentials)")]
     BadToken,
-    #[error("Forbidden: {message}\nhint: make sure your token has the required permissions")]
+    #[error("Forbidden: {message}")]
     Forbidden { message: String },
     #[error("Rate limited by the Hub{}", retry_after.map(|d| format!(" (retry after {} s)", d.as_secs())).unwrap_or_default())]
     RateLimited { retry_after: Option<Duration> },
@@ -46,9 +50,7 @@ pub enum HubError {
         #[source]
         source: reqwest::Error,
     },
-    #[error(
-        "Offline mode is on: cannot {what}\nhint: unset HF_HUB_OFFLINE to allow network access"
-    )]
+    #[error("Offline mode is on: cannot {what}")]
     Offline { what: String },
     #[error("Invalid Hub endpoint or mirror `{url}`: {reason}")]
     InvalidEndpoint { url: String, reason: String },
@@ -87,24 +89,55 @@ impl HubError {
             || matches!(self, HubError::RetriesExhausted { .. })
     }
 
-    /// A stable snake_case name for the app, the local API and CLI exit codes.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            HubError::RepoNotFound { .. } => "repo_not_found",
-            HubError::RevisionNotFound { .. } => "revision_not_found",
-            HubError::EntryNotFound { .. } => "entry_not_found",
-            HubError::Gated { .. } => "gated",
-            HubError::Unauthorized { .. } => "unauthorized",
-            HubError::BadToken => "bad_token",
-            HubError::Forbidden { .. } => "forbidden",
-            HubError::RateLimited { .. } => "rate_limited",
-            HubError::Http { .. } => "http",
-            HubError::Network { .. } => "network",
-            HubError::Offline { .. } => "offline",
-            HubError::InvalidEndpoint { .. } => "invalid_endpoint",
-            HubError::InvalidResponse { .. } => "invalid_response",
-            HubError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
-            HubError::RetriesExhausted { .. } => "retries_exhausted",
+    /// The stable kind of the innermost error (through `RetriesExhausted`, whose cause is what
+    /// the user needs to know about).
+    pub fn kind(&self) -> ErrorKind {
+        match self.root() {
+            HubError::RepoNotFound { .. } => ErrorKind::RepoNotFound,
+            HubError::RevisionNotFound { .. } => ErrorKind::RevisionNotFound,
+            HubError::EntryNotFound { .. } => ErrorKind::EntryNotFound,
+            HubError::Gated { .. } => ErrorKind::Gated,
+            HubError::Unauthorized { .. } => ErrorKind::Unauthorized,
+            HubError::BadToken => ErrorKind::BadToken,
+            HubError::Forbidden { .. } => ErrorKind::Forbidden,
+            HubError::RateLimited { .. } => ErrorKind::RateLimited,
+            HubError::Http { .. } => ErrorKind::Http,
+            HubError::Network { .. } => ErrorKind::Network,
+            HubError::Offline { .. } => ErrorKind::Offline,
+            HubError::InvalidEndpoint { .. } => ErrorKind::InvalidEndpoint,
+            HubError::InvalidResponse { .. } => ErrorKind::InvalidResponse,
+            HubError::RangeNotSatisfiable { .. } => ErrorKind::RangeNotSatisfiable,
+            HubError::RetriesExhausted { .. } => ErrorKind::RetriesExhausted,
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn hints(&self) -> Vec<Hint> {
+        match self.root() {
+            HubError::RepoNotFound { token_sent, .. } => {
+                let mut hints = vec![Hint::CheckRepoId];
+                if !token_sent {
+                    hints.push(Hint::LogIn);
+                }
+                hints
+            }
+            HubError::Gated {
+                page, token_sent, ..
+            } => {
+                let mut hints = vec![Hint::RequestAccess { url: page.clone() }];
+                if !token_sent {
+                    hints.push(Hint::LogIn);
+                }
+                hints
+            }
+            HubError::Unauthorized { .. } => vec![Hint::LogIn],
+            HubError::BadToken => vec![Hint::RenewToken],
+            HubError::Forbidden { .. } => vec![Hint::CheckTokenPermissions],
+            HubError::Offline { .. } => vec![Hint::GoOnline],
+            HubError::RateLimited { .. } | HubError::RetriesExhausted { .. } => {
+                vec![Hint::RetryLater]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -116,20 +149,22 @@ impl HubError {
         }
     }
 
-    pub(crate) fn gated(repo: &RepoId, endpoint: &str, had_token: bool) -> Self {
-        let hint = if had_token {
-            format!(
-                "hint: request access at {endpoint}/{repo} (your token is not on the authorized list yet)"
-            )
-        } else {
-            format!(
-                "hint: request access at {endpoint}/{repo} and set a token (HF_TOKEN or `mcache login`)"
-            )
-        };
+    pub(crate) fn gated(repo: &RepoId, endpoint: &str, token_sent: bool) -> Self {
         HubError::Gated {
             repo: repo.to_string(),
-            hint,
+            page: format!("{endpoint}/{repo}"),
+            token_sent,
         }
+    }
+}
+
+impl Diagnostic for HubError {
+    fn kind(&self) -> ErrorKind {
+        HubError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<Hint> {
+        HubError::hints(self)
     }
 }
 

@@ -572,11 +572,17 @@ impl HubClient {
             if message == "Access to this resource is disabled." {
                 return HubError::Forbidden { message };
             }
+            // As `huggingface_hub` does: `RepoNotFound` means not found, whatever the status
+            // (the Hub answers 401 to anyone without a token, for a missing repo and a private
+            // one alike; the hint then says a private repo needs a login).
+            if code == "RepoNotFound" {
+                return HubError::RepoNotFound {
+                    repo,
+                    token_sent: had_token,
+                };
+            }
             if status == 401 {
                 return HubError::Unauthorized { repo };
-            }
-            if code == "RepoNotFound" {
-                return HubError::RepoNotFound { repo };
             }
         }
         match status {

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::error::{ErrorKind, Hint};
 use crate::repo::{RepoId, RepoType};
 
 /// File name of the index in the data folder.
@@ -47,7 +48,7 @@ pub enum IndexError {
         source: std::io::Error,
     },
     #[error(
-        "The index `{}` was written by a newer Model Cache (schema {found}, this build knows {supported})\nhint: upgrade Model Cache, or move the file away and run `mcache doctor --repair` to rebuild it", path.display()
+        "The index `{}` was written by a newer Model Cache (schema {found}, this build knows {supported})", path.display()
     )]
     NewerSchema {
         path: PathBuf,
@@ -62,13 +63,33 @@ impl IndexError {
         move |source| IndexError::Sqlite { action, source }
     }
 
-    /// A stable snake_case name for the app, the local API and CLI exit codes.
-    pub fn kind(&self) -> &'static str {
+    /// The stable kind.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            IndexError::Sqlite { .. } => "index",
-            IndexError::Io { .. } => "io",
-            IndexError::NewerSchema { .. } => "index_too_new",
+            IndexError::Sqlite { .. } => ErrorKind::Index,
+            IndexError::Io { .. } => ErrorKind::Io,
+            IndexError::NewerSchema { .. } => ErrorKind::IndexTooNew,
         }
+    }
+
+    /// What the user can do about it.
+    pub fn hints(&self) -> Vec<Hint> {
+        match self {
+            IndexError::NewerSchema { path, .. } => {
+                vec![Hint::UpgradeOrRebuildIndex { path: path.clone() }]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl crate::error::Diagnostic for IndexError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        IndexError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<crate::error::Hint> {
+        IndexError::hints(self)
     }
 }
 
@@ -762,7 +783,7 @@ mod tests {
             .unwrap();
         drop(index);
         let err = Index::open(dir.path()).unwrap_err();
-        assert_eq!(err.kind(), "index_too_new");
+        assert_eq!(err.kind(), ErrorKind::IndexTooNew);
         assert!(err.to_string().contains("newer Model Cache"), "{err}");
     }
 

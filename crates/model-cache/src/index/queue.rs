@@ -11,6 +11,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{ErrorKind, Hint};
 use crate::policy::DeferReason;
 use crate::repo::{RepoId, RepoType};
 
@@ -53,6 +54,12 @@ CREATE TABLE scheduler_state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// The migration that keeps a failed job's error kind and hints beside its message.
+pub const MIGRATION_TYPED_ERRORS: &str = "
+ALTER TABLE queue_jobs ADD COLUMN error_kind TEXT;   -- ErrorKind, snake_case
+ALTER TABLE queue_jobs ADD COLUMN error_hints TEXT;  -- JSON [Hint]
 ";
 
 /// Where a queue job stands.
@@ -105,18 +112,7 @@ impl QueueState {
     }
 }
 
-/// Which files of the revision a job fetches. Empty `include` means every file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Selection {
-    #[serde(default)]
-    pub include: Vec<String>,
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// A variant name (a GGUF quantization such as `Q4_K_M`, a safetensors dtype) when the user
-    /// picked one; the patterns above already select its files.
-    #[serde(default)]
-    pub variant: Option<String>,
-}
+pub use crate::selection::Selection;
 
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +135,14 @@ pub struct QueueJob {
     pub bytes_done: u64,
     /// Bytes not downloaded because they were in the cache already.
     pub bytes_saved: u64,
+    /// Why a failed job failed, for a person.
     pub error: Option<String>,
+    /// The failure's kind (`None` for rows written before kinds were kept).
+    #[serde(default)]
+    pub error_kind: Option<ErrorKind>,
+    /// What the user can do about the failure.
+    #[serde(default)]
+    pub error_hints: Vec<Hint>,
     pub created_at: i64,
     pub updated_at: i64,
     pub started_at: Option<i64>,
@@ -154,6 +157,14 @@ impl QueueJob {
     }
 }
 
+/// Why a job failed: what the edges show and switch on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub hints: Vec<Hint>,
+}
+
 /// What a new job is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewQueueJob {
@@ -166,7 +177,7 @@ pub struct NewQueueJob {
 
 const COLUMNS: &str = "id, repo_type, repo_id, revision, selection, priority, position, state, \
     defer_reason, deferred_since, bytes_total, bytes_done, bytes_saved, error, created_at, \
-    updated_at, started_at, finished_at";
+    updated_at, started_at, finished_at, error_kind, error_hints";
 
 fn repo_type_name(kind: RepoType) -> &'static str {
     match kind {
@@ -216,6 +227,13 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueJob> {
         updated_at: row.get(15)?,
         started_at: row.get(16)?,
         finished_at: row.get(17)?,
+        error_kind: row
+            .get::<_, Option<String>>(18)?
+            .and_then(|k| k.parse().ok()),
+        error_hints: row
+            .get::<_, Option<String>>(19)?
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -293,7 +311,7 @@ pub fn set_state(
     id: i64,
     state: QueueState,
     reason: Option<&DeferReason>,
-    error: Option<&str>,
+    error: Option<&JobError>,
     now: i64,
 ) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
@@ -329,6 +347,8 @@ pub fn set_state(
     tx.execute(
         "UPDATE queue_jobs SET state = ?2, defer_reason = ?3, deferred_since = ?4,
              error = COALESCE(?5, CASE WHEN ?2 = 'failed' THEN error ELSE NULL END),
+             error_kind = COALESCE(?7, CASE WHEN ?2 = 'failed' THEN error_kind ELSE NULL END),
+             error_hints = COALESCE(?8, CASE WHEN ?2 = 'failed' THEN error_hints ELSE NULL END),
              updated_at = ?6,
              started_at = CASE WHEN ?2 = 'running' THEN COALESCE(started_at, ?6) ELSE started_at END,
              finished_at = CASE WHEN ?2 IN ('done', 'failed', 'cancelled') THEN ?6 ELSE NULL END
@@ -338,8 +358,13 @@ pub fn set_state(
             state.as_str(),
             if waiting { reason_json } else { None },
             deferred_since,
-            error,
-            now
+            error.map(|e| e.message.as_str()),
+            now,
+            error.map(|e| e.kind.as_str()),
+            error
+                .map(|e| serde_json::to_string(&e.hints))
+                .transpose()
+                .map_err(json_error)?,
         ],
     )?;
     tx.commit()
@@ -502,6 +527,7 @@ mod tests {
                 include: vec!["*.gguf".into()],
                 exclude: vec![],
                 variant: Some("Q4_K_M".into()),
+                ..Selection::default()
             },
             priority,
             bytes_total: Some(100),

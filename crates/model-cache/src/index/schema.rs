@@ -70,4 +70,9 @@ CREATE TABLE events (
 ";
 
 /// Every migration, in order. Append only (see the module docs).
-pub(crate) const MIGRATIONS: &[&str] = &[BASE, transfers::MIGRATION, queue::MIGRATION];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    BASE,
+    transfers::MIGRATION,
+    queue::MIGRATION,
+    queue::MIGRATION_TYPED_ERRORS,
+];

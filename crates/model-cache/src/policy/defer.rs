@@ -249,15 +249,6 @@ impl fmt::Display for DeferReason {
 /// of [`network_retry`] that is about an hour and a half of waiting.
 pub const NETWORK_ATTEMPTS: u32 = 10;
 
-/// Error kinds that mean "the Hub could not be reached right now" rather than "this cannot
-/// work": the job waits and tries again instead of failing.
-pub fn is_transient_network_kind(kind: &str) -> bool {
-    matches!(
-        kind,
-        "network" | "rate_limited" | "retries_exhausted" | "http"
-    )
-}
-
 /// The deferral after the `attempt`-th network failure of a job at `now_ms`: retried after 30 s,
 /// then twice as long each time, at most 15 minutes apart. `None` once the attempts are used up.
 pub fn network_retry(message: &str, attempt: u32, now_ms: i64) -> Option<DeferReason> {

@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{ErrorKind, Hint};
+
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use defer::{
     BatteryPolicy, Conditions, Decision, DeferReason, HumanBytes, ReservePolicy, SchedulePolicy,
@@ -69,13 +71,38 @@ impl Default for CachePolicy {
 }
 
 impl PolicyError {
-    /// A stable snake_case name for the app, the local API and CLI exit codes.
-    pub fn kind(&self) -> &'static str {
+    /// The stable kind.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            PolicyError::NotCached { .. } => "not_cached",
-            PolicyError::Pinned { .. } => "pinned",
-            _ => "policy",
+            PolicyError::NotCached { .. } => ErrorKind::NotCached,
+            PolicyError::Pinned { .. } => ErrorKind::Pinned,
+            PolicyError::Index { source } => source.kind(),
+            PolicyError::Battery { .. }
+            | PolicyError::DiskSpace { .. }
+            | PolicyError::Scan { .. }
+            | PolicyError::Remove { .. }
+            | PolicyError::OutsideCache { .. } => ErrorKind::Policy,
         }
+    }
+
+    /// What the user can do about it.
+    pub fn hints(&self) -> Vec<Hint> {
+        match self {
+            PolicyError::NotCached { .. } => vec![Hint::ListCached],
+            PolicyError::Pinned { repo, .. } => vec![Hint::Unpin { repo: repo.clone() }],
+            PolicyError::Index { source } => source.hints(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl crate::error::Diagnostic for PolicyError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        PolicyError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<crate::error::Hint> {
+        PolicyError::hints(self)
     }
 }
 
@@ -107,11 +134,9 @@ pub enum PolicyError {
     },
     #[error("Refusing to remove `{}`: it is outside the hub cache `{}`", path.display(), root.display())]
     OutsideCache { path: PathBuf, root: PathBuf },
-    #[error(
-        "Revision `{commit}` of `{repo}` is not in the cache\nhint: `mcache ls` lists cached revisions"
-    )]
+    #[error("Revision `{commit}` of `{repo}` is not in the cache")]
     NotCached { repo: String, commit: String },
-    #[error("Revision `{commit}` of `{repo}` is pinned\nhint: unpin it first")]
+    #[error("Revision `{commit}` of `{repo}` is pinned")]
     Pinned { repo: String, commit: String },
     #[error("Could not update the index after a cache change")]
     Index {

@@ -31,7 +31,8 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::download::{DownloadEvent, JobControl};
-use crate::index::queue::{self, NewQueueJob, QueueJob, QueueState};
+use crate::error::{ErrorKind, Hint};
+use crate::index::queue::{self, JobError, NewQueueJob, QueueJob, QueueState};
 use crate::index::{Index, IndexError, metric, transfers};
 use crate::policy::cleanup::{CleanupReport, Janitor, StorageReport};
 use crate::policy::evict::{EvictionGoal, EvictionPlan};
@@ -43,7 +44,7 @@ use crate::policy::{
 };
 use crate::repo::RepoId;
 use progress::JobProgress;
-pub use runner::{DownloaderRunner, JobRunner, RunFailure, RunSummary, StartedJob, select_files};
+pub use runner::{DownloaderRunner, JobRunner, RunFailure, RunSummary, StartedJob};
 
 /// Key of the global pause in the scheduler's state table.
 const PAUSED_KEY: &str = "paused";
@@ -155,30 +156,52 @@ pub enum SchedulerError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
-    #[error("No job with id {id} in the queue\nhint: `mcache queue` lists the jobs")]
+    #[error("No job with id {id} in the queue")]
     NoSuchJob { id: i64 },
     #[error("Job {id} is {state} and cannot change any more")]
     Finished { id: i64, state: &'static str },
     #[error("Invalid job: {reason}")]
     InvalidJob { reason: String },
-    #[error(
-        "`{repo}` has a queued or running download\nhint: cancel it first (`mcache queue cancel`)"
-    )]
+    #[error("`{repo}` has a queued or running download")]
     InUse { repo: String },
 }
 
 impl SchedulerError {
-    /// A stable snake_case name for the app, the local API and CLI exit codes.
-    pub fn kind(&self) -> &'static str {
+    /// The stable kind.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             SchedulerError::Index(e) => e.kind(),
             SchedulerError::Policy(e) => e.kind(),
-            SchedulerError::Metrics(_) => "policy",
-            SchedulerError::NoSuchJob { .. } => "no_such_job",
-            SchedulerError::Finished { .. } => "job_finished",
-            SchedulerError::InvalidJob { .. } => "invalid_job",
-            SchedulerError::InUse { .. } => "in_use",
+            SchedulerError::Metrics(crate::metrics::MetricsError::Index(e)) => e.kind(),
+            SchedulerError::Metrics(crate::metrics::MetricsError::Policy(e)) => e.kind(),
+            SchedulerError::NoSuchJob { .. } => ErrorKind::NoSuchJob,
+            SchedulerError::Finished { .. } => ErrorKind::JobFinished,
+            SchedulerError::InvalidJob { .. } => ErrorKind::InvalidJob,
+            SchedulerError::InUse { .. } => ErrorKind::InUse,
         }
+    }
+
+    /// What the user can do about it.
+    pub fn hints(&self) -> Vec<Hint> {
+        match self {
+            SchedulerError::Index(e) => e.hints(),
+            SchedulerError::Policy(e) => e.hints(),
+            SchedulerError::Metrics(crate::metrics::MetricsError::Index(e)) => e.hints(),
+            SchedulerError::Metrics(crate::metrics::MetricsError::Policy(e)) => e.hints(),
+            SchedulerError::NoSuchJob { .. } => vec![Hint::ListJobs],
+            SchedulerError::InUse { repo } => vec![Hint::CancelDownload { repo: repo.clone() }],
+            SchedulerError::Finished { .. } | SchedulerError::InvalidJob { .. } => Vec::new(),
+        }
+    }
+}
+
+impl crate::error::Diagnostic for SchedulerError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        SchedulerError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<crate::error::Hint> {
+        SchedulerError::hints(self)
     }
 }
 
@@ -305,9 +328,11 @@ impl Scheduler {
             });
         }
         // Patterns are checked now so a typo is reported at once, not when the job starts.
-        select_files(&[], &job.selection).map_err(|e| SchedulerError::InvalidJob {
-            reason: e.to_string(),
-        })?;
+        job.selection
+            .pick(&[])
+            .map_err(|e| SchedulerError::InvalidJob {
+                reason: e.to_string(),
+            })?;
         let now = self.inner.probes.clock.now_ms();
         let id = self
             .inner
@@ -583,7 +608,7 @@ impl Inner {
         id: i64,
         state: QueueState,
         reason: Option<&DeferReason>,
-        error: Option<&str>,
+        error: Option<&JobError>,
     ) -> Result<(), IndexError> {
         let now = self.probes.clock.now_ms();
         self.index.with_conn("change a job's state", |c| {
@@ -846,9 +871,15 @@ impl Inner {
             Err(RunFailure::Failed {
                 kind,
                 message,
+                hints,
                 transient,
             }) => {
-                self.fail_or_wait_for_network(id, &kind, &message, transient)?;
+                let error = JobError {
+                    kind,
+                    message,
+                    hints,
+                };
+                self.fail_or_wait_for_network(id, &error, transient)?;
             }
         }
         Ok(())
@@ -859,8 +890,7 @@ impl Inner {
     fn fail_or_wait_for_network(
         &self,
         id: i64,
-        kind: &str,
-        message: &str,
+        error: &JobError,
         transient: bool,
     ) -> Result<(), IndexError> {
         if transient {
@@ -871,13 +901,14 @@ impl Inner {
                 *n
             };
             let now = self.probes.clock.now_ms();
-            if let Some(reason) = crate::policy::defer::network_retry(message, attempt, now) {
+            if let Some(reason) = crate::policy::defer::network_retry(&error.message, attempt, now)
+            {
                 return self.set_state(id, QueueState::Deferred, Some(&reason), None);
             }
         }
-        tracing::warn!(job = id, kind, %message, "job failed");
+        tracing::warn!(job = id, kind = %error.kind, message = %error.message, "job failed");
         lock(&self.network_attempts).remove(&id);
-        self.set_state(id, QueueState::Failed, None, Some(message))
+        self.set_state(id, QueueState::Failed, None, Some(error))
     }
 
     fn prune_old(&self, repo: &RepoId) {
@@ -989,12 +1020,18 @@ impl Inner {
                     Err(RunFailure::Failed {
                         kind,
                         message,
+                        hints,
                         transient,
                     }) => {
                         // The listing failed: the repo is gone or the token is bad (the job
                         // fails), or the Hub is unreachable (the job waits and tries again).
-                        tracing::warn!(job = job.id, kind, %message, "could not size a job");
-                        self.fail_or_wait_for_network(job.id, &kind, &message, transient)?;
+                        tracing::warn!(job = job.id, %kind, %message, "could not size a job");
+                        let error = JobError {
+                            kind,
+                            message,
+                            hints,
+                        };
+                        self.fail_or_wait_for_network(job.id, &error, transient)?;
                         continue;
                     }
                     Err(_) => {
@@ -1038,7 +1075,15 @@ impl Inner {
                     if let Some(live) = lock(&self.live).get(&job.id) {
                         live.control.cancel();
                     }
-                    self.set_state(job.id, QueueState::Failed, None, Some(&reason.to_string()))?;
+                    let needed = job.bytes_remaining().unwrap_or(0);
+                    let error = JobError {
+                        kind: ErrorKind::DiskFull,
+                        message: reason.to_string(),
+                        hints: vec![Hint::FreeSpace {
+                            bytes: needed.saturating_sub(available),
+                        }],
+                    };
+                    self.set_state(job.id, QueueState::Failed, None, Some(&error))?;
                 }
                 Decision::Defer { reason } => {
                     if job.state != QueueState::Deferred

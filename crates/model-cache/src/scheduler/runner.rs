@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::download::{DownloadError, DownloadRequest, Downloader, FileSpec, JobControl, Reporter};
-use crate::hub::{EntryKind, HubClient, TreeEntry};
-use crate::index::queue::{QueueJob, Selection};
+use crate::error::{ErrorKind, Hint};
+use crate::hub::{HubClient, TreeEntry};
+use crate::index::queue::QueueJob;
 
 /// How a run ended, when it did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +24,9 @@ pub enum RunFailure {
     /// Anything else. `transient` failures (the network's) are tried again later; the others
     /// fail the job.
     Failed {
-        kind: String,
+        kind: ErrorKind,
         message: String,
+        hints: Vec<Hint>,
         transient: bool,
     },
 }
@@ -54,48 +55,6 @@ pub trait JobRunner: Send + Sync + 'static {
     fn start(&self, job: &QueueJob, reporter: Arc<dyn Reporter>) -> StartedJob;
 }
 
-/// Errors in a job's selection patterns.
-#[derive(Debug, thiserror::Error)]
-#[error("Invalid file pattern `{pattern}`\nhint: use shell globs such as `*.gguf` or `*Q4_K_M*`")]
-pub struct PatternError {
-    pub pattern: String,
-    #[source]
-    pub source: globset::Error,
-}
-
-fn glob_set(patterns: &[String]) -> Result<Option<GlobSet>, PatternError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut builder = GlobSetBuilder::new();
-    for pattern in patterns {
-        builder.add(Glob::new(pattern).map_err(|source| PatternError {
-            pattern: pattern.clone(),
-            source,
-        })?);
-    }
-    builder.build().map(Some).map_err(|source| PatternError {
-        pattern: patterns.join(" "),
-        source,
-    })
-}
-
-/// The files of a listing a selection picks: included by any `include` pattern (all when there
-/// is none) and excluded by no `exclude` pattern. Directories are skipped.
-pub fn select_files<'a>(
-    entries: &'a [TreeEntry],
-    selection: &Selection,
-) -> Result<Vec<&'a TreeEntry>, PatternError> {
-    let include = glob_set(&selection.include)?;
-    let exclude = glob_set(&selection.exclude)?;
-    Ok(entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .filter(|e| include.as_ref().is_none_or(|s| s.is_match(&e.path)))
-        .filter(|e| exclude.as_ref().is_none_or(|s| !s.is_match(&e.path)))
-        .collect())
-}
-
 fn failure_from(error: DownloadError) -> RunFailure {
     match error {
         DownloadError::DiskFull { needed, free, .. } => RunFailure::DiskFull {
@@ -109,8 +68,9 @@ fn failure_from(error: DownloadError) -> RunFailure {
             failure_from(*first)
         }
         other => RunFailure::Failed {
-            kind: other.kind().to_string(),
+            kind: other.kind(),
             message: other.to_string(),
+            hints: other.hints(),
             transient: other.is_transient(),
         },
     }
@@ -134,23 +94,29 @@ impl DownloaderRunner {
             .list_tree(&job.repo, &job.revision, None, true)
             .await
             .map_err(|e| RunFailure::Failed {
-                kind: e.root().kind().to_string(),
+                kind: e.kind(),
                 message: e.to_string(),
+                hints: e.hints(),
                 transient: e.is_retryable(),
             })?;
-        let picked = select_files(&entries, &job.selection).map_err(|e| RunFailure::Failed {
-            kind: "bad_pattern".into(),
-            message: e.to_string(),
-            transient: false,
-        })?;
+        let picked = job
+            .selection
+            .pick(&entries)
+            .map_err(|e| RunFailure::Failed {
+                kind: e.kind(),
+                message: e.to_string(),
+                hints: e.hints(),
+                transient: false,
+            })?;
         if picked.is_empty() {
             return Err(RunFailure::Failed {
-                kind: "nothing_selected".into(),
-                transient: false,
+                kind: ErrorKind::NothingSelected,
                 message: format!(
-                    "No file of `{}` at `{}` matches the selection\nhint: check the include and exclude patterns",
+                    "No file of `{}` at `{}` matches the selection",
                     job.repo, job.revision
                 ),
+                hints: vec![Hint::CheckSelection],
+                transient: false,
             });
         }
         Ok(picked.into_iter().cloned().collect())

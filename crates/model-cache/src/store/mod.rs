@@ -21,6 +21,7 @@
 mod lock;
 mod safe_path;
 mod scan;
+mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,9 @@ use std::time::Duration;
 pub use lock::BlobLock;
 pub use safe_path::SafeRelPath;
 pub use scan::{CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision};
+pub use verify::{CorruptFile, SnapshotFile, VerifyReport};
 
+use crate::error::{ErrorKind, Hint};
 use crate::repo::RepoId;
 
 /// The content of `CACHEDIR.TAG`, exactly as `huggingface_hub` ≥ 1.9 writes it.
@@ -54,7 +57,7 @@ pub enum StoreError {
     #[error("Blob `{}` is missing", path.display())]
     BlobMissing { path: PathBuf },
     #[error(
-        "Timed out after {} s waiting for the lock `{}`\nhint: another process (Model Cache or huggingface_hub) is downloading the same file; wait for it to finish, or delete the lock file if no such process is running", waited.as_secs(), path.display()
+        "Timed out after {} s waiting for the lock `{}`: another process (Model Cache or huggingface_hub) is downloading the same file", waited.as_secs(), path.display()
     )]
     LockTimeout { path: PathBuf, waited: Duration },
 }
@@ -68,17 +71,35 @@ impl StoreError {
         }
     }
 
-    /// A stable snake_case name for the app, the local API and CLI exit codes.
-    pub fn kind(&self) -> &'static str {
+    /// The stable kind.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::UnsafePath { .. } => "unsafe_path",
-            StoreError::Escape { .. } => "path_escape",
-            StoreError::InvalidName { .. } => "invalid_name",
-            StoreError::Io { source, .. } if is_disk_full(source) => "disk_full",
-            StoreError::Io { .. } => "io",
-            StoreError::BlobMissing { .. } => "blob_missing",
-            StoreError::LockTimeout { .. } => "lock_timeout",
+            StoreError::UnsafePath { .. } => ErrorKind::UnsafePath,
+            StoreError::Escape { .. } => ErrorKind::PathEscape,
+            StoreError::InvalidName { .. } => ErrorKind::InvalidName,
+            StoreError::Io { source, .. } if is_disk_full(source) => ErrorKind::DiskFull,
+            StoreError::Io { .. } => ErrorKind::Io,
+            StoreError::BlobMissing { .. } => ErrorKind::BlobMissing,
+            StoreError::LockTimeout { .. } => ErrorKind::LockTimeout,
         }
+    }
+
+    /// What the user can do about it.
+    pub fn hints(&self) -> Vec<Hint> {
+        match self {
+            StoreError::LockTimeout { path, .. } => vec![Hint::WaitForLock { path: path.clone() }],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl crate::error::Diagnostic for StoreError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        StoreError::kind(self)
+    }
+
+    fn hints(&self) -> Vec<crate::error::Hint> {
+        StoreError::hints(self)
     }
 }
 

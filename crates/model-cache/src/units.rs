@@ -1,4 +1,5 @@
-//! Human units for sizes and rates: parsing what users type and printing what they read.
+//! Human units for sizes, rates and spans of time: parsing what users type and printing what they
+//! read. The engine's settings ([`crate::engine::PreferencesPatch`]) and every edge use these.
 //!
 //! Both decimal (`KB`, `MB`, `GB`, `TB`: powers of 1000, as the Hub and disk vendors count) and
 //! binary (`KiB`, `MiB`, `GiB`, `TiB`: powers of 1024, as operating systems count) units are
@@ -32,6 +33,10 @@ pub enum UnitError {
     TooLarge { input: String },
     #[error("`{input}` is not a rate; expected a rate such as `20MB/s` or `unlimited`")]
     NotARate { input: String },
+    #[error(
+        "`{input}` is not a span of time; expected a number and a unit such as `7d`, `12h`, `30m` or `45s`"
+    )]
+    NotASpan { input: String },
 }
 
 /// The multiplier of a unit suffix (already trimmed), or `None` if unknown.
@@ -226,6 +231,46 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// Parses a span of time: a whole number and a unit, `s`, `m`, `h`, `d` or `w` (`7d`, `12h`,
+/// `90 m`); a bare number is seconds.
+pub fn parse_span(input: &str) -> Result<Duration, UnitError> {
+    let text = input.trim();
+    let invalid = || UnitError::NotASpan {
+        input: input.to_string(),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60,
+        "h" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 7 * 86_400,
+        _ => return Err(invalid()),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| UnitError::TooLarge {
+            input: input.to_string(),
+        })
+}
+
+/// A span of time in the largest unit that divides it exactly: `7d`, `36h`, `90s`; what
+/// [`parse_span`] reads back.
+pub fn format_span(span: Duration) -> String {
+    let secs = span.as_secs();
+    for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs >= size && secs % size == 0 {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,5 +388,26 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(45)), "45s");
         assert_eq!(format_duration(Duration::from_secs(185)), "3m05s");
         assert_eq!(format_duration(Duration::from_secs(7620)), "2h07m");
+    }
+
+    #[test]
+    fn spans_round_trip() {
+        for (text, secs) in [
+            ("7d", 7 * 86_400),
+            ("36h", 36 * 3600),
+            ("90s", 90),
+            ("2w", 14 * 86_400),
+            ("45", 45),
+            ("30 m", 1800),
+        ] {
+            assert_eq!(parse_span(text), Ok(Duration::from_secs(secs)), "{text}");
+        }
+        assert_eq!(format_span(Duration::from_secs(7 * 86_400)), "1w");
+        assert_eq!(format_span(Duration::from_secs(6 * 86_400)), "6d");
+        assert_eq!(format_span(Duration::from_secs(90)), "90s");
+        assert_eq!(format_span(Duration::from_secs(3600)), "1h");
+        for bad in ["", "d", "7 fortnights", "-1d", "1.5h"] {
+            assert!(parse_span(bad).is_err(), "{bad}");
+        }
     }
 }
