@@ -17,8 +17,12 @@
 //! Security model (see [`guard`]): the listener is loopback unless the caller explicitly allows
 //! otherwise; every request's `Host` and `Origin` are checked; every `/api/*` request carries the
 //! per-install secret ([`secret`]), stored owner-only in the app-data folder.
+//!
+//! The other side, for tools that talk to a server another process runs (`mcache queue`), is
+//! [`client`]: it finds the server through the discovery file and sends the secret.
 
 mod assets;
+pub mod client;
 pub mod contract;
 mod error;
 mod events;

@@ -51,6 +51,12 @@ pub enum SecretError {
 pub struct ApiSecret(String);
 
 impl ApiSecret {
+    /// A secret read elsewhere: a [`crate::client::Client`] sends the one it found in another
+    /// process's `api-token`.
+    pub fn new(secret: impl Into<String>) -> ApiSecret {
+        ApiSecret(secret.into())
+    }
+
     /// The secret as sent in `Authorization: Bearer ...`.
     pub fn expose(&self) -> &str {
         &self.0

@@ -10,8 +10,6 @@ mod commands;
 mod exit;
 mod printer;
 mod progress;
-mod serve;
-
 mod settings;
 mod terminal;
 

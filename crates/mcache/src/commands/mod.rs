@@ -12,6 +12,7 @@ mod login;
 mod path;
 mod pull;
 mod queue;
+mod serve;
 mod status;
 mod variants;
 
@@ -97,7 +98,7 @@ pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
             )
             .await
         }
-        Command::Serve(args) => crate::serve::serve(global, args, &printer).await,
+        Command::Serve(args) => serve::serve(global, args, &printer).await,
         Command::Pull(args) => {
             // Ctrl-C is caught before the engine opens: `pull` turns it into a clean pause.
             let mut interrupt = Interrupt::install()?;

@@ -1,13 +1,14 @@
 //! `mcache queue`: the jobs of a running desktop app or `mcache serve`, through the local API.
 //!
 //! The server writes `api.json` (`{"url", "pid"}`) and the secret `api-token` into the app-data
-//! folder (see `docs/local-api.md`); this module reads both and calls `/api/jobs`. Nothing here
-//! touches the engine: the queue belongs to the process that runs it.
+//! folder (see `docs/local-api.md`); `local_api::client` finds it through them and calls
+//! `/api/jobs`. This module renders the answers and the client's errors. Nothing here touches
+//! the engine: the queue belongs to the process that runs it.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use serde::Deserialize;
+use local_api::client::{Client, ClientError};
+use model_cache::engine::JobAction;
 use serde_json::Value;
 
 use crate::cli::{JobTarget, QueueAction};
@@ -16,107 +17,35 @@ use crate::printer::Printer;
 use model_cache::error::ErrorKind;
 use model_cache::units::{format_duration, format_rate, format_size};
 
-/// The discovery file written by the local API server.
-pub const DISCOVERY_FILE: &str = "api.json";
-/// The per-install secret.
-pub const TOKEN_FILE: &str = "api-token";
-
-#[derive(Debug, Deserialize)]
-struct Discovery {
-    url: String,
-    #[serde(default)]
-    pid: Option<u32>,
-}
-
-/// A client for the local API of the process that owns `data_dir`.
-pub struct LocalApi {
-    base: String,
-    secret: String,
-    http: reqwest::Client,
-}
-
-impl LocalApi {
-    pub fn discover(data_dir: &Path) -> anyhow::Result<LocalApi> {
-        let discovery_path = data_dir.join(DISCOVERY_FILE);
-        let text = match std::fs::read_to_string(&discovery_path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(no_server(data_dir).into());
+/// The client's errors as the CLI reports them: a stable kind for the exit code, and hints that
+/// name what to run.
+fn cli_error(error: ClientError) -> anyhow::Error {
+    match error {
+        ClientError::NoServer { data_dir } => no_server(&data_dir).into(),
+        ClientError::StaleDiscovery {
+            data_dir,
+            path,
+            pid,
+        } => no_server(&data_dir)
+            .hint(format!(
+                "`{}` is left over from a server (pid {pid}) that is no longer running",
+                path.display()
+            ))
+            .into(),
+        ClientError::Unreachable { base_url, source } => CliError::new(
+            ErrorKind::Network,
+            format!("Cannot reach the local API at `{base_url}`: {source}"),
+        )
+        .hint("the app or `mcache serve` may have stopped; start it again")
+        .into(),
+        ClientError::Api(error) => {
+            let mut cli = CliError::new(CliKind::parse(&error.kind), error.message);
+            if let Some(hint) = error.hint {
+                cli = cli.hint(hint.trim_start_matches("hint:").trim());
             }
-            Err(error) => {
-                return Err(anyhow::Error::new(error)
-                    .context(format!("Cannot read `{}`", discovery_path.display())));
-            }
-        };
-        let discovery: Discovery = serde_json::from_str(&text)
-            .with_context(|| format!("`{}` is not valid JSON", discovery_path.display()))?;
-        let token_path = data_dir.join(TOKEN_FILE);
-        let secret = std::fs::read_to_string(&token_path)
-            .with_context(|| {
-                format!(
-                    "Cannot read the local API secret `{}`",
-                    token_path.display()
-                )
-            })?
-            .trim()
-            .to_string();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .context("Cannot create an HTTP client")?;
-        // A server that died without cleaning up leaves its file behind; on Linux its pid
-        // tells.
-        if let Some(pid) = discovery.pid
-            && cfg!(target_os = "linux")
-            && Path::new("/proc/self").exists()
-            && !Path::new("/proc").join(pid.to_string()).exists()
-        {
-            return Err(no_server(data_dir)
-                .hint(format!(
-                    "`{}` is left over from a server (pid {pid}) that is no longer running",
-                    discovery_path.display()
-                ))
-                .into());
+            cli.into()
         }
-        Ok(LocalApi {
-            base: discovery.url.trim_end_matches('/').to_string(),
-            secret,
-            http,
-        })
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .request(method, &url)
-            .bearer_auth(&self.secret)
-            .send()
-            .await
-            .map_err(|error| {
-                CliError::new(
-                    ErrorKind::Network,
-                    format!("Cannot reach the local API at `{}`: {error}", self.base),
-                )
-                .hint("the app or `mcache serve` may have stopped; start it again")
-            })?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(body);
-        }
-        let error = &body["error"];
-        let kind = error["kind"].as_str().unwrap_or("internal").to_string();
-        let message = error["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("The local API answered HTTP {status}"));
-        let mut error = CliError::new(CliKind::parse(&kind), message);
-        if let Some(hint) = body["error"]["hint"].as_str() {
-            error = error.hint(hint.trim_start_matches("hint:").trim());
-        }
-        Err(error.into())
+        other => other.into(),
     }
 }
 
@@ -136,18 +65,19 @@ pub async fn queue(
     action: Option<QueueAction>,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let api = LocalApi::discover(&data_dir)?;
+    let api = Client::discover(&data_dir).map_err(cli_error)?;
     match action.unwrap_or(QueueAction::List) {
         QueueAction::List => {
-            let jobs = api.call(reqwest::Method::GET, "/api/jobs").await?;
+            let jobs = api.jobs().await.map_err(cli_error)?;
             printer.output(&jobs, |jobs| print_jobs(printer, jobs))?;
         }
-        QueueAction::Pause(target) => job_action(&api, target, "pause", printer).await?,
-        QueueAction::Resume(target) => job_action(&api, target, "resume", printer).await?,
+        QueueAction::Pause(target) => pause_or_resume(&api, target, true, printer).await?,
+        QueueAction::Resume(target) => pause_or_resume(&api, target, false, printer).await?,
         QueueAction::Cancel { id } => {
             let job = api
-                .call(reqwest::Method::POST, &format!("/api/jobs/{id}/cancel"))
-                .await?;
+                .job_action(id, JobAction::Cancel)
+                .await
+                .map_err(cli_error)?;
             printer.output(&job, |job| {
                 print_jobs(printer, &Value::Array(vec![job.clone()]))
             })?;
@@ -156,28 +86,35 @@ pub async fn queue(
     Ok(ExitStatus::Success)
 }
 
-async fn job_action(
-    api: &LocalApi,
+/// Pauses (or resumes) one job, or every job.
+async fn pause_or_resume(
+    api: &Client,
     target: JobTarget,
-    action: &str,
+    pause: bool,
     printer: &Printer,
 ) -> anyhow::Result<()> {
+    let (action, name) = if pause {
+        (JobAction::Pause, "pause")
+    } else {
+        (JobAction::Resume, "resume")
+    };
     match target.id {
         Some(id) => {
-            let job = api
-                .call(reqwest::Method::POST, &format!("/api/jobs/{id}/{action}"))
-                .await?;
+            let job = api.job_action(id, action).await.map_err(cli_error)?;
             printer.output(&job, |job| {
                 print_jobs(printer, &Value::Array(vec![job.clone()]))
             })
         }
         None => {
-            let result = api
-                .call(reqwest::Method::POST, &format!("/api/jobs/{action}-all"))
-                .await?;
+            let result = if pause {
+                api.pause_all().await
+            } else {
+                api.resume_all().await
+            }
+            .map_err(cli_error)?;
             printer.output(&result, |result| {
                 let affected = result["affected"].as_u64().unwrap_or(0);
-                printer.message(format!("{action}: {affected} job(s) affected"));
+                printer.message(format!("{name}: {affected} job(s) affected"));
             })
         }
     }

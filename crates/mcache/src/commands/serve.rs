@@ -15,7 +15,7 @@ pub async fn serve(
     args: ServeArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let mut interrupt = crate::commands::Interrupt::install()?;
+    let mut interrupt = super::Interrupt::install()?;
     let demo = if args.demo {
         let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig::demo())
             .await
@@ -25,7 +25,7 @@ pub async fn serve(
     } else {
         None
     };
-    let engine = crate::commands::open_engine_with(&global, true).await?;
+    let engine = super::open_engine_with(&global, true).await?;
     let settings = crate::settings::resolve(&global)?;
     let mut config = local_api::ApiConfig::new(settings.data_dir.clone());
     config.bind = SocketAddr::new(args.bind, args.port);

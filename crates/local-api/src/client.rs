@@ -1,0 +1,334 @@
+//! A client for the local API of another process: `mcache queue` uses it to reach the queue of a
+//! running desktop app or `mcache serve`.
+//!
+//! The server announces itself in the app-data folder it uses: [`DISCOVERY_FILE`] holds
+//! `{"url", "pid"}` and [`TOKEN_FILE`] the secret every request carries as a bearer token (see
+//! `docs/local-api.md`). [`Client::discover`] reads both; the methods then call the routes of the
+//! contract. Bodies come back as the contract's JSON, unchanged, so a caller that prints them
+//! (`mcache queue --json`) shows exactly what the server sent.
+//!
+//! ```no_run
+//! # async fn run(data_dir: &std::path::Path) -> Result<(), local_api::client::ClientError> {
+//! use local_api::client::Client;
+//! use model_cache::engine::JobAction;
+//!
+//! let client = Client::discover(data_dir)?;
+//! let jobs = client.jobs().await?;
+//! if let Some(id) = jobs[0]["id"].as_u64() {
+//!     client.job_action(id, JobAction::Pause).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Errors are data: [`ClientError::NoServer`] and [`ClientError::StaleDiscovery`] say that
+//! nothing is listening, [`ClientError::Unreachable`] that the server went away, and
+//! [`ClientError::Api`] carries the server's own error (its stable `kind`, message and hint).
+//! What to tell the user is the caller's choice.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use model_cache::engine::JobAction;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::secret::{ApiSecret, TOKEN_FILE};
+
+use crate::DISCOVERY_FILE;
+
+/// How long one request may take before the server counts as unreachable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the local API could not be found or did not answer as asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The folder has no discovery file: no server uses it.
+    #[error("No running Model Cache app or `mcache serve` uses `{}`", data_dir.display())]
+    NoServer {
+        /// The app-data folder.
+        data_dir: PathBuf,
+    },
+    /// The discovery file was left behind by a server that is no longer running (detected on
+    /// Linux, where the process id can be checked).
+    #[error("No running Model Cache app or `mcache serve` uses `{}`", data_dir.display())]
+    StaleDiscovery {
+        /// The app-data folder.
+        data_dir: PathBuf,
+        /// The discovery file left behind.
+        path: PathBuf,
+        /// The process id it names.
+        pid: u32,
+    },
+    /// The discovery file exists but could not be read.
+    #[error("Cannot read `{}`", path.display())]
+    ReadDiscovery {
+        /// The discovery file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The discovery file is not the JSON the server writes.
+    #[error("`{}` is not valid JSON", path.display())]
+    InvalidDiscovery {
+        /// The discovery file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The secret could not be read.
+    #[error("Cannot read the local API secret `{}`", path.display())]
+    ReadSecret {
+        /// The secret file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be created.
+    #[error("Cannot create an HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// The request did not get an answer: the server stopped, or is not where the discovery
+    /// file says.
+    #[error("Cannot reach the local API at `{base_url}`")]
+    Unreachable {
+        /// The server's base URL.
+        base_url: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error (`{"error": {"kind", "message", "hint"}}`). A body
+    /// without one becomes kind `internal` with a message naming the HTTP status.
+    #[error("{}", .0.message)]
+    Api(ApiError),
+}
+
+/// The discovery file's content.
+#[derive(Debug, Deserialize)]
+struct Discovery {
+    url: String,
+    #[serde(default)]
+    pid: Option<u32>,
+}
+
+/// A client for the local API of the process that owns an app-data folder.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base_url: String,
+    secret: ApiSecret,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// Finds the server that uses `data_dir` through its discovery file and reads the secret.
+    ///
+    /// Nothing is sent yet: a server that stopped without removing its file is only noticed
+    /// here on Linux (its process id is gone), elsewhere at the first request.
+    pub fn discover(data_dir: &Path) -> Result<Client, ClientError> {
+        let discovery_path = data_dir.join(DISCOVERY_FILE);
+        let text = match std::fs::read_to_string(&discovery_path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ClientError::NoServer {
+                    data_dir: data_dir.to_path_buf(),
+                });
+            }
+            Err(source) => {
+                return Err(ClientError::ReadDiscovery {
+                    path: discovery_path,
+                    source,
+                });
+            }
+        };
+        let discovery: Discovery =
+            serde_json::from_str(&text).map_err(|source| ClientError::InvalidDiscovery {
+                path: discovery_path.clone(),
+                source,
+            })?;
+        let token_path = data_dir.join(TOKEN_FILE);
+        let secret = std::fs::read_to_string(&token_path)
+            .map_err(|source| ClientError::ReadSecret {
+                path: token_path,
+                source,
+            })?
+            .trim()
+            .to_string();
+        let client = Client::new(&discovery.url, ApiSecret::new(secret))?;
+        // A server that died without cleaning up leaves its file behind; on Linux its pid
+        // tells.
+        if let Some(pid) = discovery.pid
+            && cfg!(target_os = "linux")
+            && Path::new("/proc/self").exists()
+            && !Path::new("/proc").join(pid.to_string()).exists()
+        {
+            return Err(ClientError::StaleDiscovery {
+                data_dir: data_dir.to_path_buf(),
+                path: discovery_path,
+                pid,
+            });
+        }
+        Ok(client)
+    }
+
+    /// A client for the server at `base_url` (`http://127.0.0.1:PORT`), sending `secret`.
+    /// Proxies are never used: the server is on this machine.
+    pub fn new(base_url: &str, secret: ApiSecret) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(ClientError::HttpClient)?;
+        Ok(Client {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            secret,
+            http,
+        })
+    }
+
+    /// The server's base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET /api/jobs`: every job of the queue (`[QueueJob]`).
+    pub async fn jobs(&self) -> Result<Value, ClientError> {
+        self.call(reqwest::Method::GET, "/api/jobs").await
+    }
+
+    /// `POST /api/jobs/{id}/{action}`: the job after the action (`QueueJob`).
+    pub async fn job_action(&self, id: u64, action: JobAction) -> Result<Value, ClientError> {
+        let path = format!("/api/jobs/{id}/{}", job_action_name(action));
+        self.call(reqwest::Method::POST, &path).await
+    }
+
+    /// `POST /api/jobs/pause-all`: pauses every job; the answer counts the jobs it changed
+    /// (`{"affected": N}`).
+    pub async fn pause_all(&self) -> Result<Value, ClientError> {
+        self.call(reqwest::Method::POST, "/api/jobs/pause-all")
+            .await
+    }
+
+    /// `POST /api/jobs/resume-all`: resumes every paused job; the answer counts the jobs it
+    /// changed (`{"affected": N}`).
+    pub async fn resume_all(&self) -> Result<Value, ClientError> {
+        self.call(reqwest::Method::POST, "/api/jobs/resume-all")
+            .await
+    }
+
+    /// Sends one request with the secret; a success's body is returned as it came (`null` when
+    /// it is not JSON), an error body becomes [`ClientError::Api`].
+    async fn call(&self, method: reqwest::Method, path: &str) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base_url);
+        let response = self
+            .http
+            .request(method, &url)
+            .bearer_auth(self.secret.expose())
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                base_url: self.base_url.clone(),
+                source,
+            })?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(ClientError::Api(api_error(status, &body)))
+    }
+}
+
+/// The action's name in the route: the engine's serde name (`pause`, `move-up`).
+fn job_action_name(action: JobAction) -> String {
+    match serde_json::to_value(action) {
+        Ok(Value::String(name)) => name,
+        // A unit variant always serialises to a string.
+        _ => unreachable!("JobAction serialises to a string"),
+    }
+}
+
+/// The contract's error body, read leniently: a missing kind is `internal`, a missing message
+/// names the HTTP status.
+fn api_error(status: StatusCode, body: &Value) -> ApiError {
+    let error = &body["error"];
+    let kind = error["kind"].as_str().unwrap_or("internal");
+    let message = error["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("The local API answered HTTP {status}"));
+    let error = ApiError::new(status, kind, message);
+    match body["error"]["hint"].as_str() {
+        Some(hint) => error.with_hint(hint),
+        None => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_actions_are_named_as_in_the_routes() {
+        assert_eq!(job_action_name(JobAction::Pause), "pause");
+        assert_eq!(job_action_name(JobAction::Resume), "resume");
+        assert_eq!(job_action_name(JobAction::Cancel), "cancel");
+        assert_eq!(job_action_name(JobAction::MoveUp), "move-up");
+        assert_eq!(job_action_name(JobAction::MoveDown), "move-down");
+    }
+
+    #[test]
+    fn error_bodies_keep_kind_message_and_hint() {
+        let body = serde_json::json!({
+            "error": {"kind": "not_found", "message": "No job 7", "hint": "list the jobs"}
+        });
+        let error = api_error(StatusCode::NOT_FOUND, &body);
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+        assert_eq!(error.kind, "not_found");
+        assert_eq!(error.message, "No job 7");
+        assert_eq!(error.hint.as_deref(), Some("list the jobs"));
+
+        let error = api_error(StatusCode::BAD_GATEWAY, &Value::Null);
+        assert_eq!(error.kind, "internal");
+        assert_eq!(error.message, "The local API answered HTTP 502 Bad Gateway");
+        assert_eq!(error.hint, None);
+    }
+
+    #[test]
+    fn a_folder_without_a_discovery_file_has_no_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Client::discover(dir.path()).unwrap_err();
+        assert!(
+            matches!(&error, ClientError::NoServer { data_dir } if data_dir == dir.path()),
+            "{error:?}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_discovery_file_of_a_dead_process_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        // Process ids are below 2^22 on Linux.
+        std::fs::write(
+            dir.path().join(DISCOVERY_FILE),
+            r#"{"url": "http://127.0.0.1:9", "pid": 4294967295}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(TOKEN_FILE), "ab".repeat(32)).unwrap();
+        let error = Client::discover(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                ClientError::StaleDiscovery {
+                    pid: 4294967295,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+}
