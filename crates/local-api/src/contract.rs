@@ -222,6 +222,46 @@ pub struct Notification {
     pub body: String,
 }
 
+/// `POST /api/pulls`: a repo, and a variant or files (the recommended variant when neither).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullBody {
+    pub repo: String,
+    pub revision: Option<String>,
+    pub variant: Option<String>,
+    pub files: Option<Vec<String>>,
+}
+
+/// `POST /api/cache/pin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinBody {
+    pub repo: String,
+    pub pinned: bool,
+}
+
+/// `POST /api/cache/delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteBody {
+    pub repo: String,
+    pub revision: Option<String>,
+}
+
+/// `POST /api/cache/reveal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevealBody {
+    pub repo: String,
+}
+
+/// `POST /api/token`: a token logs in, `null` logs out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    pub token: Option<String>,
+}
+
 /// A variant report in the contract's shape.
 pub fn variants(report: &VariantsReport) -> Variants {
     let files = |list: &[VariantFile]| -> Vec<FileRef> {

@@ -41,7 +41,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use ops::{Api, ApiResult, PullBody};
+pub use contract::PullBody;
+pub use ops::{Api, ApiResult};
 pub use secret::{ApiSecret, SecretError};
 
 use assets::UiSource;

@@ -11,11 +11,11 @@ use model_cache::engine::{
     AppSettings, CachedRepoView, Engine, EngineError, JobAction, PreferencesPatch, PullRequest,
 };
 use model_cache::index::queue::QueueState;
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::contract::{
+    PullBody,
     self, Affected, ContractEvent, Freed, Health, Job, JobCounts, Queued, Revealed, StatsBody,
     Storage, TokenState, Tracker, Variants,
 };
@@ -26,16 +26,6 @@ const EVENT_BUFFER: usize = 1024;
 
 /// The result of an operation: a contract type, or an error with a stable kind.
 pub type ApiResult<T> = Result<T, ApiError>;
-
-/// The body of a pull.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PullBody {
-    pub repo: String,
-    pub revision: Option<String>,
-    pub variant: Option<String>,
-    pub files: Option<Vec<String>>,
-}
 
 /// The operations over one engine. Cheap to clone; clones share the event translation.
 #[derive(Clone)]

@@ -9,11 +9,12 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::contract::{
+    DeleteBody, PinBody, PullBody, RevealBody, TokenBody,
     Affected, Freed, Health, Job, Queued, Revealed, StatsBody, TokenState, Variants,
 };
 use crate::error::ApiError;
 use crate::events;
-use crate::ops::{Api, PullBody};
+use crate::ops::Api;
 use model_cache::engine::{AppSettings, CachedRepoView};
 
 #[derive(Clone)]
@@ -102,12 +103,6 @@ async fn cache_list(State(s): State<RouteState>) -> Reply<Vec<CachedRepoView>> {
     reply(s.api.cache_list().await)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PinBody {
-    repo: String,
-    pinned: bool,
-}
 
 async fn cache_pin(
     State(s): State<RouteState>,
@@ -117,12 +112,6 @@ async fn cache_pin(
     reply(s.api.cache_pin(&b.repo, b.pinned).await)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeleteBody {
-    repo: String,
-    revision: Option<String>,
-}
 
 async fn cache_delete(
     State(s): State<RouteState>,
@@ -132,11 +121,6 @@ async fn cache_delete(
     reply(s.api.cache_delete(&b.repo, b.revision).await)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevealBody {
-    repo: String,
-}
 
 async fn cache_reveal(
     State(s): State<RouteState>,
@@ -156,11 +140,6 @@ async fn settings_set(
     reply(s.api.settings_set(body(b)?).await)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenBody {
-    token: Option<String>,
-}
 
 async fn set_token(
     State(s): State<RouteState>,
