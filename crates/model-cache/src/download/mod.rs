@@ -50,11 +50,11 @@ pub use limits::{Clock, ConnectionPermit, SystemClock, TokenBucket, TransferLimi
 pub use plan::ChunkPlan;
 
 use crate::hash::{ExpectedDigest, PrefixHasher};
+use crate::hub::retry::RetryPolicy;
 use crate::hub::{EntryKind, FileMetadata, HubClient, HubError};
 use crate::index::Index;
 use crate::index::transfers::JobState;
 use crate::repo::RepoId;
-use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 use crate::store::{HubCache, RepoCache, SafeRelPath, StoreError, is_commit_hash, is_valid_etag};
 use jobs::{JobDb, OwnedNewJob};

@@ -24,9 +24,9 @@ use super::limits::{ConnectionPermit, TransferLimits};
 use super::plan::{ChunkPlan, Segment, slow_tail_candidate};
 use super::writer::{BlobWriter, WriteFailure};
 use crate::hash::PrefixHasher;
+use crate::hub::retry::{Decision, RetryPolicy, Retryable, backoff};
 use crate::hub::{HubClient, HubError};
 use crate::index::transfers::DoneChunk;
-use crate::retry::{Decision, RetryPolicy, Retryable, backoff};
 
 /// Smallest piece a slow-tail split hands to a new connection.
 const MIN_SPLIT: u64 = 512 * 1024;

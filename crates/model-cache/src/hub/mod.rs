@@ -5,14 +5,15 @@
 //! the `Authorization` header may go along: **the token is only ever sent to the endpoint's
 //! origin or a configured mirror's origin**, never to a CDN the Hub redirects to.
 //!
-//! Requests are retried through [`crate::retry`]; when the endpoint keeps failing with a
-//! retryable error, the configured mirrors are tried in order (they serve the same repos and are
-//! checked against the same hashes). In offline mode every call fails with
+//! Requests are retried through [`retry`], the engine's one retry policy (the downloader uses it
+//! too); when the endpoint keeps failing with a retryable error, the configured mirrors are tried
+//! in order (they serve the same repos and are checked against the same hashes). In offline mode every call fails with
 //! [`HubError::Offline`] before touching the network.
 //!
 //! **API Boundary:** the client does no file I/O; it returns plain data and streaming bodies.
 
 mod error;
+pub mod retry;
 mod types;
 
 use std::future::Future;
@@ -33,9 +34,9 @@ pub use types::{
 };
 
 use crate::repo::RepoId;
-use crate::retry::{self, RetryPolicy, with_retry};
 use crate::secret::Token;
 use crate::settings::Settings;
+use retry::{RetryPolicy, with_retry};
 use types::is_hex;
 
 /// `quote(value, safe="")`: everything but unreserved characters is encoded (revisions, tree
