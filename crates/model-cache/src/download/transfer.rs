@@ -342,6 +342,36 @@ impl Shared {
     }
 }
 
+/// The task that records one transfer's written chunks, and the channel they are sent on.
+struct Committer {
+    sender: mpsc::UnboundedSender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Committer {
+    fn start(
+        ctx: &Arc<TransferContext>,
+        transfer: &Arc<BlobTransfer>,
+        shared: &Arc<Shared>,
+    ) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(commit_loop(
+            ctx.clone(),
+            transfer.clone(),
+            shared.clone(),
+            receiver,
+        ));
+        Committer { sender, task }
+    }
+
+    /// Waits until the chunks already sent are recorded, so their progress is kept. Clones of
+    /// the sender (in segment tasks) must be dropped first.
+    async fn finish(self) {
+        drop(self.sender);
+        let _ = self.task.await;
+    }
+}
+
 /// Records written chunks: flush, checksum from disk, one index transaction per batch.
 async fn commit_loop(
     ctx: Arc<TransferContext>,
@@ -430,13 +460,8 @@ pub(crate) async fn run_parallel(
 ) -> Result<(), TransferFailure> {
     let plan = transfer.plan;
     shared.queue_unwritten(plan);
-    let (sender, receiver) = mpsc::unbounded_channel();
-    let committer = tokio::spawn(commit_loop(
-        ctx.clone(),
-        transfer.clone(),
-        shared.clone(),
-        receiver,
-    ));
+    let committer = Committer::start(&ctx, &transfer, &shared);
+    let sender = &committer.sender;
     let mut tasks: JoinSet<Result<SegmentEnd, TransferFailure>> = JoinSet::new();
     let mut paused_reported = false;
     let result: Result<(), TransferFailure> = loop {
@@ -487,7 +512,7 @@ pub(crate) async fn run_parallel(
             match waited {
                 Wait::Permit(permit) => {
                     spawn_segment(
-                        &mut tasks, &ctx, &transfer, &shared, segment, permit, &sender,
+                        &mut tasks, &ctx, &transfer, &shared, segment, permit, sender,
                     );
                 }
                 Wait::Joined(failure) => {
@@ -508,7 +533,7 @@ pub(crate) async fn run_parallel(
         {
             if let Some(segment) = shared.split_slow_tail() {
                 spawn_segment(
-                    &mut tasks, &ctx, &transfer, &shared, segment, permit, &sender,
+                    &mut tasks, &ctx, &transfer, &shared, segment, permit, sender,
                 );
                 continue;
             }
@@ -527,9 +552,7 @@ pub(crate) async fn run_parallel(
     };
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    drop(sender);
-    // The committer finishes the chunks already handed to it, so their progress is kept.
-    let _ = committer.await;
+    committer.finish().await;
     match (result, shared.take_error()) {
         (Ok(()), Some(error)) => Err(error.into()),
         (result, _) => result,
@@ -1028,16 +1051,9 @@ pub(crate) async fn run_sequential(
     shared: Arc<Shared>,
 ) -> Result<(), TransferFailure> {
     let plan = transfer.plan;
-    let (sender, receiver) = mpsc::unbounded_channel();
-    let committer = tokio::spawn(commit_loop(
-        ctx.clone(),
-        transfer.clone(),
-        shared.clone(),
-        receiver,
-    ));
-    let result = sequential_stream(&ctx, &transfer, &shared, &sender).await;
-    drop(sender);
-    let _ = committer.await;
+    let committer = Committer::start(&ctx, &transfer, &shared);
+    let result = sequential_stream(&ctx, &transfer, &shared, &committer.sender).await;
+    committer.finish().await;
     if let Some(error) = shared.take_error() {
         return Err(error.into());
     }
