@@ -217,6 +217,19 @@ mod tests {
         HubClient::new(&settings).unwrap()
     }
 
+    /// Follows redirects from `{hub}/start`, with `hub` as the endpoint.
+    async fn follow_from(
+        hub: &Server,
+        mirrors: &[&str],
+        method: Method,
+        foreign: Foreign,
+    ) -> Result<Landed, HubError> {
+        let start = url(&format!("{}/start", hub.url));
+        client(&hub.url, mirrors)
+            .follow(method, start, foreign, None, |request| request)
+            .await
+    }
+
     fn url(text: &str) -> Url {
         Url::parse(text).unwrap()
     }
@@ -237,14 +250,7 @@ mod tests {
     async fn the_token_goes_to_the_hub_on_every_hop_and_never_to_a_foreign_origin() {
         let cdn = Server::start(|_| ok()).await;
         let hub = hub_redirecting_to(&cdn).await;
-        let landed = client(&hub.url, &[])
-            .follow(
-                Method::GET,
-                url(&format!("{}/start", hub.url)),
-                Foreign::Follow,
-                None,
-                |r| r,
-            )
+        let landed = follow_from(&hub, &[], Method::GET, Foreign::Follow)
             .await
             .unwrap();
         assert_eq!(landed.url.as_str(), format!("{}/file", cdn.url));
@@ -257,14 +263,7 @@ mod tests {
     async fn a_mirror_is_trusted_like_the_endpoint() {
         let mirror = Server::start(|_| ok()).await;
         let hub = hub_redirecting_to(&mirror).await;
-        let landed = client(&hub.url, &[&mirror.url])
-            .follow(
-                Method::GET,
-                url(&format!("{}/start", hub.url)),
-                Foreign::Refuse,
-                None,
-                |r| r,
-            )
+        let landed = follow_from(&hub, &[&mirror.url], Method::GET, Foreign::Refuse)
             .await
             .unwrap();
         assert_eq!(landed.url.as_str(), format!("{}/file", mirror.url));
@@ -275,14 +274,7 @@ mod tests {
     async fn a_stopping_call_returns_the_foreign_location_without_requesting_it() {
         let cdn = Server::start(|_| ok()).await;
         let hub = hub_redirecting_to(&cdn).await;
-        let landed = client(&hub.url, &[])
-            .follow(
-                Method::HEAD,
-                url(&format!("{}/start", hub.url)),
-                Foreign::Stop,
-                None,
-                |r| r,
-            )
+        let landed = follow_from(&hub, &[], Method::HEAD, Foreign::Stop)
             .await
             .unwrap();
         assert_eq!(landed.response.status(), 302);
@@ -298,14 +290,7 @@ mod tests {
     async fn a_refusing_call_names_the_foreign_host_without_requesting_it() {
         let cdn = Server::start(|_| ok()).await;
         let hub = hub_redirecting_to(&cdn).await;
-        let error = client(&hub.url, &[])
-            .follow(
-                Method::GET,
-                url(&format!("{}/start", hub.url)),
-                Foreign::Refuse,
-                None,
-                |r| r,
-            )
+        let error = follow_from(&hub, &[], Method::GET, Foreign::Refuse)
             .await
             .err()
             .unwrap();
@@ -322,14 +307,7 @@ mod tests {
     #[tokio::test]
     async fn redirects_end_after_the_limit() {
         let hub = Server::start(|_| redirect("/again")).await;
-        let error = client(&hub.url, &[])
-            .follow(
-                Method::GET,
-                url(&format!("{}/again", hub.url)),
-                Foreign::Follow,
-                None,
-                |r| r,
-            )
+        let error = follow_from(&hub, &[], Method::GET, Foreign::Follow)
             .await
             .err()
             .unwrap();
