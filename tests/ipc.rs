@@ -33,7 +33,7 @@ fn rig() -> Rig {
         let mut settings =
             model_cache::Settings::new(dir.path().join("hub"), dir.path().join("data"));
         settings.endpoint = emulator.url();
-        settings.retry = model_cache::retry::RetryPolicy::immediate();
+        settings.retry = model_cache::hub::retry::RetryPolicy::immediate();
         settings.token_file = Some(dir.path().join("hf-home/token"));
         let engine = Engine::open(settings, EngineOptions::fake(64 * GIB)).unwrap();
         (emulator, engine)

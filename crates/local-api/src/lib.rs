@@ -40,8 +40,8 @@ use axum::routing::get;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use error::ApiError;
 pub use contract::PullBody;
+pub use error::ApiError;
 pub use ops::{Api, ApiResult};
 pub use secret::{ApiSecret, SecretError};
 

@@ -15,9 +15,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::contract::{
-    PullBody,
-    self, Affected, ContractEvent, Freed, Health, Job, JobCounts, Queued, Revealed, StatsBody,
-    Storage, TokenState, Tracker, Variants,
+    self, Affected, ContractEvent, Freed, Health, Job, JobCounts, PullBody, Queued, Revealed,
+    StatsBody, Storage, TokenState, Tracker, Variants,
 };
 use crate::error::ApiError;
 

@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::contract::{
-    DeleteBody, PinBody, PullBody, RevealBody, TokenBody,
-    Affected, Freed, Health, Job, Queued, Revealed, StatsBody, TokenState, Variants,
+    Affected, DeleteBody, Freed, Health, Job, PinBody, PullBody, Queued, RevealBody, Revealed,
+    StatsBody, TokenBody, TokenState, Variants,
 };
 use crate::error::ApiError;
 use crate::events;
@@ -103,7 +103,6 @@ async fn cache_list(State(s): State<RouteState>) -> Reply<Vec<CachedRepoView>> {
     reply(s.api.cache_list().await)
 }
 
-
 async fn cache_pin(
     State(s): State<RouteState>,
     b: Result<Json<PinBody>, JsonRejection>,
@@ -112,7 +111,6 @@ async fn cache_pin(
     reply(s.api.cache_pin(&b.repo, b.pinned).await)
 }
 
-
 async fn cache_delete(
     State(s): State<RouteState>,
     b: Result<Json<DeleteBody>, JsonRejection>,
@@ -120,7 +118,6 @@ async fn cache_delete(
     let b = body(b)?;
     reply(s.api.cache_delete(&b.repo, b.revision).await)
 }
-
 
 async fn cache_reveal(
     State(s): State<RouteState>,
@@ -139,7 +136,6 @@ async fn settings_set(
 ) -> Reply<AppSettings> {
     reply(s.api.settings_set(body(b)?).await)
 }
-
 
 async fn set_token(
     State(s): State<RouteState>,

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use model_cache::download::{DownloadEvent, DownloadRequest, Downloader, NoReporter, Reporter};
 use model_cache::hub::HubClient;
+use model_cache::hub::retry::RetryPolicy;
 use model_cache::index::Index;
-use model_cache::retry::RetryPolicy;
 use model_cache::{RepoId, Settings};
 
 /// Prints events as JSON lines with a timestamp.

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use model_cache::download::Downloader;
 use model_cache::hub::HubClient;
+use model_cache::hub::retry::RetryPolicy;
 use model_cache::index::Index;
 use model_cache::index::queue::{NewQueueJob, QueueState, Selection};
 use model_cache::policy::ReservePolicy;
-use model_cache::retry::RetryPolicy;
 use model_cache::scheduler::{DownloaderRunner, Probes, Scheduler, SchedulerConfig};
 use model_cache::{RepoId, Settings};
 

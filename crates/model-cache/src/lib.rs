@@ -18,7 +18,6 @@ pub mod index;
 pub mod metrics;
 pub mod policy;
 pub mod repo;
-pub mod retry;
 pub mod scheduler;
 pub mod secret;
 pub mod selection;

@@ -95,7 +95,7 @@ impl Default for Limits {
     }
 }
 
-/// How requests are retried (see [`crate::retry`]).
+/// How requests are retried (see [`crate::hub::retry`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts per request (the first one included).

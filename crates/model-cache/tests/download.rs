@@ -267,6 +267,43 @@ async fn a_server_that_ignores_range_is_downloaded_in_one_stream() {
 }
 
 #[tokio::test]
+async fn a_dropped_stream_from_a_server_that_ignores_range_starts_again_at_byte_zero() {
+    // One connection, so that few ranged requests come before the switch to one stream.
+    let rig = rig_with(EmulatorConfig::demo_with_big_size(BIG_SIZE), |s| {
+        s.limits.connections = 1;
+        s.limits.connections_per_host = 1;
+    })
+    .await;
+    let faults = rig.emulator.faults();
+    faults.set(FaultRule::global(Fault::IgnoreRange).on("/cdn/*"));
+    faults.set(
+        FaultRule::global(Fault::DropAfter(20_000))
+            .on("/cdn/*")
+            .times(4),
+    );
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    let whole_file_gets = rig
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/cdn/") && r.range.is_none())
+        .count();
+    assert!(
+        whole_file_gets >= 2,
+        "a dropped stream reconnects without Range: {whole_file_gets} GET(s)"
+    );
+    let events = reporter.events();
+    assert!(count(&events, |e| matches!(e, DownloadEvent::Retrying { .. })) >= 2);
+}
+
+#[tokio::test]
 async fn an_upstream_change_mid_download_restarts_the_file_without_mixing_versions() {
     let rig = rig().await;
     // Slow enough that the change lands mid-transfer.

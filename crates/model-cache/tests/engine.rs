@@ -9,8 +9,8 @@ use hub_emulator::{Emulator, EmulatorConfig};
 use model_cache::engine::{
     Choice, Engine, EngineOptions, JobAction, Preferences, PreferencesPatch, PullRequest,
 };
+use model_cache::hub::retry::RetryPolicy;
 use model_cache::index::queue::QueueState;
-use model_cache::retry::RetryPolicy;
 use model_cache::{RepoId, Settings};
 
 const GIB: u64 = 1 << 30;

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use hub_emulator::auth::{DEMO_TOKEN, OTHER_TOKEN};
 use hub_emulator::{Emulator, EmulatorConfig, Fault, FaultRule, Listener, RepoKind};
+use model_cache::hub::retry::RetryPolicy;
 use model_cache::hub::{EntryKind, Gating, HubClient, HubError};
-use model_cache::retry::RetryPolicy;
 use model_cache::{RepoId, Settings, Token};
 
 const GGUF_REPO: &str = "demo/tiny-gguf";

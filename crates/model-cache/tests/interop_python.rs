@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use hub_emulator::{Emulator, EmulatorConfig, RepoKind};
 use model_cache::doctor;
+use model_cache::hub::retry::RetryPolicy;
 use model_cache::hub::{EntryKind, HubClient, HubError};
 use model_cache::index::Index;
-use model_cache::retry::RetryPolicy;
 use model_cache::store::{HubCache, SafeRelPath};
 use model_cache::{RepoId, Settings};
 use serde_json::Value;

@@ -50,11 +50,11 @@ pub use limits::{Clock, ConnectionPermit, SystemClock, TokenBucket, TransferLimi
 pub use plan::ChunkPlan;
 
 use crate::hash::{ExpectedDigest, PrefixHasher};
+use crate::hub::retry::RetryPolicy;
 use crate::hub::{EntryKind, FileMetadata, HubClient, HubError};
 use crate::index::Index;
 use crate::index::transfers::JobState;
 use crate::repo::RepoId;
-use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 use crate::store::{HubCache, RepoCache, SafeRelPath, StoreError, is_commit_hash, is_valid_etag};
 use jobs::{JobDb, OwnedNewJob};
@@ -890,6 +890,59 @@ async fn discard(db: &JobDb, job_id: i64, incomplete: &Path) {
     }
 }
 
+/// What the bytes on disk of a transfer that failed with an error are worth.
+#[derive(Debug, Clone, Copy)]
+enum Leftover {
+    /// Recorded chunks are good: they stay, and a later run resumes them.
+    Resumable,
+    /// They failed verification even after refetching: worth nothing, and dropped.
+    Corrupt,
+}
+
+/// The one place a failed transfer of a blob ends. An upstream change discards the job and
+/// restarts the file; a cancel discards it; an error marks the job failed and keeps or drops
+/// its bytes as `leftover` says (on a full disk they are dropped whatever they are worth).
+async fn transfer_failed(
+    db: &JobDb,
+    job_id: i64,
+    incomplete: &Path,
+    repo: String,
+    failure: TransferFailure,
+    leftover: Leftover,
+) -> Result<FetchEnd, DownloadError> {
+    let error = match failure {
+        TransferFailure::Changed { reason } => {
+            discard(db, job_id, incomplete).await;
+            return Ok(FetchEnd::Restart(reason));
+        }
+        TransferFailure::Cancelled => {
+            discard(db, job_id, incomplete).await;
+            return Err(DownloadError::Cancelled { repo });
+        }
+        TransferFailure::FullResponse { .. } => unreachable!("handled by transfer_all"),
+        TransferFailure::Error(error) => error,
+    };
+    match leftover {
+        // Never leave a full-size file that could pass for progress on a full disk.
+        Leftover::Resumable if matches!(error, DownloadError::DiskFull { .. }) => {
+            discard(db, job_id, incomplete).await;
+        }
+        Leftover::Resumable => {
+            let _ = db
+                .set_state(job_id, JobState::Failed, Some(error.to_string()))
+                .await;
+        }
+        Leftover::Corrupt => {
+            let _ = tokio::fs::remove_file(incomplete).await;
+            let _ = db.clear_chunks(job_id).await;
+            let _ = db
+                .set_state(job_id, JobState::Failed, Some(error.to_string()))
+                .await;
+        }
+    }
+    Err(error)
+}
+
 /// Transfers, verifies, renames and links one blob. Called with the blob lock held.
 async fn fetch_blob(
     inner: &Arc<Inner>,
@@ -1022,30 +1075,9 @@ async fn fetch_blob(
     };
     let shared = Shared::new(plan, recorded, hasher);
 
-    match transfer_all(inner, ctx, request, &transfer, &shared, meta).await {
-        Ok(()) => {}
-        Err(TransferFailure::Changed { reason }) => {
-            discard(&inner.db, job_id, &incomplete).await;
-            return Ok(FetchEnd::Restart(reason));
-        }
-        Err(TransferFailure::Cancelled) => {
-            discard(&inner.db, job_id, &incomplete).await;
-            return Err(DownloadError::Cancelled { repo: repo_name });
-        }
-        Err(TransferFailure::FullResponse { .. }) => unreachable!("handled by transfer_all"),
-        Err(TransferFailure::Error(error)) => {
-            if matches!(error, DownloadError::DiskFull { .. }) {
-                // Never leave a full-size file that could pass for progress on a full disk.
-                discard(&inner.db, job_id, &incomplete).await;
-            } else {
-                // Recorded chunks stay: a later run resumes them.
-                let _ = inner
-                    .db
-                    .set_state(job_id, JobState::Failed, Some(error.to_string()))
-                    .await;
-            }
-            return Err(error);
-        }
+    if let Err(failure) = transfer_all(inner, ctx, request, &transfer, &shared, meta).await {
+        let leftover = Leftover::Resumable;
+        return transfer_failed(&inner.db, job_id, &incomplete, repo_name, failure, leftover).await;
     }
 
     // Verify.
@@ -1065,31 +1097,13 @@ async fn fetch_blob(
             source,
         })?;
         tracing::debug!(path = %rel.as_str(), tail_bytes = digest.tail_bytes, "Hashed");
-        if !expected.matches(&digest.hex) {
-            match repair(inner, ctx, request, &transfer, meta, expected, digest.hex).await {
-                Ok(()) => {}
-                Err(TransferFailure::Changed { reason }) => {
-                    discard(&inner.db, job_id, &incomplete).await;
-                    return Ok(FetchEnd::Restart(reason));
-                }
-                Err(TransferFailure::Cancelled) => {
-                    discard(&inner.db, job_id, &incomplete).await;
-                    return Err(DownloadError::Cancelled { repo: repo_name });
-                }
-                Err(TransferFailure::Error(error)) => {
-                    // Wrong bytes are worth nothing: drop them, keep the job as failed.
-                    let _ = tokio::fs::remove_file(&incomplete).await;
-                    let _ = inner.db.clear_chunks(job_id).await;
-                    let _ = inner
-                        .db
-                        .set_state(job_id, JobState::Failed, Some(error.to_string()))
-                        .await;
-                    return Err(error);
-                }
-                Err(TransferFailure::FullResponse { .. }) => {
-                    unreachable!("handled by transfer_all")
-                }
-            }
+        if !expected.matches(&digest.hex)
+            && let Err(failure) =
+                repair(inner, ctx, request, &transfer, meta, expected, digest.hex).await
+        {
+            let leftover = Leftover::Corrupt;
+            return transfer_failed(&inner.db, job_id, &incomplete, repo_name, failure, leftover)
+                .await;
         }
         ctx.reporter.report(DownloadEvent::Verified {
             repo: repo_name.clone(),

@@ -8,6 +8,7 @@
 //! the contiguous done prefix grow and reach the [`PrefixHasher`].
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,9 +25,9 @@ use super::limits::{ConnectionPermit, TransferLimits};
 use super::plan::{ChunkPlan, Segment, slow_tail_candidate};
 use super::writer::{BlobWriter, WriteFailure};
 use crate::hash::PrefixHasher;
-use crate::hub::{HubClient, HubError};
+use crate::hub::retry::{Decision, RetryPolicy, Retryable, backoff};
+use crate::hub::{HubClient, HubError, RangeResponse};
 use crate::index::transfers::DoneChunk;
-use crate::retry::{Decision, RetryPolicy, Retryable, backoff};
 
 /// Smallest piece a slow-tail split hands to a new connection.
 const MIN_SPLIT: u64 = 512 * 1024;
@@ -117,6 +118,16 @@ struct State {
     /// Rates (bytes per second) of the last segments that finished: the yardstick for a lone
     /// straggler at the end of the file.
     finished_rates: VecDeque<f64>,
+}
+
+impl State {
+    /// Marks `chunk` written and sends it to the committer, once.
+    fn hand_to_committer(&mut self, chunk: u64, committer: &mpsc::UnboundedSender<u64>) {
+        if !self.written[chunk as usize] {
+            self.written[chunk as usize] = true;
+            let _ = committer.send(chunk);
+        }
+    }
 }
 
 /// How many finished segments' rates are remembered.
@@ -274,12 +285,16 @@ impl Shared {
             .push_back(segment.final_rate(Instant::now()));
         let chunk = segment.chunk as usize;
         state.open_segments[chunk] = state.open_segments[chunk].saturating_sub(1);
-        if state.open_segments[chunk] == 0 && !state.written[chunk] {
-            state.written[chunk] = true;
-            let _ = committer.send(segment.chunk);
+        if state.open_segments[chunk] == 0 {
+            state.hand_to_committer(segment.chunk, committer);
         }
         drop(state);
         self.notify.notify_one();
+    }
+
+    /// The sequential stream passed the end of `chunk`: it goes to the committer.
+    fn chunk_written(&self, chunk: u64, committer: &mpsc::UnboundedSender<u64>) {
+        self.lock().hand_to_committer(chunk, committer);
     }
 
     /// Splits the slowest in-flight segment if it is much slower than the others.
@@ -324,6 +339,36 @@ impl Shared {
             });
         }
         self.notify.notify_one();
+    }
+}
+
+/// The task that records one transfer's written chunks, and the channel they are sent on.
+struct Committer {
+    sender: mpsc::UnboundedSender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Committer {
+    fn start(
+        ctx: &Arc<TransferContext>,
+        transfer: &Arc<BlobTransfer>,
+        shared: &Arc<Shared>,
+    ) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(commit_loop(
+            ctx.clone(),
+            transfer.clone(),
+            shared.clone(),
+            receiver,
+        ));
+        Committer { sender, task }
+    }
+
+    /// Waits until the chunks already sent are recorded, so their progress is kept. Clones of
+    /// the sender (in segment tasks) must be dropped first.
+    async fn finish(self) {
+        drop(self.sender);
+        let _ = self.task.await;
     }
 }
 
@@ -415,13 +460,8 @@ pub(crate) async fn run_parallel(
 ) -> Result<(), TransferFailure> {
     let plan = transfer.plan;
     shared.queue_unwritten(plan);
-    let (sender, receiver) = mpsc::unbounded_channel();
-    let committer = tokio::spawn(commit_loop(
-        ctx.clone(),
-        transfer.clone(),
-        shared.clone(),
-        receiver,
-    ));
+    let committer = Committer::start(&ctx, &transfer, &shared);
+    let sender = &committer.sender;
     let mut tasks: JoinSet<Result<SegmentEnd, TransferFailure>> = JoinSet::new();
     let mut paused_reported = false;
     let result: Result<(), TransferFailure> = loop {
@@ -472,7 +512,7 @@ pub(crate) async fn run_parallel(
             match waited {
                 Wait::Permit(permit) => {
                     spawn_segment(
-                        &mut tasks, &ctx, &transfer, &shared, segment, permit, &sender,
+                        &mut tasks, &ctx, &transfer, &shared, segment, permit, sender,
                     );
                 }
                 Wait::Joined(failure) => {
@@ -493,7 +533,7 @@ pub(crate) async fn run_parallel(
         {
             if let Some(segment) = shared.split_slow_tail() {
                 spawn_segment(
-                    &mut tasks, &ctx, &transfer, &shared, segment, permit, &sender,
+                    &mut tasks, &ctx, &transfer, &shared, segment, permit, sender,
                 );
                 continue;
             }
@@ -512,9 +552,7 @@ pub(crate) async fn run_parallel(
     };
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    drop(sender);
-    // The committer finishes the chunks already handed to it, so their progress is kept.
-    let _ = committer.await;
+    committer.finish().await;
     match (result, shared.take_error()) {
         (Ok(()), Some(error)) => Err(error.into()),
         (result, _) => result,
@@ -602,6 +640,171 @@ fn quoted(validator: &str) -> String {
     format!("\"{validator}\"")
 }
 
+/// What a connection asks for: a byte range with its `If-Range` validator, or (both `None`) the
+/// whole body.
+struct Asked {
+    range: Option<Range<u64>>,
+    if_range: Option<String>,
+}
+
+/// Whether a response head carries the bytes the stream asked for.
+enum Head {
+    /// Read its body.
+    Stream,
+    /// Drop it and try again after a backoff (a failed attempt, for this reason).
+    Retry(String),
+}
+
+/// What differs between the two ways bytes reach the file: one [`Segment`] of a ranged
+/// transfer, or the whole file from byte 0 when the server ignores `Range`. The streaming loop
+/// itself ([`stream`]) is the same for both.
+trait StreamTarget {
+    /// Whether a pause ends the stream (a segment is requeued and later reconnects from the byte
+    /// it reached), or is waited out before connecting and ignored while streaming (a stream
+    /// that cannot resume is not cut).
+    const PAUSABLE: bool;
+    /// What the stream covers, for the message when a connection closes early.
+    const COVERS: &'static str;
+
+    /// The cursor the bytes are written at: `pos` advances with every write, up to `end`.
+    fn segment(&self) -> &Arc<Segment>;
+
+    /// Prepares a new connection and says what it asks for.
+    fn connect(&mut self, transfer: &BlobTransfer) -> Asked;
+
+    /// Checks a response head before its body is read.
+    fn check(
+        &self,
+        transfer: &BlobTransfer,
+        asked: &Asked,
+        response: &RangeResponse,
+    ) -> Result<Head, TransferFailure>;
+
+    /// Called after each write, with the segment's `pos` advanced.
+    fn written(&mut self, shared: &Shared);
+}
+
+/// One segment of a ranged transfer: reconnects ask for the bytes from `pos` to `end` with
+/// `If-Range`, so a dropped connection costs no byte fetched twice.
+struct RangedSegment {
+    segment: Arc<Segment>,
+}
+
+impl StreamTarget for RangedSegment {
+    const PAUSABLE: bool = true;
+    const COVERS: &'static str = "range";
+
+    fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    fn connect(&mut self, transfer: &BlobTransfer) -> Asked {
+        let pos = self.segment.pos.load(Ordering::SeqCst);
+        let end = self.segment.end.load(Ordering::SeqCst);
+        Asked {
+            range: Some(pos..end),
+            if_range: Some(quoted(&transfer.validator())),
+        }
+    }
+
+    fn check(
+        &self,
+        transfer: &BlobTransfer,
+        asked: &Asked,
+        response: &RangeResponse,
+    ) -> Result<Head, TransferFailure> {
+        if !response.partial {
+            if response.status == 200 {
+                return Err(TransferFailure::FullResponse {
+                    etag: response.etag.clone(),
+                });
+            }
+            let Range { start, end } = asked.range.clone().unwrap_or_default();
+            return Ok(Head::Retry(format!(
+                "status {} with Content-Range {:?} for bytes {start}-{end}",
+                response.status, response.content_range
+            )));
+        }
+        if let Some((_, _, Some(total))) = response.content_range
+            && total != transfer.size()
+        {
+            return Err(TransferFailure::Changed {
+                reason: format!(
+                    "the server reports {total} bytes, expected {}",
+                    transfer.size()
+                ),
+            });
+        }
+        Ok(Head::Stream)
+    }
+
+    fn written(&mut self, _: &Shared) {}
+}
+
+/// The whole file in one stream, for servers that ignore `Range`: every connection starts over
+/// at byte 0, and each chunk goes to the committer as the stream passes its end.
+struct WholeFile<'a> {
+    segment: Arc<Segment>,
+    plan: ChunkPlan,
+    /// The first chunk this connection has not passed yet.
+    next_chunk: u64,
+    committer: &'a mpsc::UnboundedSender<u64>,
+}
+
+impl StreamTarget for WholeFile<'_> {
+    const PAUSABLE: bool = false;
+    const COVERS: &'static str = "file";
+
+    fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    fn connect(&mut self, _: &BlobTransfer) -> Asked {
+        // The segment is only a cursor here: the whole file from 0.
+        self.segment = Segment::new(0, 0..self.plan.size);
+        self.next_chunk = 0;
+        Asked {
+            range: None,
+            if_range: None,
+        }
+    }
+
+    fn check(
+        &self,
+        transfer: &BlobTransfer,
+        _: &Asked,
+        response: &RangeResponse,
+    ) -> Result<Head, TransferFailure> {
+        if let Some(etag) = &response.etag
+            && *etag != transfer.validator()
+            && *etag != transfer.etag
+        {
+            return Err(TransferFailure::Changed {
+                reason: format!("the server now sends ETag `{etag}`"),
+            });
+        }
+        if let Some(length) = response.content_length
+            && length != self.plan.size
+        {
+            return Err(TransferFailure::Changed {
+                reason: format!(
+                    "the server now sends {length} bytes, expected {}",
+                    self.plan.size
+                ),
+            });
+        }
+        Ok(Head::Stream)
+    }
+
+    fn written(&mut self, shared: &Shared) {
+        let pos = self.segment.pos.load(Ordering::SeqCst);
+        while self.next_chunk < self.plan.count() && self.plan.range(self.next_chunk).end <= pos {
+            shared.chunk_written(self.next_chunk, self.committer);
+            self.next_chunk += 1;
+        }
+    }
+}
+
 /// Fetches one segment, reconnecting from the byte reached after drops and stalls.
 async fn run_segment(
     ctx: &TransferContext,
@@ -610,28 +813,50 @@ async fn run_segment(
     segment: Arc<Segment>,
     committer: &mpsc::UnboundedSender<u64>,
 ) -> Result<SegmentEnd, TransferFailure> {
+    let mut target = RangedSegment {
+        segment: Arc::clone(&segment),
+    };
+    let end = stream(ctx, transfer, shared, &mut target).await?;
+    match end {
+        SegmentEnd::Done => shared.segment_finished(&segment, committer),
+        SegmentEnd::Paused => shared.requeue(&segment),
+    }
+    Ok(end)
+}
+
+/// The one streaming loop: connects, checks the response head, streams the body in buffer-sized
+/// pieces into positional writes under the bandwidth limit, and reconnects after drops and
+/// stalls, counting failures against the retry budgets, until the target's segment is written
+/// (or paused, for a pausable target). A cancel ends it at once.
+async fn stream<T: StreamTarget>(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    shared: &Shared,
+    target: &mut T,
+) -> Result<SegmentEnd, TransferFailure> {
     let capacity = ctx.limits.buffer_size();
     let mut buffer = Vec::with_capacity(capacity);
     let mut attempt = 0u32;
     let mut stalls = 0u32;
     loop {
-        let pos = segment.pos.load(Ordering::SeqCst);
-        let end = segment.end.load(Ordering::SeqCst);
+        let pos = target.segment().pos.load(Ordering::SeqCst);
+        let end = target.segment().end.load(Ordering::SeqCst);
         if pos >= end {
-            shared.segment_finished(&segment, committer);
             return Ok(SegmentEnd::Done);
         }
-        let validator = quoted(&transfer.validator());
-        let request = ctx
-            .hub
-            .get_range_once(&transfer.url, Some(pos..end), Some(&validator));
+        if !T::PAUSABLE {
+            ctx.control.running().await;
+        }
+        let asked = target.connect(transfer);
+        let request = ctx.hub.get_range_once(
+            &transfer.url,
+            asked.range.clone(),
+            asked.if_range.as_deref(),
+        );
         let response = tokio::select! {
             biased;
             _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
-            _ = ctx.control.paused() => {
-                shared.requeue(&segment);
-                return Ok(SegmentEnd::Paused);
-            }
+            _ = ctx.control.paused(), if T::PAUSABLE => return Ok(SegmentEnd::Paused),
             response = tokio::time::timeout(ctx.stall, request) => response,
         };
         let response = match response {
@@ -639,7 +864,7 @@ async fn run_segment(
                 stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?;
                 continue;
             }
-            Ok(Err(HubError::RangeNotSatisfiable { total, .. })) => {
+            Ok(Err(HubError::RangeNotSatisfiable { total, .. })) if asked.range.is_some() => {
                 return Err(TransferFailure::Changed {
                     reason: format!(
                         "the server cannot serve bytes {pos}-{end} (416, size {})",
@@ -655,33 +880,15 @@ async fn run_segment(
             }
             Ok(Ok(response)) => response,
         };
-        if !response.partial {
-            if response.status == 200 {
-                return Err(TransferFailure::FullResponse {
-                    etag: response.etag,
-                });
-            }
+        if let Head::Retry(reason) = target.check(transfer, &asked, &response)? {
             attempt += 1;
-            let reason = format!(
-                "status {} with Content-Range {:?} for bytes {pos}-{end}",
-                response.status, response.content_range
-            );
             retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
             continue;
         }
-        if let Some((_, _, Some(total))) = response.content_range
-            && total != transfer.size()
-        {
-            return Err(TransferFailure::Changed {
-                reason: format!(
-                    "the server reports {total} bytes, expected {}",
-                    transfer.size()
-                ),
-            });
-        }
+        let segment = Arc::clone(target.segment());
         let mut body = response.body;
         let outcome = loop {
-            let bytes = match next_bytes(ctx, &mut body, true).await? {
+            let bytes = match next_bytes(ctx, &mut body, T::PAUSABLE).await? {
                 Ok(bytes) => bytes,
                 Err(end) => break end,
             };
@@ -689,8 +896,10 @@ async fn run_segment(
             while !piece.is_empty() {
                 let write_pos = segment.pos.load(Ordering::SeqCst) + buffer.len() as u64;
                 let end = segment.end.load(Ordering::SeqCst);
-                let take = end.saturating_sub(write_pos).min(piece.len() as u64) as usize;
-                let take = take.min(capacity - buffer.len());
+                let take = end
+                    .saturating_sub(write_pos)
+                    .min(piece.len() as u64)
+                    .min((capacity - buffer.len()) as u64) as usize;
                 if take == 0 {
                     break;
                 }
@@ -701,6 +910,7 @@ async fn run_segment(
                 stalls = 0;
                 if buffer.len() >= capacity || write_pos + take as u64 >= end {
                     buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
+                    target.written(shared);
                 }
             }
             if segment.pos.load(Ordering::SeqCst) + buffer.len() as u64
@@ -710,17 +920,15 @@ async fn run_segment(
             }
         };
         buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
+        target.written(shared);
         match outcome {
             StreamEnd::Complete => {}
-            StreamEnd::Paused => {
-                shared.requeue(&segment);
-                return Ok(SegmentEnd::Paused);
-            }
+            StreamEnd::Paused => return Ok(SegmentEnd::Paused),
             StreamEnd::Stalled => stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?,
             StreamEnd::Eof => {
                 if segment.pos.load(Ordering::SeqCst) < segment.end.load(Ordering::SeqCst) {
                     attempt += 1;
-                    let reason = "the connection closed before the range ended".to_string();
+                    let reason = format!("the connection closed before the {} ended", T::COVERS);
                     retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
                 }
             }
@@ -752,8 +960,6 @@ async fn stalled(
     Ok(())
 }
 
-/// Counts a failed attempt against the segment's and the file's budgets, reports it, and waits
-/// the backoff (or the server's `Retry-After`).
 /// Waits before the next attempt after a failed request, or ends the transfer when the error
 /// is fatal or the attempts are used up.
 async fn retry_hub_error(
@@ -778,6 +984,8 @@ async fn retry_hub_error(
     retry_wait(ctx, transfer, shared, error.to_string(), *attempt, after).await
 }
 
+/// Counts a failed attempt against the segment's and the file's budgets, reports it, and waits
+/// the backoff (or the server's `Retry-After`).
 async fn retry_wait(
     ctx: &TransferContext,
     transfer: &BlobTransfer,
@@ -843,16 +1051,9 @@ pub(crate) async fn run_sequential(
     shared: Arc<Shared>,
 ) -> Result<(), TransferFailure> {
     let plan = transfer.plan;
-    let (sender, receiver) = mpsc::unbounded_channel();
-    let committer = tokio::spawn(commit_loop(
-        ctx.clone(),
-        transfer.clone(),
-        shared.clone(),
-        receiver,
-    ));
-    let result = sequential_stream(&ctx, &transfer, &shared, &sender).await;
-    drop(sender);
-    let _ = committer.await;
+    let committer = Committer::start(&ctx, &transfer, &shared);
+    let result = sequential_stream(&ctx, &transfer, &shared, &committer.sender).await;
+    committer.finish().await;
     if let Some(error) = shared.take_error() {
         return Err(error.into());
     }
@@ -875,103 +1076,18 @@ async fn sequential_stream(
     shared: &Shared,
     committer: &mpsc::UnboundedSender<u64>,
 ) -> Result<(), TransferFailure> {
-    let plan = transfer.plan;
-    let capacity = ctx.limits.buffer_size();
-    let mut attempt = 0u32;
-    let mut stalls = 0u32;
     let _permit = tokio::select! {
         permit = ctx.limits.connection(&transfer.host) => permit,
         _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
     };
-    loop {
-        ctx.control.running().await;
-        let response = tokio::select! {
-            _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
-            r = tokio::time::timeout(ctx.stall, ctx.hub.get_range_once(&transfer.url, None, None)) => r,
-        };
-        let response = match response {
-            Err(_) => {
-                stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?;
-                continue;
-            }
-            Ok(Err(error)) => {
-                retry_hub_error(ctx, transfer, shared, error, &mut attempt).await?;
-                continue;
-            }
-            Ok(Ok(response)) => response,
-        };
-        if let Some(etag) = &response.etag
-            && *etag != transfer.validator()
-            && *etag != transfer.etag
-        {
-            return Err(TransferFailure::Changed {
-                reason: format!("the server now sends ETag `{etag}`"),
-            });
-        }
-        if let Some(length) = response.content_length
-            && length != plan.size
-        {
-            return Err(TransferFailure::Changed {
-                reason: format!(
-                    "the server now sends {length} bytes, expected {}",
-                    plan.size
-                ),
-            });
-        }
-        // The segment is only a cursor here: the whole file from 0.
-        let segment = Segment::new(0, 0..plan.size);
-        let mut buffer = Vec::with_capacity(capacity);
-        let mut next_chunk = 0u64;
-        let mut body = response.body;
-        let outcome = loop {
-            let bytes = match next_bytes(ctx, &mut body, false).await? {
-                Ok(bytes) => bytes,
-                Err(end) => break end,
-            };
-            let mut piece: &[u8] = &bytes;
-            while !piece.is_empty() {
-                let write_pos = segment.pos.load(Ordering::SeqCst) + buffer.len() as u64;
-                let take = (plan.size.saturating_sub(write_pos))
-                    .min(piece.len() as u64)
-                    .min((capacity - buffer.len()) as u64) as usize;
-                if take == 0 {
-                    break;
-                }
-                ctx.limits.bandwidth().acquire(take as u64).await;
-                buffer.extend_from_slice(&piece[..take]);
-                piece = &piece[take..];
-                attempt = 0;
-                stalls = 0;
-                if buffer.len() >= capacity || write_pos + take as u64 >= plan.size {
-                    buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
-                    let pos = segment.pos.load(Ordering::SeqCst);
-                    while next_chunk < plan.count() && plan.range(next_chunk).end <= pos {
-                        let mut state = shared.lock();
-                        if !state.written[next_chunk as usize] {
-                            state.written[next_chunk as usize] = true;
-                            let _ = committer.send(next_chunk);
-                        }
-                        next_chunk += 1;
-                    }
-                }
-            }
-            if segment.pos.load(Ordering::SeqCst) >= plan.size {
-                break StreamEnd::Complete;
-            }
-        };
-        match outcome {
-            StreamEnd::Complete => return Ok(()),
-            StreamEnd::Stalled => stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?,
-            StreamEnd::Eof => {
-                attempt += 1;
-                let reason = "the connection closed before the file ended".to_string();
-                retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
-            }
-            StreamEnd::Failed(reason) => {
-                attempt += 1;
-                retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
-            }
-            StreamEnd::Paused => {}
-        }
-    }
+    let mut target = WholeFile {
+        segment: Segment::new(0, 0..transfer.plan.size),
+        plan: transfer.plan,
+        next_chunk: 0,
+        committer,
+    };
+    // The whole file is not pausable, so the stream ends only when it is written; whether every
+    // chunk was recorded is the caller's check.
+    stream(ctx, transfer, shared, &mut target).await?;
+    Ok(())
 }

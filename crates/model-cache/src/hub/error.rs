@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use super::retry::{Decision, RetryError, Retryable};
 use crate::error::{Diagnostic, ErrorKind, Hint};
 use crate::repo::RepoId;
-use crate::retry::{Decision, RetryError, Retryable};
 
 /// What went wrong talking to the Hub. Messages never contain the token (URLs we build never
 /// carry it, and the `Authorization` header is never formatted).

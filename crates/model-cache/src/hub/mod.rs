@@ -1,18 +1,21 @@
 //! The Hub client: repo info, tree listings, file metadata and range GETs over HTTP.
 //!
-//! [`HubClient`] is cheap to clone (one shared `reqwest::Client`). It follows redirects itself
-//! (the `reqwest` client is built with `redirect::Policy::none()`), so it decides per hop whether
-//! the `Authorization` header may go along: **the token is only ever sent to the endpoint's
-//! origin or a configured mirror's origin**, never to a CDN the Hub redirects to.
+//! [`HubClient`] is cheap to clone (one shared `reqwest::Client`). It follows redirects itself,
+//! in one follower (`redirect`; the `reqwest` client is built with `redirect::Policy::none()`),
+//! so it decides per hop whether the `Authorization` header may go along: **the token is only
+//! ever sent to the endpoint's origin or a configured mirror's origin**, never to a CDN the Hub
+//! redirects to.
 //!
-//! Requests are retried through [`crate::retry`]; when the endpoint keeps failing with a
-//! retryable error, the configured mirrors are tried in order (they serve the same repos and are
-//! checked against the same hashes). In offline mode every call fails with
+//! Requests are retried through [`retry`], the engine's one retry policy (the downloader uses it
+//! too); when the endpoint keeps failing with a retryable error, the configured mirrors are tried
+//! in order (they serve the same repos and are checked against the same hashes). In offline mode every call fails with
 //! [`HubError::Offline`] before touching the network.
 //!
 //! **API Boundary:** the client does no file I/O; it returns plain data and streaming bodies.
 
 mod error;
+mod redirect;
+pub mod retry;
 mod types;
 
 use std::future::Future;
@@ -33,9 +36,10 @@ pub use types::{
 };
 
 use crate::repo::RepoId;
-use crate::retry::{self, RetryPolicy, with_retry};
 use crate::secret::Token;
 use crate::settings::Settings;
+use redirect::Foreign;
+use retry::{RetryPolicy, with_retry};
 use types::is_hex;
 
 /// `quote(value, safe="")`: everything but unreserved characters is encoded (revisions, tree
@@ -48,7 +52,8 @@ const QUOTE_ALL: &AsciiSet = &NON_ALPHANUMERIC
 /// `quote(filename)`: like [`QUOTE_ALL`] but `/` is kept (file names in `resolve` URLs).
 const QUOTE_PATH: &AsciiSet = &QUOTE_ALL.remove(b'/');
 
-/// Redirect hops followed before giving up (as `huggingface_hub` 2.x).
+/// Requests one call makes while following redirects before it gives up (as `huggingface_hub`
+/// 2.x).
 const MAX_REDIRECTS: usize = 20;
 
 /// A client for the Hub's HTTP API (and compatible mirrors).
@@ -286,35 +291,15 @@ impl HubClient {
         };
         let what = format!("the metadata of `{path}` in `{repo}`");
         self.with_failover(&what, |base| async move {
-            let start = resolve_url(&base, repo, revision, path);
-            let mut url = parse_url(&start)?;
-            for _ in 0..MAX_REDIRECTS {
-                let response = self
-                    .request(Method::HEAD, &url)
-                    .header(header::ACCEPT_ENCODING, "identity")
-                    .timeout(self.inner.metadata_timeout)
-                    .send()
-                    .await
-                    .map_err(|source| network(&url, source))?;
-                let status = response.status();
-                if status.is_redirection() {
-                    let target = location(&response, &url)?;
-                    if target.origin() == url.origin() || self.is_trusted(&target) {
-                        tracing::debug!(from = %url, to = %target, "Following a Hub redirect");
-                        url = target;
-                        continue;
-                    }
-                    return metadata_from(response.headers(), Some(target), &url);
-                }
-                if !status.is_success() {
-                    return Err(self.error_from(response, &url, Some(ctx)).await);
-                }
-                return metadata_from(response.headers(), None, &url);
-            }
-            Err(HubError::InvalidResponse {
-                url: url.to_string(),
-                reason: format!("more than {MAX_REDIRECTS} redirects"),
-            })
+            let start = parse_url(&resolve_url(&base, repo, revision, path))?;
+            let landed = self
+                .follow(Method::HEAD, start, Foreign::Stop, Some(ctx), |request| {
+                    request
+                        .header(header::ACCEPT_ENCODING, "identity")
+                        .timeout(self.inner.metadata_timeout)
+                })
+                .await?;
+            metadata_from(landed.response.headers(), landed.foreign, &landed.url)
         })
         .await
     }
@@ -345,7 +330,7 @@ impl HubClient {
         if_range: Option<&str>,
     ) -> Result<RangeResponse, HubError> {
         self.check_online(|| format!("download `{url}`"))?;
-        let mut current = parse_url(url)?;
+        let start = parse_url(url)?;
         if let Some(range) = &range
             && range.end <= range.start
         {
@@ -354,59 +339,46 @@ impl HubClient {
                 total: None,
             });
         }
-        for _ in 0..MAX_REDIRECTS {
-            let mut request = self
-                .request(Method::GET, &current)
-                .header(header::ACCEPT_ENCODING, "identity");
-            if let Some(range) = &range {
-                request = request.header(
-                    header::RANGE,
-                    format!("bytes={}-{}", range.start, range.end - 1),
-                );
-            }
-            if let Some(validator) = if_range {
-                request = request.header(header::IF_RANGE, validator);
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|source| network(&current, source))?;
-            let status = response.status();
-            if status.is_redirection() {
-                current = location(&response, &current)?;
-                continue;
-            }
-            if !status.is_success() {
-                return Err(self.error_from(response, &current, None).await);
-            }
-            let headers = response.headers();
-            let content_range = headers
-                .get(header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_content_range)
-                .and_then(|(range, total)| range.map(|(a, b)| (a, b, total)));
-            let partial = status == StatusCode::PARTIAL_CONTENT
-                && match (&range, content_range) {
-                    (Some(asked), Some((first, _, _))) => first == asked.start,
-                    _ => false,
-                };
-            let etag = headers
-                .get(header::ETAG)
-                .and_then(|v| v.to_str().ok())
-                .map(normalize_etag);
-            let content_length = header_u64(headers, header::CONTENT_LENGTH.as_str());
-            return Ok(RangeResponse {
-                status: status.as_u16(),
-                partial,
-                content_range,
-                etag,
-                content_length,
-                body: response,
-            });
-        }
-        Err(HubError::InvalidResponse {
-            url: current.to_string(),
-            reason: format!("more than {MAX_REDIRECTS} redirects"),
+        let landed = self
+            .follow(Method::GET, start, Foreign::Follow, None, |mut request| {
+                request = request.header(header::ACCEPT_ENCODING, "identity");
+                if let Some(range) = &range {
+                    request = request.header(
+                        header::RANGE,
+                        format!("bytes={}-{}", range.start, range.end - 1),
+                    );
+                }
+                if let Some(validator) = if_range {
+                    request = request.header(header::IF_RANGE, validator);
+                }
+                request
+            })
+            .await?;
+        let response = landed.response;
+        let status = response.status();
+        let headers = response.headers();
+        let content_range = headers
+            .get(header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_content_range)
+            .and_then(|(range, total)| range.map(|(a, b)| (a, b, total)));
+        let partial = status == StatusCode::PARTIAL_CONTENT
+            && match (&range, content_range) {
+                (Some(asked), Some((first, _, _))) => first == asked.start,
+                _ => false,
+            };
+        let etag = headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(normalize_etag);
+        let content_length = header_u64(headers, header::CONTENT_LENGTH.as_str());
+        Ok(RangeResponse {
+            status: status.as_u16(),
+            partial,
+            content_range,
+            etag,
+            content_length,
+            body: response,
         })
     }
 
@@ -417,6 +389,8 @@ impl HubClient {
         Ok(())
     }
 
+    /// Whether `url` may receive the token: it is on the endpoint's or a mirror's origin. The one
+    /// place that decides (see [`redirect`]).
     fn is_trusted(&self, url: &Url) -> bool {
         let origin = url.origin();
         self.inner.trusted.contains(&origin)
@@ -443,36 +417,17 @@ impl HubClient {
         url: &str,
         ctx: Context<'_>,
     ) -> Result<reqwest::Response, HubError> {
-        let mut url = parse_url(url)?;
-        for _ in 0..MAX_REDIRECTS {
-            let response = self
-                .request(method.clone(), &url)
-                .timeout(self.inner.metadata_timeout)
-                .send()
-                .await
-                .map_err(|source| network(&url, source))?;
-            let status = response.status();
-            if status.is_redirection() {
-                // API redirects (renamed repos) stay on the Hub; follow them only there.
-                let target = location(&response, &url)?;
-                if target.origin() == url.origin() || self.is_trusted(&target) {
-                    url = target;
-                    continue;
-                }
-                return Err(HubError::InvalidResponse {
-                    url: url.to_string(),
-                    reason: format!("unexpected redirect to a foreign host `{target}`"),
-                });
-            }
-            if !status.is_success() {
-                return Err(self.error_from(response, &url, Some(ctx)).await);
-            }
-            return Ok(response);
-        }
-        Err(HubError::InvalidResponse {
-            url: url.to_string(),
-            reason: format!("more than {MAX_REDIRECTS} redirects"),
-        })
+        // API redirects (renamed repos) stay on the Hub; follow them only there.
+        let landed = self
+            .follow(
+                method,
+                parse_url(url)?,
+                Foreign::Refuse,
+                Some(ctx),
+                |request| request.timeout(self.inner.metadata_timeout),
+            )
+            .await?;
+        Ok(landed.response)
     }
 
     /// Runs `op` against the endpoint, then against each mirror while the failure is retryable.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use hub_emulator::{Emulator, EmulatorConfig, RepoKind};
 use model_cache::download::{DownloadEvent, DownloadRequest, Downloader, RecordingReporter};
 use model_cache::hub::HubClient;
+use model_cache::hub::retry::RetryPolicy;
 use model_cache::index::Index;
-use model_cache::retry::RetryPolicy;
 use model_cache::{RepoId, Settings};
 use tempfile::TempDir;
 

@@ -11,12 +11,12 @@ use hub_emulator::generate::VirtualFile;
 use hub_emulator::{Emulator, EmulatorConfig, FileChange, Repo, RepoKind};
 use model_cache::download::Downloader;
 use model_cache::hub::HubClient;
+use model_cache::hub::retry::RetryPolicy;
 use model_cache::index::Index;
 use model_cache::index::queue::{NewQueueJob, QueueJob, QueueState, Selection};
 use model_cache::policy::{
     Changes, DiskProbe, DiskSpace, FakeClock, FakeDisk, FakePower, PolicyError, PowerState,
 };
-use model_cache::retry::RetryPolicy;
 use model_cache::scheduler::{DownloaderRunner, Probes, Scheduler, SchedulerConfig};
 use model_cache::{RepoId, Settings};
 use tempfile::TempDir;
