@@ -24,7 +24,7 @@
 mod assets;
 pub mod client;
 pub mod contract;
-mod error;
+pub mod error;
 mod events;
 mod guard;
 pub mod ops;

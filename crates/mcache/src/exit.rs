@@ -118,6 +118,8 @@ pub enum CliKind {
     NoServer,
     /// `mcache doctor` found problems it did not repair.
     Unhealthy,
+    /// A local file named on the command line does not exist.
+    FileNotFound,
     Engine(ErrorKind),
     /// A kind the local API answered with that is not an engine kind (`not_found`,
     /// `conflict`, `unauthorized`, ...).
@@ -131,6 +133,7 @@ impl CliKind {
             CliKind::Usage => "usage",
             CliKind::NoServer => "no_server",
             CliKind::Unhealthy => "unhealthy",
+            CliKind::FileNotFound => "not_found",
             CliKind::Engine(kind) => kind.as_str(),
             CliKind::Remote(kind) => kind,
         }
@@ -149,6 +152,7 @@ impl CliKind {
             CliKind::Usage => ExitStatus::Usage,
             CliKind::NoServer => ExitStatus::NotFound,
             CliKind::Unhealthy => ExitStatus::Failure,
+            CliKind::FileNotFound => ExitStatus::NotFound,
             CliKind::Engine(kind) => ExitStatus::for_kind(*kind).unwrap_or(ExitStatus::Failure),
             CliKind::Remote(kind) => match kind.as_str() {
                 "not_found" => ExitStatus::NotFound,
@@ -205,6 +209,10 @@ impl std::error::Error for CliError {}
 
 /// The kind of the first error in the chain that has one.
 pub fn error_kind(error: &anyhow::Error) -> Option<CliKind> {
+    // A `CliError` given as context (the edge restating an engine error) is found here.
+    if let Some(cli) = error.downcast_ref::<CliError>() {
+        return Some(cli.kind.clone());
+    }
     error.chain().find_map(|cause| {
         if let Some(cli) = cause.downcast_ref::<CliError>() {
             return Some(cli.kind.clone());
@@ -262,7 +270,7 @@ pub fn hint_line(hint: &Hint) -> Option<String> {
 
 /// The lines of an error report, without colour: `error: ...` (the chain of causes joined with
 /// `: `, skipping a cause whose text the outer message already contains), then each distinct
-/// hint, from the first error in the chain that has any.
+/// hint: those of a `CliError` in the chain (the edge's own words win), else the engine's.
 pub fn report_lines(error: &anyhow::Error) -> Vec<String> {
     let mut headline = String::new();
     let mut details = Vec::new();
@@ -284,9 +292,7 @@ pub fn report_lines(error: &anyhow::Error) -> Vec<String> {
                 details.push(line.to_string());
             }
         }
-        let found: Vec<String> = if let Some(cli) = cause.downcast_ref::<CliError>() {
-            cli.hints.clone()
-        } else if let Some(diagnostic) = diagnose(cause) {
+        let found: Vec<String> = if let Some(diagnostic) = diagnose(cause) {
             diagnostic.hints().iter().filter_map(hint_line).collect()
         } else {
             Vec::new()
@@ -296,6 +302,11 @@ pub fn report_lines(error: &anyhow::Error) -> Vec<String> {
                 hints.push(hint);
             }
         }
+    }
+    if let Some(cli) = error.downcast_ref::<CliError>()
+        && !cli.hints.is_empty()
+    {
+        hints = cli.hints.clone();
     }
     let mut lines = vec![format!("error: {headline}")];
     lines.extend(details.into_iter().map(|line| format!("  {line}")));

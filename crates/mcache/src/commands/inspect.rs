@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use model_cache::formats::{self, Inspection};
 
+use crate::exit::CliKind;
 use crate::exit::{CliError, ExitStatus};
 use crate::printer::Printer;
-use model_cache::error::ErrorKind;
 use model_cache::units::format_size;
 
 pub async fn inspect(
@@ -25,7 +25,7 @@ pub async fn inspect(
             let path = PathBuf::from(target);
             if !path.exists() {
                 return Err(CliError::new(
-                    ErrorKind::InvalidInput,
+                    CliKind::FileNotFound,
                     format!("`{target}` is not a file"),
                 )
                 .hint("to inspect a file of a repo, pass both: `mcache inspect ORG/NAME FILE`")

@@ -1,0 +1,337 @@
+//! `docs/local-api.md` lists the fields of every body the API sends or takes; this test builds
+//! each type, serialises it, and checks the document names exactly its fields. A field added to
+//! a type without the document (or the other way round) fails here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use local_api::contract::{
+    Affected, ContractEvent, DeleteBody, ExtraRef, FileProgressBody, FileRef, FitBody, Freed,
+    Health, Job, JobCounts, MachineBody, Notification, PinBody, Progress, PullBody, Queued,
+    RevealBody, Revealed, StatsBody, Storage, TokenBody, TokenState, VariantBody, Variants,
+};
+use local_api::error::ErrorBody;
+use model_cache::RepoType;
+use model_cache::engine::{
+    AppSettings, BatteryMode, BatterySetting, CachedRepoView, CachedRevisionView, FinishedDownload,
+    HoursSetting, Span,
+};
+use model_cache::fit::FitTier;
+use model_cache::variants::VariantFormat;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The field lists of the document's "Shapes" section, by type name.
+fn documented() -> BTreeMap<String, BTreeSet<String>> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/local-api.md"
+    ))
+    .unwrap();
+    let shapes = text
+        .split("## Shapes")
+        .nth(1)
+        .expect("a Shapes section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for line in shapes.lines() {
+        let Some(rest) = line.strip_prefix("- `") else {
+            continue;
+        };
+        let (name, rest) = rest.split_once("`: ").expect("`- `Type`: fields`");
+        // Fields come before the notes (after " — ").
+        let fields = rest.split(" — ").next().unwrap();
+        let fields = fields
+            .split(", ")
+            .map(|f| f.trim().trim_matches('`').to_string())
+            .collect();
+        out.insert(name.to_string(), fields);
+    }
+    out
+}
+
+fn keys(value: &impl Serialize) -> BTreeSet<String> {
+    match serde_json::to_value(value).unwrap() {
+        Value::Object(map) => map.keys().cloned().collect(),
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn job() -> Job {
+    Job {
+        id: 1,
+        repo: "org/name".into(),
+        revision: "main".into(),
+        variant: Some("Q4_K_M".into()),
+        state: "running".into(),
+        reason: None,
+        bytes_done: 1,
+        bytes_total: 2,
+        speed_bps: 3,
+        eta_seconds: Some(4),
+        files: vec![FileProgressBody {
+            path: "a.gguf".into(),
+            size: 2,
+            done: 1,
+            state: "running".into(),
+        }],
+        error: Some(ErrorBody {
+            kind: "network".into(),
+            message: "m".into(),
+            hint: None,
+        }),
+        snapshot_path: None,
+    }
+}
+
+#[test]
+fn every_contract_type_matches_the_document() {
+    let file = FileRef {
+        path: "a".into(),
+        size: 1,
+    };
+    let fit = FitBody {
+        tier: FitTier::Fits,
+        needed_bytes: 1,
+        available_bytes: 2,
+    };
+    let machine = MachineBody {
+        total_ram: 1,
+        available_ram: 1,
+        vram: None,
+    };
+    let extra = ExtraRef {
+        path: "mmproj.gguf".into(),
+        size: 1,
+        kind: "projector".into(),
+    };
+    let variant = VariantBody {
+        id: "gguf:Q4_K_M".into(),
+        name: "Q4_K_M".into(),
+        format: VariantFormat::Gguf,
+        quant: None,
+        bits_per_weight: None,
+        size_bytes: 1,
+        files: vec![file.clone()],
+        companions: vec![],
+        extras: vec![extra.clone()],
+        complete: true,
+        fit,
+        recommended: true,
+        warnings: vec![],
+        header: None,
+    };
+    let counts = JobCounts {
+        running: 1,
+        queued: 0,
+        deferred: 0,
+    };
+    let storage = Storage {
+        used_bytes: 1,
+        budget_bytes: None,
+        free_bytes: None,
+    };
+    let revision = CachedRevisionView {
+        commit: "c".repeat(40),
+        refs: vec!["main".into()],
+        size_bytes: 1,
+        files: 1,
+        snapshot_path: PathBuf::from("/s"),
+    };
+    let battery = BatterySetting {
+        mode: BatteryMode::Below,
+        percent: 30,
+    };
+    let hours = HoursSetting {
+        start: "22:00".into(),
+        end: "06:00".into(),
+    };
+    let finished = FinishedDownload {
+        repo: "org/name".into(),
+        variant: None,
+        bytes: 1,
+        bytes_from_cache: 0,
+        seconds: 1.0,
+        speed_bps: 1,
+        finished_at: 1,
+    };
+    let progress = Progress {
+        job_id: 1,
+        path: "a".into(),
+        done: 1,
+        total: 2,
+        speed_bps: 1,
+    };
+    let notification = Notification {
+        level: "info".into(),
+        title: "t".into(),
+        body: "b".into(),
+    };
+    let samples: Vec<(&str, BTreeSet<String>)> = vec![
+        (
+            "Health",
+            keys(&Health {
+                status: "ok".into(),
+                version: "1".into(),
+                offline: false,
+                endpoint: "https://huggingface.co".into(),
+                cache_dir: PathBuf::from("/c"),
+                jobs: counts,
+                storage,
+                alerts: vec![],
+            }),
+        ),
+        ("JobCounts", keys(&counts)),
+        ("Storage", keys(&storage)),
+        (
+            "Variants",
+            keys(&Variants {
+                repo: "org/name".into(),
+                revision: "main".into(),
+                commit: None,
+                variants: vec![variant.clone()],
+                recommended: None,
+                machine,
+            }),
+        ),
+        ("VariantBody", keys(&variant)),
+        ("FileRef", keys(&file)),
+        ("ExtraRef", keys(&extra)),
+        ("FitBody", keys(&fit)),
+        ("MachineBody", keys(&machine)),
+        (
+            "PullBody",
+            keys(&PullBody {
+                repo: "org/name".into(),
+                revision: None,
+                variant: None,
+                files: None,
+            }),
+        ),
+        ("Queued", keys(&Queued { job_id: 1 })),
+        ("Job", keys(&job())),
+        ("FileProgressBody", keys(&job().files[0])),
+        ("ErrorBody", keys(job().error.as_ref().unwrap())),
+        ("Affected", keys(&Affected { affected: 1 })),
+        (
+            "CachedRepoView",
+            keys(&CachedRepoView {
+                repo: "org/name".into(),
+                repo_type: RepoType::Model,
+                size_bytes: 1,
+                last_used: None,
+                pinned: false,
+                path: PathBuf::from("/r"),
+                revisions: vec![revision.clone()],
+            }),
+        ),
+        ("CachedRevisionView", keys(&revision)),
+        (
+            "PinBody",
+            keys(&PinBody {
+                repo: "org/name".into(),
+                pinned: true,
+            }),
+        ),
+        (
+            "DeleteBody",
+            keys(&DeleteBody {
+                repo: "org/name".into(),
+                revision: None,
+            }),
+        ),
+        ("Freed", keys(&Freed { freed_bytes: 1 })),
+        (
+            "RevealBody",
+            keys(&RevealBody {
+                repo: "org/name".into(),
+            }),
+        ),
+        (
+            "Revealed",
+            keys(&Revealed {
+                path: PathBuf::from("/r"),
+            }),
+        ),
+        (
+            "AppSettings",
+            keys(&AppSettings {
+                cache_dir: PathBuf::from("/c"),
+                size_budget_bytes: None,
+                max_rate_bps: None,
+                battery_policy: battery,
+                disk_reserve_bytes: 1,
+                schedule: Some(hours.clone()),
+                mirrors: vec![],
+                endpoint: "https://huggingface.co".into(),
+                token_set: false,
+                offline: false,
+                connections: 16,
+                auto_cleanup: true,
+                evict_to_make_room: false,
+                prune_old_revisions: false,
+                keep_partial_files_for: Span(Duration::from_secs(7 * 86_400)),
+                max_running: 2,
+            }),
+        ),
+        ("BatterySetting", keys(&battery)),
+        ("HoursSetting", keys(&hours)),
+        ("TokenBody", keys(&TokenBody { token: None })),
+        ("TokenState", keys(&TokenState { token_set: true })),
+        (
+            "StatsBody",
+            keys(&StatsBody {
+                bytes_downloaded: 1,
+                bytes_from_cache: 1,
+                hits: 1,
+                misses: 1,
+                storage_used_bytes: 1,
+                budget_bytes: None,
+                downloads: vec![finished.clone()],
+            }),
+        ),
+        ("FinishedDownload", keys(&finished)),
+        ("Progress", keys(&progress)),
+        ("Notification", keys(&notification)),
+    ];
+    let documented = documented();
+    let mut problems = Vec::new();
+    for (name, fields) in &samples {
+        match documented.get(*name) {
+            None => problems.push(format!("`{name}` is not in the Shapes section")),
+            Some(listed) if listed != fields => problems.push(format!(
+                "`{name}`: the document lists {listed:?}, the type has {fields:?}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in documented.keys() {
+        if !samples.iter().any(|(n, _)| n == name) {
+            problems.push(format!("`{name}` is documented but not checked here"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // Events are the documented bodies, tagged by `type`.
+    let tagged = |event: ContractEvent, body: BTreeSet<String>, tag: &str| {
+        let value = serde_json::to_value(event).unwrap();
+        assert_eq!(value["type"], tag);
+        let mut expected = body;
+        expected.insert("type".into());
+        assert_eq!(keys(&value), expected);
+    };
+    tagged(ContractEvent::Job(job()), keys(&job()), "job");
+    tagged(
+        ContractEvent::Progress(progress.clone()),
+        keys(&progress),
+        "progress",
+    );
+    tagged(
+        ContractEvent::Notification(notification.clone()),
+        keys(&notification),
+        "notification",
+    );
+}
