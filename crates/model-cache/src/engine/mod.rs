@@ -38,6 +38,7 @@ use crate::index::queue::{NewQueueJob, QueueJob, Selection};
 use crate::index::{Index, IndexError};
 use crate::metrics::{self, Counters, HealthReport};
 use crate::policy::cleanup::CleanupReport;
+use crate::policy::usage::{self, Used};
 use crate::policy::{CachePolicy, PolicyError, SchedulePolicy};
 use crate::repo::RepoId;
 use crate::scheduler::{
@@ -637,14 +638,14 @@ impl Engine {
             priority: 0,
             bytes_total: Some(plan.total_bytes),
         })?;
-        self.touch(&plan.repo);
+        self.touch(&plan.repo, Used::Planned(&plan.files));
         Ok(job)
     }
 
     /// Downloads a planned pull now, in this process, outside the queue (the CLI's `pull`).
     /// Progress goes to `reporter`; the handle pauses, resumes or cancels it.
     pub fn download(&self, plan: &PullPlan, reporter: Arc<dyn Reporter>) -> DownloadHandle {
-        self.touch(&plan.repo);
+        self.touch(&plan.repo, Used::Planned(&plan.files));
         let request = DownloadRequest {
             repo: plan.repo.clone(),
             revision: plan.revision.clone(),
@@ -908,7 +909,7 @@ impl Engine {
     pub fn path(&self, repo: &RepoId, revision: &str, file: &str) -> Result<PathBuf, EngineError> {
         match self.inner.cache.repo(repo).lookup_cached(revision, file) {
             CachedLookup::Found(path) => {
-                self.touch(repo);
+                self.touch(repo, Used::CachedFile { revision, file });
                 Ok(path)
             }
             _ => Err(EngineError::OfflineMiss {
@@ -987,9 +988,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Records a use of a model through one of our interfaces (for LRU eviction).
-    fn touch(&self, repo: &RepoId) {
-        if let Err(error) = self.inner.index.touch(repo) {
+    /// Records a use of a model, and of the variants used, through one of our interfaces (for
+    /// LRU eviction).
+    fn touch(&self, repo: &RepoId, used: Used<'_>) {
+        let (index, root) = (&self.inner.index, self.inner.cache.root());
+        if let Err(error) = usage::record(index, root, repo, used, crate::index::now_ms()) {
             tracing::warn!(%repo, %error, "could not record the use of a model");
         }
     }

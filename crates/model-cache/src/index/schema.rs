@@ -69,5 +69,18 @@ CREATE TABLE events (
 );
 ";
 
+/// Last use per variant (one quant's files, a safetensors set): the unit of LRU eviction when a
+/// revision holds several. A variant is named by its id (`gguf:model-Q4_K_M`), which depends only
+/// on its file names, so it is the same in every listing of the repo.
+const VARIANT_ACCESS: &str = "
+CREATE TABLE variant_access (
+    repo      INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    variant   TEXT NOT NULL,               -- variant id: format and weight-file stem
+    last_used INTEGER NOT NULL,            -- unix ms, through the app, CLI or API
+    PRIMARY KEY (repo, variant)
+) WITHOUT ROWID;
+";
+
 /// Every migration, in order. Append only (see the module docs).
-pub(crate) const MIGRATIONS: &[&str] = &[BASE, transfers::MIGRATION, queue::MIGRATION];
+pub(crate) const MIGRATIONS: &[&str] =
+    &[BASE, transfers::MIGRATION, queue::MIGRATION, VARIANT_ACCESS];
