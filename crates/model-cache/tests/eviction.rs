@@ -1,5 +1,6 @@
 //! Eviction and cleanup over a real hub-cache layout: least recently used first (our own
-//! record, else file times the test sets), pinned models never, dry runs that list exactly what
+//! record, else file times the test sets), a variant at a time where a revision holds several,
+//! pinned models never, dry runs that list exactly what
 //! the real run removes, the index kept consistent, and background cleanup by the scheduler.
 
 mod scheduler_support;
@@ -547,4 +548,22 @@ async fn three_quants_and_a_budget_for_two_lose_exactly_the_least_recently_used_
 /// The hub-cache root of a snapshot folder (`<root>/models--o--n/snapshots/<commit>`).
 fn root_of(snapshot: &Path) -> std::path::PathBuf {
     snapshot.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_records_the_use_of_the_variants_it_fetched() {
+    let rig = rig(vec![three_quants_repo("q/queued")], |_| {}).await;
+    let mut only_q8 = job_for("q/queued");
+    only_q8.selection.include = vec!["three-Q8_0.gguf".into(), "config.json".into()];
+    let job = rig.scheduler.enqueue(only_q8).unwrap();
+    wait_state(&rig.scheduler, job.id, QueueState::Done).await;
+    let uses = rig.index.variant_uses().unwrap();
+    let names: Vec<&str> = uses.iter().map(|u| u.variant.as_str()).collect();
+    assert_eq!(names, ["gguf:three-Q8_0"]);
+    assert_eq!(
+        rig.index.last_used(&model("q/queued")).unwrap(),
+        Some(uses[0].last_used),
+        "the repo and its variant are stamped together"
+    );
+    rig.scheduler.shutdown();
 }

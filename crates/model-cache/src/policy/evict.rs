@@ -101,6 +101,17 @@ pub struct PlannedEviction {
     pub bytes_freed: u64,
 }
 
+/// `repo@commit`, with the variant's id in parentheses when one variant goes.
+impl std::fmt::Display for PlannedEviction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.repo, self.commit)?;
+        match &self.variant {
+            Some(variant) => write!(f, " ({variant})"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The result of planning: what goes, in order, and whether that is enough.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvictionPlan {

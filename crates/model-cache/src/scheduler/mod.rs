@@ -676,11 +676,7 @@ impl Inner {
                     for_job: None,
                     plan: plan.clone(),
                 });
-                let names: Vec<String> = plan
-                    .evictions
-                    .iter()
-                    .map(|e| format!("{}@{}", e.repo, e.commit))
-                    .collect();
+                let names: Vec<String> = plan.evictions.iter().map(ToString::to_string).collect();
                 let _ = self.index.record_event(
                     "evicted",
                     None,
@@ -1073,11 +1069,7 @@ impl Inner {
             return Ok(None);
         }
         let removal = janitor.evict(&plan)?;
-        let names: Vec<String> = plan
-            .evictions
-            .iter()
-            .map(|e| format!("{}@{}", e.repo, e.commit))
-            .collect();
+        let names: Vec<String> = plan.evictions.iter().map(ToString::to_string).collect();
         tracing::info!(job = job.id, evicted = ?names, "evicted to make room");
         let _ = self.index.record_event(
             "evicted",
