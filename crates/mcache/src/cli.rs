@@ -130,9 +130,10 @@ pub enum Command {
         /// Repo id
         repo: String,
     },
-    /// Free space: stale partial files, unreferenced blobs, least recently used repos
+    /// Free space: stale partial files, unreferenced blobs, least recently used variants
     Gc {
-        /// Evict unpinned repos, least recently used first, until the cache fits this size
+        /// Evict unpinned models a variant at a time, least recently used first, until the cache
+        /// fits this size
         #[arg(long, value_name = "SIZE")]
         max_size: Option<Size>,
         /// Show what would be removed, remove nothing

@@ -1,5 +1,6 @@
 //! Eviction and cleanup over a real hub-cache layout: least recently used first (our own
-//! record, else file times the test sets), pinned models never, dry runs that list exactly what
+//! record, else file times the test sets), a variant at a time where a revision holds several,
+//! pinned models never, dry runs that list exactly what
 //! the real run removes, the index kept consistent, and background cleanup by the scheduler.
 
 mod scheduler_support;
@@ -355,4 +356,214 @@ async fn old_revisions_go_when_a_newer_one_completes_if_the_user_asked() {
         config_blob
     );
     assert!(new_snapshot.join("model.gguf").exists());
+}
+
+/// A repo with three GGUF quants of one model — `Q4_K_M` split in two shards — beside a config
+/// and a README every quant shares.
+fn three_quants_repo(name: &str) -> hub_emulator::Repo {
+    use hub_emulator::generate::{GgufSpec, LlamaFileType};
+    use hub_emulator::{FileChange, Repo, RepoKind};
+    let quant = |file_type, size| GgufSpec::llama("Three", file_type, size);
+    let mut files = vec![
+        FileChange::put("README.md", "# Three quants\n"),
+        FileChange::put("config.json", "{\"model_type\": \"llama\"}\n"),
+        FileChange::put(
+            "three-Q2_K.gguf",
+            quant(LlamaFileType::Q2_K, 300_000).build(),
+        ),
+        FileChange::put(
+            "three-Q8_0.gguf",
+            quant(LlamaFileType::Q8_0, 500_000).build(),
+        ),
+    ];
+    for (at, part) in quant(LlamaFileType::Q4_K_M, 400_000)
+        .split(2)
+        .iter()
+        .enumerate()
+    {
+        files.push(FileChange::put(
+            format!("three-Q4_K_M-{:05}-of-00002.gguf", at + 1),
+            part.build(),
+        ));
+    }
+    let mut repo = Repo::new(RepoKind::Model, name);
+    repo.commit("main", "Upload", files);
+    repo
+}
+
+/// Checks the repo folder the way `huggingface_hub` reads it: `refs/main` names a snapshot,
+/// every snapshot link resolves to a blob, and every blob is linked.
+fn assert_layout_consistent(repo_dir: &Path) {
+    let commit = fs::read_to_string(repo_dir.join("refs/main")).unwrap();
+    let snapshot = repo_dir.join("snapshots").join(commit.trim());
+    assert!(snapshot.is_dir(), "refs/main names a missing snapshot");
+    let mut linked = HashSet::new();
+    for entry in fs::read_dir(&snapshot).unwrap() {
+        let path = entry.unwrap().path();
+        let blob = fs::canonicalize(&path)
+            .unwrap_or_else(|e| panic!("dangling snapshot link {}: {e}", path.display()));
+        assert!(blob.starts_with(fs::canonicalize(repo_dir.join("blobs")).unwrap()));
+        linked.insert(blob);
+    }
+    for entry in fs::read_dir(repo_dir.join("blobs")).unwrap() {
+        let blob = fs::canonicalize(entry.unwrap().path()).unwrap();
+        assert!(linked.contains(&blob), "unlinked blob {}", blob.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_quants_and_a_budget_for_two_lose_exactly_the_least_recently_used_quant() {
+    use model_cache::download::NoReporter;
+    use model_cache::engine::{Engine, EngineOptions, PullRequest};
+    use model_cache::policy::usage::variant_of_file;
+    use model_cache::variants::ListedFile;
+
+    let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig {
+        repos: vec![three_quants_repo("q/three")],
+        ..hub_emulator::EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(
+        settings_for(dir.path(), emulator.url()),
+        EngineOptions {
+            run_queue: false,
+            ..EngineOptions::fake(64 << 30)
+        },
+    )
+    .unwrap();
+    let repo = model("q/three");
+
+    // Pull the shared files (a GGUF variant alone has none), then the three quants in order,
+    // then use the first and the last: the middle one is the least recently used.
+    let shared = PullRequest {
+        files: vec!["config.json".into(), "README.md".into()],
+        ..PullRequest::repo(repo.clone())
+    };
+    let shared = engine.plan_pull(&shared).await.unwrap();
+    engine
+        .download(&shared, Arc::new(NoReporter))
+        .wait()
+        .await
+        .unwrap();
+    let mut pulled = Vec::new();
+    for quant in ["Q2_K", "Q4_K_M", "Q8_0"] {
+        let plan = engine
+            .plan_pull(&PullRequest {
+                variant: Some(quant.into()),
+                ..PullRequest::repo(repo.clone())
+            })
+            .await
+            .unwrap();
+        engine
+            .download(&plan, Arc::new(NoReporter))
+            .wait()
+            .await
+            .unwrap();
+        pulled.push(plan);
+    }
+    let q2 = engine.path(&repo, "main", "three-Q2_K.gguf").unwrap();
+    let q8 = engine.path(&repo, "main", "three-Q8_0.gguf").unwrap();
+    let snapshot = q2.parent().unwrap().to_path_buf();
+    let shards: Vec<_> = pulled[1]
+        .files
+        .iter()
+        .map(|f| snapshot.join(&f.path))
+        .collect();
+    assert_eq!(shards.len(), 2, "{:?}", pulled[1].files);
+    let shard_blobs: Vec<_> = shards
+        .iter()
+        .map(|s| fs::canonicalize(s).unwrap())
+        .collect();
+    let q4_bytes: u64 = pulled[1].files.iter().map(|f| f.size).sum();
+    let listing: Vec<ListedFile> = pulled.iter().flat_map(|p| p.files.clone()).collect();
+    let q4_id = variant_of_file(&listing, &pulled[1].files[0].path)
+        .unwrap()
+        .id;
+
+    // A budget for two quants and the shared files.
+    let used = engine.health().unwrap().storage.used;
+    let budget = used - q4_bytes;
+    let dry = engine.gc(Some(budget), true).unwrap();
+    let plan = dry.eviction.clone().expect("over budget");
+    let planned: Vec<_> = plan
+        .evictions
+        .iter()
+        .map(|e| (e.variant.as_deref(), e.last_used_source, e.bytes_freed))
+        .collect();
+    assert_eq!(
+        planned,
+        [(Some(q4_id.as_str()), LastUsedSource::Variant, q4_bytes)]
+    );
+    assert!(
+        shards.iter().all(|s| s.exists()),
+        "a dry run removes nothing"
+    );
+
+    let done = engine.gc(Some(budget), false).unwrap();
+    assert_eq!(
+        done.eviction, dry.eviction,
+        "the real run does what the dry run said"
+    );
+    assert_eq!(done.bytes_after, budget);
+    for (shard, blob) in shards.iter().zip(&shard_blobs) {
+        assert!(fs::symlink_metadata(shard).is_err(), "{shard:?} stays");
+        assert!(!blob.exists(), "{blob:?} stays");
+    }
+    for kept in [
+        q2.clone(),
+        q8.clone(),
+        snapshot.join("config.json"),
+        snapshot.join("README.md"),
+    ] {
+        assert!(kept.is_file(), "{kept:?} was removed");
+    }
+    assert_layout_consistent(snapshot.parent().unwrap().parent().unwrap());
+    let recorded: Vec<String> = engine
+        .index()
+        .variant_uses()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.variant)
+        .collect();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert!(
+        !recorded.contains(&q4_id),
+        "the evicted quant's use is forgotten"
+    );
+
+    // Within budget now; a smaller one takes the next least recently used quant, then the
+    // last one takes the shared files and the repo folder with it.
+    assert!(engine.gc(Some(budget), false).unwrap().eviction.is_none());
+    engine.gc(Some(budget - 1), false).unwrap();
+    assert!(!q2.exists() && q8.is_file() && snapshot.join("config.json").is_file());
+    assert_layout_consistent(snapshot.parent().unwrap().parent().unwrap());
+    engine.gc(Some(0), false).unwrap();
+    assert!(!present(&root_of(&snapshot), "q/three"));
+    engine.shutdown();
+    emulator.shutdown().await;
+}
+
+/// The hub-cache root of a snapshot folder (`<root>/models--o--n/snapshots/<commit>`).
+fn root_of(snapshot: &Path) -> std::path::PathBuf {
+    snapshot.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_records_the_use_of_the_variants_it_fetched() {
+    let rig = rig(vec![three_quants_repo("q/queued")], |_| {}).await;
+    let mut only_q8 = job_for("q/queued");
+    only_q8.selection.include = vec!["three-Q8_0.gguf".into(), "config.json".into()];
+    let job = rig.scheduler.enqueue(only_q8).unwrap();
+    wait_state(&rig.scheduler, job.id, QueueState::Done).await;
+    let uses = rig.index.variant_uses().unwrap();
+    let names: Vec<&str> = uses.iter().map(|u| u.variant.as_str()).collect();
+    assert_eq!(names, ["gguf:three-Q8_0"]);
+    assert_eq!(
+        rig.index.last_used(&model("q/queued")).unwrap(),
+        Some(uses[0].last_used),
+        "the repo and its variant are stamped together"
+    );
+    rig.scheduler.shutdown();
 }

@@ -217,8 +217,13 @@ fn print_cleanup(printer: &Printer, report: &CleanupReport) {
     }
     if let Some(plan) = &report.eviction {
         for eviction in &plan.evictions {
+            let variant = eviction
+                .variant
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default();
             printer.data(format!(
-                "{verb}  least recently used {} {} ({})",
+                "{verb}  least recently used {} {}{variant} ({})",
                 eviction.repo,
                 eviction.commit,
                 format_size(eviction.bytes_freed)

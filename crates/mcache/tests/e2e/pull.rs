@@ -238,6 +238,36 @@ fn gc_evicts_an_unpinned_repo_over_the_budget() {
 }
 
 #[test]
+fn gc_evicts_the_least_recently_used_quant_and_keeps_the_repo() {
+    let world = World::new();
+    let snapshot = pull_q4(&world);
+    world.run(&["pull", REPO, "--quant", "Q2_K"]).ok();
+    // Handing out the Q4 path makes Q2 the least recently used quant.
+    world.run(&["--offline", "path", REPO, Q4]).ok();
+    let q2 = snapshot.join("tiny-model-Q2_K.gguf");
+    let used = world.run(&["--json", "ls"]).json()[0]["size_bytes"]
+        .as_u64()
+        .unwrap();
+    let q2_size = std::fs::metadata(&q2).unwrap().len();
+    let budget = (used - q2_size).to_string();
+
+    let dry = world.run(&["gc", "--max-size", &budget, "--dry-run"]);
+    assert!(
+        dry.ok().contains("gguf:tiny-model-Q2_K"),
+        "the dry run names the quant:\n{}",
+        dry.stdout
+    );
+    let run = world.run(&["--json", "gc", "--max-size", &budget]).json();
+    let evictions = run["eviction"]["evictions"].as_array().unwrap();
+    assert_eq!(evictions.len(), 1, "{run}");
+    assert_eq!(evictions[0]["variant"], "gguf:tiny-model-Q2_K");
+    assert_eq!(evictions[0]["last_used_source"], "variant");
+    assert!(!q2.exists(), "the least recently used quant is evicted");
+    assert!(snapshot.join(Q4).is_file(), "the quant just used stays");
+    assert!(world.run(&["verify", REPO]).ok().contains("ok"));
+}
+
+#[test]
 fn offline_pull_serves_the_cache_and_names_what_is_missing() {
     let world = World::new();
     let snapshot = pull_q4(&world);

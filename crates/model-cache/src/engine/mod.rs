@@ -47,6 +47,7 @@ use crate::index::Index;
 use crate::index::queue::QueueJob;
 use crate::metrics::{self, HealthReport};
 use crate::policy::cleanup::CleanupReport;
+use crate::policy::usage::{self, Used};
 use crate::repo::RepoId;
 use crate::scheduler::{DownloaderRunner, Probes, Scheduler, SchedulerConfig, SchedulerEvent};
 use crate::secret::Token;
@@ -390,7 +391,7 @@ impl Engine {
     pub fn path(&self, repo: &RepoId, revision: &str, file: &str) -> Result<PathBuf, EngineError> {
         match self.inner.cache.repo(repo).lookup_cached(revision, file) {
             CachedLookup::Found(path) => {
-                self.touch(repo);
+                self.touch(repo, Used::CachedFile { revision, file });
                 Ok(path)
             }
             _ => Err(EngineError::OfflineMiss {
@@ -488,9 +489,11 @@ impl Engine {
         Ok(formats::inspect_source(&source).await?)
     }
 
-    /// Records a use of a model through one of our interfaces (for LRU eviction).
-    pub(super) fn touch(&self, repo: &RepoId) {
-        if let Err(error) = self.inner.index.touch(repo) {
+    /// Records a use of a model, and of the variants used, through one of our interfaces (for
+    /// LRU eviction).
+    pub(super) fn touch(&self, repo: &RepoId, used: Used<'_>) {
+        let (index, root) = (&self.inner.index, self.inner.cache.root());
+        if let Err(error) = usage::record(index, root, repo, used, crate::index::now_ms()) {
             tracing::warn!(%repo, %error, "could not record the use of a model");
         }
     }

@@ -11,6 +11,7 @@ use crate::fit;
 use crate::hub::{EntryKind, Gating, TreeEntry};
 use crate::index::Index;
 use crate::index::queue::{NewQueueJob, QueueJob};
+use crate::policy::usage::Used;
 use crate::repo::RepoId;
 use crate::selection::Selection;
 use crate::variants::{
@@ -302,14 +303,14 @@ impl Engine {
             priority: 0,
             bytes_total: Some(plan.total_bytes),
         })?;
-        self.touch(&plan.repo);
+        self.touch(&plan.repo, Used::Planned(&plan.files));
         Ok(job)
     }
 
     /// Downloads a planned pull now, in this process, outside the queue (the CLI's `pull`).
     /// Progress goes to `reporter`; the handle pauses, resumes or cancels it.
     pub fn download(&self, plan: &PullPlan, reporter: Arc<dyn Reporter>) -> DownloadHandle {
-        self.touch(&plan.repo);
+        self.touch(&plan.repo, Used::Planned(&plan.files));
         let request = DownloadRequest {
             repo: plan.repo.clone(),
             revision: plan.revision.clone(),

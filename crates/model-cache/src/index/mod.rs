@@ -139,6 +139,16 @@ pub struct RepoRecord {
     pub last_modified: Option<String>,
 }
 
+/// The last recorded use of one variant of a repo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VariantUse {
+    pub repo: RepoId,
+    /// The variant's id (`gguf:model-Q4_K_M`).
+    pub variant: String,
+    /// Unix ms.
+    pub last_used: i64,
+}
+
 /// A pin: a whole repo (`revision: None`) or one revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pin {
@@ -585,6 +595,75 @@ impl Index {
         })
     }
 
+    /// Records a use of some variants of the repo at a given time (unix ms): the repo's use and
+    /// each variant's, at the same instant, in one transaction. With no variants it is
+    /// [`Index::touch_at`].
+    pub fn touch_variants_at(
+        &self,
+        repo: &RepoId,
+        variants: &[String],
+        at_ms: i64,
+    ) -> Result<(), IndexError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let record = |c: &Connection| -> rusqlite::Result<()> {
+            let id = repo_row(c, repo)?;
+            c.execute(
+                "INSERT INTO access (repo, last_used) VALUES (?1, ?2)
+                 ON CONFLICT (repo) DO UPDATE SET last_used = max(last_used, ?2)",
+                params![id, at_ms],
+            )?;
+            for variant in variants {
+                c.execute(
+                    "INSERT INTO variant_access (repo, variant, last_used) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (repo, variant) DO UPDATE SET last_used = max(last_used, ?3)",
+                    params![id, variant, at_ms],
+                )?;
+            }
+            Ok(())
+        };
+        let action = "record the use of variants";
+        let tx = conn.transaction().map_err(IndexError::sql(action))?;
+        record(&tx).map_err(IndexError::sql(action))?;
+        tx.commit().map_err(IndexError::sql(action))
+    }
+
+    /// Every recorded variant use, by repo and variant.
+    pub fn variant_uses(&self) -> Result<Vec<VariantUse>, IndexError> {
+        self.with_conn("read variant access times", |c| {
+            let mut statement = c.prepare(
+                "SELECT r.repo_type, r.repo_id, v.variant, v.last_used
+                 FROM variant_access v JOIN repos r ON r.id = v.repo
+                 ORDER BY r.repo_type, r.repo_id, v.variant",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(VariantUse {
+                    repo: RepoId {
+                        repo_type: parse_repo_type(&row.get::<_, String>(0)?),
+                        id: row.get(1)?,
+                    },
+                    variant: row.get(2)?,
+                    last_used: row.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets the recorded use of a variant (it left the cache).
+    pub fn forget_variant(&self, repo: &RepoId, variant: &str) -> Result<(), IndexError> {
+        self.with_conn("forget a variant's use", |c| {
+            c.execute(
+                "DELETE FROM variant_access WHERE variant = ?2
+                 AND repo = (SELECT id FROM repos WHERE folder = ?1)",
+                params![repo.folder_name(), variant],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Last recorded use (unix ms).
     pub fn last_used(&self, repo: &RepoId) -> Result<Option<i64>, IndexError> {
         self.with_conn("read an access time", |c| {
@@ -857,5 +936,37 @@ mod tests {
         index.remove_repo(&repo).unwrap();
         assert!(index.repos().unwrap().is_empty());
         assert!(index.last_used(&repo).unwrap().is_none(), "cascade");
+    }
+
+    #[test]
+    fn variant_uses_record_the_repo_too_and_keep_the_latest() {
+        let index = Index::in_memory().unwrap();
+        let repo = repo();
+        let q4 = "gguf:m-Q4_K_M".to_string();
+        let q8 = "gguf:m-Q8_0".to_string();
+        index
+            .touch_variants_at(&repo, &[q4.clone(), q8.clone()], 1000)
+            .unwrap();
+        index
+            .touch_variants_at(&repo, std::slice::from_ref(&q8), 3000)
+            .unwrap();
+        index
+            .touch_variants_at(&repo, std::slice::from_ref(&q4), 2000)
+            .unwrap();
+        index
+            .touch_variants_at(&repo, std::slice::from_ref(&q8), 500)
+            .unwrap();
+        assert_eq!(index.last_used(&repo).unwrap(), Some(3000));
+        let uses: Vec<(String, i64)> = index
+            .variant_uses()
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.variant, u.last_used))
+            .collect();
+        assert_eq!(uses, [(q4.clone(), 2000), (q8.clone(), 3000)]);
+        index.forget_variant(&repo, &q4).unwrap();
+        assert_eq!(index.variant_uses().unwrap().len(), 1);
+        index.remove_repo(&repo).unwrap();
+        assert!(index.variant_uses().unwrap().is_empty(), "cascade");
     }
 }

@@ -56,12 +56,6 @@ CREATE TABLE scheduler_state (
 ) WITHOUT ROWID;
 ";
 
-/// The migration that keeps a failed job's error kind and hints beside its message.
-pub const MIGRATION_TYPED_ERRORS: &str = "
-ALTER TABLE queue_jobs ADD COLUMN error_kind TEXT;   -- ErrorKind, snake_case
-ALTER TABLE queue_jobs ADD COLUMN error_hints TEXT;  -- JSON [Hint]
-";
-
 /// Where a queue job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -69,10 +69,25 @@ CREATE TABLE events (
 );
 ";
 
+/// The typed-contracts migration. Last use per variant (one quant's files, a safetensors set):
+/// the unit of LRU eviction when a revision holds several. A variant is named by its id
+/// (`gguf:model-Q4_K_M`), which depends only on its file names, so it is the same in every
+/// listing of the repo. And a failed job keeps its error kind and hints beside its message.
+const TYPED_CONTRACTS: &str = "
+ALTER TABLE queue_jobs ADD COLUMN error_kind TEXT;   -- ErrorKind, snake_case
+ALTER TABLE queue_jobs ADD COLUMN error_hints TEXT;  -- JSON [Hint]
+CREATE TABLE variant_access (
+    repo      INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    variant   TEXT NOT NULL,               -- variant id: format and weight-file stem
+    last_used INTEGER NOT NULL,            -- unix ms, through the app, CLI or API
+    PRIMARY KEY (repo, variant)
+) WITHOUT ROWID;
+";
+
 /// Every migration, in order. Append only (see the module docs).
 pub(crate) const MIGRATIONS: &[&str] = &[
     BASE,
     transfers::MIGRATION,
     queue::MIGRATION,
-    queue::MIGRATION_TYPED_ERRORS,
+    TYPED_CONTRACTS,
 ];

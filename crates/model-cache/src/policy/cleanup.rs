@@ -1,8 +1,9 @@
 //! The [`Janitor`]: cache-space work with the index kept consistent.
 //!
-//! It joins the on-disk [`Inventory`] with what the index knows (our last-use record, pins),
-//! plans evictions with [`plan_eviction`], and carries out removals through [`gc`] followed by
-//! the matching index updates. Every operation has a dry run that returns exactly what the real
+//! It joins the on-disk [`Inventory`] with what the index knows (our last-use records of repos
+//! and variants, pins), plans evictions with [`plan_eviction`] — a variant at a time where a
+//! revision holds several — and carries out removals through [`gc`] followed by the matching
+//! index updates. Every operation has a dry run that returns exactly what the real
 //! run would remove.
 
 use std::collections::HashSet;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::evict::{CachedRevision, EvictionGoal, EvictionPlan, plan_eviction};
 use super::gc::{self, Inventory, Removal};
+use super::usage::{self, VariantRemoval};
 use super::{CachePolicy, PolicyError};
 use crate::index::{Index, Pin};
 use crate::repo::RepoId;
@@ -88,12 +90,14 @@ impl Janitor {
         gc::scan(&self.hub_cache)
     }
 
-    /// The inventory's revisions with our last-use record and pins. The index records use per
-    /// repo; it is applied to the revisions refs point at (what a user of the repo gets), while
-    /// detached revisions keep their file times.
+    /// The inventory's revisions with our last-use records and pins. The index records use per
+    /// repo and per variant; both apply to the revisions refs point at (what a user of the repo
+    /// gets), while detached revisions keep their file times. Revisions with several variants
+    /// carry them (see [`usage::cached_variants`]).
     pub fn candidates(&self, inventory: &Inventory) -> Result<Vec<CachedRevision>, PolicyError> {
         let pins = self.index.pins().map_err(index_err)?;
         let records = self.index.repos().map_err(index_err)?;
+        let variant_uses = self.index.variant_uses().map_err(index_err)?;
         let mut out = Vec::new();
         for repo in &inventory.repos {
             let used = records
@@ -101,6 +105,12 @@ impl Janitor {
                 .find(|r| r.repo == repo.repo)
                 .and_then(|r| r.last_used);
             let single = repo.revisions.len() == 1;
+            let variant_used = |id: &str| {
+                variant_uses
+                    .iter()
+                    .find(|u| u.repo == repo.repo && u.variant == id)
+                    .map(|u| ms_to_time(u.last_used))
+            };
             let by_commit = |commit: &str| {
                 repo.revisions
                     .iter()
@@ -112,13 +122,22 @@ impl Janitor {
                 repos: vec![repo.clone()],
                 ..Inventory::default()
             };
-            out.extend(part.candidates(
-                &|_, commit| {
-                    used.filter(|_| single || !by_commit(commit).is_empty())
-                        .map(ms_to_time)
-                },
+            let records_apply = |commit: &str| single || !by_commit(commit).is_empty();
+            for mut candidate in part.candidates(
+                &|_, commit| used.filter(|_| records_apply(commit)).map(ms_to_time),
                 &|r, commit| is_pinned(&pins, r, commit, &by_commit(commit)),
-            ));
+            ) {
+                if let Some(revision) = repo.revisions.iter().find(|r| r.commit == candidate.commit)
+                {
+                    let applies = records_apply(&candidate.commit);
+                    candidate.variants = usage::cached_variants(
+                        &revision.files,
+                        (candidate.last_used, candidate.last_used_source),
+                        &|id| variant_used(id).filter(|_| applies),
+                    );
+                }
+                out.push(candidate);
+            }
         }
         Ok(out)
     }
@@ -145,11 +164,15 @@ impl Janitor {
         Ok(plan_eviction(&candidates, goal))
     }
 
-    /// Carries out a plan: removes each planned revision and its index rows.
+    /// Carries out a plan: removes each planned revision or variant and its index rows.
     pub fn evict(&self, plan: &EvictionPlan) -> Result<Removal, PolicyError> {
         let mut removal = Removal::default();
         for item in &plan.evictions {
-            match self.remove_revision(&item.repo, &item.commit, false) {
+            let removed = match &item.variant {
+                Some(variant) => self.remove_variant(&item.repo, &item.commit, variant, false),
+                None => self.remove_revision(&item.repo, &item.commit, false),
+            };
+            match removed {
                 Ok(r) => {
                     removal.paths.extend(r.paths);
                     removal.bytes_freed += r.bytes_freed;
@@ -174,6 +197,30 @@ impl Janitor {
             self.forget(repo, commit, &removal)?;
         }
         Ok(removal)
+    }
+
+    /// Removes one variant of a revision from disk and the index: its weights and the
+    /// companions no other variant holds; the whole revision when it is the last variant (see
+    /// [`usage::variant_removal`]). Pins are not checked: eviction plans never hold pinned
+    /// revisions. `NotCached` when the revision or the variant is not there.
+    pub fn remove_variant(
+        &self,
+        repo: &RepoId,
+        commit: &str,
+        variant: &str,
+        dry_run: bool,
+    ) -> Result<Removal, PolicyError> {
+        let files = gc::revision_files(&self.hub_cache, repo, commit)?;
+        match usage::variant_removal(&usage::listing(&files), variant) {
+            None => Err(PolicyError::NotCached {
+                repo: repo.to_string(),
+                commit: format!("{commit} ({variant})"),
+            }),
+            Some(VariantRemoval::Revision) => self.remove_revision(repo, commit, dry_run),
+            Some(VariantRemoval::Files(paths)) => {
+                self.remove_files(repo, commit, &paths, true, dry_run)
+            }
+        }
     }
 
     /// Removes some files of one revision (a variant) from disk and the index (see
@@ -222,11 +269,42 @@ impl Janitor {
                         self.index.remove_blob(repo, etag).map_err(index_err)?;
                     }
                 }
+                self.forget_absent_variants(repo)?;
             } else {
                 self.forget(repo, commit, &removal)?;
             }
         }
         Ok(removal)
+    }
+
+    /// Forgets the recorded use of the repo's variants no cached revision holds any more.
+    fn forget_absent_variants(&self, repo: &RepoId) -> Result<(), PolicyError> {
+        let recorded: Vec<String> = self
+            .index
+            .variant_uses()
+            .map_err(index_err)?
+            .into_iter()
+            .filter(|u| &u.repo == repo)
+            .map(|u| u.variant)
+            .collect();
+        if recorded.is_empty() {
+            return Ok(());
+        }
+        let inventory = self.scan()?;
+        let present: HashSet<String> = inventory
+            .repos
+            .iter()
+            .filter(|r| &r.repo == repo)
+            .flat_map(|r| &r.revisions)
+            .flat_map(|r| usage::variants_with_weights(&usage::listing(&r.files)))
+            .map(|v| v.id)
+            .collect();
+        for variant in recorded.iter().filter(|v| !present.contains(*v)) {
+            self.index
+                .forget_variant(repo, variant)
+                .map_err(index_err)?;
+        }
+        Ok(())
     }
 
     /// Removes a repo, or one revision of it (a commit, or a ref name such as `main`), unless
@@ -309,6 +387,8 @@ impl Janitor {
             if !keep_pins {
                 self.index.remove_repo(repo).map_err(index_err)?;
             }
+        } else {
+            self.forget_absent_variants(repo)?;
         }
         Ok(())
     }

@@ -1,13 +1,20 @@
-//! Which cached revisions to remove, in what order, and how many bytes that frees — as a pure
-//! function over what is cached.
+//! Which cached revisions — or which variants of them — to remove, in what order, and how many
+//! bytes that frees, as a pure function over what is cached.
 //!
 //! [`plan_eviction`] takes the cached revisions ([`CachedRevision`]: its blobs with sizes, when it
-//! was last used, whether it is pinned or in use) and a [`EvictionGoal`], and returns an
-//! [`EvictionPlan`]. The plan *is* the dry run: executing it (see `gc`) removes exactly what it
-//! lists. Blobs shared between revisions (the same file in two commits) are only counted as freed
-//! when the last revision that links them goes.
+//! was last used, whether it is pinned or in use, and its variants) and a [`EvictionGoal`], and
+//! returns an [`EvictionPlan`]. The plan *is* the dry run: executing it (see `cleanup`) removes
+//! exactly what it lists. Blobs shared between revisions (the same file in two commits) are only
+//! counted as freed when the last revision that links them goes.
+//!
+//! **The unit of eviction is the variant.** A revision holding several variants (three quants of
+//! one GGUF repo) is evicted one variant at a time, least recently used first: a variant's weight
+//! files (split shards together) and the companions only it uses. Files every variant shares
+//! (`config.json`, the tokenizer, a README) stay while any variant of the revision remains, and go
+//! with the last one, which takes the whole revision. A revision with fewer than two variants is
+//! one unit, as before. Pins and jobs protect whole repos.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +27,8 @@ use crate::repo::RepoId;
 pub enum LastUsedSource {
     /// Recorded by the index when the app, the CLI or the API used the model.
     Index,
+    /// Recorded by the index for this variant: its path was handed out, or it was pulled.
+    Variant,
     /// The newest access or modification time of its files (models other tools put there).
     FileTimes,
 }
@@ -47,6 +56,23 @@ pub struct CachedRevision {
     pub pinned: bool,
     /// A job is downloading into it, or it was just used: never evicted now.
     pub in_use: bool,
+    /// Its variants, evicted one at a time; empty when it holds fewer than two (it is then
+    /// evicted whole). Blobs that no variant lists are shared by all of them.
+    #[serde(default)]
+    pub variants: Vec<CachedVariant>,
+}
+
+/// A variant of a cached revision, as eviction sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedVariant {
+    /// The variant's id (`gguf:model-Q4_K_M`), as `variants::scan` names it.
+    pub id: String,
+    /// Blobs of the files the variant holds: its weights and its own companions.
+    pub blobs: Vec<BlobUse>,
+    /// Its own recorded use; else the repo's (when it applies to the revision); else the newest
+    /// time of its weight files.
+    pub last_used: SystemTime,
+    pub last_used_source: LastUsedSource,
 }
 
 /// What an eviction must achieve.
@@ -60,16 +86,30 @@ pub enum EvictionGoal {
     Budget { budget: u64, other_bytes: u64 },
 }
 
-/// One revision the plan removes.
+/// One revision, or one variant of a revision, the plan removes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedEviction {
     pub repo: RepoId,
     pub commit: String,
+    /// The variant's id when one variant of the revision goes; `None` for the whole revision.
+    /// The last variant of a revision to go takes the revision with it.
+    pub variant: Option<String>,
     pub refs: Vec<String>,
     pub last_used: SystemTime,
     pub last_used_source: LastUsedSource,
     /// Bytes freed by removing this revision after the ones before it in the plan.
     pub bytes_freed: u64,
+}
+
+/// `repo@commit`, with the variant's id in parentheses when one variant goes.
+impl std::fmt::Display for PlannedEviction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.repo, self.commit)?;
+        match &self.variant {
+            Some(variant) => write!(f, " ({variant})"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The result of planning: what goes, in order, and whether that is enough.
@@ -95,8 +135,28 @@ pub fn total_size(revisions: &[CachedRevision]) -> u64 {
     seen.values().sum()
 }
 
-/// Plans which revisions to evict, least recently used first, skipping pinned and in-use ones,
-/// and stopping as soon as the goal is met.
+/// Where a unit of eviction comes from: a whole revision, or one variant of it.
+struct Unit<'a> {
+    revision: usize,
+    variant: Option<&'a CachedVariant>,
+    last_used: SystemTime,
+    source: LastUsedSource,
+}
+
+/// At the same time, a last use guessed from the repo or the files goes before one recorded for
+/// the variant itself: a variant's use also stamps its repo, so its unrecorded siblings would
+/// otherwise tie with it.
+fn source_rank(source: LastUsedSource) -> u8 {
+    match source {
+        LastUsedSource::FileTimes => 0,
+        LastUsedSource::Index => 1,
+        LastUsedSource::Variant => 2,
+    }
+}
+
+/// Plans what to evict, least recently used first, skipping pinned and in-use revisions, and
+/// stopping as soon as the goal is met. Revisions with several variants are evicted a variant at
+/// a time (see the module docs).
 pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> EvictionPlan {
     let wanted = match goal {
         EvictionGoal::Free { bytes } => bytes,
@@ -125,22 +185,70 @@ pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> Evicti
                 .0 += 1;
         }
     }
-
-    let mut candidates: Vec<&CachedRevision> = revisions
+    // Per revision: the blobs it no longer links, and its variants still there.
+    let mut released: Vec<HashSet<&str>> = vec![HashSet::new(); revisions.len()];
+    let mut remaining: Vec<Vec<&CachedVariant>> = revisions
         .iter()
-        .filter(|r| !r.pinned && !r.in_use)
+        .map(|r| r.variants.iter().collect())
         .collect();
+
+    let mut units: Vec<Unit> = Vec::new();
+    for (at, revision) in revisions.iter().enumerate() {
+        if revision.pinned || revision.in_use {
+            continue;
+        }
+        if revision.variants.len() < 2 {
+            units.push(Unit {
+                revision: at,
+                variant: None,
+                last_used: revision.last_used,
+                source: revision.last_used_source,
+            });
+        } else {
+            units.extend(revision.variants.iter().map(|v| Unit {
+                revision: at,
+                variant: Some(v),
+                last_used: v.last_used,
+                source: v.last_used_source,
+            }));
+        }
+    }
     // Oldest first; ties broken by name so a plan is reproducible.
-    candidates.sort_by(|a, b| {
+    units.sort_by(|a, b| {
+        let (ra, rb) = (&revisions[a.revision], &revisions[b.revision]);
         a.last_used
             .cmp(&b.last_used)
-            .then_with(|| a.repo.to_string().cmp(&b.repo.to_string()))
-            .then_with(|| a.commit.cmp(&b.commit))
+            .then_with(|| source_rank(a.source).cmp(&source_rank(b.source)))
+            .then_with(|| ra.repo.to_string().cmp(&rb.repo.to_string()))
+            .then_with(|| ra.commit.cmp(&rb.commit))
+            .then_with(|| a.variant.map(|v| &v.id).cmp(&b.variant.map(|v| &v.id)))
     });
 
-    for revision in candidates {
+    for unit in units {
+        let revision = &revisions[unit.revision];
+        // The blobs this unit takes out of its revision: all of them for a whole revision or
+        // its last variant; otherwise the variant's blobs no remaining variant holds.
+        let leaving: Vec<&BlobUse> = match unit.variant {
+            None => revision.blobs.iter().collect(),
+            Some(variant) => {
+                let left = &mut remaining[unit.revision];
+                left.retain(|v| v.id != variant.id);
+                if left.is_empty() {
+                    revision.blobs.iter().collect()
+                } else {
+                    variant
+                        .blobs
+                        .iter()
+                        .filter(|b| !left.iter().any(|v| v.blobs.iter().any(|o| o.key == b.key)))
+                        .collect()
+                }
+            }
+        };
         let mut freed = 0;
-        for blob in &revision.blobs {
+        for blob in leaving {
+            if !released[unit.revision].insert(blob.key.as_str()) {
+                continue;
+            }
             if let Some(entry) = links.get_mut(&(&revision.repo, blob.key.as_str())) {
                 entry.0 -= 1;
                 if entry.0 == 0 {
@@ -152,9 +260,10 @@ pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> Evicti
         plan.evictions.push(PlannedEviction {
             repo: revision.repo.clone(),
             commit: revision.commit.clone(),
+            variant: unit.variant.map(|v| v.id.clone()),
             refs: revision.refs.clone(),
-            last_used: revision.last_used,
-            last_used_source: revision.last_used_source,
+            last_used: unit.last_used,
+            last_used_source: unit.source,
             bytes_freed: freed,
         });
         if plan.bytes_freed >= wanted {
@@ -188,6 +297,7 @@ mod tests {
             last_used_source: LastUsedSource::FileTimes,
             pinned: false,
             in_use: false,
+            variants: Vec::new(),
         }
     }
 
@@ -240,6 +350,117 @@ mod tests {
             rev("a/two", "1", 1, &[("k", 100)]),
         ];
         assert_eq!(total_size(&two_repos), 200);
+    }
+
+    fn variant(id: &str, age_days: u64, blobs: &[(&str, u64)]) -> CachedVariant {
+        CachedVariant {
+            id: id.to_string(),
+            blobs: blobs
+                .iter()
+                .map(|(k, s)| BlobUse {
+                    key: k.to_string(),
+                    size: *s,
+                })
+                .collect(),
+            last_used: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)
+                - Duration::from_secs(age_days * 86_400),
+            last_used_source: LastUsedSource::Variant,
+        }
+    }
+
+    /// Three quants of one revision (the middle one used least recently) and a shared config.
+    fn three_quants() -> CachedRevision {
+        let mut revision = rev(
+            "a/quants",
+            "1",
+            1,
+            &[
+                ("config", 10),
+                ("q2", 100),
+                ("q4a", 100),
+                ("q4b", 100),
+                ("q8", 300),
+            ],
+        );
+        revision.variants = vec![
+            variant("gguf:m-Q2_K", 2, &[("q2", 100)]),
+            variant("gguf:m-Q4_K_M", 9, &[("q4a", 100), ("q4b", 100)]),
+            variant("gguf:m-Q8_0", 1, &[("q8", 300)]),
+        ];
+        revision
+    }
+
+    fn variant_names(plan: &EvictionPlan) -> Vec<Option<&str>> {
+        plan.evictions
+            .iter()
+            .map(|e| e.variant.as_deref())
+            .collect()
+    }
+
+    #[test]
+    fn a_revision_with_several_variants_loses_the_least_recently_used_one_first() {
+        let revisions = vec![three_quants()];
+        let plan = plan_eviction(
+            &revisions,
+            EvictionGoal::Budget {
+                budget: 410,
+                other_bytes: 0,
+            },
+        );
+        assert_eq!(variant_names(&plan), [Some("gguf:m-Q4_K_M")]);
+        assert_eq!(plan.bytes_freed, 200, "both shards, not the shared config");
+        assert!(plan.satisfied);
+        assert_eq!(plan.evictions[0].last_used_source, LastUsedSource::Variant);
+    }
+
+    #[test]
+    fn the_last_variant_takes_the_shared_files_and_other_revisions_interleave() {
+        let mut other = rev("a/other", "2", 5, &[("x", 1000)]);
+        other.variants = Vec::new();
+        let revisions = vec![three_quants(), other];
+        let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 10_000 });
+        assert_eq!(
+            variant_names(&plan),
+            [
+                Some("gguf:m-Q4_K_M"),
+                None,
+                Some("gguf:m-Q2_K"),
+                Some("gguf:m-Q8_0")
+            ]
+        );
+        let freed: Vec<u64> = plan.evictions.iter().map(|e| e.bytes_freed).collect();
+        assert_eq!(
+            freed,
+            [200, 1000, 100, 310],
+            "config goes with the last quant"
+        );
+        assert!(!plan.satisfied);
+    }
+
+    #[test]
+    fn pinned_revisions_keep_every_variant_and_a_single_variant_is_the_revision() {
+        let mut pinned = three_quants();
+        pinned.pinned = true;
+        let plan = plan_eviction(&[pinned], EvictionGoal::Free { bytes: 1 });
+        assert!(plan.evictions.is_empty());
+        let mut single = three_quants();
+        single.variants.truncate(1);
+        let plan = plan_eviction(&[single], EvictionGoal::Free { bytes: 1 });
+        assert_eq!(variant_names(&plan), [None]);
+        assert_eq!(plan.bytes_freed, 610);
+    }
+
+    #[test]
+    fn at_the_same_time_a_guessed_use_goes_before_a_recorded_one() {
+        let mut revision = three_quants();
+        let now = revision.variants[2].last_used;
+        for v in &mut revision.variants {
+            v.last_used = now;
+        }
+        // The Q2 use is the repo's record (stamped by the Q8 use), not its own.
+        revision.variants[0].last_used_source = LastUsedSource::Index;
+        let plan = plan_eviction(&[revision], EvictionGoal::Free { bytes: 1 });
+        assert_eq!(variant_names(&plan), [Some("gguf:m-Q2_K")]);
     }
 
     #[test]

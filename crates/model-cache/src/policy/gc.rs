@@ -27,8 +27,22 @@ pub struct RevisionOnDisk {
     pub commit: String,
     pub refs: Vec<String>,
     pub blobs: Vec<BlobUse>,
+    /// Every file of the snapshot, by path (several paths may share a blob).
+    pub files: Vec<SnapshotFile>,
     /// Newest access or modification time of its files, the fallback last-use time.
     pub file_time: SystemTime,
+}
+
+/// One file of a snapshot: a link into the repo's `blobs/`, or a copied file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// Relative to the snapshot folder, `/`-separated, as in a repo listing.
+    pub path: String,
+    /// The blob's key: its etag, or `file:` and the path for a copied file (see [`BlobUse`]).
+    pub key: String,
+    pub size: u64,
+    /// Newest access or modification time of its content.
+    pub time: SystemTime,
 }
 
 /// A file found on disk that eviction does not account to a revision.
@@ -98,6 +112,7 @@ impl Inventory {
                     last_used_source: source,
                     pinned: pinned(&repo.repo, &revision.commit),
                     in_use: false,
+                    variants: Vec::new(),
                 });
             }
         }
@@ -182,20 +197,22 @@ fn read_refs(repo_dir: &Path) -> Result<Vec<(String, String, PathBuf)>, PolicyEr
 }
 
 /// Walks a snapshot folder without following symlinked folders: each file is either a link into
-/// `../../blobs/{etag}` (keyed by the etag) or a copied file (keyed by its own path).
-fn snapshot_blobs(
-    repo_dir: &Path,
-    snapshot: &Path,
-) -> Result<(Vec<BlobUse>, SystemTime), PolicyError> {
+/// `../../blobs/{etag}` (keyed by the etag) or a copied file (keyed by its own path). Links that
+/// lead anywhere else are not ours to size or remove, and are left out.
+fn snapshot_files(repo_dir: &Path, snapshot: &Path) -> Result<Vec<SnapshotFile>, PolicyError> {
     let blobs_dir = repo_dir.join("blobs");
-    let mut blobs = Vec::new();
-    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut files = Vec::new();
     let mut stack = vec![snapshot.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).map_err(scan_err(&dir))? {
             let entry = entry.map_err(scan_err(&dir))?;
             let path = entry.path();
             let kind = entry.file_type().map_err(scan_err(&path))?;
+            let listed = path
+                .strip_prefix(snapshot)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
             if kind.is_dir() {
                 stack.push(path);
             } else if kind.is_symlink() {
@@ -213,26 +230,64 @@ fn snapshot_blobs(
                     && plain_segment(&name)
                     && let Ok(meta) = fs::metadata(blobs_dir.join(&name))
                 {
-                    newest = newest.max(newest_time(&meta));
-                    blobs.push(BlobUse {
+                    files.push(SnapshotFile {
+                        path: listed,
                         key: name,
                         size: meta.len(),
+                        time: newest_time(&meta),
                     });
                 }
             } else if kind.is_file() {
                 let meta = entry.metadata().map_err(scan_err(&path))?;
-                newest = newest.max(newest_time(&meta));
                 let relative = path.strip_prefix(repo_dir).unwrap_or(&path);
-                blobs.push(BlobUse {
+                files.push(SnapshotFile {
+                    path: listed,
                     key: format!("file:{}", relative.to_string_lossy()),
                     size: meta.len(),
+                    time: newest_time(&meta),
                 });
             }
         }
     }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// The blobs of a snapshot's files, each once, and the newest time among them.
+fn blobs_of(files: &[SnapshotFile]) -> (Vec<BlobUse>, SystemTime) {
+    let mut blobs: Vec<BlobUse> = files
+        .iter()
+        .map(|f| BlobUse {
+            key: f.key.clone(),
+            size: f.size,
+        })
+        .collect();
     blobs.sort_by(|a, b| a.key.cmp(&b.key));
     blobs.dedup_by(|a, b| a.key == b.key);
-    Ok((blobs, newest))
+    let newest = files
+        .iter()
+        .map(|f| f.time)
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    (blobs, newest)
+}
+
+/// The blobs a snapshot links, each once, and the newest time among them.
+fn snapshot_blobs(
+    repo_dir: &Path,
+    snapshot: &Path,
+) -> Result<(Vec<BlobUse>, SystemTime), PolicyError> {
+    Ok(blobs_of(&snapshot_files(repo_dir, snapshot)?))
+}
+
+/// The files of one cached revision (see [`SnapshotFile`]), or `NotCached`.
+pub fn revision_files(
+    root: &Path,
+    repo: &RepoId,
+    commit: &str,
+) -> Result<Vec<SnapshotFile>, PolicyError> {
+    let (repo_dir, snapshot) = cached_snapshot(root, repo, commit)?;
+    snapshot_files(&repo_dir, &snapshot)
 }
 
 /// Resolves `.` and `..` without touching the file system.
@@ -287,7 +342,8 @@ pub fn scan(root: &Path) -> Result<Inventory, PolicyError> {
                 {
                     continue;
                 }
-                let (blobs, file_time) = snapshot_blobs(&repo_dir, &entry.path())?;
+                let files = snapshot_files(&repo_dir, &entry.path())?;
+                let (blobs, file_time) = blobs_of(&files);
                 linked.extend(blobs.iter().map(|b| b.key.clone()));
                 revisions.push(RevisionOnDisk {
                     refs: refs
@@ -297,6 +353,7 @@ pub fn scan(root: &Path) -> Result<Inventory, PolicyError> {
                         .collect(),
                     commit,
                     blobs,
+                    files,
                     file_time,
                 });
             }
@@ -501,27 +558,34 @@ pub fn delete_files(
 ) -> Result<Removal, PolicyError> {
     let (repo_dir, snapshot) = cached_snapshot(root, repo, commit)?;
     let snapshots = repo_dir.join("snapshots");
-    // How many links point at each blob, over every snapshot of the repo.
+    // How many links point at each blob, over every file of every snapshot of the repo.
     let mut links: HashMap<String, (usize, u64)> = HashMap::new();
     for entry in fs::read_dir(&snapshots)
         .map_err(scan_err(&snapshots))?
         .flatten()
     {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            for blob in snapshot_blobs(&repo_dir, &entry.path())?.0 {
-                let slot = links.entry(blob.key).or_insert((0, blob.size));
+            for file in snapshot_files(&repo_dir, &entry.path())? {
+                let slot = links.entry(file.key).or_insert((0, file.size));
                 slot.0 += 1;
             }
         }
     }
-    let present: Vec<PathBuf> = files
+    let mut present: Vec<PathBuf> = files
         .iter()
         .filter_map(|f| crate::store::SafeRelPath::new(f).ok())
         .map(|rel| rel.join_to(&snapshot))
         .filter(|link| fs::symlink_metadata(link).is_ok())
         .collect();
-    // Every file of the revision goes: that is the whole revision, with its refs.
-    if present.len() == snapshot_blobs(&repo_dir, &snapshot)?.0.len() {
+    present.sort();
+    present.dedup();
+    // Every file of the revision goes: that is the whole revision, with its refs. (Files, not
+    // blobs, are compared: two paths may share a blob.)
+    let asked: HashSet<&str> = files.iter().map(String::as_str).collect();
+    if snapshot_files(&repo_dir, &snapshot)?
+        .iter()
+        .all(|f| asked.contains(f.path.as_str()))
+    {
         return delete_revision(root, repo, commit, dry_run);
     }
     let mut removal = Removal::default();

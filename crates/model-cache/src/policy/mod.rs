@@ -3,7 +3,9 @@
 //! - [`probe`]: power, disk and memory, read through small traits (real and fake).
 //! - [`defer`]: the pure decision "run now or defer, and why" ([`defer::decide`]).
 //! - [`evict`]: the pure eviction plan, least recently used first, pinned models never
-//!   ([`evict::plan_eviction`]).
+//!   ([`evict::plan_eviction`]); the unit is the variant when a revision holds several.
+//! - [`usage`]: which variant a file belongs to, and recording the use of a repo and its
+//!   variants ([`usage::record`]).
 //! - [`clock`]: the wall clock and local time of day (real and fake).
 //! - [`cleanup`]: [`cleanup::Janitor`] ties the inventory to the index (last use, pins) and runs
 //!   eviction, removal and cleanup with the index kept consistent.
@@ -20,6 +22,7 @@ pub mod defer;
 pub mod evict;
 pub mod gc;
 pub mod probe;
+pub mod usage;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,7 +36,7 @@ pub use defer::{
     BatteryPolicy, Conditions, Decision, DeferReason, HumanBytes, ReservePolicy, SchedulePolicy,
     ScheduleWindow, WhenShort, decide,
 };
-pub use evict::{CachedRevision, EvictionGoal, EvictionPlan, plan_eviction};
+pub use evict::{CachedRevision, CachedVariant, EvictionGoal, EvictionPlan, plan_eviction};
 pub use probe::{
     Changes, DiskProbe, DiskSpace, FakeDisk, FakePower, FsDiskProbe, PowerProbe, PowerSource,
     PowerState, SystemPowerProbe,

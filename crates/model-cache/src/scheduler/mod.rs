@@ -701,11 +701,7 @@ impl Inner {
                     for_job: None,
                     plan: plan.clone(),
                 });
-                let names: Vec<String> = plan
-                    .evictions
-                    .iter()
-                    .map(|e| format!("{}@{}", e.repo, e.commit))
-                    .collect();
+                let names: Vec<String> = plan.evictions.iter().map(ToString::to_string).collect();
                 let _ = self.index.record_event(
                     "evicted",
                     None,
@@ -841,8 +837,15 @@ impl Inner {
                         now,
                     )
                 })?;
-                // A model just downloaded is in use: LRU must not pick it first.
-                self.index.touch_at(&job.repo, now)?;
+                // A model just downloaded is in use: LRU must not pick it, or the variants it
+                // fetched, first.
+                let used = crate::policy::usage::Used::Job(&job);
+                if let Err(error) =
+                    crate::policy::usage::record(&self.index, &self.hub_cache, &job.repo, used, now)
+                {
+                    tracing::warn!(job = id, %error, "could not record the variants a job fetched");
+                    self.index.touch_at(&job.repo, now)?;
+                }
                 lock(&self.network_attempts).remove(&id);
                 self.set_state(id, QueueState::Done, None, None)?;
                 if lock(&self.cache_policy).prune_old_revisions {
@@ -1111,11 +1114,7 @@ impl Inner {
             return Ok(None);
         }
         let removal = janitor.evict(&plan)?;
-        let names: Vec<String> = plan
-            .evictions
-            .iter()
-            .map(|e| format!("{}@{}", e.repo, e.commit))
-            .collect();
+        let names: Vec<String> = plan.evictions.iter().map(ToString::to_string).collect();
         tracing::info!(job = job.id, evicted = ?names, "evicted to make room");
         let _ = self.index.record_event(
             "evicted",
