@@ -14,6 +14,8 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# What ships is built without the dev-dependencies (and the engine's `test-support` feature).
+cargo clippy --workspace --lib --bins --locked -- -D warnings
 
 step "cargo test (all crates)"
 cargo test --workspace --locked

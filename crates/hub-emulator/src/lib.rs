@@ -31,6 +31,9 @@
 //!
 //! From synchronous code, [`Emulator::start_blocking`] runs the emulator on its own runtime.
 
+// Libraries report through their callers (events, return values, `tracing`), never by printing.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod auth;
 pub mod catalog;
 pub mod demo;

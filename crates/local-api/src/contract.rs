@@ -196,7 +196,7 @@ pub struct StatsBody {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContractEvent {
     /// A job changed (state, progress totals).
-    Job(Job),
+    Job(Box<Job>),
     /// Bytes of one file, throttled to a few per second.
     Progress(Progress),
     /// Something to tell the user.
@@ -449,7 +449,7 @@ impl Tracker {
     pub fn translate(&self, engine: &Engine, event: &SchedulerEvent) -> Vec<ContractEvent> {
         match event {
             SchedulerEvent::JobChanged { job } => {
-                let mut out = vec![ContractEvent::Job(self.job(engine, job))];
+                let mut out = vec![ContractEvent::Job(Box::new(self.job(engine, job)))];
                 let repo = job.repo.to_string();
                 let note = match job.state {
                     QueueState::Done => Some(("info", "Download finished", repo)),

@@ -21,6 +21,9 @@
 //! The other side, for tools that talk to a server another process runs (`mcache queue`), is
 //! [`client`]: it finds the server through the discovery file and sends the secret.
 
+// Libraries report through their callers (events, return values, `tracing`), never by printing.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 mod assets;
 pub mod client;
 pub mod contract;

@@ -323,7 +323,7 @@ fn every_contract_type_matches_the_document() {
         expected.insert("type".into());
         assert_eq!(keys(&value), expected);
     };
-    tagged(ContractEvent::Job(job()), keys(&job()), "job");
+    tagged(ContractEvent::Job(Box::new(job())), keys(&job()), "job");
     tagged(
         ContractEvent::Progress(progress.clone()),
         keys(&progress),

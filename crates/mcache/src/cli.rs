@@ -22,7 +22,7 @@ use model_cache::units::{Rate, Size};
     propagate_version = true,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
@@ -31,7 +31,7 @@ pub struct Cli {
 
 /// Options accepted by every command. Flags override the environment.
 #[derive(Debug, Args, Clone, Default)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Hub cache folder [default: HF_HUB_CACHE, or $HF_HOME/hub, or ~/.cache/huggingface/hub]
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -69,7 +69,7 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// List the variants of a repo (quantizations, formats) with sizes and fit for this machine
     Variants {
         /// Repo id, e.g. `org/name` (or a Hub URL)
@@ -193,7 +193,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct PullArgs {
+pub(crate) struct PullArgs {
     /// Repo id, e.g. `org/name` (or a Hub URL)
     pub repo: String,
     /// Variant to download (a name from `mcache variants`)
@@ -214,7 +214,7 @@ pub struct PullArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Port to listen on [default: a free port]
     #[arg(long, default_value_t = 0)]
     pub port: u16,
@@ -230,7 +230,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum QueueAction {
+pub(crate) enum QueueAction {
     /// List jobs (the default)
     #[command(visible_alias = "ls")]
     List,
@@ -246,7 +246,7 @@ pub enum QueueAction {
 }
 
 #[derive(Debug, Args)]
-pub struct JobTarget {
+pub(crate) struct JobTarget {
     /// Job id (from `mcache queue`)
     #[arg(required_unless_present = "all")]
     pub id: Option<u64>,
@@ -256,7 +256,7 @@ pub struct JobTarget {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConfigAction {
+pub(crate) enum ConfigAction {
     /// Print one setting, or all of them
     Get {
         /// Setting name, e.g. `max_rate_bps` [default: all]
@@ -272,7 +272,7 @@ pub enum ConfigAction {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum CompletionShell {
+pub(crate) enum CompletionShell {
     Bash,
     Zsh,
     Fish,
@@ -282,7 +282,7 @@ pub enum CompletionShell {
 
 /// The full command with the texts that are built at run time: exit codes and the environment
 /// variables the engine reads.
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     let mut environment = String::from("Environment:\n");
     for (name, what) in model_cache::env::VARIABLES {
         environment.push_str(&format!("  {name:<24} {}\n", what.replace('`', "")));

@@ -11,7 +11,7 @@ use model_cache::error::{ErrorKind, Hint, diagnose};
 use model_cache::units::format_size;
 
 /// Documented in `mcache --help` and in the README; values are a contract.
-pub const EXIT_CODES_HELP: &str = "\
+pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit status:
   0    success
   1    error not covered below
@@ -111,7 +111,7 @@ impl From<ExitStatus> for std::process::ExitCode {
 
 /// What kind of failure a command ended with: an engine kind, or one only the CLI has.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CliKind {
+pub(crate) enum CliKind {
     /// Bad arguments.
     Usage,
     /// `mcache queue` found no running app or `mcache serve`.
@@ -128,7 +128,7 @@ pub enum CliKind {
 
 impl CliKind {
     /// The stable snake_case name (the local API's `kind`).
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             CliKind::Usage => "usage",
             CliKind::NoServer => "no_server",
@@ -140,14 +140,14 @@ impl CliKind {
     }
 
     /// A kind as the local API names it.
-    pub fn parse(kind: &str) -> CliKind {
+    pub(crate) fn parse(kind: &str) -> CliKind {
         match kind.parse::<ErrorKind>() {
             Ok(kind) => CliKind::Engine(kind),
             Err(_) => CliKind::Remote(kind.to_string()),
         }
     }
 
-    pub fn exit_status(&self) -> ExitStatus {
+    pub(crate) fn exit_status(&self) -> ExitStatus {
         match self {
             CliKind::Usage => ExitStatus::Usage,
             CliKind::NoServer => ExitStatus::NotFound,
@@ -173,14 +173,14 @@ impl From<ErrorKind> for CliKind {
 /// are reported through their own types; this one covers what only the edge knows (a missing
 /// local API, bad input).
 #[derive(Debug)]
-pub struct CliError {
+pub(crate) struct CliError {
     pub kind: CliKind,
     pub message: String,
     pub hints: Vec<String>,
 }
 
 impl CliError {
-    pub fn new(kind: impl Into<CliKind>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: impl Into<CliKind>, message: impl Into<String>) -> Self {
         CliError {
             kind: kind.into(),
             message: message.into(),
@@ -189,11 +189,11 @@ impl CliError {
     }
 
     /// A usage error (exit 2).
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         CliError::new(CliKind::Usage, message)
     }
 
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hints.push(hint.into());
         self
     }
@@ -208,7 +208,7 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 /// The kind of the first error in the chain that has one.
-pub fn error_kind(error: &anyhow::Error) -> Option<CliKind> {
+pub(crate) fn error_kind(error: &anyhow::Error) -> Option<CliKind> {
     // A `CliError` given as context (the edge restating an engine error) is found here.
     if let Some(cli) = error.downcast_ref::<CliError>() {
         return Some(cli.kind.clone());
@@ -222,7 +222,7 @@ pub fn error_kind(error: &anyhow::Error) -> Option<CliKind> {
 }
 
 /// An engine hint in the CLI's words: the command to run.
-pub fn hint_line(hint: &Hint) -> Option<String> {
+pub(crate) fn hint_line(hint: &Hint) -> Option<String> {
     Some(match hint {
         Hint::LogIn => "run `mcache login` (or set HF_TOKEN)".to_string(),
         Hint::RenewToken => {
@@ -271,7 +271,7 @@ pub fn hint_line(hint: &Hint) -> Option<String> {
 /// The lines of an error report, without colour: `error: ...` (the chain of causes joined with
 /// `: `, skipping a cause whose text the outer message already contains), then each distinct
 /// hint: those of a `CliError` in the chain (the edge's own words win), else the engine's.
-pub fn report_lines(error: &anyhow::Error) -> Vec<String> {
+pub(crate) fn report_lines(error: &anyhow::Error) -> Vec<String> {
     let mut headline = String::new();
     let mut details = Vec::new();
     let mut hints: Vec<String> = Vec::new();
@@ -316,7 +316,7 @@ pub fn report_lines(error: &anyhow::Error) -> Vec<String> {
 
 /// The error as the local API reports it: `{"error": {"kind", "message", "hint"}}` (hints joined
 /// by newlines; `kind` is `internal` when no error in the chain has one).
-pub fn json_error(error: &anyhow::Error, kind: Option<&CliKind>) -> serde_json::Value {
+pub(crate) fn json_error(error: &anyhow::Error, kind: Option<&CliKind>) -> serde_json::Value {
     let lines = report_lines(error);
     let message = lines[0].trim_start_matches("error: ").to_string();
     let hints: Vec<&str> = lines

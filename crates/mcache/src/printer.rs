@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::terminal::{Style, Terminal};
 
 #[derive(Debug, Clone, Copy)]
-pub struct Printer {
+pub(crate) struct Printer {
     pub json: bool,
     pub quiet: bool,
     pub verbose: u8,
@@ -21,7 +21,7 @@ pub struct Printer {
 impl Printer {
     /// A line of data on stdout (human mode). Ignored with `--json`, where commands print JSON
     /// instead.
-    pub fn data(&self, line: impl AsRef<str>) {
+    pub(crate) fn data(&self, line: impl AsRef<str>) {
         if !self.json {
             let mut out = std::io::stdout().lock();
             // A closed pipe (`mcache ls | head -1`) is not an error worth reporting.
@@ -30,7 +30,7 @@ impl Printer {
     }
 
     /// One JSON value on one line of stdout.
-    pub fn json_line(&self, value: &impl Serialize) -> anyhow::Result<()> {
+    pub(crate) fn json_line(&self, value: &impl Serialize) -> anyhow::Result<()> {
         let text = serde_json::to_string(value)?;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
@@ -39,7 +39,11 @@ impl Printer {
     }
 
     /// Prints `value` as JSON with `--json`, or runs `human` otherwise.
-    pub fn output<T: Serialize>(&self, value: &T, human: impl FnOnce(&T)) -> anyhow::Result<()> {
+    pub(crate) fn output<T: Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce(&T),
+    ) -> anyhow::Result<()> {
         if self.json {
             self.json_line(value)
         } else {
@@ -49,14 +53,14 @@ impl Printer {
     }
 
     /// A message on stderr, unless `--quiet`.
-    pub fn message(&self, line: impl AsRef<str>) {
+    pub(crate) fn message(&self, line: impl AsRef<str>) {
         if !self.quiet {
             eprintln!("{}", line.as_ref());
         }
     }
 
     /// `warning: ...` on stderr, unless `--quiet`.
-    pub fn warning(&self, line: impl AsRef<str>) {
+    pub(crate) fn warning(&self, line: impl AsRef<str>) {
         if !self.quiet {
             eprintln!(
                 "{}: {}",
@@ -67,7 +71,7 @@ impl Printer {
     }
 
     /// The error report (always printed, even with `--quiet`).
-    pub fn error(&self, error: &anyhow::Error) {
+    pub(crate) fn error(&self, error: &anyhow::Error) {
         let color = self.terminal.color;
         for line in crate::exit::report_lines(error) {
             if let Some(rest) = line.strip_prefix("error:") {
@@ -81,13 +85,13 @@ impl Printer {
     }
 
     /// Whether interactive prompts may be shown.
-    pub fn interactive(&self) -> bool {
+    pub(crate) fn interactive(&self) -> bool {
         self.terminal.stdin_is_terminal && self.terminal.stderr_is_terminal && !self.json
     }
 
     /// Whether progress bars are drawn. Not with `-v`: log lines written between two frames
     /// would be torn by the redraw, and the logs tell the progress anyway.
-    pub fn progress_bars(&self) -> bool {
+    pub(crate) fn progress_bars(&self) -> bool {
         self.terminal.stderr_is_terminal && !self.quiet && !self.json && self.verbose == 0
     }
 }

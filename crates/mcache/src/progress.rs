@@ -19,7 +19,7 @@ use model_cache::units::{format_rate, format_size};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressMode {
+pub(crate) enum ProgressMode {
     /// indicatif bars on stderr.
     Bars,
     /// Each event as one JSON line on stdout.
@@ -29,7 +29,7 @@ pub enum ProgressMode {
 }
 
 impl ProgressMode {
-    pub fn for_printer(printer: &Printer) -> Self {
+    pub(crate) fn for_printer(printer: &Printer) -> Self {
         if printer.json {
             ProgressMode::JsonLines
         } else if printer.progress_bars() {
@@ -48,7 +48,7 @@ struct FileProgress {
 
 /// What a pull did, accumulated from the events.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PullSummary {
+pub(crate) struct PullSummary {
     pub files_downloaded: u64,
     pub files_cached: u64,
     pub files_failed: u64,
@@ -59,7 +59,7 @@ pub struct PullSummary {
 }
 
 /// Renders the events of one pull.
-pub struct PullProgress {
+pub(crate) struct PullProgress {
     mode: ProgressMode,
     printer: Printer,
     multi: MultiProgress,
@@ -90,7 +90,7 @@ fn style(template: &str) -> ProgressStyle {
 impl PullProgress {
     /// `expected_total` is the size of what was asked for (the variant's size) when known; the
     /// total bar grows if files turn out larger.
-    pub fn new(mode: ProgressMode, printer: Printer, expected_total: Option<u64>) -> Self {
+    pub(crate) fn new(mode: ProgressMode, printer: Printer, expected_total: Option<u64>) -> Self {
         let target = match mode {
             ProgressMode::Bars => ProgressDrawTarget::stderr_with_hz(10),
             _ => ProgressDrawTarget::hidden(),
@@ -179,7 +179,7 @@ impl PullProgress {
     }
 
     /// Shows one event.
-    pub fn handle(&mut self, event: &DownloadEvent) -> anyhow::Result<()> {
+    pub(crate) fn handle(&mut self, event: &DownloadEvent) -> anyhow::Result<()> {
         if self.mode == ProgressMode::JsonLines {
             self.printer.json_line(event)?;
         }
@@ -321,7 +321,7 @@ impl PullProgress {
 
     /// Ends the display: the total bar becomes one `done` line, and a summary goes to stderr
     /// when there were no bars.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         let elapsed = self.started.elapsed();
         for file in self.files.values_mut() {
             if let Some(bar) = file.bar.take() {
@@ -350,7 +350,7 @@ impl PullProgress {
 
     /// Ends the display after an interruption or failure: bars are cleared, nothing claims to be
     /// done.
-    pub fn abandon(&mut self) {
+    pub(crate) fn abandon(&mut self) {
         if let Some(total) = &self.total {
             total.disable_steady_tick();
         }

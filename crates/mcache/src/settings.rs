@@ -10,17 +10,17 @@ use crate::cli::GlobalArgs;
 use crate::exit::CliError;
 
 /// The app-data folder for Model Cache, shared with the desktop app.
-pub fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     model_cache::env::app_data_dir(directories::BaseDirs::new().as_ref().map(|d| d.data_dir()))
 }
 
-pub fn home_dir() -> Option<PathBuf> {
+pub(crate) fn home_dir() -> Option<PathBuf> {
     directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf())
 }
 
 /// Environment, then the preferences saved in the data folder (`mcache config set`, the app's
 /// settings), then flags: the order the engine's `Preferences` documents.
-pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Settings> {
+pub(crate) fn resolve(global: &GlobalArgs) -> anyhow::Result<Settings> {
     let mut settings = model_cache::env::settings_from_env(
         |name| std::env::var(name).ok(),
         home_dir(),
@@ -35,7 +35,7 @@ pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Settings> {
 }
 
 /// Applies the command-line flags over `settings`.
-pub fn apply_flags(settings: &mut Settings, global: &GlobalArgs) -> Result<(), CliError> {
+pub(crate) fn apply_flags(settings: &mut Settings, global: &GlobalArgs) -> Result<(), CliError> {
     if let Some(dir) = &global.cache_dir {
         settings.hub_cache = absolute(dir);
     }

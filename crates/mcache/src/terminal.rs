@@ -8,14 +8,14 @@
 use std::io::IsTerminal;
 
 /// Log filter (`tracing` directives), overriding `-v`.
-pub const RUST_LOG: &str = "RUST_LOG";
+pub(crate) const RUST_LOG: &str = "RUST_LOG";
 
 /// Disables colour when set to a non-empty value.
-pub const NO_COLOR: &str = "NO_COLOR";
+pub(crate) const NO_COLOR: &str = "NO_COLOR";
 
 /// The terminal facts, read once at start.
 #[derive(Debug, Clone, Copy)]
-pub struct Terminal {
+pub(crate) struct Terminal {
     pub stdin_is_terminal: bool,
     pub stderr_is_terminal: bool,
     /// Colour on stderr: a terminal, and `NO_COLOR` unset or empty.
@@ -23,7 +23,7 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    pub fn detect() -> Self {
+    pub(crate) fn detect() -> Self {
         let stderr_is_terminal = std::io::stderr().is_terminal();
         let no_color = std::env::var_os(NO_COLOR).is_some_and(|value| !value.is_empty());
         Terminal {
@@ -36,7 +36,7 @@ impl Terminal {
 
 /// ANSI styles for message prefixes; plain text when colour is off.
 #[derive(Debug, Clone, Copy)]
-pub enum Style {
+pub(crate) enum Style {
     Error,
     Warning,
     Hint,
@@ -53,7 +53,7 @@ impl Style {
         }
     }
 
-    pub fn paint(self, text: &str, color: bool) -> String {
+    pub(crate) fn paint(self, text: &str, color: bool) -> String {
         if color {
             format!("\x1b[{}m{text}\x1b[0m", self.code())
         } else {
@@ -69,7 +69,7 @@ impl Style {
 /// renderer cannot know about: it would then clear the wrong lines and leave a bar behind. The
 /// setting belongs to the controlling terminal (`/dev/tty`), so `stty` is asked to change it
 /// there; where that fails (no terminal, no `stty`), nothing changes.
-pub struct QuietControlEcho {
+pub(crate) struct QuietControlEcho {
     restore: bool,
 }
 
@@ -87,7 +87,7 @@ impl QuietControlEcho {
             .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    pub fn new() -> QuietControlEcho {
+    pub(crate) fn new() -> QuietControlEcho {
         let was_on = Self::stty(&["-a"]).is_some_and(|settings| {
             settings
                 .split(|c: char| c.is_whitespace() || c == ';')

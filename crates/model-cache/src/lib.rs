@@ -5,14 +5,15 @@
 //! `store` (the standard Hugging Face cache layout, no network I/O), with the `index` (SQLite in
 //! the app-data folder) recording what is known, in flight and used.
 
-pub mod doctor;
+// Libraries report through their callers (events, return values, `tracing`), never by printing.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod download;
 pub mod engine;
 pub mod env;
 pub mod error;
 pub mod fit;
 pub mod formats;
-pub mod hash;
 pub mod hub;
 pub mod index;
 pub mod metrics;
@@ -25,6 +26,30 @@ pub mod settings;
 pub mod store;
 pub mod units;
 pub mod variants;
+
+/// Declares modules the edges do not need: crate-private, and public only with the
+/// `test-support` feature, which the engine's own integration tests and benchmark enable.
+macro_rules! internal_modules {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[cfg(feature = "test-support")]
+        pub mod $name;
+        $(#[$doc])*
+        #[cfg(not(feature = "test-support"))]
+        #[cfg_attr(
+            not(feature = "test-support"),
+            expect(unreachable_pub, reason = "public only to the engine's own tests")
+        )]
+        pub(crate) mod $name;
+    )*};
+}
+
+internal_modules! {
+    /// Checking and repairing the index against the disk (through [`engine::Engine::doctor`]).
+    doctor;
+    /// Hashing at hardware speed: whole files, prefixes, per-chunk checksums.
+    hash;
+}
 
 pub use repo::{RepoId, RepoType};
 pub use secret::Token;

@@ -264,7 +264,7 @@ pub fn parse_span(input: &str) -> Result<Duration, UnitError> {
 pub fn format_span(span: Duration) -> String {
     let secs = span.as_secs();
     for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= size && secs % size == 0 {
+        if secs >= size && secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }

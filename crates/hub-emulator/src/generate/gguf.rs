@@ -6,7 +6,6 @@ use super::VirtualFile;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GgmlType(pub u32);
 
-#[allow(missing_docs)]
 impl GgmlType {
     pub const F32: Self = Self(0);
     pub const F16: Self = Self(1);
@@ -177,7 +176,6 @@ const FILE_TYPES: &[(u32, &str, GgmlType)] = &[
     (38, "MXFP4_MOE", GgmlType::MXFP4),
 ];
 
-#[allow(missing_docs)]
 impl LlamaFileType {
     pub const ALL_F32: Self = Self(0);
     pub const F16: Self = Self(1);
@@ -259,7 +257,6 @@ impl LlamaFileType {
 
 /// GGUF metadata value type ids (`gguf_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub enum GgufValueType {
     U8 = 0,
     I8 = 1,
@@ -278,7 +275,6 @@ pub enum GgufValueType {
 
 /// A GGUF metadata value.
 #[derive(Clone, Debug, PartialEq)]
-#[allow(missing_docs)]
 pub enum GgufValue {
     U8(u8),
     I8(i8),

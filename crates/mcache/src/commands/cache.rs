@@ -17,7 +17,11 @@ fn format_time(ms: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub fn ls(engine: &Engine, repo: Option<&str>, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub(super) fn ls(
+    engine: &Engine,
+    repo: Option<&str>,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let mut repos = engine.cache_list()?;
     if let Some(wanted) = repo {
         let wanted = parse_repo(wanted)?.to_string();
@@ -79,7 +83,7 @@ fn print_repos(printer: &Printer, repos: &[CachedRepoView], details: bool) {
     printer.message(format!("{} repo(s), {}", repos.len(), format_size(total)));
 }
 
-pub fn rm(
+pub(super) fn rm(
     engine: &Engine,
     repo: &str,
     revision: Option<&str>,
@@ -122,7 +126,7 @@ pub fn rm(
     Ok(ExitStatus::Success)
 }
 
-pub async fn verify(
+pub(super) async fn verify(
     engine: &Engine,
     repo: Option<&str>,
     printer: &Printer,
@@ -160,7 +164,7 @@ pub async fn verify(
     }
 }
 
-pub fn pin(
+pub(super) fn pin(
     engine: &Engine,
     repo: &str,
     pinned: bool,
@@ -189,7 +193,7 @@ pub fn pin(
     Ok(ExitStatus::Success)
 }
 
-pub fn gc(
+pub(super) fn gc(
     engine: &Engine,
     max_size: Option<u64>,
     dry_run: bool,

@@ -3,7 +3,7 @@
 use crate::cli::CompletionShell;
 use crate::exit::ExitStatus;
 
-pub fn completions(shell: CompletionShell) -> anyhow::Result<ExitStatus> {
+pub(super) fn completions(shell: CompletionShell) -> anyhow::Result<ExitStatus> {
     use clap_complete::Shell;
     let shell = match shell {
         CompletionShell::Bash => Shell::Bash,

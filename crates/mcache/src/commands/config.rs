@@ -34,7 +34,11 @@ fn lookup<'a>(settings: &'a Value, key: &str) -> Result<&'a Value, CliError> {
     settings.get(key).ok_or_else(|| unknown_key(key))
 }
 
-pub fn get(engine: &Engine, key: Option<&str>, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub(super) fn get(
+    engine: &Engine,
+    key: Option<&str>,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let settings = serde_json::to_value(engine.app_settings())?;
     match key {
         None => printer.output(&settings, |_| {
@@ -52,7 +56,7 @@ pub fn get(engine: &Engine, key: Option<&str>, printer: &Printer) -> anyhow::Res
     Ok(ExitStatus::Success)
 }
 
-pub fn set(
+pub(super) fn set(
     engine: &Engine,
     key: &str,
     text: &str,

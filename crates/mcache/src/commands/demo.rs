@@ -6,7 +6,7 @@ use hub_emulator::{Emulator, EmulatorConfig, auth::DEMO_TOKEN};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
 
-pub async fn demo(port: u16, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub(super) async fn demo(port: u16, printer: &Printer) -> anyhow::Result<ExitStatus> {
     // Catch Ctrl-C before the URL is out: a script may interrupt as soon as it has read it.
     let mut interrupt = crate::commands::Interrupt::install()?;
     let config = EmulatorConfig {

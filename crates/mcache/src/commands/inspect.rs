@@ -13,7 +13,7 @@ use crate::exit::{CliError, ExitStatus};
 use crate::printer::Printer;
 use model_cache::units::format_size;
 
-pub async fn inspect(
+pub(super) async fn inspect(
     global: &crate::cli::GlobalArgs,
     target: &str,
     file: Option<&str>,

@@ -33,7 +33,7 @@ fn env_token_set() -> bool {
     .any(|name| lookup(name).is_some_and(|value| !value.is_empty()))
 }
 
-pub fn login(
+pub(super) fn login(
     engine: &Engine,
     global: &GlobalArgs,
     from_stdin: bool,
@@ -67,7 +67,7 @@ pub fn login(
     Ok(ExitStatus::Success)
 }
 
-pub fn logout(engine: &Engine, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub(super) fn logout(engine: &Engine, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let path = token_file(engine);
     let removed = path.exists();
     engine.set_token(None)?;

@@ -24,19 +24,19 @@ use crate::exit::{CliError, ExitStatus};
 use crate::printer::Printer;
 
 /// Parses a repo id as users type it (`org/name`, a Hub URL).
-pub fn parse_repo(input: &str) -> Result<RepoId, CliError> {
+pub(crate) fn parse_repo(input: &str) -> Result<RepoId, CliError> {
     RepoId::parse_user_input(input)
         .map_err(|error| CliError::usage(error.to_string()).hint("a repo id looks like `org/name`"))
 }
 
 /// SIGINT (Ctrl-C), caught from the start of a command so it can stop cleanly.
-pub struct Interrupt {
+pub(crate) struct Interrupt {
     #[cfg(unix)]
     signal: tokio::signal::unix::Signal,
 }
 
 impl Interrupt {
-    pub fn install() -> std::io::Result<Interrupt> {
+    pub(crate) fn install() -> std::io::Result<Interrupt> {
         Ok(Interrupt {
             #[cfg(unix)]
             signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
@@ -44,7 +44,7 @@ impl Interrupt {
     }
 
     /// Resolves at the next Ctrl-C.
-    pub async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         #[cfg(unix)]
         {
             self.signal.recv().await;
@@ -75,7 +75,7 @@ pub(crate) async fn open_engine_with(
     Ok(Engine::open(settings, options)?)
 }
 
-pub async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
+pub(crate) async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     let global = cli.global;
     match cli.command {
         Command::Completions { shell } => completions::completions(shell),

@@ -7,7 +7,7 @@ use crate::commands::parse_repo;
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
 
-pub fn path(
+pub(super) fn path(
     engine: &Engine,
     repo: &str,
     file: &str,

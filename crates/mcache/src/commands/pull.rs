@@ -31,7 +31,7 @@ struct PullResult<'a> {
     snapshot_path: PathBuf,
 }
 
-pub async fn pull(
+pub(super) async fn pull(
     engine: &Engine,
     args: PullArgs,
     interrupt: &mut Interrupt,

@@ -60,7 +60,7 @@ fn no_server(data_dir: &Path) -> CliError {
     .hint("start the app, or run `mcache serve` in another terminal (with the same --data-dir)")
 }
 
-pub async fn queue(
+pub(super) async fn queue(
     data_dir: PathBuf,
     action: Option<QueueAction>,
     printer: &Printer,

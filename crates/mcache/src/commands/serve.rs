@@ -10,7 +10,7 @@ use crate::cli::{GlobalArgs, ServeArgs};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
 
-pub async fn serve(
+pub(super) async fn serve(
     mut global: GlobalArgs,
     args: ServeArgs,
     printer: &Printer,

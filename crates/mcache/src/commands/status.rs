@@ -6,7 +6,7 @@ use crate::exit::{CliError, CliKind, ExitStatus};
 use crate::printer::Printer;
 use model_cache::units::format_size;
 
-pub fn stats(engine: &Engine, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub(super) fn stats(engine: &Engine, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let stats = engine.stats()?;
     printer.output(&stats, |stats| print_stats(printer, engine, stats))?;
     Ok(ExitStatus::Success)
@@ -81,7 +81,11 @@ fn print_stats(printer: &Printer, engine: &Engine, stats: &Stats) {
     }
 }
 
-pub fn doctor(engine: &Engine, check_only: bool, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub(super) fn doctor(
+    engine: &Engine,
+    check_only: bool,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let report = engine.doctor(!check_only)?;
     let healthy = report.is_healthy();
     printer.output(&report, |report| {

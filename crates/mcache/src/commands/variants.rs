@@ -7,7 +7,7 @@ use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use model_cache::units::format_size;
 
-pub async fn variants(
+pub(super) async fn variants(
     engine: &Engine,
     repo: &str,
     revision: Option<&str>,
@@ -20,14 +20,14 @@ pub async fn variants(
 }
 
 /// The fit tier as the user reads it.
-pub fn tier_label(view: &VariantView) -> String {
+pub(super) fn tier_label(view: &VariantView) -> String {
     serde_json::to_value(view.fit.tier)
         .ok()
         .and_then(|value| value.as_str().map(|s| s.replace('_', " ")))
         .unwrap_or_else(|| "unknown".into())
 }
 
-pub fn format_label(view: &VariantView) -> String {
+pub(super) fn format_label(view: &VariantView) -> String {
     serde_json::to_value(view.variant.format)
         .ok()
         .and_then(|value| value.as_str().map(str::to_string))
@@ -35,7 +35,7 @@ pub fn format_label(view: &VariantView) -> String {
 }
 
 /// One row per variant; `*` in the first column marks the recommended one.
-pub fn print_table(printer: &Printer, report: &VariantsReport) {
+pub(super) fn print_table(printer: &Printer, report: &VariantsReport) {
     if report.variants.is_empty() {
         printer.message(format!("`{}` has no model files", report.repo));
         return;

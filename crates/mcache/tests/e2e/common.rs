@@ -7,17 +7,17 @@ use hub_emulator::{Emulator, EmulatorConfig};
 
 /// Size of `demo/big` in these tests: big enough to interrupt a rate-limited pull, small enough
 /// to hash quickly.
-pub const BIG_SIZE: u64 = 24 << 20;
+pub(crate) const BIG_SIZE: u64 = 24 << 20;
 
 /// One isolated world: emulator, cache, `HF_HOME`, data folder.
-pub struct World {
+pub(crate) struct World {
     pub emulator: Emulator,
     pub dir: tempfile::TempDir,
 }
 
 /// The outcome of one run.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -34,7 +34,7 @@ impl Run {
 
     /// Asserts success and returns stdout.
     #[track_caller]
-    pub fn ok(&self) -> &str {
+    pub(crate) fn ok(&self) -> &str {
         assert_eq!(
             self.code, 0,
             "expected success\nstdout:\n{}\nstderr:\n{}",
@@ -45,7 +45,7 @@ impl Run {
 
     /// Asserts the exit code.
     #[track_caller]
-    pub fn code(&self, code: i32) -> &Self {
+    pub(crate) fn code(&self, code: i32) -> &Self {
         assert_eq!(
             self.code, code,
             "expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
@@ -56,7 +56,7 @@ impl Run {
 
     /// The JSON values printed on stdout, one per line.
     #[track_caller]
-    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn json_lines(&self) -> Vec<serde_json::Value> {
         self.stdout
             .lines()
             .filter(|line| !line.trim().is_empty())
@@ -73,7 +73,7 @@ impl Run {
 
     /// The single JSON value printed on stdout.
     #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         let mut lines = self.json_lines();
         assert_eq!(
             lines.len(),
@@ -86,7 +86,7 @@ impl Run {
 }
 
 impl World {
-    pub fn new() -> World {
+    pub(crate) fn new() -> World {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = EmulatorConfig {
             hash_cache_dir: Some(std::env::temp_dir().join("mcache-tests-hash-cache")),
@@ -96,21 +96,21 @@ impl World {
         World { emulator, dir }
     }
 
-    pub fn hub_cache(&self) -> PathBuf {
+    pub(crate) fn hub_cache(&self) -> PathBuf {
         self.dir.path().join("hub")
     }
 
-    pub fn hf_home(&self) -> PathBuf {
+    pub(crate) fn hf_home(&self) -> PathBuf {
         self.dir.path().join("hf-home")
     }
 
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
     /// `mcache` with a clean environment pointing at this world. The data folder is passed as
     /// `--data-dir`, the rest through the variables `huggingface_hub` reads.
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mcache"));
         for (name, _) in model_cache::env::VARIABLES {
             command.env_remove(name);
@@ -127,12 +127,12 @@ impl World {
         command
     }
 
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let output = self.command().args(args).output().expect("mcache runs");
         Run::from_output(output)
     }
 
-    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub(crate) fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut command = self.command();
         for (name, value) in env {
             command.env(name, value);
@@ -140,12 +140,12 @@ impl World {
         Run::from_output(command.args(args).output().expect("mcache runs"))
     }
 
-    pub fn bytes_served(&self) -> u64 {
+    pub(crate) fn bytes_served(&self) -> u64 {
         self.emulator.log().bytes_served()
     }
 
     /// Body bytes the CDN listener served: file contents, not metadata.
-    pub fn cdn_bytes(&self) -> u64 {
+    pub(crate) fn cdn_bytes(&self) -> u64 {
         self.emulator
             .log()
             .records()
@@ -156,7 +156,7 @@ impl World {
     }
 
     /// The sha256 the emulator publishes for a file of a model repo at `main`.
-    pub fn sha256(&self, repo: &str, path: &str) -> String {
+    pub(crate) fn sha256(&self, repo: &str, path: &str) -> String {
         self.emulator
             .file_hashes(hub_emulator::RepoKind::Model, repo, "main", path)
             .unwrap_or_else(|| panic!("`{path}` exists in `{repo}`"))
@@ -165,7 +165,7 @@ impl World {
 }
 
 /// `mcache` with no world at all (help, completions, usage errors).
-pub fn bare(args: &[&str]) -> Run {
+pub(crate) fn bare(args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_mcache"))
         .args(args)
         .env("NO_COLOR", "1")
@@ -176,7 +176,7 @@ pub fn bare(args: &[&str]) -> Run {
 }
 
 /// Sends SIGINT to a child, as Ctrl-C in a terminal does.
-pub fn interrupt(pid: u32) {
+pub(crate) fn interrupt(pid: u32) {
     let status = Command::new("kill")
         .arg("-INT")
         .arg(pid.to_string())
@@ -186,14 +186,14 @@ pub fn interrupt(pid: u32) {
 }
 
 /// The sha256 of a file's content, in hex.
-pub fn sha256_file(path: &Path) -> String {
+pub(crate) fn sha256_file(path: &Path) -> String {
     use sha2::Digest;
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read `{}`: {e}", path.display()));
     hex::encode(sha2::Sha256::digest(&bytes))
 }
 
 /// Every regular file under `dir` (following nothing), for "nothing was left behind" checks.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -19,11 +19,11 @@ fn index_error(what: &'static str) -> impl FnOnce(IndexError) -> DownloadError {
 }
 
 impl JobDb {
-    pub fn new(index: Index) -> Self {
+    pub(super) fn new(index: Index) -> Self {
         JobDb { index }
     }
 
-    pub fn index(&self) -> &Index {
+    pub(super) fn index(&self) -> &Index {
         &self.index
     }
 
@@ -42,7 +42,7 @@ impl JobDb {
             .map_err(index_error(what))
     }
 
-    pub async fn find_unfinished(
+    pub(super) async fn find_unfinished(
         &self,
         repo: String,
         etag: String,
@@ -57,7 +57,7 @@ impl JobDb {
         .await
     }
 
-    pub async fn create(&self, job: OwnedNewJob) -> Result<i64, DownloadError> {
+    pub(super) async fn create(&self, job: OwnedNewJob) -> Result<i64, DownloadError> {
         self.run("creating a download job", move |c| {
             transfers::create(
                 c,
@@ -76,33 +76,41 @@ impl JobDb {
         .await
     }
 
-    pub async fn record_done(&self, id: i64, chunks: Vec<DoneChunk>) -> Result<(), DownloadError> {
+    pub(super) async fn record_done(
+        &self,
+        id: i64,
+        chunks: Vec<DoneChunk>,
+    ) -> Result<(), DownloadError> {
         self.run("recording finished chunks", move |c| {
             transfers::record_done(c, id, &chunks)
         })
         .await
     }
 
-    pub async fn done_chunks(&self, id: i64) -> Result<Vec<DoneChunk>, DownloadError> {
+    pub(super) async fn done_chunks(&self, id: i64) -> Result<Vec<DoneChunk>, DownloadError> {
         self.run("reading finished chunks", move |c| {
             transfers::done_chunks(c, id)
         })
         .await
     }
 
-    pub async fn forget_chunks(&self, id: i64, indices: Vec<u64>) -> Result<(), DownloadError> {
+    pub(super) async fn forget_chunks(
+        &self,
+        id: i64,
+        indices: Vec<u64>,
+    ) -> Result<(), DownloadError> {
         self.run("forgetting torn chunks", move |c| {
             transfers::forget_chunks(c, id, &indices)
         })
         .await
     }
 
-    pub async fn clear_chunks(&self, id: i64) -> Result<(), DownloadError> {
+    pub(super) async fn clear_chunks(&self, id: i64) -> Result<(), DownloadError> {
         self.run("forgetting chunks", move |c| transfers::clear_chunks(c, id))
             .await
     }
 
-    pub async fn set_state(
+    pub(super) async fn set_state(
         &self,
         id: i64,
         state: JobState,
@@ -114,21 +122,25 @@ impl JobDb {
         .await
     }
 
-    pub async fn set_validator(&self, id: i64, validator: String) -> Result<(), DownloadError> {
+    pub(super) async fn set_validator(
+        &self,
+        id: i64,
+        validator: String,
+    ) -> Result<(), DownloadError> {
         self.run("updating a download job", move |c| {
             transfers::set_validator(c, id, &validator)
         })
         .await
     }
 
-    pub async fn finish(&self, id: i64) -> Result<(), DownloadError> {
+    pub(super) async fn finish(&self, id: i64) -> Result<(), DownloadError> {
         self.run("finishing a download job", move |c| {
             transfers::finish(c, id)
         })
         .await
     }
 
-    pub async fn delete(&self, id: i64) -> Result<(), DownloadError> {
+    pub(super) async fn delete(&self, id: i64) -> Result<(), DownloadError> {
         self.run("deleting a download job", move |c| transfers::delete(c, id))
             .await
     }

@@ -47,7 +47,7 @@ impl ChunkPlan {
 /// One range request's worth of work. `pos` and `end` are shared with the scheduler so that a
 /// slow segment can be shortened while it runs.
 #[derive(Debug)]
-pub struct Segment {
+pub(super) struct Segment {
     pub chunk: u64,
     /// Next byte to write.
     pub pos: AtomicU64,
@@ -59,7 +59,7 @@ pub struct Segment {
 }
 
 impl Segment {
-    pub fn new(chunk: u64, range: Range<u64>) -> Arc<Self> {
+    pub(super) fn new(chunk: u64, range: Range<u64>) -> Arc<Self> {
         Arc::new(Segment {
             chunk,
             pos: AtomicU64::new(range.start),
@@ -69,14 +69,14 @@ impl Segment {
         })
     }
 
-    pub fn remaining(&self) -> u64 {
+    pub(super) fn remaining(&self) -> u64 {
         self.end
             .load(Ordering::SeqCst)
             .saturating_sub(self.pos.load(Ordering::SeqCst))
     }
 
     /// Bytes per second since the segment started on its connection.
-    pub fn rate(&self, now: Instant) -> Option<f64> {
+    pub(super) fn rate(&self, now: Instant) -> Option<f64> {
         let elapsed = now.duration_since(self.started);
         if elapsed < Duration::from_millis(300) {
             return None;
@@ -90,7 +90,7 @@ impl Segment {
 
     /// Bytes per second over the segment's whole life, for a segment that finished (however
     /// quickly: a fast finish is exactly what a straggler is measured against).
-    pub fn final_rate(&self, now: Instant) -> f64 {
+    pub(super) fn final_rate(&self, now: Instant) -> f64 {
         let elapsed = now.duration_since(self.started).as_secs_f64().max(1e-3);
         let done = self
             .pos
@@ -101,7 +101,7 @@ impl Segment {
 
     /// Splits off the second half of what is left, if at least `2 * min_piece` is left: the
     /// segment's end is lowered to the midpoint and the upper half is returned as a new segment.
-    pub fn split(&self, min_piece: u64) -> Option<Arc<Segment>> {
+    pub(super) fn split(&self, min_piece: u64) -> Option<Arc<Segment>> {
         let pos = self.pos.load(Ordering::SeqCst);
         let end = self.end.load(Ordering::SeqCst);
         if end.saturating_sub(pos) < 2 * min_piece {
@@ -120,7 +120,7 @@ impl Segment {
 /// under half the median rate of the other transfers of the file (the ones in flight and the
 /// recently `finished` ones, so that a lone straggler at the very end is caught too) and that
 /// still has at least `2 * min_piece` to go. Segments too young to have a rate are left alone.
-pub fn slow_tail_candidate(
+pub(super) fn slow_tail_candidate(
     active: &[Arc<Segment>],
     finished: &[f64],
     now: Instant,

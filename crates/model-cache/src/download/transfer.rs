@@ -64,7 +64,7 @@ pub(crate) struct BlobTransfer {
 }
 
 impl BlobTransfer {
-    pub fn validator(&self) -> String {
+    pub(super) fn validator(&self) -> String {
         self.validator.lock().expect("validator lock").clone()
     }
 
@@ -136,7 +136,11 @@ const FINISHED_RATES: usize = 16;
 impl Shared {
     /// Progress for a file whose chunks `recorded` are on disk already. `hasher` is fed the
     /// contiguous done prefix as it grows.
-    pub fn new(plan: ChunkPlan, recorded: Vec<bool>, hasher: Option<PrefixHasher>) -> Arc<Self> {
+    pub(super) fn new(
+        plan: ChunkPlan,
+        recorded: Vec<bool>,
+        hasher: Option<PrefixHasher>,
+    ) -> Arc<Self> {
         let count = plan.count() as usize;
         let bytes_on_disk = (0..plan.count())
             .filter(|&c| recorded[c as usize])
@@ -183,11 +187,11 @@ impl Shared {
         }
     }
 
-    pub fn all_recorded(&self, plan: ChunkPlan) -> bool {
+    pub(super) fn all_recorded(&self, plan: ChunkPlan) -> bool {
         self.lock().recorded_count == plan.count()
     }
 
-    pub fn take_hasher(&self) -> Option<PrefixHasher> {
+    pub(super) fn take_hasher(&self) -> Option<PrefixHasher> {
         self.hasher.lock().expect("hasher lock").take()
     }
 

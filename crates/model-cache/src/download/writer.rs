@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 /// An open `.incomplete` file.
 #[derive(Clone)]
-pub struct BlobWriter {
+pub(super) struct BlobWriter {
     file: Arc<File>,
     path: PathBuf,
 }
 
 /// Why the writer failed, with ENOSPC told apart so the caller can say how much space is needed.
 #[derive(Debug)]
-pub enum WriteFailure {
+pub(super) enum WriteFailure {
     DiskFull,
     Io(io::Error),
 }
@@ -34,7 +34,7 @@ impl From<io::Error> for WriteFailure {
 }
 
 /// Whether an I/O error means the disk (or quota) is full.
-pub fn is_disk_full(error: &io::Error) -> bool {
+pub(super) fn is_disk_full(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::StorageFull
         || error.kind() == io::ErrorKind::QuotaExceeded
         || error.raw_os_error() == Some(libc::ENOSPC)
@@ -45,7 +45,7 @@ impl BlobWriter {
     /// Opens (creating if needed) the file at `path` and makes it exactly `size` bytes long,
     /// reserving the space up front where the file system allows, so a full disk is reported
     /// before any transfer rather than in the middle of one. Existing content is kept (resume).
-    pub fn open_blocking(path: &Path, size: u64) -> Result<Self, WriteFailure> {
+    pub(super) fn open_blocking(path: &Path, size: u64) -> Result<Self, WriteFailure> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -78,19 +78,23 @@ impl BlobWriter {
         })
     }
 
-    pub async fn open(path: PathBuf, size: u64) -> Result<Self, WriteFailure> {
+    pub(super) async fn open(path: PathBuf, size: u64) -> Result<Self, WriteFailure> {
         tokio::task::spawn_blocking(move || Self::open_blocking(&path, size))
             .await
             .map_err(|e| WriteFailure::Io(io::Error::other(e)))?
     }
 
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Writes `buffer` at `offset` on a blocking thread and gives the buffer back (cleared) for
     /// reuse.
-    pub async fn write_at(&self, buffer: Vec<u8>, offset: u64) -> Result<Vec<u8>, WriteFailure> {
+    pub(super) async fn write_at(
+        &self,
+        buffer: Vec<u8>,
+        offset: u64,
+    ) -> Result<Vec<u8>, WriteFailure> {
         let file = Arc::clone(&self.file);
         tokio::task::spawn_blocking(move || {
             write_all_at(&file, &buffer, offset)?;
@@ -104,7 +108,7 @@ impl BlobWriter {
 
     /// Flushes written data to the disk (`fdatasync`), so what is recorded afterwards survives a
     /// crash or power loss.
-    pub async fn sync(&self) -> Result<(), WriteFailure> {
+    pub(super) async fn sync(&self) -> Result<(), WriteFailure> {
         let file = Arc::clone(&self.file);
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
@@ -113,7 +117,7 @@ impl BlobWriter {
     }
 
     /// CRC-32 checksums of `ranges` as they are on disk, computed on a blocking thread.
-    pub async fn checksums(&self, ranges: Vec<(u64, u64)>) -> io::Result<Vec<u32>> {
+    pub(super) async fn checksums(&self, ranges: Vec<(u64, u64)>) -> io::Result<Vec<u32>> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || crate::hash::chunk_checksums_blocking(&path, &ranges))
             .await

@@ -34,11 +34,11 @@ pub use preferences::{
 };
 pub use pull::{Choice, PullPlan, PullRequest};
 pub use views::{
-    CachedRepoView, CachedRevisionView, CorruptFile, FinishedDownload, JobAction, Stats,
-    VariantView, VariantsReport, VerifyReport,
+    CachedRepoView, CachedRevisionView, CorruptFile, DoctorError, DoctorReport, FinishedDownload,
+    JobAction, Stats, VariantView, VariantsReport, VerifyReport,
 };
 
-use crate::doctor::{self, DoctorReport};
+use crate::doctor;
 use crate::download::Downloader;
 use crate::fit::{FitOptions, Machine, MachineMemory, SystemMachine};
 use crate::formats::{self, HubSource, Inspection};

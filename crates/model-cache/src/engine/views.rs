@@ -11,6 +11,7 @@ use crate::fit::{FitEstimate, MachineMemory};
 use crate::metrics::{Counters, HealthReport};
 use crate::variants::Variant;
 
+pub use crate::doctor::{DoctorError, DoctorReport};
 pub use crate::store::{CorruptFile, VerifyReport};
 
 /// The variants of a repo at a revision, with fit hints and a recommendation.

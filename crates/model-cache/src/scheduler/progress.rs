@@ -35,7 +35,7 @@ pub(crate) struct JobProgress {
 }
 
 impl JobProgress {
-    pub fn new(job_id: i64, events: broadcast::Sender<SchedulerEvent>) -> Self {
+    pub(super) fn new(job_id: i64, events: broadcast::Sender<SchedulerEvent>) -> Self {
         JobProgress {
             job_id,
             files: Mutex::new(Files::default()),
@@ -43,7 +43,7 @@ impl JobProgress {
         }
     }
 
-    pub fn counts(&self) -> Counts {
+    pub(super) fn counts(&self) -> Counts {
         let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         Counts {
             done: files.done.values().sum(),

@@ -46,7 +46,7 @@ pub(super) struct Grouping {
 
 impl Grouping {
     /// A companion file in `dir`.
-    pub fn add_companion(&mut self, dir: &str, file: VariantFile) {
+    pub(super) fn add_companion(&mut self, dir: &str, file: VariantFile) {
         self.companions_by_dir
             .entry(dir.to_string())
             .or_default()
@@ -54,17 +54,17 @@ impl Grouping {
     }
 
     /// A README, LICENSE or NOTICE, offered with every variant.
-    pub fn add_extra(&mut self, file: VariantFile) {
+    pub(super) fn add_extra(&mut self, file: VariantFile) {
         self.extras.push(file);
     }
 
     /// A multimodal projector, offered with every GGUF variant.
-    pub fn add_projector(&mut self, file: VariantFile) {
+    pub(super) fn add_projector(&mut self, file: VariantFile) {
         self.projectors.push(file);
     }
 
     /// A weight file in `dir`, added to its set.
-    pub fn add_weights(&mut self, dir: &str, weights: WeightFile, file: VariantFile) {
+    pub(super) fn add_weights(&mut self, dir: &str, weights: WeightFile, file: VariantFile) {
         let WeightFile {
             format,
             stem,
@@ -90,13 +90,19 @@ impl Grouping {
     }
 
     /// The shard index of the set `stem` in `dir`.
-    pub fn add_index(&mut self, format: VariantFormat, dir: &str, stem: String, file: VariantFile) {
+    pub(super) fn add_index(
+        &mut self,
+        format: VariantFormat,
+        dir: &str,
+        stem: String,
+        file: VariantFile,
+    ) {
         self.indexes.push((format, dir.to_string(), stem, file));
     }
 
     /// ONNX external data of the graph of `precision` in `dir`; ignored when there is no such
     /// graph.
-    pub fn add_onnx_data(&mut self, dir: &str, precision: &str, file: VariantFile) {
+    pub(super) fn add_onnx_data(&mut self, dir: &str, precision: &str, file: VariantFile) {
         let key = (
             VariantFormat::Onnx,
             dir.to_string(),
@@ -108,7 +114,7 @@ impl Grouping {
     }
 
     /// The variants, in [`sort`] order.
-    pub fn into_variants(self) -> Vec<Variant> {
+    pub(super) fn into_variants(self) -> Vec<Variant> {
         let Grouping {
             mut groups,
             projectors,

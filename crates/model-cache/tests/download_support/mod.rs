@@ -16,12 +16,12 @@ use model_cache::{RepoId, Settings};
 use tempfile::TempDir;
 
 /// The one file of `demo/big`.
-pub const BIG: &str = "big-model-Q4_K_M.gguf";
+pub(crate) const BIG: &str = "big-model-Q4_K_M.gguf";
 /// Size of `demo/big` in these tests (64 chunks of 64 KiB).
-pub const BIG_SIZE: u64 = 4 * 1024 * 1024;
-pub const CHUNK: u64 = 64 * 1024;
+pub(crate) const BIG_SIZE: u64 = 4 * 1024 * 1024;
+pub(crate) const CHUNK: u64 = 64 * 1024;
 
-pub struct Rig {
+pub(crate) struct Rig {
     pub emulator: Emulator,
     pub dir: TempDir,
     pub settings: Settings,
@@ -30,7 +30,7 @@ pub struct Rig {
 }
 
 /// Settings for a cache under `dir` talking to `endpoint`, tuned for tests.
-pub fn test_settings(dir: &Path, endpoint: String) -> Settings {
+pub(crate) fn test_settings(dir: &Path, endpoint: String) -> Settings {
     let mut settings = Settings::new(dir.join("hub"), dir.join("data"));
     settings.endpoint = endpoint;
     settings.retry = RetryPolicy::immediate();
@@ -42,11 +42,11 @@ pub fn test_settings(dir: &Path, endpoint: String) -> Settings {
     settings
 }
 
-pub async fn rig() -> Rig {
+pub(crate) async fn rig() -> Rig {
     rig_with(EmulatorConfig::demo_with_big_size(BIG_SIZE), |_| {}).await
 }
 
-pub async fn rig_with(config: EmulatorConfig, tweak: impl FnOnce(&mut Settings)) -> Rig {
+pub(crate) async fn rig_with(config: EmulatorConfig, tweak: impl FnOnce(&mut Settings)) -> Rig {
     let emulator = Emulator::start(config).await.expect("emulator starts");
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path(), emulator.url());
@@ -61,13 +61,13 @@ pub async fn rig_with(config: EmulatorConfig, tweak: impl FnOnce(&mut Settings))
     }
 }
 
-pub fn downloader(settings: &Settings) -> (Downloader, Index) {
+pub(crate) fn downloader(settings: &Settings) -> (Downloader, Index) {
     let hub = HubClient::new(settings).expect("hub client");
     let index = Index::open(&settings.data_dir).expect("index opens");
     (Downloader::new(settings, hub, index.clone()), index)
 }
 
-pub fn request(repo: &str, files: &[&str]) -> DownloadRequest {
+pub(crate) fn request(repo: &str, files: &[&str]) -> DownloadRequest {
     DownloadRequest {
         repo: RepoId::model(repo).unwrap(),
         revision: "main".into(),
@@ -75,12 +75,17 @@ pub fn request(repo: &str, files: &[&str]) -> DownloadRequest {
     }
 }
 
-pub fn big_request() -> DownloadRequest {
+pub(crate) fn big_request() -> DownloadRequest {
     request("demo/big", &[BIG])
 }
 
 /// The bytes the emulator serves for a file at a revision.
-pub fn upstream_bytes(emulator: &Emulator, repo: &str, revision: &str, path: &str) -> Vec<u8> {
+pub(crate) fn upstream_bytes(
+    emulator: &Emulator,
+    repo: &str,
+    revision: &str,
+    path: &str,
+) -> Vec<u8> {
     emulator
         .catalog()
         .file(RepoKind::Model, repo, revision, path)
@@ -89,12 +94,12 @@ pub fn upstream_bytes(emulator: &Emulator, repo: &str, revision: &str, path: &st
         .to_vec()
 }
 
-pub fn recorder() -> Arc<RecordingReporter> {
+pub(crate) fn recorder() -> Arc<RecordingReporter> {
     Arc::new(RecordingReporter::default())
 }
 
 /// Every `.incomplete` file under the cache.
-pub fn incomplete_files(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn incomplete_files(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     walk(root, &mut |path| {
         if path.to_string_lossy().ends_with(".incomplete") {
@@ -104,7 +109,7 @@ pub fn incomplete_files(root: &Path) -> Vec<PathBuf> {
     found
 }
 
-pub fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
+pub(crate) fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -117,6 +122,6 @@ pub fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
     }
 }
 
-pub fn count<F: Fn(&DownloadEvent) -> bool>(events: &[DownloadEvent], f: F) -> usize {
+pub(crate) fn count<F: Fn(&DownloadEvent) -> bool>(events: &[DownloadEvent], f: F) -> usize {
     events.iter().filter(|e| f(e)).count()
 }

@@ -6,7 +6,7 @@
 
 /// A metadata value to write.
 #[derive(Clone, Debug)]
-pub enum V {
+pub(crate) enum V {
     U8(u8),
     I8(i8),
     U16(u16),
@@ -25,7 +25,7 @@ pub enum V {
 }
 
 impl V {
-    pub fn type_id(&self) -> u32 {
+    pub(crate) fn type_id(&self) -> u32 {
         match self {
             V::U8(_) => 0,
             V::I8(_) => 1,
@@ -42,14 +42,14 @@ impl V {
             V::F64(_) => 12,
         }
     }
-    pub fn s(s: &str) -> V {
+    pub(crate) fn s(s: &str) -> V {
         V::Str(s.to_string())
     }
 }
 
 /// Writes GGUF headers field by field.
 #[derive(Clone, Debug)]
-pub struct Writer {
+pub(crate) struct Writer {
     pub big_endian: bool,
     pub version: u32,
     pub kvs: Vec<(String, V)>,
@@ -60,7 +60,7 @@ pub struct Writer {
     pub block: fn(u32) -> (u64, u64),
 }
 
-pub fn default_block(t: u32) -> (u64, u64) {
+pub(crate) fn default_block(t: u32) -> (u64, u64) {
     match t {
         0 => (1, 4),
         1 | 30 => (1, 2),
@@ -73,7 +73,7 @@ pub fn default_block(t: u32) -> (u64, u64) {
 }
 
 impl Writer {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Writer {
             big_endian: false,
             version: 3,
@@ -84,12 +84,12 @@ impl Writer {
         }
     }
 
-    pub fn kv(mut self, k: &str, v: V) -> Self {
+    pub(crate) fn kv(mut self, k: &str, v: V) -> Self {
         self.kvs.push((k.to_string(), v));
         self
     }
 
-    pub fn tensor(mut self, name: &str, dims: &[u64], t: u32) -> Self {
+    pub(crate) fn tensor(mut self, name: &str, dims: &[u64], t: u32) -> Self {
         self.tensors.push((name.to_string(), dims.to_vec(), t));
         self
     }
@@ -115,7 +115,7 @@ impl Writer {
         out.extend_from_slice(s.as_bytes());
     }
 
-    pub fn value(&self, out: &mut Vec<u8>, v: &V) {
+    pub(crate) fn value(&self, out: &mut Vec<u8>, v: &V) {
         let be = self.big_endian;
         macro_rules! put {
             ($x:expr) => {
@@ -150,13 +150,13 @@ impl Writer {
     }
 
     /// Bytes of one tensor.
-    pub fn tensor_bytes(&self, dims: &[u64], t: u32) -> u64 {
+    pub(crate) fn tensor_bytes(&self, dims: &[u64], t: u32) -> u64 {
         let (e, b) = (self.block)(t);
         dims.iter().product::<u64>() / e * b
     }
 
     /// The header (with padding) and the total data size.
-    pub fn header(&self) -> (Vec<u8>, u64) {
+    pub(crate) fn header(&self) -> (Vec<u8>, u64) {
         let mut out = Vec::new();
         out.extend_from_slice(b"GGUF");
         self.u32(&mut out, self.version);
@@ -185,7 +185,7 @@ impl Writer {
     }
 
     /// A whole file: header, then zeroed tensor data.
-    pub fn build(&self) -> Vec<u8> {
+    pub(crate) fn build(&self) -> Vec<u8> {
         let (mut out, data) = self.header();
         out.resize(out.len() + data as usize, 0);
         out

@@ -21,16 +21,16 @@ use model_cache::scheduler::{DownloaderRunner, Probes, Scheduler, SchedulerConfi
 use model_cache::{RepoId, Settings};
 use tempfile::TempDir;
 
-pub const GB: u64 = 1_000_000_000;
-pub const CHUNK: u64 = 64 * 1024;
+pub(crate) const GB: u64 = 1_000_000_000;
+pub(crate) const CHUNK: u64 = 64 * 1024;
 /// Size of each generated model file.
-pub const MODEL_SIZE: u64 = 2 * 1024 * 1024;
+pub(crate) const MODEL_SIZE: u64 = 2 * 1024 * 1024;
 
 /// How long a test waits for a state before failing. Generous: the machine is shared.
-pub const PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
 
 /// A repo `name` with one LFS file `model.gguf` of `size` random bytes and a small config.
-pub fn model_repo(name: &str, size: u64, seed: u64) -> Repo {
+pub(crate) fn model_repo(name: &str, size: u64, seed: u64) -> Repo {
     let mut repo = Repo::new(RepoKind::Model, name);
     repo.commit(
         "main",
@@ -43,7 +43,7 @@ pub fn model_repo(name: &str, size: u64, seed: u64) -> Repo {
     repo
 }
 
-pub fn settings_for(dir: &Path, endpoint: String) -> Settings {
+pub(crate) fn settings_for(dir: &Path, endpoint: String) -> Settings {
     let mut settings = Settings::new(dir.join("hub"), dir.join("data"));
     settings.endpoint = endpoint;
     settings.retry = RetryPolicy::immediate();
@@ -55,7 +55,7 @@ pub fn settings_for(dir: &Path, endpoint: String) -> Settings {
     settings
 }
 
-pub struct Rig {
+pub(crate) struct Rig {
     pub emulator: Emulator,
     pub dir: TempDir,
     pub settings: Settings,
@@ -68,14 +68,14 @@ pub struct Rig {
 }
 
 impl Rig {
-    pub fn hub_cache(&self) -> &Path {
+    pub(crate) fn hub_cache(&self) -> &Path {
         &self.settings.hub_cache
     }
 }
 
 /// Starts an emulator serving `repos`, and a scheduler with fake probes (on AC, 1 TB volume with
 /// 500 GB free, noon) configured by `tweak`.
-pub async fn rig(repos: Vec<Repo>, tweak: impl FnOnce(&mut SchedulerConfig)) -> Rig {
+pub(crate) async fn rig(repos: Vec<Repo>, tweak: impl FnOnce(&mut SchedulerConfig)) -> Rig {
     let emulator = Emulator::start(EmulatorConfig {
         repos,
         ..EmulatorConfig::default()
@@ -118,7 +118,7 @@ pub async fn rig(repos: Vec<Repo>, tweak: impl FnOnce(&mut SchedulerConfig)) -> 
     }
 }
 
-pub fn start_scheduler(
+pub(crate) fn start_scheduler(
     settings: &Settings,
     config: SchedulerConfig,
     probes: Probes,
@@ -132,7 +132,7 @@ pub fn start_scheduler(
     (scheduler, index)
 }
 
-pub fn job_for(repo: &str) -> NewQueueJob {
+pub(crate) fn job_for(repo: &str) -> NewQueueJob {
     NewQueueJob {
         repo: RepoId::model(repo).unwrap(),
         revision: "main".into(),
@@ -143,7 +143,7 @@ pub fn job_for(repo: &str) -> NewQueueJob {
 }
 
 /// Polls until `check` holds for the job, or fails after [`PATIENCE`] with the last state.
-pub async fn wait_job(
+pub(crate) async fn wait_job(
     scheduler: &Scheduler,
     id: i64,
     what: &str,
@@ -167,12 +167,12 @@ pub async fn wait_job(
     }
 }
 
-pub async fn wait_state(scheduler: &Scheduler, id: i64, state: QueueState) -> QueueJob {
+pub(crate) async fn wait_state(scheduler: &Scheduler, id: i64, state: QueueState) -> QueueJob {
     wait_job(scheduler, id, state.as_str(), |j| j.state == state).await
 }
 
 /// Running with some bytes on disk.
-pub async fn wait_downloading(scheduler: &Scheduler, id: i64) -> QueueJob {
+pub(crate) async fn wait_downloading(scheduler: &Scheduler, id: i64) -> QueueJob {
     wait_job(scheduler, id, "running with bytes on disk", |j| {
         j.state == QueueState::Running && j.bytes_done > 0
     })
@@ -180,7 +180,7 @@ pub async fn wait_downloading(scheduler: &Scheduler, id: i64) -> QueueJob {
 }
 
 /// The snapshot folder of `repo` at its `main` ref, if complete enough to have a ref.
-pub fn snapshot_of(hub_cache: &Path, repo: &str) -> Option<PathBuf> {
+pub(crate) fn snapshot_of(hub_cache: &Path, repo: &str) -> Option<PathBuf> {
     let folder = hub_cache.join(RepoId::model(repo).unwrap().folder_name());
     let commit = std::fs::read_to_string(folder.join("refs/main")).ok()?;
     Some(folder.join("snapshots").join(commit))
@@ -189,12 +189,12 @@ pub fn snapshot_of(hub_cache: &Path, repo: &str) -> Option<PathBuf> {
 /// A disk probe whose volume holds `capacity` bytes and whose free space is that minus what the
 /// hub cache really holds: freeing files in the cache frees space, as on a real disk.
 #[derive(Clone)]
-pub struct CacheSizedDisk {
+pub(crate) struct CacheSizedDisk {
     pub root: PathBuf,
     pub capacity: u64,
 }
 
-pub fn dir_size(path: &Path) -> u64 {
+pub(crate) fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
     if let Ok(entries) = std::fs::read_dir(path) {
         for entry in entries.flatten() {

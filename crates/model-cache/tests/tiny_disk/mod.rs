@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-pub struct TinyDisk {
+pub(crate) struct TinyDisk {
     pub path: PathBuf,
 }
 
 impl TinyDisk {
     /// Mounts a tmpfs of `size` (e.g. `3m`) at `path`.
-    pub fn mount(path: PathBuf, size: &str) -> TinyDisk {
+    pub(crate) fn mount(path: PathBuf, size: &str) -> TinyDisk {
         std::fs::create_dir_all(&path).unwrap();
         let output = privileged("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
