@@ -253,10 +253,13 @@ fn snapshot_files(repo_dir: &Path, snapshot: &Path) -> Result<Vec<SnapshotFile>,
     Ok(files)
 }
 
-/// The blobs of a snapshot's files, each once, and the newest time among them.
-fn blobs_of(files: &[SnapshotFile]) -> (Vec<BlobUse>, SystemTime) {
+/// The blobs of some of a snapshot's files, each once, and the newest time among the files.
+pub(crate) fn blobs_of<'a>(
+    files: impl IntoIterator<Item = &'a SnapshotFile> + Clone,
+) -> (Vec<BlobUse>, SystemTime) {
     let mut blobs: Vec<BlobUse> = files
-        .iter()
+        .clone()
+        .into_iter()
         .map(|f| BlobUse {
             key: f.key.clone(),
             size: f.size,
@@ -265,7 +268,7 @@ fn blobs_of(files: &[SnapshotFile]) -> (Vec<BlobUse>, SystemTime) {
     blobs.sort_by(|a, b| a.key.cmp(&b.key));
     blobs.dedup_by(|a, b| a.key == b.key);
     let newest = files
-        .iter()
+        .into_iter()
         .map(|f| f.time)
         .max()
         .unwrap_or(SystemTime::UNIX_EPOCH);

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::PolicyError;
-use super::evict::{BlobUse, CachedVariant, LastUsedSource};
+use super::evict::{CachedVariant, LastUsedSource};
 use super::gc::{self, SnapshotFile};
 use crate::hub::{EntryKind, TreeEntry};
 use crate::index::Index;
@@ -208,15 +208,7 @@ pub fn cached_variants(
                 .iter()
                 .filter(|f| paths.contains(f.path.as_str()))
                 .collect();
-            let mut blobs: Vec<BlobUse> = mine
-                .iter()
-                .map(|f| BlobUse {
-                    key: f.key.clone(),
-                    size: f.size,
-                })
-                .collect();
-            blobs.sort_by(|a, b| a.key.cmp(&b.key));
-            blobs.dedup_by(|a, b| a.key == b.key);
+            let (blobs, _) = super::gc::blobs_of(mine.iter().copied());
             let weights: HashSet<&str> = variant.files.iter().map(|f| f.path.as_str()).collect();
             let file_time = mine
                 .iter()
