@@ -15,6 +15,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::selection::SelectionError;
+
 macro_rules! error_kinds {
     ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
         /// A stable name for a kind of failure. Edges match on it, never on messages.

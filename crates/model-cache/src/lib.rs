@@ -16,12 +16,10 @@ pub mod fit;
 pub mod formats;
 pub mod hub;
 pub mod index;
-pub mod metrics;
 pub mod policy;
 pub mod repo;
 pub mod scheduler;
 pub mod secret;
-pub mod selection;
 pub mod settings;
 pub mod store;
 pub mod units;
@@ -49,7 +47,13 @@ internal_modules! {
     doctor;
     /// Hashing at hardware speed: whole files, prefixes, per-chunk checksums.
     hash;
+    /// Download counters and the health summary (seen through [`engine::Stats`]).
+    metrics;
 }
+
+/// The one place a selection of files is matched; its types are seen as
+/// `index::queue::Selection` and `error::SelectionError`.
+pub(crate) mod selection;
 
 pub use repo::{RepoId, RepoType};
 pub use secret::Token;

@@ -34,8 +34,9 @@ pub use preferences::{
 };
 pub use pull::{Choice, PullPlan, PullRequest};
 pub use views::{
-    CachedRepoView, CachedRevisionView, CorruptFile, DoctorError, DoctorReport, FinishedDownload,
-    JobAction, Stats, VariantView, VariantsReport, VerifyReport,
+    CachedRepoView, CachedRevisionView, CorruptFile, Counters, DoctorError, DoctorReport,
+    FinishedDownload, HealthReport, JobAction, Stats, VariantView, VariantsReport, VerifyReport,
+    VolumeReport,
 };
 
 use crate::doctor;
@@ -45,7 +46,7 @@ use crate::formats::{self, HubSource, Inspection};
 use crate::hub::HubClient;
 use crate::index::Index;
 use crate::index::queue::QueueJob;
-use crate::metrics::{self, HealthReport};
+use crate::metrics;
 use crate::policy::cleanup::CleanupReport;
 use crate::policy::usage::{self, Used};
 use crate::repo::RepoId;

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::fit::{FitEstimate, MachineMemory};
-use crate::metrics::{Counters, HealthReport};
 use crate::variants::Variant;
 
 pub use crate::doctor::{DoctorError, DoctorReport};
+pub use crate::metrics::{Counters, HealthReport, VolumeReport};
 pub use crate::store::{CorruptFile, VerifyReport};
 
 /// The variants of a repo at a revision, with fit hints and a recommendation.
