@@ -109,7 +109,7 @@ fn budget_eviction_removes_exactly_the_least_recently_used_unpinned_models() {
 
     // The dry run names what goes, oldest first, and touches nothing.
     let dry = janitor
-        .cleanup(SystemTime::now(), &HashSet::new(), &HashSet::new(), true)
+        .cleanup(SystemTime::now(), &HashSet::new(), true)
         .unwrap();
     let plan = dry.eviction.clone().expect("over budget");
     let planned: Vec<&str> = plan.evictions.iter().map(|e| e.repo.id.as_str()).collect();
@@ -125,7 +125,7 @@ fn budget_eviction_removes_exactly_the_least_recently_used_unpinned_models() {
     }
 
     let done = janitor
-        .cleanup(SystemTime::now(), &HashSet::new(), &HashSet::new(), false)
+        .cleanup(SystemTime::now(), &HashSet::new(), false)
         .unwrap();
     assert_eq!(
         done.eviction, dry.eviction,
@@ -150,7 +150,7 @@ fn budget_eviction_removes_exactly_the_least_recently_used_unpinned_models() {
 
     // Under budget now: nothing more goes.
     let again = janitor
-        .cleanup(SystemTime::now(), &HashSet::new(), &HashSet::new(), false)
+        .cleanup(SystemTime::now(), &HashSet::new(), false)
         .unwrap();
     assert!(again.eviction.is_none());
 }
@@ -218,7 +218,7 @@ fn stale_partial_files_and_unreferenced_blobs_are_cleaned() {
     }
     let janitor = Janitor::new(&root, index, CachePolicy::default());
     let report = janitor
-        .cleanup(SystemTime::now(), &HashSet::new(), &HashSet::new(), false)
+        .cleanup(SystemTime::now(), &HashSet::new(), false)
         .unwrap();
     assert_eq!(report.stale_incomplete.paths, std::slice::from_ref(&stale));
     assert_eq!(

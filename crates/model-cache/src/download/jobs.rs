@@ -1,7 +1,10 @@
 //! Async access to the download-job tables of the index ([`crate::index::transfers`]). SQLite
 //! calls block, so each runs on a blocking thread.
 
+use std::path::PathBuf;
+
 use super::error::DownloadError;
+use crate::index::in_flight::{Activity, InFlightGuard};
 use crate::index::transfers::{self, DoneChunk, JobState, NewTransferJob, TransferJob};
 use crate::index::{Index, IndexError};
 
@@ -40,6 +43,35 @@ impl JobDb {
                 source: Box::new(e),
             })?
             .map_err(index_error(what))
+    }
+
+    /// Registers a download in flight (the snapshot it fills and, with an etag, the blob it
+    /// writes), so that no process removes them under it; the entry ends with the guard.
+    pub(super) async fn begin_in_flight(
+        &self,
+        cache_root: PathBuf,
+        repo: String,
+        commit: String,
+        etag: Option<String>,
+        reserved: u64,
+    ) -> Result<InFlightGuard, DownloadError> {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || {
+            index.begin_in_flight(
+                Activity::Download,
+                &cache_root,
+                &repo,
+                Some(&commit),
+                etag.as_deref(),
+                reserved,
+            )
+        })
+        .await
+        .map_err(|e| DownloadError::Index {
+            what: "registering a download in flight",
+            source: Box::new(e),
+        })?
+        .map_err(index_error("registering a download in flight"))
     }
 
     pub(super) async fn find_unfinished(

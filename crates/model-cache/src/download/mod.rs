@@ -423,6 +423,17 @@ async fn run_online(
     }
     let repo_cache = inner.cache.repo(repo);
     repo_cache.ensure_dirs().map_err(store_error(&repo_name))?;
+    // The snapshot this request fills is in flight until the request ends, for every process.
+    let _filling = inner
+        .db
+        .begin_in_flight(
+            inner.cache.root().to_path_buf(),
+            repo.folder_name(),
+            commit.clone(),
+            None,
+            0,
+        )
+        .await?;
 
     let ctx = Arc::new(TransferContext {
         hub: inner.hub.clone(),
@@ -956,6 +967,17 @@ async fn fetch_blob(
     let folder = repo_cache.repo().folder_name();
     let incomplete = repo_cache.incomplete_path(&meta.etag);
     let size = meta.size;
+    // The partial file and the space preallocated for it are this download's.
+    let _writing = inner
+        .db
+        .begin_in_flight(
+            inner.cache.root().to_path_buf(),
+            folder.clone(),
+            meta.commit.clone(),
+            Some(meta.etag.clone()),
+            size,
+        )
+        .await?;
 
     // Resume a recorded job when its file is there with the right length; otherwise start over.
     let existing = inner

@@ -11,6 +11,7 @@
 //! [`Index`] is a cheap clone around one connection behind a mutex. Its API is synchronous; async
 //! callers use `tokio::task::spawn_blocking`.
 
+pub mod in_flight;
 pub mod queue;
 mod schema;
 pub mod transfers;
@@ -171,6 +172,7 @@ pub struct EventRecord {
 pub struct Index {
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
+    owner: in_flight::OwnerCell,
 }
 
 impl std::fmt::Debug for Index {
@@ -224,6 +226,7 @@ impl Index {
         let index = Index {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            owner: in_flight::OwnerCell::default(),
         };
         index.migrate()?;
         Ok(index)

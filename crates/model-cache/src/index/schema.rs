@@ -5,7 +5,7 @@
 //! remove a migration that has shipped: add a new one at the end. An index written by a newer
 //! Model Cache (more migrations than this build knows) is refused rather than misread.
 
-use super::{queue, transfers};
+use super::{in_flight, queue, transfers};
 
 /// Base tables: repos, revisions, files, blobs, access times, pins, metrics, events.
 const BASE: &str = "
@@ -90,4 +90,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     transfers::MIGRATION,
     queue::MIGRATION,
     TYPED_CONTRACTS,
+    in_flight::MIGRATION,
 ];

@@ -282,6 +282,22 @@ pub fn finish(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// Forgets every recorded download of blob `etag` of repo folder `repo` (its partial file was
+/// reclaimed: a later pull starts it over).
+pub fn forget(conn: &Connection, repo: &str, etag: &str) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "DELETE FROM download_chunks WHERE job_id IN
+             (SELECT id FROM download_jobs WHERE repo = ?1 AND etag = ?2)",
+        params![repo, etag],
+    )?;
+    tx.execute(
+        "DELETE FROM download_jobs WHERE repo = ?1 AND etag = ?2",
+        params![repo, etag],
+    )?;
+    tx.commit()
+}
+
 /// Deletes a job and its chunks.
 pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;

@@ -16,6 +16,7 @@ use super::evict::{CachedRevision, EvictionGoal, EvictionPlan, plan_eviction};
 use super::gc::{self, Inventory, Removal};
 use super::usage::{self, VariantRemoval};
 use super::{CachePolicy, PolicyError};
+use crate::index::in_flight::{Activity, InFlight};
 use crate::index::{Index, Pin};
 use crate::repo::RepoId;
 
@@ -28,6 +29,9 @@ pub struct CleanupReport {
     /// Old revisions removed because a newer one is complete (only with the policy's opt-in).
     pub old_revisions: Vec<(RepoId, String)>,
     pub old_revisions_removal: Removal,
+    /// Partial files of stopped downloads reclaimed to get under the budget (before any
+    /// eviction).
+    pub reclaimed_partials: Removal,
     /// The budget eviction, when the cache was over its budget.
     pub eviction: Option<EvictionPlan>,
     pub bytes_freed: u64,
@@ -83,6 +87,55 @@ impl Janitor {
             index,
             policy,
         }
+    }
+
+    /// Work in flight in this cache, from every process (dead processes' entries expire).
+    pub fn in_flight(&self) -> Result<Vec<InFlight>, PolicyError> {
+        self.index.in_flight(&self.hub_cache).map_err(index_err)
+    }
+
+    /// Blobs of `repo` that a download writes or a reader reads now: never removed.
+    fn busy_blobs(&self, repo: &RepoId) -> Result<HashSet<String>, PolicyError> {
+        let folder = repo.folder_name();
+        Ok(self
+            .in_flight()?
+            .into_iter()
+            .filter(|f| f.repo == folder)
+            .filter_map(|f| f.etag)
+            .collect())
+    }
+
+    /// Refuses to remove a revision a download fills (a download whose commit is not known yet
+    /// counts for every revision of its repo) or a reader reads.
+    fn check_not_in_flight(&self, repo: &RepoId, commit: Option<&str>) -> Result<(), PolicyError> {
+        let folder = repo.folder_name();
+        let busy = self.in_flight()?.into_iter().find(|f| {
+            f.repo == folder
+                && match (commit, &f.commit) {
+                    (Some(wanted), Some(theirs)) => wanted == theirs,
+                    _ => true,
+                }
+        });
+        match busy {
+            Some(found) => Err(PolicyError::InUse {
+                repo: repo.to_string(),
+                commit: found
+                    .commit
+                    .or(commit.map(str::to_string))
+                    .unwrap_or_else(|| "*".to_string()),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Repos a download in flight (of any process) writes into: never evicted or pruned.
+    pub fn repos_in_flight(&self) -> Result<HashSet<String>, PolicyError> {
+        Ok(self
+            .in_flight()?
+            .into_iter()
+            .filter(|f| f.activity == Activity::Download)
+            .map(|f| f.repo)
+            .collect())
     }
 
     /// Reads the cache from disk.
@@ -151,8 +204,10 @@ impl Janitor {
     ) -> Result<EvictionPlan, PolicyError> {
         let inventory = self.scan()?;
         let mut candidates = self.candidates(&inventory)?;
+        let in_flight = self.repos_in_flight()?;
         for candidate in &mut candidates {
-            candidate.in_use = protected.contains(&candidate.repo);
+            candidate.in_use = protected.contains(&candidate.repo)
+                || in_flight.contains(&candidate.repo.folder_name());
         }
         let goal = match goal {
             EvictionGoal::Budget { budget, .. } => EvictionGoal::Budget {
@@ -179,6 +234,8 @@ impl Janitor {
                 }
                 // Removed meanwhile by someone else: the goal is served all the same.
                 Err(PolicyError::NotCached { .. }) => {}
+                // A download of another process started on it meanwhile: it stays.
+                Err(PolicyError::InUse { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -192,7 +249,9 @@ impl Janitor {
         commit: &str,
         dry_run: bool,
     ) -> Result<Removal, PolicyError> {
-        let removal = gc::delete_revision(&self.hub_cache, repo, commit, dry_run)?;
+        self.check_not_in_flight(repo, Some(commit))?;
+        let busy = self.busy_blobs(repo)?;
+        let removal = gc::delete_revision(&self.hub_cache, repo, commit, &busy, dry_run)?;
         if !dry_run {
             self.forget(repo, commit, &removal)?;
         }
@@ -250,7 +309,9 @@ impl Janitor {
                 });
             }
         }
-        let removal = gc::delete_files(&self.hub_cache, repo, commit, files, dry_run)?;
+        self.check_not_in_flight(repo, Some(commit))?;
+        let busy = self.busy_blobs(repo)?;
+        let removal = gc::delete_files(&self.hub_cache, repo, commit, files, &busy, dry_run)?;
         if !dry_run {
             let snapshot = self
                 .hub_cache
@@ -352,7 +413,9 @@ impl Janitor {
             }
         }
         if revision.is_none() {
-            let removal = gc::delete_repo(&self.hub_cache, repo, dry_run)?;
+            self.check_not_in_flight(repo, None)?;
+            let busy = self.busy_blobs(repo)?;
+            let removal = gc::delete_repo(&self.hub_cache, repo, &busy, dry_run)?;
             if !dry_run {
                 self.index.remove_repo(repo).map_err(index_err)?;
             }
@@ -393,19 +456,47 @@ impl Janitor {
         Ok(())
     }
 
-    /// One cleanup pass: stale `.incomplete` files (except `keep_incomplete`), unreferenced
-    /// blobs, old revisions (when the policy opts in), then LRU eviction down to the budget.
+    /// One cleanup pass, in this order, so that no model is evicted while loose bytes could go
+    /// instead:
+    /// 1. partial files untouched for `stale_incomplete_after` that no live download writes
+    ///    (resumable ones included: a download stopped that long ago starts over);
+    /// 2. unreferenced blobs past their grace;
+    /// 3. old revisions (when the policy opts in), never one a download fills;
+    /// 4. over the budget: resumable partial files no live download writes, oldest first;
+    /// 5. still over: LRU eviction, never of a repo a queued job (`queued`) or a download in
+    ///    flight (of any process) writes into.
+    ///
+    /// The partial files of live downloads are theirs (their space was reserved when they
+    /// started): they are never removed and not counted against the budget.
     pub fn cleanup(
         &self,
         now: SystemTime,
-        protected: &HashSet<RepoId>,
-        keep_incomplete: &HashSet<PathBuf>,
+        queued: &HashSet<RepoId>,
         dry_run: bool,
     ) -> Result<CleanupReport, PolicyError> {
         let mut report = CleanupReport {
             dry_run,
             ..CleanupReport::default()
         };
+        let in_flight = self.in_flight()?;
+        let cache = crate::store::HubCache::new(&self.hub_cache);
+        let mut live_partials: HashSet<PathBuf> = HashSet::new();
+        let mut protected: HashSet<RepoId> = queued.clone();
+        let mut busy_snapshots: HashSet<(String, String)> = HashSet::new();
+        for entry in &in_flight {
+            let Some(repo) = RepoId::from_folder_name(&entry.repo) else {
+                continue;
+            };
+            if let Some(etag) = &entry.etag {
+                live_partials.insert(cache.repo(&repo).incomplete_path(etag));
+            }
+            if let Some(commit) = &entry.commit {
+                busy_snapshots.insert((entry.repo.clone(), commit.clone()));
+            }
+            if entry.activity == Activity::Download {
+                protected.insert(repo);
+            }
+        }
         let inventory = self.scan()?;
         let before = inventory.total_bytes();
         report.stale_incomplete = gc::clean_stale_incomplete(
@@ -413,7 +504,7 @@ impl Janitor {
             &inventory,
             self.policy.stale_incomplete_after,
             now,
-            keep_incomplete,
+            &live_partials,
             dry_run,
         )?;
         report.unreferenced_blobs = gc::clean_unreferenced_blobs(
@@ -435,6 +526,9 @@ impl Janitor {
                         .any(|x| &x.repo == r && x.commit == c && x.pinned)
                 };
                 for commit in gc::old_revisions(&inventory, &repo.repo, &pinned) {
+                    if busy_snapshots.contains(&(repo.repo.folder_name(), commit.clone())) {
+                        continue;
+                    }
                     let removal = self.remove_revision(&repo.repo, &commit, dry_run)?;
                     report.old_revisions_removal.paths.extend(removal.paths);
                     report.old_revisions_removal.bytes_freed += removal.bytes_freed;
@@ -448,18 +542,46 @@ impl Janitor {
                     .any(|(r, commit)| r == &c.repo && commit == &c.commit)
             });
         }
-        let freed_so_far = report.stale_incomplete.bytes_freed
-            + report.unreferenced_blobs.bytes_freed
-            + report.old_revisions_removal.bytes_freed;
+        let gone: HashSet<&PathBuf> = report
+            .stale_incomplete
+            .paths
+            .iter()
+            .chain(&report.unreferenced_blobs.paths)
+            .collect();
+        // Loose bytes left that count against the budget: not those removed in this pass, and
+        // not the partial files of live downloads.
+        let mut loose_left: u64 = inventory
+            .unreferenced
+            .iter()
+            .chain(&inventory.incomplete)
+            .filter(|f| !gone.contains(&f.path) && !live_partials.contains(&f.path))
+            .map(|f| f.size)
+            .sum();
         if let Some(budget) = self.policy.budget {
+            let revisions = super::evict::total_size(&candidates);
+            // Over the budget: abandoned partial files go before any model, oldest first.
+            let mut reclaimable: Vec<&gc::LooseFile> = inventory
+                .incomplete
+                .iter()
+                .filter(|f| !gone.contains(&f.path) && !live_partials.contains(&f.path))
+                .collect();
+            reclaimable.sort_by_key(|f| f.modified);
+            let mut reclaimed = Vec::new();
+            for file in reclaimable {
+                if revisions + loose_left <= budget {
+                    break;
+                }
+                loose_left = loose_left.saturating_sub(file.size);
+                reclaimed.push(file.clone());
+            }
+            if !reclaimed.is_empty() {
+                report.reclaimed_partials =
+                    gc::remove_partials(&self.hub_cache, &reclaimed, dry_run)?;
+                self.forget_partials(&reclaimed, dry_run);
+            }
             for candidate in &mut candidates {
                 candidate.in_use = protected.contains(&candidate.repo);
             }
-            // What is left outside revisions after this pass (in a dry run nothing was removed,
-            // so subtract what would have gone).
-            let loose_left = inventory.loose_bytes().saturating_sub(
-                report.stale_incomplete.bytes_freed + report.unreferenced_blobs.bytes_freed,
-            );
             let plan = plan_eviction(
                 &candidates,
                 EvictionGoal::Budget {
@@ -474,6 +596,10 @@ impl Janitor {
                 report.eviction = Some(plan);
             }
         }
+        let freed_so_far = report.stale_incomplete.bytes_freed
+            + report.unreferenced_blobs.bytes_freed
+            + report.old_revisions_removal.bytes_freed
+            + report.reclaimed_partials.bytes_freed;
         report.bytes_freed =
             freed_so_far + report.eviction.as_ref().map(|p| p.bytes_freed).unwrap_or(0);
         report.bytes_after = if dry_run {
@@ -482,6 +608,30 @@ impl Janitor {
             self.scan()?.total_bytes()
         };
         Ok(report)
+    }
+
+    /// Forgets the recorded downloads of reclaimed partial files: they start over if asked again.
+    fn forget_partials(&self, files: &[gc::LooseFile], dry_run: bool) {
+        if dry_run {
+            return;
+        }
+        for file in files {
+            let Some(etag) = file
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".incomplete"))
+            else {
+                continue;
+            };
+            let folder = file.repo.folder_name();
+            let result = self.index.with_conn("forget a reclaimed download", |c| {
+                crate::index::transfers::forget(c, &folder, etag)
+            });
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not forget a reclaimed download");
+            }
+        }
     }
 
     /// Cache size against the budget, with the alert threshold crossed.

@@ -444,6 +444,62 @@ fn remove_dir(root: &Path, path: &Path, dry_run: bool) -> Result<bool, PolicyErr
     }
 }
 
+/// How long a removal waits for a blob's lock (a download, or `huggingface_hub`, writing it)
+/// before it leaves the blob for a later pass.
+pub(crate) const REMOVAL_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether any snapshot of the repo links the blob `key` (read now, under the blob's lock).
+fn linked_anywhere(repo_dir: &Path, key: &str) -> Result<bool, PolicyError> {
+    let snapshots = repo_dir.join("snapshots");
+    let Ok(entries) = fs::read_dir(&snapshots) else {
+        return Ok(false);
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir())
+            && snapshot_files(repo_dir, &entry.path())?
+                .iter()
+                .any(|f| f.key == key)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Removes one blob no link points at, under its lock (the very lock a download or
+/// `huggingface_hub` holds while writing or linking it), after checking again, under the lock,
+/// that nothing links it and nothing in flight uses it. `None` when it stays.
+fn remove_blob(
+    root: &Path,
+    repo: &RepoId,
+    repo_dir: &Path,
+    key: &str,
+    keep_blobs: &HashSet<String>,
+    dry_run: bool,
+) -> Result<Option<PathBuf>, PolicyError> {
+    if keep_blobs.contains(key) {
+        return Ok(None);
+    }
+    let path = repo_dir.join("blobs").join(key);
+    if dry_run {
+        return Ok(remove_file(root, &path, true)?.then_some(path));
+    }
+    let _lock = match crate::store::HubCache::new(root)
+        .repo(repo)
+        .lock_blob(key, REMOVAL_LOCK_WAIT)
+    {
+        Ok(lock) => lock,
+        Err(error) => {
+            tracing::warn!(%repo, blob = key, %error, "left a blob whose lock is held; a later pass removes it");
+            return Ok(None);
+        }
+    };
+    if linked_anywhere(repo_dir, key)? {
+        return Ok(None);
+    }
+    Ok(remove_file(root, &path, false)?.then_some(path))
+}
+
 /// The repo folder and the snapshot folder of a cached revision, or `NotCached`.
 fn cached_snapshot(
     root: &Path,
@@ -470,6 +526,7 @@ pub fn delete_revision(
     root: &Path,
     repo: &RepoId,
     commit: &str,
+    keep_blobs: &HashSet<String>,
     dry_run: bool,
 ) -> Result<Removal, PolicyError> {
     let (repo_dir, snapshot) = cached_snapshot(root, repo, commit)?;
@@ -500,14 +557,18 @@ pub fn delete_revision(
         removal.paths.push(snapshot.clone());
         removal.bytes_freed += copied_bytes;
     }
+    // A blob left in place (in flight, or its lock held too long) keeps the repo folder.
+    let mut kept_any = !keep_blobs.is_empty();
     for blob in mine.iter().filter(|b| !b.key.starts_with("file:")) {
         if still_linked.contains(&blob.key) || !plain_segment(&blob.key) {
             continue;
         }
-        let path = repo_dir.join("blobs").join(&blob.key);
-        if remove_file(root, &path, dry_run)? {
-            removal.paths.push(path);
-            removal.bytes_freed += blob.size;
+        match remove_blob(root, repo, &repo_dir, &blob.key, keep_blobs, dry_run)? {
+            Some(path) => {
+                removal.paths.push(path);
+                removal.bytes_freed += blob.size;
+            }
+            None => kept_any |= repo_dir.join("blobs").join(&blob.key).exists(),
         }
     }
     for (_, target, path) in read_refs(&repo_dir)? {
@@ -535,13 +596,11 @@ pub fn delete_revision(
                     .sum()
             })
             .unwrap_or(0);
-        if remove_dir(root, &repo_dir, dry_run)? {
+        // Its lock files stay (`store/lock.rs`: a lock file is never deleted, or two
+        // processes could each lock a different inode of the same name).
+        if !kept_any && remove_dir(root, &repo_dir, dry_run)? {
             removal.paths.push(repo_dir.clone());
             removal.bytes_freed += leftover;
-        }
-        let locks = root.join(".locks").join(repo.folder_name());
-        if remove_dir(root, &locks, dry_run)? {
-            removal.paths.push(locks);
         }
     }
     tracing::info!(%repo, commit, bytes = removal.bytes_freed, dry_run, "removed revision");
@@ -557,6 +616,7 @@ pub fn delete_files(
     repo: &RepoId,
     commit: &str,
     files: &[String],
+    keep_blobs: &HashSet<String>,
     dry_run: bool,
 ) -> Result<Removal, PolicyError> {
     let (repo_dir, snapshot) = cached_snapshot(root, repo, commit)?;
@@ -589,7 +649,7 @@ pub fn delete_files(
         .iter()
         .all(|f| asked.contains(f.path.as_str()))
     {
-        return delete_revision(root, repo, commit, dry_run);
+        return delete_revision(root, repo, commit, keep_blobs, dry_run);
     }
     let mut removal = Removal::default();
     for link in present {
@@ -612,12 +672,12 @@ pub fn delete_files(
             && let Some(slot) = links.get_mut(&key)
         {
             slot.0 = slot.0.saturating_sub(1);
-            if slot.0 == 0 && plain_segment(&key) {
-                let blob = repo_dir.join("blobs").join(&key);
-                if remove_file(root, &blob, dry_run)? {
-                    removal.paths.push(blob);
-                    removal.bytes_freed += slot.1;
-                }
+            if slot.0 == 0
+                && plain_segment(&key)
+                && let Some(blob) = remove_blob(root, repo, &repo_dir, &key, keep_blobs, dry_run)?
+            {
+                removal.paths.push(blob);
+                removal.bytes_freed += slot.1;
             }
         }
     }
@@ -626,7 +686,12 @@ pub fn delete_files(
 }
 
 /// Removes every revision of a repo.
-pub fn delete_repo(root: &Path, repo: &RepoId, dry_run: bool) -> Result<Removal, PolicyError> {
+pub fn delete_repo(
+    root: &Path,
+    repo: &RepoId,
+    keep_blobs: &HashSet<String>,
+    dry_run: bool,
+) -> Result<Removal, PolicyError> {
     let inventory = scan(root)?;
     let Some(found) = inventory.repos.iter().find(|r| &r.repo == repo) else {
         return Err(PolicyError::NotCached {
@@ -651,7 +716,13 @@ pub fn delete_repo(root: &Path, repo: &RepoId, dry_run: bool) -> Result<Removal,
         return Ok(removal);
     }
     for revision in &found.revisions {
-        removal.add(delete_revision(root, repo, &revision.commit, false)?);
+        removal.add(delete_revision(
+            root,
+            repo,
+            &revision.commit,
+            keep_blobs,
+            false,
+        )?);
     }
     if found.revisions.is_empty() && remove_dir(root, &found.path, false)? {
         removal.paths.push(found.path.clone());
@@ -659,8 +730,8 @@ pub fn delete_repo(root: &Path, repo: &RepoId, dry_run: bool) -> Result<Removal,
     Ok(removal)
 }
 
-/// Removes `.incomplete` files untouched for `older_than`, except those in `keep` (files of
-/// jobs the index still knows about).
+/// Removes `.incomplete` files untouched for `older_than`, except those in `keep` (files live
+/// downloads write).
 pub fn clean_stale_incomplete(
     root: &Path,
     inventory: &Inventory,
@@ -678,6 +749,15 @@ pub fn clean_stale_incomplete(
 
 fn is_older(file: &LooseFile, age: Duration, now: SystemTime) -> bool {
     now.duration_since(file.modified).unwrap_or(Duration::ZERO) >= age
+}
+
+/// Removes partial files of stopped downloads (reclaimed for the budget).
+pub fn remove_partials(
+    root: &Path,
+    files: &[LooseFile],
+    dry_run: bool,
+) -> Result<Removal, PolicyError> {
+    remove_loose(root, files.iter(), dry_run)
 }
 
 /// Removes loose files (partial downloads, unreferenced blobs) and says what went.
@@ -796,14 +876,14 @@ mod tests {
         assert_eq!(inventory.repos[0].revisions.len(), 2);
         assert_eq!(inventory.total_bytes(), 12);
 
-        let dry = delete_revision(&root, &repo, "aaa", true).unwrap();
+        let dry = delete_revision(&root, &repo, "aaa", &HashSet::new(), true).unwrap();
         assert_eq!(dry.bytes_freed, 10);
         assert!(
             root.join("models--org--m/snapshots/aaa").exists(),
             "dry run touches nothing"
         );
 
-        let done = delete_revision(&root, &repo, "aaa", false).unwrap();
+        let done = delete_revision(&root, &repo, "aaa", &HashSet::new(), false).unwrap();
         assert_eq!(done, dry);
         assert!(!root.join("models--org--m/snapshots/aaa").exists());
         assert!(!root.join("models--org--m/blobs/e2").exists());
@@ -818,14 +898,14 @@ mod tests {
             "bbb"
         );
 
-        let last = delete_revision(&root, &repo, "bbb", false).unwrap();
+        let last = delete_revision(&root, &repo, "bbb", &HashSet::new(), false).unwrap();
         assert_eq!(last.bytes_freed, 2);
         assert!(
             !root.join("models--org--m").exists(),
             "empty repo folder removed"
         );
         assert!(matches!(
-            delete_revision(&root, &repo, "../../etc", false),
+            delete_revision(&root, &repo, "../../etc", &HashSet::new(), false),
             Err(PolicyError::NotCached { .. })
         ));
     }

@@ -79,6 +79,7 @@ impl PolicyError {
         match self {
             PolicyError::NotCached { .. } => ErrorKind::NotCached,
             PolicyError::Pinned { .. } => ErrorKind::Pinned,
+            PolicyError::InUse { .. } => ErrorKind::InUse,
             PolicyError::Index { source } => source.kind(),
             PolicyError::Battery { .. }
             | PolicyError::DiskSpace { .. }
@@ -93,6 +94,7 @@ impl PolicyError {
         match self {
             PolicyError::NotCached { .. } => vec![Hint::ListCached],
             PolicyError::Pinned { repo, .. } => vec![Hint::Unpin { repo: repo.clone() }],
+            PolicyError::InUse { .. } => vec![Hint::RetryLater],
             PolicyError::Index { source } => source.hints(),
             _ => Vec::new(),
         }
@@ -141,6 +143,11 @@ pub enum PolicyError {
     NotCached { repo: String, commit: String },
     #[error("Revision `{commit}` of `{repo}` is pinned")]
     Pinned { repo: String, commit: String },
+    /// A download (of any process) is filling the revision, or a file of it is being read.
+    #[error(
+        "Revision `{commit}` of `{repo}` is in use: a download is filling it or a file of it is being read"
+    )]
+    InUse { repo: String, commit: String },
     #[error("Could not update the index after a cache change")]
     Index {
         #[source]

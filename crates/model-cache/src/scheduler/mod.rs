@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::download::{DownloadEvent, JobControl};
 use crate::error::{ErrorKind, Hint};
 use crate::index::queue::{self, JobError, NewQueueJob, QueueJob, QueueState};
-use crate::index::{Index, IndexError, metric, transfers};
+use crate::index::{Index, IndexError, metric};
 use crate::policy::cleanup::{CleanupReport, Janitor, StorageReport};
 use crate::policy::evict::{EvictionGoal, EvictionPlan};
 use crate::policy::probe::ProbeWatcher;
@@ -665,36 +665,15 @@ impl Inner {
         Ok(pending.into_iter().map(|j| j.repo).collect())
     }
 
-    /// Partial files the downloader may still resume: never cleaned as stale.
-    fn keep_incomplete(&self) -> Result<HashSet<PathBuf>, SchedulerError> {
-        let transfers = self.index.with_conn("list transfers", transfers::list)?;
-        Ok(transfers
-            .into_iter()
-            .filter(|t| {
-                !matches!(
-                    t.state,
-                    transfers::JobState::Done | transfers::JobState::Failed
-                )
-            })
-            .map(|t| {
-                self.hub_cache
-                    .join(&t.repo)
-                    .join("blobs")
-                    .join(format!("{}.incomplete", t.etag))
-            })
-            .collect())
-    }
-
     fn cleanup(&self, budget: Option<u64>, dry_run: bool) -> Result<CleanupReport, SchedulerError> {
         let protected = self.protected()?;
-        let keep = self.keep_incomplete()?;
         let now = self.probes.clock.now();
         let mut policy = lock(&self.cache_policy).clone();
         if budget.is_some() {
             policy.budget = budget;
         }
         let janitor = Janitor::new(self.hub_cache.clone(), self.index.clone(), policy);
-        let report = janitor.cleanup(now, &protected, &keep, dry_run)?;
+        let report = janitor.cleanup(now, &protected, dry_run)?;
         if !dry_run && report.bytes_freed > 0 {
             if let Some(plan) = &report.eviction {
                 let _ = self.events.send(SchedulerEvent::Evicted {
@@ -925,8 +904,12 @@ impl Inner {
                     .any(|x| &x.repo == r && x.commit == c && x.pinned)
             };
             for commit in crate::policy::gc::old_revisions(&inventory, repo, &pinned) {
-                janitor.remove_revision(repo, &commit, false)?;
-                tracing::info!(%repo, commit, "removed an old revision");
+                match janitor.remove_revision(repo, &commit, false) {
+                    Ok(_) => tracing::info!(%repo, commit, "removed an old revision"),
+                    // Another process is downloading into it (a tag, a PR, a commit): it stays.
+                    Err(PolicyError::InUse { .. }) => {}
+                    Err(error) => return Err(error),
+                }
             }
             Ok(())
         })();
