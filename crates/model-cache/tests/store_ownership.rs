@@ -295,3 +295,27 @@ fn lock_files_are_never_deleted() {
         "the lock file stays: another process may hold it"
     );
 }
+
+#[test]
+fn a_partial_file_replaced_meanwhile_is_never_renamed_into_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = HubCache::new(dir.path().join("hub"));
+    let repo = cache.repo(&model("o/m"));
+    repo.ensure_dirs().unwrap();
+    let etag = etag_of(5);
+    // This process writes and verifies its partial file through an open handle...
+    let partial = repo.incomplete_path(&etag);
+    let mine = File::create(&partial).unwrap();
+    let written =
+        model_cache::store::FileIdentity::of(&mine.metadata().unwrap()).expect("unix identity");
+    // ...while `rm` and a second pull of another process replace it with their own.
+    fs::remove_file(&partial).unwrap();
+    fs::write(&partial, b"someone else's half-written bytes").unwrap();
+    let error = repo.finish_written_blob(&etag, &written).unwrap_err();
+    assert!(error.to_string().contains("replaced"), "{error}");
+    assert!(
+        !repo.blob_path(&etag).exists(),
+        "nothing was renamed into place"
+    );
+    assert!(partial.exists(), "the other process's file is left to it");
+}

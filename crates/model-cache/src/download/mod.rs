@@ -1046,6 +1046,7 @@ async fn fetch_blob(
             });
         }
     };
+    let written = writer.identity();
     let mut recorded = vec![false; plan.count() as usize];
     for chunk in &done {
         if let Some(slot) = recorded.get_mut(chunk.index as usize) {
@@ -1136,9 +1137,11 @@ async fn fetch_blob(
         tracing::warn!(path = %rel.as_str(), etag = %meta.etag, "No digest to verify this file against");
     }
 
-    repo_cache
-        .finish_blob(&meta.etag)
-        .map_err(store_error(rel.as_str()))?;
+    match &written {
+        Some(written) => repo_cache.finish_written_blob(&meta.etag, written),
+        None => repo_cache.finish_blob(&meta.etag),
+    }
+    .map_err(store_error(rel.as_str()))?;
     inner.db.finish(job_id).await?;
     let outcome = link(inner, ctx, repo_cache, rel, meta, FileSource::Downloaded).await?;
     Ok(FetchEnd::Done(outcome))

@@ -84,6 +84,14 @@ impl BlobWriter {
             .map_err(|e| WriteFailure::Io(io::Error::other(e)))?
     }
 
+    /// The identity of the file this writer writes (not of whatever its path names now).
+    pub(super) fn identity(&self) -> Option<crate::store::FileIdentity> {
+        self.file
+            .metadata()
+            .ok()
+            .and_then(|m| crate::store::FileIdentity::of(&m))
+    }
+
     pub(super) fn path(&self) -> &Path {
         &self.path
     }

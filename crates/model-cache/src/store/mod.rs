@@ -56,6 +56,8 @@ pub enum StoreError {
     },
     #[error("Blob `{}` is missing", path.display())]
     BlobMissing { path: PathBuf },
+    #[error("`{}` was replaced by another process while it was written; it is not used", path.display())]
+    Replaced { path: PathBuf },
     #[error(
         "Timed out after {} s waiting for the lock `{}`: another process (Model Cache or huggingface_hub) is downloading the same file", waited.as_secs(), path.display()
     )]
@@ -80,6 +82,7 @@ impl StoreError {
             StoreError::Io { source, .. } if is_disk_full(source) => ErrorKind::DiskFull,
             StoreError::Io { .. } => ErrorKind::Io,
             StoreError::BlobMissing { .. } => ErrorKind::BlobMissing,
+            StoreError::Replaced { .. } => ErrorKind::Store,
             StoreError::LockTimeout { .. } => ErrorKind::LockTimeout,
         }
     }
@@ -100,6 +103,30 @@ impl crate::error::Diagnostic for StoreError {
 
     fn hints(&self) -> Vec<crate::error::Hint> {
         StoreError::hints(self)
+    }
+}
+
+/// Which file a path names, as the file system sees it: an open handle and a path agree on it
+/// only if they are the same file. `None` where the platform gives no such identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    #[cfg(unix)]
+    pub fn of(meta: &std::fs::Metadata) -> Option<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        Some(FileIdentity {
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+
+    #[cfg(not(unix))]
+    pub fn of(_meta: &std::fs::Metadata) -> Option<FileIdentity> {
+        None
     }
 }
 
@@ -312,6 +339,26 @@ impl RepoCache {
     /// Moves a finished `blobs/<etag>.incomplete` to `blobs/<etag>` (after the caller verified
     /// it), with the permissions a freshly created file gets (as Python's `chmod` from umask).
     pub fn finish_blob(&self, etag: &str) -> Result<PathBuf, StoreError> {
+        self.finish_blob_as(etag, None)
+    }
+
+    /// Like [`RepoCache::finish_blob`], but only when the partial file is still the very file
+    /// `written` identifies (the one the caller wrote and verified through its open handle): a
+    /// partial file removed and recreated meanwhile by another process is never renamed into
+    /// place as if it were the verified one.
+    pub fn finish_written_blob(
+        &self,
+        etag: &str,
+        written: &FileIdentity,
+    ) -> Result<PathBuf, StoreError> {
+        self.finish_blob_as(etag, Some(written))
+    }
+
+    fn finish_blob_as(
+        &self,
+        etag: &str,
+        written: Option<&FileIdentity>,
+    ) -> Result<PathBuf, StoreError> {
         check_etag(etag)?;
         let from = self.incomplete_path(etag);
         let to = self.blob_path(etag);
@@ -321,6 +368,15 @@ impl RepoCache {
             .map_err(|e| StoreError::io("open", &from, e))?;
         file.sync_all()
             .map_err(|e| StoreError::io("flush", &from, e))?;
+        if let Some(written) = written {
+            let found = file
+                .metadata()
+                .map(|m| FileIdentity::of(&m))
+                .map_err(|e| StoreError::io("read", &from, e))?;
+            if found.as_ref() != Some(written) {
+                return Err(StoreError::Replaced { path: from });
+            }
+        }
         drop(file);
         std::fs::rename(&from, &to).map_err(|e| StoreError::io("rename", &from, e))?;
         Ok(to)
