@@ -800,3 +800,57 @@ async fn a_lone_slow_stream_at_the_end_is_split_onto_fresh_connections() {
         slow.bytes_sent
     );
 }
+
+#[tokio::test]
+async fn a_failed_job_resumes_its_recorded_chunks() {
+    let rig = rig().await;
+    // A slow link, so the download can be caught halfway...
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::TotalBandwidth(4 << 20)).on("/cdn/*"));
+    let reporter = recorder();
+    let handle = rig.downloader.start(big_request(), reporter.clone());
+    loop {
+        let halfway = reporter.events().iter().any(
+            |e| matches!(e, DownloadEvent::Bytes { done, total, .. } if done * 2 >= *total),
+        );
+        if halfway {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...where the CDN starts failing for good: the job fails after its retries.
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::ServerError(500)).on("/cdn/*"));
+    let error = handle.wait().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::RetriesExhausted, "{error}");
+    rig.emulator.faults().clear();
+
+
+    // The next attempt fetches what was missing, not the whole file again.
+    let before = rig.emulator.bytes_served();
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let again = rig.emulator.bytes_served() - before;
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    let resumed: u64 = reporter
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            DownloadEvent::FileStarted { resumed_bytes, .. } => Some(*resumed_bytes),
+            _ => None,
+        })
+        .unwrap();
+    assert!(resumed > 0, "the recorded chunks are resumed");
+    assert_eq!(
+        again + resumed,
+        expected.len() as u64,
+        "exactly the bytes not recorded are fetched again"
+    );
+}

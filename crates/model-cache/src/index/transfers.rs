@@ -140,7 +140,9 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TransferJob> {
     })
 }
 
-/// The unfinished job for blob `etag` of repo folder `repo`, if any (newest first).
+/// The unfinished job for blob `etag` of repo folder `repo`, if any (newest first). A failed
+/// job counts: its recorded chunks were kept (the failure's handler drops those that are worth
+/// nothing), so the next attempt resumes them.
 pub fn find_unfinished(
     conn: &Connection,
     repo: &str,
@@ -149,7 +151,7 @@ pub fn find_unfinished(
     conn.query_row(
         &format!(
             "SELECT {JOB_COLUMNS} FROM download_jobs
-             WHERE repo = ?1 AND etag = ?2 AND state IN ('running', 'paused', 'verifying')
+             WHERE repo = ?1 AND etag = ?2 AND state IN ('running', 'paused', 'verifying', 'failed')
              ORDER BY id DESC LIMIT 1"
         ),
         params![repo, etag],
