@@ -811,9 +811,10 @@ async fn a_failed_job_resumes_its_recorded_chunks() {
     let reporter = recorder();
     let handle = rig.downloader.start(big_request(), reporter.clone());
     loop {
-        let halfway = reporter.events().iter().any(
-            |e| matches!(e, DownloadEvent::Bytes { done, total, .. } if done * 2 >= *total),
-        );
+        let halfway = reporter
+            .events()
+            .iter()
+            .any(|e| matches!(e, DownloadEvent::Bytes { done, total, .. } if done * 2 >= *total));
         if halfway {
             break;
         }
@@ -826,7 +827,6 @@ async fn a_failed_job_resumes_its_recorded_chunks() {
     let error = handle.wait().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::RetriesExhausted, "{error}");
     rig.emulator.faults().clear();
-
 
     // The next attempt fetches what was missing, not the whole file again.
     let before = rig.emulator.bytes_served();

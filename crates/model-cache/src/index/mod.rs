@@ -94,6 +94,13 @@ impl crate::error::Diagnostic for IndexError {
     }
 }
 
+/// A transaction that takes the write lock when it begins (`BEGIN IMMEDIATE`): a read followed
+/// by a write in a deferred transaction cannot wait for another writer (SQLite answers busy at
+/// once, without the busy timeout), while an immediate one waits its turn.
+pub(crate) fn write_tx(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -418,7 +425,7 @@ impl Index {
         files: &[FileRecord],
     ) -> Result<(), IndexError> {
         self.with_conn("record files", |c| {
-            let tx = c.unchecked_transaction()?;
+            let tx = write_tx(c)?;
             let id = repo_row(&tx, repo)?;
             {
                 let mut statement = tx.prepare_cached(
@@ -498,17 +505,18 @@ impl Index {
 
     pub fn remove_commit(&self, repo: &RepoId, commit: &str) -> Result<(), IndexError> {
         self.with_conn("remove a commit", |c| {
-            c.execute(
+            let tx = write_tx(c)?;
+            tx.execute(
                 "DELETE FROM files WHERE commit_hash = ?2
                  AND repo = (SELECT id FROM repos WHERE folder = ?1)",
                 params![repo.folder_name(), commit],
             )?;
-            c.execute(
+            tx.execute(
                 "DELETE FROM revisions WHERE commit_hash = ?2
                  AND repo = (SELECT id FROM repos WHERE folder = ?1)",
                 params![repo.folder_name(), commit],
             )?;
-            Ok(())
+            tx.commit()
         })
     }
 
@@ -568,15 +576,16 @@ impl Index {
     /// Forgets a blob, and the file rows that need it.
     pub fn remove_blob(&self, repo: &RepoId, etag: &str) -> Result<(), IndexError> {
         self.with_conn("remove a blob", |c| {
-            c.execute(
+            let tx = write_tx(c)?;
+            tx.execute(
                 "DELETE FROM blobs WHERE etag = ?2 AND repo = (SELECT id FROM repos WHERE folder = ?1)",
                 params![repo.folder_name(), etag],
             )?;
-            c.execute(
+            tx.execute(
                 "DELETE FROM files WHERE etag = ?2 AND repo = (SELECT id FROM repos WHERE folder = ?1)",
                 params![repo.folder_name(), etag],
             )?;
-            Ok(())
+            tx.commit()
         })
     }
 

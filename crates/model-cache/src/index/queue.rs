@@ -308,7 +308,7 @@ pub fn set_state(
     error: Option<&JobError>,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = super::write_tx(conn)?;
     let before = get(&tx, id)?;
     let Some(before) = before else {
         return Ok(());
@@ -398,7 +398,7 @@ pub fn set_priority(conn: &Connection, id: i64, priority: i64, now: i64) -> rusq
 /// Moves a job to `position` (0 = first) among the jobs that may still run; the others keep
 /// their relative order. Returns `false` when the job does not exist or is finished.
 pub fn move_to(conn: &Connection, id: i64, position: usize, now: i64) -> rusqlite::Result<bool> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = super::write_tx(conn)?;
     let mut ids: Vec<i64> = {
         let mut statement = tx.prepare(
             "SELECT id FROM queue_jobs WHERE state NOT IN ('done', 'failed', 'cancelled')
@@ -525,6 +525,52 @@ mod tests {
             },
             priority,
             bytes_total: Some(100),
+        }
+    }
+
+    #[test]
+    fn two_writers_wait_for_each_other_instead_of_failing() {
+        // Two processes (two connections to one file) change job states and order at once: each
+        // read-then-write waits its turn under the busy timeout, none answers "busy".
+        let dir = tempfile::tempdir().unwrap();
+        let first = Index::open(dir.path()).unwrap();
+        let second = Index::open(dir.path()).unwrap();
+        let ids: Vec<i64> = (0..4)
+            .map(|i| {
+                first
+                    .with_conn("enqueue", |c| {
+                        enqueue(c, &new_job(&format!("o/m{i}"), 0), i)
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let writers: Vec<_> = [first, second]
+            .into_iter()
+            .enumerate()
+            .map(|(n, index)| {
+                let ids = ids.clone();
+                std::thread::spawn(move || {
+                    for round in 0..150i64 {
+                        let id = ids[(n + round as usize) % ids.len()];
+                        let state = if round % 2 == 0 {
+                            QueueState::Paused
+                        } else {
+                            QueueState::Queued
+                        };
+                        index
+                            .with_conn("change a state", |c| {
+                                set_state(c, id, state, None, None, round)
+                            })
+                            .unwrap();
+                        index
+                            .with_conn("reorder", |c| move_to(c, id, n, round))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("no writer saw `database is busy`");
         }
     }
 

@@ -223,7 +223,7 @@ pub fn set_validator(conn: &Connection, id: i64, validator: &str) -> rusqlite::R
 
 /// Records chunks as done, all in one transaction. Call only after their bytes are flushed.
 pub fn record_done(conn: &Connection, id: i64, chunks: &[DoneChunk]) -> rusqlite::Result<()> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = super::write_tx(conn)?;
     {
         let mut insert = tx.prepare_cached(
             "INSERT OR REPLACE INTO download_chunks (job_id, idx, state, checksum)
@@ -256,7 +256,7 @@ pub fn done_chunks(conn: &Connection, id: i64) -> rusqlite::Result<Vec<DoneChunk
 
 /// Forgets some chunks (they are torn and will be fetched again).
 pub fn forget_chunks(conn: &Connection, id: i64, indices: &[u64]) -> rusqlite::Result<()> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = super::write_tx(conn)?;
     {
         let mut delete =
             tx.prepare_cached("DELETE FROM download_chunks WHERE job_id = ?1 AND idx = ?2")?;
@@ -275,7 +275,7 @@ pub fn clear_chunks(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 
 /// Marks a job done and drops its chunk rows (the blob is complete; they say nothing more).
 pub fn finish(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = super::write_tx(conn)?;
     tx.execute("DELETE FROM download_chunks WHERE job_id = ?1", params![id])?;
     tx.execute(
         "UPDATE download_jobs SET state = 'done', error = NULL, updated_at = ?2 WHERE id = ?1",
@@ -287,7 +287,7 @@ pub fn finish(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 /// Forgets every recorded download of blob `etag` of repo folder `repo` (its partial file was
 /// reclaimed: a later pull starts it over).
 pub fn forget(conn: &Connection, repo: &str, etag: &str) -> rusqlite::Result<()> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = super::write_tx(conn)?;
     tx.execute(
         "DELETE FROM download_chunks WHERE job_id IN
              (SELECT id FROM download_jobs WHERE repo = ?1 AND etag = ?2)",
@@ -302,7 +302,7 @@ pub fn forget(conn: &Connection, repo: &str, etag: &str) -> rusqlite::Result<()>
 
 /// Deletes a job and its chunks.
 pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = super::write_tx(conn)?;
     tx.execute("DELETE FROM download_chunks WHERE job_id = ?1", params![id])?;
     tx.execute("DELETE FROM download_jobs WHERE id = ?1", params![id])?;
     tx.commit()
