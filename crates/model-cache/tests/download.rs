@@ -854,3 +854,45 @@ async fn a_failed_job_resumes_its_recorded_chunks() {
         "exactly the bytes not recorded are fetched again"
     );
 }
+
+#[tokio::test]
+async fn refs_never_point_at_a_partial_snapshot() {
+    let rig = rig().await;
+    let (good, bad) = ("tiny-model-Q4_K_M.gguf", "tiny-model-Q2_K.gguf");
+    // One file of the request keeps failing: the other is linked, but `main` must not point at
+    // a snapshot that lacks a requested file (huggingface_hub would take it as complete).
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::ServerError(500)).on("/cdn/*Q2_K.gguf"));
+    let error = rig
+        .downloader
+        .download(request("demo/tiny-gguf", &[good, bad]), recorder())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::RetriesExhausted, "{error}");
+    let repo_dir = rig.settings.hub_cache.join("models--demo--tiny-gguf");
+    assert!(
+        !repo_dir.join("refs/main").exists(),
+        "the ref does not move to a partial snapshot"
+    );
+    // Once every file is there, it does.
+    rig.emulator.faults().clear();
+    let summary = rig
+        .downloader
+        .download(request("demo/tiny-gguf", &[good, bad]), recorder())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(repo_dir.join("refs/main")).unwrap(),
+        summary.commit
+    );
+    for file in [good, bad] {
+        assert!(
+            repo_dir
+                .join("snapshots")
+                .join(&summary.commit)
+                .join(file)
+                .is_file()
+        );
+    }
+}

@@ -493,7 +493,7 @@ async fn run_online(
         }
     }
     outcomes.sort_by_key(|(position, _)| *position);
-    let files: Vec<FileOutcome> = outcomes.into_iter().map(|(_, o)| o).collect();
+    let mut files: Vec<FileOutcome> = outcomes.into_iter().map(|(_, o)| o).collect();
     let bytes_downloaded = ctx.downloaded.load(Ordering::Relaxed);
     let bytes_saved: u64 = files
         .iter()
@@ -501,15 +501,42 @@ async fn run_online(
         .map(|f| f.size)
         .sum();
     record_metrics(&inner.db, bytes_downloaded, bytes_saved).await;
-    // The ref points at the commit every linked file came from; a file that restarted after an
-    // upstream change was linked under its new commit and moves the ref along.
-    let newest_commit = files
+    // A ref moves only to a snapshot that holds every requested file. A file restarted after
+    // an upstream change was linked under its new commit: the others are linked there too when
+    // their blobs are unchanged at that commit (the Hub says so: one HEAD each, no bytes), else
+    // the ref stays where it was.
+    let mut newest_commit = files
         .iter()
         .rev()
         .find(|f| f.commit != commit)
         .map(|f| f.commit.clone())
         .unwrap_or_else(|| commit.clone());
-    if !files.is_empty() || errors.is_empty() {
+    let mut complete = errors.is_empty();
+    if complete && newest_commit != commit {
+        for file in files.iter_mut().filter(|f| f.commit != newest_commit) {
+            let same = inner
+                .hub
+                .file_metadata(repo, &newest_commit, &file.path)
+                .await
+                .is_ok_and(|m| m.etag == file.etag);
+            let linked = same
+                .then(|| SafeRelPath::new(&file.path).ok())
+                .flatten()
+                .and_then(|rel| repo_cache.link(&newest_commit, &rel, &file.etag).ok());
+            match linked {
+                Some(path) => {
+                    file.commit = newest_commit.clone();
+                    file.snapshot_path = path;
+                }
+                None => complete = false,
+            }
+        }
+        if !complete {
+            tracing::warn!(repo = %repo_name, revision = %request.revision, "files changed upstream during the download; the ref stays where it was");
+            newest_commit = commit.clone();
+        }
+    }
+    if complete {
         repo_cache
             .write_ref(&request.revision, &newest_commit)
             .map_err(store_error(&repo_name))?;
