@@ -187,6 +187,33 @@ mod tests {
         assert_eq!(on_disk, secret.expose());
     }
 
+    /// The secret used to be written through `.api-token.tmp-<pid>`, opened without `O_EXCL`
+    /// and then chmodded by name: a symlink planted there received the secret and mode 0600.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_at_a_temp_name_is_never_written_through() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        let planted = dir
+            .path()
+            .join(format!(".{TOKEN_FILE}.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+
+        let secret = ApiSecret::load_or_create(dir.path()).unwrap();
+
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        let mode = fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        let path = dir.path().join(TOKEN_FILE);
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_to_string(&path).unwrap(), secret.expose());
+    }
+
     #[cfg(unix)]
     #[test]
     fn loose_permissions_are_tightened() {

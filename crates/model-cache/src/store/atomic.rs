@@ -313,3 +313,190 @@ fn os_symlink(target: &Path, link: &Path) -> io::Result<()> {
 fn os_symlink(target: &Path, link: &Path) -> io::Result<()> {
     std::os::windows::fs::symlink_file(target, link)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn temp_names_are_ours_and_name_their_writer() {
+        let temp = temp_path(Path::new("/cache/refs/main"));
+        let name = temp.file_name().unwrap();
+        assert!(name.to_str().unwrap().starts_with(".main.model-cache-"));
+        assert_eq!(temp.parent(), Some(Path::new("/cache/refs")));
+        assert_eq!(leftover_pid(name), Some(std::process::id()));
+        assert_ne!(temp, temp_path(Path::new("/cache/refs/main")), "random");
+
+        // A 255-byte name (the longest a repo file may have) still gives a valid temp name.
+        let long = "é".repeat(127) + "x";
+        let temp = temp_path(&Path::new("/s").join(&long));
+        let name = temp.file_name().unwrap();
+        assert!(name.len() <= 255, "{}", name.len());
+        assert_eq!(leftover_pid(name), Some(std::process::id()));
+
+        for (name, pid) in [
+            (".main.model-cache-42-0123456789abcdef.tmp", Some(42)),
+            (
+                ".a.model-cache-b.model-cache-7-0123456789abcdef.tmp",
+                Some(7),
+            ),
+            // The names earlier versions wrote in the cache.
+            (".config.json.1234.00000000deadbeef.tmp", Some(1234)),
+            (".x.y.1.fedcba9876543210.tmp", Some(1)),
+            // Not ours.
+            ("main", None),
+            (".main.tmp", None),
+            ("main.model-cache-42-0123456789abcdef.tmp", None),
+            (".main.model-cache-42-0123456789ABCDEF.tmp", None),
+            (".main.model-cache-42-0123456789abcde.tmp", None),
+            (".main.model-cache-0-0123456789abcdef.tmp", None),
+            (".main.model-cache--0123456789abcdef.tmp", None),
+            (".main.model-cache-x-0123456789abcdef.tmp", None),
+            (".main.model-cache-42-0123456789abcdef.tmp.bak", None),
+            ("..42.0123456789abcdef.tmp", None),
+            (".token.42.tmp", None),
+            (".api-token.tmp-42", None),
+        ] {
+            assert_eq!(leftover_pid(OsStr::new(name)), pid, "{name}");
+        }
+    }
+
+    #[test]
+    fn writes_replace_files_and_links_and_leave_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        write(&path, b"one").unwrap();
+        write(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+
+        // A symlink at the destination is replaced, not written through.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"other").unwrap();
+        let link = dir.path().join("link");
+        symlink(Path::new("other"), &link).unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("other"));
+        write(&link, b"own").unwrap();
+        assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&other).unwrap(), b"other");
+
+        symlink(Path::new("file"), &link).unwrap();
+        assert_eq!(std::fs::read(&link).unwrap(), b"two");
+        hard_link(&other, &link).unwrap();
+        assert_eq!(std::fs::read(&link).unwrap(), b"other");
+        assert_eq!(copy(&path, &link).unwrap(), 3);
+        assert_eq!(std::fs::read(&link).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read(&other).unwrap(),
+            b"other",
+            "not through the hard link"
+        );
+        assert_eq!(names(dir.path()), ["file", "link", "other"]);
+    }
+
+    #[test]
+    fn failed_writes_remove_their_temp_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        assert!(write(&blocked, b"x").is_err());
+        assert!(write_private(&blocked, b"x").is_err());
+        assert!(symlink(Path::new("x"), &blocked).is_err());
+        assert!(copy(&dir.path().join("absent"), &dir.path().join("copy")).is_err());
+        let failing = write_file(&dir.path().join("f"), None, |_| {
+            Err(io::Error::other("the disk is on fire"))
+        });
+        assert_eq!(failing.unwrap_err().to_string(), "the disk is on fire");
+        assert_eq!(names(dir.path()), ["blocked"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_owner_only_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut seen = None;
+        write_file(&path, Some(0o600), |file| {
+            seen = Some(file.metadata()?.permissions().mode() & 0o777);
+            file.write_all(b"new")
+        })
+        .unwrap();
+        assert_eq!(seen, Some(0o600), "before a byte is written");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_entry_planted_at_the_temp_name_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        let temp = temp_path(&dir.path().join("file"));
+        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        let err = create_temp(&temp, Some(0o600)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        assert!(temp.is_symlink(), "someone else's entry is left alone");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn leftovers_go_once_old_and_orphaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::process::id();
+        let orphan_link = dir
+            .path()
+            .join(format!(".f.model-cache-{dead}-0123456789abcdef.tmp"));
+        std::os::unix::fs::symlink("../blobs/x", &orphan_link).unwrap();
+        let orphan_nested = sub.join(format!(".g.{dead}.0123456789abcdef.tmp"));
+        std::fs::write(&orphan_nested, b"").unwrap();
+        let live_one = dir
+            .path()
+            .join(format!(".h.model-cache-{live}-0123456789abcdef.tmp"));
+        std::fs::write(&live_one, b"").unwrap();
+        let not_ours = dir.path().join(".h.tmp");
+        std::fs::write(&not_ours, b"").unwrap();
+
+        let now = SystemTime::now();
+        let later = now + LEFTOVER_GRACE + Duration::from_secs(1);
+        assert!(remove_leftovers(dir.path(), true, LEFTOVER_GRACE, now, false).is_empty());
+        assert_eq!(
+            remove_leftovers(dir.path(), false, LEFTOVER_GRACE, later, true),
+            std::slice::from_ref(&orphan_link)
+        );
+        assert!(orphan_link.is_symlink(), "a dry run removes nothing");
+        let mut removed = remove_leftovers(dir.path(), true, LEFTOVER_GRACE, later, false);
+        removed.sort();
+        assert_eq!(removed, [orphan_link.clone(), orphan_nested.clone()]);
+        assert!(!orphan_link.is_symlink() && !orphan_nested.exists());
+        assert!(live_one.exists() && not_ours.exists());
+        assert!(
+            remove_leftovers(
+                &dir.path().join("absent"),
+                true,
+                LEFTOVER_GRACE,
+                later,
+                false
+            )
+            .is_empty()
+        );
+    }
+}
