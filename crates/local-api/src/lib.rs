@@ -216,12 +216,12 @@ async fn start(
     let discovery = if config.write_discovery {
         let path = config.data_dir.join(DISCOVERY_FILE);
         let body = serde_json::json!({ "url": url, "pid": std::process::id() });
-        secret::write_private_atomically(&path, body.to_string().as_bytes()).map_err(|source| {
-            ServeError::Discovery {
+        model_cache::store::atomic::write_private(&path, body.to_string().as_bytes()).map_err(
+            |source| ServeError::Discovery {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         Some(path)
     } else {
         None

@@ -1,13 +1,15 @@
 //! The per-install API secret: 32 random bytes, hex encoded, kept in `data_dir/api-token`.
 //!
-//! The file is created atomically (written to a temporary file with mode 0600, synced, then
+//! The file is created atomically and owner-only through
+//! [`model_cache::store::atomic::write_private`] (a temporary file with mode 0600, synced, then
 //! renamed) so that a crash never leaves a truncated secret, and it is reused across starts so
 //! tools that read it once keep working. The secret never appears in logs or errors.
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use model_cache::store::atomic;
 
 use rand::RngCore;
 
@@ -90,7 +92,7 @@ impl ApiSecret {
         let mut bytes = [0u8; SECRET_BYTES];
         rand::rng().fill_bytes(&mut bytes);
         let secret = ApiSecret(hex::encode(bytes));
-        write_private_atomically(&path, secret.0.as_bytes())
+        atomic::write_private(&path, secret.0.as_bytes())
             .map_err(|source| SecretError::Write { path, source })?;
         tracing::info!(path = %data_dir.join(TOKEN_FILE).display(), "Created a new API secret");
         Ok(secret)
@@ -114,35 +116,6 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
-}
-
-/// Writes `bytes` to `path` through a temporary sibling created with owner-only permissions,
-/// so the content is never readable by others, not even for a moment, and never half-written.
-pub(crate) fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        // The mode above is filtered by the umask; set it explicitly as well.
-        set_owner_only(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn tighten_permissions(path: &Path) -> Result<(), SecretError> {
@@ -212,6 +185,33 @@ mod tests {
         assert!(is_well_formed(secret.expose()));
         let on_disk = fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap();
         assert_eq!(on_disk, secret.expose());
+    }
+
+    /// The secret used to be written through `.api-token.tmp-<pid>`, opened without `O_EXCL`
+    /// and then chmodded by name: a symlink planted there received the secret and mode 0600.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_at_a_temp_name_is_never_written_through() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        let planted = dir
+            .path()
+            .join(format!(".{TOKEN_FILE}.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+
+        let secret = ApiSecret::load_or_create(dir.path()).unwrap();
+
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        let mode = fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        let path = dir.path().join(TOKEN_FILE);
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_to_string(&path).unwrap(), secret.expose());
     }
 
     #[cfg(unix)]

@@ -6,11 +6,12 @@
 //! what is wrong on disk — broken symlinks, stale `.incomplete` files, unreferenced blobs, refs
 //! to missing snapshots, foreign files in the cache root — and, with `repair`, fixes what can be
 //! fixed without losing data: broken links and dangling refs are removed, and `.incomplete` files
-//! that no download job owns and no process has locked are deleted. Unreferenced blobs are only
-//! reported (eviction decides about them).
+//! that no download job owns and no process has locked are deleted, and so are temp files that
+//! our interrupted atomic writes left (see [`HubCache::clean_interrupted_writes`]). Unreferenced
+//! blobs are only reported (eviction decides about them).
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -80,6 +81,9 @@ pub struct DoctorReport {
     pub unreferenced_blobs: Vec<PathBuf>,
     /// `refs/...` files whose content is not a snapshot folder.
     pub dangling_refs: Vec<PathBuf>,
+    /// Temp files of atomic writes in `refs/` and `snapshots/`: a write in progress, or left by
+    /// one a crash interrupted (repair removes those older than an hour whose writer is gone).
+    pub temp_files: Vec<PathBuf>,
     /// Every warning of the scan (`scan_cache_dir` would warn about these too).
     pub warnings: Vec<CacheWarning>,
     /// Whether repairs were applied.
@@ -170,6 +174,7 @@ pub fn run(cache: &HubCache, index: &Index, repair: bool) -> Result<DoctorReport
                     .fold(cached.path.join("refs"), |p, s| p.join(s)),
             );
         }
+        report.temp_files.extend(cached.temp_files.iter().cloned());
         for etag in &cached.unreferenced_blobs {
             report
                 .unreferenced_blobs
@@ -235,6 +240,10 @@ pub fn run(cache: &HubCache, index: &Index, repair: bool) -> Result<DoctorReport
                 Err(e) => return Err(StoreError::io("remove", &path, e).into()),
             }
         }
+        let data_dir = index.path().and_then(Path::parent);
+        report
+            .removed
+            .extend(cache.clean_interrupted_writes(data_dir, SystemTime::now(), false));
         index.record_event(
             "doctor_repair",
             None,

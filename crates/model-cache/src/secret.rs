@@ -34,8 +34,8 @@ impl fmt::Display for Token {
     }
 }
 
-/// Writes (or, for `None`, removes) a token file where `huggingface_hub` reads it: a temp file
-/// with mode 0600 in the same folder, renamed into place.
+/// Writes (or, for `None`, removes) a token file where `huggingface_hub` reads it, owner-only
+/// (0600) and atomically ([`crate::store::atomic::write_private`]).
 pub fn write_token_file(path: &std::path::Path, token: Option<&Token>) -> std::io::Result<()> {
     let Some(token) = token else {
         return match std::fs::remove_file(path) {
@@ -43,20 +43,10 @@ pub fn write_token_file(path: &std::path::Path, token: Option<&Token>) -> std::i
             other => other,
         };
     };
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".token.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    {
-        use std::io::Write;
-        let mut file = options.open(&tmp)?;
-        file.write_all(token.expose().as_bytes())?;
-        file.sync_all()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
     }
-    std::fs::rename(&tmp, path)
+    crate::store::atomic::write_private(path, token.expose().as_bytes())
 }
 
 #[cfg(test)]

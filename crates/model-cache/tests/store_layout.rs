@@ -422,3 +422,219 @@ fn scan_names_blobs_by_their_link_even_through_the_shared_blob_store() {
     assert_eq!(file.size, 9);
     assert!(scan.repos[0].unreferenced_blobs.is_empty());
 }
+
+/// The pid of a process that has exited (free, unless the system reuses it at once).
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Writes a file last modified `ago` in the past.
+fn write_aged(path: &Path, content: &[u8], ago: Duration) {
+    std::fs::write(path, content).unwrap();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+/// Every entry under `dir` whose name ends in `.tmp`, relative to `dir`.
+fn temp_entries(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.map(Result::unwrap) {
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                let path = entry.path();
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A crash between writing a temp file and renaming it leaves `.{name}…tmp` next to a ref, a
+/// link or a marker, which `scan_cache_dir` would list as a ref or a file. The cleanup pass
+/// removes those of dead writers past the grace hour, keeps a live writer's and fresh ones,
+/// and the scan never counts them.
+#[test]
+fn temp_files_of_interrupted_writes_are_cleaned_and_never_taken_for_refs_or_files() {
+    use model_cache::index::Index;
+    use model_cache::policy::CachePolicy;
+    use model_cache::policy::cleanup::Janitor;
+    use std::collections::HashSet;
+
+    let (dir, cache, repo) = setup();
+    let data_dir = dir.path().join("data");
+    let index = Index::open(&data_dir).unwrap();
+    let etag = put_blob(&repo, b"hello");
+    repo.link(COMMIT, &rel("config.json"), &etag).unwrap();
+    repo.write_ref("main", COMMIT).unwrap();
+    repo.mark_no_exist(COMMIT, &rel("missing.bin")).unwrap();
+    let dead = dead_pid();
+    let live = std::process::id();
+    let old = Duration::from_secs(2 * 3600);
+    let refs = repo.dir().join("refs");
+    let snapshot = repo.snapshot_dir(COMMIT);
+    let no_exist = repo.dir().join(".no_exist").join(COMMIT);
+
+    // Left by a dead writer, two hours ago: the names earlier versions wrote in the cache, and
+    // the names of `store::atomic`.
+    let stale = [
+        refs.join(format!(".main.{dead}.00000000deadbeef.tmp")),
+        snapshot.join(format!(
+            ".config.json.model-cache-{dead}-0123456789abcdef.tmp"
+        )),
+        no_exist.join(format!(".missing.bin.{dead}.0123456789abcdef.tmp")),
+        data_dir.join(format!(
+            ".preferences.json.model-cache-{dead}-fedcba9876543210.tmp"
+        )),
+        cache.root().join(format!(
+            ".CACHEDIR.TAG.model-cache-{dead}-fedcba9876543210.tmp"
+        )),
+    ];
+    write_aged(&stale[0], &COMMIT.as_bytes()[..12], old);
+    write_aged(&stale[1], b"hello", old);
+    write_aged(&stale[2], b"", old);
+    write_aged(&stale[3], b"{", old);
+    write_aged(&stale[4], b"Signature", old);
+    // Kept: a live writer's (however old), a fresh one, and a file that is not ours.
+    let kept = [
+        refs.join(format!(".main.model-cache-{live}-0123456789abcdef.tmp")),
+        refs.join(format!(".dev.model-cache-{dead}-0123456789abcdef.tmp")),
+        data_dir.join("notes.tmp"),
+    ];
+    write_aged(&kept[0], COMMIT.as_bytes(), old);
+    write_aged(&kept[1], COMMIT.as_bytes(), Duration::ZERO);
+    write_aged(&kept[2], b"mine", old);
+
+    let scan = cache.scan().unwrap();
+    assert_eq!(
+        scan.repos[0].refs.keys().collect::<Vec<_>>(),
+        ["main"],
+        "temp files are not refs"
+    );
+    let files: Vec<&str> = scan.repos[0].revisions[0]
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(files, ["config.json"], "temp files are not snapshot files");
+    assert!(scan.warnings.is_empty(), "{:?}", scan.warnings);
+
+    let janitor = Janitor::new(cache.root(), index.clone(), CachePolicy::default());
+    let now = std::time::SystemTime::now();
+    let (no_repos, no_files) = (HashSet::new(), HashSet::new());
+    janitor.cleanup(now, &no_repos, &no_files, true).unwrap();
+    assert!(
+        stale.iter().all(|p| p.exists()),
+        "a dry run removes nothing"
+    );
+    janitor.cleanup(now, &no_repos, &no_files, false).unwrap();
+    for path in &stale {
+        assert!(!path.exists(), "{} was left", path.display());
+    }
+    for path in &kept {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+    assert_eq!(repo.read_ref("main").as_deref(), Some(COMMIT));
+    assert_eq!(
+        std::fs::read(repo.snapshot_dir(COMMIT).join("config.json")).unwrap(),
+        b"hello"
+    );
+    assert!(no_exist.join("missing.bin").is_file());
+
+    // `doctor --repair` removes them too.
+    let again = refs.join(format!(".main.model-cache-{dead}-0000000000000001.tmp"));
+    write_aged(&again, b"", old);
+    let report = model_cache::doctor::run(&cache, &index, true).unwrap();
+    assert!(report.removed.contains(&again), "{:?}", report.removed);
+    assert!(!again.exists());
+    assert!(kept.iter().all(|p| p.exists()));
+}
+
+/// Today's token and preferences writers used a predictable temp name (`.token.<pid>.tmp`)
+/// opened without `O_EXCL`: a symlink planted there was written through. The atomic writer
+/// never opens an existing entry.
+#[test]
+fn atomic_writers_never_write_through_a_symlink_at_a_temp_name() {
+    use model_cache::Token;
+    use model_cache::engine::Preferences;
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"untouched").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let pid = std::process::id();
+    for name in [
+        format!(".token.{pid}.tmp"),
+        format!(".preferences.json.{pid}.tmp"),
+    ] {
+        std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+    }
+
+    let token = dir.path().join("token");
+    model_cache::secret::write_token_file(&token, Some(&Token::new("hf_secret").unwrap())).unwrap();
+    Preferences::default().save(dir.path()).unwrap();
+
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    let meta = std::fs::symlink_metadata(&token).unwrap();
+    assert!(meta.is_file(), "the token is a file of its own, not a link");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read(&token).unwrap(), b"hf_secret");
+    let prefs = Preferences::path(dir.path());
+    assert!(std::fs::symlink_metadata(&prefs).unwrap().is_file());
+    assert_eq!(
+        Preferences::load(dir.path()).unwrap(),
+        Preferences::default()
+    );
+}
+
+/// A write that fails at any step leaves no temp file behind, and nor does one that succeeds.
+#[test]
+fn atomic_writes_leave_no_temp_file_after_success_or_failure() {
+    use model_cache::Token;
+    use model_cache::engine::Preferences;
+
+    let (dir, _cache, repo) = setup();
+    let etag = put_blob(&repo, b"hello");
+    repo.link(COMMIT, &rel("sub/config.json"), &etag).unwrap();
+    repo.link(COMMIT, &rel("sub/config.json"), &put_blob(&repo, b"other"))
+        .unwrap();
+    repo.write_ref("main", COMMIT).unwrap();
+    repo.write_ref("main", COMMIT2).unwrap();
+    repo.mark_no_exist(COMMIT, &rel("a/missing.bin")).unwrap();
+    let data_dir = dir.path().join("data");
+    Preferences::default().save(&data_dir).unwrap();
+    Preferences::default().save(&data_dir).unwrap();
+    let token = Token::new("hf_secret").unwrap();
+    model_cache::secret::write_token_file(&data_dir.join("token"), Some(&token)).unwrap();
+    assert_eq!(temp_entries(dir.path()), Vec::<String>::new());
+
+    // The rename fails: a non-empty folder stands where each file goes.
+    for blocked in [
+        repo.dir().join("refs/dev/x"),
+        data_dir.join("elsewhere/preferences.json/x"),
+        data_dir.join("token-dir/x"),
+    ] {
+        std::fs::create_dir_all(&blocked).unwrap();
+    }
+    let err = repo.write_ref("dev", COMMIT).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    let err = Preferences::default()
+        .save(&data_dir.join("elsewhere"))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Preferences);
+    model_cache::secret::write_token_file(&data_dir.join("token-dir"), Some(&token)).unwrap_err();
+    assert_eq!(temp_entries(dir.path()), Vec::<String>::new());
+}

@@ -115,8 +115,8 @@ impl Preferences {
         }
     }
 
-    /// Writes the preferences atomically (temp file + rename), so a crash never leaves half a
-    /// file.
+    /// Writes the preferences atomically ([`crate::store::atomic::write`]), so a crash never
+    /// leaves half a file.
     pub fn save(&self, data_dir: &Path) -> Result<(), PreferencesError> {
         let path = Self::path(data_dir);
         let write = |source| PreferencesError::Write {
@@ -124,10 +124,8 @@ impl Preferences {
             source,
         };
         std::fs::create_dir_all(data_dir).map_err(write)?;
-        let tmp = data_dir.join(format!(".{PREFERENCES_FILE}.{}.tmp", std::process::id()));
         let json = serde_json::to_vec_pretty(self).expect("preferences serialise");
-        std::fs::write(&tmp, json).map_err(write)?;
-        std::fs::rename(&tmp, &path).map_err(write)
+        crate::store::atomic::write(&path, &json).map_err(write)
     }
 
     /// Layers the preferences over settings resolved from the environment.

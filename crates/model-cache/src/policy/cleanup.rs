@@ -514,6 +514,12 @@ impl Janitor {
             now,
             dry_run,
         )?;
+        // Temp files of interrupted atomic writes (refs, links, markers, app-data files).
+        crate::store::HubCache::new(self.hub_cache.clone()).clean_interrupted_writes(
+            self.index.path().and_then(Path::parent),
+            now,
+            dry_run,
+        );
         let mut candidates = self.candidates(&inventory)?;
         if self.policy.prune_old_revisions {
             for repo in &inventory.repos {

@@ -13,19 +13,20 @@
 //! ```
 //!
 //! [`HubCache`] is the root, [`RepoCache`] one repo folder. Repo file names become paths only
-//! through [`SafeRelPath`]. Writes are atomic (temp name, then rename) so a crash never leaves a
-//! half-written ref or link; blobs are locked with the same `flock` files Python uses.
+//! through [`SafeRelPath`]. Writes go through [`atomic`] (temp name, then rename) so a crash never
+//! leaves a half-written ref or link, and [`HubCache::clean_interrupted_writes`] removes the temp
+//! files a crash left behind; blobs are locked with the same `flock` files Python uses.
 //!
 //! **API Boundary:** the store does no network I/O and knows nothing of the index.
 
+pub mod atomic;
 mod lock;
 mod safe_path;
 mod scan;
 mod verify;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 pub use lock::BlobLock;
 pub use safe_path::SafeRelPath;
@@ -177,30 +178,9 @@ fn check_commit(commit: &str) -> Result<(), StoreError> {
     }
 }
 
-/// A temp name next to `path` that no other writer uses: `.{name}.{pid}.{random}.tmp`.
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tag: u64 = rand::random();
-    path.with_file_name(format!(".{name}.{}.{tag:016x}.tmp", std::process::id()))
-}
-
-/// Writes `bytes` to `path` atomically: a temp file in the same folder, fsynced, renamed.
+/// Writes `bytes` to `path` atomically (see [`atomic::write`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let temp = temp_sibling(path);
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(StoreError::io("write", path, e));
-    }
-    Ok(())
+    atomic::write(path, bytes).map_err(|e| StoreError::io("write", path, e))
 }
 
 /// The root of a hub cache.
@@ -243,6 +223,39 @@ impl HubCache {
     /// Reads the whole cache like `scan_cache_dir`: repos, revisions, files, sizes, warnings.
     pub fn scan(&self) -> Result<CacheScan, StoreError> {
         scan::scan(self)
+    }
+
+    /// Removes the temp files that interrupted atomic writes left in the cache (the root, and
+    /// each repo's `refs/`, `snapshots/` and `.no_exist/`) and in `data_dir` (the app-data
+    /// folder, not its subfolders): those older than [`atomic::LEFTOVER_GRACE`] at `now` whose
+    /// writer is no longer running. Without this, `huggingface_hub`'s `scan_cache_dir` would
+    /// list such a file as a ref or a snapshot file. Best effort (failures are logged); returns
+    /// what was removed, or with `dry_run` what would be.
+    pub fn clean_interrupted_writes(
+        &self,
+        data_dir: Option<&Path>,
+        now: SystemTime,
+        dry_run: bool,
+    ) -> Vec<PathBuf> {
+        let grace = atomic::LEFTOVER_GRACE;
+        let mut removed = atomic::remove_leftovers(&self.root, false, grace, now, dry_run);
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for entry in entries.filter_map(Result::ok) {
+                let is_repo = entry.file_type().is_ok_and(|t| t.is_dir())
+                    && RepoId::from_folder_name(&entry.file_name().to_string_lossy()).is_some();
+                if !is_repo {
+                    continue;
+                }
+                for folder in ["refs", "snapshots", ".no_exist"] {
+                    let dir = entry.path().join(folder);
+                    removed.extend(atomic::remove_leftovers(&dir, true, grace, now, dry_run));
+                }
+            }
+        }
+        if let Some(dir) = data_dir {
+            removed.extend(atomic::remove_leftovers(dir, false, grace, now, dry_run));
+        }
+        removed
     }
 }
 
@@ -383,7 +396,8 @@ impl RepoCache {
     }
 
     /// Links `snapshots/<commit>/<file>` to `blobs/<etag>` with a relative symlink, atomically
-    /// (a symlink under a temp name, then a rename over the final name). Where symlinks are not
+    /// (see [`atomic::symlink`]: a symlink under a temp name, then a rename over the final
+    /// name). Where symlinks are not
     /// available the blob is hard-linked, else copied (`huggingface_hub` copies or moves). Parent folders are created
     /// without ever following a symlink out of the snapshot. Returns the snapshot path.
     pub fn link(
@@ -418,27 +432,16 @@ impl RepoCache {
                 std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a folder is in the way"),
             ));
         }
-        let temp = temp_sibling(&pointer);
-        match symlink(&target, &temp) {
-            Ok(()) => {}
-            Err(e) => {
-                // No symlinks here (a FAT/exFAT drive, Windows without Developer Mode). A hard
-                // link costs no space and keeps the blob for deduplication; a copy is the last
-                // resort. Either way the snapshot holds a regular file, which `huggingface_hub`
-                // accepts as the blob itself.
-                tracing::debug!(path = %pointer.display(), error = %e, "Symlink failed, falling back to a hard link or a copy");
-                if std::fs::hard_link(&blob, &temp).is_err() {
-                    std::fs::copy(&blob, &temp).map_err(|e| {
-                        let _ = std::fs::remove_file(&temp);
-                        StoreError::io("copy", &blob, e)
-                    })?;
-                }
+        if let Err(e) = atomic::symlink(&target, &pointer) {
+            // No symlinks here (a FAT/exFAT drive, Windows without Developer Mode). A hard
+            // link costs no space and keeps the blob for deduplication; a copy is the last
+            // resort. Either way the snapshot holds a regular file, which `huggingface_hub`
+            // accepts as the blob itself.
+            tracing::debug!(path = %pointer.display(), error = %e, "Symlink failed, falling back to a hard link or a copy");
+            if atomic::hard_link(&blob, &pointer).is_err() {
+                atomic::copy(&blob, &pointer).map_err(|e| StoreError::io("copy", &blob, e))?;
             }
         }
-        std::fs::rename(&temp, &pointer).map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            StoreError::io("rename", &pointer, e)
-        })?;
         Ok(pointer)
     }
 
@@ -518,14 +521,4 @@ impl RepoCache {
             _ => None,
         }
     }
-}
-
-#[cfg(unix)]
-fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
-}
-
-#[cfg(windows)]
-fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    std::os::windows::fs::symlink_file(target, link)
 }

@@ -2,7 +2,8 @@
 //!
 //! Unlike `scan_cache_dir`, which drops a repo at its first inconsistency, the scan keeps every
 //! repo and reports each problem precisely (broken links, refs to missing snapshots, stale
-//! `.incomplete` files, unreferenced blobs), which is what `doctor` needs to repair.
+//! `.incomplete` files, unreferenced blobs), which is what `doctor` needs to repair. Temp files
+//! of our interrupted atomic writes are never taken for refs or files: they are listed apart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::{HubCache, StoreError, is_commit_hash};
+use super::{HubCache, StoreError, atomic, is_commit_hash};
 use crate::repo::RepoId;
 
 /// Entries of the cache root that are not repos but are expected there.
@@ -59,6 +60,9 @@ pub struct CachedRepo {
     pub incomplete: Vec<PathBuf>,
     /// Refs whose content is not a snapshot folder (`scan_cache_dir` rejects the repo for this).
     pub dangling_refs: Vec<String>,
+    /// Temp files of atomic writes in `refs/` and `snapshots/` (in progress, or left by a crash;
+    /// see [`HubCache::clean_interrupted_writes`]). They are not counted as refs or files.
+    pub temp_files: Vec<PathBuf>,
     /// Latest modification time of a blob or snapshot file.
     pub last_modified: Option<SystemTime>,
     /// Latest access time of a blob, where the file system records it.
@@ -109,7 +113,9 @@ pub(super) fn scan(cache: &HubCache) -> Result<CacheScan, StoreError> {
     for entry in names {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if ROOT_ALLOWED.contains(&name.as_str()) {
+        if ROOT_ALLOWED.contains(&name.as_str())
+            || atomic::leftover_pid(&entry.file_name()).is_some()
+        {
             continue;
         }
         let repo = RepoId::from_folder_name(&name);
@@ -164,6 +170,7 @@ fn scan_repo(
         unreferenced_blobs: Vec::new(),
         incomplete: Vec::new(),
         dangling_refs: Vec::new(),
+        temp_files: Vec::new(),
         last_modified: None,
         last_accessed: None,
     };
@@ -184,7 +191,12 @@ fn scan_repo(
             cached.last_accessed = later(cached.last_accessed, meta.accessed().ok());
         }
     }
-    collect_refs(&dir.join("refs"), "", &mut cached.refs)?;
+    collect_refs(
+        &dir.join("refs"),
+        "",
+        &mut cached.refs,
+        &mut cached.temp_files,
+    )?;
 
     let snapshots = dir.join("snapshots");
     if !snapshots.is_dir() {
@@ -219,7 +231,13 @@ fn scan_repo(
             broken: Vec::new(),
             size_on_disk: 0,
         };
-        walk_snapshot(&path, "", canonical_blobs.as_deref(), &mut revision)?;
+        walk_snapshot(
+            &path,
+            "",
+            canonical_blobs.as_deref(),
+            &mut revision,
+            &mut cached.temp_files,
+        )?;
         for file in &revision.files {
             match &file.etag {
                 Some(etag) => {
@@ -282,12 +300,15 @@ fn collect_refs(
     dir: &Path,
     prefix: &str,
     refs: &mut BTreeMap<String, String>,
+    temp_files: &mut Vec<PathBuf>,
 ) -> Result<(), StoreError> {
     for entry in read_dir_sorted(dir)? {
         let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
         let path = entry.path();
         if path.is_dir() {
-            collect_refs(&path, &format!("{name}/"), refs)?;
+            collect_refs(&path, &format!("{name}/"), refs, temp_files)?;
+        } else if atomic::leftover_pid(&entry.file_name()).is_some() {
+            temp_files.push(path);
         } else if let Ok(content) = std::fs::read_to_string(&path) {
             refs.insert(name, content);
         }
@@ -300,6 +321,7 @@ fn walk_snapshot(
     prefix: &str,
     blobs: Option<&Path>,
     revision: &mut CachedRevision,
+    temp_files: &mut Vec<PathBuf>,
 ) -> Result<(), StoreError> {
     for entry in read_dir_sorted(dir)? {
         let rel = format!("{prefix}{}", entry.file_name().to_string_lossy());
@@ -308,7 +330,11 @@ fn walk_snapshot(
             continue;
         };
         if link_meta.is_dir() {
-            walk_snapshot(&path, &format!("{rel}/"), blobs, revision)?;
+            walk_snapshot(&path, &format!("{rel}/"), blobs, revision, temp_files)?;
+            continue;
+        }
+        if atomic::leftover_pid(&entry.file_name()).is_some() {
+            temp_files.push(path);
             continue;
         }
         let Ok(meta) = std::fs::metadata(&path) else {
