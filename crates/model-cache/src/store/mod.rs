@@ -42,7 +42,10 @@ pub const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# T
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("Refusing unsafe file name `{name}`: {reason}")]
-    UnsafePath { name: String, reason: &'static str },
+    UnsafePath {
+        name: String,
+        reason: std::borrow::Cow<'static, str>,
+    },
     #[error("Refusing to write through `{}`: it is a symlink leading outside the cache", path.display())]
     Escape { path: PathBuf },
     #[error("Invalid {what} `{value}`")]
