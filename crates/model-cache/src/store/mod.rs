@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use lock::BlobLock;
-pub use safe_path::SafeRelPath;
+pub use safe_path::{
+    LONGEST_NAME_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_SEGMENT_BYTES, SafeRelPath,
+};
 pub use scan::{CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision};
 pub use verify::{CorruptFile, SnapshotFile, VerifyReport};
 

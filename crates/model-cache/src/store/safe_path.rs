@@ -9,12 +9,30 @@ use super::StoreError;
 /// Longest accepted repo path, in bytes (Linux `PATH_MAX` is 4096; the cache prefix needs room).
 const MAX_LEN: usize = 1024;
 
-/// Longest accepted path segment, in bytes (`NAME_MAX` on common file systems).
-const MAX_SEGMENT: usize = 255;
+/// Longest name of one file or folder, in bytes: `NAME_MAX` on Linux and macOS file systems.
+/// (NTFS counts 255 UTF-16 units, which a name of at most 255 UTF-8 bytes never exceeds.)
+pub const MAX_SEGMENT_BYTES: usize = 255;
+
+/// The most bytes the store adds to a file's name while writing it. An atomic write (a link in
+/// a snapshot, a ref, a `.no_exist` marker) first creates `.{name}.{pid}.{random:016x}.tmp`:
+/// 1 + 1 + 10 (a `u32` process id) + 1 + 16 + 4 bytes around the name. Blobs are named by etag
+/// (at most 128 bytes, see [`super::is_valid_etag`]) plus `.incomplete` or `.lock`, far below.
+///
+/// Whoever changes how the store names its temporary files keeps this constant in step:
+/// `tests/store_layout.rs` writes a name of [`MAX_FILE_NAME_BYTES`] through every writing
+/// method of the store on a real file system.
+pub const LONGEST_NAME_SUFFIX_BYTES: usize = 33;
+
+/// Longest accepted file name (the last segment of a [`SafeRelPath`]), in bytes: with the
+/// store's longest suffix it still fits in [`MAX_SEGMENT_BYTES`]. An over-long name is refused
+/// when the path is checked, before a download starts, not with `ENAMETOOLONG` once the whole
+/// file has been fetched. Folders get no suffix, so a folder name may use all
+/// [`MAX_SEGMENT_BYTES`].
+pub const MAX_FILE_NAME_BYTES: usize = MAX_SEGMENT_BYTES - LONGEST_NAME_SUFFIX_BYTES;
 
 /// A relative, `/`-separated path inside a snapshot that cannot escape it: no absolute paths, no
 /// `..` or `.` segments, no empty segments (`a//b`, a trailing `/`), no backslashes, no NUL or
-/// other control characters, nothing over-long, and no segment
+/// other control characters, nothing over-long (see [`MAX_FILE_NAME_BYTES`]), and no segment
 /// that Windows reads as something other than a plain name: a drive (`C:x`), an alternate data
 /// stream (`file:stream`), a device (`CON`, `nul.txt`), or a name it trims (`a.`, `a `).
 ///
@@ -54,8 +72,9 @@ impl SafeRelPath {
         if name.chars().any(|c| c.is_control()) {
             return Err(reject("NUL or control character in path".into()));
         }
-        for segment in name.split('/') {
-            check_segment(segment).map_err(reject)?;
+        let count = name.split('/').count();
+        for (position, segment) in name.split('/').enumerate() {
+            check_segment(segment, position + 1 == count).map_err(reject)?;
         }
         Ok(SafeRelPath(name.to_string()))
     }
@@ -102,8 +121,8 @@ impl AsRef<str> for SafeRelPath {
     }
 }
 
-/// Checks one segment of a path.
-fn check_segment(segment: &str) -> Result<(), Cow<'static, str>> {
+/// Checks one segment of a path; `last` is the file name, the others are folders.
+fn check_segment(segment: &str, last: bool) -> Result<(), Cow<'static, str>> {
     match segment {
         "" => return Err("empty path segment".into()),
         "." | ".." => return Err("`.` or `..` segment".into()),
@@ -112,8 +131,18 @@ fn check_segment(segment: &str) -> Result<(), Cow<'static, str>> {
     if let Some(hazard) = windows_hazard(segment) {
         return Err(format!("`{}` {hazard}", segment.escape_debug()).into());
     }
-    if segment.len() > MAX_SEGMENT {
-        return Err("path segment too long".into());
+    let (what, limit) = if last {
+        ("file name", MAX_FILE_NAME_BYTES)
+    } else {
+        ("folder name", MAX_SEGMENT_BYTES)
+    };
+    if segment.len() > limit {
+        return Err(format!(
+            "the {what} `{}` is {} bytes, over the limit of {limit} bytes (file systems allow {MAX_SEGMENT_BYTES}; the cache adds up to {LONGEST_NAME_SUFFIX_BYTES} to a file name while writing it)",
+            abbreviate(segment),
+            segment.len(),
+        )
+        .into());
     }
     Ok(())
 }
@@ -176,6 +205,18 @@ fn is_windows_device_name(segment: &str) -> bool {
             )
         }
     }
+}
+
+/// `segment` for a message: whole if short, else its start and end around an ellipsis.
+fn abbreviate(segment: &str) -> String {
+    const KEEP: usize = 24;
+    let chars: Vec<char> = segment.chars().collect();
+    if chars.len() <= 2 * KEEP + 1 {
+        return segment.escape_debug().to_string();
+    }
+    let start: String = chars[..KEEP].iter().collect();
+    let end: String = chars[chars.len() - KEEP..].iter().collect();
+    format!("{}…{}", start.escape_debug(), end.escape_debug())
 }
 
 /// Creates the folders of `rel`'s parent under `base`, one component at a time, refusing to go
@@ -388,7 +429,7 @@ mod tests {
 
         /// Every accepted path, joined to a base, names a file inside the base, on Unix and on
         /// Windows alike, under exactly the name the listing gave; and none of its segments is
-        /// a device name, holds `:` or `\`, or ends with a dot or a space.
+        /// a device name, holds `:` or `\`, ends with a dot or a space, or is over-long.
         #[test]
         fn accepted_paths_stay_inside_the_base_on_unix_and_on_windows(name in hostile_name()) {
             let Ok(path) = SafeRelPath::new(&name) else {
@@ -406,10 +447,16 @@ mod tests {
             prop_assert_eq!(below.components().count(), segments.len());
             prop_assert!(below.components().all(|c| matches!(c, Component::Normal(_))));
 
-            for segment in &segments {
+            for (position, segment) in segments.iter().enumerate() {
                 prop_assert!(!windows_device_oracle(segment), "device name {:?}", segment);
                 prop_assert!(!segment.contains([':', '\\']), "{:?}", segment);
                 prop_assert!(!segment.ends_with(['.', ' ']), "{:?}", segment);
+                let limit = if position + 1 == segments.len() {
+                    MAX_FILE_NAME_BYTES
+                } else {
+                    MAX_SEGMENT_BYTES
+                };
+                prop_assert!(segment.len() <= limit, "{} bytes", segment.len());
             }
         }
     }
@@ -477,5 +524,33 @@ mod tests {
         assert!(refusal("dir./b").contains("ends with a dot or a space"));
         assert!(refusal("a/...").contains("ends with a dot or a space"));
         assert!(SafeRelPath::new("..hidden/.b/c.d").is_ok());
+    }
+
+    #[test]
+    fn an_over_long_file_name_is_refused_naming_it_and_the_limit() {
+        let long = "n".repeat(250);
+        let reason = refusal(&format!("dir/{long}"));
+        assert!(reason.contains("file name `nnnn"), "{reason}");
+        assert!(reason.contains("250 bytes"), "{reason}");
+        assert!(
+            reason.contains(&format!("limit of {MAX_FILE_NAME_BYTES} bytes")),
+            "{reason}"
+        );
+        let at_limit = "n".repeat(MAX_FILE_NAME_BYTES);
+        assert!(SafeRelPath::new(&at_limit).is_ok());
+        assert!(SafeRelPath::new(&format!("{at_limit}n")).is_err());
+        // A folder gets no temp suffix: it may use the whole `NAME_MAX`.
+        let folder = "d".repeat(MAX_SEGMENT_BYTES);
+        assert!(SafeRelPath::new(&format!("{folder}/f")).is_ok());
+        let reason = refusal(&format!("{folder}d/f"));
+        assert!(reason.contains("folder name"), "{reason}");
+        assert!(reason.contains(&format!("limit of {MAX_SEGMENT_BYTES} bytes")));
+    }
+
+    #[test]
+    fn the_file_name_limit_leaves_room_for_the_longest_temp_name() {
+        let name = "n".repeat(MAX_FILE_NAME_BYTES);
+        let temp = format!(".{name}.{}.{:016x}.tmp", u32::MAX, u64::MAX);
+        assert_eq!(temp.len(), MAX_SEGMENT_BYTES);
     }
 }
