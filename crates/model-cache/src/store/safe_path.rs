@@ -129,7 +129,7 @@ fn check_segment(segment: &str, last: bool) -> Result<(), Cow<'static, str>> {
         _ => {}
     }
     if let Some(hazard) = windows_hazard(segment) {
-        return Err(format!("`{}` {hazard}", segment.escape_debug()).into());
+        return Err(format!("`{}` {hazard}", abbreviate(segment)).into());
     }
     let (what, limit) = if last {
         ("file name", MAX_FILE_NAME_BYTES)
@@ -172,7 +172,7 @@ fn windows_hazard(segment: &str) -> Option<&'static str> {
     }
     if is_windows_device_name(segment) {
         return Some(
-            "is a Windows device name (CON, PRN, AUX, NUL, COM1-COM9, LPT1-LPT9, also with an extension)",
+            "is a Windows device name (CON, PRN, AUX, NUL, COM1-COM9, LPT1-LPT9 and the like, also with an extension)",
         );
     }
     None
