@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use download_support::*;
 use hub_emulator::auth::DEMO_TOKEN;
-use hub_emulator::{EmulatorConfig, Fault, FaultRule, FileChange, Repo, RepoKind};
+use hub_emulator::{EmulatorConfig, Fault, FaultRule, FileChange, Listener, Repo, RepoKind};
 use model_cache::download::{ChannelReporter, DownloadEvent, FileSource};
 use model_cache::index::transfers;
+use model_cache::store::MAX_FILE_NAME_BYTES;
 use model_cache::{RepoId, Token};
 
 /// Asserts the snapshot file holds exactly `expected`, through a symlink into `blobs/`, and
@@ -446,6 +447,75 @@ async fn hostile_file_names_are_refused_before_any_write() {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::UnsafePath);
+}
+
+/// A file name too long for the cache to write (with the temp suffix of an atomic write) is
+/// refused when the listing is checked: no partial file, not one byte of it requested. A name
+/// at the limit downloads and links end to end.
+#[tokio::test]
+async fn an_over_long_file_name_is_refused_before_any_byte_and_one_at_the_limit_downloads() {
+    let long = format!("sub/{}.bin", "n".repeat(246));
+    let fits = format!("{}.bin", "f".repeat(MAX_FILE_NAME_BYTES - 4));
+    let content: Vec<u8> = (0..3 * CHUNK).map(|i| (i % 251) as u8).collect();
+    let mut long_repo = Repo::new(RepoKind::Model, "long/names");
+    long_repo.commit(
+        "main",
+        "A 250-byte file name",
+        vec![
+            FileChange::put("ok.txt", "fine\n"),
+            FileChange::put(long.clone(), content.clone()),
+        ],
+    );
+    let mut fits_repo = Repo::new(RepoKind::Model, "long/fits");
+    fits_repo.commit(
+        "main",
+        "A file name at the limit",
+        vec![FileChange::put(fits.clone(), content.clone())],
+    );
+    let mut config = EmulatorConfig::demo_with_big_size(BIG_SIZE);
+    config.repos.push(long_repo);
+    config.repos.push(fits_repo);
+    let rig = rig_with(config, |_| {}).await;
+
+    let mut whole_repo = request("long/names", &[]);
+    whole_repo.files.clear();
+    for request in [whole_repo, request("long/names", &[long.as_str()])] {
+        let error = rig
+            .downloader
+            .download(request, recorder())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::UnsafePath, "{error}");
+        let message = error.to_string();
+        assert!(message.contains("file name `nnnn"), "{message}");
+        assert!(message.contains("250 bytes"), "{message}");
+        assert!(
+            message.contains(&format!("limit of {MAX_FILE_NAME_BYTES} bytes")),
+            "{message}"
+        );
+    }
+    assert!(
+        !rig.settings.hub_cache.join("models--long--names").exists(),
+        "nothing written, no partial file"
+    );
+    assert!(incomplete_files(&rig.settings.hub_cache).is_empty());
+    let records = rig.emulator.requests();
+    assert!(
+        records.iter().all(|r| r.listener == Listener::Hub
+            && !r.path.contains("/resolve/")
+            && r.range.is_none()),
+        "no file content requested: {records:#?}"
+    );
+
+    let mut request = request("long/fits", &[]);
+    request.files.clear();
+    let summary = rig.downloader.download(request, recorder()).await.unwrap();
+    assert!(
+        summary.files.iter().any(|f| f.path == fits),
+        "{:?}",
+        summary.files
+    );
+    assert_linked(&rig, "long/fits", &summary.commit, &fits, &content);
 }
 
 #[tokio::test]

@@ -401,3 +401,113 @@ fn blob_locks_interlock_with_python_filelock() {
     );
     assert_eq!(out, "acquired");
 }
+
+/// Where `lock_blob_in_a_child_process` finds its cache and its blob.
+const CHILD_CACHE: &str = "MODEL_CACHE_TEST_LOCK_CACHE";
+const CHILD_ETAG: &str = "MODEL_CACHE_TEST_LOCK_ETAG";
+
+/// `program` run with the given umask (this process's own umask is never changed).
+fn with_umask(umask: u32, program: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"umask "$0" && exec "$@""#)
+        .arg(format!("{umask:03o}"))
+        .arg(program);
+    cmd
+}
+
+/// Part of `lock_files_are_created_like_filelock_under_each_umask`, which runs this test binary
+/// again with a umask set: takes `RepoCache::lock_blob` on the blob the environment names, so
+/// creating its lock file. Run on its own, it does nothing.
+#[test]
+fn lock_blob_in_a_child_process() {
+    let (Some(root), Ok(etag)) = (std::env::var_os(CHILD_CACHE), std::env::var(CHILD_ETAG)) else {
+        return;
+    };
+    let repo = HubCache::new(PathBuf::from(root)).repo(&RepoId::model("org/locks").unwrap());
+    drop(repo.lock_blob(&etag, Duration::from_secs(5)).unwrap());
+}
+
+/// Lock files are created exactly as Python's `filelock` creates them (`0o666` through the
+/// umask, no `chmod`), so both tools can open each other's lock files in a shared cache. Each
+/// side creates one under the same umask, in a child process; the modes are equal, and each
+/// side then locks the file the other created, without changing its mode.
+#[test]
+#[cfg(unix)]
+fn lock_files_are_created_like_filelock_under_each_umask() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let python = ensure_venv();
+    let exe = std::env::current_exe().unwrap();
+    let mode = |path: &Path| {
+        let bits = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        format!("{bits:03o}")
+    };
+    // 000 is the umask that tells `0o666` from the `0o664` asked for before.
+    for umask in [0o022, 0o002, 0o000] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HubCache::new(dir.path().join("hub"));
+        let repo = cache.repo(&RepoId::model("org/locks").unwrap());
+        repo.ensure_dirs().unwrap();
+        let (ours_etag, theirs_etag) = ("a".repeat(64), "b".repeat(64));
+        let (ours, theirs) = (repo.lock_path(&ours_etag), repo.lock_path(&theirs_etag));
+
+        let out = with_umask(umask, &exe)
+            .args([
+                "--exact",
+                "lock_blob_in_a_child_process",
+                "--test-threads=1",
+            ])
+            .env(CHILD_CACHE, cache.root())
+            .env(CHILD_ETAG, &ours_etag)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = with_umask(umask, &python)
+            .arg("-c")
+            .arg("import sys, filelock\nwith filelock.FileLock(sys.argv[1], timeout=5):\n    pass")
+            .arg(&theirs)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            (mode(&ours), mode(&theirs)),
+            (
+                format!("{:03o}", 0o666 & !umask),
+                format!("{:03o}", 0o666 & !umask)
+            ),
+            "lock file modes (ours, filelock's) under umask {umask:03o}"
+        );
+
+        // Python locks ours, we lock Python's; neither changes the other's mode.
+        let out = run_json(
+            Command::new(&python),
+            &format!(
+                "import json, filelock\nlock = filelock.FileLock({:?}, timeout=2)\nlock.acquire()\nprint(json.dumps('acquired'))",
+                ours.to_str().unwrap()
+            ),
+        );
+        assert_eq!(out, "acquired");
+        drop(
+            repo.lock_blob(&theirs_etag, Duration::from_secs(2))
+                .unwrap(),
+        );
+        assert_eq!(
+            (mode(&ours), mode(&theirs)),
+            (
+                format!("{:03o}", 0o666 & !umask),
+                format!("{:03o}", 0o666 & !umask)
+            ),
+            "modes after each side locked the other's file, umask {umask:03o}"
+        );
+    }
+}

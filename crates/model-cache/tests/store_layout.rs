@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use model_cache::RepoId;
 use model_cache::store::{
-    CACHEDIR_TAG, CachedLookup, HubCache, RepoCache, SafeRelPath, StoreError,
+    CACHEDIR_TAG, CachedLookup, HubCache, MAX_FILE_NAME_BYTES, MAX_SEGMENT_BYTES, RepoCache,
+    SafeRelPath, StoreError,
 };
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -60,6 +61,12 @@ fn hostile_names_are_rejected() {
         "..\\..\\x",
         "C:x",
         "c:/windows",
+        "a/C:x",
+        "a/file:stream",
+        "x/con",
+        "x/NUL.txt",
+        "a/b.",
+        "a/b ",
         "a\0b",
         "a\nb",
         "tab\there",
@@ -86,6 +93,40 @@ fn hostile_names_are_rejected() {
         assert_eq!(path.as_str(), name);
     }
     assert_eq!(rel("sub/dir/f.txt").depth(), 3);
+}
+
+/// The longest names `SafeRelPath` accepts go through every writing method of the store on a
+/// real file system, temporary names of atomic writes included: `MAX_FILE_NAME_BYTES` is kept
+/// in step with how the store names its temporary files. One byte more is refused when the
+/// name is checked, not once a write fails with `ENAMETOOLONG`.
+#[test]
+fn the_longest_accepted_names_are_written_through_every_method() {
+    let (_dir, _cache, repo) = setup();
+    let first = put_blob(&repo, b"first");
+    let second = put_blob(&repo, b"second");
+    let folder = "d".repeat(MAX_SEGMENT_BYTES);
+    let at_limit = |letter: &str| format!("{folder}/{}", letter.repeat(MAX_FILE_NAME_BYTES));
+
+    let file = rel(&at_limit("f"));
+    let linked = repo.link(COMMIT, &file, &first).unwrap();
+    assert_eq!(std::fs::read(&linked).unwrap(), b"first");
+    // Linking over an existing link goes through a temporary name too.
+    repo.link(COMMIT, &file, &second).unwrap();
+    assert_eq!(std::fs::read(&linked).unwrap(), b"second");
+    repo.mark_no_exist(COMMIT, &rel(&at_limit("m"))).unwrap();
+    repo.write_ref(&at_limit("r"), COMMIT).unwrap();
+    assert_eq!(repo.read_ref(&at_limit("r")).as_deref(), Some(COMMIT));
+
+    let over = format!("{}n", at_limit("f"));
+    let err = SafeRelPath::new(&over).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsafePath);
+    assert!(
+        err.to_string()
+            .contains(&format!("limit of {MAX_FILE_NAME_BYTES} bytes")),
+        "{err}"
+    );
+    let err = repo.write_ref(&over, COMMIT).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsafePath);
 }
 
 #[test]

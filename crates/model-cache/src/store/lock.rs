@@ -5,6 +5,13 @@
 //! so holding a [`BlobLock`] keeps Python (and other Model Cache processes) away from that blob.
 //! The lock file is never deleted: deleting it while another process waits on the old inode
 //! would let two writers in at once.
+//!
+//! A lock file is created the way `filelock.FileLock(path)` creates it: mode `0o666`, filtered
+//! by the umask (and a folder's default ACL), and never `chmod`ed afterwards. Whoever shares a
+//! cache with a group sets a group-friendly umask (`002`), and then every lock file, ours or
+//! Python's, is group-writable, so each user can open and lock the files the others created.
+//! (`huggingface_hub`'s `WeakFileLock` asks filelock for `0o664` explicitly, which filelock
+//! applies with `fchmod` after creating the file; we leave the mode to the user's umask.)
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -62,9 +69,8 @@ fn open(path: &Path) -> Result<File, StoreError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        // `huggingface_hub` creates its lock files 0o664 so that a shared cache works across
-        // users of one group.
-        options.mode(0o664);
+        // As filelock does: the umask decides, no `chmod` (see the module header).
+        options.mode(0o666);
     }
     options
         .open(path)

@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use lock::BlobLock;
-pub use safe_path::SafeRelPath;
+pub use safe_path::{
+    LONGEST_NAME_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_SEGMENT_BYTES, SafeRelPath,
+};
 pub use scan::{CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision};
 pub use verify::{CorruptFile, SnapshotFile, VerifyReport};
 
@@ -43,7 +45,10 @@ pub const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# T
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("Refusing unsafe file name `{name}`: {reason}")]
-    UnsafePath { name: String, reason: &'static str },
+    UnsafePath {
+        name: String,
+        reason: std::borrow::Cow<'static, str>,
+    },
     #[error("Refusing to write through `{}`: it is a symlink leading outside the cache", path.display())]
     Escape { path: PathBuf },
     #[error("Invalid {what} `{value}`")]
