@@ -572,13 +572,13 @@ fn temp_files_of_interrupted_writes_are_cleaned_and_never_taken_for_refs_or_file
 
     let janitor = Janitor::new(cache.root(), index.clone(), CachePolicy::default());
     let now = std::time::SystemTime::now();
-    let (no_repos, no_files) = (HashSet::new(), HashSet::new());
-    janitor.cleanup(now, &no_repos, &no_files, true).unwrap();
+    let no_repos = HashSet::new();
+    janitor.cleanup(now, &no_repos, true).unwrap();
     assert!(
         stale.iter().all(|p| p.exists()),
         "a dry run removes nothing"
     );
-    janitor.cleanup(now, &no_repos, &no_files, false).unwrap();
+    janitor.cleanup(now, &no_repos, false).unwrap();
     for path in &stale {
         assert!(!path.exists(), "{} was left", path.display());
     }
