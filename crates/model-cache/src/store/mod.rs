@@ -29,7 +29,9 @@ use std::time::Duration;
 
 pub use lock::BlobLock;
 pub use safe_path::SafeRelPath;
-pub use scan::{CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision};
+pub use scan::{
+    CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision, FileId, StoredFile, size_once,
+};
 pub use verify::{CorruptFile, SnapshotFile, VerifyReport};
 
 use crate::error::{ErrorKind, Hint};
