@@ -11,9 +11,10 @@
 //! repo is one file ([`FileId`]) with two names: it counts once in [`total_size`], and its bytes
 //! are freed only when every name goes — never while a name no eviction removes remains (a
 //! pinned or busy repo's, or one outside the cache, which the link count reveals). A unit that
-//! frees nothing is not evicted for nothing: it waits, and goes only with later units it frees
-//! space together with (two repos that hold the same file and nothing else); meanwhile the
-//! planner goes on to the next candidate.
+//! frees nothing is not evicted for nothing: the planner goes on to the next candidate, and the
+//! unit waits. It goes once it frees space on its own (the other holders of its files went
+//! first), or together with later units that free space only with it (two repos that hold the
+//! same file and nothing else).
 //!
 //! **The unit of eviction is the variant.** A revision holding several variants (three quants of
 //! one GGUF repo) is evicted one variant at a time, least recently used first: a variant's weight
@@ -226,7 +227,12 @@ pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> Evicti
     'units: for unit in units {
         waiting.push(unit);
         loop {
-            let group = freeing_group(&ledger, &waiting);
+            // The oldest waiting unit that frees space on its own; when none does, the waiting
+            // units that free space together.
+            let group = match waiting.iter().position(|u| ledger.clone().evict(u) > 0) {
+                Some(at) => vec![at],
+                None => freeing_group(&ledger, &waiting),
+            };
             if group.is_empty() {
                 break;
             }
@@ -259,9 +265,9 @@ pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> Evicti
     plan
 }
 
-/// Among the waiting units (oldest first), those to evict now, in that order: together they free
-/// space, and each of them adds to it (a unit whose file stays held anyway is left waiting).
-/// Empty when they free nothing even all together.
+/// Among the waiting units (oldest first), none of which frees space on its own, those to evict
+/// together, in that order: together they free space, and each of them adds to it (a unit whose
+/// files stay held anyway is left waiting). Empty when they free nothing even all together.
 fn freeing_group(ledger: &Ledger<'_>, waiting: &[Unit<'_>]) -> Vec<usize> {
     let frees = |members: &[usize]| -> u64 {
         let mut trial = ledger.clone();
@@ -481,6 +487,100 @@ mod tests {
             rev("a/two", "1", 1, &[("k", 100)]),
         ];
         assert_eq!(total_size(&two_repos), 200);
+    }
+
+    /// `revision` with its blob `key` being `file`, a file with `links` names (hard links).
+    fn hard_linked(
+        mut revision: CachedRevision,
+        key: &str,
+        file: &str,
+        links: u64,
+    ) -> CachedRevision {
+        for blob in revision.blobs.iter_mut().filter(|b| b.key == key) {
+            blob.id = FileId::Path { path: file.into() };
+            blob.links = links;
+        }
+        revision
+    }
+
+    fn freed(plan: &EvictionPlan) -> Vec<(&str, u64)> {
+        plan.evictions
+            .iter()
+            .map(|e| (e.repo.id.as_str(), e.bytes_freed))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_hard_linked_into_two_repos_counts_once_and_goes_with_its_last_name() {
+        let revisions = vec![
+            hard_linked(rev("a/old", "1", 30, &[("w", 1000)]), "w", "w", 2),
+            rev("a/mid", "2", 20, &[("x", 1000)]),
+            hard_linked(
+                rev("a/new", "3", 1, &[("w", 1000), ("own", 10)]),
+                "w",
+                "w",
+                2,
+            ),
+        ];
+        assert_eq!(total_size(&revisions), 2010);
+        // The least recently used model frees nothing while `a/new` holds its file: the next
+        // one goes instead.
+        let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 1 });
+        assert_eq!(freed(&plan), [("a/mid", 1000)]);
+        let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 1010 });
+        assert_eq!(freed(&plan), [("a/mid", 1000), ("a/new", 10)]);
+        // Once `a/new` is planned, `a/old` holds the file's last name and frees it.
+        let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 1500 });
+        assert_eq!(
+            freed(&plan),
+            [("a/mid", 1000), ("a/new", 10), ("a/old", 1000)]
+        );
+        assert_eq!(plan.bytes_freed, 2010);
+    }
+
+    #[test]
+    fn models_that_free_space_only_together_go_together_and_a_file_held_elsewhere_never() {
+        // Two repos holding one file and nothing else: neither frees anything alone.
+        let pair = vec![
+            hard_linked(rev("a/one", "1", 30, &[("w", 1000)]), "w", "w", 2),
+            rev("a/mid", "2", 20, &[("x", 100)]),
+            hard_linked(rev("a/two", "3", 1, &[("w", 1000)]), "w", "w", 2),
+        ];
+        let plan = plan_eviction(&pair, EvictionGoal::Free { bytes: 500 });
+        assert_eq!(
+            freed(&plan),
+            [("a/mid", 100), ("a/one", 0), ("a/two", 1000)]
+        );
+        assert!(plan.satisfied);
+        // With the other holder pinned, the file stays whatever goes: its holder never does.
+        let mut pinned = pair.clone();
+        pinned[2].pinned = true;
+        let plan = plan_eviction(&pinned, EvictionGoal::Free { bytes: 500 });
+        assert_eq!(freed(&plan), [("a/mid", 100)]);
+        assert!(!plan.satisfied);
+        // A third name outside the cache (the link count says 3, revisions hold 2): evicting
+        // both holders would free nothing, so neither goes.
+        let outside: Vec<CachedRevision> = pair
+            .iter()
+            .map(|r| hard_linked(r.clone(), "w", "w", 3))
+            .collect();
+        let plan = plan_eviction(&outside, EvictionGoal::Free { bytes: 500 });
+        assert_eq!(freed(&plan), [("a/mid", 100)]);
+        assert_eq!(total_size(&outside), 1100, "it is still in the cache, once");
+    }
+
+    #[test]
+    fn two_revisions_linking_the_same_blobs_go_together() {
+        // A commit that changed only files never downloaded: both snapshots link the same blobs,
+        // so neither revision frees anything without the other.
+        let revisions = vec![
+            rev("a/m", "old", 30, &[("w", 1000)]),
+            rev("a/m", "new", 1, &[("w", 1000)]),
+        ];
+        assert_eq!(total_size(&revisions), 1000);
+        let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 1 });
+        assert_eq!(freed(&plan), [("a/m", 0), ("a/m", 1000)]);
+        assert_eq!(plan.evictions[0].commit, "old");
     }
 
     fn variant(id: &str, age_days: u64, blobs: &[(&str, u64)]) -> CachedVariant {

@@ -542,6 +542,21 @@ pub fn delete_revision(
             still_linked.extend(blobs.into_iter().map(|b| b.key));
         }
     }
+    // The files in `blobs/`, read before anything goes (see `Freeing`): when no other revision
+    // is left, those the links below do not take go with the repo folder.
+    let in_blobs: Vec<(PathBuf, StoredFile)> = if others == 0 {
+        fs::read_dir(repo_dir.join("blobs"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| Some((e.path(), StoredFile::read(&e.path()).ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
 
     let mut removal = Removal::default();
     let mut freeing = Freeing::default();
@@ -575,21 +590,14 @@ pub fn delete_revision(
     if others == 0 {
         // Nothing left that a reader could use: the repo folder goes, with any blobs left over
         // and its lock folder.
-        let leftover: Vec<StoredFile> = fs::read_dir(repo_dir.join("blobs"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|e| {
-                        !removal.paths.contains(&e.path())
-                            && e.file_type().is_ok_and(|t| t.is_file())
-                    })
-                    .filter_map(|e| StoredFile::read(&e.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let leftover: Vec<&StoredFile> = in_blobs
+            .iter()
+            .filter(|(path, _)| !removal.paths.contains(path))
+            .map(|(_, file)| file)
+            .collect();
         if remove_dir(root, &repo_dir, dry_run)? {
             removal.paths.push(repo_dir.clone());
-            for file in &leftover {
+            for file in leftover {
                 removal.bytes_freed += freeing.name_removed(&file.id, file.links, file.size);
             }
         }
@@ -658,7 +666,8 @@ pub fn delete_files(
         } else {
             // A copied file (no symlinks on this file system) is its own storage, unless it is
             // a hard link to a file that stays.
-            if let Ok(copied) = StoredFile::read(&link) {
+            let relative = link.strip_prefix(&repo_dir).unwrap_or(&link);
+            if let Some((_, copied)) = links.get(&format!("file:{}", relative.to_string_lossy())) {
                 removal.bytes_freed += freeing.name_removed(&copied.id, copied.links, copied.size);
             }
             None
@@ -939,6 +948,91 @@ mod tests {
                 .unwrap();
         assert_eq!(removed.bytes_freed, 5);
         assert!(blobs.join("e1").exists());
+    }
+
+    #[test]
+    fn removals_free_a_hard_linked_file_with_its_last_name_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let one = RepoId::model("org/one").unwrap();
+        let two = RepoId::model("org/two").unwrap();
+        write_revision(
+            root,
+            &one,
+            "aaa",
+            &[
+                ("model.bin", "e1", b"0123456789"),
+                ("tokenizer.json", "e2", b"abc"),
+            ],
+        );
+        // `org/two` holds the same model blob, hard-linked as the downloader shares it, and
+        // `org/one` has a stray second name for its tokenizer blob.
+        let (blobs_one, dir_two) = (
+            root.join("models--org--one/blobs"),
+            root.join("models--org--two"),
+        );
+        fs::create_dir_all(dir_two.join("blobs")).unwrap();
+        fs::create_dir_all(dir_two.join("snapshots/bbb")).unwrap();
+        fs::hard_link(blobs_one.join("e1"), dir_two.join("blobs/e1")).unwrap();
+        std::os::unix::fs::symlink("../../blobs/e1", dir_two.join("snapshots/bbb/model.bin"))
+            .unwrap();
+        fs::hard_link(blobs_one.join("e2"), blobs_one.join("stray")).unwrap();
+
+        let inventory = scan(root).unwrap();
+        assert_eq!(inventory.total_bytes(), 13, "each file once");
+        assert_eq!(
+            inventory.loose_bytes(),
+            0,
+            "the stray name's file is linked"
+        );
+        let later = SystemTime::now() + Duration::from_secs(86_400);
+        let stray =
+            clean_unreferenced_blobs(root, &inventory, Duration::ZERO, later, true).unwrap();
+        assert_eq!((stray.paths.len(), stray.bytes_freed), (1, 0));
+        assert_eq!(delete_repo(root, &two, true).unwrap().bytes_freed, 0);
+
+        let files = ["model.bin".to_string()];
+        let dry = delete_files(root, &one, "aaa", &files, true).unwrap();
+        assert_eq!(dry.bytes_freed, 0, "org/two still holds the model file");
+        assert_eq!(delete_files(root, &one, "aaa", &files, false).unwrap(), dry);
+        assert!(!blobs_one.join("e1").exists());
+        // The model file's last name goes with org/two.
+        assert_eq!(delete_repo(root, &two, true).unwrap().bytes_freed, 10);
+        assert_eq!(
+            delete_revision(root, &two, "bbb", false)
+                .unwrap()
+                .bytes_freed,
+            10
+        );
+        // The tokenizer file goes with the last of its two names: the link and the stray.
+        let last = delete_revision(root, &one, "aaa", true).unwrap();
+        assert_eq!(last.bytes_freed, 3);
+        assert_eq!(delete_revision(root, &one, "aaa", false).unwrap(), last);
+    }
+
+    #[test]
+    fn a_snapshot_file_hard_linked_to_its_blob_counts_once() {
+        // Where symlinks fail the store hard-links the blob into the snapshot: one file, a
+        // snapshot name and an (unreferenced) blob name.
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let repo = RepoId::model("org/m").unwrap();
+        write_revision(root, &repo, "aaa", &[("b.bin", "eb", b"xy")]);
+        let dir = root.join("models--org--m");
+        fs::write(dir.join("blobs/ea"), b"0123456789").unwrap();
+        fs::hard_link(dir.join("blobs/ea"), dir.join("snapshots/aaa/a.bin")).unwrap();
+
+        let inventory = scan(root).unwrap();
+        assert_eq!(inventory.total_bytes(), 12);
+        assert_eq!(inventory.loose_bytes(), 0);
+        let files = ["a.bin".to_string()];
+        let dry = delete_files(root, &repo, "aaa", &files, true).unwrap();
+        assert_eq!(dry.bytes_freed, 0, "the blob name keeps the file");
+        assert_eq!(
+            delete_files(root, &repo, "aaa", &files, false).unwrap(),
+            dry
+        );
+        assert_eq!(scan(root).unwrap().loose_bytes(), 10);
     }
 
     #[test]
