@@ -124,8 +124,8 @@ pub fn run(cache: &HubCache, index: &Index, repair: bool) -> Result<DoctorReport
         report.blobs_on_disk += cached.blobs.len();
 
         // Blobs: record what is there, drop rows of what is not.
-        for (etag, size) in &cached.blobs {
-            index.record_blob(repo, etag, *size, false)?;
+        for (etag, blob) in &cached.blobs {
+            index.record_blob(repo, etag, blob.size, false)?;
         }
         for record in index.blobs(repo)? {
             if !cached.blobs.contains_key(&record.etag) {

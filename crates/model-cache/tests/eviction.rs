@@ -59,6 +59,31 @@ fn put_model(root: &Path, repo: &str, size: u64, age: Duration) -> String {
     commit
 }
 
+/// Writes `repo` like [`put_model`], but its blob is a hard link to the blob of `from` (the same
+/// etag): what the downloader does when a second repo needs a blob the cache already holds.
+fn put_linked_model(root: &Path, repo: &str, from: &str) -> String {
+    let dir = root.join(model(repo).folder_name());
+    let commit = commit_of(repo);
+    let etag = format!("{:0>64}", hex_of(from));
+    fs::create_dir_all(dir.join("blobs")).unwrap();
+    fs::create_dir_all(dir.join("refs")).unwrap();
+    fs::create_dir_all(dir.join("snapshots").join(&commit)).unwrap();
+    fs::hard_link(
+        root.join(model(from).folder_name())
+            .join("blobs")
+            .join(&etag),
+        dir.join("blobs").join(&etag),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../blobs/{etag}"),
+        dir.join("snapshots").join(&commit).join("model.gguf"),
+    )
+    .unwrap();
+    fs::write(dir.join("refs/main"), &commit).unwrap();
+    commit
+}
+
 fn hex_of(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -566,4 +591,208 @@ async fn a_finished_job_records_the_use_of_the_variants_it_fetched() {
         "the repo and its variant are stamped together"
     );
     rig.scheduler.shutdown();
+}
+
+/// The device and inode of the file a path resolves to.
+fn inode_of(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).unwrap();
+    (meta.dev(), meta.ino())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_blobs_count_once() {
+    use model_cache::download::NoReporter;
+    use model_cache::engine::{Engine, EngineOptions, PullRequest};
+
+    // Two repos with the same model file (same seed, same bytes, same etag) and their own
+    // configs: the second pull hard-links the first repo's blob instead of downloading it.
+    let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig {
+        repos: vec![
+            model_repo("s/first", MODEL_SIZE, 7),
+            model_repo("s/second", MODEL_SIZE, 7),
+        ],
+        ..hub_emulator::EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(
+        settings_for(dir.path(), emulator.url()),
+        EngineOptions {
+            run_queue: false,
+            ..EngineOptions::fake(64 << 30)
+        },
+    )
+    .unwrap();
+    let mut config_bytes = Vec::new();
+    for name in ["s/first", "s/second"] {
+        let plan = engine
+            .plan_pull(&PullRequest::repo(model(name)))
+            .await
+            .unwrap();
+        engine
+            .download(&plan, Arc::new(NoReporter))
+            .wait()
+            .await
+            .unwrap();
+        config_bytes.push(
+            plan.files
+                .iter()
+                .find(|f| f.path == "config.json")
+                .unwrap()
+                .size,
+        );
+    }
+    let root = dir.path().join("hub");
+    let first = snapshot_of(&root, "s/first").unwrap().join("model.gguf");
+    let second = snapshot_of(&root, "s/second").unwrap().join("model.gguf");
+    assert_eq!(
+        inode_of(&first),
+        inode_of(&second),
+        "the second repo's blob is a hard link to the first's"
+    );
+
+    // The cache holds one model file and two configs, whichever way it is measured.
+    let on_disk = MODEL_SIZE + config_bytes[0] + config_bytes[1];
+    assert_eq!(engine.health().unwrap().storage.used, on_disk);
+    let listed = engine.cache_list().unwrap();
+    let sizes: Vec<(&str, u64)> = listed
+        .iter()
+        .map(|r| (r.repo.as_str(), r.size_bytes))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("s/first", MODEL_SIZE + config_bytes[0]),
+            ("s/second", MODEL_SIZE + config_bytes[1]),
+        ],
+        "each repo holds the model file"
+    );
+    assert_eq!(
+        model_cache::store::HubCache::new(&root)
+            .scan()
+            .unwrap()
+            .size_on_disk,
+        on_disk,
+        "the store's scan (what doctor reports) counts it once too"
+    );
+    // A budget of exactly what is on disk is not exceeded.
+    assert!(engine.gc(Some(on_disk), true).unwrap().eviction.is_none());
+
+    // Removing the first repo frees its config, not the model file the second still holds.
+    let dry = engine.delete(&model("s/first"), None, false, true).unwrap();
+    assert_eq!(dry.bytes_freed, config_bytes[0]);
+    let done = engine
+        .delete(&model("s/first"), None, false, false)
+        .unwrap();
+    assert_eq!(done.bytes_freed, config_bytes[0]);
+    assert!(second.is_file());
+    assert_eq!(
+        engine.health().unwrap().storage.used,
+        MODEL_SIZE + config_bytes[1]
+    );
+    // The last link frees the file.
+    let last = engine
+        .delete(&model("s/second"), None, false, false)
+        .unwrap();
+    assert_eq!(last.bytes_freed, MODEL_SIZE + config_bytes[1]);
+    assert_eq!(engine.health().unwrap().storage.used, 0);
+    engine.shutdown();
+    emulator.shutdown().await;
+}
+
+#[test]
+fn evicting_a_repo_whose_blob_is_hard_linked_elsewhere_frees_nothing_and_evicts_the_next() {
+    // `o/shared-old` is the least recently used model, but its blob is hard-linked into
+    // `o/shared-new`, used an hour ago: evicting it frees nothing. `o/middle` is next.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let index = Index::open(&dir.path().join("data")).unwrap();
+    put_model(&root, "o/shared-old", 1000, 30 * DAY);
+    put_linked_model(&root, "o/shared-new", "o/shared-old");
+    put_model(&root, "o/middle", 1000, 20 * DAY);
+    put_model(&root, "o/recent", 1000, DAY);
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    index
+        .touch_at(
+            &model("o/shared-new"),
+            hour_ago.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64,
+        )
+        .unwrap();
+    let janitor = Janitor::new(
+        &root,
+        index.clone(),
+        CachePolicy {
+            budget: Some(2500),
+            ..CachePolicy::default()
+        },
+    );
+    assert_eq!(janitor.storage().unwrap().used, 3000);
+
+    // Room for a download: the planner passes over the shared model and takes the next one.
+    let plan = janitor
+        .plan(EvictionGoal::Free { bytes: 500 }, &HashSet::new())
+        .unwrap();
+    let planned: Vec<(&str, u64)> = plan
+        .evictions
+        .iter()
+        .map(|e| (e.repo.id.as_str(), e.bytes_freed))
+        .collect();
+    assert_eq!(planned, [("o/middle", 1000)]);
+    assert!(plan.satisfied);
+
+    // The budget: the same, and the real run frees what the dry run said.
+    let dry = janitor
+        .cleanup(SystemTime::now(), &HashSet::new(), true)
+        .unwrap();
+    let dry_plan = dry.eviction.clone().expect("over budget");
+    let planned: Vec<&str> = dry_plan
+        .evictions
+        .iter()
+        .map(|e| e.repo.id.as_str())
+        .collect();
+    assert_eq!(planned, ["o/middle"]);
+    assert_eq!(dry.bytes_after, 2000);
+    let done = janitor
+        .cleanup(SystemTime::now(), &HashSet::new(), false)
+        .unwrap();
+    assert_eq!(done.eviction, dry.eviction);
+    assert_eq!(done.bytes_after, 2000);
+    assert!(!present(&root, "o/middle"));
+    for repo in ["o/shared-old", "o/shared-new", "o/recent"] {
+        assert!(present(&root, repo), "{repo} must stay");
+    }
+
+    // Asked for more than the unshared models hold, the planner takes both holders of the
+    // shared file (the older first, freeing nothing on its own) rather than claiming it twice.
+    let plan = janitor
+        .plan(EvictionGoal::Free { bytes: 1500 }, &HashSet::new())
+        .unwrap();
+    let planned: Vec<(&str, u64)> = plan
+        .evictions
+        .iter()
+        .map(|e| (e.repo.id.as_str(), e.bytes_freed))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            ("o/recent", 1000),
+            ("o/shared-old", 0),
+            ("o/shared-new", 1000)
+        ]
+    );
+    let removed = janitor.evict(&plan).unwrap();
+    assert_eq!(removed.bytes_freed, 2000, "the plan's figure, for real");
+    assert_eq!(janitor.storage().unwrap().used, 0);
+
+    // A holder that cannot go (pinned) keeps the file: the other holder is never planned.
+    put_model(&root, "o/shared-old", 1000, 30 * DAY);
+    put_linked_model(&root, "o/shared-new", "o/shared-old");
+    index.pin(&model("o/shared-new"), None).unwrap();
+    let plan = janitor
+        .plan(EvictionGoal::Free { bytes: 1 }, &HashSet::new())
+        .unwrap();
+    assert!(plan.evictions.is_empty(), "{plan:#?}");
+    assert!(!plan.satisfied);
 }

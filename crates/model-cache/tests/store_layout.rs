@@ -679,3 +679,27 @@ fn atomic_writes_leave_no_temp_file_after_success_or_failure() {
     model_cache::secret::write_token_file(&data_dir.join("token-dir"), Some(&token)).unwrap_err();
     assert_eq!(temp_entries(dir.path()), Vec::<String>::new());
 }
+
+#[test]
+fn scan_counts_a_blob_hard_linked_into_two_repos_once() {
+    let (_dir, cache, repo) = setup();
+    let etag = put_blob(&repo, b"shared bytes");
+    repo.link(COMMIT, &rel("model.bin"), &etag).unwrap();
+    let other = cache.repo(&RepoId::model("org/other").unwrap());
+    other.ensure_dirs().unwrap();
+    std::fs::hard_link(repo.blob_path(&etag), other.blob_path(&etag)).unwrap();
+    other.link(COMMIT, &rel("model.bin"), &etag).unwrap();
+
+    let scan = cache.scan().unwrap();
+    let (a, b) = (&scan.repos[0], &scan.repos[1]);
+    assert_eq!(
+        (a.size_on_disk, b.size_on_disk),
+        (12, 12),
+        "each repo holds it"
+    );
+    assert_eq!(scan.size_on_disk, 12, "the cache holds it once");
+    assert_eq!(a.blobs[&etag].id, b.blobs[&etag].id);
+    assert_eq!(a.blobs[&etag].links, 2);
+    let file = &b.revisions[0].files[0];
+    assert_eq!((&file.id, file.links), (&a.blobs[&etag].id, 2));
+}

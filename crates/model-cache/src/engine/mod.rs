@@ -233,16 +233,19 @@ impl Engine {
         let mut views = Vec::new();
         for repo in &inventory.repos {
             let mut revisions = Vec::new();
-            let mut repo_blobs = std::collections::HashMap::new();
+            // Each file once, by its identity on disk: a blob several revisions link, or one
+            // hard-linked from another repo, is one file (it counts in that repo's size too).
+            let mut repo_blobs = Vec::new();
             for revision in &repo.revisions {
                 let candidate = candidates
                     .iter()
                     .find(|c| c.repo == repo.repo && c.commit == revision.commit);
                 let (size, files) = candidate.map_or((0, 0), |c| {
-                    for blob in &c.blobs {
-                        repo_blobs.insert(blob.key.clone(), blob.size);
-                    }
-                    (c.blobs.iter().map(|b| b.size).sum(), c.blobs.len())
+                    repo_blobs.extend(c.blobs.iter().map(|b| (&b.id, b.size)));
+                    (
+                        crate::store::size_once(c.blobs.iter().map(|b| (&b.id, b.size))),
+                        c.blobs.len(),
+                    )
                 });
                 revisions.push(CachedRevisionView {
                     commit: revision.commit.clone(),
@@ -262,7 +265,7 @@ impl Engine {
             views.push(CachedRepoView {
                 repo: repo.repo.to_string(),
                 repo_type: repo.repo.repo_type,
-                size_bytes: repo_blobs.values().sum(),
+                size_bytes: crate::store::size_once(repo_blobs),
                 last_used,
                 pinned,
                 path: repo.path.clone(),

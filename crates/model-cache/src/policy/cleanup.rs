@@ -19,6 +19,7 @@ use super::{CachePolicy, PolicyError};
 use crate::index::in_flight::{Activity, InFlight};
 use crate::index::{Index, Pin};
 use crate::repo::RepoId;
+use crate::store::size_once;
 
 /// What one cleanup run removed (or would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -664,8 +665,8 @@ impl Janitor {
             alert,
             repos: inventory.repos.len(),
             revisions: inventory.repos.iter().map(|r| r.revisions.len()).sum(),
-            incomplete_bytes: inventory.incomplete.iter().map(|f| f.size).sum(),
-            unreferenced_bytes: inventory.unreferenced.iter().map(|f| f.size).sum(),
+            incomplete_bytes: size_once(inventory.incomplete.iter().map(|f| (&f.id, f.size))),
+            unreferenced_bytes: size_once(inventory.unreferenced.iter().map(|f| (&f.id, f.size))),
         })
     }
 

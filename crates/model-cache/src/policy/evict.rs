@@ -7,6 +7,15 @@
 //! exactly what it lists. Blobs shared between revisions (the same file in two commits) are only
 //! counted as freed when the last revision that links them goes.
 //!
+//! **Space is counted by file, not by name.** A blob the downloader hard-linked into a second
+//! repo is one file ([`FileId`]) with two names: it counts once in [`total_size`], and its bytes
+//! are freed only when every name goes — never while a name no eviction removes remains (a
+//! pinned or busy repo's, or one outside the cache, which the link count reveals). A unit that
+//! frees nothing is not evicted for nothing: the planner goes on to the next candidate, and the
+//! unit waits. It goes once it frees space on its own (the other holders of its files went
+//! first), or together with later units that free space only with it (two repos that hold the
+//! same file and nothing else).
+//!
 //! **The unit of eviction is the variant.** A revision holding several variants (three quants of
 //! one GGUF repo) is evicted one variant at a time, least recently used first: a variant's weight
 //! files (split shards together) and the companions only it uses. Files every variant shares
@@ -20,6 +29,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::repo::RepoId;
+use crate::store::{FileId, size_once};
 
 /// Where a revision's last-use time came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +48,10 @@ pub enum LastUsedSource {
 pub struct BlobUse {
     pub key: String,
     pub size: u64,
+    /// The file that holds it: the same for every name of a hard-linked blob.
+    pub id: FileId,
+    /// Names that file has on disk, in the cache or outside it.
+    pub links: u64,
 }
 
 /// A revision in the cache, as eviction sees it.
@@ -124,15 +138,15 @@ pub struct EvictionPlan {
     pub satisfied: bool,
 }
 
-/// Size in bytes of everything the revisions reference, each blob counted once.
+/// Size in bytes of everything the revisions reference, each file counted once (a blob linked
+/// from several revisions, or hard-linked into several repos).
 pub fn total_size(revisions: &[CachedRevision]) -> u64 {
-    let mut seen = HashMap::new();
-    for revision in revisions {
-        for blob in &revision.blobs {
-            seen.insert((&revision.repo, blob.key.as_str()), blob.size);
-        }
-    }
-    seen.values().sum()
+    size_once(
+        revisions
+            .iter()
+            .flat_map(|r| &r.blobs)
+            .map(|b| (&b.id, b.size)),
+    )
 }
 
 /// Where a unit of eviction comes from: a whole revision, or one variant of it.
@@ -175,23 +189,6 @@ pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> Evicti
         return plan;
     }
 
-    // How many revisions link each blob: a blob is freed when its count reaches zero.
-    let mut links: HashMap<(&RepoId, &str), (u32, u64)> = HashMap::new();
-    for revision in revisions {
-        for blob in &revision.blobs {
-            links
-                .entry((&revision.repo, blob.key.as_str()))
-                .or_insert((0, blob.size))
-                .0 += 1;
-        }
-    }
-    // Per revision: the blobs it no longer links, and its variants still there.
-    let mut released: Vec<HashSet<&str>> = vec![HashSet::new(); revisions.len()];
-    let mut remaining: Vec<Vec<&CachedVariant>> = revisions
-        .iter()
-        .map(|r| r.variants.iter().collect())
-        .collect();
-
     let mut units: Vec<Unit> = Vec::new();
     for (at, revision) in revisions.iter().enumerate() {
         if revision.pinned || revision.in_use {
@@ -224,14 +221,153 @@ pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> Evicti
             .then_with(|| a.variant.map(|v| &v.id).cmp(&b.variant.map(|v| &v.id)))
     });
 
-    for unit in units {
+    let mut ledger = Ledger::new(revisions);
+    // Units that free nothing given the plan so far, oldest first.
+    let mut waiting: Vec<Unit> = Vec::new();
+    'units: for unit in units {
+        waiting.push(unit);
+        loop {
+            // The oldest waiting unit that frees space on its own; when none does, the waiting
+            // units that free space together.
+            let group = match waiting.iter().position(|u| ledger.clone().evict(u) > 0) {
+                Some(at) => vec![at],
+                None => freeing_group(&ledger, &waiting),
+            };
+            if group.is_empty() {
+                break;
+            }
+            for &at in &group {
+                let unit = &waiting[at];
+                let revision = &revisions[unit.revision];
+                let freed = ledger.evict(unit);
+                plan.bytes_freed += freed;
+                plan.evictions.push(PlannedEviction {
+                    repo: revision.repo.clone(),
+                    commit: revision.commit.clone(),
+                    variant: unit.variant.map(|v| v.id.clone()),
+                    refs: revision.refs.clone(),
+                    last_used: unit.last_used,
+                    last_used_source: unit.source,
+                    bytes_freed: freed,
+                });
+            }
+            let mut at = 0;
+            waiting.retain(|_| {
+                at += 1;
+                !group.contains(&(at - 1))
+            });
+            if plan.bytes_freed >= wanted {
+                plan.satisfied = true;
+                break 'units;
+            }
+        }
+    }
+    plan
+}
+
+/// Among the waiting units (oldest first), none of which frees space on its own, those to evict
+/// together, in that order: together they free space, and each of them adds to it (a unit whose
+/// files stay held anyway is left waiting). Empty when they free nothing even all together.
+fn freeing_group(ledger: &Ledger<'_>, waiting: &[Unit<'_>]) -> Vec<usize> {
+    let frees = |members: &[usize]| -> u64 {
+        let mut trial = ledger.clone();
+        members.iter().map(|&at| trial.evict(&waiting[at])).sum()
+    };
+    let mut group: Vec<usize> = (0..waiting.len()).collect();
+    let all = frees(&group);
+    if all == 0 {
+        return Vec::new();
+    }
+    // Newest first, so that of two units that would free the same the older one goes.
+    for at in (0..waiting.len()).rev() {
+        let without: Vec<usize> = group.iter().copied().filter(|&m| m != at).collect();
+        if frees(&without) == all {
+            group = without;
+        }
+    }
+    group
+}
+
+/// What is left of the cached revisions as units are evicted: which names of blobs remain, and
+/// which files.
+#[derive(Clone)]
+struct Ledger<'a> {
+    revisions: &'a [CachedRevision],
+    /// Per blob name (the repo and the key: `blobs/<etag>` in that repo folder, or a copied
+    /// file), how many revisions still link it. The name is removed when none does.
+    names: HashMap<(&'a RepoId, &'a str), u32>,
+    /// Per file, what still holds it.
+    files: HashMap<&'a FileId, FileLeft>,
+    /// Per revision: the blobs it no longer links.
+    released: Vec<HashSet<&'a str>>,
+    /// Per revision: its variants still there.
+    remaining: Vec<Vec<&'a CachedVariant>>,
+}
+
+/// What holds one file while eviction goes on.
+#[derive(Debug, Clone, Copy)]
+struct FileLeft {
+    size: u64,
+    /// Its names that revisions link and eviction has not removed yet.
+    names: u64,
+    /// It has names no revision links (outside the cache, or a blob nothing links): evicting
+    /// never frees it.
+    held_elsewhere: bool,
+}
+
+impl<'a> Ledger<'a> {
+    fn new(revisions: &'a [CachedRevision]) -> Self {
+        let mut names: HashMap<(&RepoId, &str), u32> = HashMap::new();
+        let mut files: HashMap<&FileId, (FileLeft, u64)> = HashMap::new();
+        for revision in revisions {
+            for blob in &revision.blobs {
+                let count = names
+                    .entry((&revision.repo, blob.key.as_str()))
+                    .or_insert(0);
+                if *count == 0 {
+                    let (file, links) = files.entry(&blob.id).or_insert((
+                        FileLeft {
+                            size: blob.size,
+                            names: 0,
+                            held_elsewhere: false,
+                        },
+                        blob.links,
+                    ));
+                    file.names += 1;
+                    *links = (*links).max(blob.links);
+                }
+                *count += 1;
+            }
+        }
+        let files = files
+            .into_iter()
+            .map(|(id, (mut file, links))| {
+                file.held_elsewhere = links > file.names;
+                (id, file)
+            })
+            .collect();
+        Ledger {
+            revisions,
+            names,
+            files,
+            released: vec![HashSet::new(); revisions.len()],
+            remaining: revisions
+                .iter()
+                .map(|r| r.variants.iter().collect())
+                .collect(),
+        }
+    }
+
+    /// Takes `unit` out of its revision and returns the bytes that frees.
+    fn evict(&mut self, unit: &Unit<'a>) -> u64 {
+        let revisions = self.revisions;
         let revision = &revisions[unit.revision];
         // The blobs this unit takes out of its revision: all of them for a whole revision or
         // its last variant; otherwise the variant's blobs no remaining variant holds.
-        let leaving: Vec<&BlobUse> = match unit.variant {
+        let leaving: Vec<&'a BlobUse> = match unit.variant {
             None => revision.blobs.iter().collect(),
             Some(variant) => {
-                let left = &mut remaining[unit.revision];
+                let left = &mut self.remaining[unit.revision];
                 left.retain(|v| v.id != variant.id);
                 if left.is_empty() {
                     revision.blobs.iter().collect()
@@ -246,32 +382,27 @@ pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> Evicti
         };
         let mut freed = 0;
         for blob in leaving {
-            if !released[unit.revision].insert(blob.key.as_str()) {
+            if !self.released[unit.revision].insert(blob.key.as_str()) {
                 continue;
             }
-            if let Some(entry) = links.get_mut(&(&revision.repo, blob.key.as_str())) {
-                entry.0 -= 1;
-                if entry.0 == 0 {
-                    freed += entry.1;
+            let Some(count) = self.names.get_mut(&(&revision.repo, blob.key.as_str())) else {
+                continue;
+            };
+            *count -= 1;
+            if *count > 0 {
+                continue;
+            }
+            // No revision links this name any more: it is removed, and the file with it when
+            // it was the file's last name.
+            if let Some(file) = self.files.get_mut(&blob.id) {
+                file.names -= 1;
+                if file.names == 0 && !file.held_elsewhere {
+                    freed += file.size;
                 }
             }
         }
-        plan.bytes_freed += freed;
-        plan.evictions.push(PlannedEviction {
-            repo: revision.repo.clone(),
-            commit: revision.commit.clone(),
-            variant: unit.variant.map(|v| v.id.clone()),
-            refs: revision.refs.clone(),
-            last_used: unit.last_used,
-            last_used_source: unit.source,
-            bytes_freed: freed,
-        });
-        if plan.bytes_freed >= wanted {
-            plan.satisfied = true;
-            break;
-        }
+        freed
     }
-    plan
 }
 
 #[cfg(test)]
@@ -280,18 +411,24 @@ mod tests {
 
     use super::*;
 
+    /// A blob of `repo` that is a file of its own, with one name.
+    fn blob(repo: &str, key: &str, size: u64) -> BlobUse {
+        BlobUse {
+            key: key.to_string(),
+            size,
+            id: FileId::Path {
+                path: format!("{repo}/{key}").into(),
+            },
+            links: 1,
+        }
+    }
+
     fn rev(repo: &str, commit: &str, age_days: u64, blobs: &[(&str, u64)]) -> CachedRevision {
         CachedRevision {
             repo: RepoId::model(repo).unwrap(),
             commit: commit.to_string(),
             refs: vec!["main".to_string()],
-            blobs: blobs
-                .iter()
-                .map(|(k, s)| BlobUse {
-                    key: k.to_string(),
-                    size: *s,
-                })
-                .collect(),
+            blobs: blobs.iter().map(|(k, s)| blob(repo, k, *s)).collect(),
             last_used: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)
                 - Duration::from_secs(age_days * 86_400),
             last_used_source: LastUsedSource::FileTimes,
@@ -352,16 +489,104 @@ mod tests {
         assert_eq!(total_size(&two_repos), 200);
     }
 
+    /// `revision` with its blob `key` being `file`, a file with `links` names (hard links).
+    fn hard_linked(
+        mut revision: CachedRevision,
+        key: &str,
+        file: &str,
+        links: u64,
+    ) -> CachedRevision {
+        for blob in revision.blobs.iter_mut().filter(|b| b.key == key) {
+            blob.id = FileId::Path { path: file.into() };
+            blob.links = links;
+        }
+        revision
+    }
+
+    fn freed(plan: &EvictionPlan) -> Vec<(&str, u64)> {
+        plan.evictions
+            .iter()
+            .map(|e| (e.repo.id.as_str(), e.bytes_freed))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_hard_linked_into_two_repos_counts_once_and_goes_with_its_last_name() {
+        let revisions = vec![
+            hard_linked(rev("a/old", "1", 30, &[("w", 1000)]), "w", "w", 2),
+            rev("a/mid", "2", 20, &[("x", 1000)]),
+            hard_linked(
+                rev("a/new", "3", 1, &[("w", 1000), ("own", 10)]),
+                "w",
+                "w",
+                2,
+            ),
+        ];
+        assert_eq!(total_size(&revisions), 2010);
+        // The least recently used model frees nothing while `a/new` holds its file: the next
+        // one goes instead.
+        let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 1 });
+        assert_eq!(freed(&plan), [("a/mid", 1000)]);
+        let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 1010 });
+        assert_eq!(freed(&plan), [("a/mid", 1000), ("a/new", 10)]);
+        // Once `a/new` is planned, `a/old` holds the file's last name and frees it.
+        let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 1500 });
+        assert_eq!(
+            freed(&plan),
+            [("a/mid", 1000), ("a/new", 10), ("a/old", 1000)]
+        );
+        assert_eq!(plan.bytes_freed, 2010);
+    }
+
+    #[test]
+    fn models_that_free_space_only_together_go_together_and_a_file_held_elsewhere_never() {
+        // Two repos holding one file and nothing else: neither frees anything alone.
+        let pair = vec![
+            hard_linked(rev("a/one", "1", 30, &[("w", 1000)]), "w", "w", 2),
+            rev("a/mid", "2", 20, &[("x", 100)]),
+            hard_linked(rev("a/two", "3", 1, &[("w", 1000)]), "w", "w", 2),
+        ];
+        let plan = plan_eviction(&pair, EvictionGoal::Free { bytes: 500 });
+        assert_eq!(
+            freed(&plan),
+            [("a/mid", 100), ("a/one", 0), ("a/two", 1000)]
+        );
+        assert!(plan.satisfied);
+        // With the other holder pinned, the file stays whatever goes: its holder never does.
+        let mut pinned = pair.clone();
+        pinned[2].pinned = true;
+        let plan = plan_eviction(&pinned, EvictionGoal::Free { bytes: 500 });
+        assert_eq!(freed(&plan), [("a/mid", 100)]);
+        assert!(!plan.satisfied);
+        // A third name outside the cache (the link count says 3, revisions hold 2): evicting
+        // both holders would free nothing, so neither goes.
+        let outside: Vec<CachedRevision> = pair
+            .iter()
+            .map(|r| hard_linked(r.clone(), "w", "w", 3))
+            .collect();
+        let plan = plan_eviction(&outside, EvictionGoal::Free { bytes: 500 });
+        assert_eq!(freed(&plan), [("a/mid", 100)]);
+        assert_eq!(total_size(&outside), 1100, "it is still in the cache, once");
+    }
+
+    #[test]
+    fn two_revisions_linking_the_same_blobs_go_together() {
+        // A commit that changed only files never downloaded: both snapshots link the same blobs,
+        // so neither revision frees anything without the other.
+        let revisions = vec![
+            rev("a/m", "old", 30, &[("w", 1000)]),
+            rev("a/m", "new", 1, &[("w", 1000)]),
+        ];
+        assert_eq!(total_size(&revisions), 1000);
+        let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 1 });
+        assert_eq!(freed(&plan), [("a/m", 0), ("a/m", 1000)]);
+        assert_eq!(plan.evictions[0].commit, "old");
+    }
+
     fn variant(id: &str, age_days: u64, blobs: &[(&str, u64)]) -> CachedVariant {
         CachedVariant {
             id: id.to_string(),
-            blobs: blobs
-                .iter()
-                .map(|(k, s)| BlobUse {
-                    key: k.to_string(),
-                    size: *s,
-                })
-                .collect(),
+            blobs: blobs.iter().map(|(k, s)| blob("a/quants", k, *s)).collect(),
             last_used: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)
                 - Duration::from_secs(age_days * 86_400),
             last_used_source: LastUsedSource::Variant,

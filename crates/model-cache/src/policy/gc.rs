@@ -7,6 +7,10 @@
 //! a dangling link: snapshot links first, then blobs no other snapshot links, then refs pointing at
 //! the commit and its `.no_exist` markers, then the repo folder when nothing is left.
 //!
+//! Sizes go by file, not by name ([`FileId`], read by the store): a blob the downloader
+//! hard-linked into a second repo is counted once, and removing one of its names frees nothing
+//! while another name remains (see [`Freeing`]).
+//!
 //! **Architecture Invariant:** every path removed is built from the cache root and names checked
 //! to be single plain segments; symlinks are removed as links, never followed.
 
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::PolicyError;
 use super::evict::{BlobUse, CachedRevision, LastUsedSource};
 use crate::repo::RepoId;
+use crate::store::{FileId, StoredFile, size_once};
 
 /// A revision found on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +46,10 @@ pub struct SnapshotFile {
     /// The blob's key: its etag, or `file:` and the path for a copied file (see [`BlobUse`]).
     pub key: String,
     pub size: u64,
+    /// Which file holds its content (a blob hard-linked into several repos is one file).
+    pub id: FileId,
+    /// Names that file has on disk (see [`StoredFile::links`]).
+    pub links: u64,
     /// Newest access or modification time of its content.
     pub time: SystemTime,
 }
@@ -51,6 +60,9 @@ pub struct LooseFile {
     pub repo: RepoId,
     pub path: PathBuf,
     pub size: u64,
+    /// Which file it is, and how many names that file has (see [`StoredFile`]).
+    pub id: FileId,
+    pub links: u64,
     pub modified: SystemTime,
 }
 
@@ -73,19 +85,34 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Bytes on disk: linked blobs once each, plus unreferenced blobs and partial downloads.
+    /// Bytes on disk: every file in the cache once, whichever repos and revisions hold it.
     pub fn total_bytes(&self) -> u64 {
-        let linked = super::evict::total_size(&self.candidates(&|_, _| None, &|_, _| false));
-        linked + self.loose_bytes()
+        size_once(self.linked().chain(self.loose()))
     }
 
-    /// Bytes in unreferenced blobs and partial downloads.
+    /// Bytes in unreferenced blobs and partial downloads, except files a revision holds too:
+    /// what the cache holds beyond [`evict::total_size`](super::evict::total_size) of its
+    /// revisions.
     pub fn loose_bytes(&self) -> u64 {
+        let linked: HashSet<&FileId> = self.linked().map(|(id, _)| id).collect();
+        size_once(self.loose().filter(|(id, _)| !linked.contains(id)))
+    }
+
+    /// The files the revisions link, by identity and size.
+    fn linked(&self) -> impl Iterator<Item = (&FileId, u64)> {
+        self.repos
+            .iter()
+            .flat_map(|r| &r.revisions)
+            .flat_map(|r| &r.blobs)
+            .map(|b| (&b.id, b.size))
+    }
+
+    /// Unreferenced blobs and partial downloads, by identity and size.
+    fn loose(&self) -> impl Iterator<Item = (&FileId, u64)> {
         self.unreferenced
             .iter()
             .chain(&self.incomplete)
-            .map(|f| f.size)
-            .sum()
+            .map(|f| (&f.id, f.size))
     }
 
     /// The revisions as eviction candidates. `last_used` gives our own last-use record (from
@@ -134,6 +161,25 @@ impl Removal {
     }
 }
 
+/// Bytes that removals free, file by file: a file's bytes are freed with the last of its names
+/// (hard links), so removing a blob another repo — or anything outside the cache — still links
+/// frees nothing. Every name is counted against the link count read before anything went, so a
+/// dry run and the real run agree.
+#[derive(Debug, Default)]
+struct Freeing {
+    names_removed: HashMap<FileId, u64>,
+}
+
+impl Freeing {
+    /// Records that one name of a file goes (each name once), and returns the bytes that frees:
+    /// all of them for its last name, else none.
+    fn name_removed(&mut self, id: &FileId, links: u64, size: u64) -> u64 {
+        let removed = self.names_removed.entry(id.clone()).or_insert(0);
+        *removed += 1;
+        if *removed == links.max(1) { size } else { 0 }
+    }
+}
+
 fn scan_err(path: &Path) -> impl FnOnce(std::io::Error) -> PolicyError + '_ {
     move |source| PolicyError::Scan {
         path: path.to_path_buf(),
@@ -157,9 +203,9 @@ fn plain_segment(name: &str) -> bool {
         && Path::new(name).components().count() == 1
 }
 
-fn newest_time(meta: &fs::Metadata) -> SystemTime {
-    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let accessed = meta.accessed().unwrap_or(SystemTime::UNIX_EPOCH);
+fn newest_time(file: &StoredFile) -> SystemTime {
+    let modified = file.modified.unwrap_or(SystemTime::UNIX_EPOCH);
+    let accessed = file.accessed.unwrap_or(SystemTime::UNIX_EPOCH);
     modified.max(accessed)
 }
 
@@ -228,23 +274,27 @@ fn snapshot_files(repo_dir: &Path, snapshot: &Path) -> Result<Vec<SnapshotFile>,
                     == lexical_normalize(&blobs_dir);
                 if parent_is_blobs
                     && plain_segment(&name)
-                    && let Ok(meta) = fs::metadata(blobs_dir.join(&name))
+                    && let Ok(blob) = StoredFile::read(&blobs_dir.join(&name))
                 {
                     files.push(SnapshotFile {
                         path: listed,
                         key: name,
-                        size: meta.len(),
-                        time: newest_time(&meta),
+                        size: blob.size,
+                        time: newest_time(&blob),
+                        id: blob.id,
+                        links: blob.links,
                     });
                 }
             } else if kind.is_file() {
-                let meta = entry.metadata().map_err(scan_err(&path))?;
+                let copied = StoredFile::read(&path).map_err(scan_err(&path))?;
                 let relative = path.strip_prefix(repo_dir).unwrap_or(&path);
                 files.push(SnapshotFile {
                     path: listed,
                     key: format!("file:{}", relative.to_string_lossy()),
-                    size: meta.len(),
-                    time: newest_time(&meta),
+                    size: copied.size,
+                    time: newest_time(&copied),
+                    id: copied.id,
+                    links: copied.links,
                 });
             }
         }
@@ -263,6 +313,8 @@ pub(crate) fn blobs_of<'a>(
         .map(|f| BlobUse {
             key: f.key.clone(),
             size: f.size,
+            id: f.id.clone(),
+            links: f.links,
         })
         .collect();
     blobs.sort_by(|a, b| a.key.cmp(&b.key));
@@ -371,12 +423,15 @@ pub fn scan(root: &Path) -> Result<Inventory, PolicyError> {
                 if !entry.file_type().map_err(scan_err(&blobs_dir))?.is_file() {
                     continue;
                 }
-                let meta = entry.metadata().map_err(scan_err(&blobs_dir))?;
+                let path = entry.path();
+                let stored = StoredFile::read(&path).map_err(scan_err(&path))?;
                 let file = LooseFile {
                     repo: repo.clone(),
-                    path: entry.path(),
-                    size: meta.len(),
-                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    path,
+                    size: stored.size,
+                    id: stored.id,
+                    links: stored.links,
+                    modified: stored.modified.unwrap_or(SystemTime::UNIX_EPOCH),
                 };
                 if name.ends_with(".incomplete") {
                     inventory.incomplete.push(file);
@@ -544,18 +599,31 @@ pub fn delete_revision(
             still_linked.extend(blobs.into_iter().map(|b| b.key));
         }
     }
+    // The files in `blobs/`, read before anything goes (see `Freeing`): when no other revision
+    // is left, those the links below do not take go with the repo folder.
+    let in_blobs: Vec<(PathBuf, StoredFile)> = if others == 0 {
+        fs::read_dir(repo_dir.join("blobs"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| Some((e.path(), StoredFile::read(&e.path()).ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
 
     let mut removal = Removal::default();
+    let mut freeing = Freeing::default();
     // Links first: a crash after this step leaves unreferenced blobs (cleaned later), never a
     // link to a missing blob.
-    let copied_bytes: u64 = mine
-        .iter()
-        .filter(|b| b.key.starts_with("file:"))
-        .map(|b| b.size)
-        .sum();
     if remove_dir(root, &snapshot, dry_run)? {
         removal.paths.push(snapshot.clone());
-        removal.bytes_freed += copied_bytes;
+        for copied in mine.iter().filter(|b| b.key.starts_with("file:")) {
+            removal.bytes_freed += freeing.name_removed(&copied.id, copied.links, copied.size);
+        }
     }
     // A blob left in place (in flight, or its lock held too long) keeps the repo folder.
     let mut kept_any = !keep_blobs.is_empty();
@@ -566,7 +634,7 @@ pub fn delete_revision(
         match remove_blob(root, repo, &repo_dir, &blob.key, keep_blobs, dry_run)? {
             Some(path) => {
                 removal.paths.push(path);
-                removal.bytes_freed += blob.size;
+                removal.bytes_freed += freeing.name_removed(&blob.id, blob.links, blob.size);
             }
             None => kept_any |= repo_dir.join("blobs").join(&blob.key).exists(),
         }
@@ -583,24 +651,18 @@ pub fn delete_revision(
     if others == 0 {
         // Nothing left that a reader could use: the repo folder goes, with any blobs left over
         // and its lock folder.
-        let leftover: u64 = fs::read_dir(repo_dir.join("blobs"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|e| {
-                        !removal.paths.contains(&e.path())
-                            && e.file_type().is_ok_and(|t| t.is_file())
-                    })
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0);
+        let leftover: Vec<&StoredFile> = in_blobs
+            .iter()
+            .filter(|(path, _)| !removal.paths.contains(path))
+            .map(|(_, file)| file)
+            .collect();
         // Its lock files stay (`store/lock.rs`: a lock file is never deleted, or two
         // processes could each lock a different inode of the same name).
         if !kept_any && remove_dir(root, &repo_dir, dry_run)? {
             removal.paths.push(repo_dir.clone());
-            removal.bytes_freed += leftover;
+            for file in leftover {
+                removal.bytes_freed += freeing.name_removed(&file.id, file.links, file.size);
+            }
         }
     }
     tracing::info!(%repo, commit, bytes = removal.bytes_freed, dry_run, "removed revision");
@@ -622,14 +684,14 @@ pub fn delete_files(
     let (repo_dir, snapshot) = cached_snapshot(root, repo, commit)?;
     let snapshots = repo_dir.join("snapshots");
     // How many links point at each blob, over every file of every snapshot of the repo.
-    let mut links: HashMap<String, (usize, u64)> = HashMap::new();
+    let mut links: HashMap<String, (usize, SnapshotFile)> = HashMap::new();
     for entry in fs::read_dir(&snapshots)
         .map_err(scan_err(&snapshots))?
         .flatten()
     {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             for file in snapshot_files(&repo_dir, &entry.path())? {
-                let slot = links.entry(file.key).or_insert((0, file.size));
+                let slot = links.entry(file.key.clone()).or_insert((0, file));
                 slot.0 += 1;
             }
         }
@@ -652,6 +714,7 @@ pub fn delete_files(
         return delete_revision(root, repo, commit, keep_blobs, dry_run);
     }
     let mut removal = Removal::default();
+    let mut freeing = Freeing::default();
     for link in present {
         let Ok(meta) = fs::symlink_metadata(&link) else {
             continue;
@@ -661,8 +724,12 @@ pub fn delete_files(
                 .ok()
                 .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
         } else {
-            // A copied file (no symlinks on this file system) is its own storage.
-            removal.bytes_freed += meta.len();
+            // A copied file (no symlinks on this file system) is its own storage, unless it is
+            // a hard link to a file that stays.
+            let relative = link.strip_prefix(&repo_dir).unwrap_or(&link);
+            if let Some((_, copied)) = links.get(&format!("file:{}", relative.to_string_lossy())) {
+                removal.bytes_freed += freeing.name_removed(&copied.id, copied.links, copied.size);
+            }
             None
         };
         if remove_file(root, &link, dry_run)? {
@@ -677,7 +744,7 @@ pub fn delete_files(
                 && let Some(blob) = remove_blob(root, repo, &repo_dir, &key, keep_blobs, dry_run)?
             {
                 removal.paths.push(blob);
-                removal.bytes_freed += slot.1;
+                removal.bytes_freed += freeing.name_removed(&slot.1.id, slot.1.links, slot.1.size);
             }
         }
     }
@@ -701,17 +768,24 @@ pub fn delete_repo(
     };
     let mut removal = Removal::default();
     if dry_run {
-        // Every revision goes, so every blob goes: count each once.
-        let candidates = inventory.candidates(&|_, _| None, &|_, _| false);
-        let mine: Vec<_> = candidates.into_iter().filter(|c| &c.repo == repo).collect();
-        removal.bytes_freed = super::evict::total_size(&mine)
-            + inventory
-                .unreferenced
-                .iter()
-                .chain(&inventory.incomplete)
-                .filter(|f| &f.repo == repo)
-                .map(|f| f.size)
-                .sum::<u64>();
+        // Every revision goes, so every name the repo holds goes, each once: its blobs (which
+        // revisions share), copied files, unreferenced blobs and partial downloads. Files linked
+        // from elsewhere stay.
+        let mut freeing = Freeing::default();
+        let mut names = HashSet::new();
+        for blob in found.revisions.iter().flat_map(|r| &r.blobs) {
+            if names.insert(blob.key.as_str()) {
+                removal.bytes_freed += freeing.name_removed(&blob.id, blob.links, blob.size);
+            }
+        }
+        for file in inventory
+            .unreferenced
+            .iter()
+            .chain(&inventory.incomplete)
+            .filter(|f| &f.repo == repo)
+        {
+            removal.bytes_freed += freeing.name_removed(&file.id, file.links, file.size);
+        }
         removal.paths.push(found.path.clone());
         return Ok(removal);
     }
@@ -767,10 +841,11 @@ fn remove_loose<'a>(
     dry_run: bool,
 ) -> Result<Removal, PolicyError> {
     let mut removal = Removal::default();
+    let mut freeing = Freeing::default();
     for file in files {
         if remove_file(root, &file.path, dry_run)? {
             removal.paths.push(file.path.clone());
-            removal.bytes_freed += file.size;
+            removal.bytes_freed += freeing.name_removed(&file.id, file.links, file.size);
         }
     }
     Ok(removal)
@@ -813,7 +888,8 @@ pub fn old_revisions(
         .collect()
 }
 
-/// Per-repo figures for reports: bytes each repo holds.
+/// Per-repo figures for reports: bytes each repo holds (a file it shares with another repo
+/// counts in both).
 pub fn repo_sizes(inventory: &Inventory) -> HashMap<RepoId, u64> {
     let mut out = HashMap::new();
     let candidates = inventory.candidates(&|_, _| None, &|_, _| false);
@@ -951,6 +1027,107 @@ mod tests {
                 .unwrap();
         assert_eq!(removed.bytes_freed, 5);
         assert!(blobs.join("e1").exists());
+    }
+
+    #[test]
+    fn removals_free_a_hard_linked_file_with_its_last_name_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let one = RepoId::model("org/one").unwrap();
+        let two = RepoId::model("org/two").unwrap();
+        write_revision(
+            root,
+            &one,
+            "aaa",
+            &[
+                ("model.bin", "e1", b"0123456789"),
+                ("tokenizer.json", "e2", b"abc"),
+            ],
+        );
+        // `org/two` holds the same model blob, hard-linked as the downloader shares it, and
+        // `org/one` has a stray second name for its tokenizer blob.
+        let (blobs_one, dir_two) = (
+            root.join("models--org--one/blobs"),
+            root.join("models--org--two"),
+        );
+        fs::create_dir_all(dir_two.join("blobs")).unwrap();
+        fs::create_dir_all(dir_two.join("snapshots/bbb")).unwrap();
+        fs::hard_link(blobs_one.join("e1"), dir_two.join("blobs/e1")).unwrap();
+        std::os::unix::fs::symlink("../../blobs/e1", dir_two.join("snapshots/bbb/model.bin"))
+            .unwrap();
+        fs::hard_link(blobs_one.join("e2"), blobs_one.join("stray")).unwrap();
+
+        let inventory = scan(root).unwrap();
+        assert_eq!(inventory.total_bytes(), 13, "each file once");
+        assert_eq!(
+            inventory.loose_bytes(),
+            0,
+            "the stray name's file is linked"
+        );
+        let later = SystemTime::now() + Duration::from_secs(86_400);
+        let stray =
+            clean_unreferenced_blobs(root, &inventory, Duration::ZERO, later, true).unwrap();
+        assert_eq!((stray.paths.len(), stray.bytes_freed), (1, 0));
+        assert_eq!(
+            delete_repo(root, &two, &HashSet::new(), true)
+                .unwrap()
+                .bytes_freed,
+            0
+        );
+
+        let files = ["model.bin".to_string()];
+        let dry = delete_files(root, &one, "aaa", &files, &HashSet::new(), true).unwrap();
+        assert_eq!(dry.bytes_freed, 0, "org/two still holds the model file");
+        assert_eq!(
+            delete_files(root, &one, "aaa", &files, &HashSet::new(), false).unwrap(),
+            dry
+        );
+        assert!(!blobs_one.join("e1").exists());
+        // The model file's last name goes with org/two.
+        assert_eq!(
+            delete_repo(root, &two, &HashSet::new(), true)
+                .unwrap()
+                .bytes_freed,
+            10
+        );
+        assert_eq!(
+            delete_revision(root, &two, "bbb", &HashSet::new(), false)
+                .unwrap()
+                .bytes_freed,
+            10
+        );
+        // The tokenizer file goes with the last of its two names: the link and the stray.
+        let last = delete_revision(root, &one, "aaa", &HashSet::new(), true).unwrap();
+        assert_eq!(last.bytes_freed, 3);
+        assert_eq!(
+            delete_revision(root, &one, "aaa", &HashSet::new(), false).unwrap(),
+            last
+        );
+    }
+
+    #[test]
+    fn a_snapshot_file_hard_linked_to_its_blob_counts_once() {
+        // Where symlinks fail the store hard-links the blob into the snapshot: one file, a
+        // snapshot name and an (unreferenced) blob name.
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let repo = RepoId::model("org/m").unwrap();
+        write_revision(root, &repo, "aaa", &[("b.bin", "eb", b"xy")]);
+        let dir = root.join("models--org--m");
+        fs::write(dir.join("blobs/ea"), b"0123456789").unwrap();
+        fs::hard_link(dir.join("blobs/ea"), dir.join("snapshots/aaa/a.bin")).unwrap();
+
+        let inventory = scan(root).unwrap();
+        assert_eq!(inventory.total_bytes(), 12);
+        assert_eq!(inventory.loose_bytes(), 0);
+        let files = ["a.bin".to_string()];
+        let dry = delete_files(root, &repo, "aaa", &files, &HashSet::new(), true).unwrap();
+        assert_eq!(dry.bytes_freed, 0, "the blob name keeps the file");
+        assert_eq!(
+            delete_files(root, &repo, "aaa", &files, &HashSet::new(), false).unwrap(),
+            dry
+        );
+        assert_eq!(scan(root).unwrap().loose_bytes(), 10);
     }
 
     #[test]

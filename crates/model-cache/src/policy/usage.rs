@@ -242,6 +242,8 @@ mod tests {
             path: path.to_string(),
             key: key.to_string(),
             size,
+            id: crate::store::FileId::Path { path: key.into() },
+            links: 1,
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)
                 - Duration::from_secs(age_days * 86_400),
         }

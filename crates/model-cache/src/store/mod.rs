@@ -32,7 +32,9 @@ pub use lock::BlobLock;
 pub use safe_path::{
     LONGEST_NAME_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_SEGMENT_BYTES, SafeRelPath,
 };
-pub use scan::{CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision};
+pub use scan::{
+    CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision, FileId, StoredFile, size_once,
+};
 pub use verify::{CorruptFile, SnapshotFile, VerifyReport};
 
 use crate::error::{ErrorKind, Hint};

@@ -4,12 +4,16 @@
 //! repo and reports each problem precisely (broken links, refs to missing snapshots, stale
 //! `.incomplete` files, unreferenced blobs), which is what `doctor` needs to repair. Temp files
 //! of our interrupted atomic writes are never taken for refs or files: they are listed apart.
+//!
+//! Sizes count each file once by its identity on disk ([`FileId`]), not by its name: a blob two
+//! repos share is one file hard-linked into both `blobs/` folders, and it takes its bytes once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{HubCache, StoreError, atomic, is_commit_hash};
 use crate::repo::RepoId;
@@ -24,6 +28,84 @@ const ROOT_ALLOWED: &[&str] = &[
     "blobs",
 ];
 
+/// Which file a path names on disk. Hard links to one file (a blob the downloader linked into a
+/// second repo rather than download it again) share one `FileId`: sizes count it once, and
+/// removing one of its names frees nothing while another remains.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FileId {
+    /// The device and inode numbers.
+    Inode { dev: u64, ino: u64 },
+    /// The path, where std gives no inode number (off unix): every path is then a file of its
+    /// own, so hard links there count once per name, as they did before sizes went by inode.
+    Path { path: PathBuf },
+}
+
+/// What the file system says about one stored file (a blob, a copied snapshot file, a partial
+/// download): which file it is, its size, how many names it has and its times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFile {
+    pub id: FileId,
+    pub size: u64,
+    /// Names (hard links) the file has on disk, in the cache or outside it; 1 where the platform
+    /// does not say. Its bytes are freed when the last one is removed.
+    pub links: u64,
+    pub modified: Option<SystemTime>,
+    pub accessed: Option<SystemTime>,
+}
+
+impl StoredFile {
+    /// Reads what `path` names, following symlinks: a snapshot link is the blob it leads to.
+    pub fn read(path: &Path) -> std::io::Result<StoredFile> {
+        Ok(StoredFile::of(path, &std::fs::metadata(path)?))
+    }
+
+    /// The facts of `meta`, read for `path`.
+    pub(crate) fn of(path: &Path, meta: &Metadata) -> StoredFile {
+        let (id, links) = identity(path, meta);
+        StoredFile {
+            id,
+            size: meta.len(),
+            links,
+            modified: meta.modified().ok(),
+            accessed: meta.accessed().ok(),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn identity(_path: &Path, meta: &Metadata) -> (FileId, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        FileId::Inode {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+        meta.nlink(),
+    )
+}
+
+/// Off unix std has no stable file index or link count (`MetadataExt::file_index` and
+/// `number_of_links` are unstable on Windows): a file is its path, with one name.
+#[cfg(not(unix))]
+fn identity(path: &Path, _meta: &Metadata) -> (FileId, u64) {
+    (
+        FileId::Path {
+            path: path.to_path_buf(),
+        },
+        1,
+    )
+}
+
+/// Bytes of `files`, each file counted once however many names it has among them.
+pub fn size_once<'a>(files: impl IntoIterator<Item = (&'a FileId, u64)>) -> u64 {
+    let mut seen = HashMap::new();
+    for (id, size) in files {
+        seen.insert(id, size);
+    }
+    seen.values().sum()
+}
+
 /// Everything found in a cache.
 #[derive(Debug, Clone, Serialize)]
 pub struct CacheScan {
@@ -31,7 +113,8 @@ pub struct CacheScan {
     pub repos: Vec<CachedRepo>,
     /// Problems that `huggingface_hub`'s `scan_cache_dir` would also warn about, and more.
     pub warnings: Vec<CacheWarning>,
-    /// Bytes of all blobs (each counted once).
+    /// Bytes of all blobs and copied files, each file counted once (a blob hard-linked into
+    /// several repos too).
     pub size_on_disk: u64,
 }
 
@@ -47,13 +130,14 @@ pub struct CacheWarning {
 pub struct CachedRepo {
     pub repo: RepoId,
     pub path: PathBuf,
-    /// Bytes of the repo's blobs (regular files in snapshots count too: the no-symlink layout).
+    /// Bytes of the repo's blobs (regular files in snapshots count too: the no-symlink layout),
+    /// each file once.
     pub size_on_disk: u64,
     pub revisions: Vec<CachedRevision>,
     /// `refs/<name>` → raw content.
     pub refs: BTreeMap<String, String>,
-    /// Complete blobs: etag → size.
-    pub blobs: BTreeMap<String, u64>,
+    /// Complete blobs: etag → the file.
+    pub blobs: BTreeMap<String, StoredFile>,
     /// Blobs no snapshot points to.
     pub unreferenced_blobs: Vec<String>,
     /// `blobs/*.incomplete` files (a download in progress, or left behind by a crash).
@@ -79,6 +163,7 @@ pub struct CachedRevision {
     pub files: Vec<CachedFile>,
     /// Snapshot paths (relative) whose symlink does not resolve.
     pub broken: Vec<String>,
+    /// Bytes of its files, each file once.
     pub size_on_disk: u64,
 }
 
@@ -93,6 +178,10 @@ pub struct CachedFile {
     /// The blob name when the entry is a link into this repo's `blobs/`.
     pub etag: Option<String>,
     pub size: u64,
+    /// Which file `blob_path` is: the same for every name of a hard-linked blob.
+    pub id: FileId,
+    /// Names that file has on disk (see [`StoredFile::links`]).
+    pub links: u64,
 }
 
 pub(super) fn scan(cache: &HubCache) -> Result<CacheScan, StoreError> {
@@ -110,6 +199,7 @@ pub(super) fn scan(cache: &HubCache) -> Result<CacheScan, StoreError> {
     };
     let mut names: Vec<_> = entries.filter_map(Result::ok).collect();
     names.sort_by_key(|e| e.file_name());
+    let mut files: HashMap<FileId, u64> = HashMap::new();
     for entry in names {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
@@ -122,7 +212,9 @@ pub(super) fn scan(cache: &HubCache) -> Result<CacheScan, StoreError> {
         match (repo, path.is_dir()) {
             (Some(repo), true) => {
                 let cached = scan_repo(repo, &path, &mut scan.warnings)?;
-                scan.size_on_disk += cached.size_on_disk;
+                for (id, size) in stored_files(&cached) {
+                    files.insert(id.clone(), size);
+                }
                 scan.repos.push(cached);
             }
             _ => scan.warnings.push(CacheWarning {
@@ -133,7 +225,21 @@ pub(super) fn scan(cache: &HubCache) -> Result<CacheScan, StoreError> {
             }),
         }
     }
+    scan.size_on_disk = files.values().sum();
     Ok(scan)
+}
+
+/// The files a repo takes space with: its blobs and the files its snapshots hold themselves
+/// (copies, where the file system had no symlinks).
+fn stored_files(repo: &CachedRepo) -> impl Iterator<Item = (&FileId, u64)> {
+    let blobs = repo.blobs.values().map(|b| (&b.id, b.size));
+    let copied = repo
+        .revisions
+        .iter()
+        .flat_map(|r| &r.files)
+        .filter(|f| f.etag.is_none())
+        .map(|f| (&f.id, f.size));
+    blobs.chain(copied)
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<std::fs::DirEntry>, StoreError> {
@@ -186,9 +292,10 @@ fn scan_repo(
         if name.ends_with(".incomplete") {
             cached.incomplete.push(entry.path());
         } else if !name.ends_with(".lock") && !name.ends_with(".part") {
-            cached.blobs.insert(name, meta.len());
-            cached.last_modified = later(cached.last_modified, meta.modified().ok());
-            cached.last_accessed = later(cached.last_accessed, meta.accessed().ok());
+            let blob = StoredFile::of(&entry.path(), &meta);
+            cached.last_modified = later(cached.last_modified, blob.modified);
+            cached.last_accessed = later(cached.last_accessed, blob.accessed);
+            cached.blobs.insert(name, blob);
         }
     }
     collect_refs(
@@ -207,7 +314,6 @@ fn scan_repo(
     }
     let canonical_blobs = blobs_dir.canonicalize().ok();
     let mut referenced = BTreeSet::new();
-    let mut copied_size = 0;
     for entry in read_dir_sorted(&snapshots)? {
         let commit = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
@@ -239,11 +345,8 @@ fn scan_repo(
             &mut cached.temp_files,
         )?;
         for file in &revision.files {
-            match &file.etag {
-                Some(etag) => {
-                    referenced.insert(etag.clone());
-                }
-                None => copied_size += file.size,
+            if let Some(etag) = &file.etag {
+                referenced.insert(etag.clone());
             }
             cached.last_modified = later(
                 cached.last_modified,
@@ -282,16 +385,9 @@ fn scan_repo(
         .filter(|etag| !referenced.contains(*etag))
         .cloned()
         .collect();
-    cached.size_on_disk = cached.blobs.values().sum::<u64>() + copied_size;
+    cached.size_on_disk = size_once(stored_files(&cached));
     for revision in &mut cached.revisions {
-        // A revision's size counts each distinct blob once.
-        let mut seen = BTreeSet::new();
-        revision.size_on_disk = revision
-            .files
-            .iter()
-            .filter(|f| f.etag.as_ref().is_none_or(|e| seen.insert(e.clone())))
-            .map(|f| f.size)
-            .sum();
+        revision.size_on_disk = size_once(revision.files.iter().map(|f| (&f.id, f.size)));
     }
     Ok(cached)
 }
@@ -346,6 +442,7 @@ fn walk_snapshot(
             continue;
         }
         let resolved = path.canonicalize().unwrap_or_else(|_| path.clone());
+        let stored = StoredFile::of(&resolved, &meta);
         // The blob name comes from the link itself (`../../blobs/<etag>`), not from where it
         // finally resolves: with `huggingface_hub` 2.x's shared store the repo blob may itself
         // be a link into `<cache>/blobs/`.
@@ -365,7 +462,9 @@ fn walk_snapshot(
             snapshot_path: path,
             blob_path: resolved,
             etag,
-            size: meta.len(),
+            size: stored.size,
+            id: stored.id,
+            links: stored.links,
         });
     }
     Ok(())
