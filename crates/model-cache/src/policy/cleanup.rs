@@ -43,6 +43,7 @@ pub struct CleanupReport {
 /// Cache size against its budget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageReport {
+    /// Bytes the cache holds, each file once (a blob hard-linked into several repos too).
     pub used: u64,
     pub budget: Option<u64>,
     /// `used` in percent of `budget`.

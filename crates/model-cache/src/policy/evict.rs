@@ -134,7 +134,8 @@ pub struct EvictionPlan {
     /// Bytes the goal needed.
     pub bytes_wanted: u64,
     /// Whether removing everything in the plan meets the goal. When it is `false` the plan still
-    /// lists every evictable revision, so a caller can say how far short it falls.
+    /// lists every evictable revision that frees space, so a caller can say how far short it
+    /// falls.
     pub satisfied: bool,
 }
 
@@ -150,6 +151,7 @@ pub fn total_size(revisions: &[CachedRevision]) -> u64 {
 }
 
 /// Where a unit of eviction comes from: a whole revision, or one variant of it.
+#[derive(Debug, Clone, Copy)]
 struct Unit<'a> {
     revision: usize,
     variant: Option<&'a CachedVariant>,
@@ -189,6 +191,73 @@ pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> Evicti
         return plan;
     }
 
+    let mut ledger = Ledger::new(revisions);
+    // Units that free nothing given the plan so far, oldest first. A unit is fresh until it is
+    // tried, and again when the plan takes a unit it shares a file or its revision with: only
+    // then can what it frees have changed.
+    let mut waiting: Vec<(Unit, bool)> = Vec::new();
+    'units: for unit in units(revisions) {
+        if !ledger.may_free(&unit) {
+            continue;
+        }
+        waiting.push((unit, true));
+        loop {
+            let units: Vec<&Unit> = waiting.iter().map(|(unit, _)| unit).collect();
+            let fresh: Vec<usize> = (0..waiting.len()).filter(|&at| waiting[at].1).collect();
+            // The oldest unit that frees space on its own; when none does, units that free
+            // space together.
+            let group = match fresh
+                .iter()
+                .copied()
+                .find(|&at| ledger.trial(&[units[at]]) > 0)
+            {
+                Some(at) => vec![at],
+                None => ledger.freeing_group(&units, &fresh),
+            };
+            let taken: Vec<Unit> = group.iter().map(|&at| *units[at]).collect();
+            for (_, fresh) in &mut waiting {
+                *fresh = false;
+            }
+            if taken.is_empty() {
+                break;
+            }
+            for unit in &taken {
+                let revision = &revisions[unit.revision];
+                let freed = ledger.evict(unit);
+                plan.bytes_freed += freed;
+                plan.evictions.push(PlannedEviction {
+                    repo: revision.repo.clone(),
+                    commit: revision.commit.clone(),
+                    variant: unit.variant.map(|v| v.id.clone()),
+                    refs: revision.refs.clone(),
+                    last_used: unit.last_used,
+                    last_used_source: unit.source,
+                    bytes_freed: freed,
+                });
+            }
+            ledger.undo.clear();
+            let mut at = 0;
+            waiting.retain(|_| {
+                at += 1;
+                !group.contains(&(at - 1))
+            });
+            let files: HashSet<&FileId> = taken.iter().flat_map(|u| ledger.holds(u)).collect();
+            for (unit, fresh) in &mut waiting {
+                *fresh = taken.iter().any(|t| t.revision == unit.revision)
+                    || ledger.holds(unit).any(|f| files.contains(f));
+            }
+            if plan.bytes_freed >= wanted {
+                plan.satisfied = true;
+                break 'units;
+            }
+        }
+    }
+    plan
+}
+
+/// The units of eviction (see the module docs), oldest first: pinned and in-use revisions have
+/// none.
+fn units(revisions: &[CachedRevision]) -> Vec<Unit<'_>> {
     let mut units: Vec<Unit> = Vec::new();
     for (at, revision) in revisions.iter().enumerate() {
         if revision.pinned || revision.in_use {
@@ -220,77 +289,11 @@ pub fn plan_eviction(revisions: &[CachedRevision], goal: EvictionGoal) -> Evicti
             .then_with(|| ra.commit.cmp(&rb.commit))
             .then_with(|| a.variant.map(|v| &v.id).cmp(&b.variant.map(|v| &v.id)))
     });
-
-    let mut ledger = Ledger::new(revisions);
-    // Units that free nothing given the plan so far, oldest first.
-    let mut waiting: Vec<Unit> = Vec::new();
-    'units: for unit in units {
-        waiting.push(unit);
-        loop {
-            // The oldest waiting unit that frees space on its own; when none does, the waiting
-            // units that free space together.
-            let group = match waiting.iter().position(|u| ledger.clone().evict(u) > 0) {
-                Some(at) => vec![at],
-                None => freeing_group(&ledger, &waiting),
-            };
-            if group.is_empty() {
-                break;
-            }
-            for &at in &group {
-                let unit = &waiting[at];
-                let revision = &revisions[unit.revision];
-                let freed = ledger.evict(unit);
-                plan.bytes_freed += freed;
-                plan.evictions.push(PlannedEviction {
-                    repo: revision.repo.clone(),
-                    commit: revision.commit.clone(),
-                    variant: unit.variant.map(|v| v.id.clone()),
-                    refs: revision.refs.clone(),
-                    last_used: unit.last_used,
-                    last_used_source: unit.source,
-                    bytes_freed: freed,
-                });
-            }
-            let mut at = 0;
-            waiting.retain(|_| {
-                at += 1;
-                !group.contains(&(at - 1))
-            });
-            if plan.bytes_freed >= wanted {
-                plan.satisfied = true;
-                break 'units;
-            }
-        }
-    }
-    plan
-}
-
-/// Among the waiting units (oldest first), none of which frees space on its own, those to evict
-/// together, in that order: together they free space, and each of them adds to it (a unit whose
-/// files stay held anyway is left waiting). Empty when they free nothing even all together.
-fn freeing_group(ledger: &Ledger<'_>, waiting: &[Unit<'_>]) -> Vec<usize> {
-    let frees = |members: &[usize]| -> u64 {
-        let mut trial = ledger.clone();
-        members.iter().map(|&at| trial.evict(&waiting[at])).sum()
-    };
-    let mut group: Vec<usize> = (0..waiting.len()).collect();
-    let all = frees(&group);
-    if all == 0 {
-        return Vec::new();
-    }
-    // Newest first, so that of two units that would free the same the older one goes.
-    for at in (0..waiting.len()).rev() {
-        let without: Vec<usize> = group.iter().copied().filter(|&m| m != at).collect();
-        if frees(&without) == all {
-            group = without;
-        }
-    }
-    group
+    units
 }
 
 /// What is left of the cached revisions as units are evicted: which names of blobs remain, and
-/// which files.
-#[derive(Clone)]
+/// which files. A trial eviction is undone from a log of its changes.
 struct Ledger<'a> {
     revisions: &'a [CachedRevision],
     /// Per blob name (the repo and the key: `blobs/<etag>` in that repo folder, or a copied
@@ -302,6 +305,16 @@ struct Ledger<'a> {
     released: Vec<HashSet<&'a str>>,
     /// Per revision: its variants still there.
     remaining: Vec<Vec<&'a CachedVariant>>,
+    /// The changes evictions made, latest last, for [`Ledger::trial`] to undo.
+    undo: Vec<Change<'a>>,
+}
+
+/// One change an eviction made to the ledger.
+enum Change<'a> {
+    Released(usize, &'a str),
+    NameUnlinked((&'a RepoId, &'a str)),
+    NameRemoved(&'a FileId),
+    Variants(usize, Vec<&'a CachedVariant>),
 }
 
 /// What holds one file while eviction goes on.
@@ -310,9 +323,9 @@ struct FileLeft {
     size: u64,
     /// Its names that revisions link and eviction has not removed yet.
     names: u64,
-    /// It has names no revision links (outside the cache, or a blob nothing links): evicting
-    /// never frees it.
-    held_elsewhere: bool,
+    /// It has a name no eviction removes: one no revision links (outside the cache, or a blob
+    /// nothing links), or one a pinned or busy revision links. Evicting never frees it.
+    kept: bool,
 }
 
 impl<'a> Ledger<'a> {
@@ -320,29 +333,31 @@ impl<'a> Ledger<'a> {
         let mut names: HashMap<(&RepoId, &str), u32> = HashMap::new();
         let mut files: HashMap<&FileId, (FileLeft, u64)> = HashMap::new();
         for revision in revisions {
+            let protected = revision.pinned || revision.in_use;
             for blob in &revision.blobs {
                 let count = names
                     .entry((&revision.repo, blob.key.as_str()))
                     .or_insert(0);
+                let (file, links) = files.entry(&blob.id).or_insert((
+                    FileLeft {
+                        size: blob.size,
+                        names: 0,
+                        kept: false,
+                    },
+                    blob.links,
+                ));
                 if *count == 0 {
-                    let (file, links) = files.entry(&blob.id).or_insert((
-                        FileLeft {
-                            size: blob.size,
-                            names: 0,
-                            held_elsewhere: false,
-                        },
-                        blob.links,
-                    ));
                     file.names += 1;
                     *links = (*links).max(blob.links);
                 }
+                file.kept |= protected;
                 *count += 1;
             }
         }
         let files = files
             .into_iter()
             .map(|(id, (mut file, links))| {
-                file.held_elsewhere = links > file.names;
+                file.kept |= links > file.names;
                 (id, file)
             })
             .collect();
@@ -355,40 +370,150 @@ impl<'a> Ledger<'a> {
                 .iter()
                 .map(|r| r.variants.iter().collect())
                 .collect(),
+            undo: Vec::new(),
         }
+    }
+
+    /// Whether evicting `unit` can ever free anything: whether its revision holds a file that
+    /// no pinned or busy revision, and nothing outside the revisions, holds too.
+    fn may_free(&self, unit: &Unit<'a>) -> bool {
+        self.revisions[unit.revision]
+            .blobs
+            .iter()
+            .any(|b| self.files.get(&b.id).is_some_and(|f| !f.kept))
+    }
+
+    /// The files `unit`'s revision holds that evicting can free (not kept).
+    fn holds<'u>(&'u self, unit: &Unit<'a>) -> impl Iterator<Item = &'a FileId> + 'u {
+        let revisions = self.revisions;
+        revisions[unit.revision]
+            .blobs
+            .iter()
+            .map(|b| &b.id)
+            .filter(|id| self.files.get(id).is_some_and(|f| !f.kept))
+    }
+
+    /// Among `waiting` units (oldest first), none of which frees space on its own, those to
+    /// evict together, in that order: together they free space, and each adds to it. The group
+    /// grows from one of the `fresh` units through the files that can be freed and the
+    /// revisions its members share (where a group can have appeared since the last try).
+    /// Empty when there is none.
+    fn freeing_group(&mut self, waiting: &[&Unit<'a>], fresh: &[usize]) -> Vec<usize> {
+        for &seed in fresh {
+            let mut member = vec![false; waiting.len()];
+            member[seed] = true;
+            let mut files: HashSet<&FileId> = self.holds(waiting[seed]).collect();
+            let mut revisions: HashSet<usize> = HashSet::from([waiting[seed].revision]);
+            let mut grew = true;
+            while grew {
+                grew = false;
+                for (at, unit) in waiting.iter().enumerate() {
+                    if member[at]
+                        || !(revisions.contains(&unit.revision)
+                            || self.holds(unit).any(|f| files.contains(f)))
+                    {
+                        continue;
+                    }
+                    member[at] = true;
+                    revisions.insert(unit.revision);
+                    files.extend(self.holds(unit));
+                    grew = true;
+                }
+            }
+            let mut group: Vec<usize> = (0..waiting.len()).filter(|&at| member[at]).collect();
+            let frees = |ledger: &mut Self, group: &[usize]| {
+                let units: Vec<&Unit<'a>> = group.iter().map(|&at| waiting[at]).collect();
+                ledger.trial(&units)
+            };
+            let all = frees(self, &group);
+            if all == 0 {
+                continue;
+            }
+            // Leave out the members that add nothing (their files stay held anyway), newest
+            // first, so that of two that would free the same the older one goes.
+            for at in group.clone().into_iter().rev() {
+                let without: Vec<usize> = group.iter().copied().filter(|&m| m != at).collect();
+                if frees(self, &without) == all {
+                    group = without;
+                }
+            }
+            return group;
+        }
+        Vec::new()
+    }
+
+    /// The bytes evicting `units` in this order would free, leaving the ledger as it was.
+    fn trial(&mut self, units: &[&Unit<'a>]) -> u64 {
+        let mark = self.undo.len();
+        let freed = units.iter().map(|unit| self.evict(unit)).sum();
+        while self.undo.len() > mark {
+            match self.undo.pop() {
+                Some(Change::Released(revision, key)) => {
+                    self.released[revision].remove(key);
+                }
+                Some(Change::NameUnlinked(name)) => {
+                    if let Some(count) = self.names.get_mut(&name) {
+                        *count += 1;
+                    }
+                }
+                Some(Change::NameRemoved(id)) => {
+                    if let Some(file) = self.files.get_mut(id) {
+                        file.names += 1;
+                    }
+                }
+                Some(Change::Variants(revision, variants)) => self.remaining[revision] = variants,
+                None => break,
+            }
+        }
+        freed
+    }
+
+    /// The blobs `unit` takes out of its revision now, each once, and the variants the
+    /// revision keeps: all its blobs for a whole revision or its last variant; otherwise the
+    /// variant's blobs no remaining variant holds.
+    fn leaving(&self, unit: &Unit<'a>) -> (Vec<&'a BlobUse>, Vec<&'a CachedVariant>) {
+        let revisions = self.revisions;
+        let revision = &revisions[unit.revision];
+        let left: Vec<&'a CachedVariant> = self.remaining[unit.revision]
+            .iter()
+            .copied()
+            .filter(|v| unit.variant.is_none_or(|gone| v.id != gone.id))
+            .collect();
+        let blobs: Vec<&'a BlobUse> = match unit.variant {
+            Some(variant) if !left.is_empty() => variant
+                .blobs
+                .iter()
+                .filter(|b| !left.iter().any(|v| v.blobs.iter().any(|o| o.key == b.key)))
+                .collect(),
+            _ => revision.blobs.iter().collect(),
+        };
+        let released = &self.released[unit.revision];
+        let mut seen = HashSet::new();
+        let blobs = blobs
+            .into_iter()
+            .filter(|b| !released.contains(b.key.as_str()) && seen.insert(b.key.as_str()))
+            .collect();
+        (blobs, left)
     }
 
     /// Takes `unit` out of its revision and returns the bytes that frees.
     fn evict(&mut self, unit: &Unit<'a>) -> u64 {
         let revisions = self.revisions;
         let revision = &revisions[unit.revision];
-        // The blobs this unit takes out of its revision: all of them for a whole revision or
-        // its last variant; otherwise the variant's blobs no remaining variant holds.
-        let leaving: Vec<&'a BlobUse> = match unit.variant {
-            None => revision.blobs.iter().collect(),
-            Some(variant) => {
-                let left = &mut self.remaining[unit.revision];
-                left.retain(|v| v.id != variant.id);
-                if left.is_empty() {
-                    revision.blobs.iter().collect()
-                } else {
-                    variant
-                        .blobs
-                        .iter()
-                        .filter(|b| !left.iter().any(|v| v.blobs.iter().any(|o| o.key == b.key)))
-                        .collect()
-                }
-            }
-        };
+        let (leaving, left) = self.leaving(unit);
+        let kept = std::mem::replace(&mut self.remaining[unit.revision], left);
+        self.undo.push(Change::Variants(unit.revision, kept));
         let mut freed = 0;
         for blob in leaving {
-            if !self.released[unit.revision].insert(blob.key.as_str()) {
-                continue;
-            }
-            let Some(count) = self.names.get_mut(&(&revision.repo, blob.key.as_str())) else {
+            let key = blob.key.as_str();
+            self.released[unit.revision].insert(key);
+            self.undo.push(Change::Released(unit.revision, key));
+            let name = (&revision.repo, key);
+            let Some(count) = self.names.get_mut(&name) else {
                 continue;
             };
             *count -= 1;
+            self.undo.push(Change::NameUnlinked(name));
             if *count > 0 {
                 continue;
             }
@@ -396,7 +521,8 @@ impl<'a> Ledger<'a> {
             // it was the file's last name.
             if let Some(file) = self.files.get_mut(&blob.id) {
                 file.names -= 1;
-                if file.names == 0 && !file.held_elsewhere {
+                self.undo.push(Change::NameRemoved(&blob.id));
+                if file.names == 0 && !file.kept {
                     freed += file.size;
                 }
             }
@@ -581,6 +707,39 @@ mod tests {
         let plan = plan_eviction(&revisions, EvictionGoal::Free { bytes: 1 });
         assert_eq!(freed(&plan), [("a/m", 0), ("a/m", 1000)]);
         assert_eq!(plan.evictions[0].commit, "old");
+    }
+
+    #[test]
+    fn a_trial_eviction_leaves_the_ledger_as_it_was() {
+        let mut quants = three_quants();
+        quants.blobs[0] = hard_linked(quants.clone(), "config", "w", 2).blobs[0].clone();
+        let scenarios = [
+            vec![three_quants(), rev("a/other", "2", 5, &[("x", 1000)])],
+            vec![
+                quants,
+                hard_linked(rev("a/old", "1", 30, &[("w", 10)]), "w", "w", 2),
+                rev("a/m", "old", 30, &[("w", 1000), ("v", 1)]),
+                rev("a/m", "new", 1, &[("w", 1000)]),
+            ],
+        ];
+        for revisions in &scenarios {
+            let mut ledger = Ledger::new(revisions);
+            let all = units(revisions);
+            let everything: Vec<&Unit> = all.iter().collect();
+            let total = ledger.trial(&everything);
+            let mut freed = 0;
+            for unit in &all {
+                let would = ledger.trial(&[unit]);
+                assert_eq!(
+                    would,
+                    ledger.evict(unit),
+                    "{}",
+                    revisions[unit.revision].repo
+                );
+                freed += would;
+            }
+            assert_eq!(freed, total);
+        }
     }
 
     fn variant(id: &str, age_days: u64, blobs: &[(&str, u64)]) -> CachedVariant {

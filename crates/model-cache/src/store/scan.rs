@@ -61,7 +61,7 @@ impl StoredFile {
     }
 
     /// The facts of `meta`, read for `path`.
-    pub(crate) fn of(path: &Path, meta: &Metadata) -> StoredFile {
+    fn of(path: &Path, meta: &Metadata) -> StoredFile {
         let (id, links) = identity(path, meta);
         StoredFile {
             id,
