@@ -12,6 +12,21 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "the store owns the cache layout"
+# Every path into a repo's blobs/, snapshots/, refs/, .no_exist/ and the cache's .locks/ is built
+# by the engine's store (crates/model-cache/src/store/); test code may build fixtures by hand.
+layout_outside_store=$(
+  find crates/model-cache/src crates/mcache/src crates/local-api/src src-tauri -name '*.rs' \
+    -not -path 'crates/model-cache/src/store/*' -print0 |
+    xargs -0 awk '/#\[cfg\(test\)\]/ { nextfile }
+      /join\("(blobs|snapshots|refs|\.locks|\.no_exist)"\)/ { print FILENAME ":" FNR ": " $0 }'
+)
+if [ -n "$layout_outside_store" ]; then
+  echo "cache layout names used outside crates/model-cache/src/store (use store::layout):" >&2
+  echo "$layout_outside_store" >&2
+  exit 1
+fi
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # What ships is built without the dev-dependencies (and the engine's `test-support` feature).

@@ -171,14 +171,14 @@ pub fn run(cache: &HubCache, index: &Index, repair: bool) -> Result<DoctorReport
         for name in &cached.dangling_refs {
             report.dangling_refs.push(
                 name.split('/')
-                    .fold(cached.path.join("refs"), |p, s| p.join(s)),
+                    .fold(crate::store::layout::refs_dir(&cached.path), |p, s| p.join(s)),
             );
         }
         report.temp_files.extend(cached.temp_files.iter().cloned());
         for etag in &cached.unreferenced_blobs {
             report
                 .unreferenced_blobs
-                .push(cached.path.join("blobs").join(etag));
+                .push(crate::store::layout::blob_file(&cached.path, etag));
         }
 
         // `.incomplete` files: resumable when a job owns them, or when someone holds the lock.

@@ -56,7 +56,9 @@ use crate::index::Index;
 use crate::index::transfers::JobState;
 use crate::repo::RepoId;
 use crate::settings::Settings;
-use crate::store::{HubCache, RepoCache, SafeRelPath, StoreError, is_commit_hash, is_valid_etag};
+use crate::store::{
+    HubCache, RepoCache, SafeRelPath, StoreError, is_commit_hash, is_valid_etag, layout,
+};
 use jobs::{JobDb, OwnedNewJob};
 use transfer::{BlobTransfer, Shared, TransferContext, TransferFailure};
 use writer::{BlobWriter, WriteFailure};
@@ -787,14 +789,14 @@ async fn link_shared(
             .find_blob(&etag)
             .unwrap_or_default()
             .into_iter()
-            .map(|(repo, _)| root.join(repo.folder_name()).join("blobs").join(&etag))
+            .map(|(repo, _)| layout::blob_file(&root.join(repo.folder_name()), &etag))
             .collect();
         // The index is not the truth: any repo folder on disk may hold the blob.
         if let Ok(entries) = std::fs::read_dir(&root) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.contains("--") {
-                    candidates.push(entry.path().join("blobs").join(&etag));
+                    candidates.push(layout::blob_file(&entry.path(), &etag));
                 }
             }
         }

@@ -252,7 +252,7 @@ impl Engine {
                     refs: revision.refs.clone(),
                     size_bytes: size,
                     files,
-                    snapshot_path: repo.path.join("snapshots").join(&revision.commit),
+                    snapshot_path: crate::store::layout::snapshot_dir(&repo.path, &revision.commit),
                 });
             }
             let last_used = candidates

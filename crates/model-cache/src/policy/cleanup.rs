@@ -19,6 +19,7 @@ use super::{CachePolicy, PolicyError};
 use crate::index::in_flight::{Activity, InFlight};
 use crate::index::{Index, Pin};
 use crate::repo::RepoId;
+use crate::store::layout;
 use crate::store::size_once;
 
 /// What one cleanup run removed (or would remove).
@@ -315,16 +316,13 @@ impl Janitor {
         let busy = self.busy_blobs(repo)?;
         let removal = gc::delete_files(&self.hub_cache, repo, commit, files, &busy, dry_run)?;
         if !dry_run {
-            let snapshot = self
-                .hub_cache
-                .join(repo.folder_name())
-                .join("snapshots")
-                .join(commit);
+            let repo_dir = self.hub_cache.join(repo.folder_name());
+            let snapshot = layout::snapshot_dir(&repo_dir, commit);
             if snapshot.exists() {
                 self.index
                     .remove_files(repo, commit, files)
                     .map_err(index_err)?;
-                let blobs_dir = self.hub_cache.join(repo.folder_name()).join("blobs");
+                let blobs_dir = layout::blobs_dir(&repo_dir);
                 for path in &removal.paths {
                     if path.parent() == Some(blobs_dir.as_path())
                         && let Some(etag) = path.file_name().and_then(|n| n.to_str())
@@ -437,7 +435,7 @@ impl Janitor {
     fn forget(&self, repo: &RepoId, commit: &str, removal: &Removal) -> Result<(), PolicyError> {
         self.index.remove_commit(repo, commit).map_err(index_err)?;
         let repo_dir = self.hub_cache.join(repo.folder_name());
-        let blobs_dir = repo_dir.join("blobs");
+        let blobs_dir = layout::blobs_dir(&repo_dir);
         for path in &removal.paths {
             if path.parent() == Some(blobs_dir.as_path())
                 && let Some(etag) = path.file_name().and_then(|n| n.to_str())

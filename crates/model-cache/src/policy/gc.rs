@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::PolicyError;
 use super::evict::{BlobUse, CachedRevision, LastUsedSource};
 use crate::repo::RepoId;
-use crate::store::{FileId, StoredFile, size_once};
+use crate::store::{FileId, StoredFile, layout, size_once};
 
 /// A revision found on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,7 +213,7 @@ fn newest_time(file: &StoredFile) -> SystemTime {
 /// ref name → commit.
 fn read_refs(repo_dir: &Path) -> Result<Vec<(String, String, PathBuf)>, PolicyError> {
     let mut out = Vec::new();
-    let root = repo_dir.join("refs");
+    let root = layout::refs_dir(repo_dir);
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
         let entries = match fs::read_dir(&dir) {
@@ -246,7 +246,7 @@ fn read_refs(repo_dir: &Path) -> Result<Vec<(String, String, PathBuf)>, PolicyEr
 /// `../../blobs/{etag}` (keyed by the etag) or a copied file (keyed by its own path). Links that
 /// lead anywhere else are not ours to size or remove, and are left out.
 fn snapshot_files(repo_dir: &Path, snapshot: &Path) -> Result<Vec<SnapshotFile>, PolicyError> {
-    let blobs_dir = repo_dir.join("blobs");
+    let blobs_dir = layout::blobs_dir(repo_dir);
     let mut files = Vec::new();
     let mut stack = vec![snapshot.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -387,7 +387,7 @@ pub fn scan(root: &Path) -> Result<Inventory, PolicyError> {
         let refs = read_refs(&repo_dir)?;
         let mut revisions = Vec::new();
         let mut linked: HashSet<String> = HashSet::new();
-        let snapshots = repo_dir.join("snapshots");
+        let snapshots = layout::snapshots_dir(&repo_dir);
         if let Ok(entries) = fs::read_dir(&snapshots) {
             for entry in entries {
                 let entry = entry.map_err(scan_err(&snapshots))?;
@@ -415,7 +415,7 @@ pub fn scan(root: &Path) -> Result<Inventory, PolicyError> {
         }
         revisions.sort_by(|a, b| a.commit.cmp(&b.commit));
 
-        let blobs_dir = repo_dir.join("blobs");
+        let blobs_dir = layout::blobs_dir(&repo_dir);
         if let Ok(entries) = fs::read_dir(&blobs_dir) {
             for entry in entries {
                 let entry = entry.map_err(scan_err(&blobs_dir))?;
@@ -505,7 +505,7 @@ pub(crate) const REMOVAL_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// Whether any snapshot of the repo links the blob `key` (read now, under the blob's lock).
 fn linked_anywhere(repo_dir: &Path, key: &str) -> Result<bool, PolicyError> {
-    let snapshots = repo_dir.join("snapshots");
+    let snapshots = layout::snapshots_dir(repo_dir);
     let Ok(entries) = fs::read_dir(&snapshots) else {
         return Ok(false);
     };
@@ -535,7 +535,7 @@ fn remove_blob(
     if keep_blobs.contains(key) {
         return Ok(None);
     }
-    let path = repo_dir.join("blobs").join(key);
+    let path = layout::blob_file(repo_dir, key);
     if dry_run {
         return Ok(remove_file(root, &path, true)?.then_some(path));
     }
@@ -562,7 +562,7 @@ fn cached_snapshot(
     commit: &str,
 ) -> Result<(PathBuf, PathBuf), PolicyError> {
     let repo_dir = root.join(repo.folder_name());
-    let snapshot = repo_dir.join("snapshots").join(commit);
+    let snapshot = layout::snapshot_dir(&repo_dir, commit);
     if plain_segment(commit) && fs::symlink_metadata(&snapshot).is_ok_and(|m| m.is_dir()) {
         Ok((repo_dir, snapshot))
     } else {
@@ -588,7 +588,7 @@ pub fn delete_revision(
     let (mine, _) = snapshot_blobs(&repo_dir, &snapshot)?;
     let mut still_linked: HashSet<String> = HashSet::new();
     let mut others = 0;
-    if let Ok(entries) = fs::read_dir(repo_dir.join("snapshots")) {
+    if let Ok(entries) = fs::read_dir(layout::snapshots_dir(&repo_dir)) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name == commit || !entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -602,7 +602,7 @@ pub fn delete_revision(
     // The files in `blobs/`, read before anything goes (see `Freeing`): when no other revision
     // is left, those the links below do not take go with the repo folder.
     let in_blobs: Vec<(PathBuf, StoredFile)> = if others == 0 {
-        fs::read_dir(repo_dir.join("blobs"))
+        fs::read_dir(layout::blobs_dir(&repo_dir))
             .map(|entries| {
                 entries
                     .flatten()
@@ -636,7 +636,7 @@ pub fn delete_revision(
                 removal.paths.push(path);
                 removal.bytes_freed += freeing.name_removed(&blob.id, blob.links, blob.size);
             }
-            None => kept_any |= repo_dir.join("blobs").join(&blob.key).exists(),
+            None => kept_any |= layout::blob_file(&repo_dir, &blob.key).exists(),
         }
     }
     for (_, target, path) in read_refs(&repo_dir)? {
@@ -644,7 +644,7 @@ pub fn delete_revision(
             removal.paths.push(path);
         }
     }
-    let no_exist = repo_dir.join(".no_exist").join(commit);
+    let no_exist = layout::no_exist_dir(&repo_dir, commit);
     if remove_dir(root, &no_exist, dry_run)? {
         removal.paths.push(no_exist);
     }
@@ -682,7 +682,7 @@ pub fn delete_files(
     dry_run: bool,
 ) -> Result<Removal, PolicyError> {
     let (repo_dir, snapshot) = cached_snapshot(root, repo, commit)?;
-    let snapshots = repo_dir.join("snapshots");
+    let snapshots = layout::snapshots_dir(&repo_dir);
     // How many links point at each blob, over every file of every snapshot of the repo.
     let mut links: HashMap<String, (usize, SnapshotFile)> = HashMap::new();
     for entry in fs::read_dir(&snapshots)

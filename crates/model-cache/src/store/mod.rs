@@ -20,6 +20,7 @@
 //! **API Boundary:** the store does no network I/O and knows nothing of the index.
 
 pub mod atomic;
+pub mod layout;
 mod lock;
 mod safe_path;
 mod scan;

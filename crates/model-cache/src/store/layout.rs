@@ -1,0 +1,41 @@
+//! The names of the Hugging Face cache layout, in one place: every path into a repo folder's
+//! `blobs/`, `snapshots/`, `refs/` and `.no_exist/`, and into the cache's `.locks/`, is built
+//! here (or by [`super::RepoCache`], which uses these). `scripts/test.sh` refuses the literal
+//! names anywhere else in the engine.
+
+use std::path::{Path, PathBuf};
+
+/// `<repo folder>/blobs`.
+pub fn blobs_dir(repo_dir: &Path) -> PathBuf {
+    repo_dir.join("blobs")
+}
+
+/// `<repo folder>/blobs/<name>` (a blob, or a partial file).
+pub fn blob_file(repo_dir: &Path, name: &str) -> PathBuf {
+    blobs_dir(repo_dir).join(name)
+}
+
+/// `<repo folder>/snapshots`.
+pub fn snapshots_dir(repo_dir: &Path) -> PathBuf {
+    repo_dir.join("snapshots")
+}
+
+/// `<repo folder>/snapshots/<commit>`.
+pub fn snapshot_dir(repo_dir: &Path, commit: &str) -> PathBuf {
+    snapshots_dir(repo_dir).join(commit)
+}
+
+/// `<repo folder>/refs`.
+pub fn refs_dir(repo_dir: &Path) -> PathBuf {
+    repo_dir.join("refs")
+}
+
+/// `<repo folder>/.no_exist/<commit>`.
+pub fn no_exist_dir(repo_dir: &Path, commit: &str) -> PathBuf {
+    repo_dir.join(".no_exist").join(commit)
+}
+
+/// `<cache root>/.locks/<repo folder name>`.
+pub fn locks_dir(root: &Path, folder: &str) -> PathBuf {
+    root.join(".locks").join(folder)
+}
