@@ -97,38 +97,35 @@ impl Janitor {
         self.index.in_flight(&self.hub_cache).map_err(index_err)
     }
 
-    /// Blobs of `repo` that a download writes or a reader reads now: never removed.
-    fn busy_blobs(&self, repo: &RepoId) -> Result<HashSet<String>, PolicyError> {
+    /// Reads what is in flight once for a removal from `repo`: refuses a revision a download
+    /// fills (a download whose commit is not known yet counts for every revision of its repo)
+    /// or a reader reads, and returns the blobs of `repo` written or read now, which stay.
+    fn removable(
+        &self,
+        repo: &RepoId,
+        commit: Option<&str>,
+    ) -> Result<HashSet<String>, PolicyError> {
         let folder = repo.folder_name();
-        Ok(self
+        let mine: Vec<InFlight> = self
             .in_flight()?
             .into_iter()
             .filter(|f| f.repo == folder)
-            .filter_map(|f| f.etag)
-            .collect())
-    }
-
-    /// Refuses to remove a revision a download fills (a download whose commit is not known yet
-    /// counts for every revision of its repo) or a reader reads.
-    fn check_not_in_flight(&self, repo: &RepoId, commit: Option<&str>) -> Result<(), PolicyError> {
-        let folder = repo.folder_name();
-        let busy = self.in_flight()?.into_iter().find(|f| {
-            f.repo == folder
-                && match (commit, &f.commit) {
-                    (Some(wanted), Some(theirs)) => wanted == theirs,
-                    _ => true,
-                }
+            .collect();
+        let busy = mine.iter().find(|f| match (commit, &f.commit) {
+            (Some(wanted), Some(theirs)) => wanted == theirs,
+            _ => true,
         });
-        match busy {
-            Some(found) => Err(PolicyError::InUse {
+        if let Some(found) = busy {
+            return Err(PolicyError::InUse {
                 repo: repo.to_string(),
                 commit: found
                     .commit
+                    .clone()
                     .or(commit.map(str::to_string))
                     .unwrap_or_else(|| "*".to_string()),
-            }),
-            None => Ok(()),
+            });
         }
+        Ok(mine.into_iter().filter_map(|f| f.etag).collect())
     }
 
     /// Repos a download in flight (of any process) writes into: never evicted or pruned.
@@ -252,8 +249,7 @@ impl Janitor {
         commit: &str,
         dry_run: bool,
     ) -> Result<Removal, PolicyError> {
-        self.check_not_in_flight(repo, Some(commit))?;
-        let busy = self.busy_blobs(repo)?;
+        let busy = self.removable(repo, Some(commit))?;
         let removal = gc::delete_revision(&self.hub_cache, repo, commit, &busy, dry_run)?;
         if !dry_run {
             self.forget(repo, commit, &removal)?;
@@ -312,8 +308,7 @@ impl Janitor {
                 });
             }
         }
-        self.check_not_in_flight(repo, Some(commit))?;
-        let busy = self.busy_blobs(repo)?;
+        let busy = self.removable(repo, Some(commit))?;
         let removal = gc::delete_files(&self.hub_cache, repo, commit, files, &busy, dry_run)?;
         if !dry_run {
             let repo_dir = self.hub_cache.join(repo.folder_name());
@@ -413,8 +408,7 @@ impl Janitor {
             }
         }
         if revision.is_none() {
-            self.check_not_in_flight(repo, None)?;
-            let busy = self.busy_blobs(repo)?;
+            let busy = self.removable(repo, None)?;
             let removal = gc::delete_repo(&self.hub_cache, repo, &busy, dry_run)?;
             if !dry_run {
                 self.index.remove_repo(repo).map_err(index_err)?;
