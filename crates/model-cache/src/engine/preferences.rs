@@ -804,6 +804,29 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_shown_has_its_name_listed() {
+        let shown = AppSettings::from_parts(
+            &Preferences::default(),
+            &Settings::new("/c".into(), "/d".into()),
+            &SchedulePolicy::default(),
+            &CachePolicy::default(),
+            None,
+            false,
+        );
+        let mut fields: Vec<String> = serde_json::to_value(shown)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let mut names: Vec<String> = SETTING_NAMES.iter().map(|n| n.to_string()).collect();
+        fields.sort();
+        names.sort();
+        assert_eq!(fields, names);
+    }
+
+    #[test]
     fn a_patch_changes_only_what_it_names() {
         let mut prefs = Preferences::default();
         let schedule = SchedulePolicy {
