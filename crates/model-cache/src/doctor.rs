@@ -183,7 +183,8 @@ pub fn run(cache: &HubCache, index: &Index, repair: bool) -> Result<DoctorReport
 
         // `.incomplete` files: resumable when a job owns them, or when someone holds the lock.
         let repo_cache = cache.repo(repo);
-        for path in &cached.incomplete {
+        for partial in &cached.incomplete {
+            let path = &partial.path;
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -410,7 +410,13 @@ fn scan_reports_repos_revisions_sizes_and_problems() {
     assert_eq!(second.broken, vec!["broken.bin"]);
     assert_eq!(tiny.unreferenced_blobs, vec![unused]);
     assert_eq!(
-        names(&tiny.incomplete),
+        names(
+            &tiny
+                .incomplete
+                .iter()
+                .map(|p| p.path.clone())
+                .collect::<Vec<_>>()
+        ),
         vec![format!("{}.incomplete", "c".repeat(64))]
     );
     assert_eq!(tiny.dangling_refs, vec!["gone"]);

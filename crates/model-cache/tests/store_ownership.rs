@@ -319,3 +319,68 @@ fn a_partial_file_replaced_meanwhile_is_never_renamed_into_place() {
     );
     assert!(partial.exists(), "the other process's file is left to it");
 }
+
+/// One scanner: what `mcache ls` reports (the store's scan) and what removals and eviction
+/// account (the inventory built from it) agree, file for file, on a cache with shared blobs,
+/// a copied snapshot file, a partial download, a blob nothing links and a link leading out of
+/// the cache.
+#[test]
+fn the_listing_and_the_removals_read_the_cache_the_same_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("hub");
+    let (shared, own) = (etag_of(1), etag_of(2));
+    put_revision(&root, "org/one", &hex40(1), &shared, 1000, true);
+    put_revision(&root, "org/two", &hex40(2), &shared, 1000, true);
+    // org/two's blob is a hard link to org/one's (the downloader shares identical blobs so).
+    let blob_two = root.join("models--org--two/blobs").join(&shared);
+    fs::remove_file(&blob_two).unwrap();
+    fs::hard_link(root.join("models--org--one/blobs").join(&shared), &blob_two).unwrap();
+    // A copied file (no symlinks), an unreferenced blob, a partial file, and a link out.
+    let snapshot = root.join("models--org--two/snapshots").join(hex40(2));
+    fs::write(snapshot.join("config.json"), vec![1u8; 30]).unwrap();
+    fs::write(
+        root.join("models--org--two/blobs").join(&own),
+        vec![2u8; 70],
+    )
+    .unwrap();
+    put_partial(&root, "org/two", &etag_of(3), 500);
+    let outside = tmp.path().join("elsewhere.bin");
+    fs::write(&outside, vec![3u8; 4000]).unwrap();
+    std::os::unix::fs::symlink(&outside, snapshot.join("foreign.bin")).unwrap();
+
+    let cache = HubCache::new(&root);
+    let scan = cache.scan().unwrap();
+    let inventory = cache.inventory().unwrap();
+    let partials: u64 = scan
+        .repos
+        .iter()
+        .flat_map(|r| &r.incomplete)
+        .map(|p| p.file.size)
+        .sum();
+    // 1000 once (two names), 30 copied, 70 unreferenced; the link out is not the cache's.
+    assert_eq!(scan.size_on_disk, 1100);
+    assert_eq!(inventory.total_bytes(), scan.size_on_disk + partials);
+    assert_eq!(inventory.loose_bytes(), 570);
+    let two = inventory
+        .repos
+        .iter()
+        .find(|r| r.repo == model("org/two"))
+        .unwrap();
+    let keys: Vec<&str> = two.revisions[0]
+        .files
+        .iter()
+        .map(|f| f.key.as_str())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        2,
+        "the link out of the cache is not a file of ours: {keys:?}"
+    );
+    // Removing org/two frees its copied file, unreferenced blob and partial; the shared blob
+    // keeps its bytes for org/one.
+    let dry =
+        model_cache::store::removal::delete_repo(&root, &model("org/two"), &HashSet::new(), true)
+            .unwrap();
+    assert_eq!(dry.bytes_freed, 600);
+    assert_eq!(fs::read(&outside).unwrap().len(), 4000);
+}

@@ -295,7 +295,7 @@ impl Engine {
         revision: Option<&str>,
         force: bool,
         dry_run: bool,
-    ) -> Result<crate::policy::gc::Removal, EngineError> {
+    ) -> Result<crate::store::removal::Removal, EngineError> {
         Ok(self
             .inner
             .scheduler
@@ -312,7 +312,7 @@ impl Engine {
         variant: &str,
         force: bool,
         dry_run: bool,
-    ) -> Result<crate::policy::gc::Removal, EngineError> {
+    ) -> Result<crate::store::removal::Removal, EngineError> {
         let revision = revision.unwrap_or("main");
         let (entries, commit) = self.cached_listing(repo, revision)?;
         let commit = commit.ok_or_else(|| EngineError::NotCached {

@@ -13,14 +13,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::evict::{CachedRevision, EvictionGoal, EvictionPlan, plan_eviction};
-use super::gc::{self, Inventory, Removal};
+use super::gc;
 use super::usage::{self, VariantRemoval};
 use super::{CachePolicy, PolicyError};
 use crate::index::in_flight::{Activity, InFlight};
 use crate::index::{Index, Pin};
 use crate::repo::RepoId;
 use crate::store::layout;
+use crate::store::removal::{self, Removal};
 use crate::store::size_once;
+use crate::store::{HubCache, Inventory};
 
 /// What one cleanup run removed (or would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +142,7 @@ impl Janitor {
 
     /// Reads the cache from disk.
     pub fn scan(&self) -> Result<Inventory, PolicyError> {
-        gc::scan(&self.hub_cache)
+        Ok(HubCache::new(&self.hub_cache).inventory()?)
     }
 
     /// The inventory's revisions with our last-use records and pins. The index records use per
@@ -176,7 +178,8 @@ impl Janitor {
                 ..Inventory::default()
             };
             let records_apply = |commit: &str| single || !by_commit(commit).is_empty();
-            for mut candidate in part.candidates(
+            for mut candidate in gc::candidates(
+                &part,
                 &|_, commit| used.filter(|_| records_apply(commit)).map(ms_to_time),
                 &|r, commit| is_pinned(&pins, r, commit, &by_commit(commit)),
             ) {
@@ -250,7 +253,7 @@ impl Janitor {
         dry_run: bool,
     ) -> Result<Removal, PolicyError> {
         let busy = self.removable(repo, Some(commit))?;
-        let removal = gc::delete_revision(&self.hub_cache, repo, commit, &busy, dry_run)?;
+        let removal = removal::delete_revision(&self.hub_cache, repo, commit, &busy, dry_run)?;
         if !dry_run {
             self.forget(repo, commit, &removal)?;
         }
@@ -268,7 +271,7 @@ impl Janitor {
         variant: &str,
         dry_run: bool,
     ) -> Result<Removal, PolicyError> {
-        let files = gc::revision_files(&self.hub_cache, repo, commit)?;
+        let files = HubCache::new(&self.hub_cache).revision_files(repo, commit)?;
         match usage::variant_removal(&usage::listing(&files), variant) {
             None => Err(PolicyError::NotCached {
                 repo: repo.to_string(),
@@ -293,7 +296,8 @@ impl Janitor {
     ) -> Result<Removal, PolicyError> {
         if !force {
             let pins = self.index.pins().map_err(index_err)?;
-            let refs: Vec<String> = gc::scan(&self.hub_cache)?
+            let refs: Vec<String> = HubCache::new(&self.hub_cache)
+                .inventory()?
                 .repos
                 .into_iter()
                 .filter(|r| &r.repo == repo)
@@ -309,7 +313,7 @@ impl Janitor {
             }
         }
         let busy = self.removable(repo, Some(commit))?;
-        let removal = gc::delete_files(&self.hub_cache, repo, commit, files, &busy, dry_run)?;
+        let removal = removal::delete_files(&self.hub_cache, repo, commit, files, &busy, dry_run)?;
         if !dry_run {
             let repo_dir = self.hub_cache.join(repo.folder_name());
             let snapshot = layout::snapshot_dir(&repo_dir, commit);
@@ -381,7 +385,7 @@ impl Janitor {
                 repo: repo.to_string(),
                 commit: revision.unwrap_or("*").to_string(),
             })?;
-        let commits: Vec<&gc::RevisionOnDisk> = match revision {
+        let commits: Vec<&crate::store::RevisionOnDisk> = match revision {
             None => found.revisions.iter().collect(),
             Some(rev) => found
                 .revisions
@@ -409,7 +413,7 @@ impl Janitor {
         }
         if revision.is_none() {
             let busy = self.removable(repo, None)?;
-            let removal = gc::delete_repo(&self.hub_cache, repo, &busy, dry_run)?;
+            let removal = removal::delete_repo(&self.hub_cache, repo, &busy, dry_run)?;
             if !dry_run {
                 self.index.remove_repo(repo).map_err(index_err)?;
             }
@@ -560,7 +564,7 @@ impl Janitor {
         if let Some(budget) = self.policy.budget {
             let revisions = super::evict::total_size(&candidates);
             // Over the budget: abandoned partial files go before any model, oldest first.
-            let mut reclaimable: Vec<&gc::LooseFile> = inventory
+            let mut reclaimable: Vec<&crate::store::LooseFile> = inventory
                 .incomplete
                 .iter()
                 .filter(|f| !gone.contains(&f.path) && !live_partials.contains(&f.path))
@@ -576,7 +580,7 @@ impl Janitor {
             }
             if !reclaimed.is_empty() {
                 report.reclaimed_partials =
-                    gc::remove_partials(&self.hub_cache, &reclaimed, dry_run)?;
+                    removal::remove_loose(&self.hub_cache, &reclaimed, dry_run)?;
                 self.forget_partials(&reclaimed, dry_run);
             }
             for candidate in &mut candidates {
@@ -611,7 +615,7 @@ impl Janitor {
     }
 
     /// Forgets the recorded downloads of reclaimed partial files: they start over if asked again.
-    fn forget_partials(&self, files: &[gc::LooseFile], dry_run: bool) {
+    fn forget_partials(&self, files: &[crate::store::LooseFile], dry_run: bool) {
         if dry_run {
             return;
         }

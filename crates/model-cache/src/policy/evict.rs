@@ -43,16 +43,7 @@ pub enum LastUsedSource {
     FileTimes,
 }
 
-/// One blob a revision links, by its key (the etag, or the file's path for copied files).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlobUse {
-    pub key: String,
-    pub size: u64,
-    /// The file that holds it: the same for every name of a hard-linked blob.
-    pub id: FileId,
-    /// Names that file has on disk, in the cache or outside it.
-    pub links: u64,
-}
+pub use crate::store::BlobUse;
 
 /// A revision in the cache, as eviction sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -81,11 +81,8 @@ impl PolicyError {
             PolicyError::Pinned { .. } => ErrorKind::Pinned,
             PolicyError::InUse { .. } => ErrorKind::InUse,
             PolicyError::Index { source } => source.kind(),
-            PolicyError::Battery { .. }
-            | PolicyError::DiskSpace { .. }
-            | PolicyError::Scan { .. }
-            | PolicyError::Remove { .. }
-            | PolicyError::OutsideCache { .. } => ErrorKind::Policy,
+            PolicyError::Store(source) => source.kind(),
+            PolicyError::Battery { .. } | PolicyError::DiskSpace { .. } => ErrorKind::Policy,
         }
     }
 
@@ -96,6 +93,7 @@ impl PolicyError {
             PolicyError::Pinned { repo, .. } => vec![Hint::Unpin { repo: repo.clone() }],
             PolicyError::InUse { .. } => vec![Hint::RetryLater],
             PolicyError::Index { source } => source.hints(),
+            PolicyError::Store(source) => source.hints(),
             _ => Vec::new(),
         }
     }
@@ -125,20 +123,9 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("Could not read `{}` while scanning the cache", path.display())]
-    Scan {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("Could not remove `{}`", path.display())]
-    Remove {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("Refusing to remove `{}`: it is outside the hub cache `{}`", path.display(), root.display())]
-    OutsideCache { path: PathBuf, root: PathBuf },
+    /// Reading or changing the cache on disk failed (the store's error).
+    #[error(transparent)]
+    Store(crate::store::StoreError),
     #[error("Revision `{commit}` of `{repo}` is not in the cache")]
     NotCached { repo: String, commit: String },
     #[error("Revision `{commit}` of `{repo}` is pinned")]
@@ -153,4 +140,16 @@ pub enum PolicyError {
         #[source]
         source: crate::index::IndexError,
     },
+}
+
+impl From<crate::store::StoreError> for PolicyError {
+    /// A revision the store did not find is this module's `NotCached`, which callers match on.
+    fn from(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::NotCached { repo, commit } => {
+                PolicyError::NotCached { repo, commit }
+            }
+            other => PolicyError::Store(other),
+        }
+    }
 }

@@ -23,12 +23,12 @@ use std::time::SystemTime;
 
 use super::PolicyError;
 use super::evict::{CachedVariant, LastUsedSource};
-use super::gc::{self, SnapshotFile};
 use crate::hub::{EntryKind, TreeEntry};
 use crate::index::Index;
 use crate::index::queue::QueueJob;
 use crate::repo::RepoId;
 use crate::store::HubCache;
+use crate::store::RevisionFile;
 use crate::variants::{self, ListedFile, Variant};
 
 /// What was used.
@@ -96,15 +96,15 @@ fn cached_listing(
     let Some(commit) = HubCache::new(hub_cache).repo(repo).cached_commit(revision) else {
         return Ok(None);
     };
-    match gc::revision_files(hub_cache, repo, &commit) {
+    match HubCache::new(hub_cache).revision_files(repo, &commit) {
         Ok(files) => Ok(Some(listing(&files))),
-        Err(PolicyError::NotCached { .. }) => Ok(None),
-        Err(error) => Err(error),
+        Err(crate::store::StoreError::NotCached { .. }) => Ok(None),
+        Err(error) => Err(error.into()),
     }
 }
 
 /// A snapshot's files as a repo listing.
-pub fn listing(files: &[SnapshotFile]) -> Vec<ListedFile> {
+pub fn listing(files: &[RevisionFile]) -> Vec<ListedFile> {
     files
         .iter()
         .map(|f| ListedFile {
@@ -192,7 +192,7 @@ pub fn variant_removal(listing: &[ListedFile], id: &str) -> Option<VariantRemova
 /// Each variant's last use is its own record (`recorded`); else `fallback` when that is the
 /// repo's record; else the newest time of its weight files.
 pub fn cached_variants(
-    files: &[SnapshotFile],
+    files: &[RevisionFile],
     fallback: (SystemTime, LastUsedSource),
     recorded: &dyn Fn(&str) -> Option<SystemTime>,
 ) -> Vec<CachedVariant> {
@@ -204,11 +204,11 @@ pub fn cached_variants(
         .iter()
         .map(|variant| {
             let paths: HashSet<&str> = held(variant).collect();
-            let mine: Vec<&SnapshotFile> = files
+            let mine: Vec<&RevisionFile> = files
                 .iter()
                 .filter(|f| paths.contains(f.path.as_str()))
                 .collect();
-            let (blobs, _) = super::gc::blobs_of(mine.iter().copied());
+            let (blobs, _) = crate::store::blobs_of(mine.iter().copied());
             let weights: HashSet<&str> = variant.files.iter().map(|f| f.path.as_str()).collect();
             let file_time = mine
                 .iter()
@@ -237,8 +237,8 @@ mod tests {
 
     use super::*;
 
-    fn file(path: &str, key: &str, size: u64, age_days: u64) -> SnapshotFile {
-        SnapshotFile {
+    fn file(path: &str, key: &str, size: u64, age_days: u64) -> RevisionFile {
+        RevisionFile {
             path: path.to_string(),
             key: key.to_string(),
             size,
@@ -250,7 +250,7 @@ mod tests {
     }
 
     /// Three quants of one GGUF repo, the middle one split in two, and shared files.
-    fn three_quants() -> Vec<SnapshotFile> {
+    fn three_quants() -> Vec<RevisionFile> {
         vec![
             file("README.md", "readme", 10, 1),
             file("config.json", "config", 20, 1),
@@ -262,7 +262,7 @@ mod tests {
         ]
     }
 
-    fn ids(files: &[SnapshotFile]) -> Vec<String> {
+    fn ids(files: &[RevisionFile]) -> Vec<String> {
         variants_with_weights(&listing(files))
             .into_iter()
             .map(|v| v.id)
@@ -297,7 +297,7 @@ mod tests {
                 "m-Q4_K_M-00002-of-00002.gguf".to_string(),
             ]))
         );
-        let last: Vec<SnapshotFile> = all
+        let last: Vec<RevisionFile> = all
             .iter()
             .filter(|f| !f.path.starts_with("m-Q"))
             .chain(all.iter().filter(|f| f.path == "m-Q8_0.gguf"))

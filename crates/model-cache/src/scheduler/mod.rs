@@ -513,7 +513,7 @@ impl Scheduler {
         revision: Option<&str>,
         force: bool,
         dry_run: bool,
-    ) -> Result<crate::policy::gc::Removal, SchedulerError> {
+    ) -> Result<crate::store::removal::Removal, SchedulerError> {
         self.removing(repo, dry_run, |janitor| {
             janitor.remove(repo, revision, force, dry_run)
         })
@@ -528,7 +528,7 @@ impl Scheduler {
         files: &[String],
         force: bool,
         dry_run: bool,
-    ) -> Result<crate::policy::gc::Removal, SchedulerError> {
+    ) -> Result<crate::store::removal::Removal, SchedulerError> {
         self.removing(repo, dry_run, |janitor| {
             janitor.remove_files(repo, commit, files, force, dry_run)
         })
@@ -540,8 +540,8 @@ impl Scheduler {
         &self,
         repo: &RepoId,
         dry_run: bool,
-        remove: impl FnOnce(&Janitor) -> Result<crate::policy::gc::Removal, PolicyError>,
-    ) -> Result<crate::policy::gc::Removal, SchedulerError> {
+        remove: impl FnOnce(&Janitor) -> Result<crate::store::removal::Removal, PolicyError>,
+    ) -> Result<crate::store::removal::Removal, SchedulerError> {
         if self.inner.protected()?.contains(repo) {
             return Err(SchedulerError::InUse {
                 repo: repo.to_string(),

@@ -20,8 +20,10 @@
 //! **API Boundary:** the store does no network I/O and knows nothing of the index.
 
 pub mod atomic;
+mod inventory;
 pub mod layout;
 mod lock;
+pub mod removal;
 mod safe_path;
 mod scan;
 mod verify;
@@ -29,12 +31,16 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+pub use inventory::{
+    BlobUse, Inventory, LooseFile, RepoOnDisk, RevisionFile, RevisionOnDisk, blobs_of,
+};
 pub use lock::BlobLock;
 pub use safe_path::{
     LONGEST_NAME_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_SEGMENT_BYTES, SafeRelPath,
 };
 pub use scan::{
-    CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision, FileId, StoredFile, size_once,
+    CacheScan, CacheWarning, CachedFile, CachedRepo, CachedRevision, FileId, PartialFile,
+    StoredFile, size_once,
 };
 pub use verify::{CorruptFile, SnapshotFile, VerifyReport};
 
@@ -71,6 +77,10 @@ pub enum StoreError {
         "Timed out after {} s waiting for the lock `{}`: another process (Model Cache or huggingface_hub) is downloading the same file", waited.as_secs(), path.display()
     )]
     LockTimeout { path: PathBuf, waited: Duration },
+    #[error("Revision `{commit}` of `{repo}` is not in the cache")]
+    NotCached { repo: String, commit: String },
+    #[error("Refusing to remove `{}`: it is outside the hub cache `{}`", path.display(), root.display())]
+    OutsideCache { path: PathBuf, root: PathBuf },
 }
 
 impl StoreError {
@@ -93,6 +103,8 @@ impl StoreError {
             StoreError::BlobMissing { .. } => ErrorKind::BlobMissing,
             StoreError::Replaced { .. } => ErrorKind::Store,
             StoreError::LockTimeout { .. } => ErrorKind::LockTimeout,
+            StoreError::NotCached { .. } => ErrorKind::NotCached,
+            StoreError::OutsideCache { .. } => ErrorKind::Policy,
         }
     }
 
@@ -100,6 +112,7 @@ impl StoreError {
     pub fn hints(&self) -> Vec<Hint> {
         match self {
             StoreError::LockTimeout { path, .. } => vec![Hint::WaitForLock { path: path.clone() }],
+            StoreError::NotCached { .. } => vec![Hint::ListCached],
             _ => Vec::new(),
         }
     }

@@ -141,7 +141,13 @@ pub struct CachedRepo {
     /// Blobs no snapshot points to.
     pub unreferenced_blobs: Vec<String>,
     /// `blobs/*.incomplete` files (a download in progress, or left behind by a crash).
-    pub incomplete: Vec<PathBuf>,
+    pub incomplete: Vec<PartialFile>,
+    /// Blobs that are symbolic links themselves (`huggingface_hub` 2.x's shared blob store
+    /// links `blobs/<etag>` to `<cache>/blobs/…`): listed in `blobs` with what they lead to.
+    pub linked_blobs: BTreeSet<String>,
+    /// The repo folder is a symlink (a model moved to another drive by hand): readable, but
+    /// nothing in it is removed.
+    pub folder_is_link: bool,
     /// Refs whose content is not a snapshot folder (`scan_cache_dir` rejects the repo for this).
     pub dangling_refs: Vec<String>,
     /// Temp files of atomic writes in `refs/` and `snapshots/` (in progress, or left by a crash;
@@ -165,6 +171,15 @@ pub struct CachedRevision {
     pub broken: Vec<String>,
     /// Bytes of its files, each file once.
     pub size_on_disk: u64,
+    /// The snapshot folder is a symlink: readable, but nothing in it is removed.
+    pub folder_is_link: bool,
+}
+
+/// A partial download in a repo's `blobs/`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartialFile {
+    pub path: PathBuf,
+    pub file: StoredFile,
 }
 
 /// One file of a snapshot.
@@ -182,6 +197,11 @@ pub struct CachedFile {
     pub id: FileId,
     /// Names that file has on disk (see [`StoredFile::links`]).
     pub links: u64,
+    /// The snapshot entry is a regular file (a copy, where the file system had no symlinks),
+    /// not a link: it holds its own bytes.
+    pub copied: bool,
+    pub modified: Option<SystemTime>,
+    pub accessed: Option<SystemTime>,
 }
 
 pub(super) fn scan(cache: &HubCache) -> Result<CacheScan, StoreError> {
@@ -211,7 +231,8 @@ pub(super) fn scan(cache: &HubCache) -> Result<CacheScan, StoreError> {
         let repo = RepoId::from_folder_name(&name);
         match (repo, path.is_dir()) {
             (Some(repo), true) => {
-                let cached = scan_repo(repo, &path, &mut scan.warnings)?;
+                let mut cached = scan_repo(repo, &path, &mut scan.warnings)?;
+                cached.folder_is_link = is_link(&path);
                 for (id, size) in stored_files(&cached) {
                     files.insert(id.clone(), size);
                 }
@@ -237,9 +258,21 @@ fn stored_files(repo: &CachedRepo) -> impl Iterator<Item = (&FileId, u64)> {
         .revisions
         .iter()
         .flat_map(|r| &r.files)
-        .filter(|f| f.etag.is_none())
+        .filter(|f| f.copied)
         .map(|f| (&f.id, f.size));
     blobs.chain(copied)
+}
+
+/// Whether `path` itself is a symbolic link.
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Reads one repo folder, as [`scan`] does for each (its warnings are dropped).
+pub(super) fn read_repo(repo: &RepoId, dir: &Path) -> Result<CachedRepo, StoreError> {
+    let mut cached = scan_repo(repo.clone(), dir, &mut Vec::new())?;
+    cached.folder_is_link = is_link(dir);
+    Ok(cached)
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<std::fs::DirEntry>, StoreError> {
@@ -275,6 +308,8 @@ fn scan_repo(
         blobs: BTreeMap::new(),
         unreferenced_blobs: Vec::new(),
         incomplete: Vec::new(),
+        linked_blobs: BTreeSet::new(),
+        folder_is_link: false,
         dangling_refs: Vec::new(),
         temp_files: Vec::new(),
         last_modified: None,
@@ -290,8 +325,14 @@ fn scan_repo(
             continue;
         }
         if name.ends_with(".incomplete") {
-            cached.incomplete.push(entry.path());
+            cached.incomplete.push(PartialFile {
+                path: entry.path(),
+                file: StoredFile::of(&entry.path(), &meta),
+            });
         } else if !name.ends_with(".lock") && !name.ends_with(".part") {
+            if is_link(&entry.path()) {
+                cached.linked_blobs.insert(name.clone());
+            }
             let blob = StoredFile::of(&entry.path(), &meta);
             cached.last_modified = later(cached.last_modified, blob.modified);
             cached.last_accessed = later(cached.last_accessed, blob.accessed);
@@ -336,6 +377,7 @@ fn scan_repo(
             files: Vec::new(),
             broken: Vec::new(),
             size_on_disk: 0,
+            folder_is_link: is_link(&path),
         };
         walk_snapshot(
             &path,
@@ -465,6 +507,9 @@ fn walk_snapshot(
             size: stored.size,
             id: stored.id,
             links: stored.links,
+            copied: link_meta.is_file(),
+            modified: stored.modified,
+            accessed: stored.accessed,
         });
     }
     Ok(())
