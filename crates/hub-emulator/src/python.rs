@@ -10,14 +10,29 @@ use std::process::Command;
 /// The `huggingface_hub` release the tests run against.
 pub const HF_HUB_VERSION: &str = "2.4.0";
 
+/// The older release the tests also run against: what transformers 4.x installs (its non-Xet
+/// download path resumes `<etag>.incomplete` files by appending to them).
+pub const HF_HUB_LEGACY_VERSION: &str = "0.36.0";
+
 /// Returns the Python interpreter of `<target_dir>/py-venv`, creating the environment and
-/// installing `huggingface_hub` when needed. The error carries the failing command's output.
+/// installing `huggingface_hub` [`HF_HUB_VERSION`] when needed. The error carries the failing
+/// command's output.
 pub fn python_with_huggingface_hub(target_dir: &Path) -> Result<PathBuf, String> {
+    python_with(target_dir, "py-venv", HF_HUB_VERSION)
+}
+
+/// Like [`python_with_huggingface_hub`], with [`HF_HUB_LEGACY_VERSION`] in
+/// `<target_dir>/py-venv-legacy`.
+pub fn python_with_legacy_huggingface_hub(target_dir: &Path) -> Result<PathBuf, String> {
+    python_with(target_dir, "py-venv-legacy", HF_HUB_LEGACY_VERSION)
+}
+
+fn python_with(target_dir: &Path, name: &str, version: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(target_dir)
         .map_err(|e| format!("Cannot create `{}`: {e}", target_dir.display()))?;
-    let venv = target_dir.join("py-venv");
+    let venv = target_dir.join(name);
     let python = venv.join("bin/python");
-    let lock_path = target_dir.join("py-venv.lock");
+    let lock_path = target_dir.join(format!("{name}.lock"));
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -33,7 +48,7 @@ pub fn python_with_huggingface_hub(target_dir: &Path) -> Result<PathBuf, String>
                 "import huggingface_hub,sys; sys.stdout.write(huggingface_hub.__version__)",
             ])
             .output()
-            .is_ok_and(|o| o.status.success() && o.stdout == HF_HUB_VERSION.as_bytes())
+            .is_ok_and(|o| o.status.success() && o.stdout == version.as_bytes())
     };
     if !ready() {
         if !python.exists() {
@@ -49,13 +64,13 @@ pub fn python_with_huggingface_hub(target_dir: &Path) -> Result<PathBuf, String>
                 "install",
                 "--disable-pip-version-check",
                 "--quiet",
-                &format!("huggingface_hub=={HF_HUB_VERSION}"),
+                &format!("huggingface_hub=={version}"),
             ]),
             "pip install huggingface_hub",
         )?;
         if !ready() {
             return Err(format!(
-                "huggingface_hub {HF_HUB_VERSION} is not importable after pip install"
+                "huggingface_hub {version} is not importable after pip install"
             ));
         }
     }

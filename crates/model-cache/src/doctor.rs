@@ -189,11 +189,7 @@ pub fn run(cache: &HubCache, index: &Index, repair: bool) -> Result<DoctorReport
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            // `<etag>.incomplete` (ours, Python ≤ 1.17) or `<etag>.<8hex>.incomplete` (Python ≥ 1.18).
-            let etag = name
-                .trim_end_matches(".incomplete")
-                .split('.')
-                .next()
+            let etag = crate::store::partial_etag(&name)
                 .unwrap_or_default()
                 .to_string();
             let folder = repo.folder_name();

@@ -759,8 +759,9 @@ async fn a_torn_chunk_found_at_verification_is_refetched_alone() {
         .unwrap();
     let etag = summary.files[0].etag.clone();
     let repo_dir = rig.settings.hub_cache.join("models--demo--big");
-    // Turn the finished blob back into an `.incomplete` with every chunk recorded, then tear
-    // one chunk on disk, as a lying disk would.
+    // Turn the finished blob back into a partial file with every chunk recorded, then tear
+    // one chunk on disk, as a lying disk would. It gets the name earlier versions wrote
+    // (`<etag>.incomplete`): the recorded job adopts it under the private name and resumes.
     std::fs::remove_file(repo_dir.join("snapshots").join(&summary.commit).join(BIG)).unwrap();
     let incomplete = repo_dir.join("blobs").join(format!("{etag}.incomplete"));
     std::fs::rename(repo_dir.join("blobs").join(&etag), &incomplete).unwrap();
@@ -965,4 +966,86 @@ async fn refs_never_point_at_a_partial_snapshot() {
                 .is_file()
         );
     }
+}
+
+/// Stops a download of `BIG` halfway with a failure: its preallocated partial file stays.
+async fn leave_a_partial_file(rig: &Rig) {
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::TotalBandwidth(4 << 20)).on("/cdn/*"));
+    let reporter = recorder();
+    let handle = rig.downloader.start(big_request(), reporter.clone());
+    while !reporter
+        .events()
+        .iter()
+        .any(|e| matches!(e, DownloadEvent::Bytes { done, total, .. } if done * 2 >= *total))
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::ServerError(500)).on("/cdn/*"));
+    handle.wait().await.unwrap_err();
+    rig.emulator.faults().clear();
+}
+
+#[tokio::test]
+async fn python_never_adopts_our_partial_file() {
+    let rig = rig().await;
+    leave_a_partial_file(&rig).await;
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    let partials = incomplete_files(&rig.settings.hub_cache);
+    assert_eq!(partials.len(), 1, "{partials:?}");
+    assert_eq!(
+        std::fs::metadata(&partials[0]).unwrap().len(),
+        expected.len() as u64,
+        "the partial file is preallocated to the full length"
+    );
+    assert!(
+        std::fs::read(&partials[0]).unwrap() != expected,
+        "the partial file does not hold the whole file yet"
+    );
+
+    // `huggingface_hub` 0.36 resumes `blobs/<etag>.incomplete` by appending, and takes one of
+    // the full length as finished. Ours has another name: it downloads the file itself.
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    let python = tokio::task::spawn_blocking(move || {
+        hub_emulator::python::python_with_legacy_huggingface_hub(&target)
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = std::process::Command::new(python);
+    for name in ["HF_TOKEN", "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_CACHE"] {
+        cmd.env_remove(name);
+    }
+    cmd.env("HF_ENDPOINT", rig.emulator.url())
+        .env("HF_HUB_CACHE", &rig.settings.hub_cache)
+        .env("HF_HOME", rig.settings.data_dir.join("hf-home"))
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .arg("-c")
+        .arg(format!(
+            "import huggingface_hub as h; print(h.__version__); print(h.hf_hub_download('demo/big', {BIG:?}))"
+        ));
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(hub_emulator::python::HF_HUB_LEGACY_VERSION)
+    );
+    let path = lines.next().unwrap();
+    assert!(
+        std::fs::read(path).unwrap() == expected,
+        "huggingface_hub 0.36 returned a file with other bytes than upstream"
+    );
 }

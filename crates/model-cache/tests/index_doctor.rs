@@ -13,7 +13,7 @@ const COMMIT2: &str = "89abcdef0123456789abcdef0123456789abcdef";
 fn put_blob(repo: &RepoCache, content: &[u8]) -> String {
     use sha2::Digest;
     let etag = hex::encode(sha2::Sha256::digest(content));
-    std::fs::write(repo.incomplete_path(&etag), content).unwrap();
+    std::fs::write(repo.partial_path(&etag), content).unwrap();
     repo.finish_blob(&etag).unwrap();
     etag
 }
@@ -60,9 +60,9 @@ fn doctor_rebuilds_the_index_and_repairs_the_cache() {
     tiny.link(COMMIT2, &rel("a.bin"), &a).unwrap();
     tiny.write_ref("main", COMMIT).unwrap();
     std::fs::write(tiny.dir().join("refs/gone"), "f".repeat(40)).unwrap();
-    let stale = tiny.incomplete_path(&"c".repeat(64));
+    let stale = tiny.partial_path(&"c".repeat(64));
     std::fs::write(&stale, b"partial").unwrap();
-    let active = tiny.incomplete_path(&"e".repeat(64));
+    let active = tiny.partial_path(&"e".repeat(64));
     std::fs::write(&active, b"in progress").unwrap();
     let broken = tiny.snapshot_dir(COMMIT2).join("broken.bin");
     std::os::unix::fs::symlink(format!("../../blobs/{}", "d".repeat(64)), &broken).unwrap();

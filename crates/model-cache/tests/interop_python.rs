@@ -204,7 +204,7 @@ async fn fetch_sequentially(
                 .await
                 .unwrap()
                 .body;
-            let incomplete = repo_cache.incomplete_path(&meta.etag);
+            let incomplete = repo_cache.partial_path(&meta.etag);
             let mut file = std::fs::File::create(&incomplete).unwrap();
             let mut sha256 = sha2::Sha256::new();
             let mut sha1 = sha1::Sha1::new();

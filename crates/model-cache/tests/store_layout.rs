@@ -32,7 +32,7 @@ fn setup() -> (tempfile::TempDir, HubCache, RepoCache) {
 /// Puts `content` into `blobs/<sha256>` the way a download finishes, and returns the etag.
 fn put_blob(repo: &RepoCache, content: &[u8]) -> String {
     let etag = etag_of(content);
-    std::fs::write(repo.incomplete_path(&etag), content).unwrap();
+    std::fs::write(repo.partial_path(&etag), content).unwrap();
     repo.finish_blob(&etag).unwrap();
     etag
 }
@@ -371,7 +371,7 @@ fn scan_reports_repos_revisions_sizes_and_problems() {
     repo.write_ref("main", COMMIT).unwrap();
     repo.write_ref("v1", COMMIT2).unwrap();
     std::fs::write(repo.dir().join("refs/gone"), "f".repeat(40)).unwrap();
-    std::fs::write(repo.incomplete_path(&"c".repeat(64)), b"partial").unwrap();
+    std::fs::write(repo.partial_path(&"c".repeat(64)), b"partial").unwrap();
     std::os::unix::fs::symlink(
         format!("../../blobs/{}", "d".repeat(64)),
         repo.snapshot_dir(COMMIT2).join("broken.bin"),
@@ -417,7 +417,7 @@ fn scan_reports_repos_revisions_sizes_and_problems() {
                 .map(|p| p.path.clone())
                 .collect::<Vec<_>>()
         ),
-        vec![format!("{}.incomplete", "c".repeat(64))]
+        vec![format!(".{}.mcpart", "c".repeat(64))]
     );
     assert_eq!(tiny.dangling_refs, vec!["gone"]);
     assert_eq!(tiny.refs.get("v1").map(String::as_str), Some(COMMIT2));

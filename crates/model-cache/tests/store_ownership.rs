@@ -60,11 +60,11 @@ fn age(path: &Path, by: Duration) {
         .unwrap();
 }
 
-/// A preallocated partial file `blobs/<etag>.incomplete` of `size` bytes (sparse).
+/// A preallocated partial file `blobs/.<etag>.mcpart` of `size` bytes (sparse).
 fn put_partial(root: &Path, repo: &str, etag: &str, size: u64) -> PathBuf {
     let dir = root.join(model(repo).folder_name()).join("blobs");
     fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{etag}.incomplete"));
+    let path = dir.join(format!(".{etag}.mcpart"));
     File::create(&path).unwrap().set_len(size).unwrap();
     path
 }
@@ -304,7 +304,7 @@ fn a_partial_file_replaced_meanwhile_is_never_renamed_into_place() {
     repo.ensure_dirs().unwrap();
     let etag = etag_of(5);
     // This process writes and verifies its partial file through an open handle...
-    let partial = repo.incomplete_path(&etag);
+    let partial = repo.partial_path(&etag);
     let mine = File::create(&partial).unwrap();
     let written =
         model_cache::store::FileIdentity::of(&mine.metadata().unwrap()).expect("unix identity");

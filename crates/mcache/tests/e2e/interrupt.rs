@@ -81,7 +81,7 @@ fn sigint_then_resume_fetches_only_what_is_missing() {
     let partial = |world: &World| {
         files_under(&world.hub_cache())
             .into_iter()
-            .filter(|path| path.to_string_lossy().ends_with(".incomplete"))
+            .filter(|path| path.to_string_lossy().ends_with(".mcpart"))
             .count()
     };
     assert!(

@@ -783,7 +783,7 @@ async fn link_shared(
     let index = inner.db.index().clone();
     let etag = meta.etag.clone();
     let size = meta.size;
-    let incomplete = repo_cache.incomplete_path(&meta.etag);
+    let incomplete = repo_cache.partial_path(&meta.etag);
     let copied = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
         let mut candidates: Vec<PathBuf> = index
             .find_blob(&etag)
@@ -820,21 +820,21 @@ async fn link_shared(
     .await
     .map_err(|e| DownloadError::Io {
         what: "share",
-        path: repo_cache.incomplete_path(&meta.etag),
+        path: repo_cache.partial_path(&meta.etag),
         source: std::io::Error::other(e.to_string()),
     })?
     .map_err(|source| {
-        let _ = std::fs::remove_file(repo_cache.incomplete_path(&meta.etag));
+        let _ = std::fs::remove_file(repo_cache.partial_path(&meta.etag));
         if writer::is_disk_full(&source) {
             transfer::disk_full(
-                &repo_cache.incomplete_path(&meta.etag),
+                &repo_cache.partial_path(&meta.etag),
                 rel.as_str(),
                 meta.size,
             )
         } else {
             DownloadError::Io {
                 what: "copy a shared blob to",
-                path: repo_cache.incomplete_path(&meta.etag),
+                path: repo_cache.partial_path(&meta.etag),
                 source,
             }
         }
@@ -994,7 +994,7 @@ async fn fetch_blob(
 ) -> Result<FetchEnd, DownloadError> {
     let repo_name = repo_cache.repo().to_string();
     let folder = repo_cache.repo().folder_name();
-    let incomplete = repo_cache.incomplete_path(&meta.etag);
+    let incomplete = repo_cache.partial_path(&meta.etag);
     let size = meta.size;
     // The partial file and the space preallocated for it are this download's.
     let _writing = inner
@@ -1013,6 +1013,15 @@ async fn fetch_blob(
         .db
         .find_unfinished(folder.clone(), meta.etag.clone())
         .await?;
+    if let Some((job, _)) = &existing
+        && job.size == size
+        && repo_cache
+            .adopt_legacy_partial(&meta.etag, size)
+            .map_err(store_error(rel.as_str()))?
+    {
+        // A cache written by an earlier version: its `<etag>.incomplete` is this job's.
+        tracing::info!(repo = %repo_name, etag = %meta.etag, "resuming a partial file under its private name");
+    }
     let on_disk = std::fs::metadata(&incomplete).ok().map(|m| m.len());
     let (job_id, plan, done, validator) = match existing {
         Some((job, chunks)) if job.size == size && on_disk == Some(size) && job.chunk_size > 0 => {
@@ -1024,8 +1033,8 @@ async fn fetch_blob(
             if let Some((job, _)) = existing {
                 inner.db.delete(job.id).await?;
             }
-            // A stale `.incomplete` (a crash before its job was recorded, an old Python run) is
-            // not ours to trust: we hold the lock, so nobody writes it now.
+            // A stale partial file (a crash before its job was recorded) is not ours to trust:
+            // we hold the lock, so nobody writes it now.
             let _ = tokio::fs::remove_file(&incomplete).await;
             let needed = size;
             let dir = incomplete.parent().unwrap_or(Path::new("."));

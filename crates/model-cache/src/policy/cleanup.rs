@@ -486,7 +486,7 @@ impl Janitor {
                 continue;
             };
             if let Some(etag) = &entry.etag {
-                live_partials.insert(cache.repo(&repo).incomplete_path(etag));
+                live_partials.insert(cache.repo(&repo).partial_path(etag));
             }
             if let Some(commit) = &entry.commit {
                 busy_snapshots.insert((entry.repo.clone(), commit.clone()));
@@ -624,7 +624,7 @@ impl Janitor {
                 .path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".incomplete"))
+                .and_then(crate::store::partial_etag)
             else {
                 continue;
             };

@@ -128,6 +128,23 @@ impl crate::error::Diagnostic for StoreError {
     }
 }
 
+/// The suffix of our partial files, `blobs/.<etag>.mcpart`.
+pub const PARTIAL_SUFFIX: &str = ".mcpart";
+
+/// The etag a partial file in `blobs/` belongs to, by its name: ours (`.<etag>.mcpart`), or an
+/// `.incomplete` file (`<etag>.incomplete` from earlier versions and `huggingface_hub` ≤ 1.17,
+/// `<etag>.<8 hex>.incomplete` from 1.18). `None` for any other name.
+pub fn partial_etag(name: &str) -> Option<&str> {
+    if let Some(etag) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(PARTIAL_SUFFIX))
+    {
+        return Some(etag);
+    }
+    let stem = name.strip_suffix(".incomplete")?;
+    Some(stem.split('.').next().unwrap_or(stem))
+}
+
 /// Which file a path names, as the file system sees it: an open handle and a path agree on it
 /// only if they are the same file. `None` where the platform gives no such identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,9 +333,37 @@ impl RepoCache {
         self.dir.join("blobs").join(etag)
     }
 
-    /// `blobs/<etag>.incomplete`: where a download writes before verification.
-    pub fn incomplete_path(&self, etag: &str) -> PathBuf {
+    /// `blobs/.<etag>.mcpart`: where our download writes before verification. The name is
+    /// ours alone: `huggingface_hub` ≤ 1.17 resumes `<etag>.incomplete` by appending to it (and
+    /// would take a preallocated file of the right length as finished), 2.x's `hf cache prune`
+    /// deletes every `*.incomplete`, and `hf-hub` appends to `*.part`.
+    pub fn partial_path(&self, etag: &str) -> PathBuf {
+        self.dir
+            .join("blobs")
+            .join(format!(".{etag}{PARTIAL_SUFFIX}"))
+    }
+
+    /// `blobs/<etag>.incomplete`: where earlier versions of Model Cache (and `huggingface_hub`
+    /// ≤ 1.17) wrote. A download whose job is recorded resumes from it by renaming it to
+    /// [`RepoCache::partial_path`] (see [`RepoCache::adopt_legacy_partial`]).
+    pub fn legacy_partial_path(&self, etag: &str) -> PathBuf {
         self.dir.join("blobs").join(format!("{etag}.incomplete"))
+    }
+
+    /// Renames our earlier partial file `blobs/<etag>.incomplete` to the private name, when
+    /// there is one of `size` bytes and no private partial file yet. Called with the blob lock
+    /// held, for a download whose job the index records (so the file is ours). Returns whether
+    /// it did.
+    pub fn adopt_legacy_partial(&self, etag: &str, size: u64) -> Result<bool, StoreError> {
+        check_etag(etag)?;
+        let (from, to) = (self.legacy_partial_path(etag), self.partial_path(etag));
+        if std::fs::symlink_metadata(&to).is_ok()
+            || !std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_file() && m.len() == size)
+        {
+            return Ok(false);
+        }
+        std::fs::rename(&from, &to).map_err(|e| StoreError::io("rename", &from, e))?;
+        Ok(true)
     }
 
     pub fn blob_exists(&self, etag: &str) -> bool {
@@ -394,7 +439,7 @@ impl RepoCache {
         written: Option<&FileIdentity>,
     ) -> Result<PathBuf, StoreError> {
         check_etag(etag)?;
-        let from = self.incomplete_path(etag);
+        let from = self.partial_path(etag);
         let to = self.blob_path(etag);
         let file = std::fs::OpenOptions::new()
             .write(true)

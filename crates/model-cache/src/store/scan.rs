@@ -140,7 +140,8 @@ pub struct CachedRepo {
     pub blobs: BTreeMap<String, StoredFile>,
     /// Blobs no snapshot points to.
     pub unreferenced_blobs: Vec<String>,
-    /// `blobs/*.incomplete` files (a download in progress, or left behind by a crash).
+    /// Partial downloads in `blobs/`: ours (`.<etag>.mcpart`) and other tools' (`*.incomplete`),
+    /// in progress or left behind by a crash.
     pub incomplete: Vec<PartialFile>,
     /// Blobs that are symbolic links themselves (`huggingface_hub` 2.x's shared blob store
     /// links `blobs/<etag>` to `<cache>/blobs/…`): listed in `blobs` with what they lead to.
@@ -324,7 +325,7 @@ fn scan_repo(
         if !meta.is_file() {
             continue;
         }
-        if name.ends_with(".incomplete") {
+        if super::partial_etag(&name).is_some() {
             cached.incomplete.push(PartialFile {
                 path: entry.path(),
                 file: StoredFile::of(&entry.path(), &meta),

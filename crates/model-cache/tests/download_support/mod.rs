@@ -98,11 +98,12 @@ pub(crate) fn recorder() -> Arc<RecordingReporter> {
     Arc::new(RecordingReporter::default())
 }
 
-/// Every `.incomplete` file under the cache.
+/// Every partial file under the cache (ours, `.<etag>.mcpart`, and any `*.incomplete`).
 pub(crate) fn incomplete_files(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     walk(root, &mut |path| {
-        if path.to_string_lossy().ends_with(".incomplete") {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if model_cache::store::partial_etag(&name).is_some() {
             found.push(path.to_path_buf());
         }
     });
