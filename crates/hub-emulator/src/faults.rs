@@ -78,6 +78,8 @@ pub struct FaultRule {
     pub path_glob: Option<String>,
     /// Number of matching requests it applies to; `None` for all of them.
     pub requests: Option<u32>,
+    /// Matching requests it lets pass before it applies (see [`FaultRule::after`]).
+    pub skip: u32,
 }
 
 impl FaultRule {
@@ -87,7 +89,15 @@ impl FaultRule {
             fault,
             path_glob: None,
             requests: None,
+            skip: 0,
         }
+    }
+
+    /// Lets the first `n` matching requests pass untouched: the rule applies from the next one
+    /// (a fault on a reconnect only, say).
+    pub fn after(mut self, n: u32) -> Self {
+        self.skip = n;
+        self
     }
 
     /// Restricts the rule to paths matching `glob`.
@@ -216,6 +226,7 @@ impl std::str::FromStr for FaultRule {
             fault,
             path_glob: glob,
             requests: count,
+            skip: 0,
         })
     }
 }
@@ -257,6 +268,7 @@ struct Installed {
     id: FaultId,
     rule: FaultRule,
     remaining: Option<u32>,
+    skip: u32,
 }
 
 /// Faults that apply before answering a request.
@@ -300,6 +312,7 @@ impl Faults {
             .push(Installed {
                 id,
                 remaining: rule.requests,
+                skip: rule.skip,
                 rule,
             });
         id
@@ -326,6 +339,7 @@ impl Faults {
             .iter()
             .map(|r| FaultRule {
                 requests: r.remaining,
+                skip: r.skip,
                 ..r.rule.clone()
             })
             .collect()
@@ -345,6 +359,10 @@ impl Faults {
                 continue;
             }
             if r.remaining == Some(0) {
+                continue;
+            }
+            if r.skip > 0 {
+                r.skip -= 1;
                 continue;
             }
             if let Some(n) = r.remaining.as_mut() {

@@ -1049,3 +1049,46 @@ async fn python_never_adopts_our_partial_file() {
         "huggingface_hub 0.36 returned a file with other bytes than upstream"
     );
 }
+
+#[tokio::test]
+async fn the_sequential_fallback_never_rewrites_hashed_bytes() {
+    let rig = rig_with(EmulatorConfig::demo_with_big_size(BIG_SIZE), |s| {
+        s.limits.connections = 1;
+        s.limits.connections_per_host = 1;
+    })
+    .await;
+    // A server that ignores `Range`: the first ranged request gets the whole file (and the
+    // switch to one stream), the stream drops after a few chunks, and the reconnect sends the
+    // file again from byte 0 — with bytes the first stream already wrote (and the hasher
+    // hashed) coming back different.
+    let faults = rig.emulator.faults();
+    faults.set(FaultRule::global(Fault::IgnoreRange).on("/cdn/*"));
+    faults.set(
+        FaultRule::global(Fault::DropAfter(300_000))
+            .on("/cdn/*")
+            .after(1)
+            .times(1),
+    );
+    faults.set(
+        FaultRule::global(Fault::Corrupt {
+            start: 1000,
+            end: 1010,
+        })
+        .on("/cdn/*")
+        .after(2),
+    );
+    let summary = rig
+        .downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    let gets: Vec<_> = rig
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/cdn/"))
+        .collect();
+    assert_eq!(gets.len(), 3, "one ranged try, then two whole-file streams");
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+}

@@ -191,6 +191,17 @@ impl Shared {
         self.lock().recorded_count == plan.count()
     }
 
+    /// The recorded prefix: the first chunk not recorded, and the byte it starts at.
+    fn prefix(&self, plan: ChunkPlan) -> (u64, u64) {
+        let chunks = self.lock().prefix_chunks;
+        let start = if chunks >= plan.count() {
+            plan.size
+        } else {
+            plan.range(chunks).start
+        };
+        (chunks, start)
+    }
+
     pub(super) fn take_hasher(&self) -> Option<PrefixHasher> {
         self.hasher.lock().expect("hasher lock").take()
     }
@@ -686,6 +697,12 @@ trait StreamTarget {
 
     /// Called after each write, with the segment's `pos` advanced.
     fn written(&mut self, shared: &Shared);
+
+    /// Bytes at the start of the response just checked that are already on disk: read and
+    /// dropped, never written again.
+    fn skip(&self) -> u64 {
+        0
+    }
 }
 
 /// One segment of a ranged transfer: reconnects ask for the bytes from `pos` to `end` with
@@ -745,13 +762,19 @@ impl StreamTarget for RangedSegment {
     fn written(&mut self, _: &Shared) {}
 }
 
-/// The whole file in one stream, for servers that ignore `Range`: every connection starts over
-/// at byte 0, and each chunk goes to the committer as the stream passes its end.
+/// The whole file in one stream, for servers that ignore `Range`: every connection receives
+/// the file from byte 0, and each chunk goes to the committer as the stream passes its end.
+/// Bytes already on disk (the recorded prefix a resume starts from, or what an earlier
+/// connection wrote) are read and dropped, never written again: the prefix hasher has hashed
+/// them, and a second pass that brought other bytes would leave a file its hash no longer
+/// describes.
 struct WholeFile<'a> {
     segment: Arc<Segment>,
     plan: ChunkPlan,
     /// The first chunk this connection has not passed yet.
     next_chunk: u64,
+    /// Bytes of the current response to drop (see [`StreamTarget::skip`]).
+    skip: u64,
     committer: &'a mpsc::UnboundedSender<u64>,
 }
 
@@ -764,9 +787,10 @@ impl StreamTarget for WholeFile<'_> {
     }
 
     fn connect(&mut self, _: &BlobTransfer) -> Asked {
-        // The segment is only a cursor here: the whole file from 0.
-        self.segment = Segment::new(0, 0..self.plan.size);
-        self.next_chunk = 0;
+        // The response starts at byte 0 again; writing resumes where the last one stopped.
+        let reached = self.segment.pos.load(Ordering::SeqCst);
+        self.segment = Segment::new(0, reached..self.plan.size);
+        self.skip = reached;
         Asked {
             range: None,
             if_range: None,
@@ -806,6 +830,10 @@ impl StreamTarget for WholeFile<'_> {
             shared.chunk_written(self.next_chunk, self.committer);
             self.next_chunk += 1;
         }
+    }
+
+    fn skip(&self) -> u64 {
+        self.skip
     }
 }
 
@@ -890,6 +918,7 @@ async fn stream<T: StreamTarget>(
             continue;
         }
         let segment = Arc::clone(target.segment());
+        let mut skip = target.skip();
         let mut body = response.body;
         let outcome = loop {
             let bytes = match next_bytes(ctx, &mut body, T::PAUSABLE).await? {
@@ -897,6 +926,13 @@ async fn stream<T: StreamTarget>(
                 Err(end) => break end,
             };
             let mut piece: &[u8] = &bytes;
+            if skip > 0 {
+                let dropped = skip.min(piece.len() as u64);
+                ctx.limits.bandwidth().acquire(dropped).await;
+                piece = &piece[dropped as usize..];
+                skip -= dropped;
+                stalls = 0;
+            }
             while !piece.is_empty() {
                 let write_pos = segment.pos.load(Ordering::SeqCst) + buffer.len() as u64;
                 let end = segment.end.load(Ordering::SeqCst);
@@ -1084,10 +1120,13 @@ async fn sequential_stream(
         permit = ctx.limits.connection(&transfer.host) => permit,
         _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
     };
+    // A resume starts after the recorded prefix (the hasher has it already).
+    let (next_chunk, start) = shared.prefix(transfer.plan);
     let mut target = WholeFile {
-        segment: Segment::new(0, 0..transfer.plan.size),
+        segment: Segment::new(0, start..transfer.plan.size),
         plan: transfer.plan,
-        next_chunk: 0,
+        next_chunk,
+        skip: 0,
         committer,
     };
     // The whole file is not pausable, so the stream ends only when it is written; whether every
