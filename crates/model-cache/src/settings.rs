@@ -80,6 +80,22 @@ pub struct Limits {
     pub max_bytes_per_second: Option<u64>,
     /// Size of one read buffer per connection; memory is bounded by `connections` × this.
     pub buffer_size: usize,
+    /// A stream records how far into its chunk it has written (after an fsync) once this long
+    /// has passed and [`Limits::checkpoint_bytes`] were written since its last record, so a
+    /// slow link interrupted mid-chunk resumes from there.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: Duration,
+    /// See [`Limits::checkpoint_every`].
+    #[serde(default = "default_checkpoint_bytes")]
+    pub checkpoint_bytes: u64,
+}
+
+fn default_checkpoint_every() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_checkpoint_bytes() -> u64 {
+    4 * 1024 * 1024
 }
 
 impl Default for Limits {
@@ -91,6 +107,8 @@ impl Default for Limits {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_bytes_per_second: None,
             buffer_size: 256 * 1024,
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_bytes: default_checkpoint_bytes(),
         }
     }
 }

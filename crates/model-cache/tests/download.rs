@@ -1092,3 +1092,70 @@ async fn the_sequential_fallback_never_rewrites_hashed_bytes() {
     let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
     assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
 }
+
+#[tokio::test]
+async fn a_slow_interrupted_pull_keeps_its_progress() {
+    // Chunks far larger than what a slow link brings before each interruption: without the
+    // written prefix of chunks in flight, every resume would start from zero.
+    let rig = rig_with(EmulatorConfig::demo_with_big_size(BIG_SIZE), |s| {
+        s.limits.chunk_size = 4 << 20;
+        s.limits.checkpoint_every = Duration::from_millis(100);
+        s.limits.checkpoint_bytes = 64 << 10;
+    })
+    .await;
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    let resumed_of = |reporter: &model_cache::download::RecordingReporter| {
+        reporter
+            .events()
+            .iter()
+            .find_map(|e| match e {
+                DownloadEvent::FileStarted { resumed_bytes, .. } => Some(*resumed_bytes),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let mut resumed = Vec::new();
+    for _ in 0..3 {
+        // A slow link whose connections drop after 200 kB; the reconnects fail for good.
+        let faults = rig.emulator.faults();
+        faults.clear();
+        faults.set(FaultRule::global(Fault::TotalBandwidth(300_000)).on("/cdn/*"));
+        faults.set(FaultRule::global(Fault::DropAfter(200_000)).on("/cdn/*"));
+        let reporter = recorder();
+        let handle = rig.downloader.start(big_request(), reporter.clone());
+        while !reporter
+            .events()
+            .iter()
+            .any(|e| matches!(e, DownloadEvent::Bytes { .. }))
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        faults.set(FaultRule::global(Fault::ServerError(500)).on("/cdn/*"));
+        let error = handle.wait().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::RetriesExhausted, "{error}");
+        resumed.push(resumed_of(&reporter));
+    }
+    rig.emulator.faults().clear();
+    let before = rig.emulator.bytes_served();
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    let again = rig.emulator.bytes_served() - before;
+    let last = resumed_of(&reporter);
+    resumed.push(last);
+    println!("resumed bytes at each start: {resumed:?}");
+    assert_eq!(resumed[0], 0, "the first attempt starts from nothing");
+    assert!(
+        resumed.windows(2).all(|w| w[1] > w[0]),
+        "each interrupted attempt kept its progress: {resumed:?}"
+    );
+    assert_eq!(
+        again + last,
+        expected.len() as u64,
+        "exactly the bytes not recorded are fetched again"
+    );
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+}

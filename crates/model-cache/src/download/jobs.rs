@@ -119,6 +119,27 @@ impl JobDb {
         .await
     }
 
+    pub(super) async fn record_partial(
+        &self,
+        id: i64,
+        chunk: transfers::PartialChunk,
+    ) -> Result<(), DownloadError> {
+        self.run("recording a chunk's progress", move |c| {
+            transfers::record_partial(c, id, &chunk)
+        })
+        .await
+    }
+
+    pub(super) async fn partial_chunks(
+        &self,
+        id: i64,
+    ) -> Result<Vec<transfers::PartialChunk>, DownloadError> {
+        self.run("reading chunks in flight", move |c| {
+            transfers::partial_chunks(c, id)
+        })
+        .await
+    }
+
     pub(super) async fn done_chunks(&self, id: i64) -> Result<Vec<DoneChunk>, DownloadError> {
         self.run("reading finished chunks", move |c| {
             transfers::done_chunks(c, id)

@@ -180,6 +180,7 @@ struct Inner {
     chunk_size: u64,
     retry: RetryPolicy,
     stall: Duration,
+    checkpoint: transfer::Checkpoint,
     offline: bool,
 }
 
@@ -196,6 +197,10 @@ impl Downloader {
                 chunk_size: settings.limits.chunk_size.max(1),
                 retry: settings.retry.clone(),
                 stall: settings.timeouts.stall,
+                checkpoint: transfer::Checkpoint {
+                    every: settings.limits.checkpoint_every,
+                    bytes: settings.limits.checkpoint_bytes.max(1),
+                },
                 offline: settings.offline,
             }),
         }
@@ -442,6 +447,7 @@ async fn run_online(
         limits: inner.limits.clone(),
         retry: inner.retry.clone(),
         stall: inner.stall,
+        checkpoint: inner.checkpoint,
         reporter: reporter.clone(),
         control: control.clone(),
         db: inner.db.clone(),
@@ -1091,10 +1097,12 @@ async fn fetch_blob(
             *slot = true;
         }
     }
+    let partial = resumable_prefixes(inner, &writer, job_id, plan, &recorded).await?;
     let resumed_bytes: u64 = (0..plan.count())
         .filter(|&c| recorded[c as usize])
         .map(|c| plan.range(c).end - plan.range(c).start)
-        .sum();
+        .sum::<u64>()
+        + partial.iter().map(|&(_, written)| written).sum::<u64>();
     ctx.reporter.report(DownloadEvent::FileStarted {
         repo: repo_name.clone(),
         path: rel.as_str().to_string(),
@@ -1134,7 +1142,7 @@ async fn fetch_blob(
         ),
         None => None,
     };
-    let shared = Shared::new(plan, recorded, hasher);
+    let shared = Shared::new(plan, recorded, &partial, hasher);
 
     if let Err(failure) = transfer_all(inner, ctx, request, &transfer, &shared, meta).await {
         let leftover = Leftover::Resumable;
@@ -1183,6 +1191,54 @@ async fn fetch_blob(
     inner.db.finish(job_id).await?;
     let outcome = link(inner, ctx, repo_cache, rel, meta, FileSource::Downloaded).await?;
     Ok(FetchEnd::Done(outcome))
+}
+
+/// The recorded prefixes of chunks that were in flight, `(chunk, bytes)`, whose bytes on disk
+/// still match their checksum (a prefix that does not is fetched again whole).
+async fn resumable_prefixes(
+    inner: &Inner,
+    writer: &BlobWriter,
+    job_id: i64,
+    plan: ChunkPlan,
+    recorded: &[bool],
+) -> Result<Vec<(u64, u64)>, DownloadError> {
+    let candidates: Vec<_> = inner
+        .db
+        .partial_chunks(job_id)
+        .await?
+        .into_iter()
+        .filter(|p| {
+            let range = plan.range(p.index);
+            p.index < plan.count()
+                && !recorded[p.index as usize]
+                && p.written > 0
+                && p.written < range.end - range.start
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ranges = candidates
+        .iter()
+        .map(|p| {
+            let start = plan.range(p.index).start;
+            (start, start + p.written)
+        })
+        .collect();
+    let sums = writer
+        .checksums(ranges)
+        .await
+        .map_err(|source| DownloadError::Io {
+            what: "read back",
+            path: writer.path().to_path_buf(),
+            source,
+        })?;
+    Ok(candidates
+        .iter()
+        .zip(sums)
+        .filter(|(p, sum)| p.checksum == *sum)
+        .map(|(p, _)| (p.index, p.written))
+        .collect())
 }
 
 /// Runs the transfer to completion, switching to a sequential stream when the server ignores
@@ -1309,7 +1365,7 @@ async fn repair(
         for &chunk in &chunks {
             recorded_now[chunk as usize] = false;
         }
-        let shared = Shared::new(plan, recorded_now, None);
+        let shared = Shared::new(plan, recorded_now, &[], None);
         transfer_all(inner, ctx, request, transfer, &shared, meta).await?;
         actual = crate::hash::hash_file(
             transfer.writer.path().to_path_buf(),

@@ -27,7 +27,7 @@ use super::writer::{BlobWriter, WriteFailure};
 use crate::hash::PrefixHasher;
 use crate::hub::retry::{Decision, RetryPolicy, Retryable, backoff};
 use crate::hub::{HubClient, HubError, RangeResponse};
-use crate::index::transfers::DoneChunk;
+use crate::index::transfers::{DoneChunk, PartialChunk};
 
 /// Smallest piece a slow-tail split hands to a new connection.
 const MIN_SPLIT: u64 = 512 * 1024;
@@ -42,11 +42,20 @@ pub(crate) struct TransferContext {
     pub limits: TransferLimits,
     pub retry: RetryPolicy,
     pub stall: Duration,
+    pub checkpoint: Checkpoint,
     pub reporter: Arc<dyn Reporter>,
     pub control: JobControl,
     pub db: JobDb,
     /// Body bytes received from the network by this request.
     pub downloaded: Arc<AtomicU64>,
+}
+
+/// When a stream records how far into its chunk it has written: once `every` has passed and
+/// `bytes` were written since its last record (whichever comes later).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checkpoint {
+    pub every: Duration,
+    pub bytes: u64,
 }
 
 /// One blob being transferred.
@@ -111,6 +120,9 @@ struct State {
     recorded_count: u64,
     /// Index of the first chunk not recorded: chunks before it form the done prefix.
     prefix_chunks: u64,
+    /// Bytes from each chunk's start already on disk from a recorded prefix (a resume), used
+    /// once, when the chunks are first queued.
+    resume_from: Vec<u64>,
     failures: u32,
     bytes_on_disk: u64,
     last_progress: Instant,
@@ -136,16 +148,25 @@ const FINISHED_RATES: usize = 16;
 impl Shared {
     /// Progress for a file whose chunks `recorded` are on disk already. `hasher` is fed the
     /// contiguous done prefix as it grows.
+    /// `partial` gives the recorded prefixes of chunks in flight, `(chunk, bytes)`.
     pub(super) fn new(
         plan: ChunkPlan,
         recorded: Vec<bool>,
+        partial: &[(u64, u64)],
         hasher: Option<PrefixHasher>,
     ) -> Arc<Self> {
         let count = plan.count() as usize;
+        let mut resume_from = vec![0; count];
+        for &(chunk, written) in partial {
+            if let Some(slot) = resume_from.get_mut(chunk as usize) {
+                *slot = written;
+            }
+        }
         let bytes_on_disk = (0..plan.count())
             .filter(|&c| recorded[c as usize])
             .map(|c| plan.range(c).end - plan.range(c).start)
-            .sum();
+            .sum::<u64>()
+            + resume_from.iter().sum::<u64>();
         let recorded_count = recorded.iter().filter(|r| **r).count() as u64;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -156,6 +177,7 @@ impl Shared {
                 recorded,
                 recorded_count,
                 prefix_chunks: 0,
+                resume_from,
                 failures: 0,
                 bytes_on_disk,
                 last_progress: Instant::now(),
@@ -177,18 +199,33 @@ impl Shared {
     fn queue_unwritten(&self, plan: ChunkPlan) {
         let mut state = self.lock();
         state.queue.clear();
+        let resume_from = std::mem::take(&mut state.resume_from);
         for chunk in 0..plan.count() {
             if !state.written[chunk as usize] {
+                let range = plan.range(chunk);
+                let from = resume_from.get(chunk as usize).copied().unwrap_or(0);
+                let start = (range.start + from).min(range.end);
                 state.open_segments[chunk as usize] = 1;
-                state
-                    .queue
-                    .push_back(Segment::new(chunk, plan.range(chunk)));
+                state.queue.push_back(Segment::new(chunk, start..range.end));
             }
         }
     }
 
     pub(super) fn all_recorded(&self, plan: ChunkPlan) -> bool {
         self.lock().recorded_count == plan.count()
+    }
+
+    /// The end of the bytes written contiguously from `chunk`'s start: the lowest position of
+    /// its segments still open. `None` once none is (the chunk is written).
+    fn chunk_prefix_end(&self, chunk: u64) -> Option<u64> {
+        let state = self.lock();
+        state
+            .active
+            .iter()
+            .chain(&state.queue)
+            .filter(|s| s.chunk == chunk)
+            .map(|s| s.pos.load(Ordering::SeqCst))
+            .min()
     }
 
     /// The recorded prefix: the first chunk not recorded, and the byte it starts at.
@@ -703,12 +740,24 @@ trait StreamTarget {
     fn skip(&self) -> u64 {
         0
     }
+
+    /// Records how far the target's chunk is written, when it is time (see [`Checkpoint`]).
+    async fn checkpoint(
+        &mut self,
+        _: &TransferContext,
+        _: &BlobTransfer,
+        _: &Shared,
+    ) -> Result<(), TransferFailure> {
+        Ok(())
+    }
 }
 
 /// One segment of a ranged transfer: reconnects ask for the bytes from `pos` to `end` with
 /// `If-Range`, so a dropped connection costs no byte fetched twice.
 struct RangedSegment {
     segment: Arc<Segment>,
+    /// When the last checkpoint was taken, and the position then.
+    checkpointed: (Instant, u64),
 }
 
 impl StreamTarget for RangedSegment {
@@ -760,6 +809,48 @@ impl StreamTarget for RangedSegment {
     }
 
     fn written(&mut self, _: &Shared) {}
+
+    async fn checkpoint(
+        &mut self,
+        ctx: &TransferContext,
+        transfer: &BlobTransfer,
+        shared: &Shared,
+    ) -> Result<(), TransferFailure> {
+        let pos = self.segment.pos.load(Ordering::SeqCst);
+        let (at, from) = self.checkpointed;
+        if at.elapsed() < ctx.checkpoint.every || pos.saturating_sub(from) < ctx.checkpoint.bytes {
+            return Ok(());
+        }
+        self.checkpointed = (Instant::now(), pos);
+        let chunk = self.segment.chunk;
+        let start = transfer.plan.range(chunk).start;
+        let Some(end) = shared.chunk_prefix_end(chunk).filter(|&end| end > start) else {
+            return Ok(());
+        };
+        // Bytes below `end` were written before the positions advanced; the fsync makes them
+        // durable before the index says they are there.
+        transfer
+            .writer
+            .sync()
+            .await
+            .map_err(|f| write_error(transfer, f))?;
+        let sums = transfer
+            .writer
+            .checksums(vec![(start, end)])
+            .await
+            .map_err(|source| DownloadError::Io {
+                what: "read back",
+                path: transfer.writer.path().to_path_buf(),
+                source,
+            })?;
+        let chunk = PartialChunk {
+            index: chunk,
+            written: end - start,
+            checksum: sums.first().copied().unwrap_or_default(),
+        };
+        ctx.db.record_partial(transfer.job_id, chunk).await?;
+        Ok(())
+    }
 }
 
 /// The whole file in one stream, for servers that ignore `Range`: every connection receives
@@ -846,6 +937,7 @@ async fn run_segment(
     committer: &mpsc::UnboundedSender<u64>,
 ) -> Result<SegmentEnd, TransferFailure> {
     let mut target = RangedSegment {
+        checkpointed: (Instant::now(), segment.pos.load(Ordering::SeqCst)),
         segment: Arc::clone(&segment),
     };
     let end = stream(ctx, transfer, shared, &mut target).await?;
@@ -951,6 +1043,7 @@ async fn stream<T: StreamTarget>(
                 if buffer.len() >= capacity || write_pos + take as u64 >= end {
                     buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
                     target.written(shared);
+                    target.checkpoint(ctx, transfer, shared).await?;
                 }
             }
             if segment.pos.load(Ordering::SeqCst) + buffer.len() as u64

@@ -91,4 +91,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     queue::MIGRATION,
     TYPED_CONTRACTS,
     in_flight::MIGRATION,
+    transfers::PARTIAL_CHUNKS_MIGRATION,
 ];

@@ -41,6 +41,12 @@ CREATE TABLE download_chunks (
 ) WITHOUT ROWID;
 ";
 
+/// The migration of the resume-safety issue: a chunk in flight records the prefix it has
+/// written (state `partial`, `written` bytes from the chunk's start, `checksum` of them).
+pub const PARTIAL_CHUNKS_MIGRATION: &str = "
+ALTER TABLE download_chunks ADD COLUMN written INTEGER NOT NULL DEFAULT 0;
+";
+
 /// State of a download job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -109,6 +115,16 @@ pub struct NewTransferJob<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DoneChunk {
     pub index: u64,
+    pub checksum: u32,
+}
+
+/// The written prefix of a chunk in flight, recorded after an fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialChunk {
+    pub index: u64,
+    /// Bytes from the chunk's start.
+    pub written: u64,
+    /// CRC-32 of those bytes as written.
     pub checksum: u32,
 }
 
@@ -238,6 +254,40 @@ pub fn record_done(conn: &Connection, id: i64, chunks: &[DoneChunk]) -> rusqlite
         )?;
     }
     tx.commit()
+}
+
+/// Records how far a chunk in flight has written; never replaces the chunk's `done` record.
+pub fn record_partial(conn: &Connection, id: i64, chunk: &PartialChunk) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO download_chunks (job_id, idx, state, checksum, written)
+         VALUES (?1, ?2, 'partial', ?3, ?4)
+         ON CONFLICT (job_id, idx) DO UPDATE SET checksum = excluded.checksum,
+             written = excluded.written
+         WHERE download_chunks.state = 'partial'",
+        params![
+            id,
+            chunk.index as i64,
+            chunk.checksum as i64,
+            chunk.written as i64
+        ],
+    )?;
+    Ok(())
+}
+
+/// The written prefixes of chunks in flight, by index.
+pub fn partial_chunks(conn: &Connection, id: i64) -> rusqlite::Result<Vec<PartialChunk>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT idx, written, checksum FROM download_chunks
+         WHERE job_id = ?1 AND state = 'partial' ORDER BY idx",
+    )?;
+    let rows = statement.query_map(params![id], |row| {
+        Ok(PartialChunk {
+            index: row.get::<_, i64>(0)? as u64,
+            written: row.get::<_, i64>(1)? as u64,
+            checksum: row.get::<_, i64>(2)? as u32,
+        })
+    })?;
+    rows.collect()
 }
 
 /// The chunks recorded as done, by index.
