@@ -75,6 +75,10 @@ pub struct EmulatorConfig {
     pub cdn_port: u16,
     /// Faults installed from the start.
     pub faults: Vec<FaultRule>,
+    /// How long the CDN accepts a signed URL the Hub's redirects hand out (`Expires` and
+    /// `Signature` query parameters, as the real Hub's CDN URLs carry); a request after that
+    /// gets 403. `None`: URLs carry no signature and never expire.
+    pub signed_url_ttl: Option<std::time::Duration>,
 }
 
 impl Default for EmulatorConfig {
@@ -87,6 +91,7 @@ impl Default for EmulatorConfig {
             hub_port: 0,
             cdn_port: 0,
             faults: Vec::new(),
+            signed_url_ttl: None,
         }
     }
 }
@@ -152,6 +157,7 @@ impl Emulator {
             page_size: AtomicUsize::new(config.page_size.max(1)),
             hub_url: format!("http://{hub_addr}"),
             cdn_url: format!("http://{cdn_addr}"),
+            signing: config.signed_url_ttl.map(server::UrlSigning::new),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();

@@ -34,6 +34,69 @@ pub(crate) struct Shared {
     pub(crate) page_size: AtomicUsize,
     pub(crate) hub_url: String,
     pub(crate) cdn_url: String,
+    /// Signed, expiring CDN URLs (see `EmulatorConfig::signed_url_ttl`).
+    pub(crate) signing: Option<UrlSigning>,
+}
+
+/// Signs CDN URLs with an expiry, as the Hub's CDN does: `?Expires=<unix s>&Signature=<hex>`.
+pub(crate) struct UrlSigning {
+    ttl: std::time::Duration,
+    key: String,
+}
+
+impl UrlSigning {
+    pub(crate) fn new(ttl: std::time::Duration) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        UrlSigning {
+            ttl,
+            key: format!("{nanos}-{}", std::process::id()),
+        }
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+    }
+
+    fn signature(&self, object: &str, expires: u64) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(format!("{}\n{object}\n{expires}", self.key));
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The query a URL for `object` carries, valid for the TTL from now.
+    fn query(&self, object: &str) -> String {
+        let expires = Self::now() + self.ttl.as_secs_f64().ceil() as u64;
+        format!(
+            "Expires={expires}&Signature={}",
+            self.signature(object, expires)
+        )
+    }
+
+    /// Why a request for `object` with `query` is refused, if it is.
+    fn refusal(&self, object: &str, query: Option<&str>) -> Option<&'static str> {
+        let mut expires = None;
+        let mut signature = None;
+        for pair in query.unwrap_or_default().split('&') {
+            match pair.split_once('=') {
+                Some(("Expires", v)) => expires = v.parse::<u64>().ok(),
+                Some(("Signature", v)) => signature = Some(v),
+                _ => {}
+            }
+        }
+        let (Some(expires), Some(signature)) = (expires, signature) else {
+            return Some("Missing Key-Pair-Id query parameter or cookie value");
+        };
+        if signature != self.signature(object, expires) {
+            return Some("Invalid signature");
+        }
+        (Self::now() > expires).then_some("Request has expired")
+    }
 }
 
 /// Characters `quote(s, safe="")` leaves alone besides alphanumerics.
@@ -434,12 +497,15 @@ async fn hub_route(
                 HeaderValue::from_static("X-Repo-Commit,X-Request-Id,X-Error-Code,X-Error-Message,X-Total-Count,ETag,Link,Accept-Ranges,Content-Range,X-Linked-Size,X-Linked-ETag"),
             );
             if f.lfs {
-                let location = format!(
+                let mut location = format!(
                     "{}/cdn/{}/{}",
                     s.cdn_url,
                     hashes.sha256,
                     utf8_percent_encode(&f.path, QUOTE_PATH)
                 );
+                if let Some(signing) = &s.signing {
+                    location = format!("{location}?{}", signing.query(&hashes.sha256));
+                }
                 let text = format!("Found. Redirecting to {location}");
                 let mut r = (StatusCode::FOUND, text).into_response();
                 let h = r.headers_mut();
@@ -659,6 +725,14 @@ async fn cdn_route(
     let Some(f) = s.catalog.cdn_object(sha) else {
         return (StatusCode::NOT_FOUND, "NoSuchKey").into_response();
     };
+    if let Some(reason) = s
+        .signing
+        .as_ref()
+        .and_then(|signing| signing.refusal(sha, parts.uri.query()))
+    {
+        let body = format!("<Error><Code>AccessDenied</Code><Message>{reason}</Message></Error>");
+        return (StatusCode::FORBIDDEN, body).into_response();
+    }
     let h = s.catalog.hashes(&f).await;
     let mut extra = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", h.sha256)) {

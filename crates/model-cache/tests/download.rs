@@ -1159,3 +1159,38 @@ async fn a_slow_interrupted_pull_keeps_its_progress() {
     );
     assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
 }
+
+#[tokio::test]
+async fn an_expired_cdn_url_is_renewed() {
+    // The Hub's redirects hand out signed CDN links that expire after a second; the download
+    // takes several.
+    let config = EmulatorConfig {
+        signed_url_ttl: Some(Duration::from_secs(1)),
+        ..EmulatorConfig::demo_with_big_size(BIG_SIZE)
+    };
+    let rig = rig_with(config, |_| {}).await;
+    rig.emulator
+        .faults()
+        .set(FaultRule::global(Fault::TotalBandwidth(1_500_000)).on("/cdn/*"));
+    let summary = rig
+        .downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    let requests = rig.emulator.requests();
+    let refused = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/cdn/") && r.status == 403)
+        .count();
+    let resolves = requests
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.path.ends_with(&format!("/{BIG}")))
+        .count();
+    assert!(refused >= 1, "the link expired during the download");
+    assert!(
+        resolves >= 2,
+        "a fresh link was asked for: {resolves} HEAD request(s)"
+    );
+}

@@ -1121,7 +1121,9 @@ async fn fetch_blob(
     let transfer = Arc::new(BlobTransfer {
         repo: repo_name.clone(),
         path: rel.as_str().to_string(),
-        url,
+        url: std::sync::Mutex::new(url),
+        source: (repo_cache.repo().clone(), meta.commit.clone()),
+        renewing: tokio::sync::Mutex::new(()),
         host,
         etag: meta.etag.clone(),
         plan,

@@ -62,7 +62,13 @@ pub(crate) struct Checkpoint {
 pub(crate) struct BlobTransfer {
     pub repo: String,
     pub path: String,
-    pub url: String,
+    /// Where the bytes come from: the Hub's redirect target, a signed URL that expires (see
+    /// [`BlobTransfer::renew_url`]).
+    pub url: Mutex<String>,
+    /// What resolves it again: the repo and the commit the file was resolved at.
+    pub source: (crate::RepoId, String),
+    /// Serialises renewals, so streams refused at once ask the Hub once.
+    pub renewing: tokio::sync::Mutex<()>,
     pub host: String,
     pub etag: String,
     pub plan: ChunkPlan,
@@ -75,6 +81,39 @@ pub(crate) struct BlobTransfer {
 impl BlobTransfer {
     pub(super) fn validator(&self) -> String {
         self.validator.lock().expect("validator lock").clone()
+    }
+
+    fn url(&self) -> String {
+        self.url.lock().expect("url lock").clone()
+    }
+
+    /// Replaces a download URL the server refused (`refused`, as a stream used it) with a
+    /// fresh one from the Hub: a new `HEAD` of the file at the same commit. The blob's identity
+    /// is the Hub's etag, not the URL: a fresh link to other content is a change. A stream
+    /// that finds the URL already renewed by another one just uses it.
+    async fn renew_url(&self, ctx: &TransferContext, refused: &str) -> Result<(), TransferFailure> {
+        let _one_at_a_time = self.renewing.lock().await;
+        if self.url() != refused {
+            return Ok(());
+        }
+        let (repo, commit) = &self.source;
+        let meta = ctx
+            .hub
+            .file_metadata(repo, commit, &self.path)
+            .await
+            .map_err(|error| DownloadError::Hub {
+                repo: self.repo.clone(),
+                path: self.path.clone(),
+                source: Box::new(error),
+            })?;
+        if meta.etag != self.etag {
+            return Err(TransferFailure::Changed {
+                reason: format!("the Hub now names the file `{}`", meta.etag),
+            });
+        }
+        tracing::info!(path = %self.path, "The download link expired; continuing with a fresh one");
+        *self.url.lock().expect("url lock") = meta.download_url;
+        Ok(())
     }
 
     fn size(&self) -> u64 {
@@ -972,11 +1011,10 @@ async fn stream<T: StreamTarget>(
             ctx.control.running().await;
         }
         let asked = target.connect(transfer);
-        let request = ctx.hub.get_range_once(
-            &transfer.url,
-            asked.range.clone(),
-            asked.if_range.as_deref(),
-        );
+        let url = transfer.url();
+        let request = ctx
+            .hub
+            .get_range_once(&url, asked.range.clone(), asked.if_range.as_deref());
         let response = tokio::select! {
             biased;
             _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
@@ -997,6 +1035,21 @@ async fn stream<T: StreamTarget>(
                             .unwrap_or_else(|| "unknown".into())
                     ),
                 });
+            }
+            Ok(Err(error @ HubError::DownloadUrlRefused { .. })) => {
+                // An expired link is renewed at once; a fresh one refused again and again is
+                // a failure like any other.
+                attempt += 1;
+                if attempt >= ctx.retry.max_attempts.max(1) {
+                    return Err(DownloadError::Hub {
+                        repo: transfer.repo.clone(),
+                        path: transfer.path.clone(),
+                        source: Box::new(error),
+                    }
+                    .into());
+                }
+                transfer.renew_url(ctx, &url).await?;
+                continue;
             }
             Ok(Err(error)) => {
                 retry_hub_error(ctx, transfer, shared, error, &mut attempt).await?;

@@ -40,6 +40,13 @@ pub enum HubError {
     BadToken,
     #[error("Forbidden: {message}")]
     Forbidden { message: String },
+    /// The download host (a CDN the Hub redirected to) refused the signed URL: it expired or
+    /// was revoked. The URL itself is not shown (its signature is a credential); a fresh one
+    /// comes from the Hub.
+    #[error(
+        "The download server `{host}` refused the download link (HTTP {status}); it has expired"
+    )]
+    DownloadUrlRefused { status: u16, host: String },
     #[error("Rate limited by the Hub{}", retry_after.map(|d| format!(" (retry after {} s)", d.as_secs())).unwrap_or_default())]
     RateLimited { retry_after: Option<Duration> },
     #[error("HTTP {status} from `{url}`")]
@@ -99,7 +106,9 @@ impl HubError {
             HubError::Gated { .. } => ErrorKind::Gated,
             HubError::Unauthorized { .. } => ErrorKind::Unauthorized,
             HubError::BadToken => ErrorKind::BadToken,
-            HubError::Forbidden { .. } => ErrorKind::Forbidden,
+            HubError::Forbidden { .. } | HubError::DownloadUrlRefused { .. } => {
+                ErrorKind::Forbidden
+            }
             HubError::RateLimited { .. } => ErrorKind::RateLimited,
             HubError::Http { .. } => ErrorKind::Http,
             HubError::Network { .. } => ErrorKind::Network,
@@ -134,9 +143,9 @@ impl HubError {
             HubError::BadToken => vec![Hint::RenewToken],
             HubError::Forbidden { .. } => vec![Hint::CheckTokenPermissions],
             HubError::Offline { .. } => vec![Hint::GoOnline],
-            HubError::RateLimited { .. } | HubError::RetriesExhausted { .. } => {
-                vec![Hint::RetryLater]
-            }
+            HubError::RateLimited { .. }
+            | HubError::RetriesExhausted { .. }
+            | HubError::DownloadUrlRefused { .. } => vec![Hint::RetryLater],
             _ => Vec::new(),
         }
     }

@@ -502,6 +502,14 @@ impl HubClient {
         if status == 401 && message.contains("Invalid credentials in Authorization header") {
             return HubError::BadToken;
         }
+        // A plain download URL on a host we send no token to (the CDN of a redirect) is a
+        // signed link: refused, it has expired (or been revoked), whatever the body says.
+        if ctx.is_none() && matches!(status, 401 | 403) && !self.is_trusted(url) {
+            return HubError::DownloadUrlRefused {
+                status,
+                host: url.host_str().unwrap_or_default().to_string(),
+            };
+        }
         if let Some(ctx) = ctx {
             let repo = ctx.repo.to_string();
             match code.as_str() {
