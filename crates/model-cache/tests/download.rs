@@ -1194,3 +1194,46 @@ async fn an_expired_cdn_url_is_renewed() {
         "a fresh link was asked for: {resolves} HEAD request(s)"
     );
 }
+
+#[tokio::test]
+async fn a_blob_of_the_right_size_is_hashed_before_it_is_linked_unless_verified_as_it_is() {
+    let rig = rig().await;
+    let summary = rig
+        .downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    let repo_dir = rig.settings.hub_cache.join("models--demo--big");
+    let blob = repo_dir.join("blobs").join(&summary.files[0].etag);
+    let link = repo_dir.join("snapshots").join(&summary.commit).join(BIG);
+
+    // Unchanged since it was verified: linked again without a byte fetched.
+    std::fs::remove_file(&link).unwrap();
+    let before = rig.emulator.bytes_served();
+    rig.downloader
+        .download(big_request(), recorder())
+        .await
+        .unwrap();
+    assert_eq!(
+        rig.emulator.bytes_served(),
+        before,
+        "a verified blob is reused"
+    );
+
+    // Another tool left a blob of the right length with other bytes (as `huggingface_hub`
+    // 0.36 does when it adopts a preallocated partial file): it is not trusted for its size.
+    std::fs::remove_file(&link).unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[1000..2000].fill(0);
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::write(&blob, &bytes).unwrap();
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .unwrap();
+    assert_eq!(summary.files[0].source, FileSource::Downloaded);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+}

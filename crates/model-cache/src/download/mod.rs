@@ -52,8 +52,8 @@ pub use plan::ChunkPlan;
 use crate::hash::{ExpectedDigest, PrefixHasher};
 use crate::hub::retry::RetryPolicy;
 use crate::hub::{EntryKind, FileMetadata, HubClient, HubError};
-use crate::index::Index;
 use crate::index::transfers::JobState;
+use crate::index::{BlobStamp, Index};
 use crate::repo::RepoId;
 use crate::settings::Settings;
 use crate::store::{
@@ -745,7 +745,11 @@ async fn acquire_lock(
     }
 }
 
-/// Links the file if its blob is already in this repo's cache.
+/// Links the file if its blob is already in this repo's cache. A blob is linked without
+/// re-hashing only while it is the very file the index recorded as verified (size, mtime,
+/// inode); any other (written by another tool, replaced, or recorded before stamps) is hashed
+/// first, and one whose bytes do not match is left to be downloaded again (the verified
+/// download replaces it).
 async fn link_cached(
     inner: &Inner,
     ctx: &TransferContext,
@@ -757,6 +761,9 @@ async fn link_cached(
     match std::fs::metadata(&blob) {
         Ok(m) if m.is_file() && m.len() == meta.size => {}
         _ => return Ok(None),
+    }
+    if !blob_is_verified(inner, repo_cache.repo(), &blob, meta).await? {
+        return Ok(None);
     }
     link_skipped(
         inner,
@@ -771,6 +778,54 @@ async fn link_cached(
     .map(Some)
 }
 
+/// Whether `blob` (the blob of `meta` in `repo`) holds the right bytes: recorded as verified
+/// with its current stamp, or hashed now (and then recorded). Files without a digest to check
+/// pass on their size.
+async fn blob_is_verified(
+    inner: &Inner,
+    repo: &RepoId,
+    blob: &Path,
+    meta: &FileMetadata,
+) -> Result<bool, DownloadError> {
+    let Some(expected) = expected_digest(meta) else {
+        return Ok(true);
+    };
+    let Ok(found) = std::fs::metadata(blob) else {
+        return Ok(false);
+    };
+    let stamp = BlobStamp::of(&found);
+    let index = inner.db.index().clone();
+    let (owner, etag) = (repo.clone(), meta.etag.clone());
+    let recorded = tokio::task::spawn_blocking(move || index.verified_stamp(&owner, &etag))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    if recorded == Some(stamp) {
+        return Ok(true);
+    }
+    let hex = crate::hash::hash_file(blob.to_path_buf(), expected.algorithm, meta.size)
+        .await
+        .map_err(|source| DownloadError::Io {
+            what: "hash",
+            path: blob.to_path_buf(),
+            source,
+        })?;
+    if !expected.matches(&hex) {
+        tracing::warn!(blob = %blob.display(), expected = %expected.hex, found = %hex, "A blob in the cache does not hold its bytes; it is downloaded again");
+        return Ok(false);
+    }
+    let index = inner.db.index().clone();
+    let (owner, etag) = (repo.clone(), meta.etag.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        index
+            .upsert_repo(&owner)
+            .and_then(|_| index.record_verified_blob(&owner, &etag, &stamp))
+    })
+    .await;
+    Ok(true)
+}
+
 /// Hard-links (or copies) an identical blob from another repo of the cache. Etags are content
 /// hashes (sha256 or git-sha1), so the same etag and size is the same content. Called with the
 /// blob lock held.
@@ -781,9 +836,9 @@ async fn link_shared(
     rel: &SafeRelPath,
     meta: &FileMetadata,
 ) -> Result<Option<FileOutcome>, DownloadError> {
-    if expected_digest(meta).is_none() {
+    let Some(expected) = expected_digest(meta) else {
         return Ok(None);
-    }
+    };
     let own_dir = repo_cache.dir().to_path_buf();
     let root = inner.cache.root().to_path_buf();
     let index = inner.db.index().clone();
@@ -807,12 +862,30 @@ async fn link_shared(
             }
         }
         for candidate in candidates {
-            if candidate.parent().and_then(Path::parent) == Some(own_dir.as_path()) {
+            let Some(owner_dir) = candidate.parent().and_then(Path::parent) else {
+                continue;
+            };
+            if owner_dir == own_dir.as_path() {
                 continue;
             }
-            match std::fs::metadata(&candidate) {
-                Ok(m) if m.is_file() && m.len() == size => {}
+            let found = match std::fs::metadata(&candidate) {
+                Ok(m) if m.is_file() && m.len() == size => m,
                 _ => continue,
+            };
+            // Only bytes known good are shared: the candidate is the file its repo verified,
+            // or it is hashed now.
+            let owner = owner_dir
+                .file_name()
+                .and_then(|n| RepoId::from_folder_name(&n.to_string_lossy()));
+            let recorded = owner
+                .as_ref()
+                .and_then(|owner| index.verified_stamp(owner, &etag).ok().flatten());
+            if recorded != Some(BlobStamp::of(&found)) {
+                let hex = crate::hash::hash_file_blocking(&candidate, expected.algorithm, size)?;
+                if !expected.matches(&hex) {
+                    tracing::warn!(blob = %candidate.display(), "A blob of another repo does not hold its bytes; not sharing it");
+                    continue;
+                }
             }
             let _ = std::fs::remove_file(&incomplete);
             if std::fs::hard_link(&candidate, &incomplete).is_err() {
@@ -897,17 +970,24 @@ async fn link(
     let snapshot_path = repo_cache
         .link(&meta.commit, rel, &meta.etag)
         .map_err(store_error(rel.as_str()))?;
-    let (index, repo, etag, size, verified) = (
+    // A blob this call verified (downloaded and hashed, or shared from a verified one) is
+    // recorded with its stamp; a cached one was recorded when it was checked.
+    let verified = matches!(source, FileSource::Downloaded | FileSource::SharedBlob);
+    let stamp = verified
+        .then(|| std::fs::metadata(repo_cache.blob_path(&meta.etag)).ok())
+        .flatten()
+        .map(|m| BlobStamp::of(&m));
+    let (index, repo, etag, size) = (
         inner.db.index().clone(),
         repo_cache.repo().clone(),
         meta.etag.clone(),
         meta.size,
-        source == FileSource::Downloaded,
     );
     let _ = tokio::task::spawn_blocking(move || {
-        let result = index
-            .upsert_repo(&repo)
-            .and_then(|_| index.record_blob(&repo, &etag, size, verified));
+        let result = index.upsert_repo(&repo).and_then(|_| match stamp {
+            Some(stamp) => index.record_verified_blob(&repo, &etag, &stamp),
+            None => index.record_blob(&repo, &etag, size, false),
+        });
         if let Err(error) = result {
             tracing::warn!(%error, "Could not record a blob in the index");
         }

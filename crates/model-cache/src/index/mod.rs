@@ -136,6 +136,41 @@ pub struct BlobRecord {
     pub verified_at: Option<i64>,
 }
 
+/// Which file a blob was when its hash was checked: its size, modification time, device and
+/// inode (the last two 0 where the platform gives none). While a blob still matches its stamp
+/// it is the bytes that were verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl BlobStamp {
+    /// The stamp of a file's metadata (read through symlinks by the caller as it chooses).
+    pub fn of(meta: &std::fs::Metadata) -> BlobStamp {
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i64);
+        #[cfg(unix)]
+        let (dev, ino) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let (dev, ino) = (0, 0);
+        BlobStamp {
+            size: meta.len(),
+            mtime_ns,
+            dev,
+            ino,
+        }
+    }
+}
+
 /// A repo, with what the index knows about its use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RepoRecord {
@@ -538,6 +573,60 @@ impl Index {
                 params![id, etag, size as i64, verified_at],
             )?;
             Ok(())
+        })
+    }
+
+    /// Records a blob whose hash was just checked, as the file `stamp` describes.
+    pub fn record_verified_blob(
+        &self,
+        repo: &RepoId,
+        etag: &str,
+        stamp: &BlobStamp,
+    ) -> Result<(), IndexError> {
+        self.with_conn("record a verified blob", |c| {
+            let id = repo_row(c, repo)?;
+            c.execute(
+                "INSERT INTO blobs (repo, etag, size, verified_at, mtime_ns, dev, ino)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (repo, etag) DO UPDATE SET size = ?3, verified_at = ?4,
+                     mtime_ns = ?5, dev = ?6, ino = ?7",
+                params![
+                    id,
+                    etag,
+                    stamp.size as i64,
+                    now_ms(),
+                    stamp.mtime_ns,
+                    stamp.dev as i64,
+                    stamp.ino as i64
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The stamp of the file a repo's blob was when it was last verified; `None` when it never
+    /// was (found on disk, written by another tool).
+    pub fn verified_stamp(
+        &self,
+        repo: &RepoId,
+        etag: &str,
+    ) -> Result<Option<BlobStamp>, IndexError> {
+        self.with_conn("read a blob's stamp", |c| {
+            c.query_row(
+                "SELECT b.size, b.mtime_ns, b.dev, b.ino FROM blobs b JOIN repos r ON r.id = b.repo
+                 WHERE r.folder = ?1 AND b.etag = ?2 AND b.verified_at IS NOT NULL
+                     AND b.mtime_ns IS NOT NULL",
+                params![repo.folder_name(), etag],
+                |row| {
+                    Ok(BlobStamp {
+                        size: row.get::<_, i64>(0)? as u64,
+                        mtime_ns: row.get(1)?,
+                        dev: row.get::<_, i64>(2)? as u64,
+                        ino: row.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()
         })
     }
 

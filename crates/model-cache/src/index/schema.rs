@@ -84,6 +84,17 @@ CREATE TABLE variant_access (
 ) WITHOUT ROWID;
 ";
 
+/// The resume-safety issue: a chunk in flight records the prefix it has written (state
+/// `partial`, `written` bytes from the chunk's start, `checksum` of them); a verified blob
+/// records the file it was verified as (modification time, device and inode, with its size),
+/// so it is linked again without hashing only while it is still that file.
+const RESUME_SAFETY: &str = "
+ALTER TABLE download_chunks ADD COLUMN written INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE blobs ADD COLUMN mtime_ns INTEGER;
+ALTER TABLE blobs ADD COLUMN dev INTEGER;
+ALTER TABLE blobs ADD COLUMN ino INTEGER;
+";
+
 /// Every migration, in order. Append only (see the module docs).
 pub(crate) const MIGRATIONS: &[&str] = &[
     BASE,
@@ -91,5 +102,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     queue::MIGRATION,
     TYPED_CONTRACTS,
     in_flight::MIGRATION,
-    transfers::PARTIAL_CHUNKS_MIGRATION,
+    RESUME_SAFETY,
 ];

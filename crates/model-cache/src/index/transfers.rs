@@ -41,12 +41,6 @@ CREATE TABLE download_chunks (
 ) WITHOUT ROWID;
 ";
 
-/// The migration of the resume-safety issue: a chunk in flight records the prefix it has
-/// written (state `partial`, `written` bytes from the chunk's start, `checksum` of them).
-pub const PARTIAL_CHUNKS_MIGRATION: &str = "
-ALTER TABLE download_chunks ADD COLUMN written INTEGER NOT NULL DEFAULT 0;
-";
-
 /// State of a download job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
