@@ -511,3 +511,120 @@ fn lock_files_are_created_like_filelock_under_each_umask() {
         );
     }
 }
+
+/// A cache as `huggingface_hub` 2.4 writes it with `hf_xet`: one payload in the shared blob
+/// store (`<cache>/blobs/<h[..2]>/<h>`, `h` its Xet hash, a `.refs` manifest, the layout
+/// marker) that two repos link from their `blobs/<sha256>`. Built by hand after 2.4's
+/// `utils/_shared_blobs.py` (a Xet download needs a CAS server the emulator does not run
+/// yet), and checked against the real 2.4: its `scan_cache_dir` reports no warning.
+fn write_shared_store_cache(
+    root: &Path,
+    content: &[u8],
+) -> (String, String, Vec<(String, String)>) {
+    use sha2::Digest as _;
+    let sha = hex::encode(sha2::Sha256::digest(content));
+    let xet = hex::encode(sha2::Sha256::digest([b"xet:".as_slice(), content].concat()));
+    let store = root.join("blobs");
+    std::fs::create_dir_all(store.join(&xet[..2])).unwrap();
+    std::fs::write(store.join(".huggingface-shared-blobs"), "1\n").unwrap();
+    std::fs::write(store.join(&xet[..2]).join(&xet), content).unwrap();
+    let mut manifest = String::new();
+    let mut repos = Vec::new();
+    for (i, name) in ["one", "two"].iter().enumerate() {
+        let folder = format!("models--acme--{name}");
+        let commit = format!("{}", i + 1).repeat(40);
+        let repo = root.join(&folder);
+        std::fs::create_dir_all(repo.join("blobs")).unwrap();
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::create_dir_all(repo.join("snapshots").join(&commit)).unwrap();
+        std::os::unix::fs::symlink(
+            format!("../../blobs/{}/{xet}", &xet[..2]),
+            repo.join("blobs").join(&sha),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            format!("../../blobs/{sha}"),
+            repo.join("snapshots")
+                .join(&commit)
+                .join("model.safetensors"),
+        )
+        .unwrap();
+        std::fs::write(repo.join("refs/main"), &commit).unwrap();
+        manifest.push_str(&format!("{folder}/blobs/{sha}\n"));
+        repos.push((format!("acme/{name}"), commit));
+    }
+    std::fs::write(store.join(&xet[..2]).join(format!("{xet}.refs")), manifest).unwrap();
+    (sha, xet, repos)
+}
+
+/// `scan_cache_dir` of the real 2.4: its warnings, repo ids and total size.
+fn python_scan(cache: &Path) -> Value {
+    run_json(
+        python(cache, None, true),
+        r#"
+import json
+from huggingface_hub import scan_cache_dir
+info = scan_cache_dir()
+print(json.dumps({"warnings": [str(w) for w in info.warnings],
+                  "repos": sorted(r.repo_id for r in info.repos),
+                  "size": info.size_on_disk}))
+"#,
+    )
+}
+
+#[tokio::test]
+async fn a_cache_written_by_huggingface_hub_2_with_xet_verifies_and_cleans() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (sha, xet, repos) = write_shared_store_cache(&root, &content);
+    let size = content.len() as u64;
+    let python_view = python_scan(&root);
+    assert_eq!(
+        python_view["warnings"],
+        serde_json::json!([]),
+        "{python_view}"
+    );
+    assert_eq!(python_view["size"], size, "2.4 counts the payload once");
+
+    // Verified against the name the snapshot links (the sha256), not the payload's Xet hash.
+    let cache = HubCache::new(&root);
+    let report = cache.verify(None).await.unwrap();
+    assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
+    assert_eq!(report.checked, 2);
+    // Counted once, in the listing and in what removals account.
+    assert_eq!(cache.scan().unwrap().size_on_disk, size);
+    assert_eq!(cache.inventory().unwrap().total_bytes(), size);
+
+    let payload = root.join("blobs").join(&xet[..2]).join(&xet);
+    let manifest = payload.with_file_name(format!("{xet}.refs"));
+    let none = std::collections::HashSet::new();
+    let one = RepoId::model(&repos[0].0).unwrap();
+    let two = RepoId::model(&repos[1].0).unwrap();
+    // Removing one repo frees nothing: the other still uses the payload, and the manifest
+    // names only it.
+    let dry = model_cache::store::removal::delete_repo(&root, &one, &none, true).unwrap();
+    assert_eq!(dry.bytes_freed, 0);
+    let done = model_cache::store::removal::delete_repo(&root, &one, &none, false).unwrap();
+    assert_eq!(done.bytes_freed, 0);
+    assert!(payload.exists());
+    assert_eq!(
+        std::fs::read_to_string(&manifest).unwrap(),
+        format!("models--acme--two/blobs/{sha}\n")
+    );
+    // The last one takes the payload and its manifest with it (the lock file stays).
+    let dry = model_cache::store::removal::delete_repo(&root, &two, &none, true).unwrap();
+    assert_eq!(dry.bytes_freed, size);
+    let done = model_cache::store::removal::delete_repo(&root, &two, &none, false).unwrap();
+    assert_eq!(done.bytes_freed, size);
+    assert!(!payload.exists() && !manifest.exists());
+    assert!(payload.with_file_name(format!("{xet}.lock")).exists());
+    let python_view = python_scan(&root);
+    assert_eq!(
+        python_view["warnings"],
+        serde_json::json!([]),
+        "{python_view}"
+    );
+    assert_eq!(python_view["repos"], serde_json::json!([]));
+    assert_eq!(python_view["size"], 0);
+}

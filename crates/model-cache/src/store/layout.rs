@@ -39,3 +39,8 @@ pub fn no_exist_dir(repo_dir: &Path, commit: &str) -> PathBuf {
 pub fn locks_dir(root: &Path, folder: &str) -> PathBuf {
     root.join(".locks").join(folder)
 }
+
+/// `<cache root>/blobs`: `huggingface_hub` 2.x's shared blob store (see `store::shared_blobs`).
+pub fn shared_blobs_dir(root: &Path) -> PathBuf {
+    root.join("blobs")
+}

@@ -26,6 +26,7 @@ mod lock;
 pub mod removal;
 mod safe_path;
 mod scan;
+pub mod shared_blobs;
 mod verify;
 
 use std::path::{Path, PathBuf};

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::inventory::{self, LooseFile, RepoOnDisk};
 use super::scan::{CachedRepo, read_repo};
-use super::{FileId, HubCache, SafeRelPath, StoreError, StoredFile, layout};
+use super::{FileId, HubCache, SafeRelPath, StoreError, StoredFile, layout, shared_blobs};
 use crate::repo::RepoId;
 
 /// What a removal took away (or, in a dry run, would take away).
@@ -171,6 +171,19 @@ impl RepoRead {
         })
     }
 
+    /// The repo's blobs that are links into `huggingface_hub` 2.x's shared blob store, with the
+    /// payload each leads to.
+    fn shared_payloads(&self, root: &Path) -> HashMap<String, PathBuf> {
+        self.cached
+            .linked_blobs
+            .iter()
+            .filter_map(|etag| {
+                let payload = shared_blobs::payload_of(root, &layout::blob_file(&self.dir, etag))?;
+                Some((etag.clone(), payload))
+            })
+            .collect()
+    }
+
     /// Blob keys linked from snapshots removals do not take apart (symlinked snapshot folders,
     /// odd names): such blobs always stay.
     fn foreign_keys(&self) -> HashSet<String> {
@@ -187,6 +200,25 @@ impl RepoRead {
             .flat_map(|r| &r.files)
             .filter_map(|f| f.etag.clone())
             .collect()
+    }
+}
+
+/// Payloads of the shared blob store some of whose repo links went, and those links.
+#[derive(Default)]
+struct Released(HashMap<PathBuf, Vec<PathBuf>>);
+
+impl Released {
+    fn link_gone(&mut self, payload: &Path, link: PathBuf) {
+        self.0.entry(payload.to_path_buf()).or_default().push(link);
+    }
+
+    /// Sweeps each payload (see [`shared_blobs::sweep`]) and returns the bytes freed.
+    fn sweep(self, root: &Path, dry_run: bool) -> Result<u64, StoreError> {
+        let mut freed = 0;
+        for (payload, going) in self.0 {
+            freed += shared_blobs::sweep(root, &payload, &going, dry_run, REMOVAL_LOCK_WAIT)?;
+        }
+        Ok(freed)
     }
 }
 
@@ -292,6 +324,8 @@ pub fn delete_revision(
         Vec::new()
     };
 
+    let payloads = read.shared_payloads(root);
+    let mut released = Released::default();
     let mut removal = Removal::default();
     let mut freeing = Freeing::default();
     // Links first: a crash after this step leaves unreferenced blobs (cleaned later), never a
@@ -314,8 +348,14 @@ pub fn delete_revision(
         }
         match remove_blob(root, repo, repo_dir, &blob.key, keep_blobs, dry_run)? {
             Some(path) => {
+                match payloads.get(&blob.key) {
+                    Some(payload) => released.link_gone(payload, path.clone()),
+                    None => {
+                        removal.bytes_freed +=
+                            freeing.name_removed(&blob.id, blob.links, blob.size);
+                    }
+                }
                 removal.paths.push(path);
-                removal.bytes_freed += freeing.name_removed(&blob.id, blob.links, blob.size);
             }
             None => kept_any |= layout::blob_file(repo_dir, &blob.key).exists(),
         }
@@ -342,8 +382,16 @@ pub fn delete_revision(
                 removal.bytes_freed += freeing.name_removed(&file.id, file.links, file.size);
             }
         }
+        // Links into the shared blob store go with the folder too.
+        for (etag, payload) in &payloads {
+            let link = layout::blob_file(repo_dir, etag);
+            if !removal.paths.contains(&link) {
+                released.link_gone(payload, link);
+            }
+        }
         removal.paths.push(repo_dir.clone());
     }
+    removal.bytes_freed += released.sweep(root, dry_run)?;
     tracing::info!(%repo, commit, bytes = removal.bytes_freed, dry_run, "removed revision");
     Ok(removal)
 }
@@ -398,6 +446,8 @@ pub fn delete_files(
         .collect();
     present.sort();
     present.dedup();
+    let payloads = read.shared_payloads(root);
+    let mut released = Released::default();
     let mut removal = Removal::default();
     let mut freeing = Freeing::default();
     for link in present {
@@ -431,11 +481,18 @@ pub fn delete_files(
                 && plain_segment(&key)
                 && let Some(blob) = remove_blob(root, repo, repo_dir, &key, keep_blobs, dry_run)?
             {
+                match payloads.get(&key) {
+                    Some(payload) => released.link_gone(payload, blob.clone()),
+                    None => {
+                        removal.bytes_freed +=
+                            freeing.name_removed(&slot.1.id, slot.1.links, slot.1.size);
+                    }
+                }
                 removal.paths.push(blob);
-                removal.bytes_freed += freeing.name_removed(&slot.1.id, slot.1.links, slot.1.size);
             }
         }
     }
+    removal.bytes_freed += released.sweep(root, dry_run)?;
     tracing::info!(%repo, commit, files = files.len(), bytes = removal.bytes_freed, dry_run, "removed files");
     Ok(removal)
 }
@@ -455,8 +512,14 @@ pub fn delete_repo(
         // from elsewhere stay.
         let mut freeing = Freeing::default();
         let mut names = HashSet::new();
+        let payloads = read.shared_payloads(root);
+        let mut released = Released::default();
+        for (etag, payload) in &payloads {
+            released.link_gone(payload, layout::blob_file(&read.dir, etag));
+        }
+        removal.bytes_freed += released.sweep(root, true)?;
         for blob in read.on_disk.revisions.iter().flat_map(|r| &r.blobs) {
-            if names.insert(blob.key.as_str()) {
+            if !payloads.contains_key(&blob.key) && names.insert(blob.key.as_str()) {
                 removal.bytes_freed += freeing.name_removed(&blob.id, blob.links, blob.size);
             }
         }

@@ -247,6 +247,36 @@ pub(super) fn scan(cache: &HubCache) -> Result<CacheScan, StoreError> {
             }),
         }
     }
+    // `huggingface_hub` 2.x's shared blob store: each payload counts once (those no repo uses
+    // too, as 2.4 counts them), and each repo link to it is one of its names.
+    let payloads = super::shared_blobs::payloads(&root);
+    if !payloads.is_empty() {
+        let mut names: HashMap<FileId, u64> = HashMap::new();
+        for repo in &scan.repos {
+            for etag in &repo.linked_blobs {
+                if let Some(blob) = repo.blobs.get(etag) {
+                    *names.entry(blob.id.clone()).or_default() += 1;
+                }
+            }
+        }
+        for repo in &mut scan.repos {
+            let linked = &repo.linked_blobs;
+            for (etag, blob) in repo.blobs.iter_mut() {
+                if let Some(&n) = names.get(&blob.id).filter(|_| linked.contains(etag)) {
+                    blob.links = n;
+                }
+            }
+            for file in repo.revisions.iter_mut().flat_map(|r| r.files.iter_mut()) {
+                let shared = file.etag.as_ref().is_some_and(|e| linked.contains(e));
+                if let Some(&n) = names.get(&file.id).filter(|_| shared) {
+                    file.links = n;
+                }
+            }
+        }
+        for (_, payload) in payloads {
+            files.insert(payload.id, payload.size);
+        }
+    }
     scan.size_on_disk = files.values().sum();
     Ok(scan)
 }

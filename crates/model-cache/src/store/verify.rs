@@ -50,7 +50,10 @@ impl HubCache {
         {
             let mut seen = HashSet::new();
             for file in cached.revisions.iter().flat_map(|r| &r.files) {
-                let Some(etag) = file.blob_path.file_name().and_then(|n| n.to_str()) else {
+                // The name the snapshot links (`blobs/<etag>`), not where the link finally
+                // leads: with `huggingface_hub` 2.x's shared store that is a payload named by
+                // its Xet hash.
+                let Some(etag) = file.etag.as_deref() else {
                     continue;
                 };
                 if !seen.insert(file.blob_path.clone()) {
