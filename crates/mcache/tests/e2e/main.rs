@@ -4,6 +4,7 @@
 mod common;
 
 mod basics;
+mod crash;
 mod errors;
 mod interrupt;
 mod json;
