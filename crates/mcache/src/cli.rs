@@ -42,9 +42,13 @@ pub(crate) struct GlobalArgs {
     /// Base URL of the Hub [default: HF_ENDPOINT or https://huggingface.co]
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Hub access token [default: HF_TOKEN, or the token saved by `mcache login`]
+    /// Hub access token [default: HF_TOKEN, or the token saved by `mcache login`]. Visible to
+    /// other users in `ps` and kept in shell history: prefer `--token-file`
     #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Read the Hub access token from this file (`-`: from stdin), out of shell history and `ps`
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// No network at all: everything comes from the cache [default: HF_HUB_OFFLINE]
     #[arg(long, global = true)]
     pub offline: bool,

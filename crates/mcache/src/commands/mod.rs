@@ -56,6 +56,34 @@ impl Interrupt {
     }
 }
 
+/// The token in a `--token-file` (`-`: stdin): its first line, trimmed.
+fn read_token_file(path: &std::path::Path) -> Result<String, crate::exit::CliError> {
+    use std::io::BufRead as _;
+    let what = path.display().to_string();
+    let text = if path.as_os_str() == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map(|_| line)
+            .map_err(|e| e.to_string())
+    } else {
+        std::fs::read_to_string(path).map_err(|e| e.to_string())
+    }
+    .map_err(|reason| {
+        crate::exit::CliError::usage(format!("Cannot read the token from `{what}`: {reason}"))
+            .hint("pass a file holding the token (`--token-file PATH`), or `-` to pipe it in")
+    })?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.is_empty() || token.chars().any(char::is_whitespace) {
+        return Err(crate::exit::CliError::usage(format!(
+            "`{what}` holds no token on its first line"
+        ))
+        .hint("write the token (`hf_...`) alone on the first line"));
+    }
+    Ok(token)
+}
+
 /// Opens the engine for one command. The queue is opened passively: a short-lived command must
 /// not start, resume or clean up jobs that a running app (or `mcache serve`) owns.
 pub(crate) async fn open_engine(global: &crate::cli::GlobalArgs) -> anyhow::Result<Engine> {
@@ -76,7 +104,15 @@ pub(crate) async fn open_engine_with(
 }
 
 pub(crate) async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let global = cli.global;
+    let mut global = cli.global;
+    if let Some(path) = global.token_file.take() {
+        global.token = Some(read_token_file(&path)?);
+    } else if global.token.is_some() {
+        printer.warning(
+            "`--token` is visible to other users (`ps`) and stays in your shell history; \
+             prefer `--token-file PATH`, `--token-file -` (stdin) or `HF_TOKEN`",
+        );
+    }
     match cli.command {
         Command::Completions { shell } => completions::completions(shell),
         Command::Demo { port } => demo::demo(port, &printer).await,

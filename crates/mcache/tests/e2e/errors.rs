@@ -3,7 +3,11 @@
 use crate::common::World;
 
 fn error_line(stderr: &str) -> &str {
-    let first = stderr.lines().next().unwrap_or_default();
+    // Warnings (such as the one `--token` draws) come first.
+    let first = stderr
+        .lines()
+        .find(|l| !l.starts_with("warning: "))
+        .unwrap_or_default();
     assert!(
         first.starts_with("error: "),
         "first stderr line is the error: {stderr}"
@@ -176,4 +180,77 @@ fn unreachable_hub_is_a_network_error() {
     ]);
     run.code(7);
     error_line(&run.stderr);
+}
+
+#[test]
+fn a_token_file_or_stdin_keeps_the_token_off_the_command_line() {
+    let world = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{}\n", hub_emulator::auth::DEMO_TOKEN)).unwrap();
+    let run = world.run(&[
+        "--token-file",
+        file.to_str().unwrap(),
+        "pull",
+        "demo/private",
+    ]);
+    run.ok();
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+
+    // `-` reads it from stdin.
+    let mut child = world
+        .command()
+        .args(["--token-file", "-", "--json", "ls"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(
+        child.stdin.take().unwrap(),
+        "{}",
+        hub_emulator::auth::DEMO_TOKEN
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // `--token` still works, with a warning naming the safer ways.
+    let run = world.run(&["--token", hub_emulator::auth::DEMO_TOKEN, "ls"]);
+    run.ok();
+    assert!(
+        run.stderr.starts_with("warning: `--token` is visible")
+            && run.stderr.contains("--token-file"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(hub_emulator::auth::DEMO_TOKEN));
+
+    // A missing or empty file is a usage error, and both flags at once are refused.
+    let missing = dir.path().join("nope");
+    let run = world.run(&["--token-file", missing.to_str().unwrap(), "ls"]);
+    run.code(2);
+    assert!(
+        error_line(&run.stderr).contains("Cannot read the token"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(&file, "\n").unwrap();
+    world
+        .run(&["--token-file", file.to_str().unwrap(), "ls"])
+        .code(2);
+    world
+        .run(&[
+            "--token",
+            "hf_x",
+            "--token-file",
+            file.to_str().unwrap(),
+            "ls",
+        ])
+        .code(2);
 }
