@@ -49,7 +49,11 @@ pub fn settings() -> Result<Settings, StartupError> {
         data_dir,
     );
     settings.user_agent = concat!("model-cache-app/", env!("CARGO_PKG_VERSION")).to_string();
-    Preferences::load(&settings.data_dir)?.apply(&mut settings);
+    // A bad saved file or setting is logged and shown in the window's alerts (the engine's
+    // health); it never stops the start.
+    Preferences::load_checked(&settings.data_dir)
+        .0
+        .apply(&mut settings);
     Ok(settings)
 }
 

@@ -324,3 +324,31 @@ async fn settings_and_token_round_trip() {
     assert_eq!(cleared["token_set"], false);
     f.server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn bad_values_are_refused_and_nothing_is_saved() {
+    let f = Fixture::start().await;
+    let (_, before) = f.get("/api/settings").await;
+    for bad in [
+        json!({"endpoint": "http://"}),
+        json!({"endpoint": "ftp://example.org"}),
+        json!({"cache_dir": "relative/folder"}),
+        json!({"mirrors": ["not a url"]}),
+    ] {
+        let (status, err) = f
+            .call(reqwest::Method::PUT, "/api/settings", Some(bad.clone()))
+            .await;
+        assert_eq!(status, 400, "{bad} -> {err}");
+        assert_eq!(err["error"]["kind"], "invalid_input");
+    }
+    let (_, after) = f.get("/api/settings").await;
+    assert_eq!(before, after, "a refused change saves nothing");
+    // A token `mcache login` refuses is refused here too, and never becomes a header.
+    for bad in ["hf_a b", "hf_\u{7f}x", "hf_é", "hf_a\r\nX-Injected: 1"] {
+        let (status, err) = f.post("/api/token", json!({"token": bad})).await;
+        assert_eq!(status, 400, "{bad:?} -> {err}");
+    }
+    let (_, settings) = f.get("/api/settings").await;
+    assert_eq!(settings["token_set"], false);
+    f.server.shutdown().await.unwrap();
+}

@@ -29,7 +29,11 @@ pub(crate) fn resolve(global: &GlobalArgs) -> anyhow::Result<Settings> {
     if let Some(dir) = &global.data_dir {
         settings.data_dir = absolute(dir);
     }
-    model_cache::engine::Preferences::load(&settings.data_dir)?.apply(&mut settings);
+    // A bad saved file or setting is logged (a warning on stderr) and shown by the engine's
+    // health alerts; it never stops the start.
+    model_cache::engine::Preferences::load_checked(&settings.data_dir)
+        .0
+        .apply(&mut settings);
     apply_flags(&mut settings, global)?;
     Ok(settings)
 }

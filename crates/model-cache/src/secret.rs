@@ -9,11 +9,15 @@ pub struct Token(String);
 
 impl Token {
     /// Wraps a token; surrounding whitespace (a trailing newline in a token file) is dropped.
-    /// Returns `None` for an empty token.
+    /// Returns `None` for an empty token, and for one that could not travel in an
+    /// `Authorization` header as it is (whitespace inside, control or non-ASCII characters):
+    /// such a value is a mistake (two tokens pasted, a stray character), never sent as an empty
+    /// or mangled header.
     pub fn new(value: impl Into<String>) -> Option<Self> {
         let value = value.into();
         let trimmed = value.trim();
-        (!trimmed.is_empty()).then(|| Token(trimmed.to_string()))
+        let sendable = trimmed.bytes().all(|b| b.is_ascii_graphic());
+        (!trimmed.is_empty() && sendable).then(|| Token(trimmed.to_string()))
     }
 
     /// The raw token, for an `Authorization: Bearer` header and nothing else.

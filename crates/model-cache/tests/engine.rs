@@ -364,3 +364,53 @@ async fn a_passive_engine_never_runs_jobs_and_cached_headers_are_read_locally() 
     app.shutdown();
     emulator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_saved_preferences_start_with_defaults_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = Preferences::path(&data);
+
+    // Settings an older version let through: the start uses the defaults for them, says so,
+    // and keeps what is valid.
+    std::fs::write(
+        &file,
+        r#"{"endpoint": "http://", "cache_dir": "relative/folder", "max_rate_bps": 5000000}"#,
+    )
+    .unwrap();
+    let (preferences, warnings) = Preferences::load_checked(&data);
+    assert_eq!(preferences.endpoint, None);
+    assert_eq!(preferences.cache_dir, None);
+    assert_eq!(preferences.max_rate_bps, Some(5_000_000));
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    let engine = Engine::open(
+        settings(dir.path(), "http://127.0.0.1:9".into()),
+        passive(8 << 30),
+    )
+    .unwrap();
+    let problems = engine.health().unwrap().problems;
+    assert!(
+        problems[0].contains("`cache_dir`") || problems[0].contains("`endpoint`"),
+        "{problems:?}"
+    );
+    engine.shutdown();
+
+    // A file that is not JSON at all: defaults, an alert, and its bytes kept for the user.
+    std::fs::write(&file, "{ not json").unwrap();
+    let engine = Engine::open(
+        settings(dir.path(), "http://127.0.0.1:9".into()),
+        passive(8 << 30),
+    )
+    .unwrap();
+    let problems = engine.health().unwrap().problems;
+    assert!(
+        problems[0].contains("not valid preferences JSON") && problems[0].contains("default"),
+        "{problems:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(file.with_extension("json.bad")).unwrap(),
+        "{ not json"
+    );
+    engine.shutdown();
+}

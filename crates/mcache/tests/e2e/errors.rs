@@ -254,3 +254,26 @@ fn a_token_file_or_stdin_keeps_the_token_off_the_command_line() {
         ])
         .code(2);
 }
+
+#[test]
+fn a_bad_saved_preferences_file_never_stops_a_command() {
+    let world = World::new();
+    std::fs::create_dir_all(world.data_dir()).unwrap();
+    std::fs::write(
+        world.data_dir().join("preferences.json"),
+        r#"{"endpoint": "http://", "cache_dir": "relative"}"#,
+    )
+    .unwrap();
+    let run = world.run(&["ls"]);
+    run.ok();
+    assert!(
+        run.stderr.contains("`endpoint` was ignored")
+            && run.stderr.contains("`cache_dir` was ignored"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(world.data_dir().join("preferences.json"), "{ not json").unwrap();
+    let run = world.run(&["ls"]);
+    run.ok();
+    assert!(run.stderr.contains("default settings"), "{}", run.stderr);
+}

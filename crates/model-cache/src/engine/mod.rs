@@ -112,6 +112,8 @@ struct Inner {
     machine: Arc<dyn Machine + Send + Sync>,
     fit: FitOptions,
     preferences: Mutex<Preferences>,
+    /// What was wrong with the saved preferences at start (shown with the health alerts).
+    preference_warnings: Vec<String>,
 }
 
 impl Engine {
@@ -122,7 +124,10 @@ impl Engine {
     ///
     /// Must be called inside a Tokio runtime.
     pub fn open(settings: Settings, options: EngineOptions) -> Result<Engine, EngineError> {
-        let preferences = Preferences::load(&settings.data_dir)?;
+        let (preferences, preference_warnings) = Preferences::load_checked(&settings.data_dir);
+        for warning in &preference_warnings {
+            tracing::warn!("{warning}");
+        }
         let index = Index::open(&settings.data_dir)?;
         let cache = HubCache::new(&settings.hub_cache);
         let hub = HubClient::new(&settings)?;
@@ -148,6 +153,7 @@ impl Engine {
                 machine: options.machine,
                 fit: options.fit,
                 preferences: Mutex::new(preferences),
+                preference_warnings,
             }),
         })
     }
@@ -358,8 +364,15 @@ impl Engine {
         Ok(doctor::run(&self.inner.cache, &self.inner.index, repair)?)
     }
 
+    /// The health summary; problems with the saved preferences found at start come first.
     pub fn health(&self) -> Result<HealthReport, EngineError> {
-        Ok(self.inner.scheduler.health()?)
+        let mut report = self.inner.scheduler.health()?;
+        if !self.inner.preference_warnings.is_empty() {
+            let mut problems = self.inner.preference_warnings.clone();
+            problems.append(&mut report.problems);
+            report.problems = problems;
+        }
+        Ok(report)
     }
 
     pub fn stats(&self) -> Result<Stats, EngineError> {

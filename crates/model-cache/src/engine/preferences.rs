@@ -115,6 +115,65 @@ impl Preferences {
         }
     }
 
+    /// Reads the preferences for a start that must not fail because of them: a file that cannot
+    /// be read or parsed gives the defaults (its bytes are kept beside it as
+    /// `preferences.json.bad`), and a saved start-time setting that would stop the start (an
+    /// endpoint that is not a URL, a relative cache folder, …) is dropped. Each problem comes
+    /// back as a sentence for a person; the engine shows them as health alerts.
+    pub fn load_checked(data_dir: &Path) -> (Preferences, Vec<String>) {
+        match Self::load(data_dir) {
+            Ok(mut preferences) => {
+                let warnings = preferences.drop_invalid();
+                (preferences, warnings)
+            }
+            Err(error) => {
+                let path = Self::path(data_dir);
+                let kept = path.with_extension("json.bad");
+                let cause = std::error::Error::source(&error)
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                let kept_note = if std::fs::copy(&path, &kept).is_ok() {
+                    format!("; the file was kept as `{}`", kept.display())
+                } else {
+                    String::new()
+                };
+                let warning =
+                    format!("{error}{cause}. Model Cache started with default settings{kept_note}");
+                (Preferences::default(), vec![warning])
+            }
+        }
+    }
+
+    /// Drops saved start-time settings the settings' own checks refuse (the same checks a
+    /// change goes through), and says which.
+    fn drop_invalid(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let saved = serde_json::to_value(&*self).unwrap_or_default();
+        for key in ["cache_dir", "endpoint", "mirrors", "connections"] {
+            let Some(value) = saved.get(key).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let mut one = Map::new();
+            one.insert(key.to_string(), value.clone());
+            let Err(error) = PreferencesPatch::from_json(&Value::Object(one)) else {
+                continue;
+            };
+            match key {
+                "cache_dir" => self.cache_dir = None,
+                "endpoint" => self.endpoint = None,
+                "mirrors" => self.mirrors = None,
+                _ => self.connections = None,
+            }
+            let reasons: Vec<String> = error.errors.iter().map(|e| e.message.clone()).collect();
+            let warning = format!(
+                "The saved setting `{key}` was ignored ({}); the default is used",
+                reasons.join("; ")
+            );
+            warnings.push(warning);
+        }
+        warnings
+    }
+
     /// Writes the preferences atomically ([`crate::store::atomic::write`]), so a crash never
     /// leaves half a file.
     pub fn save(&self, data_dir: &Path) -> Result<(), PreferencesError> {
