@@ -948,7 +948,8 @@ function start() {
     const was = status.stream;
     status.stream = s;
     renderStatus();
-    if (s === 'unauthorized') {
+    // A page opened without a secret already says how to get in.
+    if (s === 'unauthorized' && api.hasCredentials) {
       showError($('#search-error'), new ApiError('unauthorized', 'The engine no longer accepts this page\'s access secret',
         'It was restarted with a new one: open the new link printed by `mcache serve` (it ends with `#token=…`).'));
     }
