@@ -62,7 +62,13 @@ function ipcTransport(tauri) {
 }
 
 function httpTransport() {
-  const token = browserToken();
+  let token = browserToken();
+  // The server writes a new secret at every start: once it refuses ours (401), the secret is
+  // dead for good, so it is dropped rather than sent again. The page needs the new link.
+  const forgetToken = () => {
+    token = null;
+    try { window.sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* private mode */ }
+  };
   // A link with a new secret opened on an already loaded page only changes the fragment: start
   // over so every request and the event stream use it.
   window.addEventListener('hashchange', () => {
@@ -93,6 +99,8 @@ function httpTransport() {
       try { json = JSON.parse(text); } catch (_) { json = null; }
     }
     if (!response.ok) {
+      // Only 401 means "wrong secret"; a 403 here may be the Hub refusing the engine.
+      if (response.status === 401) forgetToken();
       if (json && json.error) throw toApiError(json);
       throw new ApiError(response.status === 401 ? 'unauthorized' : 'internal',
         `The engine answered ${response.status} ${response.statusText}`, null);
@@ -135,7 +143,9 @@ function httpTransport() {
       return route(args || {});
     },
     // EventSource cannot send an Authorization header, so the SSE stream is read with fetch and
-    // parsed by hand; it reconnects with a growing delay when the stream ends.
+    // parsed by hand; it reconnects with a growing delay when the stream ends, except after a
+    // 401 or 403: the secret (or the page's origin) is refused and retrying cannot help, so it
+    // forgets the secret and stops with the status 'unauthorized'.
     subscribe(onEvent, onStatus) {
       let stopped = false;
       let controller = null;
@@ -149,6 +159,12 @@ function httpTransport() {
               signal: controller.signal,
               cache: 'no-store',
             });
+            if (response.status === 401 || response.status === 403) {
+              forgetToken();
+              stopped = true;
+              onStatus('unauthorized');
+              return;
+            }
             if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
             onStatus('live');
             delay = 500;
@@ -226,8 +242,9 @@ function createApi() {
       startupRepo: () => call('startup_repo'),
       onOpenRepo: (callback) => window.__TAURI__.event.listen('open-repo', (event) => callback(event.payload)),
     } : null,
-    /** Calls `onEvent(event)` for every engine event; `onStatus` gets 'live' | 'reconnecting'.
-     * Returns a function that stops listening. */
+    /** Calls `onEvent(event)` for every engine event; `onStatus` gets 'live' | 'reconnecting' |
+     * 'unauthorized' (the secret was refused; the stream has stopped for good). Returns a
+     * function that stops listening. */
     subscribe: (onEvent, onStatus = () => {}) => transport.subscribe(onEvent, onStatus),
   };
 }

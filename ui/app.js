@@ -205,7 +205,7 @@ function renderStatus() {
   if (status.error) parts.push(`Engine unreachable: ${status.error.message}`);
   else if (status.health) {
     const hl = status.health;
-    parts.push(`${hl.offline ? 'Offline' : status.stream === 'live' ? 'Connected' : 'Reconnecting…'} · v${hl.version}`);
+    parts.push(`${hl.offline ? 'Offline' : status.stream === 'live' ? 'Connected' : status.stream === 'unauthorized' ? 'Disconnected' : 'Reconnecting…'} · v${hl.version}`);
     // Say which hub answers when it is not the public one (the demo hub, a mirror, a proxy).
     let hub = null;
     try { hub = hl.endpoint ? new URL(hl.endpoint).host : null; } catch (_) { hub = null; }
@@ -948,6 +948,11 @@ function start() {
     const was = status.stream;
     status.stream = s;
     renderStatus();
+    // A page opened without a secret already says how to get in.
+    if (s === 'unauthorized' && api.hasCredentials) {
+      showError($('#search-error'), new ApiError('unauthorized', 'The engine no longer accepts this page\'s access secret',
+        'It was restarted with a new one: open the new link printed by `mcache serve` (it ends with `#token=…`).'));
+    }
     // After a reconnect, events may have been missed: reload the queue.
     if (s === 'live' && was !== 'live') refreshJobs();
   });

@@ -1,10 +1,12 @@
 //! A client for the local API of another process: `mcache queue` uses it to reach the queue of a
 //! running desktop app or `mcache serve`.
 //!
-//! The server announces itself in the app-data folder it uses: [`DISCOVERY_FILE`] holds
-//! `{"url", "pid"}` and [`TOKEN_FILE`] the secret every request carries as a bearer token (see
-//! `docs/local-api.md`). [`Client::discover`] reads both; the methods then call the routes of the
-//! contract. Bodies come back as the contract's JSON, unchanged, so a caller that prints them
+//! The server announces itself in the app-data folder it uses: [`DISCOVERY_FILE`] holds a
+//! [`Discovery`] record (`{"url", "pid", "secret_file"}`) and the file it names the secret every
+//! request carries as a bearer token (see `docs/local-api.md`). [`Client::discover`] reads both,
+//! on every OS only after checking that the URL is on this machine (a loopback address or
+//! `localhost`, over plain HTTP) and that the process is alive: the secret is never sent to a
+//! host a tampered or stale record names. The methods then call the routes of the contract. Bodies come back as the contract's JSON, unchanged, so a caller that prints them
 //! (`mcache queue --json`) shows exactly what the server sent.
 //!
 //! ```no_run
@@ -21,22 +23,21 @@
 //! ```
 //!
 //! Errors are data: [`ClientError::NoServer`] and [`ClientError::StaleDiscovery`] say that
-//! nothing is listening, [`ClientError::Unreachable`] that the server went away, and
+//! nothing is listening, [`ClientError::NotLoopback`] that the record names another machine, [`ClientError::Unreachable`] that the server went away, and
 //! [`ClientError::Api`] carries the server's own error (its stable `kind`, message and hint).
 //! What to tell the user is the caller's choice.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use model_cache::engine::JobAction;
-use serde::Deserialize;
 use serde_json::Value;
+use url::Url;
 
+use crate::discovery::{DISCOVERY_FILE, Discovery};
 use crate::error::ApiError;
-use crate::secret::{ApiSecret, TOKEN_FILE};
-
-use crate::DISCOVERY_FILE;
+use crate::secret::ApiSecret;
 
 /// How long one request may take before the server counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,8 +52,7 @@ pub enum ClientError {
         /// The app-data folder.
         data_dir: PathBuf,
     },
-    /// The discovery file was left behind by a server that is no longer running (detected on
-    /// Linux, where the process id can be checked).
+    /// The discovery file was left behind by a server that is no longer running.
     #[error("No running Model Cache app or `mcache serve` uses `{}`", data_dir.display())]
     StaleDiscovery {
         /// The app-data folder.
@@ -71,8 +71,17 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    /// The discovery file is not the JSON the server writes.
-    #[error("`{}` is not valid JSON", path.display())]
+    /// The discovery record names a URL that is not on this machine (or not plain HTTP): the
+    /// secret is not sent there.
+    #[error("`{}` names `{url}`, which is not a loopback address of this machine; refusing to send the API secret there", path.display())]
+    NotLoopback {
+        /// The discovery file.
+        path: PathBuf,
+        /// The URL it names.
+        url: String,
+    },
+    /// The discovery file is not the record the server writes.
+    #[error("`{}` is not a valid discovery record", path.display())]
     InvalidDiscovery {
         /// The discovery file.
         path: PathBuf,
@@ -108,14 +117,6 @@ pub enum ClientError {
     Api(ApiError),
 }
 
-/// The discovery file's content.
-#[derive(Debug, Deserialize)]
-struct Discovery {
-    url: String,
-    #[serde(default)]
-    pid: Option<u32>,
-}
-
 /// A client for the local API of the process that owns an app-data folder.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -125,10 +126,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Finds the server that uses `data_dir` through its discovery file and reads the secret.
-    ///
-    /// Nothing is sent yet: a server that stopped without removing its file is only noticed
-    /// here on Linux (its process id is gone), elsewhere at the first request.
+    /// Finds the server that uses `data_dir` through its discovery record and reads the secret
+    /// it names. Refuses a record whose URL is not on this machine ([`ClientError::NotLoopback`])
+    /// or whose process is gone ([`ClientError::StaleDiscovery`]). Nothing is sent yet.
     pub fn discover(data_dir: &Path) -> Result<Client, ClientError> {
         let discovery_path = data_dir.join(DISCOVERY_FILE);
         let text = match std::fs::read_to_string(&discovery_path) {
@@ -150,7 +150,31 @@ impl Client {
                 path: discovery_path.clone(),
                 source,
             })?;
-        let token_path = data_dir.join(TOKEN_FILE);
+        if !is_loopback_url(&discovery.url) {
+            return Err(ClientError::NotLoopback {
+                path: discovery_path,
+                url: discovery.url,
+            });
+        }
+        // A server that died without cleaning up leaves its record behind.
+        if !process_is_alive(discovery.pid) {
+            return Err(ClientError::StaleDiscovery {
+                data_dir: data_dir.to_path_buf(),
+                path: discovery_path,
+                pid: discovery.pid,
+            });
+        }
+        // The secret file is one in this folder, never a path the record makes up.
+        let mut name = Path::new(&discovery.secret_file).components();
+        let (Some(Component::Normal(name)), None) = (name.next(), name.next()) else {
+            return Err(ClientError::InvalidDiscovery {
+                path: discovery_path,
+                source: serde::de::Error::custom(
+                    "`secret_file` must be a file name in the same folder",
+                ),
+            });
+        };
+        let token_path = data_dir.join(name);
         let secret = std::fs::read_to_string(&token_path)
             .map_err(|source| ClientError::ReadSecret {
                 path: token_path,
@@ -159,19 +183,6 @@ impl Client {
             .trim()
             .to_string();
         let client = Client::new(&discovery.url, ApiSecret::new(secret))?;
-        // A server that died without cleaning up leaves its file behind; on Linux its pid
-        // tells.
-        if let Some(pid) = discovery.pid
-            && cfg!(target_os = "linux")
-            && Path::new("/proc/self").exists()
-            && !Path::new("/proc").join(pid.to_string()).exists()
-        {
-            return Err(ClientError::StaleDiscovery {
-                data_dir: data_dir.to_path_buf(),
-                path: discovery_path,
-                pid,
-            });
-        }
         Ok(client)
     }
 
@@ -243,6 +254,42 @@ impl Client {
     }
 }
 
+/// Whether `url` is plain HTTP to a loopback address or `localhost`: the only places the
+/// secret is sent.
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(url) = Url::parse(url) else {
+        return false;
+    };
+    if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Whether a process with this pid is running, on every OS. When the system cannot tell, it
+/// counts as running (the first request then finds out).
+fn process_is_alive(pid: u32) -> bool {
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+    if pid == std::process::id() {
+        return true;
+    }
+    let Ok(mut system) = System::new() else {
+        return true;
+    };
+    let pid = Pid::from_u32(pid);
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    system.process(pid).is_some()
+}
+
 /// The action's name in the route: the engine's serde name (`pause`, `move-up`).
 fn job_action_name(action: JobAction) -> String {
     match serde_json::to_value(action) {
@@ -308,27 +355,120 @@ mod tests {
         );
     }
 
-    #[cfg(target_os = "linux")]
+    fn write_record(dir: &Path, record: &str) {
+        std::fs::write(dir.join(DISCOVERY_FILE), record).unwrap();
+        std::fs::write(dir.join(crate::secret::TOKEN_FILE), "ab".repeat(32)).unwrap();
+    }
+
+    /// A pid no process has: a child that has exited (and been reaped).
+    fn dead_pid() -> u32 {
+        let program = if cfg!(windows) { "cmd" } else { "true" };
+        let mut command = std::process::Command::new(program);
+        if cfg!(windows) {
+            command.args(["/C", "exit"]);
+        }
+        let mut child = command.spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// The pid was only checked on Linux; elsewhere a record left by a dead server was trusted.
     #[test]
     fn a_discovery_file_of_a_dead_process_is_stale() {
         let dir = tempfile::tempdir().unwrap();
-        // Process ids are below 2^22 on Linux.
-        std::fs::write(
-            dir.path().join(DISCOVERY_FILE),
-            r#"{"url": "http://127.0.0.1:9", "pid": 4294967295}"#,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join(TOKEN_FILE), "ab".repeat(32)).unwrap();
+        let pid = dead_pid();
+        write_record(
+            dir.path(),
+            &format!(r#"{{"url": "http://127.0.0.1:9", "pid": {pid}}}"#),
+        );
         let error = Client::discover(dir.path()).unwrap_err();
         assert!(
-            matches!(
-                &error,
-                ClientError::StaleDiscovery {
-                    pid: 4294967295,
-                    ..
-                }
-            ),
+            matches!(&error, ClientError::StaleDiscovery { pid: p, .. } if *p == pid),
             "{error:?}"
         );
+        // Process ids are below 2^22 on Linux.
+        write_record(
+            dir.path(),
+            r#"{"url": "http://127.0.0.1:9", "pid": 4294967295}"#,
+        );
+        let error = Client::discover(dir.path()).unwrap_err();
+        assert!(
+            matches!(&error, ClientError::StaleDiscovery { .. }),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_record_without_a_pid_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write_record(dir.path(), r#"{"url": "http://127.0.0.1:9"}"#);
+        let error = Client::discover(dir.path()).unwrap_err();
+        assert!(
+            matches!(&error, ClientError::InvalidDiscovery { .. }),
+            "{error:?}"
+        );
+    }
+
+    /// A record naming another host made `mcache queue` send the secret there.
+    #[test]
+    fn a_record_naming_another_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = std::process::id();
+        for url in [
+            "http://192.168.1.5:8080",
+            "http://evil.example:80",
+            "http://localhost.evil.example:80",
+            "https://127.0.0.1:443",
+            "http://user:pw@127.0.0.1:80",
+            "http://0.0.0.0:80",
+            "not a url",
+        ] {
+            write_record(dir.path(), &format!(r#"{{"url": "{url}", "pid": {pid}}}"#));
+            let error = Client::discover(dir.path()).unwrap_err();
+            assert!(
+                matches!(&error, ClientError::NotLoopback { url: u, .. } if u == url),
+                "{url}: {error:?}"
+            );
+            assert!(error.to_string().contains("refusing"), "{error}");
+        }
+        for url in [
+            "http://127.0.0.1:80",
+            "http://127.3.0.1:80",
+            "http://[::1]:80",
+            "http://LOCALHOST:80/",
+        ] {
+            write_record(dir.path(), &format!(r#"{{"url": "{url}", "pid": {pid}}}"#));
+            let client = Client::discover(dir.path()).unwrap();
+            assert_eq!(client.base_url(), url.trim_end_matches('/'));
+        }
+    }
+
+    #[test]
+    fn the_secret_file_is_the_one_the_record_names_in_the_same_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = std::process::id();
+        std::fs::write(dir.path().join("other-token"), "cd".repeat(32)).unwrap();
+        write_record(
+            dir.path(),
+            &format!(
+                r#"{{"url": "http://127.0.0.1:9", "pid": {pid}, "secret_file": "other-token"}}"#
+            ),
+        );
+        let client = Client::discover(dir.path()).unwrap();
+        assert_eq!(client.secret.expose(), "cd".repeat(32));
+        for bad in ["../api-token", "/etc/passwd", "", "."] {
+            write_record(
+                dir.path(),
+                &format!(
+                    r#"{{"url": "http://127.0.0.1:9", "pid": {pid}, "secret_file": "{bad}"}}"#
+                ),
+            );
+            let error = Client::discover(dir.path()).unwrap_err();
+            assert!(
+                matches!(&error, ClientError::InvalidDiscovery { .. }),
+                "{bad}: {error:?}"
+            );
+        }
     }
 }

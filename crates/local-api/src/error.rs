@@ -84,6 +84,17 @@ impl ApiError {
         )
     }
 
+    /// 503 `too_many_connections`: the server is at one of its limits on open connections or
+    /// event streams (`crate::Limits`).
+    pub fn too_many_connections(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            message,
+        )
+        .with_hint("Close other pages or tools that use the local API, then try again")
+    }
+
     /// 500 `internal`.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)

@@ -6,7 +6,9 @@
 //! - `Origin`, when present, must be this server's own origin: other web pages cannot drive the
 //!   API from the user's browser (no CORS headers are ever sent either).
 //! - `/api/*` needs `Authorization: Bearer <secret>`, compared in constant time. The static UI does
-//!   not: the page gets the secret from its URL fragment, which browsers never send.
+//!   not: the page gets the secret from its URL fragment, which browsers never send. A connection
+//!   that sent the secret once no longer counts against the limit on unauthenticated connections
+//!   ([`crate::connections`]).
 //!
 //! Host and Origin are checked before the secret so that a foreign page learns nothing from the
 //! status code about whether it guessed the secret.
@@ -19,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::connections::Unauthenticated;
 use crate::error::ApiError;
 use crate::secret::ApiSecret;
 
@@ -152,6 +155,9 @@ pub(crate) async fn check_secret(
         tracing::debug!(path = %request.uri().path(), "Refused a request without the API secret");
         return err.into_response();
     }
+    if let Some(place) = request.extensions().get::<Unauthenticated>() {
+        place.authenticated();
+    }
     let mut response = next.run(request).await;
     response
         .headers_mut()
@@ -164,9 +170,11 @@ mod tests {
     use super::*;
 
     fn guard() -> Guard {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = ApiSecret::load_or_create(dir.path()).unwrap();
-        Guard::new(secret, "127.0.0.1:4321".parse().unwrap(), &[])
+        Guard::new(
+            ApiSecret::generate(),
+            "127.0.0.1:4321".parse().unwrap(),
+            &[],
+        )
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

@@ -14,19 +14,24 @@
 //! **Architecture Invariant:** this crate is glue. Handlers translate HTTP to calls on the
 //! engine's facade and back; no download, storage or policy logic lives here.
 //!
-//! Security model (see [`guard`]): the listener is loopback unless the caller explicitly allows
-//! otherwise; every request's `Host` and `Origin` are checked; every `/api/*` request carries the
-//! per-install secret ([`secret`]), stored owner-only in the app-data folder.
+//! Security model (see `docs/local-api.md`, "Threat model"): the listener is loopback unless the
+//! caller explicitly allows otherwise; every request's `Host` and `Origin` are checked (`guard`);
+//! every `/api/*` request carries the secret ([`secret`]) this start wrote, owner-only, into the
+//! owner-only app-data folder; one server uses a folder at a time ([`discovery`]); slow and
+//! unauthenticated clients are bounded ([`Limits`], `connections`).
 //!
 //! The other side, for tools that talk to a server another process runs (`mcache queue`), is
-//! [`client`]: it finds the server through the discovery file and sends the secret.
+//! [`client`]: it finds the server through the discovery record, trusts it only on this machine
+//! and while its process lives, and sends the secret.
 
 // Libraries report through their callers (events, return values, `tracing`), never by printing.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod assets;
 pub mod client;
+mod connections;
 pub mod contract;
+pub mod discovery;
 pub mod error;
 mod events;
 mod guard;
@@ -35,7 +40,7 @@ mod routes;
 pub mod secret;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -43,23 +48,26 @@ use axum::routing::get;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use connections::{
+    HEADER_READ_TIMEOUT, Limits, MAX_EVENT_STREAMS, MAX_UNAUTHENTICATED_CONNECTIONS,
+};
 pub use contract::PullBody;
+pub use discovery::{DISCOVERY_FILE, Discovery};
 pub use error::ApiError;
 pub use ops::{Api, ApiResult};
 pub use secret::{ApiSecret, SecretError};
 
 use assets::UiSource;
+use discovery::Instance;
+use events::EventStreams;
 use guard::Guard;
-
-/// Name of the discovery file in the app-data folder: `{"url": ..., "pid": ...}`.
-pub const DISCOVERY_FILE: &str = "api.json";
 
 /// How to serve the API.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Address to listen on; `127.0.0.1:0` (a free port) by default.
     pub bind: SocketAddr,
-    /// The app-data folder: holds `api-token` and `api.json`.
+    /// The app-data folder: holds `api-token`, `api.json` and `api.lock`; made owner-only.
     pub data_dir: PathBuf,
     /// Serve the UI from this folder instead of the copy embedded at build time (development).
     pub ui_dir: Option<PathBuf>,
@@ -69,6 +77,8 @@ pub struct ApiConfig {
     pub extra_hosts: Vec<String>,
     /// Write `api.json` so local tools can find the server.
     pub write_discovery: bool,
+    /// Limits on slow and unauthenticated clients.
+    pub limits: Limits,
 }
 
 impl ApiConfig {
@@ -81,6 +91,7 @@ impl ApiConfig {
             allow_non_loopback: false,
             extra_hosts: Vec::new(),
             write_discovery: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -96,9 +107,29 @@ pub enum ServeError {
         /// The refused address.
         addr: SocketAddr,
     },
-    /// The secret could not be read or created.
+    /// The data folder could not be prepared or the secret written.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// Another server (the desktop app or `mcache serve`) uses the same app-data folder.
+    #[error(
+        "Another Model Cache server{} already uses `{}`\nhint: stop it first (quit the app, or Ctrl-C the other `mcache serve`), or use another data folder",
+        running.as_ref().map(|r| format!(" ({}, pid {})", r.url, r.pid)).unwrap_or_default(),
+        data_dir.display()
+    )]
+    AlreadyRunning {
+        /// The app-data folder.
+        data_dir: PathBuf,
+        /// The running server's discovery record, when it could be read.
+        running: Option<Discovery>,
+    },
+    /// The server lock could not be opened or taken.
+    #[error("Cannot lock `{path}`: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The listener could not be opened.
     #[error("Cannot listen on `{addr}`: {source}")]
     Bind {
@@ -115,7 +146,7 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The server stopped with an I/O error.
+    /// The server task failed.
     #[error("The local API server failed: {0}")]
     Server(#[source] std::io::Error),
 }
@@ -128,8 +159,8 @@ pub struct ApiServer {
     url: String,
     secret: ApiSecret,
     shutdown: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
-    discovery: Option<PathBuf>,
+    /// Serves until `shutdown`, then removes the discovery record and releases the folder.
+    task: JoinHandle<()>,
 }
 
 impl ApiServer {
@@ -153,18 +184,13 @@ impl ApiServer {
         self.addr
     }
 
-    /// Stops accepting connections, ends event streams, waits for in-flight requests, and
-    /// removes the discovery file.
+    /// Stops accepting connections, ends event streams, waits for in-flight requests, removes
+    /// the discovery file and releases the folder to the next server.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.shutdown.cancel();
-        let result = match self.task.await {
-            Ok(result) => result.map_err(ServeError::Server),
-            Err(join) => Err(ServeError::Server(std::io::Error::other(join.to_string()))),
-        };
-        if let Some(path) = &self.discovery {
-            remove_discovery(path);
-        }
-        result
+        self.task
+            .await
+            .map_err(|join| ServeError::Server(std::io::Error::other(join.to_string())))
     }
 }
 
@@ -179,18 +205,32 @@ pub async fn serve(
 /// Starts the local API over operations the caller also uses elsewhere (the desktop app's IPC
 /// commands share one [`Api`] with the server, so both see the same jobs and events).
 pub async fn serve_api(api: Api, config: ApiConfig) -> Result<ApiServer, ServeError> {
-    start(config, move |shutdown| routes::router(api, shutdown)).await
+    start(config, move |streams| routes::router(api, streams)).await
 }
 
-/// Binds, then serves `api` (nested under `/api`) and the UI behind the guard.
+/// Fails with [`ServeError::AlreadyRunning`] when a server uses `data_dir` now. A caller that
+/// would do work of its own before serving (open the engine, which runs the queue) checks
+/// first; [`serve`] checks again, race-free, by taking the folder for itself.
+pub fn check_no_server_running(data_dir: &std::path::Path) -> Result<(), ServeError> {
+    if !data_dir.is_dir() {
+        return Ok(());
+    }
+    Instance::claim(data_dir).map(drop)
+}
+
+/// Claims the data folder, writes a new secret, binds, then serves `api` (nested under `/api`)
+/// and the UI behind the guard.
 async fn start(
     config: ApiConfig,
-    api: impl FnOnce(CancellationToken) -> Router,
+    api: impl FnOnce(EventStreams) -> Router,
 ) -> Result<ApiServer, ServeError> {
     if !config.bind.ip().is_loopback() && !config.allow_non_loopback {
         return Err(ServeError::NonLoopback { addr: config.bind });
     }
-    let secret = ApiSecret::load_or_create(&config.data_dir)?;
+    secret::create_private_dir(&config.data_dir)?;
+    // Before the secret: a second server must not replace the secret the first one checks.
+    let mut instance = Instance::claim(&config.data_dir)?;
+    let secret = ApiSecret::write_new(&config.data_dir)?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| ServeError::Bind {
@@ -211,27 +251,23 @@ async fn start(
         Some(dir) => UiSource::Dir(dir.clone()),
         None => UiSource::Embedded,
     };
-    let app = app(api(shutdown.clone()), guard, ui);
+    let streams = EventStreams::new(shutdown.clone(), config.limits.max_event_streams);
+    let app = app(api(streams), guard, ui);
 
-    let discovery = if config.write_discovery {
-        let path = config.data_dir.join(DISCOVERY_FILE);
-        let body = serde_json::json!({ "url": url, "pid": std::process::id() });
-        model_cache::store::atomic::write_private(&path, body.to_string().as_bytes()).map_err(
-            |source| ServeError::Discovery {
-                path: path.clone(),
-                source,
-            },
-        )?;
-        Some(path)
-    } else {
-        None
-    };
+    if config.write_discovery {
+        instance.announce(&Discovery {
+            url: url.clone(),
+            pid: std::process::id(),
+            secret_file: secret::TOKEN_FILE.to_string(),
+        })?;
+    }
 
     let stop = shutdown.clone();
+    let limits = config.limits;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
+        connections::serve(listener, app, limits, stop).await;
+        // The record goes, and the folder is released, only once the server has stopped.
+        drop(instance);
     });
     tracing::info!(%url, "Local API listening");
     Ok(ApiServer {
@@ -240,7 +276,6 @@ async fn start(
         secret,
         shutdown,
         task,
-        discovery,
     })
 }
 
@@ -257,17 +292,6 @@ fn app(api: Router, guard: Guard, ui: UiSource) -> Router {
         .nest("/api", api)
         .merge(ui)
         .layer(from_fn_with_state(guard, guard::check_site))
-}
-
-fn remove_discovery(path: &Path) {
-    let ours = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|v| v.get("pid").and_then(serde_json::Value::as_u64))
-        == Some(u64::from(std::process::id()));
-    if ours {
-        let _ = std::fs::remove_file(path);
-    }
 }
 
 #[cfg(test)]

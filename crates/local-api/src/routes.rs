@@ -6,21 +6,20 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::contract::{
     Affected, DeleteBody, Freed, Health, Job, PinBody, PullBody, Queued, RevealBody, Revealed,
     StatsBody, TokenBody, TokenState, Variants,
 };
 use crate::error::ApiError;
-use crate::events;
+use crate::events::EventStreams;
 use crate::ops::Api;
 use model_cache::engine::{AppSettings, CachedRepoView};
 
 #[derive(Clone)]
 struct RouteState {
     api: Api,
-    shutdown: CancellationToken,
+    streams: EventStreams,
 }
 
 type Reply<T> = Result<Json<T>, ApiError>;
@@ -34,8 +33,8 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         .map_err(|err| ApiError::invalid_input(format!("Invalid request body: {err}")))
 }
 
-/// Builds the API router over `api`; event streams end when `shutdown` fires.
-pub(crate) fn router(api: Api, shutdown: CancellationToken) -> Router {
+/// Builds the API router over `api`; `streams` opens (and limits) the event streams.
+pub(crate) fn router(api: Api, streams: EventStreams) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/variants", get(variants))
@@ -52,7 +51,7 @@ pub(crate) fn router(api: Api, shutdown: CancellationToken) -> Router {
         .route("/token", post(set_token))
         .route("/stats", get(stats))
         .route("/events", get(events_stream))
-        .with_state(RouteState { api, shutdown })
+        .with_state(RouteState { api, streams })
 }
 
 async fn health(State(s): State<RouteState>) -> Reply<Health> {
@@ -149,5 +148,5 @@ async fn stats(State(s): State<RouteState>) -> Reply<StatsBody> {
 }
 
 async fn events_stream(State(s): State<RouteState>) -> impl axum::response::IntoResponse {
-    events::stream(s.api.subscribe(), s.shutdown.clone())
+    s.streams.open(s.api.subscribe())
 }

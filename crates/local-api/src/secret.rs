@@ -1,9 +1,17 @@
-//! The per-install API secret: 32 random bytes, hex encoded, kept in `data_dir/api-token`.
+//! The API secret: 32 random bytes, hex encoded, written to `data_dir/api-token` afresh by every
+//! server start, and the owner-only app-data folder that holds it.
 //!
-//! The file is created atomically and owner-only through
-//! [`model_cache::store::atomic::write_private`] (a temporary file with mode 0600, synced, then
-//! renamed) so that a crash never leaves a truncated secret, and it is reused across starts so
-//! tools that read it once keep working. The secret never appears in logs or errors.
+//! A secret lives as long as the server that made it. Each start writes a new one (the discovery
+//! record `api.json` names its file, see [`crate::discovery`]), so a secret that leaked (a copied
+//! UI link, a shell history) stops working at the next restart, and a file an earlier start left
+//! is never trusted again, whoever could read it meanwhile. Only one server uses a folder at a
+//! time (see [`crate::discovery`]), so a start never replaces the secret of a running one.
+//!
+//! The file is written through [`model_cache::store::atomic::write_private`]: a temp file with an
+//! unpredictable name, created exclusively and without following links, mode 0600 from the
+//! start, synced, then renamed; a crash never leaves a truncated secret. The folder is made
+//! owner-only (0700 on Unix) by [`create_private_dir`], so other users cannot even list it.
+//! The secret never appears in logs or errors.
 
 use std::fmt;
 use std::fs;
@@ -19,7 +27,7 @@ pub const TOKEN_FILE: &str = "api-token";
 /// Bytes of entropy in a secret.
 const SECRET_BYTES: usize = 32;
 
-/// Errors reading or creating the secret file.
+/// Errors preparing the data folder or writing the secret.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     /// The data folder could not be created.
@@ -30,10 +38,10 @@ pub enum SecretError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The secret file could not be read.
-    #[error("Cannot read the API secret `{path}`: {source}")]
-    Read {
-        /// The file.
+    /// The data folder could not be made owner-only.
+    #[error("Cannot make the data folder `{path}` private to its owner: {source}")]
+    RestrictDir {
+        /// The folder.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
@@ -54,9 +62,16 @@ pub struct ApiSecret(String);
 
 impl ApiSecret {
     /// A secret read elsewhere: a [`crate::client::Client`] sends the one it found in another
-    /// process's `api-token`.
+    /// process's secret file.
     pub fn new(secret: impl Into<String>) -> ApiSecret {
         ApiSecret(secret.into())
+    }
+
+    /// A new random secret.
+    pub fn generate() -> ApiSecret {
+        let mut bytes = [0u8; SECRET_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        ApiSecret(hex::encode(bytes))
     }
 
     /// The secret as sent in `Authorization: Bearer ...`.
@@ -69,32 +84,15 @@ impl ApiSecret {
         constant_time_eq(self.0.as_bytes(), presented.as_bytes())
     }
 
-    /// Reads the secret from `data_dir/api-token`, or creates it (mode 0600) when missing or
-    /// malformed. Existing files with looser permissions are tightened.
-    pub fn load_or_create(data_dir: &Path) -> Result<ApiSecret, SecretError> {
-        fs::create_dir_all(data_dir).map_err(|source| SecretError::CreateDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+    /// Generates a secret and writes it to `data_dir/api-token` (mode 0600), replacing whatever
+    /// was there: a secret is never read back, whatever its permissions, so one another user
+    /// could read is never reused.
+    pub(crate) fn write_new(data_dir: &Path) -> Result<ApiSecret, SecretError> {
         let path = data_dir.join(TOKEN_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                let text = text.trim();
-                if is_well_formed(text) {
-                    tighten_permissions(&path)?;
-                    return Ok(ApiSecret(text.to_string()));
-                }
-                tracing::warn!(path = %path.display(), "The API secret file is malformed; replacing it");
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(SecretError::Read { path, source }),
-        }
-        let mut bytes = [0u8; SECRET_BYTES];
-        rand::rng().fill_bytes(&mut bytes);
-        let secret = ApiSecret(hex::encode(bytes));
+        let secret = ApiSecret::generate();
         atomic::write_private(&path, secret.0.as_bytes())
             .map_err(|source| SecretError::Write { path, source })?;
-        tracing::info!(path = %data_dir.join(TOKEN_FILE).display(), "Created a new API secret");
+        tracing::debug!(path = %data_dir.join(TOKEN_FILE).display(), "Wrote a new API secret");
         Ok(secret)
     }
 }
@@ -105,6 +103,49 @@ impl fmt::Debug for ApiSecret {
     }
 }
 
+/// Creates the app-data folder owner-only (0700 on Unix), or restricts an existing one whose
+/// group or others have any access, so that the secret, the discovery record and the index
+/// are out of other users' reach. Elsewhere the folder is created and its ACLs left alone.
+pub fn create_private_dir(path: &Path) -> Result<(), SecretError> {
+    let create_error = |source| SecretError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(create_error)?;
+    }
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+        Err(e) => return Err(create_error(e)),
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let restrict_error = |source| SecretError::RestrictDir {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mode = fs::metadata(path)
+            .map_err(restrict_error)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "The data folder was open to other users; restricting it to its owner");
+            fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(restrict_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `text` looks like a secret this module writes.
+#[cfg(test)]
 fn is_well_formed(text: &str) -> bool {
     text.len() == SECRET_BYTES * 2 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -116,41 +157,6 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
-}
-
-fn tighten_permissions(path: &Path) -> Result<(), SecretError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path)
-            .map_err(|source| SecretError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "The API secret was readable by others; restricting it to the owner");
-            set_owner_only(path).map_err(|source| SecretError::Write {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
-fn set_owner_only(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -166,25 +172,19 @@ mod tests {
     }
 
     #[test]
-    fn secret_is_created_once_and_reused() {
+    fn every_secret_is_new_and_redacted() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ApiSecret::load_or_create(dir.path()).unwrap();
-        let second = ApiSecret::load_or_create(dir.path()).unwrap();
-        assert_eq!(first, second);
-        assert_eq!(first.expose().len(), 64);
+        let first = ApiSecret::write_new(dir.path()).unwrap();
+        let second = ApiSecret::write_new(dir.path()).unwrap();
+        assert_ne!(first, second);
+        assert!(is_well_formed(first.expose()));
+        assert_eq!(
+            fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap(),
+            second.expose()
+        );
         assert!(first.matches(first.expose()));
         assert!(!first.matches("nope"));
         assert_eq!(format!("{first:?}"), "ApiSecret(<redacted>)");
-    }
-
-    #[test]
-    fn malformed_secret_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(TOKEN_FILE), "short").unwrap();
-        let secret = ApiSecret::load_or_create(dir.path()).unwrap();
-        assert!(is_well_formed(secret.expose()));
-        let on_disk = fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap();
-        assert_eq!(on_disk, secret.expose());
     }
 
     /// The secret used to be written through `.api-token.tmp-<pid>`, opened without `O_EXCL`
@@ -202,7 +202,7 @@ mod tests {
             .join(format!(".{TOKEN_FILE}.tmp-{}", std::process::id()));
         std::os::unix::fs::symlink(&victim, &planted).unwrap();
 
-        let secret = ApiSecret::load_or_create(dir.path()).unwrap();
+        let secret = ApiSecret::write_new(dir.path()).unwrap();
 
         assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
         let mode = fs::metadata(&victim).unwrap().permissions().mode();
@@ -214,17 +214,58 @@ mod tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), secret.expose());
     }
 
+    /// A secret others could read was chmodded and kept: whoever read it meanwhile could use it.
     #[cfg(unix)]
     #[test]
-    fn loose_permissions_are_tightened() {
+    fn a_world_readable_secret_is_replaced_not_reused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(TOKEN_FILE);
-        fs::write(&path, "ab".repeat(32)).unwrap();
+        let leaked = "ab".repeat(32);
+        fs::write(&path, &leaked).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let secret = ApiSecret::load_or_create(dir.path()).unwrap();
-        assert_eq!(secret.expose(), "ab".repeat(32));
+        let secret = ApiSecret::write_new(dir.path()).unwrap();
+        assert_ne!(secret.expose(), leaked);
+        assert!(!secret.matches(&leaked));
+        assert_eq!(fs::read_to_string(&path).unwrap(), secret.expose());
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_folder_is_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("parent").join("data");
+        create_private_dir(&data).unwrap();
+        let mode = fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // Again on an existing folder: nothing changes, nothing fails.
+        create_private_dir(&data).unwrap();
+        let mode = fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_data_folder_open_to_others_is_restricted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&data).unwrap();
+        let mode = fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_data_folder_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::write(&data, "").unwrap();
+        let error = create_private_dir(&data).unwrap_err();
+        assert!(matches!(error, SecretError::CreateDir { .. }), "{error}");
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the server machinery (guard, static UI, events, lifecycle) with a minimal in-test API;
 //! the routes over the real engine are tested in `tests/`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use axum::Json;
@@ -12,9 +13,17 @@ use tokio::sync::broadcast;
 use super::*;
 
 async fn start_minimal(data_dir: &Path) -> (ApiServer, broadcast::Sender<serde_json::Value>) {
+    start_minimal_with(ApiConfig::new(data_dir.to_path_buf()))
+        .await
+        .unwrap()
+}
+
+async fn start_minimal_with(
+    config: ApiConfig,
+) -> Result<(ApiServer, broadcast::Sender<serde_json::Value>), ServeError> {
     let (tx, _) = broadcast::channel(16);
     let events = tx.clone();
-    let server = start(ApiConfig::new(data_dir.to_path_buf()), move |shutdown| {
+    let server = start(config, move |streams| {
         Router::new()
             .route(
                 "/health",
@@ -24,14 +33,13 @@ async fn start_minimal(data_dir: &Path) -> (ApiServer, broadcast::Sender<serde_j
                 "/events",
                 get(move || {
                     let rx = events.subscribe();
-                    let shutdown = shutdown.clone();
-                    async move { events::stream(rx, shutdown) }
+                    let streams = streams.clone();
+                    async move { streams.open(rx) }
                 }),
             )
     })
-    .await
-    .unwrap();
-    (server, tx)
+    .await?;
+    Ok((server, tx))
 }
 
 /// Sends a hand-written HTTP/1.1 request, so headers such as `Host` are exactly what we say.
@@ -227,7 +235,7 @@ async fn non_loopback_bind_is_refused_unless_allowed() {
 
 #[cfg(unix)]
 #[tokio::test]
-async fn secret_file_is_owner_only_and_reused_and_discovery_is_written() {
+async fn secret_file_is_owner_only_and_named_in_the_discovery_record() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let (first, _tx) = start_minimal(dir.path()).await;
@@ -241,15 +249,255 @@ async fn secret_file_is_owner_only_and_reused_and_discovery_is_written() {
     let discovery: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join(DISCOVERY_FILE)).unwrap())
             .unwrap();
-    assert_eq!(discovery["url"], first.url());
-    assert_eq!(discovery["pid"], std::process::id());
+    assert_eq!(
+        discovery,
+        serde_json::json!({
+            "url": first.url(),
+            "pid": std::process::id(),
+            "secret_file": secret::TOKEN_FILE,
+        })
+    );
     assert!(first.ui_url().ends_with(&format!("/#token={token}")));
     first.shutdown().await.unwrap();
     assert!(!dir.path().join(DISCOVERY_FILE).exists());
+}
+
+/// The secret was kept in `api-token` for ever: one that leaked kept working after restarts.
+#[tokio::test]
+async fn a_restart_rotates_the_secret_and_the_old_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _tx) = start_minimal(dir.path()).await;
+    let old = first.token().to_string();
+    first.shutdown().await.unwrap();
 
     let (second, _tx) = start_minimal(dir.path()).await;
-    assert_eq!(second.token(), token);
+    assert_ne!(second.token(), old);
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/health", second.url());
+    let stale = client.get(&url).bearer_auth(&old).send().await.unwrap();
+    assert_eq!(stale.status(), 401);
+    assert_eq!(kind_of(&stale.text().await.unwrap()), "unauthorized");
+    let fresh = client
+        .get(&url)
+        .bearer_auth(second.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(secret::TOKEN_FILE)).unwrap(),
+        second.token()
+    );
     second.shutdown().await.unwrap();
+}
+
+/// The app and `mcache serve` used to share a folder, each overwriting the other's record.
+#[tokio::test]
+async fn a_second_server_on_the_same_folder_is_refused_while_the_first_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _tx) = start_minimal(dir.path()).await;
+    let record = std::fs::read(dir.path().join(DISCOVERY_FILE)).unwrap();
+
+    let error = start_minimal_with(ApiConfig::new(dir.path().to_path_buf()))
+        .await
+        .unwrap_err();
+    match &error {
+        ServeError::AlreadyRunning { data_dir, running } => {
+            assert_eq!(data_dir, dir.path());
+            let running = running.as_ref().expect("the first server's record");
+            assert_eq!(running.pid, std::process::id());
+            assert_eq!(running.url, first.url());
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("already uses"), "{message}");
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+    // The refused start changed nothing the first server relies on.
+    assert_eq!(
+        std::fs::read(dir.path().join(DISCOVERY_FILE)).unwrap(),
+        record
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(secret::TOKEN_FILE)).unwrap(),
+        first.token()
+    );
+    let health = reqwest::Client::new()
+        .get(format!("{}/api/health", first.url()))
+        .bearer_auth(first.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // Once the first has stopped, the folder is free again.
+    first.shutdown().await.unwrap();
+    let (second, _tx) = start_minimal(dir.path()).await;
+    second.shutdown().await.unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_server_makes_its_data_folder_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let created = dir.path().join("new");
+    let (server, _tx) = start_minimal(&created).await;
+    let mode = std::fs::metadata(&created).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    server.shutdown().await.unwrap();
+
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (server, _tx) = start_minimal(&open).await;
+    let mode = std::fs::metadata(&open).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    server.shutdown().await.unwrap();
+}
+
+/// A secret left world-readable by an earlier start was chmodded and reused.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_world_readable_secret_left_behind_is_never_accepted() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(secret::TOKEN_FILE);
+    let leaked = "ab".repeat(32);
+    std::fs::write(&path, &leaked).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (server, _tx) = start_minimal(dir.path()).await;
+    assert_ne!(server.token(), leaked);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let refused = reqwest::Client::new()
+        .get(format!("{}/api/health", server.url()))
+        .bearer_auth(&leaked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    server.shutdown().await.unwrap();
+}
+
+/// A client that sent part of a request line and then nothing held its connection for ever.
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_headers_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ApiConfig::new(dir.path().to_path_buf());
+    config.limits.header_read_timeout = Duration::from_millis(200);
+    let (server, _tx) = start_minimal_with(config).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    stream.write_all(b"GET /api/health HT").await.unwrap();
+    // The server closes the connection (EOF or reset); the outer timeout only keeps a broken
+    // server from hanging the test.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes a connection whose headers do not arrive");
+    assert!(
+        closed.is_err() || !String::from_utf8_lossy(&rest).contains("200 OK"),
+        "{rest:?}"
+    );
+
+    // A client that sends its request in time is served.
+    let (status, _) = raw(
+        &server,
+        &format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            server.local_addr().port()
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    server.shutdown().await.unwrap();
+}
+
+/// Connections without the secret were unlimited: enough idle ones exhausted the process.
+#[tokio::test]
+async fn connections_without_the_secret_are_limited_and_the_next_one_gets_a_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _tx) = start_minimal(dir.path()).await;
+    let port = server.local_addr().port();
+    let mut idle = Vec::new();
+    for _ in 0..MAX_UNAUTHENTICATED_CONNECTIONS {
+        idle.push(
+            tokio::net::TcpStream::connect(server.local_addr())
+                .await
+                .unwrap(),
+        );
+    }
+    let page = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let (status, text) = raw(&server, &page).await;
+    assert_eq!(status, 503, "{text}");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(kind_of(body), "too_many_connections");
+
+    // A connection that sends the secret gives up its place.
+    let token = server.token().to_string();
+    let first = &mut idle[0];
+    first
+        .write_all(
+            format!("GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    first.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let (status, text) = raw(&server, &page).await;
+    assert_eq!(status, 200, "{text}");
+    server.shutdown().await.unwrap();
+}
+
+/// Event streams were unlimited; each holds a connection and a subscription for as long as
+/// the client keeps it.
+#[tokio::test]
+async fn at_most_eight_event_streams_are_open_at_once() {
+    assert_eq!(MAX_EVENT_STREAMS, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _tx) = start_minimal(dir.path()).await;
+    let client = reqwest::Client::new();
+    let open = || {
+        client
+            .get(format!("{}/api/events", server.url()))
+            .bearer_auth(server.token())
+            .send()
+    };
+    let mut streams = Vec::new();
+    for _ in 0..MAX_EVENT_STREAMS {
+        let response = open().await.unwrap();
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+    let refused = open().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        kind_of(&refused.text().await.unwrap()),
+        "too_many_connections"
+    );
+
+    // A stream whose client goes away frees its place.
+    drop(streams.pop());
+    let mut reopened = None;
+    for _ in 0..100 {
+        let response = open().await.unwrap();
+        if response.status() == 200 {
+            reopened = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened.is_some(), "a place was freed");
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! `mcache queue`: the jobs of a running desktop app or `mcache serve`, through the local API.
 //!
-//! The server writes `api.json` (`{"url", "pid"}`) and the secret `api-token` into the app-data
-//! folder (see `docs/local-api.md`); `local_api::client` finds it through them and calls
-//! `/api/jobs`. This module renders the answers and the client's errors. Nothing here touches
+//! The server writes `api.json` (`{"url", "pid", "secret_file"}`) and the secret it names
+//! (`api-token`, new at every start) into the app-data folder (see `docs/local-api.md`);
+//! `local_api::client` finds it through them, only on this machine and while its process
+//! lives, and calls `/api/jobs`. This module renders the answers and the client's errors. Nothing here touches
 //! the engine: the queue belongs to the process that runs it.
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,18 @@ fn cli_error(error: ClientError) -> anyhow::Error {
                 path.display()
             ))
             .into(),
+        ClientError::NotLoopback { path, url } => CliError::new(
+            CliKind::NoServer,
+            format!(
+                "`{}` names `{url}`, which is not a loopback address of this machine; refusing to send the API secret there",
+                path.display()
+            ),
+        )
+        .hint(format!(
+            "`mcache queue` only reaches a server on this machine; remove `{}` if no Model Cache server uses this folder",
+            path.display()
+        ))
+        .into(),
         ClientError::Unreachable { base_url, source } => CliError::new(
             ErrorKind::Network,
             format!("Cannot reach the local API at `{base_url}`: {source}"),

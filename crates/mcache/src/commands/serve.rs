@@ -16,6 +16,10 @@ pub(super) async fn serve(
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let mut interrupt = super::Interrupt::install()?;
+    // A second server on the same folder would run the same queue: refuse before the engine
+    // starts it.
+    let settings = crate::settings::resolve(&global)?;
+    local_api::check_no_server_running(&settings.data_dir)?;
     let demo = if args.demo {
         let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig::demo())
             .await

@@ -272,4 +272,20 @@ fn queue_without_a_running_server_says_how_to_start_one() {
     let run = world.run(&["queue"]);
     run.code(3);
     assert!(run.stderr.contains("no longer running"), "{}", run.stderr);
+    // A record naming another machine, with a live pid (this test's): the secret is not sent.
+    std::fs::write(
+        world.data_dir().join("api.json"),
+        format!(
+            r#"{{"url": "http://192.0.2.1:80", "pid": {}}}"#,
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let run = world.run(&["queue"]);
+    run.code(3);
+    assert!(
+        run.stderr.contains("not a loopback address"),
+        "{}",
+        run.stderr
+    );
 }

@@ -59,6 +59,15 @@ fn queue_lists_pauses_resumes_and_cancels_jobs_of_a_running_server() {
     let discovery: serde_json::Value =
         serde_json::from_slice(&std::fs::read(world.data_dir().join("api.json")).unwrap()).unwrap();
     assert_eq!(discovery["url"], url.as_str());
+    assert_eq!(discovery["secret_file"], "api-token");
+
+    // A second server on the same folder is refused while the first runs.
+    let second = world.run(&["serve"]);
+    assert_ne!(second.code, 0);
+    assert!(second.stderr.contains("already uses"), "{}", second.stderr);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(world.data_dir().join("api.json")).unwrap()).unwrap();
+    assert_eq!(record, discovery, "the first server's record is untouched");
 
     assert_eq!(
         world.run(&["--json", "queue"]).json(),
