@@ -97,17 +97,21 @@ pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
         let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig::demo())
             .await
             .map_err(StartupError::Demo)?;
-        settings.endpoint = emulator.url();
-        settings.mirrors.clear();
-        settings.offline = false;
-        settings.token = Token::new(DEMO_TOKEN);
-        // The demo's token must not replace the user's real one on disk.
-        settings.token_file = None;
+        // The demo keeps state of its own (`<data dir>/demo/`: cache, index, preferences,
+        // secret, token file): a demo session never touches the real ones.
+        settings = settings.into_demo(emulator.url());
+        // Gated demo repos open with the demo token out of the box.
+        if settings.token.is_none() {
+            settings.token = Token::new(DEMO_TOKEN);
+        }
         Some(emulator)
     } else {
         None
     };
     let data_dir = settings.data_dir.clone();
+    // `mcache serve` (or another copy of the app) running on this folder runs its queue: refuse
+    // before this engine starts a second one.
+    local_api::check_no_server_running(&data_dir)?;
     let engine = Engine::open(settings, EngineOptions::system())?;
     // The index is an index, not the truth: bring it in line with the disk (other tools may have
     // added or removed models while the app was closed). In the background: start-up stays fast.

@@ -63,7 +63,29 @@ impl Settings {
             user_agent: concat!("model-cache/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }
+
+    /// These settings turned to the demo hub at `endpoint`, with state of its own: the demo's
+    /// cache, index, preferences, API secret and token file all live in `<data_dir>/demo/`
+    /// (its hub cache in `<data_dir>/demo/hub`), so a demo session never touches the user's
+    /// real cache, token or saved settings. No mirror, never offline; a token from the
+    /// environment is not sent to the demo (the one saved in the demo's token file is).
+    pub fn into_demo(mut self, endpoint: String) -> Settings {
+        let demo = self.data_dir.join(DEMO_FOLDER);
+        self.hub_cache = demo.join("hub");
+        self.token_file = Some(demo.join("token"));
+        self.token = std::fs::read_to_string(demo.join("token"))
+            .ok()
+            .and_then(Token::new);
+        self.data_dir = demo;
+        self.endpoint = endpoint;
+        self.mirrors.clear();
+        self.offline = false;
+        self
+    }
 }
+
+/// The folder of the demo's own state, inside the app-data folder (see [`Settings::into_demo`]).
+pub const DEMO_FOLDER: &str = "demo";
 
 /// Global transfer limits, shared by every download of one engine.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

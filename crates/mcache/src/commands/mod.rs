@@ -16,8 +16,8 @@ mod serve;
 mod status;
 mod variants;
 
-use model_cache::RepoId;
 use model_cache::engine::{Engine, EngineOptions};
+use model_cache::{RepoId, Settings};
 
 use crate::cli::{Cli, Command, ConfigAction};
 use crate::exit::{CliError, ExitStatus};
@@ -95,7 +95,11 @@ pub(crate) async fn open_engine_with(
     global: &crate::cli::GlobalArgs,
     run_queue: bool,
 ) -> anyhow::Result<Engine> {
-    let settings = crate::settings::resolve(global)?;
+    open_engine_from(crate::settings::resolve(global)?, run_queue)
+}
+
+/// Opens the engine on settings already resolved.
+pub(crate) fn open_engine_from(settings: Settings, run_queue: bool) -> anyhow::Result<Engine> {
     let options = EngineOptions {
         run_queue,
         ..EngineOptions::system()

@@ -11,26 +11,26 @@ use crate::exit::ExitStatus;
 use crate::printer::Printer;
 
 pub(super) async fn serve(
-    mut global: GlobalArgs,
+    global: GlobalArgs,
     args: ServeArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let mut interrupt = super::Interrupt::install()?;
     // A second server on the same folder would run the same queue: refuse before the engine
     // starts it.
-    let settings = crate::settings::resolve(&global)?;
-    local_api::check_no_server_running(&settings.data_dir)?;
+    let mut settings = crate::settings::resolve(&global)?;
     let demo = if args.demo {
         let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig::demo())
             .await
             .map_err(|error| anyhow::Error::new(error).context("Cannot start the demo hub"))?;
-        global.endpoint = Some(emulator.url());
+        // The demo's own cache, index, preferences, secret and token under `<data>/demo/`.
+        settings = settings.into_demo(emulator.url());
         Some(emulator)
     } else {
         None
     };
-    let engine = super::open_engine_with(&global, true).await?;
-    let settings = crate::settings::resolve(&global)?;
+    local_api::check_no_server_running(&settings.data_dir)?;
+    let engine = super::open_engine_from(settings.clone(), true)?;
     let mut config = local_api::ApiConfig::new(settings.data_dir.clone());
     config.bind = SocketAddr::new(args.bind, args.port);
     config.allow_non_loopback = args.allow_remote;

@@ -107,3 +107,91 @@ fn queue_lists_pauses_resumes_and_cancels_jobs_of_a_running_server() {
         "discovery removed at shutdown"
     );
 }
+
+fn call(
+    method: reqwest::Method,
+    url: &str,
+    secret: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(secret)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    })
+}
+
+#[test]
+fn a_demo_session_never_touches_the_real_cache_token_or_settings() {
+    let world = World::new();
+    let mut server = world
+        .command()
+        .args(["serve", "--demo"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let (url, secret) = line.trim().split_once("#token=").unwrap();
+    let url = url.trim_end_matches('/').to_string();
+    let demo = world.data_dir().join("demo");
+
+    // Log in with the demo token, change a setting, pull a model: all of it in the demo's
+    // own folder.
+    call(
+        reqwest::Method::POST,
+        &format!("{url}/api/token"),
+        secret,
+        serde_json::json!({ "token": hub_emulator::auth::DEMO_TOKEN }),
+    );
+    call(
+        reqwest::Method::PUT,
+        &format!("{url}/api/settings"),
+        secret,
+        serde_json::json!({ "max_rate_bps": "20MB/s" }),
+    );
+    let job = call(
+        reqwest::Method::POST,
+        &format!("{url}/api/pulls"),
+        secret,
+        serde_json::json!({ "repo": "demo/tiny-gguf", "variant": null }),
+    );
+    assert!(job["job_id"].as_u64().is_some(), "{job}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !demo.join("hub/models--demo--tiny-gguf/refs/main").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo pull finishes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    interrupt(server.id());
+    assert_eq!(server.wait().unwrap().code(), Some(0));
+
+    assert!(demo.join("token").exists() && demo.join("preferences.json").exists());
+    assert!(
+        !world.hf_home().join("token").exists(),
+        "the real token file is untouched"
+    );
+    assert!(
+        !world.data_dir().join("preferences.json").exists(),
+        "the real preferences are untouched"
+    );
+    let real_models = std::fs::read_dir(world.hub_cache())
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(real_models, 0, "nothing was downloaded into the real cache");
+}
