@@ -85,6 +85,24 @@ try:
         f.write(base64.b64decode(shot))
     print("downloaded through the app's UI:", " ".join(text.split())[:120])
 
+    # The window's Content-Security-Policy: an injected inline script never runs, while IPC (the
+    # download above, and a call now) still works.
+    ran = script(
+        "window.__injected = false;"
+        "const s = document.createElement('script');"
+        "s.textContent = 'window.__injected = true';"
+        "document.body.appendChild(s);"
+        "return window.__injected;")
+    if ran is not False:
+        raise SystemExit(f"an injected inline script ran in the app window: {ran!r}")
+    health = call("POST", f"{s}/execute/async", {"script": (
+        "const done = arguments[arguments.length - 1];"
+        "window.__TAURI__.core.invoke('health').then((h) => done(h.status), (e) => done('error: ' + e));"),
+        "args": []})
+    if health not in ("ok", "degraded"):
+        raise SystemExit(f"IPC does not work under the CSP: {health!r}")
+    print("the window's CSP blocks an injected inline script; IPC still answers:", health)
+
     # Start at login, from the Settings tab: writes the XDG autostart entry (HOME is a temp dir).
     call("POST", f"{s}/element/{element_id(find('#tab-settings'))}/click", {})
     box = wait_for("the start-at-login box", lambda: script(

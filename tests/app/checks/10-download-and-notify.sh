@@ -3,7 +3,8 @@
 # it) completes against the demo hub, and its "Download finished" notification reaches the
 # notification server on the session bus.
 set -euo pipefail
-DATA="$XDG_DATA_HOME/dev.modelcache.app"
+# The app runs `--demo`: the demo keeps its own state in the app-data folder's `demo/`.
+DATA="$XDG_DATA_HOME/dev.modelcache.app/demo"
 for _ in $(seq 1 40); do [ -f "$DATA/api.json" ] && break; sleep 0.25; done
 [ -f "$DATA/api.json" ] || { echo "no api.json in $DATA"; exit 1; }
 URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$DATA/api.json")
@@ -20,9 +21,13 @@ for _ in $(seq 1 240); do
   sleep 0.25
 done
 [ "$STATE" = done ] || { echo "job ended as '$STATE'"; exit 1; }
-FILE=$(find "$HF_HUB_CACHE/models--demo--tiny-gguf/snapshots" -name '*Q3_K_M*.gguf' | head -1)
-[ -n "$FILE" ] && [ -s "$FILE" ] || { echo "the downloaded file is not in the snapshot"; exit 1; }
+FILE=$(find "$DATA/hub/models--demo--tiny-gguf/snapshots" -name '*Q3_K_M*.gguf' | head -1)
+[ -n "$FILE" ] && [ -s "$FILE" ] || { echo "the downloaded file is not in the demo's snapshot"; exit 1; }
 echo "downloaded: $FILE"
+# The demo never touches the user's real cache, token or saved settings.
+[ ! -e "$HF_HUB_CACHE/models--demo--tiny-gguf" ] || { echo "the demo downloaded into the real cache"; exit 1; }
+[ ! -e "$HOME/.cache/huggingface/token" ] || { echo "the demo wrote the real token file"; exit 1; }
+[ ! -e "$XDG_DATA_HOME/dev.modelcache.app/preferences.json" ] || { echo "the demo saved the real preferences"; exit 1; }
 
 for _ in $(seq 1 40); do
   grep -q '"Download finished"' "$OUT/notify.log" && break
