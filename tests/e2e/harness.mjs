@@ -14,7 +14,7 @@ export const ARTIFACTS = process.env.E2E_ARTIFACTS || join(process.cwd(), '..', 
  * Starts the server; its first stdout line is the UI URL with `#token=`.
  * Returns `{ url, origin, token, stop, request }`.
  */
-export async function startServer() {
+export async function startServer({ port = 0 } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'mcache-e2e-'));
   const cacheDir = join(root, 'hub');
   const dataDir = join(root, 'data');
@@ -22,7 +22,7 @@ export async function startServer() {
   mkdirSync(dataDir);
   const command = process.env.E2E_SERVE_CMD
     ? ['sh', ['-c', process.env.E2E_SERVE_CMD]]
-    : [process.env.MCACHE_BIN || 'mcache', ['--data-dir', dataDir, '--cache-dir', cacheDir, 'serve', '--demo', '--port', '0']];
+    : [process.env.MCACHE_BIN || 'mcache', ['--data-dir', dataDir, '--cache-dir', cacheDir, 'serve', '--demo', '--port', String(port)]];
   const env = { ...process.env, HF_HUB_CACHE: cacheDir, MODEL_CACHE_DATA_DIR: dataDir, HF_HOME: join(root, 'hf-home'), NO_COLOR: '1' };
   delete env.HF_TOKEN;
   delete env.HF_ENDPOINT;
