@@ -271,23 +271,9 @@ fn is_loopback_url(url: &str) -> bool {
     }
 }
 
-/// Whether a process with this pid is running, on every OS. When the system cannot tell, it
-/// counts as running (the first request then finds out).
+/// Whether a process with this pid is running, on every OS (unknown counts as running).
 fn process_is_alive(pid: u32) -> bool {
-    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
-    if pid == std::process::id() {
-        return true;
-    }
-    let Ok(mut system) = System::new() else {
-        return true;
-    };
-    let pid = Pid::from_u32(pid);
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[pid]),
-        true,
-        ProcessRefreshKind::nothing(),
-    );
-    system.process(pid).is_some()
+    model_cache::store::atomic::process_is_alive(pid)
 }
 
 /// The action's name in the route: the engine's serde name (`pause`, `move-up`).

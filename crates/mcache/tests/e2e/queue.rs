@@ -7,22 +7,7 @@ use std::process::Stdio;
 use crate::common::{World, interrupt};
 
 fn post(url: &str, secret: &str, body: serde_json::Value) -> serde_json::Value {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .post(url)
-            .bearer_auth(secret)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{url}: {}",
-            response.status()
-        );
-        response.json().await.unwrap()
-    })
+    call(reqwest::Method::POST, url, secret, body)
 }
 
 #[test]

@@ -488,11 +488,6 @@ async fn commit_batch(
     transfer: &BlobTransfer,
     batch: &[u64],
 ) -> Result<(), DownloadError> {
-    transfer
-        .writer
-        .sync()
-        .await
-        .map_err(|f| write_error(transfer, f))?;
     let ranges: Vec<(u64, u64)> = batch
         .iter()
         .map(|&c| {
@@ -500,7 +495,27 @@ async fn commit_batch(
             (range.start, range.end)
         })
         .collect();
-    let sums = transfer
+    let sums = durable_checksums(transfer, ranges).await?;
+    let chunks: Vec<DoneChunk> = batch
+        .iter()
+        .zip(sums)
+        .map(|(&index, checksum)| DoneChunk { index, checksum })
+        .collect();
+    ctx.db.record_done(transfer.job_id, chunks).await
+}
+
+/// Flushes the partial file to disk, then reads `ranges` back and returns their checksums: what
+/// the index may record as written.
+async fn durable_checksums(
+    transfer: &BlobTransfer,
+    ranges: Vec<(u64, u64)>,
+) -> Result<Vec<u32>, DownloadError> {
+    transfer
+        .writer
+        .sync()
+        .await
+        .map_err(|f| write_error(transfer, f))?;
+    transfer
         .writer
         .checksums(ranges)
         .await
@@ -508,13 +523,7 @@ async fn commit_batch(
             what: "read back",
             path: transfer.writer.path().to_path_buf(),
             source,
-        })?;
-    let chunks: Vec<DoneChunk> = batch
-        .iter()
-        .zip(sums)
-        .map(|(&index, checksum)| DoneChunk { index, checksum })
-        .collect();
-    ctx.db.record_done(transfer.job_id, chunks).await
+        })
 }
 
 /// Turns a write failure into the error the user sees.
@@ -868,20 +877,7 @@ impl StreamTarget for RangedSegment {
         };
         // Bytes below `end` were written before the positions advanced; the fsync makes them
         // durable before the index says they are there.
-        transfer
-            .writer
-            .sync()
-            .await
-            .map_err(|f| write_error(transfer, f))?;
-        let sums = transfer
-            .writer
-            .checksums(vec![(start, end)])
-            .await
-            .map_err(|source| DownloadError::Io {
-                what: "read back",
-                path: transfer.writer.path().to_path_buf(),
-                source,
-            })?;
+        let sums = durable_checksums(transfer, vec![(start, end)]).await?;
         let chunk = PartialChunk {
             index: chunk,
             written: end - start,

@@ -197,9 +197,10 @@ fn remove_leftovers_into(
     }
 }
 
-/// Whether a process with this pid is running. Unknown counts as running, and so does a pid
-/// reused by another process: its leftovers wait for a later pass.
-fn process_is_alive(pid: u32) -> bool {
+/// Whether a process with this pid is running, on every OS. Unknown counts as running, and so
+/// does a pid reused by another process (its leftovers wait for a later pass; a discovery
+/// record naming it is then found out by its first request).
+pub fn process_is_alive(pid: u32) -> bool {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
     if pid == std::process::id() {
         return true;

@@ -79,7 +79,7 @@ pub(super) fn plain_segment(name: &str) -> bool {
 }
 
 /// Resolves `.` and `..` without touching the file system.
-fn lexical_normalize(path: &Path) -> PathBuf {
+pub(super) fn lexical_normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
@@ -169,6 +169,31 @@ impl RepoRead {
             cached,
             on_disk,
         })
+    }
+
+    /// Reads `repo` for a removal of its revision `commit`: `NotCached` unless that revision is
+    /// there (as a folder removals may take apart).
+    fn for_revision(root: &Path, repo: &RepoId, commit: &str) -> Result<RepoRead, StoreError> {
+        if !plain_segment(commit) {
+            return Err(not_cached(repo, commit));
+        }
+        let read = RepoRead::of(root, repo).map_err(|e| match e {
+            StoreError::NotCached { .. } => not_cached(repo, commit),
+            other => other,
+        })?;
+        if !read.on_disk.revisions.iter().any(|r| r.commit == commit) {
+            return Err(not_cached(repo, commit));
+        }
+        Ok(read)
+    }
+
+    /// The revision [`RepoRead::for_revision`] checked is there.
+    fn revision(&self, commit: &str) -> &super::inventory::RevisionOnDisk {
+        self.on_disk
+            .revisions
+            .iter()
+            .find(|r| r.commit == commit)
+            .expect("for_revision checked the revision is there")
     }
 
     /// The repo's blobs that are links into `huggingface_hub` 2.x's shared blob store, with the
@@ -283,16 +308,8 @@ pub fn delete_revision(
     keep_blobs: &HashSet<String>,
     dry_run: bool,
 ) -> Result<Removal, StoreError> {
-    if !plain_segment(commit) {
-        return Err(not_cached(repo, commit));
-    }
-    let read = RepoRead::of(root, repo).map_err(|e| match e {
-        StoreError::NotCached { .. } => not_cached(repo, commit),
-        other => other,
-    })?;
-    let Some(revision) = read.on_disk.revisions.iter().find(|r| r.commit == commit) else {
-        return Err(not_cached(repo, commit));
-    };
+    let read = RepoRead::for_revision(root, repo, commit)?;
+    let revision = read.revision(commit);
     let repo_dir = &read.dir;
     let snapshot = layout::snapshot_dir(repo_dir, commit);
     let mut still_linked = read.foreign_keys();
@@ -408,16 +425,8 @@ pub fn delete_files(
     keep_blobs: &HashSet<String>,
     dry_run: bool,
 ) -> Result<Removal, StoreError> {
-    if !plain_segment(commit) {
-        return Err(not_cached(repo, commit));
-    }
-    let read = RepoRead::of(root, repo).map_err(|e| match e {
-        StoreError::NotCached { .. } => not_cached(repo, commit),
-        other => other,
-    })?;
-    let Some(revision) = read.on_disk.revisions.iter().find(|r| r.commit == commit) else {
-        return Err(not_cached(repo, commit));
-    };
+    let read = RepoRead::for_revision(root, repo, commit)?;
+    let revision = read.revision(commit);
     // Every file of the revision goes: that is the whole revision, with its refs. (Files, not
     // blobs, are compared: two paths may share a blob.)
     let asked: HashSet<&str> = files.iter().map(String::as_str).collect();

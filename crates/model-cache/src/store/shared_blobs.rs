@@ -18,7 +18,7 @@
 //! a link to exactly this payload); a payload whose manifest is missing or unreadable is kept,
 //! as 2.4 keeps it.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::{StoreError, StoredFile, atomic, layout};
 
@@ -43,28 +43,15 @@ fn is_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Resolves `.` and `..` without touching the file system.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// The payload a repo's blob entry leads to, when the entry is a symlink into the store
 /// (`../../blobs/<h[..2]>/<h>`).
 pub fn payload_of(root: &Path, blob_entry: &Path) -> Option<PathBuf> {
     let target = std::fs::read_link(blob_entry).ok()?;
-    let resolved = normalize(&blob_entry.parent()?.join(target));
+    let resolved = super::removal::lexical_normalize(&blob_entry.parent()?.join(target));
     let store = store_dir(root)?;
-    let relative = resolved.strip_prefix(normalize(&store)).ok()?;
+    let relative = resolved
+        .strip_prefix(super::removal::lexical_normalize(&store))
+        .ok()?;
     let parts: Vec<&str> = relative.iter().filter_map(|p| p.to_str()).collect();
     match parts.as_slice() {
         [prefix, hash] if is_hex(hash, 64) && hash.starts_with(prefix) && prefix.len() == 2 => {
@@ -166,9 +153,10 @@ pub fn sweep(
         let remaining = references
             .iter()
             .filter(|r| {
-                !going
-                    .iter()
-                    .any(|g| normalize(&root.join(r)) == normalize(g))
+                !going.iter().any(|g| {
+                    super::removal::lexical_normalize(&root.join(r))
+                        == super::removal::lexical_normalize(g)
+                })
             })
             .count();
         return Ok(if remaining == 0 { size } else { 0 });
