@@ -539,11 +539,19 @@ impl HubClient {
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
         let code = text("x-error-code").unwrap_or_default();
+        let cap = self.inner.limits.error_text_bytes;
         let mut message = text("x-error-message").unwrap_or_default();
+        if message.len() as u64 > cap {
+            // Hub text goes into messages, the index and notifications: no more than the cap.
+            let mut end = cap as usize;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
         if message.is_empty() {
             // The message may be in a JSON body: `{"error": "..."}` and variants. A body over
             // the cap is not read further; the status alone then makes the error.
-            let cap = self.inner.limits.error_text_bytes;
             if let Ok(Some(body)) = read_capped(response, cap, url.as_str()).await {
                 message =
                     error_message_from_body(&String::from_utf8_lossy(&body)).unwrap_or_default();
