@@ -6,7 +6,8 @@ use local_api::contract::{ContractEvent, Job};
 /// The notification an event asks for: its title and body.
 pub fn notification(event: &ContractEvent) -> Option<(String, String)> {
     match event {
-        ContractEvent::Notification(note) => Some((note.title.clone(), note.body.clone())),
+        // The body may carry Hub text; servers that render markup must show it as text.
+        ContractEvent::Notification(note) => Some((note.title.clone(), note.desktop_body())),
         _ => None,
     }
 }

@@ -222,6 +222,30 @@ pub struct Notification {
     pub body: String,
 }
 
+impl Notification {
+    /// The body as a desktop notification shows it ([`escape_markup`]): freedesktop
+    /// notification servers that advertise `body-markup` read the body as markup, and the text
+    /// carries what the Hub said (error messages). The title is plain text by the specification.
+    pub fn desktop_body(&self) -> String {
+        escape_markup(&self.body)
+    }
+}
+
+/// `text` with `&`, `<` and `>` escaped as XML entities, so no markup in it is rendered (a link
+/// or an image tag in a Hub error message stays text).
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// `POST /api/pulls`: a repo, and a variant or files (the recommended variant when neither).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -566,5 +590,27 @@ impl Tracker {
             total: f.size,
             speed_bps: speed,
         })]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_desktop_notification_body_shows_markup_as_text() {
+        let note = Notification {
+            level: "error".into(),
+            title: "Download failed".into(),
+            body: "demo/x: <b>bold</b> & <a href=\"https://evil.example\">link</a>".into(),
+        };
+        let body = note.desktop_body();
+        assert_eq!(
+            body,
+            "demo/x: &lt;b&gt;bold&lt;/b&gt; &amp; &lt;a href=\"https://evil.example\"&gt;link&lt;/a&gt;"
+        );
+        assert!(!body.contains('<') && !body.contains('>'), "{body}");
+        assert_eq!(escape_markup("<b>&"), "&lt;b&gt;&amp;");
+        assert_eq!(escape_markup("plain text"), "plain text");
     }
 }

@@ -95,6 +95,31 @@ impl ApiError {
         .with_hint("Close other pages or tools that use the local API, then try again")
     }
 
+    /// 403 `forbidden_setting`: a change of where requests and the Hub token go, which only the
+    /// app makes, after the person confirms it. `fields` names each refused setting.
+    pub fn forbidden_setting(changes: &[model_cache::engine::TrustChange]) -> ApiError {
+        let names: Vec<&str> = changes.iter().map(|c| c.setting.as_str()).collect();
+        let mut error = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_setting",
+            format!(
+                "The local API cannot change {}: it decides where the Hub token is sent",
+                names.join(", ")
+            ),
+        )
+        .with_hint(
+            "Change the endpoint and mirrors in the app's Settings, which asks you to confirm",
+        );
+        error.fields = changes
+            .iter()
+            .map(|c| model_cache::engine::FieldError {
+                field: c.setting.clone(),
+                message: format!("`{}` is changed only in the app", c.setting),
+            })
+            .collect();
+        error
+    }
+
     /// 500 `internal`.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use model_cache::RepoId;
 use model_cache::engine::{
     AppSettings, CachedRepoView, Engine, EngineError, JobAction, PreferencesPatch, PullRequest,
+    TrustChange,
 };
 use model_cache::index::queue::QueueState;
 use serde_json::Value;
@@ -235,7 +236,37 @@ impl Api {
 
     /// `PUT /api/settings` with a partial settings object, validated by the engine (every bad
     /// field is reported).
+    ///
+    /// **Trust boundary:** a change of where requests and the Hub token go (the endpoint, the
+    /// mirrors, the mirrors receiving the token) is refused here, with 403
+    /// `forbidden_setting`: any local program holding the API secret could otherwise send the
+    /// token to a server of its choosing. Setting them to the values in force is no change. The
+    /// app makes such a change with [`Api::settings_set_confirmed`], after the person confirmed
+    /// [`Api::settings_trust_changes`] in a native dialog; the HTTP routes never call it.
     pub async fn settings_set(&self, body: Value) -> ApiResult<AppSettings> {
+        let patch = PreferencesPatch::from_json(&body).map_err(EngineError::from)?;
+        self.blocking(move |e| {
+            let changes = e.trust_changes(&patch)?;
+            if !changes.is_empty() {
+                return Ok(Err(ApiError::forbidden_setting(&changes)));
+            }
+            e.update_preferences(&patch).map(Ok)
+        })
+        .await?
+    }
+
+    /// What a settings change (the body of [`Api::settings_set`]) would change of where requests
+    /// and the Hub token go; empty when nothing. The app shows these in a native confirmation
+    /// dialog before it calls [`Api::settings_set_confirmed`]. Nothing is saved.
+    pub async fn settings_trust_changes(&self, body: &Value) -> ApiResult<Vec<TrustChange>> {
+        let patch = PreferencesPatch::from_json(body).map_err(EngineError::from)?;
+        self.blocking(move |e| e.trust_changes(&patch)).await
+    }
+
+    /// [`Api::settings_set`] for the app's IPC once the person confirmed the
+    /// [`Api::settings_trust_changes`] in a native dialog: the endpoint, the mirrors and the
+    /// mirrors receiving the token may change too. Never reachable over HTTP.
+    pub async fn settings_set_confirmed(&self, body: Value) -> ApiResult<AppSettings> {
         let patch = PreferencesPatch::from_json(&body).map_err(EngineError::from)?;
         self.blocking(move |e| e.update_preferences(&patch)).await
     }

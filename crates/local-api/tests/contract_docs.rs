@@ -266,6 +266,7 @@ fn every_contract_type_matches_the_document() {
                 disk_reserve_bytes: 1,
                 schedule: Some(hours.clone()),
                 mirrors: vec![],
+                mirrors_receiving_token: vec![],
                 endpoint: "https://huggingface.co".into(),
                 token_set: false,
                 offline: false,

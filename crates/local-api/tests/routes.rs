@@ -352,3 +352,92 @@ async fn bad_values_are_refused_and_nothing_is_saved() {
     assert_eq!(settings["token_set"], false);
     f.server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn changes_to_where_the_token_goes_are_refused_over_http_and_made_by_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
+    let mut settings = Settings::new(dir.path().join("hub"), dir.path().join("data"));
+    settings.endpoint = emulator.url();
+    let engine = Engine::open(settings, EngineOptions::system()).unwrap();
+    let api = local_api::Api::new(engine);
+    let server = local_api::serve_api(api.clone(), ApiConfig::new(dir.path().join("data")))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let put = |body: Value| {
+        let request = client
+            .put(format!("{}/api/settings", server.url()))
+            .bearer_auth(server.token())
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    for (change, field) in [
+        (json!({"endpoint": "https://elsewhere.example"}), "endpoint"),
+        (json!({"mirrors": ["https://mirror.example"]}), "mirrors"),
+        (
+            json!({"mirrors": [emulator.url()], "mirrors_receiving_token": [emulator.url()]}),
+            "mirrors_receiving_token",
+        ),
+    ] {
+        let (status, body) = put(change.clone()).await;
+        assert_eq!(status, 403, "{change} -> {body}");
+        assert_eq!(body["error"]["kind"], "forbidden_setting", "{body}");
+        let fields: Vec<&str> = body["error"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{change} -> {body}");
+    }
+    // Nothing of a refused change was applied.
+    let shown = api.settings_get().unwrap();
+    assert_eq!(shown.endpoint, emulator.url());
+    assert!(shown.mirrors.is_empty() && shown.mirrors_receiving_token.is_empty());
+
+    // The values in force are no change: a settings page saving every field still works.
+    let (status, body) = put(json!({
+        "endpoint": emulator.url(),
+        "mirrors": [],
+        "mirrors_receiving_token": [],
+        "max_rate_bps": 1_000_000,
+    }))
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The app, after the person confirmed them in a native dialog.
+    let change = json!({
+        "mirrors": ["https://mirror.example", "http://127.0.0.1:9"],
+        "mirrors_receiving_token": ["https://mirror.example"],
+    });
+    let asked = api.settings_trust_changes(&change).await.unwrap();
+    let names: Vec<&str> = asked.iter().map(|c| c.setting.as_str()).collect();
+    assert_eq!(names, ["mirrors", "mirrors_receiving_token"]);
+    let shown = api.settings_set_confirmed(change).await.unwrap();
+    assert_eq!(
+        shown.mirrors,
+        ["https://mirror.example", "http://127.0.0.1:9"]
+    );
+    assert_eq!(shown.mirrors_receiving_token, ["https://mirror.example"]);
+    // A mirror kept keeps its mark; plain http to another host never receives the token.
+    let shown = api
+        .settings_set_confirmed(json!({"mirrors": ["https://mirror.example"]}))
+        .await
+        .unwrap();
+    assert_eq!(shown.mirrors_receiving_token, ["https://mirror.example"]);
+    let refused = api
+        .settings_set_confirmed(json!({
+            "mirrors": ["http://mirror.example"],
+            "mirrors_receiving_token": ["http://mirror.example"],
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, "invalid_input", "{refused:?}");
+    server.shutdown().await.unwrap();
+}

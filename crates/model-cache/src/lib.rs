@@ -57,4 +57,4 @@ pub(crate) mod selection;
 
 pub use repo::{RepoId, RepoType};
 pub use secret::Token;
-pub use settings::Settings;
+pub use settings::{Mirror, Settings};

@@ -28,8 +28,9 @@ pub struct Settings {
     /// Base URL of the Hub, without a trailing slash.
     pub endpoint: String,
     /// Mirrors tried in order when the endpoint fails; each is checked against the same hashes.
-    pub mirrors: Vec<String>,
-    /// Access token, sent only to the endpoint's (or a mirror's) own origin.
+    pub mirrors: Vec<Mirror>,
+    /// Access token, sent only to the endpoint's own origin and to mirrors marked
+    /// [`Mirror::send_token`], never over plain `http` except to loopback.
     pub token: Option<Token>,
     /// Where a token set by the user (log in) is stored: `$HF_HOME/token`, the file
     /// `huggingface_hub` reads. `None`: the token is kept in memory only.
@@ -44,6 +45,8 @@ pub struct Settings {
     pub timeouts: Timeouts,
     /// User-agent suffix added by the edge (e.g. `mcache/0.1.0`).
     pub user_agent: String,
+    /// Caps on what is read from a Hub answer.
+    pub response_limits: ResponseLimits,
 }
 
 impl Settings {
@@ -61,6 +64,7 @@ impl Settings {
             retry: RetryPolicy::default(),
             timeouts: Timeouts::default(),
             user_agent: concat!("model-cache/", env!("CARGO_PKG_VERSION")).to_string(),
+            response_limits: ResponseLimits::default(),
         }
     }
 
@@ -81,6 +85,97 @@ impl Settings {
         self.mirrors.clear();
         self.offline = false;
         self
+    }
+}
+
+/// A mirror tried after the endpoint, as saved in the preferences: `{"url": …, "send_token": …}`.
+/// A plain URL string (how earlier versions saved a mirror) reads as a mirror that does not
+/// receive the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SavedMirror")]
+pub struct Mirror {
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    /// Whether the Hub token is sent to this mirror's origin. Off unless the user chose it; even
+    /// then the token never goes over plain `http` except to loopback.
+    pub send_token: bool,
+}
+
+impl Mirror {
+    /// A mirror that does not receive the token.
+    pub fn new(url: impl Into<String>) -> Mirror {
+        Mirror {
+            url: url.into(),
+            send_token: false,
+        }
+    }
+
+    /// A mirror that receives the token (over `https`, or plain `http` to loopback).
+    pub fn sent_token(url: impl Into<String>) -> Mirror {
+        Mirror {
+            url: url.into(),
+            send_token: true,
+        }
+    }
+}
+
+/// A URL alone is a mirror that does not receive the token.
+impl From<&str> for Mirror {
+    fn from(url: &str) -> Mirror {
+        Mirror::new(url)
+    }
+}
+
+/// A URL alone is a mirror that does not receive the token.
+impl From<String> for Mirror {
+    fn from(url: String) -> Mirror {
+        Mirror::new(url)
+    }
+}
+
+/// The forms a saved mirror takes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SavedMirror {
+    Url(String),
+    Entry {
+        url: String,
+        #[serde(default)]
+        send_token: bool,
+    },
+}
+
+impl From<SavedMirror> for Mirror {
+    fn from(saved: SavedMirror) -> Mirror {
+        match saved {
+            SavedMirror::Url(url) => Mirror::new(url),
+            SavedMirror::Entry { url, send_token } => Mirror { url, send_token },
+        }
+    }
+}
+
+/// Caps on what the Hub client reads from an answer, so a broken or hostile server cannot make
+/// the engine hold unbounded memory. A JSON answer or a listing over its cap fails with
+/// [`crate::hub::HubError::InvalidResponse`] naming the cap; an error body over its cap is not
+/// read past it (the status still decides the error). The defaults are far above what the Hub
+/// sends; tests lower them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseLimits {
+    /// Bytes of one JSON answer (repo info, one page of a listing): 64 MiB.
+    pub json_bytes: u64,
+    /// Bytes of an error answer's body read for its message: 64 KiB.
+    pub error_text_bytes: u64,
+    /// Entries of one tree listing, across all its pages: 1,000,000.
+    pub tree_entries: usize,
+}
+
+impl Default for ResponseLimits {
+    fn default() -> Self {
+        ResponseLimits {
+            json_bytes: 64 * 1024 * 1024,
+            error_text_bytes: 64 * 1024,
+            tree_entries: 1_000_000,
+        }
     }
 }
 

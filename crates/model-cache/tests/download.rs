@@ -1237,3 +1237,107 @@ async fn a_blob_of_the_right_size_is_hashed_before_it_is_linked_unless_verified_
     assert_eq!(summary.files[0].source, FileSource::Downloaded);
     assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
 }
+
+#[tokio::test]
+async fn a_file_without_a_published_hash_is_kept_only_over_https_and_marked_unverified() {
+    let rig = rig().await;
+    let repo = RepoId::model("demo/tiny-gguf").unwrap();
+    let hub = model_cache::hub::HubClient::new(&rig.settings).unwrap();
+    let mut meta = hub
+        .file_metadata(&repo, "main", "config.json")
+        .await
+        .unwrap();
+    // As a Hub that publishes no hash would answer: an etag that is neither a sha256 nor a git
+    // sha1.
+    meta.etag = "plain-etag-without-a-hash".into();
+    meta.sha256 = None;
+    meta.git_sha1 = None;
+    meta.is_lfs = false;
+    assert!(!meta.over_https, "the emulator is plain http");
+    let given = |meta: &model_cache::hub::FileMetadata| model_cache::download::DownloadRequest {
+        repo: repo.clone(),
+        revision: meta.commit.clone(),
+        files: vec![model_cache::download::FileSpec {
+            path: "config.json".into(),
+            metadata: Some(meta.clone()),
+        }],
+    };
+    let before = rig.emulator.requests().len();
+    let error = rig
+        .downloader
+        .download(given(&meta), recorder())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            model_cache::download::DownloadError::Unverifiable { .. }
+        ),
+        "{error}"
+    );
+    assert_eq!(error.kind(), ErrorKind::Integrity);
+    assert_eq!(rig.emulator.requests().len(), before, "nothing was fetched");
+    assert!(
+        rig.settings
+            .hub_cache
+            .join(repo.folder_name())
+            .join("snapshots")
+            .read_dir()
+            .map_or(true, |mut entries| entries.next().is_none()),
+        "nothing was linked"
+    );
+
+    // Resolved over https, it is kept, and says it was not verified. (Its bytes come from a
+    // server that sends no `ETag` either, as such a Hub would.)
+    let body = b"{\"plain\": true}";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = [0u8; 4096];
+            let read = stream.read(&mut head).unwrap_or(0);
+            let head = String::from_utf8_lossy(&head[..read]).to_ascii_lowercase();
+            // `Range: bytes=a-b`, answered as asked.
+            let range = head
+                .lines()
+                .find_map(|line| line.strip_prefix("range: bytes="))
+                .and_then(|r| r.trim().split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+            let mut answer = match range {
+                Some((first, last)) => format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {first}-{last}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len(),
+                    last + 1 - first
+                )
+                .into_bytes(),
+                None => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes(),
+            };
+            let (first, last) = range.unwrap_or((0, body.len() - 1));
+            answer.extend_from_slice(&body[first..=last]);
+            let _ = stream.write_all(&answer);
+        }
+    });
+    meta.download_url = format!("http://{address}/config.json");
+    meta.size = body.len() as u64;
+    meta.over_https = true;
+    let summary = rig
+        .downloader
+        .download(given(&meta), recorder())
+        .await
+        .unwrap();
+    assert_eq!(summary.files.len(), 1);
+    assert!(summary.files[0].unverified, "{summary:?}");
+    // A file with a published hash is verified as ever.
+    let verified = rig
+        .downloader
+        .download(request("demo/tiny-gguf", &["README.md"]), recorder())
+        .await
+        .unwrap();
+    assert!(verified.files.iter().all(|f| !f.unverified));
+}

@@ -540,7 +540,7 @@ async fn mirrors_take_over_when_the_endpoint_is_unreachable_or_failing() {
     let closed_url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let mut s = settings(&closed_url, None);
-    s.mirrors = vec![mirror.url()];
+    s.mirrors = vec![mirror.url().into()];
     let hub = HubClient::new(&s).unwrap();
     let info = hub.repo_info(&repo(GGUF_REPO), None).await.unwrap();
     let meta = hub
@@ -556,7 +556,7 @@ async fn mirrors_take_over_when_the_endpoint_is_unreachable_or_failing() {
         .faults()
         .set(FaultRule::global(Fault::ServerError(503)));
     let mut s = settings(&failing.url(), None);
-    s.mirrors = vec![mirror.url()];
+    s.mirrors = vec![mirror.url().into()];
     let hub = HubClient::new(&s).unwrap();
     let tree = hub
         .list_tree(&repo(GGUF_REPO), "main", None, true)
@@ -571,7 +571,7 @@ async fn mirrors_take_over_when_the_endpoint_is_unreachable_or_failing() {
 
     // A fatal answer from the endpoint is not hidden by a mirror.
     let mut s = settings(&mirror.url(), None);
-    s.mirrors = vec![failing.url()];
+    s.mirrors = vec![failing.url().into()];
     let hub = HubClient::new(&s).unwrap();
     let before = failing.requests().len();
     let err = hub

@@ -45,6 +45,12 @@ pub enum DownloadError {
         expected: String,
         actual: String,
     },
+    /// The Hub published no hash for the file and it was not fetched over `https`: nothing
+    /// would tell a tampered file from the real one, so it is not downloaded.
+    #[error(
+        "`{path}` of `{repo}` has no published hash to check it against and the endpoint is not https; it was not downloaded"
+    )]
+    Unverifiable { repo: String, path: String },
     /// Not enough space for the file.
     #[error(
         "Not enough disk space for `{path}`: {needed} bytes needed, {free} bytes free in `{}`", dir.display()
@@ -147,7 +153,9 @@ impl DownloadError {
                 source.kind()
             }
             DownloadError::UnsafePath { .. } => ErrorKind::UnsafePath,
-            DownloadError::Integrity { .. } => ErrorKind::Integrity,
+            DownloadError::Integrity { .. } | DownloadError::Unverifiable { .. } => {
+                ErrorKind::Integrity
+            }
             DownloadError::DiskFull { .. } => ErrorKind::DiskFull,
             DownloadError::Io { .. } => ErrorKind::Io,
             DownloadError::Store { .. } => ErrorKind::Store,

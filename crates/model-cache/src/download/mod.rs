@@ -126,6 +126,10 @@ pub struct FileOutcome {
     /// `snapshots/{commit}/{path}` in the cache.
     pub snapshot_path: PathBuf,
     pub source: FileSource,
+    /// The Hub published no hash for the file (its `ETag` is neither a sha256 nor a git sha1),
+    /// so its bytes were not checked. Such a file is kept only when it came over `https`.
+    #[serde(default)]
+    pub unverified: bool,
 }
 
 /// The result of a request.
@@ -319,13 +323,16 @@ fn run_offline(inner: &Inner, request: &DownloadRequest) -> Result<DownloadSumma
                     .ok()
                     .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
                     .unwrap_or_default();
+                // Offline: what the etag names is all there is to go by.
+                let unverified = !is_hex_digest(&etag);
                 files.push(FileOutcome {
                     path,
                     etag,
                     size,
                     commit: commit.clone(),
-                    snapshot_path,
                     source: FileSource::Cached,
+                    unverified,
+                    snapshot_path,
                 });
             }
             None => missing.push(path),
@@ -612,6 +619,11 @@ async fn record_metrics(db: &JobDb, downloaded: u64, saved: u64) {
 }
 
 /// The digest a file must have, from its metadata.
+/// Whether an etag is a content hash (a sha256 or a git sha1).
+fn is_hex_digest(etag: &str) -> bool {
+    matches!(etag.len(), 40 | 64) && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn expected_digest(meta: &FileMetadata) -> Option<ExpectedDigest> {
     let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
     if let Some(sha256) = meta.sha256.as_deref().filter(|s| hex(s, 64)) {
@@ -670,6 +682,12 @@ async fn download_file(
                     meta.etag.escape_debug(),
                     meta.commit.escape_debug()
                 ),
+            });
+        }
+        if expected_digest(&meta).is_none() && !meta.over_https {
+            return Err(DownloadError::Unverifiable {
+                repo: repo_name.clone(),
+                path: spec.path.clone(),
             });
         }
         if let Some(outcome) = link_cached(inner, ctx, &repo_cache, &rel, &meta).await? {
@@ -971,8 +989,10 @@ async fn link(
         .link(&meta.commit, rel, &meta.etag)
         .map_err(store_error(rel.as_str()))?;
     // A blob this call verified (downloaded and hashed, or shared from a verified one) is
-    // recorded with its stamp; a cached one was recorded when it was checked.
-    let verified = matches!(source, FileSource::Downloaded | FileSource::SharedBlob);
+    // recorded with its stamp; a cached one was recorded when it was checked. One with no hash
+    // to check is never recorded as verified.
+    let unverified = expected_digest(meta).is_none();
+    let verified = !unverified && matches!(source, FileSource::Downloaded | FileSource::SharedBlob);
     let stamp = verified
         .then(|| std::fs::metadata(repo_cache.blob_path(&meta.etag)).ok())
         .flatten()
@@ -1005,6 +1025,7 @@ async fn link(
         commit: meta.commit.clone(),
         snapshot_path,
         source,
+        unverified,
     })
 }
 

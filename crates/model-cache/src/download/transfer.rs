@@ -725,7 +725,10 @@ async fn next_bytes(
     Ok(match next {
         Err(_) => Err(StreamEnd::Stalled),
         Ok(Err(error)) if error.is_timeout() => Err(StreamEnd::Stalled),
-        Ok(Err(error)) => Err(StreamEnd::Failed(format!("connection lost: {error}"))),
+        Ok(Err(error)) => Err(StreamEnd::Failed(format!(
+            "connection lost: {}",
+            error.without_url()
+        ))),
         Ok(Ok(None)) => Err(StreamEnd::Eof),
         Ok(Ok(Some(bytes))) => {
             ctx.downloaded

@@ -31,6 +31,7 @@ pub use error::EngineError;
 pub use preferences::{
     AppSettings, BatteryMode, BatterySetting, FieldError, HoursSetting, PREFERENCES_FILE,
     Preferences, PreferencesError, PreferencesPatch, PreferencesPatchError, SETTING_NAMES, Span,
+    TrustChange,
 };
 pub use pull::{Choice, PullPlan, PullRequest};
 pub use views::{
@@ -422,8 +423,13 @@ impl Engine {
     /// The settings in force, in the vocabulary every edge shares.
     pub fn app_settings(&self) -> AppSettings {
         let prefs = lock(&self.inner.preferences).clone();
+        self.app_settings_with(&prefs)
+    }
+
+    /// The settings in force were `prefs` saved.
+    fn app_settings_with(&self, prefs: &Preferences) -> AppSettings {
         AppSettings::from_parts(
-            &prefs,
+            prefs,
             &self.inner.settings,
             &self.inner.scheduler.policy(),
             &self.inner.scheduler.cache_policy(),
@@ -436,12 +442,7 @@ impl Engine {
     /// at once. Returns the settings now in force.
     pub fn update_preferences(&self, patch: &PreferencesPatch) -> Result<AppSettings, EngineError> {
         let mut prefs = lock(&self.inner.preferences);
-        let mut next = prefs.clone();
-        patch.apply(
-            &mut next,
-            &self.inner.scheduler.policy(),
-            &self.inner.scheduler.cache_policy(),
-        );
+        let next = self.patched(&prefs, patch)?;
         next.save(&self.inner.settings.data_dir)?;
         if let Some(rate) = patch.max_rate_bps {
             self.inner.downloader.set_rate(rate);
@@ -459,6 +460,32 @@ impl Engine {
         *prefs = next;
         drop(prefs);
         Ok(self.app_settings())
+    }
+
+    /// What `patch` would change of where requests and the token go (the endpoint, the mirrors,
+    /// the mirrors receiving the token); empty when it changes none of them. Nothing is saved.
+    pub fn trust_changes(&self, patch: &PreferencesPatch) -> Result<Vec<TrustChange>, EngineError> {
+        let prefs = lock(&self.inner.preferences).clone();
+        let next = self.patched(&prefs, patch)?;
+        let before = self.app_settings_with(&prefs);
+        let after = self.app_settings_with(&next);
+        Ok(TrustChange::between(&before, &after))
+    }
+
+    /// `prefs` with `patch` applied.
+    fn patched(
+        &self,
+        prefs: &Preferences,
+        patch: &PreferencesPatch,
+    ) -> Result<Preferences, EngineError> {
+        let mut next = prefs.clone();
+        patch.apply(
+            &mut next,
+            &self.inner.scheduler.policy(),
+            &self.inner.scheduler.cache_policy(),
+            &self.inner.settings.mirrors,
+        )?;
+        Ok(next)
     }
 
     /// Whether a Hub token is set (its value is never returned).

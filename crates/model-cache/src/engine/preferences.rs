@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Diagnostic, ErrorKind, Hint};
 use crate::policy::{BatteryPolicy, CachePolicy, SchedulePolicy, ScheduleWindow};
-use crate::settings::Settings;
+use crate::settings::{Mirror, Settings};
 use crate::units;
 
 /// File name of the preferences in the app-data folder.
@@ -36,8 +36,10 @@ pub struct Preferences {
     pub cache_dir: Option<PathBuf>,
     /// The Hub endpoint. Takes effect at the next start.
     pub endpoint: Option<String>,
-    /// Mirrors tried in order after the endpoint. Takes effect at the next start.
-    pub mirrors: Option<Vec<String>>,
+    /// Mirrors tried in order after the endpoint, each marked whether it receives the token.
+    /// Earlier versions saved a list of URL strings, which reads as mirrors that do not. Takes
+    /// effect at the next start.
+    pub mirrors: Option<Vec<Mirror>>,
     /// Never touch the network. Takes effect at the next start.
     pub offline: Option<bool>,
     /// Bandwidth limit in bytes per second; `Some(0)` means explicitly unlimited. Live.
@@ -253,6 +255,9 @@ pub struct AppSettings {
     pub schedule: Option<HoursSetting>,
     /// Mirrors tried after the endpoint (next start when changed).
     pub mirrors: Vec<String>,
+    /// The mirrors (of `mirrors`) the Hub token is sent to; the endpoint always receives it.
+    /// Never sent over plain `http` except to loopback (next start when changed).
+    pub mirrors_receiving_token: Vec<String>,
     /// The Hub endpoint (next start when changed).
     pub endpoint: String,
     /// Whether a Hub token is set (read-only here: the token is set by logging in).
@@ -312,7 +317,10 @@ pub struct PreferencesPatch {
     pub battery_policy: Option<BatteryPolicy>,
     pub disk_reserve_bytes: Option<u64>,
     pub schedule: Option<Option<ScheduleWindow>>,
+    /// The mirror URLs; a mirror that stays keeps whether it receives the token.
     pub mirrors: Option<Option<Vec<String>>>,
+    /// The mirrors that receive the token (each one of the mirrors after the patch).
+    pub mirrors_receiving_token: Option<Vec<String>>,
     /// `Some(None)`: back to the environment's endpoint (next start).
     pub endpoint: Option<Option<String>>,
     pub offline: Option<Option<bool>>,
@@ -322,6 +330,57 @@ pub struct PreferencesPatch {
     pub prune_old_revisions: Option<bool>,
     pub keep_partial_files_for: Option<Duration>,
     pub max_running: Option<usize>,
+}
+
+/// A change to where the engine's requests and the Hub token go: the endpoint, the mirrors, or
+/// which mirrors receive the token. The local API refuses these; the app makes them after the
+/// person confirms them in a native dialog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustChange {
+    /// The setting's name (`endpoint`, `mirrors`, `mirrors_receiving_token`).
+    pub setting: String,
+    /// Its value in force, as text (a list is one URL per line; `none` when empty).
+    pub from: String,
+    /// Its value after the change.
+    pub to: String,
+}
+
+impl std::fmt::Display for TrustChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} → {}", self.setting, self.from, self.to)
+    }
+}
+
+impl TrustChange {
+    /// The settings of `before` and `after` that say where requests and the token go, where
+    /// they differ.
+    pub fn between(before: &AppSettings, after: &AppSettings) -> Vec<TrustChange> {
+        let list = |urls: &[String]| {
+            if urls.is_empty() {
+                "none".to_string()
+            } else {
+                urls.join("\n")
+            }
+        };
+        let mut changes = Vec::new();
+        let mut compare = |setting: &str, from: String, to: String| {
+            if from != to {
+                changes.push(TrustChange {
+                    setting: setting.to_string(),
+                    from,
+                    to,
+                });
+            }
+        };
+        compare("endpoint", before.endpoint.clone(), after.endpoint.clone());
+        compare("mirrors", list(&before.mirrors), list(&after.mirrors));
+        compare(
+            "mirrors_receiving_token",
+            list(&before.mirrors_receiving_token),
+            list(&after.mirrors_receiving_token),
+        );
+        changes
+    }
 }
 
 /// One bad field of a patch.
@@ -376,6 +435,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "disk_reserve_bytes",
     "schedule",
     "mirrors",
+    "mirrors_receiving_token",
     "endpoint",
     "token_set",
     "offline",
@@ -448,6 +508,16 @@ impl PreferencesPatch {
                             list.iter().map(|m| url(key, m)).collect()
                         })?);
                     }
+                    "mirrors_receiving_token" => {
+                        let list = value
+                            .as_array()
+                            .ok_or("`mirrors_receiving_token` must be a list of mirror URLs")?;
+                        patch.mirrors_receiving_token = Some(
+                            list.iter()
+                                .map(|m| token_url(key, m))
+                                .collect::<Result<_, _>>()?,
+                        );
+                    }
                     "endpoint" => patch.endpoint = Some(nullable(value, |v| url(key, v))?),
                     "offline" => patch.offline = Some(nullable(value, |v| boolean(key, v))?),
                     "connections" => {
@@ -487,8 +557,17 @@ impl PreferencesPatch {
     }
 
     /// Writes the patch into the saved preferences; `schedule` and `cache` are the policies in
-    /// force, which the patch changes field by field.
-    pub fn apply(&self, prefs: &mut Preferences, schedule: &SchedulePolicy, cache: &CachePolicy) {
+    /// force, which the patch changes field by field, and `mirrors` the mirrors the edge
+    /// resolved (in force while the preferences name none). Fails, changing nothing, when
+    /// `mirrors_receiving_token` names a URL that is not one of the mirrors.
+    pub fn apply(
+        &self,
+        prefs: &mut Preferences,
+        schedule: &SchedulePolicy,
+        cache: &CachePolicy,
+        mirrors: &[Mirror],
+    ) -> Result<(), PreferencesPatchError> {
+        let next_mirrors = self.next_mirrors(prefs, mirrors)?;
         let mut schedule = prefs.schedule.clone().unwrap_or_else(|| schedule.clone());
         let mut cache = prefs.cache.clone().unwrap_or_else(|| cache.clone());
         let (mut schedule_changed, mut cache_changed) = (false, false);
@@ -498,8 +577,8 @@ impl PreferencesPatch {
         if let Some(endpoint) = &self.endpoint {
             prefs.endpoint = endpoint.clone();
         }
-        if let Some(mirrors) = &self.mirrors {
-            prefs.mirrors = mirrors.clone();
+        if let Some(mirrors) = next_mirrors {
+            prefs.mirrors = mirrors;
         }
         if let Some(offline) = self.offline {
             prefs.offline = offline;
@@ -552,6 +631,45 @@ impl PreferencesPatch {
         if cache_changed {
             prefs.cache = Some(cache);
         }
+        Ok(())
+    }
+
+    /// The saved mirrors after the patch (`None`: unchanged; `Some(None)`: back to the edge's).
+    fn next_mirrors(
+        &self,
+        prefs: &Preferences,
+        resolved: &[Mirror],
+    ) -> Result<Option<Option<Vec<Mirror>>>, PreferencesPatchError> {
+        if self.mirrors.is_none() && self.mirrors_receiving_token.is_none() {
+            return Ok(None);
+        }
+        let in_force = prefs.mirrors.as_deref().unwrap_or(resolved);
+        let urls: Vec<String> = match &self.mirrors {
+            Some(Some(urls)) => urls.clone(),
+            Some(None) if self.mirrors_receiving_token.is_none() => return Ok(Some(None)),
+            Some(None) => resolved.iter().map(|m| m.url.clone()).collect(),
+            None => in_force.iter().map(|m| m.url.clone()).collect(),
+        };
+        if let Some(receiving) = &self.mirrors_receiving_token
+            && let Some(stranger) = receiving.iter().find(|r| !urls.contains(r))
+        {
+            return Err(PreferencesPatchError::one(
+                "mirrors_receiving_token",
+                format!("`{stranger}` is not one of the mirrors; add it to `mirrors` first"),
+            ));
+        }
+        let send_token = |url: &String| match &self.mirrors_receiving_token {
+            Some(receiving) => receiving.contains(url),
+            None => in_force.iter().any(|m| &m.url == url && m.send_token),
+        };
+        Ok(Some(Some(
+            urls.iter()
+                .map(|url| Mirror {
+                    url: url.clone(),
+                    send_token: send_token(url),
+                })
+                .collect(),
+        )))
     }
 
     /// Whether the patch changes the bandwidth limit.
@@ -576,6 +694,7 @@ impl AppSettings {
             BatteryPolicy::Below { percent } => (BatteryMode::Below, percent),
             BatteryPolicy::Always => (BatteryMode::Always, 30),
         };
+        let mirrors = prefs.mirrors.as_deref().unwrap_or(&settings.mirrors);
         AppSettings {
             cache_dir: prefs
                 .cache_dir
@@ -589,10 +708,12 @@ impl AppSettings {
                 start: hhmm(w.start_minute),
                 end: hhmm(w.end_minute),
             }),
-            mirrors: prefs
-                .mirrors
-                .clone()
-                .unwrap_or_else(|| settings.mirrors.clone()),
+            mirrors: mirrors.iter().map(|m| m.url.clone()).collect(),
+            mirrors_receiving_token: mirrors
+                .iter()
+                .filter(|m| m.send_token)
+                .map(|m| m.url.clone())
+                .collect(),
             endpoint: prefs
                 .endpoint
                 .clone()
@@ -702,6 +823,25 @@ fn url(field: &str, value: &Value) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// A mirror URL the token may be sent to: `https`, or plain `http` to loopback.
+fn token_url(field: &str, value: &Value) -> Result<String, String> {
+    let text = url(field, value)?;
+    let parsed = url::Url::parse(&text).map_err(|e| e.to_string())?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if parsed.scheme() == "https" || loopback {
+        Ok(text)
+    } else {
+        Err(format!(
+            "`{text}` is plain http: the token is sent only over https (or to this machine)"
+        ))
+    }
+}
+
 fn folder(field: &str, value: &Value) -> Result<PathBuf, String> {
     let text = value
         .as_str()
@@ -770,11 +910,14 @@ mod tests {
             &json!({"max_rate_bps": "20MB/s", "endpoint": "http://127.0.0.1:9/"}),
         )
         .unwrap();
-        patch.apply(
-            &mut prefs,
-            &SchedulePolicy::default(),
-            &CachePolicy::default(),
-        );
+        patch
+            .apply(
+                &mut prefs,
+                &SchedulePolicy::default(),
+                &CachePolicy::default(),
+                &[],
+            )
+            .unwrap();
         prefs.save(dir.path()).unwrap();
         let loaded = Preferences::load(dir.path()).unwrap();
         assert_eq!(loaded, prefs);
@@ -783,11 +926,14 @@ mod tests {
         assert_eq!(settings.endpoint, "http://127.0.0.1:9");
         assert_eq!(settings.limits.max_bytes_per_second, Some(20_000_000));
         let unlimited = PreferencesPatch::parse_entry("max_rate_bps", "none").unwrap();
-        unlimited.apply(
-            &mut prefs,
-            &SchedulePolicy::default(),
-            &CachePolicy::default(),
-        );
+        unlimited
+            .apply(
+                &mut prefs,
+                &SchedulePolicy::default(),
+                &CachePolicy::default(),
+                &[],
+            )
+            .unwrap();
         prefs.apply(&mut settings);
         assert_eq!(settings.limits.max_bytes_per_second, None);
     }
@@ -895,7 +1041,9 @@ mod tests {
         let patch: PreferencesPatch =
             serde_json::from_value(json!({"schedule": {"start": "22:00", "end": "06:30"}}))
                 .unwrap();
-        patch.apply(&mut prefs, &schedule, &CachePolicy::default());
+        patch
+            .apply(&mut prefs, &schedule, &CachePolicy::default(), &[])
+            .unwrap();
         let saved = prefs.schedule.clone().unwrap();
         assert_eq!(saved.max_running, 3);
         assert_eq!(saved.window, Some(ScheduleWindow::new((22, 0), (6, 30))));

@@ -296,8 +296,8 @@ impl ByteSource for HubSource {
                 Ok(None) => break,
                 Err(e) => {
                     return Err(hub(HubError::Network {
-                        url: self.url.clone(),
-                        source: e,
+                        url: crate::hub::redact_url(&self.url),
+                        source: e.without_url(),
                     }));
                 }
             };

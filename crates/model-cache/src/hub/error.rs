@@ -7,7 +7,9 @@ use crate::error::{Diagnostic, ErrorKind, Hint};
 use crate::repo::RepoId;
 
 /// What went wrong talking to the Hub. Messages never contain the token (URLs we build never
-/// carry it, and the `Authorization` header is never formatted).
+/// carry it, and the `Authorization` header is never formatted), nor any URL's query string or
+/// user info: every URL put into a variant goes through [`redact_url`] first (a signed CDN link
+/// carries its signature in the query, and messages reach the index, events and notifications).
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     /// The Hub answers `RepoNotFound` for a repository that does not exist and, to anyone
@@ -63,6 +65,14 @@ pub enum HubError {
     InvalidEndpoint { url: String, reason: String },
     #[error("Invalid response from `{url}`: {reason}")]
     InvalidResponse { url: String, reason: String },
+    /// A redirect the client never follows: a downgrade to `http`, or into this machine or its
+    /// cloud's metadata service ([`super::redirect`]).
+    #[error("Refused a redirect from `{url}` to `{target}`: {reason}")]
+    RedirectRefused {
+        url: String,
+        target: String,
+        reason: String,
+    },
     #[error("Range not satisfiable at `{url}` (the file has {} bytes)", total.map(|t| t.to_string()).unwrap_or_else(|| "an unknown number of".into()))]
     RangeNotSatisfiable { url: String, total: Option<u64> },
     #[error("Gave up on {what} after {attempts} attempt(s): {last}")]
@@ -71,6 +81,37 @@ pub enum HubError {
         attempts: u32,
         last: Box<HubError>,
     },
+}
+
+/// `url` as it may be shown: without its query string, fragment and user info
+/// (`https://cdn.example/blob?X-Amz-Signature=…` becomes `https://cdn.example/blob`). The one
+/// helper every URL goes through before it is put into an error, a log line or a message.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            // Both fail only for URLs that cannot have user info (`data:`); nothing to strip.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => {
+            // Not a URL: drop anything after `?` or `#`, and anything before an `@` of the
+            // authority.
+            let cut = url.find(['?', '#']).map_or(url, |at| &url[..at]);
+            match cut.split_once("://") {
+                Some((scheme, rest)) => {
+                    let authority_end = rest.find('/').unwrap_or(rest.len());
+                    match rest[..authority_end].rfind('@') {
+                        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                        None => cut.to_string(),
+                    }
+                }
+                None => cut.to_string(),
+            }
+        }
+    }
 }
 
 /// The error and its causes, `a: b: c`, so "error sending request" comes with its reason
@@ -114,7 +155,9 @@ impl HubError {
             HubError::Network { .. } => ErrorKind::Network,
             HubError::Offline { .. } => ErrorKind::Offline,
             HubError::InvalidEndpoint { .. } => ErrorKind::InvalidEndpoint,
-            HubError::InvalidResponse { .. } => ErrorKind::InvalidResponse,
+            HubError::InvalidResponse { .. } | HubError::RedirectRefused { .. } => {
+                ErrorKind::InvalidResponse
+            }
             HubError::RangeNotSatisfiable { .. } => ErrorKind::RangeNotSatisfiable,
             HubError::RetriesExhausted { .. } => ErrorKind::RetriesExhausted,
         }
@@ -206,5 +249,25 @@ impl From<RetryError<HubError>> for HubError {
                 last: Box::new(last),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_errors_lose_their_query_and_user_info() {
+        let signed = "https://user:pass@cdn.example/repos/ab/blob?X-Amz-Signature=deadbeef&X-Amz-Expires=3600#frag";
+        assert_eq!(redact_url(signed), "https://cdn.example/repos/ab/blob");
+        assert_eq!(redact_url("not a url ?X-Amz-Signature=x"), "not a url ");
+        assert_eq!(
+            redact_url("weird://u:p@[bad/x?X-Amz-Signature=x"),
+            "weird://[bad/x"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:9/a/b"),
+            "http://127.0.0.1:9/a/b"
+        );
     }
 }

@@ -2,13 +2,19 @@
 //!
 //! [`HubClient`] is cheap to clone (one shared `reqwest::Client`). It follows redirects itself,
 //! in one follower (`redirect`; the `reqwest` client is built with `redirect::Policy::none()`),
-//! so it decides per hop whether the `Authorization` header may go along: **the token is only
-//! ever sent to the endpoint's origin or a configured mirror's origin**, never to a CDN the Hub
-//! redirects to.
+//! so it decides per hop whether the `Authorization` header may go along.
+//!
+//! **Architecture Invariant (who receives the token):** the token is only ever sent to the
+//! endpoint's origin and to the origins of mirrors marked [`Mirror::send_token`], and to none of
+//! them over plain `http` unless its host is loopback; never to a CDN the Hub redirects to.
+//! [`HubClient::is_trusted`] is the one place that decides. Failover matters here: making the
+//! endpoint unreachable moves requests to the mirrors, so a mirror the user did not mark gets
+//! them without the token.
 //!
 //! Requests are retried through [`retry`], the engine's one retry policy (the downloader uses it
 //! too); when the endpoint keeps failing with a retryable error, the configured mirrors are tried
-//! in order (they serve the same repos and are checked against the same hashes). In offline mode every call fails with
+//! in order (they serve the same repos and are checked against the same hashes). Answers are read
+//! within [`ResponseLimits`]. In offline mode every call fails with
 //! [`HubError::Offline`] before touching the network.
 //!
 //! **API Boundary:** the client does no file I/O; it returns plain data and streaming bodies.
@@ -29,7 +35,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
-pub use error::HubError;
+pub use error::{HubError, redact_url};
 pub use types::{
     EntryKind, FileMetadata, Gating, Lfs, RangeResponse, RepoInfo, Sibling, TreeEntry,
     normalize_etag,
@@ -37,8 +43,9 @@ pub use types::{
 
 use crate::repo::RepoId;
 use crate::secret::Token;
-use crate::settings::Settings;
-use redirect::Foreign;
+use crate::settings::{Mirror, ResponseLimits, Settings};
+use crate::units::format_size;
+use redirect::{Foreign, Private, private_class};
 use retry::{RetryPolicy, with_retry};
 use types::is_hex;
 
@@ -66,13 +73,17 @@ struct Inner {
     http: reqwest::Client,
     endpoint: String,
     mirrors: Vec<String>,
-    /// Origins that may receive the token: the endpoint's and the mirrors'.
+    /// Origins that may receive the token: the endpoint's and those of the mirrors marked to
+    /// receive it, each only over `https` or to loopback.
     trusted: Vec<url::Origin>,
+    /// The [`Private`] classes of the endpoint and the mirrors: where redirects may lead.
+    private_sources: Vec<Private>,
     /// Changeable while running (the user logs in or out in the app); clones share it.
     token: std::sync::RwLock<Option<Token>>,
     offline: bool,
     retry: RetryPolicy,
     metadata_timeout: Duration,
+    limits: ResponseLimits,
 }
 
 impl std::fmt::Debug for HubClient {
@@ -98,46 +109,69 @@ impl HubClient {
     /// Builds a client from the settings: endpoint, mirrors, token, offline flag, timeouts and
     /// retry policy.
     pub fn new(settings: &Settings) -> Result<Self, HubError> {
+        Self::build(settings, |builder| builder)
+    }
+
+    /// [`HubClient::new`], with `configure` adjusting the HTTP client (tests resolve a host name
+    /// to loopback with it).
+    fn build(
+        settings: &Settings,
+        configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Self, HubError> {
         let endpoint = settings.endpoint.trim_end_matches('/').to_string();
-        let mirrors: Vec<String> = settings
-            .mirrors
-            .iter()
-            .map(|m| m.trim_end_matches('/').to_string())
+        let sources: Vec<Mirror> = std::iter::once(Mirror::sent_token(endpoint.clone()))
+            .chain(settings.mirrors.iter().map(|m| Mirror {
+                url: m.url.trim_end_matches('/').to_string(),
+                send_token: m.send_token,
+            }))
             .collect();
         let mut trusted = Vec::new();
-        for base in std::iter::once(&endpoint).chain(&mirrors) {
-            let url = Url::parse(base).map_err(|e| HubError::InvalidEndpoint {
-                url: base.clone(),
+        let mut private_sources = Vec::new();
+        for source in &sources {
+            let url = Url::parse(&source.url).map_err(|e| HubError::InvalidEndpoint {
+                url: redact_url(&source.url),
                 reason: e.to_string(),
             })?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(HubError::InvalidEndpoint {
-                    url: base.clone(),
+                    url: redact_url(&source.url),
                     reason: "only `http` and `https` are supported".into(),
                 });
             }
-            trusted.push(url.origin());
+            let class = private_class(&url);
+            private_sources.extend(class);
+            if source.send_token && !may_carry_token(&url) {
+                tracing::warn!(source = %redact_url(&source.url), "The token is never sent over plain http except to loopback");
+            }
+            if source.send_token && may_carry_token(&url) {
+                trusted.push(url.origin());
+            }
         }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(settings.timeouts.connect)
-            .read_timeout(settings.timeouts.stall)
-            .user_agent(settings.user_agent.clone())
-            .build()
-            .map_err(|e| HubError::InvalidEndpoint {
-                url: endpoint.clone(),
-                reason: format!("cannot build the HTTP client: {e}"),
-            })?;
+        let mirrors = sources.into_iter().skip(1).map(|m| m.url).collect();
+        let http = configure(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(settings.timeouts.connect)
+                .read_timeout(settings.timeouts.stall)
+                .user_agent(settings.user_agent.clone()),
+        )
+        .build()
+        .map_err(|e| HubError::InvalidEndpoint {
+            url: redact_url(&endpoint),
+            reason: format!("cannot build the HTTP client: {e}"),
+        })?;
         Ok(HubClient {
             inner: Arc::new(Inner {
                 http,
                 endpoint,
                 mirrors,
                 trusted,
+                private_sources,
                 token: std::sync::RwLock::new(settings.token.clone()),
                 offline: settings.offline,
                 retry: settings.retry.clone(),
                 metadata_timeout: settings.timeouts.metadata,
+                limits: settings.response_limits.clone(),
             }),
         })
     }
@@ -202,7 +236,7 @@ impl HubClient {
             }
             url.push_str("?blobs=true");
             let response = self.send_api(Method::GET, &url, ctx).await?;
-            let raw: RawRepoInfo = read_json(response, &url).await?;
+            let raw: RawRepoInfo = read_json(response, &url, self.inner.limits.json_bytes).await?;
             raw.into_info(&url)
         })
         .await
@@ -249,19 +283,40 @@ impl HubClient {
                         async move {
                             let response = self.send_api(Method::GET, &url, ctx).await?;
                             let next = next_link(response.headers(), &url);
-                            let page: Vec<RawTreeEntry> = read_json(response, &url).await?;
+                            let page: Vec<RawTreeEntry> =
+                                read_json(response, &url, self.inner.limits.json_bytes).await?;
                             Ok::<_, HubError>((page, next))
                         }
                     })
                     .await?;
+                    let cap = self.inner.limits.tree_entries;
+                    if entries.len().saturating_add(page.len()) > cap {
+                        return Err(HubError::InvalidResponse {
+                            url: redact_url(&url),
+                            reason: format!(
+                                "the file list has more than {cap} entries, the most accepted"
+                            ),
+                        });
+                    }
                     for raw in page {
                         entries.push(raw.into_entry());
                     }
                     match next {
+                        // The next page is on the same origin: a `Link` cannot send the
+                        // listing (and the token) elsewhere.
+                        Some(next) if !same_origin(&next, &url) => {
+                            return Err(HubError::InvalidResponse {
+                                url: redact_url(&url),
+                                reason: format!(
+                                    "the next page `{}` is on another origin",
+                                    redact_url(&next)
+                                ),
+                            });
+                        }
                         Some(next) if next != url && pages < 1_000_000 => url = next,
                         Some(next) => {
                             return Err(HubError::InvalidResponse {
-                                url: next,
+                                url: redact_url(&next),
                                 reason: "pagination does not advance".into(),
                             });
                         }
@@ -292,6 +347,8 @@ impl HubClient {
         let what = format!("the metadata of `{path}` in `{repo}`");
         self.with_failover(&what, |base| async move {
             let start = parse_url(&resolve_url(&base, repo, revision, path))?;
+            // Redirects never downgrade, so every hop after an `https` start is `https` too.
+            let over_https = start.scheme() == "https";
             let landed = self
                 .follow(Method::HEAD, start, Foreign::Stop, Some(ctx), |request| {
                     request
@@ -299,7 +356,12 @@ impl HubClient {
                         .timeout(self.inner.metadata_timeout)
                 })
                 .await?;
-            metadata_from(landed.response.headers(), landed.foreign, &landed.url)
+            metadata_from(
+                landed.response.headers(),
+                landed.foreign,
+                &landed.url,
+                over_https,
+            )
         })
         .await
     }
@@ -313,8 +375,8 @@ impl HubClient {
         range: Option<Range<u64>>,
         if_range: Option<&str>,
     ) -> Result<RangeResponse, HubError> {
-        self.check_online(|| format!("download `{url}`"))?;
-        let what = format!("`{url}`");
+        self.check_online(|| format!("download `{}`", redact_url(url)))?;
+        let what = format!("`{}`", redact_url(url));
         Ok(with_retry(&self.inner.retry, &what, |_| {
             self.get_range_once(url, range.clone(), if_range)
         })
@@ -329,13 +391,13 @@ impl HubClient {
         range: Option<Range<u64>>,
         if_range: Option<&str>,
     ) -> Result<RangeResponse, HubError> {
-        self.check_online(|| format!("download `{url}`"))?;
+        self.check_online(|| format!("download `{}`", redact_url(url)))?;
         let start = parse_url(url)?;
         if let Some(range) = &range
             && range.end <= range.start
         {
             return Err(HubError::RangeNotSatisfiable {
-                url: url.to_string(),
+                url: redact_url(url),
                 total: None,
             });
         }
@@ -389,8 +451,9 @@ impl HubClient {
         Ok(())
     }
 
-    /// Whether `url` may receive the token: it is on the endpoint's or a mirror's origin. The one
-    /// place that decides (see [`redirect`]).
+    /// Whether `url` may receive the token: it is on the endpoint's origin or that of a mirror
+    /// marked to receive it, over `https` or to loopback. The one place that decides (see
+    /// [`redirect`]).
     fn is_trusted(&self, url: &Url) -> bool {
         let origin = url.origin();
         self.inner.trusted.contains(&origin)
@@ -456,7 +519,7 @@ impl HubClient {
             }
         }
         Err(last_error.unwrap_or_else(|| HubError::InvalidEndpoint {
-            url: self.inner.endpoint.clone(),
+            url: redact_url(&self.inner.endpoint),
             reason: "no source configured".into(),
         }))
     }
@@ -476,14 +539,26 @@ impl HubClient {
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
         let code = text("x-error-code").unwrap_or_default();
+        let cap = self.inner.limits.error_text_bytes;
         let mut message = text("x-error-message").unwrap_or_default();
+        if message.len() as u64 > cap {
+            // Hub text goes into messages, the index and notifications: no more than the cap.
+            let mut end = cap as usize;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
         if message.is_empty() {
-            // The message may be in a JSON body: `{"error": "..."}` and variants.
-            let body = response.text().await.unwrap_or_default();
-            message = error_message_from_body(&body).unwrap_or_default();
+            // The message may be in a JSON body: `{"error": "..."}` and variants. A body over
+            // the cap is not read further; the status alone then makes the error.
+            if let Ok(Some(body)) = read_capped(response, cap, url.as_str()).await {
+                message =
+                    error_message_from_body(&String::from_utf8_lossy(&body)).unwrap_or_default();
+            }
         }
         let had_token = self.has_token() && self.is_trusted(url);
-        let url_text = url.to_string();
+        let url_text = shown(url);
         if status == 429 {
             return HubError::RateLimited {
                 retry_after: retry::retry_after(&headers),
@@ -576,16 +651,35 @@ pub fn resolve_url(base: &str, repo: &RepoId, revision: &str, path: &str) -> Str
     )
 }
 
+/// Whether a request to `url` may carry the token at all: over `https`, or plain `http` to
+/// loopback (the token is not sent in the clear across a network).
+fn may_carry_token(url: &Url) -> bool {
+    url.scheme() == "https"
+        || (url.scheme() == "http" && private_class(url) == Some(Private::Loopback))
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    match (Url::parse(a), Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+/// `url` as errors show it ([`redact_url`]).
+fn shown(url: &Url) -> String {
+    redact_url(url.as_str())
+}
+
 fn parse_url(url: &str) -> Result<Url, HubError> {
     Url::parse(url).map_err(|e| HubError::InvalidResponse {
-        url: url.to_string(),
+        url: redact_url(url),
         reason: format!("not a valid URL: {e}"),
     })
 }
 
 fn network(url: &Url, source: reqwest::Error) -> HubError {
     HubError::Network {
-        url: url.to_string(),
+        url: shown(url),
         source: source.without_url(),
     }
 }
@@ -596,12 +690,12 @@ fn location(response: &reqwest::Response, url: &Url) -> Result<Url, HubError> {
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| HubError::InvalidResponse {
-            url: url.to_string(),
+            url: shown(url),
             reason: format!("redirect {} without a `Location`", response.status()),
         })?;
     url.join(raw).map_err(|e| HubError::InvalidResponse {
-        url: url.to_string(),
-        reason: format!("bad `Location` `{raw}`: {e}"),
+        url: shown(url),
+        reason: format!("bad `Location` `{}`: {e}", redact_url(raw)),
     })
 }
 
@@ -614,9 +708,10 @@ fn metadata_from(
     headers: &HeaderMap,
     redirect: Option<Url>,
     url: &Url,
+    over_https: bool,
 ) -> Result<FileMetadata, HubError> {
     let invalid = |reason: &str| HubError::InvalidResponse {
-        url: url.to_string(),
+        url: shown(url),
         reason: reason.to_string(),
     };
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -655,6 +750,7 @@ fn metadata_from(
         is_lfs,
         sha256,
         git_sha1,
+        over_https,
     })
 }
 
@@ -723,16 +819,47 @@ fn error_message_from_body(body: &str) -> Option<String> {
     }
 }
 
+/// The body of `response`, or `None` as soon as it is known to be longer than `cap` bytes (the
+/// rest is not read).
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: u64,
+    url: &str,
+) -> Result<Option<Vec<u8>>, HubError> {
+    if response.content_length().is_some_and(|length| length > cap) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|source| HubError::Network {
+        url: redact_url(url),
+        source: source.without_url(),
+    })? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// A JSON answer of at most `cap` bytes.
 async fn read_json<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
     url: &str,
+    cap: u64,
 ) -> Result<T, HubError> {
-    let bytes = response.bytes().await.map_err(|source| HubError::Network {
-        url: url.to_string(),
-        source: source.without_url(),
-    })?;
+    let bytes =
+        read_capped(response, cap, url)
+            .await?
+            .ok_or_else(|| HubError::InvalidResponse {
+                url: redact_url(url),
+                reason: format!(
+                    "the answer is larger than {}, the most accepted for JSON",
+                    format_size(cap)
+                ),
+            })?;
     serde_json::from_slice(&bytes).map_err(|e| HubError::InvalidResponse {
-        url: url.to_string(),
+        url: redact_url(url),
         reason: format!("unexpected JSON: {e}"),
     })
 }
@@ -773,7 +900,7 @@ impl RawRepoInfo {
             .sha
             .filter(|s| is_hex(s, 40))
             .ok_or_else(|| HubError::InvalidResponse {
-                url: url.to_string(),
+                url: redact_url(url),
                 reason: "no commit `sha` in the repo info".into(),
             })?;
         let gated = match self.gated.as_str() {

@@ -87,6 +87,11 @@ pub struct FileMetadata {
     pub sha256: Option<String>,
     /// Expected git blob sha1 (`sha1("blob {len}\0" + content)`), for regular files.
     pub git_sha1: Option<String>,
+    /// Resolved (and so downloaded: redirects never downgrade) over `https` from the first
+    /// request on. A file with no hash to check is kept only then. `false` for metadata saved by
+    /// earlier versions.
+    #[serde(default)]
+    pub over_https: bool,
 }
 
 /// The start of a range (or whole-file) GET: status and validators are read, the body is left
