@@ -52,3 +52,24 @@ pub async fn refresh_tray<R: Runtime>(app: &AppHandle<R>) {
         status.set(&text);
     }
 }
+
+/// A native yes/no dialog on the app's window: the confirmation a change of where requests and
+/// the Hub token go needs (see `commands::settings_set`).
+pub fn dialog_confirm<R: Runtime>(app: AppHandle<R>) -> crate::startup::Confirm {
+    std::sync::Arc::new(move |question: String| {
+        use tauri_plugin_dialog::{DialogExt, MessageDialogButtons, MessageDialogKind};
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        app.dialog()
+            .message(question)
+            .title("Model Cache")
+            .kind(MessageDialogKind::Warning)
+            .buttons(MessageDialogButtons::OkCancelCustom(
+                "Change".into(),
+                "Cancel".into(),
+            ))
+            .show(move |confirmed| {
+                let _ = answer.send(confirmed);
+            });
+        Box::pin(async move { answered.await.unwrap_or(false) })
+    })
+}

@@ -128,9 +128,30 @@ pub fn settings_get(state: State<'_, AppState>) -> ApiResult<AppSettings> {
     state.api.settings_get()
 }
 
+/// Changes settings. A change of where requests and the Hub token go (the endpoint, the mirrors,
+/// which mirrors receive the token) is the one thing the local API refuses: here it is made
+/// once the person confirms it in a native dialog that names each change.
 #[tauri::command]
 pub async fn settings_set(state: State<'_, AppState>, settings: Value) -> ApiResult<AppSettings> {
-    state.api.settings_set(settings).await
+    let changes = state.api.settings_trust_changes(&settings).await?;
+    if changes.is_empty() {
+        return state.api.settings_set(settings).await;
+    }
+    let list: Vec<String> = changes.iter().map(ToString::to_string).collect();
+    let question = format!(
+        "Change where Model Cache sends its requests and your Hugging Face token?\n\n{}",
+        list.join("\n")
+    );
+    let confirmed = match &state.confirm {
+        Some(confirm) => confirm(question).await,
+        None => false,
+    };
+    if !confirmed {
+        return Err(local_api::ApiError::cancelled(
+            "The change of where requests and the token go was not confirmed",
+        ));
+    }
+    state.api.settings_set_confirmed(settings).await
 }
 
 #[tauri::command]

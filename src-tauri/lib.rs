@@ -32,6 +32,7 @@ pub const OPEN_REPO_EVENT: &str = "open-repo";
 /// mock-runtime tests.
 pub fn app_builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
     builder
+        .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             Some(vec!["--minimized"]),
@@ -63,7 +64,8 @@ pub fn run() {
     app_builder(builder)
         .plugin(tauri_plugin_window_state::Builder::default().build())
         .setup(move |app| {
-            let state = tauri::async_runtime::block_on(startup::start(&args))?;
+            let mut state = tauri::async_runtime::block_on(startup::start(&args))?;
+            state.confirm = Some(actions::dialog_confirm(app.handle().clone()));
             tracing::info!(
                 endpoint = %state.api.engine().settings().endpoint,
                 demo = state.demo.is_some(),

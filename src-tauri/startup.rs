@@ -23,7 +23,14 @@ pub struct AppState {
     pub server: Option<local_api::ApiServer>,
     /// A repo id given on the command line, shown once the UI asks for it.
     pub startup_repo: std::sync::Mutex<Option<String>>,
+    /// Asks the person to confirm a change of where requests and the Hub token go (a native
+    /// dialog in the app); `None` refuses every such change.
+    pub confirm: Option<Confirm>,
 }
+
+/// Asks a yes/no question and resolves to the answer.
+pub type Confirm =
+    std::sync::Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
 
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
@@ -133,5 +140,6 @@ pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
         api,
         demo,
         startup_repo: std::sync::Mutex::new(args.repo.clone()),
+        confirm: None,
     })
 }

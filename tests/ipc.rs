@@ -22,6 +22,12 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_confirming(None)
+}
+
+/// A rig whose confirmation dialog answers `answer` (and records the questions), or, with
+/// `None`, has no dialog at all.
+fn rig_confirming(answer: Option<(bool, std::sync::Arc<std::sync::Mutex<Vec<String>>>)>) -> Rig {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -51,6 +57,12 @@ fn rig() -> Rig {
         api_url: "http://127.0.0.1:0".into(),
         server: None,
         startup_repo: std::sync::Mutex::new(Some("demo/tiny-gguf".into())),
+        confirm: answer.map(|(yes, asked)| -> model_cache_app::startup::Confirm {
+            std::sync::Arc::new(move |question: String| {
+                asked.lock().unwrap().push(question);
+                Box::pin(async move { yes })
+            })
+        }),
     });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
@@ -250,4 +262,35 @@ fn the_app_data_folder_is_named_after_the_tauri_identifier() {
     let config: Value =
         serde_json::from_str(include_str!("../tauri.conf.json")).expect("tauri.conf.json parses");
     assert_eq!(config["identifier"], model_cache::env::APP_IDENTIFIER);
+}
+
+#[test]
+fn a_change_of_where_the_token_goes_is_made_only_once_confirmed() {
+    let change = json!({ "settings": { "endpoint": "https://mirror.example.org" } });
+    // No dialog: refused.
+    let rig = rig();
+    let refused = rig.invoke("settings_set", change.clone()).unwrap_err();
+    assert_eq!(refused["kind"], "cancelled", "{refused}");
+    // Other settings need no confirmation.
+    rig.invoke(
+        "settings_set",
+        json!({ "settings": { "max_rate_bps": "5MB/s" } }),
+    )
+    .unwrap();
+
+    // The person says no, then yes: the question names the change.
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rig = rig_confirming(Some((false, asked.clone())));
+    let refused = rig.invoke("settings_set", change.clone()).unwrap_err();
+    assert_eq!(refused["kind"], "cancelled");
+    let rig = rig_confirming(Some((true, asked.clone())));
+    let saved = rig.invoke("settings_set", change).unwrap();
+    assert_eq!(saved["endpoint"], "https://mirror.example.org", "{saved}");
+    let questions = asked.lock().unwrap();
+    assert_eq!(questions.len(), 2);
+    assert!(
+        questions[0].contains("endpoint") && questions[0].contains("https://mirror.example.org"),
+        "{}",
+        questions[0]
+    );
 }

@@ -120,6 +120,11 @@ impl ApiError {
         error
     }
 
+    /// 409 `cancelled`: the person did not confirm a change the app asked them about.
+    pub fn cancelled(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "cancelled", message)
+    }
+
     /// 500 `internal`.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
