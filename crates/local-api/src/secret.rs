@@ -14,7 +14,6 @@
 //! The secret never appears in logs or errors.
 
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use model_cache::store::atomic;
@@ -107,41 +106,17 @@ impl fmt::Debug for ApiSecret {
 /// group or others have any access, so that the secret, the discovery record and the index
 /// are out of other users' reach. Elsewhere the folder is created and its ACLs left alone.
 pub fn create_private_dir(path: &Path) -> Result<(), SecretError> {
-    let create_error = |source| SecretError::CreateDir {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(create_error)?;
-    }
-    let mut builder = fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    match builder.create(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
-        Err(e) => return Err(create_error(e)),
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let restrict_error = |source| SecretError::RestrictDir {
+    use model_cache::secret::PrivateDirError;
+    model_cache::secret::create_private_dir(path).map_err(|error| match error {
+        PrivateDirError::Create(source) => SecretError::CreateDir {
             path: path.to_path_buf(),
             source,
-        };
-        let mode = fs::metadata(path)
-            .map_err(restrict_error)?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "The data folder was open to other users; restricting it to its owner");
-            fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(restrict_error)?;
-        }
-    }
-    Ok(())
+        },
+        PrivateDirError::Restrict(source) => SecretError::RestrictDir {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
 }
 
 /// Whether `text` looks like a secret this module writes.
@@ -162,6 +137,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn constant_time_eq_compares_contents_and_lengths() {

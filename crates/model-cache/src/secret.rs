@@ -1,6 +1,58 @@
 //! Secrets that must never reach a log, an error message or the index.
 
 use std::fmt;
+use std::path::Path;
+
+/// Creates the app-data folder owner-only (0700 on Unix), or restricts an existing one whose
+/// group or others have any access, so the index, the token file, the API secret and the
+/// discovery record are out of other users' reach. Elsewhere the folder is created and its ACLs
+/// left alone. Errors say which step failed: [`PrivateDirError`].
+pub fn create_private_dir(path: &Path) -> Result<(), PrivateDirError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(PrivateDirError::Create)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+        Err(e) => return Err(PrivateDirError::Create(e)),
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(PrivateDirError::Restrict)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "The data folder was open to other users; restricting it to its owner");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                .map_err(PrivateDirError::Restrict)?;
+        }
+    }
+    Ok(())
+}
+
+/// Why [`create_private_dir`] failed: creating the folder, or restricting its mode.
+#[derive(Debug)]
+pub enum PrivateDirError {
+    Create(std::io::Error),
+    Restrict(std::io::Error),
+}
+
+impl PrivateDirError {
+    /// The I/O error behind it.
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            PrivateDirError::Create(e) | PrivateDirError::Restrict(e) => e,
+        }
+    }
+}
 
 /// A Hub access token. `Debug` and `Display` print `****`; the only way to the value is
 /// [`Token::expose`], which callers use at the moment they build an `Authorization` header.
@@ -56,6 +108,33 @@ pub fn write_token_file(path: &std::path::Path, token: Option<&Token>) -> std::i
 #[cfg(test)]
 mod tests {
     use super::Token;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_folder_is_created_owner_only_by_the_index_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("app").join("data");
+        crate::index::Index::open(&data).unwrap();
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn only_a_value_an_authorization_header_carries_as_is_is_a_token() {
+        assert_eq!(Token::new("  hf_abc\n").unwrap().expose(), "hf_abc");
+        for bad in [
+            "",
+            "  ",
+            "hf_a b",
+            "hf_a\tb",
+            "hf_\u{7f}",
+            "hf_é",
+            "hf_a\r\nX-Evil: 1",
+        ] {
+            assert!(Token::new(bad).is_none(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn token_is_redacted() {

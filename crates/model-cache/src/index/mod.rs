@@ -225,10 +225,11 @@ impl std::fmt::Debug for Index {
 
 impl Index {
     /// Opens (creating if needed) `<data_dir>/index.sqlite3` and brings its schema up to date.
+    /// The data folder is created owner-only (see [`crate::secret::create_private_dir`]).
     pub fn open(data_dir: &Path) -> Result<Index, IndexError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| IndexError::Io {
+        crate::secret::create_private_dir(data_dir).map_err(|error| IndexError::Io {
             path: data_dir.to_path_buf(),
-            source,
+            source: error.into_io(),
         })?;
         let path = data_dir.join(INDEX_FILE);
         let conn = Connection::open(&path)
