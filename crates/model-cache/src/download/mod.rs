@@ -22,6 +22,11 @@
 //!    fail and link nothing.
 //! 5. Rename to `blobs/{etag}`, link `snapshots/{commit}/{path}`, write `refs/{revision}`.
 //!
+//! The bytes of one file may come from several sources (`source`): the Hub's download URL and
+//! every configured mirror that has the same file at the same commit. Segments are spread over
+//! them by measured throughput; whichever source served a byte, the file is checked against the
+//! Hub's hash.
+//!
 //! A `200` where a range was asked either means the server ignores `Range` (then one sequential
 //! stream is used) or the file changed upstream (then its progress is discarded, its metadata
 //! resolved again and the file restarted: versions are never mixed). A `416` restarts the file.
@@ -32,6 +37,7 @@ mod events;
 mod jobs;
 mod limits;
 mod plan;
+mod source;
 mod transfer;
 mod writer;
 
@@ -1211,21 +1217,16 @@ async fn fetch_blob(
         resumed_bytes,
     });
 
-    let url = meta.download_url.clone();
-    let host = url::Url::parse(&url)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
-        })
-        .unwrap_or_default();
+    // The Hub's download URL, and every mirror that has the same file.
+    let sources = source::resolve(&ctx.hub, repo_cache.repo(), rel.as_str(), meta).await;
+    if sources.len() > 1 {
+        tracing::debug!(path = %rel.as_str(), sources = sources.len(), "Fetching from several sources");
+    }
     let transfer = Arc::new(BlobTransfer {
         repo: repo_name.clone(),
         path: rel.as_str().to_string(),
-        url: std::sync::Mutex::new(url),
-        source: (repo_cache.repo().clone(), meta.commit.clone()),
-        renewing: tokio::sync::Mutex::new(()),
-        host,
+        sources,
+        resolved_at: (repo_cache.repo().clone(), meta.commit.clone()),
         etag: meta.etag.clone(),
         plan,
         job_id,
@@ -1247,7 +1248,13 @@ async fn fetch_blob(
     };
     let shared = Shared::new(plan, recorded, &partial, hasher);
 
-    if let Err(failure) = transfer_all(inner, ctx, request, &transfer, &shared, meta).await {
+    let transferred = transfer_all(inner, ctx, request, &transfer, &shared, meta).await;
+    if transfer.sources.len() > 1 {
+        for (name, state) in transfer.sources.states() {
+            tracing::debug!(path = %rel.as_str(), source = %name, bytes = state.bytes, throughput = ?state.throughput, errors = state.consecutive_errors, dropped = state.dropped, "Bytes by source");
+        }
+    }
+    if let Err(failure) = transferred {
         let leftover = Leftover::Resumable;
         return transfer_failed(&inner.db, job_id, &incomplete, repo_name, failure, leftover).await;
     }

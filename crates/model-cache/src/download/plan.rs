@@ -56,6 +56,9 @@ pub(super) struct Segment {
     pub started: Instant,
     /// `pos` when the segment (re)started on its current connection, for its rate.
     pub start_pos: u64,
+    /// The source (an index into the file's `Sources`) its last attempt failed on: the next
+    /// one prefers another.
+    pub avoid: Option<usize>,
 }
 
 impl Segment {
@@ -66,6 +69,7 @@ impl Segment {
             end: AtomicU64::new(range.end),
             started: Instant::now(),
             start_pos: range.start,
+            avoid: None,
         })
     }
 
@@ -185,6 +189,7 @@ mod tests {
                 end: AtomicU64::new(10_000),
                 started: t0,
                 start_pos: 0,
+                avoid: None,
             })
         };
         let fast_a = make(5_000);

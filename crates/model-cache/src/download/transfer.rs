@@ -23,6 +23,7 @@ use super::events::{DownloadEvent, Reporter};
 use super::jobs::JobDb;
 use super::limits::{ConnectionPermit, TransferLimits};
 use super::plan::{ChunkPlan, Segment, slow_tail_candidate};
+use super::source::{SourceKind, Sources};
 use super::writer::{BlobWriter, WriteFailure};
 use crate::hash::PrefixHasher;
 use crate::hub::retry::{Decision, RetryPolicy, Retryable, backoff};
@@ -62,14 +63,11 @@ pub(crate) struct Checkpoint {
 pub(crate) struct BlobTransfer {
     pub repo: String,
     pub path: String,
-    /// Where the bytes come from: the Hub's redirect target, a signed URL that expires (see
-    /// [`BlobTransfer::renew_url`]).
-    pub url: Mutex<String>,
+    /// Where the bytes come from: the Hub's download URL and the mirrors that have the file,
+    /// each a URL that may expire (see [`BlobTransfer::renew_url`]).
+    pub sources: Sources,
     /// What resolves it again: the repo and the commit the file was resolved at.
-    pub source: (crate::RepoId, String),
-    /// Serialises renewals, so streams refused at once ask the Hub once.
-    pub renewing: tokio::sync::Mutex<()>,
-    pub host: String,
+    pub resolved_at: (crate::RepoId, String),
     pub etag: String,
     pub plan: ChunkPlan,
     pub job_id: i64,
@@ -83,36 +81,43 @@ impl BlobTransfer {
         self.validator.lock().expect("validator lock").clone()
     }
 
-    fn url(&self) -> String {
-        self.url.lock().expect("url lock").clone()
-    }
-
-    /// Replaces a download URL the server refused (`refused`, as a stream used it) with a
-    /// fresh one from the Hub: a new `HEAD` of the file at the same commit. The blob's identity
-    /// is the Hub's etag, not the URL: a fresh link to other content is a change. A stream
-    /// that finds the URL already renewed by another one just uses it.
-    async fn renew_url(&self, ctx: &TransferContext, refused: &str) -> Result<(), TransferFailure> {
-        let _one_at_a_time = self.renewing.lock().await;
-        if self.url() != refused {
+    /// Replaces a download URL source `index` refused (`refused`, as a stream used it) with a
+    /// fresh one: a new `HEAD` of the file at the same commit, on the Hub (with its failover)
+    /// for the Hub's URL, on the mirror itself for a mirror's. The blob's identity is the Hub's
+    /// etag, not the URL: a fresh link to other content is a change. A stream that finds the URL
+    /// already renewed by another one just uses it.
+    async fn renew_url(
+        &self,
+        ctx: &TransferContext,
+        index: usize,
+        refused: &str,
+    ) -> Result<(), TransferFailure> {
+        let source = self.sources.get(index);
+        let _one_at_a_time = source.renewing.lock().await;
+        if source.url() != refused {
             return Ok(());
         }
-        let (repo, commit) = &self.source;
-        let meta = ctx
-            .hub
-            .file_metadata(repo, commit, &self.path)
-            .await
-            .map_err(|error| DownloadError::Hub {
-                repo: self.repo.clone(),
-                path: self.path.clone(),
-                source: Box::new(error),
-            })?;
-        if meta.etag != self.etag {
+        let (repo, commit) = &self.resolved_at;
+        let meta = match &source.kind {
+            SourceKind::Hub => ctx.hub.file_metadata(repo, commit, &self.path).await,
+            SourceKind::Mirror { base } => {
+                ctx.hub
+                    .file_metadata_on(base, repo, commit, &self.path)
+                    .await
+            }
+        }
+        .map_err(|error| DownloadError::Hub {
+            repo: self.repo.clone(),
+            path: self.path.clone(),
+            source: Box::new(error),
+        })?;
+        if meta.etag != self.etag || meta.size != self.size() {
             return Err(TransferFailure::Changed {
-                reason: format!("the Hub now names the file `{}`", meta.etag),
+                reason: format!("{} now names the file `{}`", source.name(), meta.etag),
             });
         }
-        tracing::info!(path = %self.path, "The download link expired; continuing with a fresh one");
-        *self.url.lock().expect("url lock") = meta.download_url;
+        tracing::info!(path = %self.path, source = %source.name(), "The download link expired; continuing with a fresh one");
+        source.set_url(meta.download_url);
         Ok(())
     }
 
@@ -309,6 +314,10 @@ impl Shared {
         self.lock().error.take()
     }
 
+    fn failures(&self) -> u32 {
+        self.lock().failures
+    }
+
     fn count_failure(&self) -> u32 {
         let mut state = self.lock();
         state.failures += 1;
@@ -350,15 +359,16 @@ impl Shared {
         state.queue.push_front(segment);
     }
 
-    /// Puts a stopped segment's remainder back at the front of the queue.
-    fn requeue(&self, segment: &Arc<Segment>) {
+    /// Puts a stopped segment's remainder back at the front of the queue; its next attempt
+    /// prefers a source other than `avoid` (the one it just failed on).
+    fn requeue(&self, segment: &Arc<Segment>, avoid: Option<usize>) {
         let mut state = self.lock();
         state.active.retain(|s| !Arc::ptr_eq(s, segment));
         let pos = segment.pos.load(Ordering::SeqCst);
         let end = segment.end.load(Ordering::SeqCst);
-        state
-            .queue
-            .push_front(Segment::new(segment.chunk, pos..end.max(pos)));
+        let mut rest = Segment::new(segment.chunk, pos..end.max(pos));
+        Arc::get_mut(&mut rest).expect("a new segment").avoid = avoid;
+        state.queue.push_front(rest);
         drop(state);
         self.notify.notify_one();
     }
@@ -597,6 +607,11 @@ pub(crate) async fn run_parallel(
         if !ctx.control.is_paused()
             && let Some(segment) = shared.pop_queue()
         {
+            let Some(source) = transfer.sources.pick(segment.avoid) else {
+                shared.unpop(segment);
+                break Err(every_source_failed(&transfer, &shared).into());
+            };
+            let host = transfer.sources.get(source).host().to_string();
             enum Wait {
                 Permit(ConnectionPermit),
                 Joined(Option<TransferFailure>),
@@ -604,15 +619,16 @@ pub(crate) async fn run_parallel(
                 Paused,
             }
             let waited = tokio::select! {
-                permit = ctx.limits.connection(&transfer.host) => Wait::Permit(permit),
+                permit = ctx.limits.connection(&host) => Wait::Permit(permit),
                 Some(joined) = tasks.join_next() => Wait::Joined(joined_failure(joined)),
                 _ = ctx.control.cancelled() => Wait::Cancelled,
                 _ = ctx.control.paused() => Wait::Paused,
             };
             match waited {
                 Wait::Permit(permit) => {
+                    let started = Started { source, permit };
                     spawn_segment(
-                        &mut tasks, &ctx, &transfer, &shared, segment, permit, sender,
+                        &mut tasks, &ctx, &transfer, &shared, segment, started, sender,
                     );
                 }
                 Wait::Joined(failure) => {
@@ -629,11 +645,16 @@ pub(crate) async fn run_parallel(
         // Nothing queued: a free connection may take over half of a straggler's range.
         if !ctx.control.is_paused()
             && !tasks.is_empty()
-            && let Some(permit) = ctx.limits.connection(&transfer.host).now_or_never()
+            && let Some(source) = transfer.sources.pick(None)
+            && let Some(permit) = ctx
+                .limits
+                .connection(transfer.sources.get(source).host())
+                .now_or_never()
         {
             if let Some(segment) = shared.split_slow_tail() {
+                let started = Started { source, permit };
                 spawn_segment(
-                    &mut tasks, &ctx, &transfer, &shared, segment, permit, sender,
+                    &mut tasks, &ctx, &transfer, &shared, segment, started, sender,
                 );
                 continue;
             }
@@ -674,13 +695,32 @@ fn joined_failure(
     }
 }
 
+/// The error when no source of a file is left.
+fn every_source_failed(transfer: &BlobTransfer, shared: &Shared) -> DownloadError {
+    DownloadError::RetriesExhausted {
+        repo: transfer.repo.clone(),
+        path: transfer.path.clone(),
+        attempts: shared.failures(),
+        last: format!(
+            "every source of the file failed ({} tried)",
+            transfer.sources.len()
+        ),
+    }
+}
+
+/// A segment about to start: the source it asks and a connection permit for that source's host.
+struct Started {
+    source: usize,
+    permit: ConnectionPermit,
+}
+
 fn spawn_segment(
     tasks: &mut JoinSet<Result<SegmentEnd, TransferFailure>>,
     ctx: &Arc<TransferContext>,
     transfer: &Arc<BlobTransfer>,
     shared: &Arc<Shared>,
     segment: Arc<Segment>,
-    permit: ConnectionPermit,
+    started: Started,
     committer: &mpsc::UnboundedSender<u64>,
 ) {
     let (ctx, transfer, shared, committer) = (
@@ -690,14 +730,26 @@ fn spawn_segment(
         committer.clone(),
     );
     tasks.spawn(async move {
-        let _permit = permit;
-        run_segment(&ctx, &transfer, &shared, segment, &committer).await
+        let _permit = started.permit;
+        run_segment(
+            &ctx,
+            &transfer,
+            &shared,
+            segment,
+            started.source,
+            &committer,
+        )
+        .await
     });
 }
 
 enum SegmentEnd {
     Done,
     Paused,
+    /// The source failed; the rest of the segment goes back to the queue for another source.
+    Switch {
+        failed: usize,
+    },
 }
 
 enum StreamEnd {
@@ -772,6 +824,9 @@ trait StreamTarget {
     /// The cursor the bytes are written at: `pos` advances with every write, up to `end`.
     fn segment(&self) -> &Arc<Segment>;
 
+    /// The source it streams from (an index into the file's sources).
+    fn source(&self) -> usize;
+
     /// Prepares a new connection and says what it asks for.
     fn connect(&mut self, transfer: &BlobTransfer) -> Asked;
 
@@ -807,6 +862,8 @@ trait StreamTarget {
 /// `If-Range`, so a dropped connection costs no byte fetched twice.
 struct RangedSegment {
     segment: Arc<Segment>,
+    /// The source it asks (an index into the file's sources).
+    source: usize,
     /// When the last checkpoint was taken, and the position then.
     checkpointed: (Instant, u64),
 }
@@ -817,6 +874,10 @@ impl StreamTarget for RangedSegment {
 
     fn segment(&self) -> &Arc<Segment> {
         &self.segment
+    }
+
+    fn source(&self) -> usize {
+        self.source
     }
 
     fn connect(&mut self, transfer: &BlobTransfer) -> Asked {
@@ -899,6 +960,8 @@ impl StreamTarget for RangedSegment {
 /// describes.
 struct WholeFile<'a> {
     segment: Arc<Segment>,
+    /// The source it streams from, the whole way: the first still in use.
+    source: usize,
     plan: ChunkPlan,
     /// The first chunk this connection has not passed yet.
     next_chunk: u64,
@@ -913,6 +976,10 @@ impl StreamTarget for WholeFile<'_> {
 
     fn segment(&self) -> &Arc<Segment> {
         &self.segment
+    }
+
+    fn source(&self) -> usize {
+        self.source
     }
 
     fn connect(&mut self, _: &BlobTransfer) -> Asked {
@@ -972,16 +1039,19 @@ async fn run_segment(
     transfer: &BlobTransfer,
     shared: &Shared,
     segment: Arc<Segment>,
+    source: usize,
     committer: &mpsc::UnboundedSender<u64>,
 ) -> Result<SegmentEnd, TransferFailure> {
     let mut target = RangedSegment {
         checkpointed: (Instant::now(), segment.pos.load(Ordering::SeqCst)),
         segment: Arc::clone(&segment),
+        source,
     };
     let end = stream(ctx, transfer, shared, &mut target).await?;
     match end {
         SegmentEnd::Done => shared.segment_finished(&segment, committer),
-        SegmentEnd::Paused => shared.requeue(&segment),
+        SegmentEnd::Paused => shared.requeue(&segment, None),
+        SegmentEnd::Switch { failed } => shared.requeue(&segment, Some(failed)),
     }
     Ok(end)
 }
@@ -990,6 +1060,11 @@ async fn run_segment(
 /// pieces into positional writes under the bandwidth limit, and reconnects after drops and
 /// stalls, counting failures against the retry budgets, until the target's segment is written
 /// (or paused, for a pausable target). A cancel ends it at once.
+///
+/// When the file has another source still in use, a ranged segment does not retry a failed
+/// source itself: it counts the failure against the source ([`leave_source`]) and ends with
+/// [`SegmentEnd::Switch`], and the scheduler gives its rest to another source. With one source
+/// (or the whole-file stream) failures are retried here, on the same source.
 async fn stream<T: StreamTarget>(
     ctx: &TransferContext,
     transfer: &BlobTransfer,
@@ -1000,6 +1075,9 @@ async fn stream<T: StreamTarget>(
     let mut buffer = Vec::with_capacity(capacity);
     let mut attempt = 0u32;
     let mut stalls = 0u32;
+    let source = target.source();
+    // Whether a failure moves the segment to another source rather than retrying this one.
+    let switchable = || T::PAUSABLE && transfer.sources.has_alternative(source);
     loop {
         let pos = target.segment().pos.load(Ordering::SeqCst);
         let end = target.segment().end.load(Ordering::SeqCst);
@@ -1010,7 +1088,8 @@ async fn stream<T: StreamTarget>(
             ctx.control.running().await;
         }
         let asked = target.connect(transfer);
-        let url = transfer.url();
+        let url = transfer.sources.get(source).url();
+        let connected = Instant::now();
         let request = ctx
             .hub
             .get_range_once(&url, asked.range.clone(), asked.if_range.as_deref());
@@ -1021,25 +1100,35 @@ async fn stream<T: StreamTarget>(
             response = tokio::time::timeout(ctx.stall, request) => response,
         };
         let response = match response {
+            Err(_) if switchable() => {
+                let reason = format!("no answer for {} s", ctx.stall.as_secs_f32());
+                return leave_source(ctx, transfer, shared, source, reason, false).await;
+            }
             Err(_) => {
                 stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?;
                 continue;
             }
             Ok(Err(HubError::RangeNotSatisfiable { total, .. })) if asked.range.is_some() => {
-                return Err(TransferFailure::Changed {
-                    reason: format!(
-                        "the server cannot serve bytes {pos}-{end} (416, size {})",
-                        total
-                            .map(|t| t.to_string())
-                            .unwrap_or_else(|| "unknown".into())
-                    ),
-                });
+                let reason = format!(
+                    "the server cannot serve bytes {pos}-{end} (416, size {})",
+                    total
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "unknown".into())
+                );
+                if switchable() {
+                    return leave_source(ctx, transfer, shared, source, reason, true).await;
+                }
+                return Err(TransferFailure::Changed { reason });
             }
             Ok(Err(error @ HubError::DownloadUrlRefused { .. })) => {
                 // An expired link is renewed at once; a fresh one refused again and again is
                 // a failure like any other.
                 attempt += 1;
                 if attempt >= ctx.retry.max_attempts.max(1) {
+                    if switchable() {
+                        let reason = error.to_string();
+                        return leave_source(ctx, transfer, shared, source, reason, true).await;
+                    }
                     return Err(DownloadError::Hub {
                         repo: transfer.repo.clone(),
                         path: transfer.path.clone(),
@@ -1047,8 +1136,20 @@ async fn stream<T: StreamTarget>(
                     }
                     .into());
                 }
-                transfer.renew_url(ctx, &url).await?;
+                match transfer.renew_url(ctx, source, &url).await {
+                    Ok(()) => {}
+                    Err(failure) if switchable() => {
+                        let reason = failure_reason(&failure);
+                        return leave_source(ctx, transfer, shared, source, reason, true).await;
+                    }
+                    Err(failure) => return Err(failure),
+                }
                 continue;
+            }
+            Ok(Err(error)) if switchable() => {
+                let fatal = matches!(error.decision(), Decision::Fatal);
+                let reason = error.to_string();
+                return leave_source(ctx, transfer, shared, source, reason, fatal).await;
             }
             Ok(Err(error)) => {
                 retry_hub_error(ctx, transfer, shared, error, &mut attempt).await?;
@@ -1056,14 +1157,28 @@ async fn stream<T: StreamTarget>(
             }
             Ok(Ok(response)) => response,
         };
-        if let Head::Retry(reason) = target.check(transfer, &asked, &response)? {
-            attempt += 1;
-            retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
-            continue;
+        match target.check(transfer, &asked, &response) {
+            Ok(Head::Stream) => {}
+            Ok(Head::Retry(reason)) if switchable() => {
+                return leave_source(ctx, transfer, shared, source, reason, false).await;
+            }
+            Ok(Head::Retry(reason)) => {
+                attempt += 1;
+                retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
+                continue;
+            }
+            Err(
+                failure @ (TransferFailure::Changed { .. } | TransferFailure::FullResponse { .. }),
+            ) if switchable() => {
+                let reason = failure_reason(&failure);
+                return leave_source(ctx, transfer, shared, source, reason, true).await;
+            }
+            Err(failure) => return Err(failure),
         }
         let segment = Arc::clone(target.segment());
         let mut skip = target.skip();
         let mut body = response.body;
+        let from = segment.pos.load(Ordering::SeqCst);
         let outcome = loop {
             let bytes = match next_bytes(ctx, &mut body, T::PAUSABLE).await? {
                 Ok(bytes) => bytes,
@@ -1106,23 +1221,94 @@ async fn stream<T: StreamTarget>(
         };
         buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
         target.written(shared);
-        match outcome {
-            StreamEnd::Complete => {}
+        let served = segment.pos.load(Ordering::SeqCst).saturating_sub(from);
+        transfer.sources.served(source, served);
+        let reason = match outcome {
+            StreamEnd::Complete => {
+                transfer
+                    .sources
+                    .finished(source, served, connected.elapsed());
+                continue;
+            }
             StreamEnd::Paused => return Ok(SegmentEnd::Paused),
-            StreamEnd::Stalled => stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?,
+            StreamEnd::Stalled if switchable() => {
+                format!("no data for {} s", ctx.stall.as_secs_f32())
+            }
+            StreamEnd::Stalled => {
+                stalled(ctx, transfer, shared, &mut stalls, &mut attempt).await?;
+                continue;
+            }
             StreamEnd::Eof => {
-                if segment.pos.load(Ordering::SeqCst) < segment.end.load(Ordering::SeqCst) {
-                    attempt += 1;
-                    let reason = format!("the connection closed before the {} ended", T::COVERS);
-                    retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
+                if segment.pos.load(Ordering::SeqCst) >= segment.end.load(Ordering::SeqCst) {
+                    continue;
                 }
+                format!("the connection closed before the {} ended", T::COVERS)
             }
-            StreamEnd::Failed(reason) => {
-                attempt += 1;
-                retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
-            }
+            StreamEnd::Failed(reason) => reason,
+        };
+        if switchable() {
+            return leave_source(ctx, transfer, shared, source, reason, false).await;
         }
+        attempt += 1;
+        retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
     }
+}
+
+/// What a failure says about the source that caused it, for the message when it is left.
+fn failure_reason(failure: &TransferFailure) -> String {
+    match failure {
+        TransferFailure::FullResponse { .. } => {
+            "a full response where a range was asked (it ignores `Range` or has other content)"
+                .to_string()
+        }
+        TransferFailure::Changed { reason } => reason.clone(),
+        TransferFailure::Cancelled => "cancelled".to_string(),
+        TransferFailure::Error(error) => error.to_string(),
+    }
+}
+
+/// A ranged segment's source failed while another source is in use: the failure counts against
+/// the file's budget and the source (which is dropped for the file when `fatal`, or after
+/// `max_attempts` failures in a row), and the segment ends with [`SegmentEnd::Switch`] so its
+/// rest goes to another source, at once (the other source has not failed: no backoff).
+async fn leave_source(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    shared: &Shared,
+    source: usize,
+    reason: String,
+    fatal: bool,
+) -> Result<SegmentEnd, TransferFailure> {
+    let total = shared.count_failure();
+    if total > ctx.retry.file_budget {
+        return Err(DownloadError::RetriesExhausted {
+            repo: transfer.repo.clone(),
+            path: transfer.path.clone(),
+            attempts: total,
+            last: reason,
+        }
+        .into());
+    }
+    let sources = &transfer.sources;
+    let name = sources.get(source).name();
+    let dropped = if fatal {
+        sources.drop_source(source);
+        true
+    } else {
+        sources.failed(source, ctx.retry.max_attempts)
+    };
+    if dropped {
+        tracing::warn!(path = %transfer.path, source = %name, %reason, "Dropping a source for this file");
+    } else {
+        tracing::debug!(path = %transfer.path, source = %name, %reason, "A source failed; the segment moves to another");
+    }
+    ctx.reporter.report(DownloadEvent::Retrying {
+        repo: transfer.repo.clone(),
+        path: transfer.path.clone(),
+        reason: format!("{name}: {reason}; trying another source"),
+        attempt: total,
+    });
+    Ok(SegmentEnd::Switch { failed: source })
 }
 
 /// A stall is not a failed attempt: the connection is replaced at once. Only a long run of stalls
@@ -1261,14 +1447,18 @@ async fn sequential_stream(
     shared: &Shared,
     committer: &mpsc::UnboundedSender<u64>,
 ) -> Result<(), TransferFailure> {
+    let Some(source) = transfer.sources.first_alive() else {
+        return Err(every_source_failed(transfer, shared).into());
+    };
     let _permit = tokio::select! {
-        permit = ctx.limits.connection(&transfer.host) => permit,
+        permit = ctx.limits.connection(transfer.sources.get(source).host()) => permit,
         _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
     };
     // A resume starts after the recorded prefix (the hasher has it already).
     let (next_chunk, start) = shared.prefix(transfer.plan);
     let mut target = WholeFile {
         segment: Segment::new(0, start..transfer.plan.size),
+        source,
         plan: transfer.plan,
         next_chunk,
         skip: 0,

@@ -345,25 +345,53 @@ impl HubClient {
             path: Some(path),
         };
         let what = format!("the metadata of `{path}` in `{repo}`");
-        self.with_failover(&what, |base| async move {
-            let start = parse_url(&resolve_url(&base, repo, revision, path))?;
-            // Redirects never downgrade, so every hop after an `https` start is `https` too.
-            let over_https = start.scheme() == "https";
-            let landed = self
-                .follow(Method::HEAD, start, Foreign::Stop, Some(ctx), |request| {
-                    request
-                        .header(header::ACCEPT_ENCODING, "identity")
-                        .timeout(self.inner.metadata_timeout)
-                })
-                .await?;
-            metadata_from(
-                landed.response.headers(),
-                landed.foreign,
-                &landed.url,
-                over_https,
-            )
-        })
+        self.with_failover(
+            &what,
+            |base| async move { self.head_metadata(&base, ctx).await },
+        )
         .await
+    }
+
+    /// [`HubClient::file_metadata`] on one source only (`base`, the endpoint or a mirror), in
+    /// one attempt: no retry, no failover. The downloader asks each mirror this way whether it
+    /// has a file; one that fails to answer is simply not used for it. The token goes to `base`
+    /// only when it is trusted, as for every request.
+    pub async fn file_metadata_on(
+        &self,
+        base: &str,
+        repo: &RepoId,
+        revision: &str,
+        path: &str,
+    ) -> Result<FileMetadata, HubError> {
+        self.check_online(|| format!("resolve `{path}` in `{repo}`"))?;
+        let ctx = Context {
+            repo,
+            revision: Some(revision),
+            path: Some(path),
+        };
+        self.head_metadata(base, ctx).await
+    }
+
+    /// One `HEAD` of a file's `resolve` URL on `base` (see [`HubClient::file_metadata`]).
+    async fn head_metadata(&self, base: &str, ctx: Context<'_>) -> Result<FileMetadata, HubError> {
+        let revision = ctx.revision.unwrap_or_default();
+        let path = ctx.path.unwrap_or_default();
+        let start = parse_url(&resolve_url(base, ctx.repo, revision, path))?;
+        // Redirects never downgrade, so every hop after an `https` start is `https` too.
+        let over_https = start.scheme() == "https";
+        let landed = self
+            .follow(Method::HEAD, start, Foreign::Stop, Some(ctx), |request| {
+                request
+                    .header(header::ACCEPT_ENCODING, "identity")
+                    .timeout(self.inner.metadata_timeout)
+            })
+            .await?;
+        metadata_from(
+            landed.response.headers(),
+            landed.foreign,
+            &landed.url,
+            over_https,
+        )
     }
 
     /// A `GET` of `url` (a download URL from [`FileMetadata`], or any Hub/CDN URL) with an

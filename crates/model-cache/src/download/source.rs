@@ -1,0 +1,369 @@
+//! Where a file's bytes can come from, and which of those places the next segment asks.
+//!
+//! A [`Source`] is one origin that serves a file's bytes by range: today the Hub's download URL
+//! (its redirect target, a CDN) and each configured mirror that has the same file (a `HEAD` of
+//! `/{repo}/resolve/{commit}/{path}` on the mirror answering the Hub's etag and size). Later
+//! kinds (LAN peers, a team bucket) are more [`SourceKind`]s: the transfer only needs a URL to
+//! range-read, a host to count connections against and a way to renew the URL.
+//!
+//! [`Sources`] is the set one file uses, with what the transfer learns about each while it runs:
+//! the throughput of its finished segments, its consecutive errors, and whether it is dropped
+//! for this file. [`Sources::pick`] chooses the source of the next segment: weighted by measured
+//! throughput, with a fair try for a source not measured yet and a little exploration so a
+//! source that recovered is tried again.
+//!
+//! Sources are not trusted for content: every byte is checked against the Hub's hash of the
+//! whole file, whichever source served it. The token goes where the Hub client lets it
+//! (`HubClient::is_trusted`): to a mirror only when the user marked it `send_token`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::hub::{FileMetadata, HubClient, HubError, redact_url};
+use crate::repo::RepoId;
+
+/// Share of picks that ignore the measurements, so a slow or recovered source is measured again.
+const EXPLORATION: f64 = 0.1;
+/// Weight of the newest finished segment in a source's throughput (an exponential average).
+const RATE_WEIGHT: f64 = 0.3;
+
+/// What kind of origin a source is, and so how its download URL is renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SourceKind {
+    /// The Hub's own download URL (usually a CDN it redirects to), renewed by asking the Hub.
+    Hub,
+    /// A configured mirror (its base URL), renewed by asking that mirror.
+    Mirror { base: String },
+}
+
+/// One origin of a file's bytes, with what this transfer measured of it.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub kind: SourceKind,
+    /// The URL range requests go to: a signed URL that may expire (see
+    /// `BlobTransfer::renew_url`).
+    url: Mutex<String>,
+    /// `host:port` of the URL, the key of the per-host connection limit.
+    host: String,
+    /// Serialises renewals, so streams refused at once ask for a fresh URL once.
+    pub renewing: tokio::sync::Mutex<()>,
+    state: Mutex<SourceState>,
+}
+
+/// What a transfer learned about one source.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct SourceState {
+    /// Bytes per second of its finished segments (an exponential average); `None` until one
+    /// finished.
+    pub throughput: Option<f64>,
+    /// Failed attempts since its last finished segment.
+    pub consecutive_errors: u32,
+    /// Given up on for this file.
+    pub dropped: bool,
+    /// Body bytes it served into the file.
+    pub bytes: u64,
+}
+
+impl Source {
+    pub(crate) fn new(kind: SourceKind, url: String) -> Self {
+        Source {
+            kind,
+            host: host_of(&url),
+            url: Mutex::new(url),
+            renewing: tokio::sync::Mutex::new(()),
+            state: Mutex::new(SourceState::default()),
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        self.url.lock().expect("source url lock").clone()
+    }
+
+    pub(crate) fn set_url(&self, url: String) {
+        *self.url.lock().expect("source url lock") = url;
+    }
+
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// How the source is named in logs and events: `hub`, or the mirror's base URL (redacted).
+    pub(crate) fn name(&self) -> String {
+        match &self.kind {
+            SourceKind::Hub => "hub".to_string(),
+            SourceKind::Mirror { base } => redact_url(base),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SourceState> {
+        self.state.lock().expect("source state lock")
+    }
+}
+
+/// `host:port` of `url`, or an empty string when it does not parse.
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_default()
+}
+
+/// The sources of one file. The first is the one the file was resolved through (the Hub, or
+/// the mirror the Hub client failed over to): with no other, a transfer behaves exactly as a
+/// single-URL download.
+#[derive(Debug)]
+pub(crate) struct Sources {
+    list: Vec<Source>,
+}
+
+impl Sources {
+    pub(crate) fn new(primary: Source, others: Vec<Source>) -> Self {
+        let mut list = vec![primary];
+        list.extend(others);
+        Sources { list }
+    }
+
+    /// The Hub's download URL as the only source.
+    #[cfg(test)]
+    pub(crate) fn single(url: String) -> Self {
+        Sources::new(Source::new(SourceKind::Hub, url), Vec::new())
+    }
+
+    pub(crate) fn get(&self, index: usize) -> &Source {
+        &self.list[index]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Every source's name and state, in order.
+    pub(crate) fn states(&self) -> Vec<(String, SourceState)> {
+        self.list
+            .iter()
+            .map(|s| (s.name(), s.state().clone()))
+            .collect()
+    }
+
+    fn alive(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.list.len()).filter(|&i| !self.list[i].state().dropped)
+    }
+
+    /// The first source still in use (the one the file was resolved through, while it is).
+    pub(crate) fn first_alive(&self) -> Option<usize> {
+        self.alive().next()
+    }
+
+    /// Whether a source other than `index` is still in use for this file.
+    pub(crate) fn has_alternative(&self, index: usize) -> bool {
+        self.alive().any(|i| i != index)
+    }
+
+    /// The source for the next segment, avoiding `avoid` (the one its last attempt failed on)
+    /// when another is alive. `None` when every source is dropped.
+    pub(crate) fn pick(&self, avoid: Option<usize>) -> Option<usize> {
+        self.pick_with(avoid, &mut rand::rng())
+    }
+
+    fn pick_with(&self, avoid: Option<usize>, rng: &mut impl Rng) -> Option<usize> {
+        let alive: Vec<usize> = self.alive().collect();
+        let preferred: Vec<usize> = alive
+            .iter()
+            .copied()
+            .filter(|&i| Some(i) != avoid)
+            .collect();
+        let candidates = if preferred.is_empty() {
+            alive
+        } else {
+            preferred
+        };
+        match candidates.len() {
+            0 => return None,
+            1 => return Some(candidates[0]),
+            _ => {}
+        }
+        if rng.random_bool(EXPLORATION) {
+            return Some(candidates[rng.random_range(0..candidates.len())]);
+        }
+        let rates: Vec<Option<f64>> = candidates
+            .iter()
+            .map(|&i| self.list[i].state().throughput)
+            .collect();
+        // A source not measured yet weighs as much as the best measured one: a fair try.
+        let best = rates.iter().flatten().copied().fold(0.0, f64::max);
+        let weights: Vec<f64> = rates
+            .iter()
+            .map(|rate| match rate {
+                Some(rate) => rate.max(1.0),
+                None => best.max(1.0),
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut point = rng.random_range(0.0..total);
+        for (&index, weight) in candidates.iter().zip(&weights) {
+            if point < *weight {
+                return Some(index);
+            }
+            point -= weight;
+        }
+        candidates.last().copied()
+    }
+
+    /// A segment (or its part on one connection) finished: `bytes` in `elapsed`.
+    pub(crate) fn finished(&self, index: usize, bytes: u64, elapsed: Duration) {
+        let rate = bytes as f64 / elapsed.as_secs_f64().max(1e-3);
+        let mut state = self.list[index].state();
+        state.consecutive_errors = 0;
+        state.throughput = Some(match state.throughput {
+            Some(old) => old * (1.0 - RATE_WEIGHT) + rate * RATE_WEIGHT,
+            None => rate,
+        });
+    }
+
+    /// Body bytes `index` served into the file.
+    pub(crate) fn served(&self, index: usize, bytes: u64) {
+        self.list[index].state().bytes += bytes;
+    }
+
+    /// Counts a failed attempt on `index`; after `limit` in a row the source is dropped for the
+    /// file. Returns whether it is (now) dropped.
+    pub(crate) fn failed(&self, index: usize, limit: u32) -> bool {
+        let mut state = self.list[index].state();
+        state.consecutive_errors += 1;
+        if state.consecutive_errors >= limit.max(1) {
+            state.dropped = true;
+        }
+        state.dropped
+    }
+
+    /// Gives up on `index` for this file.
+    pub(crate) fn drop_source(&self, index: usize) {
+        self.list[index].state().dropped = true;
+    }
+}
+
+/// The sources of a file the Hub resolved as `meta`: its download URL first, then every
+/// configured mirror that has the same file at the same commit (same etag and size). Mirrors
+/// are asked at once, one attempt each; one that fails or differs is left out for this file.
+pub(crate) async fn resolve(
+    hub: &HubClient,
+    repo: &RepoId,
+    path: &str,
+    meta: &FileMetadata,
+) -> Sources {
+    let primary = Source::new(SourceKind::Hub, meta.download_url.clone());
+    let asks = hub.mirrors().iter().map(|base| async move {
+        let answer = hub.file_metadata_on(base, repo, &meta.commit, path).await;
+        (base, answer)
+    });
+    let mut others: Vec<Source> = Vec::new();
+    for (base, answer) in futures::future::join_all(asks).await {
+        match mirror_has(meta, answer) {
+            Ok(url) if url != meta.download_url && others.iter().all(|s| s.url() != url) => {
+                tracing::debug!(mirror = %redact_url(base), %path, "The mirror has the file");
+                others.push(Source::new(SourceKind::Mirror { base: base.clone() }, url));
+            }
+            Ok(_) => {}
+            Err(reason) => {
+                tracing::debug!(mirror = %redact_url(base), %path, %reason, "Not using the mirror for this file");
+            }
+        }
+    }
+    Sources::new(primary, others)
+}
+
+/// The download URL a mirror's answer gives for the file `meta` describes, or why it does not
+/// have that file.
+fn mirror_has(
+    meta: &FileMetadata,
+    answer: Result<FileMetadata, HubError>,
+) -> Result<String, String> {
+    let theirs = answer.map_err(|error| error.to_string())?;
+    if theirs.etag != meta.etag || theirs.size != meta.size {
+        return Err(format!(
+            "it names the file `{}` ({} bytes), the Hub `{}` ({} bytes)",
+            theirs.etag, theirs.size, meta.etag, meta.size
+        ));
+    }
+    Ok(theirs.download_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn two() -> Sources {
+        Sources::new(
+            Source::new(SourceKind::Hub, "http://a.test/f".into()),
+            vec![Source::new(
+                SourceKind::Mirror {
+                    base: "http://b.test".into(),
+                },
+                "http://b.test/f".into(),
+            )],
+        )
+    }
+
+    fn share_of_first(sources: &Sources, avoid: Option<usize>) -> f64 {
+        let mut rng = StdRng::seed_from_u64(7);
+        let picks = 10_000;
+        let first = (0..picks)
+            .filter(|_| sources.pick_with(avoid, &mut rng) == Some(0))
+            .count();
+        first as f64 / picks as f64
+    }
+
+    #[test]
+    fn one_source_is_always_picked_even_after_it_failed() {
+        let sources = Sources::single("http://a.test/f".into());
+        assert_eq!(sources.pick(None), Some(0));
+        assert_eq!(sources.pick(Some(0)), Some(0));
+        assert!(!sources.has_alternative(0));
+    }
+
+    #[test]
+    fn unmeasured_sources_get_a_fair_try() {
+        let share = share_of_first(&two(), None);
+        assert!((0.45..0.55).contains(&share), "{share}");
+        // One measured, the other not yet: the new one weighs as much as the measured one.
+        let sources = two();
+        sources.finished(0, 1_000_000, Duration::from_secs(1));
+        let share = share_of_first(&sources, None);
+        assert!((0.45..0.55).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn faster_sources_get_more_segments_and_slow_ones_still_some() {
+        let sources = two();
+        sources.finished(0, 9_000_000, Duration::from_secs(1));
+        sources.finished(1, 1_000_000, Duration::from_secs(1));
+        let share = share_of_first(&sources, None);
+        // 90% of the weighted picks plus half the 10% exploration.
+        assert!((0.83..0.9).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn a_failed_source_is_avoided_then_dropped() {
+        let sources = two();
+        assert_eq!(share_of_first(&sources, Some(0)), 0.0);
+        assert!(!sources.failed(1, 3));
+        assert!(!sources.failed(1, 3));
+        // A finished segment resets the count.
+        sources.finished(1, 10, Duration::from_secs(1));
+        assert!(!sources.failed(1, 3));
+        assert!(!sources.failed(1, 3));
+        assert!(sources.failed(1, 3));
+        assert!(!sources.has_alternative(0));
+        // The only one left is used even right after it failed.
+        assert_eq!(sources.pick(Some(0)), Some(0));
+        sources.drop_source(0);
+        assert_eq!(sources.pick(None), None);
+    }
+}
