@@ -137,3 +137,37 @@ async fn a_source_that_dies_mid_download_leaves_its_chunks_to_the_other() {
     );
     drop(downloader);
 }
+
+#[tokio::test]
+async fn a_source_serving_corrupt_bytes_is_caught_dropped_and_the_file_is_right() {
+    // Both as fast; the mirror's CDN changes every byte range it serves.
+    let rig = two_sources(2_000_000, 2_000_000).await;
+    rig.mirror.faults().set(
+        FaultRule::global(Fault::Corrupt {
+            start: 0,
+            end: 64 << 20,
+        })
+        .on("/cdn/*"),
+    );
+    let reporter = recorder();
+    let summary = rig
+        .downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .expect("the download succeeds from the honest source");
+    let expected = upstream_bytes(&rig.endpoint, "demo/big", "main", BIG);
+    assert_file(&rig.settings, &summary.commit, &expected);
+    assert!(cdn_bytes(&rig.mirror) > 0, "the mirror served some chunks");
+    let dropped: Vec<String> = reporter
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            DownloadEvent::Retrying { reason, .. } if reason.contains("dropping source") => {
+                Some(reason.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped.len(), 1, "the mirror is dropped once: {dropped:?}");
+    assert!(dropped[0].contains("127.0.0.1"), "{}", dropped[0]);
+}

@@ -1232,6 +1232,7 @@ async fn fetch_blob(
         job_id,
         writer,
         validator: std::sync::Mutex::new(validator),
+        served: std::sync::Mutex::new(vec![0; plan.count() as usize]),
     });
     let expected = expected_digest(meta);
     let hasher = match &expected {
@@ -1451,21 +1452,46 @@ async fn repair(
         .filter(|(chunk, sum)| chunk.checksum != **sum)
         .map(|(chunk, _)| chunk.index)
         .collect();
-    let mut attempts: Vec<Vec<u64>> = Vec::new();
+    // Torn chunks first; then, with several sources, each source's chunks in turn (mirrors
+    // before the Hub's own URL), the source dropped for this file and its chunks fetched from
+    // the others; then every chunk.
+    let mut attempts: Vec<(Option<usize>, Vec<u64>)> = Vec::new();
     if !torn.is_empty() {
-        attempts.push(torn);
+        attempts.push((None, torn));
     }
-    attempts.push((0..plan.count()).collect());
-    for chunks in attempts {
-        tracing::warn!(path = %transfer.path, chunks = chunks.len(), expected = %expected.hex, %actual, "Digest mismatch; refetching");
-        ctx.reporter.report(DownloadEvent::Retrying {
-            repo: transfer.repo.clone(),
-            path: transfer.path.clone(),
-            reason: format!(
+    if transfer.sources.len() > 1 {
+        for source in (0..transfer.sources.len()).rev() {
+            let chunks = transfer.chunks_served_by(source);
+            if !chunks.is_empty() {
+                attempts.push((Some(source), chunks));
+            }
+        }
+    }
+    attempts.push((None, (0..plan.count()).collect()));
+    for (suspect, chunks) in attempts {
+        let reason = match suspect {
+            Some(source) if transfer.sources.has_alternative(source) => {
+                transfer.sources.drop_source(source);
+                format!(
+                    "{} mismatch; dropping source {} and fetching its {} chunk(s) elsewhere",
+                    expected.algorithm.name(),
+                    transfer.sources.get(source).name(),
+                    chunks.len()
+                )
+            }
+            Some(_) => continue,
+            None => format!(
                 "{} mismatch; refetching {} chunk(s)",
                 expected.algorithm.name(),
                 chunks.len()
             ),
+        };
+        tracing::warn!(path = %transfer.path, chunks = chunks.len(), expected = %expected.hex, %actual, %reason, "Digest mismatch");
+        transfer.forget_served(&chunks);
+        ctx.reporter.report(DownloadEvent::Retrying {
+            repo: transfer.repo.clone(),
+            path: transfer.path.clone(),
+            reason,
             attempt: 1,
         });
         ctx.db

@@ -74,9 +74,46 @@ pub(crate) struct BlobTransfer {
     pub writer: BlobWriter,
     /// The `If-Range` validator in use (unquoted).
     pub validator: Mutex<String>,
+    /// Per chunk, the sources whose bytes it holds (bit `i` for source `i`): what a failed hash
+    /// check narrows to. Chunks resumed from disk hold no bit (their source is not known).
+    pub served: Mutex<Vec<u64>>,
 }
 
 impl BlobTransfer {
+    /// Records that source `source` wrote bytes of `chunk`.
+    fn note_served(&self, chunk: u64, source: usize) {
+        if let Some(mask) = self
+            .served
+            .lock()
+            .expect("served lock")
+            .get_mut(chunk as usize)
+        {
+            *mask |= 1u64 << (source.min(63));
+        }
+    }
+
+    /// The chunks some of whose bytes came from `source`.
+    pub(super) fn chunks_served_by(&self, source: usize) -> Vec<u64> {
+        let bit = 1u64 << source.min(63);
+        self.served
+            .lock()
+            .expect("served lock")
+            .iter()
+            .enumerate()
+            .filter(|(_, mask)| **mask & bit != 0)
+            .map(|(chunk, _)| chunk as u64)
+            .collect()
+    }
+
+    /// Forgets who served `chunks` (they are fetched again).
+    pub(super) fn forget_served(&self, chunks: &[u64]) {
+        let mut served = self.served.lock().expect("served lock");
+        for &chunk in chunks {
+            if let Some(mask) = served.get_mut(chunk as usize) {
+                *mask = 0;
+            }
+        }
+    }
     pub(super) fn validator(&self) -> String {
         self.validator.lock().expect("validator lock").clone()
     }
@@ -827,6 +864,11 @@ trait StreamTarget {
     /// The source it streams from (an index into the file's sources).
     fn source(&self) -> usize;
 
+    /// The one chunk its bytes belong to, when it writes within one chunk (a ranged segment).
+    fn chunk(&self) -> Option<u64> {
+        None
+    }
+
     /// Prepares a new connection and says what it asks for.
     fn connect(&mut self, transfer: &BlobTransfer) -> Asked;
 
@@ -874,6 +916,10 @@ impl StreamTarget for RangedSegment {
 
     fn segment(&self) -> &Arc<Segment> {
         &self.segment
+    }
+
+    fn chunk(&self) -> Option<u64> {
+        Some(self.segment.chunk)
     }
 
     fn source(&self) -> usize {
@@ -1177,6 +1223,7 @@ async fn stream<T: StreamTarget>(
         }
         let segment = Arc::clone(target.segment());
         let mut skip = target.skip();
+        let mut noted = false;
         let mut body = response.body;
         let from = segment.pos.load(Ordering::SeqCst);
         let outcome = loop {
@@ -1209,6 +1256,10 @@ async fn stream<T: StreamTarget>(
                 stalls = 0;
                 if buffer.len() >= capacity || write_pos + take as u64 >= end {
                     buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
+                    if let Some(chunk) = target.chunk().filter(|_| !noted) {
+                        transfer.note_served(chunk, source);
+                        noted = true;
+                    }
                     target.written(shared);
                     target.checkpoint(ctx, transfer, shared).await?;
                 }
