@@ -41,6 +41,15 @@ export function fmtBytes(n) {
 
 const fmtSpeed = (bps) => (bps > 0 ? `${fmtBytes(bps)}/s` : '—');
 
+/** Where a file's bytes came from, when several sources had it: ` · from hub 12 MB at 5 MB/s, …`. */
+function sourcesText(sources) {
+  if (!Array.isArray(sources) || sources.length < 2) return '';
+  const parts = sources.map((s) => `${s.source} ${fmtBytes(s.bytes)}`
+    + (s.bytes_per_second ? ` at ${fmtSpeed(s.bytes_per_second)}` : '')
+    + (s.dropped ? ' (dropped)' : ''));
+  return ` · from ${parts.join(', ')}`;
+}
+
 function fmtEta(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return '—';
   const s = Math.round(seconds);
@@ -528,7 +537,8 @@ function renderJob(job) {
       h('progress', { max: 100, value: filePct, 'aria-label': `${f.path}: ${filePct}%` }),
       h('span', { class: 'figures' }, `${fmtBytes(done)} / ${fmtBytes(f.size)}`,
         fresh ? ` · ${fmtSpeed(sp.speed)} · ETA ${fmtEta((f.size - done) / sp.speed)}` : '',
-        f.state && f.state !== 'done' && f.state !== 'running' ? ` · ${f.state}` : ''));
+        f.state && f.state !== 'done' && f.state !== 'running' ? ` · ${f.state}` : '',
+        sourcesText(f.sources)));
   }
   grid.replaceChildren(...rows);
   $('summary', node).textContent = `${(job.files || []).length} file${(job.files || []).length === 1 ? '' : 's'}`;

@@ -151,6 +151,9 @@ pub struct FileProgressBody {
     pub done: u64,
     /// `queued`, `running`, `verifying`, `done` or `failed`.
     pub state: String,
+    /// Where its bytes came from, when several sources had it (known once its transfer
+    /// ended): bytes, speed and failed attempts by source.
+    pub sources: Vec<model_cache::download::SourceUse>,
 }
 
 /// `POST /api/jobs/pause-all` and `/resume-all`.
@@ -360,6 +363,7 @@ struct FileProgress {
     size: u64,
     done: u64,
     state: &'static str,
+    sources: Vec<model_cache::download::SourceUse>,
 }
 
 #[derive(Debug, Default)]
@@ -416,6 +420,7 @@ impl Tracker {
                         size: f.size,
                         done: f.done,
                         state: f.state.to_string(),
+                        sources: f.sources.clone(),
                     })
                     .collect()
             })
@@ -551,6 +556,10 @@ impl Tracker {
             DownloadEvent::Failed { path, .. } => {
                 job.file(path).state = "failed";
                 return vec![];
+            }
+            DownloadEvent::Sources { path, sources, .. } => {
+                job.file(path).sources = sources.clone();
+                (path.clone(), true)
             }
             DownloadEvent::Finished { commit, .. } => {
                 job.commit = Some(commit.clone());

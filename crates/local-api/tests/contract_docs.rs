@@ -77,6 +77,13 @@ fn job() -> Job {
             size: 2,
             done: 1,
             state: "running".into(),
+            sources: vec![model_cache::download::SourceUse {
+                source: "hub".into(),
+                bytes: 1,
+                bytes_per_second: Some(1),
+                errors: 0,
+                dropped: false,
+            }],
         }],
         error: Some(ErrorBody {
             kind: "network".into(),
@@ -214,6 +221,7 @@ fn every_contract_type_matches_the_document() {
         ("Queued", keys(&Queued { job_id: 1 })),
         ("Job", keys(&job())),
         ("FileProgressBody", keys(&job().files[0])),
+        ("SourceUse", keys(&job().files[0].sources[0])),
         ("ErrorBody", keys(job().error.as_ref().unwrap())),
         ("Affected", keys(&Affected { affected: 1 })),
         (

@@ -304,6 +304,20 @@ impl PullProgress {
                     Style::Error.paint("✗", color)
                 ));
             }
+            DownloadEvent::Sources { path, sources, .. } => {
+                let parts: Vec<String> = sources
+                    .iter()
+                    .map(|s| {
+                        let speed = s
+                            .bytes_per_second
+                            .map(|b| format!(" at {}/s", format_size(b)))
+                            .unwrap_or_default();
+                        let dropped = if s.dropped { " (dropped)" } else { "" };
+                        format!("{} {}{speed}{dropped}", s.source, format_size(s.bytes))
+                    })
+                    .collect();
+                self.line(format!("  `{path}` came from: {}", parts.join(", ")));
+            }
             DownloadEvent::Finished {
                 commit,
                 bytes_downloaded,

@@ -92,6 +92,40 @@ async fn most_chunks_come_from_the_faster_source() {
 }
 
 #[tokio::test]
+async fn where_the_bytes_came_from_is_reported_and_remembered() {
+    let rig = two_sources(300_000, 1_500_000).await;
+    let reporter = recorder();
+    rig.downloader
+        .download(big_request(), reporter.clone())
+        .await
+        .expect("the download succeeds");
+    let size = upstream_bytes(&rig.endpoint, "demo/big", "main", BIG).len() as u64;
+    let sources = reporter
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            DownloadEvent::Sources { sources, .. } => Some(sources),
+            _ => None,
+        })
+        .expect("a Sources event");
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert_eq!(sources[0].source, "hub");
+    assert_eq!(sources[1].source.trim_end_matches('/'), rig.mirror.url());
+    let served: u64 = sources.iter().map(|s| s.bytes).sum();
+    assert_eq!(served, size, "every byte is counted once, by source: {sources:?}");
+    assert!(sources[1].bytes > sources[0].bytes, "{sources:?}");
+    // The index keeps what was measured, for the next start.
+    let index = model_cache::index::Index::open(&rig.settings.data_dir).unwrap();
+    let history = index.source_history().unwrap();
+    let mirror = history
+        .iter()
+        .find(|h| h.name.trim_end_matches('/') == rig.mirror.url())
+        .expect("the mirror's history");
+    assert_eq!(mirror.bytes, sources[1].bytes);
+    assert!(mirror.throughput.is_some_and(|t| t > 0.0), "{history:?}");
+}
+
+#[tokio::test]
 async fn a_source_that_dies_mid_download_leaves_its_chunks_to_the_other() {
     // The endpoint is the fast one, so most chunks are in flight there when it goes away.
     let rig = two_sources(1_000_000, 250_000).await;

@@ -44,6 +44,13 @@ pub enum DownloadEvent {
         reason: String,
         attempt: u32,
     },
+    /// Where a file's bytes came from, when several sources had it: bytes, speed and failed
+    /// attempts by source (`hub`, or a mirror's base URL). Sent when its transfer ends.
+    Sources {
+        repo: String,
+        path: String,
+        sources: Vec<SourceUse>,
+    },
     /// The file changed upstream (or the server ignored `Range`): its progress is discarded and
     /// the transfer starts over.
     Restarted {
@@ -169,4 +176,19 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<DownloadEvent>(&json).unwrap(), event);
     }
+}
+
+/// One source's part in a file's transfer (see [`DownloadEvent::Sources`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceUse {
+    /// `hub`, or a mirror's base URL.
+    pub source: String,
+    /// Body bytes it served into the file.
+    pub bytes: u64,
+    /// Its measured speed, when it finished a segment.
+    pub bytes_per_second: Option<u64>,
+    /// Failed attempts on it.
+    pub errors: u32,
+    /// Given up on for this file (errors, or bytes that failed the hash check).
+    pub dropped: bool,
 }

@@ -51,7 +51,9 @@ use tokio::task::JoinSet;
 
 pub use control::JobControl;
 pub use error::DownloadError;
-pub use events::{ChannelReporter, DownloadEvent, NoReporter, RecordingReporter, Reporter};
+pub use events::{
+    ChannelReporter, DownloadEvent, NoReporter, RecordingReporter, Reporter, SourceUse,
+};
 pub use limits::{Clock, ConnectionPermit, SystemClock, TokenBucket, TransferLimits};
 pub use plan::ChunkPlan;
 
@@ -1220,6 +1222,19 @@ async fn fetch_blob(
     // The Hub's download URL, and every mirror that has the same file.
     let sources = source::resolve(&ctx.hub, repo_cache.repo(), rel.as_str(), meta).await;
     if sources.len() > 1 {
+        let index = inner.db.index().clone();
+        let history = tokio::task::spawn_blocking(move || index.source_history())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        for known in history {
+            if let Some(throughput) = known.throughput {
+                sources.seed(&known.name, throughput);
+            }
+        }
+    }
+    if sources.len() > 1 {
         tracing::debug!(path = %rel.as_str(), sources = sources.len(), "Fetching from several sources");
     }
     let transfer = Arc::new(BlobTransfer {
@@ -1250,11 +1265,7 @@ async fn fetch_blob(
     let shared = Shared::new(plan, recorded, &partial, hasher);
 
     let transferred = transfer_all(inner, ctx, request, &transfer, &shared, meta).await;
-    if transfer.sources.len() > 1 {
-        for (name, state) in transfer.sources.states() {
-            tracing::debug!(path = %rel.as_str(), source = %name, bytes = state.bytes, throughput = ?state.throughput, errors = state.consecutive_errors, dropped = state.dropped, "Bytes by source");
-        }
-    }
+    record_sources(inner, ctx, &transfer).await;
     if let Err(failure) = transferred {
         let leftover = Leftover::Resumable;
         return transfer_failed(&inner.db, job_id, &incomplete, repo_name, failure, leftover).await;
@@ -1350,6 +1361,42 @@ async fn resumable_prefixes(
         .filter(|(p, sum)| p.checksum == *sum)
         .map(|(p, _)| (p.index, p.written))
         .collect())
+}
+
+/// What the transfer learned about each of its sources: kept in the index (a restart starts
+/// from it) and, with several sources, reported (bytes and speed by source).
+async fn record_sources(inner: &Inner, ctx: &TransferContext, transfer: &BlobTransfer) {
+    let states = transfer.sources.states();
+    if states.len() > 1 {
+        ctx.reporter.report(DownloadEvent::Sources {
+            repo: transfer.repo.clone(),
+            path: transfer.path.clone(),
+            sources: states
+                .iter()
+                .map(|(name, state)| SourceUse {
+                    source: name.clone(),
+                    bytes: state.bytes,
+                    bytes_per_second: state.throughput.map(|t| t as u64),
+                    errors: state.errors,
+                    dropped: state.dropped,
+                })
+                .collect(),
+        });
+    }
+    let index = inner.db.index().clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for (name, state) in states {
+            if state.bytes == 0 && state.errors == 0 {
+                continue;
+            }
+            if let Err(error) =
+                index.record_source_use(&name, state.bytes, state.errors, state.throughput)
+            {
+                tracing::warn!(%error, "could not record a source's use");
+            }
+        }
+    })
+    .await;
 }
 
 /// Runs the transfer to completion, switching to a sequential stream when the server ignores

@@ -64,6 +64,8 @@ pub(crate) struct SourceState {
     pub dropped: bool,
     /// Body bytes it served into the file.
     pub bytes: u64,
+    /// Failed attempts on it, in all.
+    pub errors: u32,
 }
 
 impl Source {
@@ -235,10 +237,24 @@ impl Sources {
     pub(crate) fn failed(&self, index: usize, limit: u32) -> bool {
         let mut state = self.list[index].state();
         state.consecutive_errors += 1;
+        state.errors += 1;
         if state.consecutive_errors >= limit.max(1) {
             state.dropped = true;
         }
         state.dropped
+    }
+
+    /// Starts the source named `name` (see [`Source::name`]) from the throughput an earlier
+    /// download measured (the index keeps it), until this transfer measures its own.
+    pub(crate) fn seed(&self, name: &str, throughput: f64) {
+        for source in &self.list {
+            if source.name() == name {
+                let mut state = source.state();
+                if state.throughput.is_none() && throughput > 0.0 {
+                    state.throughput = Some(throughput);
+                }
+            }
+        }
     }
 
     /// Gives up on `index` for this file.

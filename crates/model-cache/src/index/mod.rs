@@ -136,6 +136,15 @@ pub struct BlobRecord {
     pub verified_at: Option<i64>,
 }
 
+/// What downloads learned about one source of bytes (see [`Index::record_source_use`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceHistory {
+    pub name: String,
+    pub bytes: u64,
+    pub errors: u32,
+    pub throughput: Option<f64>,
+}
+
 /// Which file a blob was when its hash was checked: its size, modification time, device and
 /// inode (the last two 0 where the platform gives none). While a blob still matches its stamp
 /// it is the bytes that were verified.
@@ -628,6 +637,45 @@ impl Index {
                 },
             )
             .optional()
+        })
+    }
+
+    /// Adds what one transfer learned about a source: `bytes` served, `errors` failed attempts,
+    /// and its measured `throughput` (bytes per second) when it finished a segment.
+    pub fn record_source_use(
+        &self,
+        name: &str,
+        bytes: u64,
+        errors: u32,
+        throughput: Option<f64>,
+    ) -> Result<(), IndexError> {
+        self.with_conn("record a source's use", |c| {
+            c.execute(
+                "INSERT INTO source_history (name, bytes, errors, throughput, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET bytes = bytes + ?2, errors = errors + ?3,
+                     throughput = COALESCE(?4, throughput), updated_at = ?5",
+                params![name, bytes as i64, errors, throughput, now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Every source's history: name, bytes served, failed attempts, last measured throughput.
+    pub fn source_history(&self) -> Result<Vec<SourceHistory>, IndexError> {
+        self.with_conn("read the sources' history", |c| {
+            let mut statement = c.prepare(
+                "SELECT name, bytes, errors, throughput FROM source_history ORDER BY name",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(SourceHistory {
+                    name: row.get(0)?,
+                    bytes: row.get::<_, i64>(1)? as u64,
+                    errors: row.get(2)?,
+                    throughput: row.get(3)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

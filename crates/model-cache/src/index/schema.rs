@@ -95,6 +95,18 @@ ALTER TABLE blobs ADD COLUMN dev INTEGER;
 ALTER TABLE blobs ADD COLUMN ino INTEGER;
 ";
 
+/// The many-sources issue: what downloads learned about each place bytes come from (`hub`, or a
+/// mirror's base URL), so a restart starts from the measured throughput.
+const SOURCES: &str = "
+CREATE TABLE source_history (
+    name       TEXT PRIMARY KEY,   -- `hub`, or a mirror's base URL (no query, no user info)
+    bytes      INTEGER NOT NULL,   -- body bytes it served into files, in all
+    errors     INTEGER NOT NULL,   -- failed attempts on it, in all
+    throughput REAL,               -- bytes per second, the last transfer's measure
+    updated_at INTEGER NOT NULL    -- unix ms
+) WITHOUT ROWID;
+";
+
 /// Every migration, in order. Append only (see the module docs).
 pub(crate) const MIGRATIONS: &[&str] = &[
     BASE,
@@ -103,4 +115,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     TYPED_CONTRACTS,
     in_flight::MIGRATION,
     RESUME_SAFETY,
+    SOURCES,
 ];
