@@ -4,7 +4,13 @@
 //! cargo build --release -p model-cache --examples
 //! cargo run --release -p model-cache --example bench -- [--size 4GiB] [--link-mbps 400]
 //!     [--conn-mbps 40] [--connections 16] [--chunk-size 5MiB] [--skip-baseline]
+//! cargo run --release -p model-cache --example bench -- --scenario two-sources
+//!     [--size 512MiB] [--a-mbps 100] [--b-mbps 60]
 //! ```
+//!
+//! `--scenario two-sources`: one file from two emulators (the endpoint capped at A MB/s, a
+//! mirror at B MB/s), first from each alone (the baselines), then from both at once; prints the
+//! fraction of A + B achieved.
 //!
 //! It starts the hub emulator with a per-connection cap and a total link cap on its CDN, then:
 //! 1. pulls `demo/big` with the downloader in a child process (`pull_child`), sampling the
@@ -33,6 +39,9 @@ struct Options {
     connections: usize,
     chunk: u64,
     baseline: bool,
+    scenario: String,
+    a: u64,
+    b: u64,
 }
 
 fn options() -> Options {
@@ -43,6 +52,9 @@ fn options() -> Options {
         connections: 16,
         chunk: 5 << 20,
         baseline: true,
+        scenario: "single".into(),
+        a: 100_000_000,
+        b: 60_000_000,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -65,6 +77,9 @@ fn options() -> Options {
             "--conn-mbps" => options.conn = size(value()) * 1_000_000,
             "--connections" => options.connections = size(value()) as usize,
             "--chunk-size" => options.chunk = size(value()),
+            "--scenario" => options.scenario = value(),
+            "--a-mbps" => options.a = size(value()) * 1_000_000,
+            "--b-mbps" => options.b = size(value()) * 1_000_000,
             "--skip-baseline" => {
                 options.baseline = false;
                 i += 1;
@@ -233,6 +248,10 @@ fn single_stream(runtime: &tokio::runtime::Runtime, emulator: &Emulator, dir: &P
 
 fn main() {
     let options = options();
+    if options.scenario == "two-sources" {
+        two_sources(&options);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -360,4 +379,88 @@ fn hash_speed(base: &Path, size: u64) {
         ),
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// One file from two sources: the endpoint capped at `a` bytes/s, a mirror at `b`, each alone
+/// (the baselines), then both; prints the fraction of `a + b` achieved.
+fn two_sources(options: &Options) {
+    use model_cache::download::{DownloadRequest, Downloader, NoReporter};
+    use model_cache::settings::Mirror;
+    let size = if options.size == 4 << 30 {
+        512 << 20
+    } else {
+        options.size
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let start = |cap: u64| {
+        let emulator = runtime
+            .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(size)))
+            .expect("emulator");
+        emulator
+            .faults()
+            .set(FaultRule::global(Fault::TotalBandwidth(cap)).on("/cdn/*"));
+        emulator
+    };
+    let (a, b) = (start(options.a), start(options.b));
+    let base = std::env::temp_dir().join(format!("mc-bench-sources-{}", std::process::id()));
+    let run = |name: &str, endpoint: &Emulator, mirror: Option<&Emulator>| -> f64 {
+        let dir = base.join(name);
+        let mut settings = Settings::new(dir.join("hub"), dir.join("data"));
+        settings.endpoint = endpoint.url();
+        settings.mirrors = mirror
+            .map(|m| vec![Mirror::new(m.url())])
+            .unwrap_or_default();
+        settings.limits.connections = options.connections;
+        settings.limits.connections_per_host = options.connections;
+        settings.limits.chunk_size = options.chunk;
+        let hub = HubClient::new(&settings).expect("hub client");
+        let index = model_cache::index::Index::open(&settings.data_dir).expect("index");
+        let downloader = Downloader::new(&settings, hub, index);
+        let request = DownloadRequest {
+            repo: RepoId::model("demo/big").expect("repo"),
+            revision: "main".into(),
+            files: vec![FILE.into()],
+        };
+        let started = Instant::now();
+        runtime
+            .block_on(downloader.download(request, std::sync::Arc::new(NoReporter)))
+            .expect("the download succeeds");
+        let seconds = started.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&dir);
+        size as f64 / seconds
+    };
+    let mb = |bytes: f64| bytes / 1e6;
+    println!(
+        "two sources: file {:.0} MiB, A {:.0} MB/s (endpoint), B {:.0} MB/s (mirror), {} connections, chunks of {} KiB",
+        size as f64 / 1048576.0,
+        mb(options.a as f64),
+        mb(options.b as f64),
+        options.connections,
+        options.chunk / 1024
+    );
+    let only_a = run("a", &a, None);
+    println!(
+        "A alone: {:.1} MB/s = {:.2} of A",
+        mb(only_a),
+        only_a / options.a as f64
+    );
+    let only_b = run("b", &b, None);
+    println!(
+        "B alone: {:.1} MB/s = {:.2} of B",
+        mb(only_b),
+        only_b / options.b as f64
+    );
+    let both = run("both", &a, Some(&b));
+    let cap = (options.a + options.b) as f64;
+    println!(
+        "A and B: {:.1} MB/s = {:.2} of A + B ({:.2}x A alone)",
+        mb(both),
+        both / cap,
+        both / only_a
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -112,7 +112,10 @@ async fn where_the_bytes_came_from_is_reported_and_remembered() {
     assert_eq!(sources[0].source, "hub");
     assert_eq!(sources[1].source.trim_end_matches('/'), rig.mirror.url());
     let served: u64 = sources.iter().map(|s| s.bytes).sum();
-    assert_eq!(served, size, "every byte is counted once, by source: {sources:?}");
+    assert_eq!(
+        served, size,
+        "every byte is counted once, by source: {sources:?}"
+    );
     assert!(sources[1].bytes > sources[0].bytes, "{sources:?}");
     // The index keeps what was measured, for the next start.
     let index = model_cache::index::Index::open(&rig.settings.data_dir).unwrap();
