@@ -166,6 +166,19 @@ impl Sources {
         self.alive().any(|i| i != index)
     }
 
+    /// The fastest source still in use (the first one while none is measured): where the end of
+    /// a file goes when a straggler's range is split.
+    pub(crate) fn fastest(&self) -> Option<usize> {
+        let alive: Vec<usize> = self.alive().collect();
+        let measured = alive
+            .iter()
+            .copied()
+            .filter_map(|i| self.list[i].state().throughput.map(|t| (i, t)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i);
+        measured.or_else(|| alive.first().copied())
+    }
+
     /// The source for the next segment, avoiding `avoid` (the one its last attempt failed on)
     /// when another is alive. `None` when every source is dropped.
     pub(crate) fn pick(&self, avoid: Option<usize>) -> Option<usize> {
@@ -334,6 +347,19 @@ mod tests {
             .filter(|_| sources.pick_with(avoid, &mut rng) == Some(0))
             .count();
         first as f64 / picks as f64
+    }
+
+    #[test]
+    fn a_split_goes_to_the_fastest_source_still_in_use() {
+        let sources = two();
+        assert_eq!(sources.fastest(), Some(0), "none measured: the first");
+        sources.finished(0, 1_000, Duration::from_secs(1));
+        sources.finished(1, 9_000, Duration::from_secs(1));
+        assert_eq!(sources.fastest(), Some(1));
+        sources.drop_source(1);
+        assert_eq!(sources.fastest(), Some(0));
+        sources.drop_source(0);
+        assert_eq!(sources.fastest(), None);
     }
 
     #[test]

@@ -679,10 +679,11 @@ pub(crate) async fn run_parallel(
             }
             continue;
         }
-        // Nothing queued: a free connection may take over half of a straggler's range.
+        // Nothing queued: a free connection to the fastest source may take over half of a
+        // straggler's range.
         if !ctx.control.is_paused()
             && !tasks.is_empty()
-            && let Some(source) = transfer.sources.pick(None)
+            && let Some(source) = transfer.sources.fastest()
             && let Some(permit) = ctx
                 .limits
                 .connection(transfer.sources.get(source).host())
