@@ -413,7 +413,7 @@ $('#search-form').addEventListener('submit', search);
 // ---------------------------------------------------------------------------------------------
 // Downloads: the queue, live from events
 
-const jobsState = { order: [], byId: new Map(), speeds: new Map(), pending: new Set(), frame: 0 };
+const jobsState = { order: [], byId: new Map(), updatedAt: new Map(), speeds: new Map(), pending: new Set(), frame: 0 };
 
 const REASONS = {
   battery: 'Waiting: on battery',
@@ -575,6 +575,7 @@ function scheduleRender(id) {
 function upsertJob(job) {
   const before = jobsState.byId.get(job.id);
   jobsState.byId.set(job.id, job);
+  jobsState.updatedAt.set(job.id, performance.now());
   if (!jobsState.order.includes(job.id)) jobsState.order.push(job.id);
   scheduleRender(job.id);
   if (before && before.state !== job.state && (job.state === 'done' || job.state === 'cancelled')) {
@@ -604,8 +605,11 @@ function applyProgress(event) {
 async function refreshJobs() {
   const box = $('#jobs-error');
   try {
-    const jobs = await api.jobs();
+    const asked = performance.now();
+    const listed = await api.jobs();
     clearError(box);
+    // A job event that arrived while the list was on its way is newer than the list's row.
+    const jobs = listed.map((j) => ((jobsState.updatedAt.get(j.id) || 0) > asked && jobsState.byId.get(j.id)) || j);
     jobsState.order = jobs.map((j) => j.id);
     jobsState.byId = new Map(jobs.map((j) => [j.id, j]));
     // Reorder the existing nodes to the queue's order and drop vanished jobs.
