@@ -34,9 +34,25 @@ fn ensure_venv() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The older release's interpreter (`huggingface_hub` 0.36, what transformers 4.x installs).
+fn ensure_legacy_venv() -> PathBuf {
+    hub_emulator::python::python_with_legacy_huggingface_hub(&target_dir())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A Python command with a clean Hugging Face environment pointing at `cache`.
 fn python(cache: &Path, endpoint: Option<&str>, offline: bool) -> Command {
-    let mut cmd = Command::new(ensure_venv());
+    python_with(ensure_venv(), cache, endpoint, offline)
+}
+
+/// [`python`] with another interpreter.
+fn python_with(
+    interpreter: PathBuf,
+    cache: &Path,
+    endpoint: Option<&str>,
+    offline: bool,
+) -> Command {
+    let mut cmd = Command::new(interpreter);
     for name in [
         "HF_TOKEN",
         "HUGGING_FACE_HUB_TOKEN",
@@ -312,39 +328,54 @@ with warnings.catch_warnings(record=True) as caught:
 print(json.dumps(out))
 "#
     );
-    let out = run_json(python(&cache_root, Some(&emulator.url()), true), &script);
-    let repo_cache = cache.repo(&repo);
-    let snapshot = repo_cache.snapshot_dir(&commit);
-    let path =
-        |key: &str| PathBuf::from(out[key].as_str().unwrap_or_else(|| panic!("{key}: {out}")));
-    assert_eq!(path("config"), snapshot.join("config.json"));
-    assert_eq!(path("nested"), snapshot.join(&nested));
-    assert_eq!(path("by_commit"), snapshot.join("config.json"));
-    assert_eq!(path("snapshot"), snapshot);
-    assert_eq!(path("try"), snapshot.join("config.json"));
-    assert_eq!(out["missing_is_no_exist"], Value::Bool(true));
-    assert_eq!(out["unknown"], Value::Null);
-    assert_eq!(out["unknown_error"], "LocalEntryNotFoundError");
-    assert_eq!(out["warnings"], Value::Array(vec![]), "{out}");
-    assert_eq!(out["python_warnings"], Value::Array(vec![]), "{out}");
-    let repos = out["repos"].as_array().unwrap();
-    assert_eq!(repos.len(), 1, "{out}");
-    assert_eq!(repos[0]["id"], repo_name);
-    assert_eq!(repos[0]["size"].as_u64(), Some(total));
-    assert_eq!(repos[0]["revisions"][0]["commit"], commit.as_str());
-    assert_eq!(
-        repos[0]["revisions"][0]["refs"],
-        serde_json::json!(["main"])
-    );
-    assert_eq!(
-        repos[0]["revisions"][0]["nb_files"].as_u64(),
-        Some(files.len() as u64)
-    );
-    assert_eq!(
-        emulator.requests().len(),
-        requests_before,
-        "offline Python made no request"
-    );
+    // Both releases the tests use: 2.4, and 0.36 (what transformers 4.x installs).
+    for (interpreter, legacy) in [(ensure_venv(), false), (ensure_legacy_venv(), true)] {
+        let out = run_json(
+            python_with(interpreter, &cache_root, Some(&emulator.url()), true),
+            &script,
+        );
+        let repo_cache = cache.repo(&repo);
+        let snapshot = repo_cache.snapshot_dir(&commit);
+        let path =
+            |key: &str| PathBuf::from(out[key].as_str().unwrap_or_else(|| panic!("{key}: {out}")));
+        assert_eq!(path("config"), snapshot.join("config.json"));
+        assert_eq!(path("nested"), snapshot.join(&nested));
+        assert_eq!(path("by_commit"), snapshot.join("config.json"));
+        assert_eq!(path("snapshot"), snapshot);
+        assert_eq!(path("try"), snapshot.join("config.json"));
+        assert_eq!(out["missing_is_no_exist"], Value::Bool(true));
+        assert_eq!(out["unknown"], Value::Null);
+        assert_eq!(out["unknown_error"], "LocalEntryNotFoundError");
+        // 0.36 predates `CACHEDIR.TAG` (which 2.x writes, and so do we, for 2.x): it reports
+        // that file as "not a directory", and nothing else.
+        let warnings: Vec<&str> = out["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|w| !(legacy && w.ends_with("/CACHEDIR.TAG")))
+            .collect();
+        assert!(warnings.is_empty(), "{out}");
+        assert_eq!(out["python_warnings"], Value::Array(vec![]), "{out}");
+        let repos = out["repos"].as_array().unwrap();
+        assert_eq!(repos.len(), 1, "{out}");
+        assert_eq!(repos[0]["id"], repo_name);
+        assert_eq!(repos[0]["size"].as_u64(), Some(total));
+        assert_eq!(repos[0]["revisions"][0]["commit"], commit.as_str());
+        assert_eq!(
+            repos[0]["revisions"][0]["refs"],
+            serde_json::json!(["main"])
+        );
+        assert_eq!(
+            repos[0]["revisions"][0]["nb_files"].as_u64(),
+            Some(files.len() as u64)
+        );
+        assert_eq!(
+            emulator.requests().len(),
+            requests_before,
+            "offline Python made no request"
+        );
+    }
 }
 
 #[test]
