@@ -339,16 +339,10 @@ impl HubClient {
         path: &str,
     ) -> Result<FileMetadata, HubError> {
         self.check_online(|| format!("resolve `{path}` in `{repo}`"))?;
-        let ctx = Context {
-            repo,
-            revision: Some(revision),
-            path: Some(path),
-        };
         let what = format!("the metadata of `{path}` in `{repo}`");
-        self.with_failover(
-            &what,
-            |base| async move { self.head_metadata(&base, ctx).await },
-        )
+        self.with_failover(&what, |base| async move {
+            self.file_metadata_on(&base, repo, revision, path).await
+        })
         .await
     }
 
