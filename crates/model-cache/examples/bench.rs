@@ -5,7 +5,7 @@
 //! cargo run --release -p model-cache --example bench -- [--size 4GiB] [--link-mbps 400]
 //!     [--conn-mbps 40] [--connections 16] [--chunk-size 5MiB] [--skip-baseline]
 //! cargo run --release -p model-cache --example bench -- --scenario two-sources
-//!     [--size 512MiB] [--a-mbps 100] [--b-mbps 60]
+//!     [--size 512MiB] [--a-mbps 100] [--b-mbps 60] [--timeline]
 //! ```
 //!
 //! `--scenario two-sources`: one file from two emulators (the endpoint capped at A MB/s, a
@@ -39,6 +39,8 @@ struct Options {
     connections: usize,
     chunk: u64,
     baseline: bool,
+    /// Print what each source sends every half second (`two-sources`).
+    timeline: bool,
     scenario: String,
     a: u64,
     b: u64,
@@ -52,6 +54,7 @@ fn options() -> Options {
         connections: 16,
         chunk: 5 << 20,
         baseline: true,
+        timeline: false,
         scenario: "single".into(),
         a: 100_000_000,
         b: 60_000_000,
@@ -80,6 +83,11 @@ fn options() -> Options {
             "--scenario" => options.scenario = value(),
             "--a-mbps" => options.a = size(value()) * 1_000_000,
             "--b-mbps" => options.b = size(value()) * 1_000_000,
+            "--timeline" => {
+                options.timeline = true;
+                i += 1;
+                continue;
+            }
             "--skip-baseline" => {
                 options.baseline = false;
                 i += 1;
@@ -384,7 +392,7 @@ fn hash_speed(base: &Path, size: u64) {
 /// One file from two sources: the endpoint capped at `a` bytes/s, a mirror at `b`, each alone
 /// (the baselines), then both; prints the fraction of `a + b` achieved.
 fn two_sources(options: &Options) {
-    use model_cache::download::{DownloadRequest, Downloader, NoReporter};
+    use model_cache::download::{DownloadRequest, Downloader};
     use model_cache::settings::Mirror;
     let size = if options.size == 4 << 30 {
         512 << 20
@@ -396,8 +404,15 @@ fn two_sources(options: &Options) {
         .enable_all()
         .build()
         .expect("runtime");
+    // The emulators serve from threads of their own: sharing the downloader's two workers, their
+    // pacing timers wake late and the links deliver less than their caps.
+    let serving = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let start = |cap: u64| {
-        let emulator = runtime
+        let emulator = serving
             .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(size)))
             .expect("emulator");
         emulator
@@ -406,6 +421,13 @@ fn two_sources(options: &Options) {
         emulator
     };
     let (a, b) = (start(options.a), start(options.b));
+    // The generated GGUF is about the size asked for (its tensors are sized by the model's
+    // shapes): the figures divide by the file's real size.
+    let size = a
+        .catalog()
+        .file(hub_emulator::RepoKind::Model, "demo/big", "main", FILE)
+        .map(|f| f.size())
+        .unwrap_or(size);
     let base = std::env::temp_dir().join(format!("mc-bench-sources-{}", std::process::id()));
     let run = |name: &str, endpoint: &Emulator, mirror: Option<&Emulator>| -> f64 {
         let dir = base.join(name);
@@ -425,12 +447,39 @@ fn two_sources(options: &Options) {
             revision: "main".into(),
             files: vec![FILE.into()],
         };
-        let started = Instant::now();
-        runtime
-            .block_on(downloader.download(request, std::sync::Arc::new(NoReporter)))
-            .expect("the download succeeds");
-        let seconds = started.elapsed().as_secs_f64();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (seconds, phases) = std::thread::scope(|scope| {
+            if options.timeline {
+                let stop = &stop;
+                scope.spawn(move || timeline(endpoint, mirror, stop));
+            }
+            let started = Instant::now();
+            let phases = std::sync::Arc::new(Phases::new(started));
+            runtime
+                .block_on(downloader.download(request, phases.clone()))
+                .expect("the download succeeds");
+            let seconds = started.elapsed().as_secs_f64();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (seconds, phases)
+        });
         let _ = std::fs::remove_dir_all(&dir);
+        let served: u64 = [Some(endpoint), mirror]
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let bytes = e.log().bytes_served();
+                e.log().clear();
+                bytes
+            })
+            .sum();
+        println!(
+            "  {name}: the emulators served {:.2} times the file",
+            served as f64 / size as f64
+        );
+        let (first, last) = phases.transfer();
+        println!(
+            "  {name}: first progress at {first:.2} s, all bytes on disk at {last:.2} s, verified and linked at {seconds:.2} s"
+        );
         size as f64 / seconds
     };
     let mb = |bytes: f64| bytes / 1e6;
@@ -457,10 +506,91 @@ fn two_sources(options: &Options) {
     let both = run("both", &a, Some(&b));
     let cap = (options.a + options.b) as f64;
     println!(
-        "A and B: {:.1} MB/s = {:.2} of A + B ({:.2}x A alone)",
+        "A and B: {:.1} MB/s = {:.2} of A + B, {:.2} of A alone + B alone",
         mb(both),
         both / cap,
-        both / only_a
+        both / (only_a + only_b)
     );
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// When a download's bytes started and stopped arriving (from its progress events), to tell the
+/// transfer from the work around it (resolving, verifying, linking).
+struct Phases {
+    started: Instant,
+    seen: std::sync::Mutex<(Option<f64>, Option<f64>)>,
+}
+
+impl Phases {
+    fn new(started: Instant) -> Self {
+        Phases {
+            started,
+            seen: std::sync::Mutex::new((None, None)),
+        }
+    }
+
+    /// Seconds from the start to the first and to the last byte on disk.
+    fn transfer(&self) -> (f64, f64) {
+        let (first, last) = *self.seen.lock().expect("phases lock");
+        (first.unwrap_or(0.0), last.unwrap_or(0.0))
+    }
+}
+
+impl model_cache::download::Reporter for Phases {
+    fn report(&self, event: model_cache::download::DownloadEvent) {
+        use model_cache::download::DownloadEvent;
+        let now = self.started.elapsed().as_secs_f64();
+        let mut seen = self.seen.lock().expect("phases lock");
+        match event {
+            DownloadEvent::Bytes { done, total, .. } => {
+                if seen.0.is_none() && done > 0 {
+                    seen.0 = Some(now);
+                }
+                if done == total {
+                    seen.1.get_or_insert(now);
+                }
+            }
+            DownloadEvent::Verifying { .. } => {
+                seen.1.get_or_insert(now);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every half second until `stop`: what each emulator sent and the range requests it is
+/// answering (`--timeline`), to see how the downloader spreads its connections.
+fn timeline(a: &Emulator, b: Option<&Emulator>, stop: &std::sync::atomic::AtomicBool) {
+    let streaming = |emulator: &Emulator| {
+        emulator
+            .log()
+            .records()
+            .iter()
+            .filter(|r| {
+                let asked = r
+                    .range
+                    .as_deref()
+                    .and_then(|x| x.strip_prefix("bytes="))
+                    .and_then(|x| x.split_once('-'))
+                    .and_then(|(s, e)| Some(e.parse::<u64>().ok()? + 1 - s.parse::<u64>().ok()?));
+                asked.is_some_and(|asked| r.bytes_sent < asked)
+            })
+            .count()
+    };
+    let sent = |emulator: Option<&Emulator>| emulator.map_or(0, |e| e.log().bytes_served());
+    let started = Instant::now();
+    let (mut last_a, mut last_b) = (sent(Some(a)), sent(b));
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        let (now_a, now_b) = (sent(Some(a)), sent(b));
+        println!(
+            "    {:4.1} s: A {:3.0} MB/s on {:2} connections, B {:3.0} MB/s on {:2}",
+            started.elapsed().as_secs_f64(),
+            (now_a - last_a) as f64 / 0.5e6,
+            streaming(a),
+            (now_b - last_b) as f64 / 0.5e6,
+            b.map_or(0, streaming)
+        );
+        (last_a, last_b) = (now_a, now_b);
+    }
 }

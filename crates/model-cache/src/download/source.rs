@@ -7,10 +7,17 @@
 //! range-read, a host to count connections against and a way to renew the URL.
 //!
 //! [`Sources`] is the set one file uses, with what the transfer learns about each while it runs:
-//! the throughput of its finished segments, its consecutive errors, and whether it is dropped
-//! for this file. [`Sources::pick`] chooses the source of the next segment: weighted by measured
-//! throughput, with a fair try for a source not measured yet and a little exploration so a
-//! source that recovered is tried again.
+//! the throughput it delivers across its connections, the connections streaming from it now,
+//! its consecutive errors, and whether it is dropped for this file. [`Sources::pick`] chooses
+//! the source of the next segment: the one whose measured throughput, shared with the
+//! connections it already has plus this one, gives the new connection the most. A source not
+//! measured yet gets a fair try, and a little exploration tries a source that recovered again.
+//!
+//! Counting the connections a source has *now* is what keeps the choice stable. A speed
+//! measured per connection falls as a source gets more of them (its link is shared), and a
+//! choice weighted by it alone herds: every connection moves to the source that was fastest
+//! when it had few, which then slows, and they all move back. With live counts, connections
+//! spread in proportion to what each source delivers, and stay there.
 //!
 //! Sources are not trusted for content: every byte is checked against the Hub's hash of the
 //! whole file, whichever source served it. The token goes where the Hub client lets it
@@ -55,9 +62,12 @@ pub(crate) struct Source {
 /// What a transfer learned about one source.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct SourceState {
-    /// Bytes per second of its finished segments (an exponential average); `None` until one
-    /// finished.
+    /// Bytes per second it delivers across its connections (an exponential average over its
+    /// finished segments, each segment's speed times the connections it shared the source
+    /// with); `None` until one finished.
     pub throughput: Option<f64>,
+    /// Segments streaming from it now.
+    pub active: usize,
     /// Failed attempts since its last finished segment.
     pub consecutive_errors: u32,
     /// Given up on for this file.
@@ -205,33 +215,54 @@ impl Sources {
         if rng.random_bool(EXPLORATION) {
             return Some(candidates[rng.random_range(0..candidates.len())]);
         }
-        let rates: Vec<Option<f64>> = candidates
+        let states: Vec<(Option<f64>, usize)> = candidates
             .iter()
-            .map(|&i| self.list[i].state().throughput)
-            .collect();
-        // A source not measured yet weighs as much as the best measured one: a fair try.
-        let best = rates.iter().flatten().copied().fold(0.0, f64::max);
-        let weights: Vec<f64> = rates
-            .iter()
-            .map(|rate| match rate {
-                Some(rate) => rate.max(1.0),
-                None => best.max(1.0),
+            .map(|&i| {
+                let state = self.list[i].state();
+                (state.throughput, state.active)
             })
             .collect();
-        let total: f64 = weights.iter().sum();
-        let mut point = rng.random_range(0.0..total);
-        for (&index, weight) in candidates.iter().zip(&weights) {
-            if point < *weight {
-                return Some(index);
-            }
-            point -= weight;
-        }
-        candidates.last().copied()
+        // A source not measured yet counts as the best measured one: a fair try.
+        let best = states
+            .iter()
+            .filter_map(|(rate, _)| *rate)
+            .fold(0.0, f64::max);
+        // What one more connection would get from each: its throughput shared with the
+        // connections it has plus this one.
+        let share: Vec<f64> = states
+            .iter()
+            .map(|(rate, active)| rate.unwrap_or(best).max(1.0) / (*active as f64 + 1.0))
+            .collect();
+        let top = share.iter().copied().fold(f64::MIN, f64::max);
+        let tied: Vec<usize> = candidates
+            .iter()
+            .zip(&share)
+            .filter(|(_, s)| **s >= top * (1.0 - 1e-9))
+            .map(|(&i, _)| i)
+            .collect();
+        Some(tied[rng.random_range(0..tied.len())])
     }
 
-    /// A segment (or its part on one connection) finished: `bytes` in `elapsed`.
-    pub(crate) fn finished(&self, index: usize, bytes: u64, elapsed: Duration) {
-        let rate = bytes as f64 / elapsed.as_secs_f64().max(1e-3);
+    /// A segment starts streaming from `index`.
+    pub(crate) fn begin(&self, index: usize) {
+        self.list[index].state().active += 1;
+    }
+
+    /// A segment that [`Sources::begin`] counted on `index` stopped streaming from it.
+    pub(crate) fn end(&self, index: usize) {
+        let mut state = self.list[index].state();
+        state.active = state.active.saturating_sub(1);
+    }
+
+    /// Segments streaming from `index` now.
+    pub(crate) fn active(&self, index: usize) -> usize {
+        self.list[index].state().active
+    }
+
+    /// A segment (or its part on one connection) finished: `bytes` in `elapsed`, while the
+    /// source had `connections` segments streaming on average (this one included).
+    pub(crate) fn finished(&self, index: usize, bytes: u64, elapsed: Duration, connections: f64) {
+        let rate = bytes as f64 / elapsed.as_secs_f64().max(1e-3) * connections.max(1.0);
         let mut state = self.list[index].state();
         state.consecutive_errors = 0;
         state.throughput = Some(match state.throughput {
@@ -353,8 +384,8 @@ mod tests {
     fn a_split_goes_to_the_fastest_source_still_in_use() {
         let sources = two();
         assert_eq!(sources.fastest(), Some(0), "none measured: the first");
-        sources.finished(0, 1_000, Duration::from_secs(1));
-        sources.finished(1, 9_000, Duration::from_secs(1));
+        sources.finished(0, 1_000, Duration::from_secs(1), 1.0);
+        sources.finished(1, 9_000, Duration::from_secs(1), 1.0);
         assert_eq!(sources.fastest(), Some(1));
         sources.drop_source(1);
         assert_eq!(sources.fastest(), Some(0));
@@ -376,7 +407,7 @@ mod tests {
         assert!((0.45..0.55).contains(&share), "{share}");
         // One measured, the other not yet: the new one weighs as much as the measured one.
         let sources = two();
-        sources.finished(0, 1_000_000, Duration::from_secs(1));
+        sources.finished(0, 1_000_000, Duration::from_secs(1), 1.0);
         let share = share_of_first(&sources, None);
         assert!((0.45..0.55).contains(&share), "{share}");
     }
@@ -384,11 +415,58 @@ mod tests {
     #[test]
     fn faster_sources_get_more_segments_and_slow_ones_still_some() {
         let sources = two();
-        sources.finished(0, 9_000_000, Duration::from_secs(1));
-        sources.finished(1, 1_000_000, Duration::from_secs(1));
+        sources.finished(0, 9_000_000, Duration::from_secs(1), 1.0);
+        sources.finished(1, 1_000_000, Duration::from_secs(1), 1.0);
         let share = share_of_first(&sources, None);
-        // 90% of the weighted picks plus half the 10% exploration.
-        assert!((0.83..0.9).contains(&share), "{share}");
+        // Every pick but the exploring ones, and half of those.
+        assert!((0.93..0.97).contains(&share), "{share}");
+    }
+
+    /// Connections started one after another on two sources that deliver 100 and 60 MB/s in
+    /// all, each time to the source `pick` names.
+    fn spread(sources: &Sources, connections: usize, rng: &mut StdRng) -> (usize, usize) {
+        for _ in 0..connections {
+            let index = sources.pick_with(None, rng).expect("a source");
+            sources.begin(index);
+        }
+        let counts = (sources.active(0), sources.active(1));
+        for index in [0, 1] {
+            while sources.active(index) > 0 {
+                sources.end(index);
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn connections_spread_in_proportion_to_what_each_source_delivers() {
+        let sources = two();
+        // Measured with 10 and 2 connections streaming: 100 and 60 MB/s in all.
+        sources.finished(0, 10_000_000, Duration::from_secs(1), 10.0);
+        sources.finished(1, 30_000_000, Duration::from_secs(1), 2.0);
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut first = 0;
+        let rounds = 200;
+        for _ in 0..rounds {
+            first += spread(&sources, 16, &mut rng).0;
+        }
+        // 16 × 100 / 160 = 10 connections on the first, give or take the exploration.
+        let mean = first as f64 / rounds as f64;
+        assert!((9.0..11.0).contains(&mean), "{mean}");
+        // The per-connection speed of the second is higher (30 against 10 MB/s), yet it does not
+        // take every connection: its 60 MB/s are shared by the connections it has.
+    }
+
+    #[test]
+    fn connections_that_end_free_their_source() {
+        let sources = two();
+        sources.begin(0);
+        sources.begin(0);
+        sources.end(0);
+        assert_eq!(sources.active(0), 1);
+        sources.end(0);
+        sources.end(0);
+        assert_eq!(sources.active(0), 0, "never below zero");
     }
 
     #[test]
@@ -398,7 +476,7 @@ mod tests {
         assert!(!sources.failed(1, 3));
         assert!(!sources.failed(1, 3));
         // A finished segment resets the count.
-        sources.finished(1, 10, Duration::from_secs(1));
+        sources.finished(1, 10, Duration::from_secs(1), 1.0);
         assert!(!sources.failed(1, 3));
         assert!(!sources.failed(1, 3));
         assert!(sources.failed(1, 3));

@@ -767,8 +767,14 @@ fn spawn_segment(
         shared.clone(),
         committer.clone(),
     );
+    transfer.sources.begin(started.source);
     tasks.spawn(async move {
         let _permit = started.permit;
+        // Counted on its source until it ends, however it ends (an abort drops the guard).
+        let _streaming = Streaming {
+            transfer: &transfer,
+            source: started.source,
+        };
         run_segment(
             &ctx,
             &transfer,
@@ -779,6 +785,18 @@ fn spawn_segment(
         )
         .await
     });
+}
+
+/// A segment streaming from `source`; ends the count [`Sources::begin`] started when dropped.
+struct Streaming<'a> {
+    transfer: &'a BlobTransfer,
+    source: usize,
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        self.transfer.sources.end(self.source);
+    }
 }
 
 enum SegmentEnd {
@@ -1137,6 +1155,7 @@ async fn stream<T: StreamTarget>(
         let asked = target.connect(transfer);
         let url = transfer.sources.get(source).url();
         let connected = Instant::now();
+        let sharing = transfer.sources.active(source);
         let request = ctx
             .hub
             .get_range_once(&url, asked.range.clone(), asked.if_range.as_deref());
@@ -1277,9 +1296,11 @@ async fn stream<T: StreamTarget>(
         transfer.sources.served(source, served);
         let reason = match outcome {
             StreamEnd::Complete => {
+                // The connections the source had while this one streamed, on average.
+                let sharing = (sharing + transfer.sources.active(source)) as f64 / 2.0;
                 transfer
                     .sources
-                    .finished(source, served, connected.elapsed());
+                    .finished(source, served, connected.elapsed(), sharing);
                 continue;
             }
             StreamEnd::Paused => return Ok(SegmentEnd::Paused),
