@@ -21,6 +21,8 @@ pub struct AppState {
     /// Base URL of the local API (`http://127.0.0.1:PORT`).
     pub api_url: String,
     pub server: Option<local_api::ApiServer>,
+    /// The local mirror (the cache as a Hub), when it could start.
+    pub mirror: Option<local_api::MirrorServer>,
     /// A repo id given on the command line, shown once the UI asks for it.
     pub startup_repo: std::sync::Mutex<Option<String>>,
     /// Asks the person to confirm a change of where requests and the Hub token go (a native
@@ -132,11 +134,28 @@ pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
             Err(error) => tracing::warn!(%error, "could not check the index against the cache"),
         }
     }));
+    // The mirror is a convenience beside the app: when it cannot start (its port and every other
+    // refused), the app runs without it and says why.
+    let mirror = match local_api::serve_mirror(
+        engine.clone(),
+        local_api::MirrorConfig::new(data_dir.clone()),
+    )
+    .await
+    {
+        Ok(mirror) => Some(mirror),
+        Err(error) => {
+            tracing::warn!(%error, "the local mirror did not start");
+            None
+        }
+    };
     let api = local_api::Api::new(engine);
-    let server = local_api::serve_api(api.clone(), local_api::ApiConfig::new(data_dir)).await?;
+    let mut config = local_api::ApiConfig::new(data_dir);
+    config.mirror_url = mirror.as_ref().map(|m| m.url().to_string());
+    let server = local_api::serve_api(api.clone(), config).await?;
     Ok(AppState {
         api_url: server.url().to_string(),
         server: Some(server),
+        mirror,
         api,
         demo,
         startup_repo: std::sync::Mutex::new(args.repo.clone()),

@@ -56,6 +56,7 @@ fn rig_confirming(answer: Option<(bool, std::sync::Arc<std::sync::Mutex<Vec<Stri
         demo: None,
         api_url: "http://127.0.0.1:0".into(),
         server: None,
+        mirror: None,
         startup_repo: std::sync::Mutex::new(Some("demo/tiny-gguf".into())),
         confirm: answer.map(|(yes, asked)| -> model_cache_app::startup::Confirm {
             std::sync::Arc::new(move |question: String| {

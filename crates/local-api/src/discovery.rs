@@ -28,7 +28,8 @@ pub const DISCOVERY_FILE: &str = "api.json";
 /// Name of the lock file a running server holds in the app-data folder.
 pub const LOCK_FILE: &str = "api.lock";
 
-/// The discovery record: `{"url": "http://127.0.0.1:PORT", "pid": N, "secret_file": "api-token"}`.
+/// The discovery record: `{"url": "http://127.0.0.1:PORT", "pid": N, "secret_file": "api-token",
+/// "mirror_url": "http://127.0.0.1:PORT"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discovery {
     /// The server's base URL.
@@ -39,6 +40,9 @@ pub struct Discovery {
     /// Records of servers older than this field name none: theirs is `api-token`.
     #[serde(default = "default_secret_file")]
     pub secret_file: String,
+    /// The local mirror's base URL (the cache as a Hub, for `HF_ENDPOINT`), when one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_url: Option<String>,
 }
 
 fn default_secret_file() -> String {

@@ -35,6 +35,7 @@ pub mod discovery;
 pub mod error;
 mod events;
 mod guard;
+pub mod mirror;
 pub mod ops;
 mod routes;
 pub mod secret;
@@ -54,6 +55,7 @@ pub use connections::{
 pub use contract::PullBody;
 pub use discovery::{DISCOVERY_FILE, Discovery};
 pub use error::ApiError;
+pub use mirror::{MirrorConfig, MirrorServer, MirrorToken, serve_mirror};
 pub use ops::{Api, ApiResult};
 pub use secret::{ApiSecret, SecretError};
 
@@ -79,6 +81,8 @@ pub struct ApiConfig {
     pub write_discovery: bool,
     /// Limits on slow and unauthenticated clients.
     pub limits: Limits,
+    /// The local mirror's URL, when one runs beside the API: written to the discovery record.
+    pub mirror_url: Option<String>,
 }
 
 impl ApiConfig {
@@ -92,6 +96,7 @@ impl ApiConfig {
             extra_hosts: Vec::new(),
             write_discovery: true,
             limits: Limits::default(),
+            mirror_url: None,
         }
     }
 }
@@ -259,6 +264,7 @@ async fn start(
             url: url.clone(),
             pid: std::process::id(),
             secret_file: secret::TOKEN_FILE.to_string(),
+            mirror_url: config.mirror_url.clone(),
         })?;
     }
 

@@ -231,6 +231,20 @@ pub(crate) struct ServeArgs {
     /// Start the built-in demo hub on 127.0.0.1 and use it as the endpoint (no network needed)
     #[arg(long)]
     pub demo: bool,
+    /// Port of the local mirror (the cache served as a Hub, for `HF_ENDPOINT`); 0 picks a free
+    /// one, and a free one is taken when this one is in use
+    #[arg(long, default_value_t = local_api::mirror::DEFAULT_MIRROR_PORT, value_name = "PORT")]
+    pub mirror_port: u16,
+    /// Address the mirror listens on; anything but loopback needs --mirror-lan
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub mirror_bind: std::net::IpAddr,
+    /// Allow a non-loopback --mirror-bind: serve the cache to the local network (public cached
+    /// repos to anyone who reaches it, the rest to holders of the mirror token)
+    #[arg(long)]
+    pub mirror_lan: bool,
+    /// Do not start the mirror
+    #[arg(long)]
+    pub no_mirror: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod repo;
 pub mod scheduler;
 pub mod secret;
+pub mod serve;
 pub mod settings;
 pub mod store;
 pub mod units;

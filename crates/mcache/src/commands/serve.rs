@@ -3,6 +3,8 @@
 //! (`http://127.0.0.1:PORT/#token=...`) so scripts and tests can read it. Runs until Ctrl-C,
 //! then shuts down cleanly (the discovery file `api.json` is removed, running downloads pause
 //! in place). With `--demo`, the built-in demo hub is started first and used as the endpoint.
+//! The local mirror (the cache as a Hub, `local_api::mirror`) runs beside it on its own port
+//! unless `--no-mirror`.
 
 use std::net::SocketAddr;
 
@@ -31,14 +33,38 @@ pub(super) async fn serve(
     };
     local_api::check_no_server_running(&settings.data_dir)?;
     let engine = super::open_engine_from(settings.clone(), true)?;
+    let mirror = if args.no_mirror {
+        None
+    } else {
+        let mut mirror = local_api::MirrorConfig::new(settings.data_dir.clone());
+        mirror.bind = SocketAddr::new(args.mirror_bind, args.mirror_port);
+        mirror.allow_lan = args.mirror_lan;
+        Some(local_api::serve_mirror(engine.clone(), mirror).await?)
+    };
     let mut config = local_api::ApiConfig::new(settings.data_dir.clone());
+    config.mirror_url = mirror.as_ref().map(|m| m.url().to_string());
     config.bind = SocketAddr::new(args.bind, args.port);
     config.allow_non_loopback = args.allow_remote;
     let server = local_api::serve(engine.clone(), config).await?;
     if printer.json {
-        printer.json_line(&serde_json::json!({ "url": server.ui_url(), "api": server.url() }))?;
+        printer.json_line(&serde_json::json!({
+            "url": server.ui_url(),
+            "api": server.url(),
+            "mirror": mirror.as_ref().map(|m| m.url()),
+            "mirror_token_file": mirror.as_ref().map(|_| settings.data_dir.join(local_api::mirror::MIRROR_TOKEN_FILE)),
+        }))?;
     } else {
         println!("{}", server.ui_url());
+    }
+    if let Some(mirror) = &mirror {
+        printer.message(format!(
+            "Mirror (the cache as a Hub) at {url}: HF_ENDPOINT={url}; its token (for private repos and downloads through it) is in {}",
+            settings
+                .data_dir
+                .join(local_api::mirror::MIRROR_TOKEN_FILE)
+                .display(),
+            url = mirror.url()
+        ));
     }
     if let Some(emulator) = &demo {
         printer.message(format!(
@@ -49,6 +75,9 @@ pub(super) async fn serve(
     printer.message("Open the URL above in a browser; press Ctrl-C to stop");
     interrupt.wait().await;
     server.shutdown().await?;
+    if let Some(mirror) = mirror {
+        mirror.shutdown().await;
+    }
     engine.shutdown();
     if let Some(emulator) = demo {
         emulator.shutdown().await;

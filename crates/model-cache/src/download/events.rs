@@ -36,6 +36,10 @@ pub enum DownloadEvent {
         index: u64,
         chunks_done: u64,
         chunks_total: u64,
+        /// Bytes from the file's start that are written, flushed and recorded (the done
+        /// prefix): what a reader of the partial file may read while the download runs.
+        #[serde(default)]
+        prefix_bytes: u64,
     },
     /// A request failed and is tried again; `attempt` is the attempt that failed.
     Retrying {

@@ -268,7 +268,7 @@ impl Shared {
             notify: Notify::new(),
             hasher: Mutex::new(hasher),
         });
-        shared.advance_prefix(plan);
+        let _ = shared.advance_prefix(plan);
         shared
     }
 
@@ -324,7 +324,8 @@ impl Shared {
         self.hasher.lock().expect("hasher lock").take()
     }
 
-    fn advance_prefix(&self, plan: ChunkPlan) {
+    /// Moves the done prefix over the chunks now recorded; returns where it ends.
+    fn advance_prefix(&self, plan: ChunkPlan) -> u64 {
         let end = {
             let mut state = self.lock();
             while state.prefix_chunks < plan.count() && state.recorded[state.prefix_chunks as usize]
@@ -340,6 +341,7 @@ impl Shared {
         if let Some(hasher) = self.hasher.lock().expect("hasher lock").as_ref() {
             hasher.advance(end);
         }
+        end
     }
 
     fn fail(&self, error: DownloadError) {
@@ -466,7 +468,7 @@ impl Shared {
             }
             (state.recorded_count, transfer.plan.count())
         };
-        self.advance_prefix(transfer.plan);
+        let prefix_bytes = self.advance_prefix(transfer.plan);
         for &chunk in chunks {
             ctx.reporter.report(DownloadEvent::ChunkDone {
                 repo: transfer.repo.clone(),
@@ -474,6 +476,7 @@ impl Shared {
                 index: chunk,
                 chunks_done: done,
                 chunks_total: total,
+                prefix_bytes,
             });
         }
         self.notify.notify_one();

@@ -18,6 +18,7 @@
 //! ```
 
 mod error;
+mod mirror;
 mod preferences;
 mod pull;
 mod views;
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 pub use error::EngineError;
+pub use mirror::{Fetch, ServedRead};
 pub use preferences::{
     AppSettings, BatteryMode, BatterySetting, FieldError, HoursSetting, PREFERENCES_FILE,
     Preferences, PreferencesError, PreferencesPatch, PreferencesPatchError, SETTING_NAMES, Span,
@@ -115,6 +117,8 @@ struct Inner {
     preferences: Mutex<Preferences>,
     /// What was wrong with the saved preferences at start (shown with the health alerts).
     preference_warnings: Vec<String>,
+    /// Held while a pull-through looks for a job to join or queues one.
+    fetching: Mutex<()>,
 }
 
 impl Engine {
@@ -155,6 +159,7 @@ impl Engine {
                 fit: options.fit,
                 preferences: Mutex::new(preferences),
                 preference_warnings,
+                fetching: Mutex::new(()),
             }),
         })
     }

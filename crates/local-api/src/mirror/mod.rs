@@ -1,0 +1,282 @@
+//! The local mirror: the cache served as a Hugging Face Hub, on a listener of its own.
+//!
+//! Point any Hub client at it (`HF_ENDPOINT=http://127.0.0.1:PORT`) and it reads the cache
+//! through the Hub's own routes (`routes.rs`); with the mirror token (`HF_TOKEN`), what the cache
+//! lacks is fetched through the engine and streamed as it arrives (`pull.rs`). Bytes are sent
+//! from memory maps (`bytes.rs`).
+//!
+//! It is separate from the admin API: another port, another secret. The admin secret is new at
+//! every start and never leaves the app; the mirror token is for handing to tools (scripts,
+//! notebooks, other machines when the user opts in), so it is kept across starts in
+//! `mirror-token` (owner-only) in the app-data folder, and only fetches and reads restricted
+//! repos. Without any token the mirror serves what the cache holds of public repos, and
+//! nothing else. It listens on loopback unless the user opts in to a LAN address.
+
+mod bytes;
+mod pull;
+mod routes;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use model_cache::engine::Engine;
+use model_cache::store::atomic;
+use rand::RngCore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ServeError;
+use crate::secret::{SecretError, constant_time_eq};
+
+/// The mirror token's file in the app-data folder.
+pub const MIRROR_TOKEN_FILE: &str = "mirror-token";
+
+/// The port the mirror asks for first, so that `HF_ENDPOINT` stays the same across starts; a
+/// free one is taken when it is in use.
+pub const DEFAULT_MIRROR_PORT: u16 = 7870;
+
+/// The mirror token: whoever sends it (`Authorization: Bearer …`) may read every cached repo and
+/// fetch misses through the mirror. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MirrorToken(String);
+
+impl std::fmt::Debug for MirrorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MirrorToken(<redacted>)")
+    }
+}
+
+impl MirrorToken {
+    /// The token as a client sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The token kept in `data_dir`, made (owner-only) on first use. A file that is not a token
+    /// this module wrote, or that others can read, is replaced.
+    pub fn load_or_create(data_dir: &Path) -> Result<MirrorToken, SecretError> {
+        let path = data_dir.join(MIRROR_TOKEN_FILE);
+        if let Some(token) = read_private(&path) {
+            return Ok(MirrorToken(token));
+        }
+        let mut bytes = [0u8; 24];
+        rand::rng().fill_bytes(&mut bytes);
+        let token = format!("mc_{}", ::hex::encode(bytes));
+        atomic::write_private(&path, token.as_bytes())
+            .map_err(|source| SecretError::Write { path, source })?;
+        Ok(MirrorToken(token))
+    }
+}
+
+/// The token in `path`, when it is well formed and only its owner can read it.
+fn read_private(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+            return None;
+        }
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let token = text.trim();
+    let hex = token.strip_prefix("mc_")?;
+    (hex.len() == 48 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| token.to_string())
+}
+
+/// How to serve the mirror.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// Address to listen on: loopback, [`DEFAULT_MIRROR_PORT`] (or a free port when taken).
+    pub bind: SocketAddr,
+    /// Take a free port when `bind`'s is in use.
+    pub fall_back_to_free_port: bool,
+    /// The app-data folder, where the mirror token is kept.
+    pub data_dir: PathBuf,
+    /// Permit a non-loopback `bind` (the user opted in to serving the LAN).
+    pub allow_lan: bool,
+}
+
+impl MirrorConfig {
+    pub fn new(data_dir: PathBuf) -> MirrorConfig {
+        MirrorConfig {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_MIRROR_PORT),
+            fall_back_to_free_port: true,
+            data_dir,
+            allow_lan: false,
+        }
+    }
+}
+
+/// What every request of the mirror shares.
+pub(crate) struct MirrorState {
+    pub engine: Engine,
+    token: MirrorToken,
+    /// `Host` values accepted; empty when any is (a LAN bind).
+    hosts: Vec<String>,
+    /// The base URL links point to when the request's `Host` is not usable.
+    url: String,
+}
+
+impl MirrorState {
+    /// Whether the request carries the mirror token. Any other token (a client's Hub token,
+    /// sent by habit) counts as none.
+    pub(crate) fn holds_token(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|presented| {
+                constant_time_eq(presented.trim().as_bytes(), self.token.0.as_bytes())
+            })
+    }
+
+    /// The mirror's base URL as the client named it (for pagination links).
+    pub(crate) fn base_url(&self, headers: &HeaderMap) -> String {
+        headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|host| self.host_allowed(host))
+            .map(|host| format!("http://{host}"))
+            .unwrap_or_else(|| self.url.clone())
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        self.hosts.is_empty() || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+}
+
+/// A running mirror. Dropping it leaves it running; call [`MirrorServer::shutdown`].
+#[derive(Debug)]
+pub struct MirrorServer {
+    url: String,
+    addr: SocketAddr,
+    token: MirrorToken,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl MirrorServer {
+    /// Base URL, e.g. `http://127.0.0.1:7870`: what `HF_ENDPOINT` is set to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The mirror token (also in `mirror-token` in the app-data folder).
+    pub fn token(&self) -> &MirrorToken {
+        &self.token
+    }
+
+    /// Stops accepting connections and ends the ones open.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the mirror over `engine`.
+pub async fn serve_mirror(
+    engine: Engine,
+    config: MirrorConfig,
+) -> Result<MirrorServer, ServeError> {
+    if !config.bind.ip().is_loopback() && !config.allow_lan {
+        return Err(ServeError::NonLoopback { addr: config.bind });
+    }
+    crate::secret::create_private_dir(&config.data_dir)?;
+    let token = MirrorToken::load_or_create(&config.data_dir)?;
+    let listener = match tokio::net::TcpListener::bind(config.bind).await {
+        Ok(listener) => listener,
+        Err(error)
+            if config.fall_back_to_free_port && error.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            let free = SocketAddr::new(config.bind.ip(), 0);
+            tokio::net::TcpListener::bind(free)
+                .await
+                .map_err(|source| ServeError::Bind { addr: free, source })?
+        }
+        Err(source) => {
+            return Err(ServeError::Bind {
+                addr: config.bind,
+                source,
+            });
+        }
+    };
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    let url = match addr.ip() {
+        ip if ip.is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
+        _ => format!("http://{addr}"),
+    };
+    let port = addr.port();
+    let hosts = if addr.ip().is_loopback() {
+        vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ]
+    } else {
+        Vec::new()
+    };
+    let state = Arc::new(MirrorState {
+        engine,
+        token: token.clone(),
+        hosts,
+        url: url.clone(),
+    });
+    let app = Router::new()
+        .fallback(routes::handle)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            check_host,
+        ))
+        .with_state(state);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(error) = served.await {
+            tracing::warn!(%error, "The mirror stopped");
+        }
+    });
+    tracing::info!(%url, "Mirror listening");
+    Ok(MirrorServer {
+        url,
+        addr,
+        token,
+        shutdown,
+        task,
+    })
+}
+
+/// Refuses a `Host` that does not name the mirror on loopback (DNS rebinding).
+async fn check_host(
+    axum::extract::State(state): axum::extract::State<Arc<MirrorState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !state.host_allowed(host) {
+        return routes::hub_error(
+            StatusCode::FORBIDDEN,
+            None,
+            "This mirror answers only to its own address",
+        );
+    }
+    next.run(request).await
+}
