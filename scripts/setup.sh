@@ -43,11 +43,12 @@ if [ "${1:-}" = "--with-test-tools" ]; then
     python3 -m venv target/py-venv
     target/py-venv/bin/pip install -q --disable-pip-version-check "huggingface_hub==2.4.0"
   fi
-  # The older release transformers 4.x installs, for the partial-file interoperability test.
-  if [ ! -x target/py-venv-legacy/bin/python ] || ! target/py-venv-legacy/bin/python -c "import huggingface_hub" 2>/dev/null; then
+  # The older release transformers 4.x installs (with hf_transfer, which 0.x uses), for the
+  # partial-file and mirror interoperability tests.
+  if [ ! -x target/py-venv-legacy/bin/python ] || ! target/py-venv-legacy/bin/python -c "import huggingface_hub, hf_transfer" 2>/dev/null; then
     echo "setup: creating target/py-venv-legacy with huggingface_hub 0.36" >&2
     python3 -m venv target/py-venv-legacy
-    target/py-venv-legacy/bin/pip install -q --disable-pip-version-check "huggingface_hub==0.36.0"
+    target/py-venv-legacy/bin/pip install -q --disable-pip-version-check "huggingface_hub==0.36.0" "hf_transfer==0.1.9"
   fi
   # Playwright's library only; it drives Debian's Chromium (no browser download).
   if [ ! -d tests/e2e/node_modules/playwright-core ]; then

@@ -21,10 +21,35 @@ pub fn python_with_huggingface_hub(target_dir: &Path) -> Result<PathBuf, String>
     python_with(target_dir, "py-venv", HF_HUB_VERSION)
 }
 
-/// Like [`python_with_huggingface_hub`], with [`HF_HUB_LEGACY_VERSION`] in
-/// `<target_dir>/py-venv-legacy`.
+/// The `hf_transfer` release installed beside [`HF_HUB_LEGACY_VERSION`] (0.x uses it when
+/// `HF_HUB_ENABLE_HF_TRANSFER=1`; 1.x and later ignore it).
+pub const HF_TRANSFER_VERSION: &str = "0.1.9";
+
+/// Like [`python_with_huggingface_hub`], with [`HF_HUB_LEGACY_VERSION`] and `hf_transfer`
+/// [`HF_TRANSFER_VERSION`] in `<target_dir>/py-venv-legacy`.
 pub fn python_with_legacy_huggingface_hub(target_dir: &Path) -> Result<PathBuf, String> {
-    python_with(target_dir, "py-venv-legacy", HF_HUB_LEGACY_VERSION)
+    python_with(target_dir, "py-venv-legacy", HF_HUB_LEGACY_VERSION).and_then(|python| {
+        let has = |python: &Path| {
+            Command::new(python)
+                .args(["-c", "import hf_transfer"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !has(&python) {
+            run(
+                Command::new(&python).args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--quiet",
+                    &format!("hf_transfer=={HF_TRANSFER_VERSION}"),
+                ]),
+                "pip install hf_transfer",
+            )?;
+        }
+        Ok(python)
+    })
 }
 
 fn python_with(target_dir: &Path, name: &str, version: &str) -> Result<PathBuf, String> {

@@ -102,7 +102,7 @@ impl AsRef<[u8]> for Piece {
 /// replaces a blob by renaming a new file over it, which leaves this inode intact), and which no
 /// removal deletes or truncates while the read is registered in flight; the caller holds that
 /// registration for as long as the mapping lives.
-#[allow(unsafe_code)]
+#[expect(unsafe_code, reason = "memory maps are unsafe by nature; see above")]
 fn map(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Mmap> {
     // SAFETY: see above; the file is not truncated while mapped.
     unsafe { MmapOptions::new().offset(offset).len(len).map(file) }

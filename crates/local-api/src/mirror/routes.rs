@@ -230,16 +230,20 @@ pub(crate) fn upstream_error(error: &EngineError, commit: Option<&str>) -> Respo
     response
 }
 
-/// Whether the upstream failure means "unreachable" (answer from the cache instead).
+/// Whether the upstream failure leaves the question open (the Hub could not be reached, or
+/// answered with an error that says nothing about the repo): the cache answers instead. A
+/// definite answer (no such repo, revision or file; no access) is passed on.
 fn unreachable(error: &EngineError) -> bool {
-    matches!(
+    !matches!(
         error,
         EngineError::Hub(
-            HubError::Network { .. }
-                | HubError::Offline { .. }
-                | HubError::Http { .. }
-                | HubError::InvalidResponse { .. }
-                | HubError::RateLimited { .. }
+            HubError::RepoNotFound { .. }
+                | HubError::RevisionNotFound { .. }
+                | HubError::EntryNotFound { .. }
+                | HubError::Gated { .. }
+                | HubError::Unauthorized { .. }
+                | HubError::BadToken
+                | HubError::Forbidden { .. }
         )
     )
 }

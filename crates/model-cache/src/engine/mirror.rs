@@ -157,6 +157,13 @@ impl Engine {
         revision: Option<&str>,
     ) -> Result<RepoInfo, EngineError> {
         let info = self.inner.hub.repo_info(repo, revision).await?;
+        self.record_access(repo, &info);
+        Ok(info)
+    }
+
+    /// Keeps what repo info said about access (private, gated), which decides whether the
+    /// mirror serves the repo's cached files without its token.
+    pub(super) fn record_access(&self, repo: &RepoId, info: &RepoInfo) {
         let gated = match info.gated {
             crate::hub::Gating::Open => "open",
             crate::hub::Gating::Auto => "auto",
@@ -170,7 +177,6 @@ impl Engine {
         ) {
             tracing::debug!(%repo, %error, "could not record repo details");
         }
-        Ok(info)
     }
 
     /// The upstream Hub's tree listing at a revision.
@@ -215,6 +221,13 @@ impl Engine {
                     job.id
                 }
                 None => {
+                    // What the Hub says about access, for serving the file later without the
+                    // token (best effort, beside the download).
+                    let engine = self.clone();
+                    let for_repo = repo.clone();
+                    tokio::spawn(async move {
+                        let _ = engine.upstream_info(&for_repo, None).await;
+                    });
                     let job = self.inner.scheduler.enqueue(NewQueueJob {
                         repo: repo.clone(),
                         revision: commit.to_string(),

@@ -92,6 +92,7 @@ impl Engine {
             return Ok((entries, commit, true));
         }
         let info = self.inner.hub.repo_info(repo, Some(revision)).await?;
+        self.record_access(repo, &info);
         let commit = info.sha.clone();
         let entries: Vec<TreeEntry> = self
             .inner
