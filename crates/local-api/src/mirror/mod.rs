@@ -34,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 use crate::ServeError;
 use crate::secret::{SecretError, constant_time_eq};
 
+/// How long a stopping mirror lets responses in progress go on.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The mirror token's file in the app-data folder.
 pub const MIRROR_TOKEN_FILE: &str = "mirror-token";
 
@@ -177,10 +180,15 @@ impl MirrorServer {
         &self.token
     }
 
-    /// Stops accepting connections and ends the ones open.
+    /// Stops accepting connections, lets responses in progress finish for a moment, then ends
+    /// the ones still open (a client resumes with `Range`).
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        let _ = self.task.await;
+        let mut task = self.task;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
