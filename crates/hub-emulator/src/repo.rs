@@ -651,9 +651,11 @@ impl Repo {
         sha
     }
 
-    /// Resolves a revision: a branch, a tag, a full commit sha, `refs/pr/N`, `refs/heads/X`
-    /// or `refs/tags/X`.
+    /// Resolves a revision: a branch, a tag, a full commit sha, `refs/pr/N`, `refs/heads/X`,
+    /// `refs/tags/X`, or `HEAD` (the default branch, `main`, as on the Hub: `@huggingface/hub`
+    /// asks for it by default).
     pub fn resolve(&self, revision: &str) -> Option<Arc<Commit>> {
+        let revision = if revision == "HEAD" { "main" } else { revision };
         let sha = if let Some(c) = self.commits.get(revision) {
             return Some(Arc::clone(c));
         } else if let Some(n) = revision.strip_prefix("refs/pr/") {

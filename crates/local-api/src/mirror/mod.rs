@@ -37,6 +37,9 @@ use crate::secret::{SecretError, constant_time_eq};
 /// How long a stopping mirror lets responses in progress go on.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// How a mirror token starts: `hf_` as Hub tokens do (clients check), `mc_` to tell it apart.
+const TOKEN_PREFIX: &str = "hf_mc_";
+
 /// The mirror token's file in the app-data folder.
 pub const MIRROR_TOKEN_FILE: &str = "mirror-token";
 
@@ -70,7 +73,9 @@ impl MirrorToken {
         }
         let mut bytes = [0u8; 24];
         rand::rng().fill_bytes(&mut bytes);
-        let token = format!("mc_{}", ::hex::encode(bytes));
+        // Hub clients check the shape of a token: `@huggingface/hub` refuses one that does not
+        // start with `hf_`.
+        let token = format!("{TOKEN_PREFIX}{}", ::hex::encode(bytes));
         atomic::write_private(&path, token.as_bytes())
             .map_err(|source| SecretError::Write { path, source })?;
         Ok(MirrorToken(token))
@@ -89,7 +94,7 @@ fn read_private(path: &Path) -> Option<String> {
     }
     let text = std::fs::read_to_string(path).ok()?;
     let token = text.trim();
-    let hex = token.strip_prefix("mc_")?;
+    let hex = token.strip_prefix(TOKEN_PREFIX)?;
     (hex.len() == 48 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| token.to_string())
 }
 
@@ -185,7 +190,10 @@ impl MirrorServer {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let mut task = self.task;
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+            .await
+            .is_err()
+        {
             task.abort();
             let _ = task.await;
         }

@@ -262,7 +262,10 @@ async fn commit_for(
         return Ok(cached);
     }
     match state.engine.upstream_info(repo, Some(revision)).await {
-        Ok(info) => Ok(Some(info.sha)),
+        Ok(info) => {
+            state.engine.note_ref(repo, revision, &info.sha);
+            Ok(Some(info.sha))
+        }
         Err(error) if unreachable(&error) => Ok(cached),
         Err(error) => Err(upstream_error(&error, None)),
     }
@@ -311,6 +314,7 @@ async fn resolve(
         }
         Err(error) => return upstream_error(&error, None),
     };
+    state.engine.note_ref(&repo, &revision, &meta.commit);
     if let Some(file) = state.engine.served_file(&repo, &meta.commit, &path) {
         return serve_file(state, &repo, &meta.commit, &file, method, headers);
     }
@@ -497,7 +501,12 @@ async fn info(state: &MirrorState, full: bool, repo: RepoId, revision: Option<St
     }
     if full && state.engine.upstream_enabled() {
         match state.engine.upstream_info(&repo, revision.as_deref()).await {
-            Ok(info) => return axum::Json(upstream_info_json(&info)).into_response(),
+            Ok(info) => {
+                if let Some(revision) = &revision {
+                    state.engine.note_ref(&repo, revision, &info.sha);
+                }
+                return axum::Json(upstream_info_json(&info)).into_response();
+            }
             Err(error) if unreachable(&error) => {}
             Err(error) => return upstream_error(&error, None),
         }

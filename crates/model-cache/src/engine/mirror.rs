@@ -42,8 +42,11 @@ pub struct Fetch {
 }
 
 impl Engine {
-    /// The commit `revision` (a branch, tag or commit) points to in the cache.
+    /// The commit `revision` (a branch, tag or commit) points to in the cache. `HEAD`, the
+    /// Hub's name of a repo's default branch, is `main` here (the cache does not record which
+    /// branch is the default).
     pub fn cached_commit(&self, repo: &RepoId, revision: &str) -> Option<String> {
+        let revision = if revision == "HEAD" { "main" } else { revision };
         self.inner
             .cache
             .repo(repo)
@@ -131,6 +134,26 @@ impl Engine {
             file: opened,
             _in_flight: in_flight,
         })
+    }
+
+    /// Records that the upstream Hub resolved the branch or tag `revision` to `commit`, as Hub
+    /// clients do (`refs/<revision>`), so the cache answers for the revision when the Hub does
+    /// not (offline, or a client without the mirror token). A commit hash, `HEAD` and a name
+    /// that is not a safe path record nothing.
+    pub fn note_ref(&self, repo: &RepoId, revision: &str, commit: &str) {
+        if is_commit_hash(revision) || revision == "HEAD" || !is_commit_hash(commit) {
+            return;
+        }
+        let repo_cache = self.inner.cache.repo(repo);
+        if repo_cache.read_ref(revision).as_deref() == Some(commit) {
+            return;
+        }
+        if let Err(error) = repo_cache
+            .ensure_dirs()
+            .and_then(|()| repo_cache.write_ref(revision, commit))
+        {
+            tracing::debug!(%repo, %revision, %error, "could not record a ref");
+        }
     }
 
     /// Whether upstream calls are possible at all (not offline).
