@@ -322,8 +322,13 @@ fn run_mirror(dir: &Path, commit: &str, size: u64, clients: usize) -> (f64, u64)
     let (url, token) = line.trim().split_once(' ').expect("url and token");
     let url = format!("{url}/{REPO}/resolve/{commit}/{FILE}");
     wait_ready(&url, Some(token));
+    let idle = peak_rss(server.id());
     let rate = fetch_all(&url, Some(token), size, clients);
     let rss = peak_rss(server.id());
+    eprintln!(
+        "    (the mirror's process peaked at {} MiB before the clients: the engine and index)",
+        idle >> 20
+    );
     drop(server.stdin.take());
     let _ = server.wait();
     (rate, rss)
