@@ -70,14 +70,22 @@ impl ServedFile {
     }
 }
 
+/// Whether `etag` is what the Hub names blobs by: a git sha1 (40 hex digits) or a sha256 (64).
+fn is_hub_etag(etag: &str) -> bool {
+    is_valid_etag(etag)
+        && matches!(etag.len(), 40 | 64)
+        && etag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A cached snapshot's files from the snapshot folder's listing: `(path, etag, size, local)`.
-/// Entries whose etag is unknown or not a valid blob name are left out.
+/// Entries whose etag is unknown or not a Hub hash (a copy instead of a link, a blob named by
+/// another server's etag) are left out: the mirror could not give them the Hub's headers.
 pub(crate) fn served_files(
     listing: impl IntoIterator<Item = (String, String, u64, PathBuf)>,
 ) -> Vec<ServedFile> {
     let mut files: Vec<ServedFile> = listing
         .into_iter()
-        .filter(|(_, etag, _, _)| is_valid_etag(etag))
+        .filter(|(_, etag, _, _)| is_hub_etag(etag))
         .map(|(path, etag, size, local)| ServedFile {
             path,
             etag,
