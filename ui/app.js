@@ -774,6 +774,16 @@ function fillSettings(s) {
   $('#set-connections').value = s.connections ?? '';
   $('#set-endpoint').value = s.endpoint || '';
   $('#set-mirrors').value = (s.mirrors || []).join('\n');
+  $('#set-origins').value = (s.allowed_origins || []).join('\n');
+  $('#set-origins-trusted').value = (s.origins_without_token || []).join('\n');
+  const used = $('#origins-last-used');
+  used.replaceChildren();
+  for (const origin of s.allowed_origins || []) {
+    const at = (s.origins_last_used || {})[origin];
+    const item = document.createElement('li');
+    item.textContent = `${origin}: ${at ? `last used ${new Date(at).toLocaleString()}` : 'not used yet'}`;
+    used.append(item);
+  }
   $('#set-offline').checked = Boolean(s.offline);
   const battery = s.battery_policy || { mode: 'never', percent: 20 };
   $('#set-battery-mode').value = battery.mode;
@@ -804,6 +814,8 @@ function readSettingsForm() {
     max_rate_bps: readAmount($('#set-rate'), $('#set-rate-unit'), RATE_UNITS, 'Bandwidth limit', true),
     endpoint: $('#set-endpoint').value.trim(),
     mirrors: $('#set-mirrors').value.split('\n').map((m) => m.trim()).filter(Boolean),
+    allowed_origins: $('#set-origins').value.split('\n').map((m) => m.trim()).filter(Boolean),
+    origins_without_token: $('#set-origins-trusted').value.split('\n').map((m) => m.trim()).filter(Boolean),
     offline: $('#set-offline').checked,
     battery_policy: { mode: $('#set-battery-mode').value, percent: Number($('#set-battery-percent').value) },
     schedule: $('#set-schedule-on').checked ? { start: $('#set-schedule-start').value, end: $('#set-schedule-end').value } : null,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use model_cache::engine::Engine;
@@ -130,6 +130,8 @@ pub(crate) struct MirrorState {
     hosts: Vec<String>,
     /// The base URL links point to when the request's `Host` is not usable.
     url: String,
+    /// When each page origin's use was last written to the index.
+    origins_noted: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl MirrorState {
@@ -153,6 +155,21 @@ impl MirrorState {
             .filter(|host| self.host_allowed(host))
             .map(|host| format!("http://{host}"))
             .unwrap_or_else(|| self.url.clone())
+    }
+
+    /// Records a page origin's use, at most every [`ORIGIN_USE_EVERY`].
+    fn note_origin_use(&self, origin: &str) {
+        let now = std::time::Instant::now();
+        let mut last = self.origins_noted.lock().unwrap_or_else(|e| e.into_inner());
+        if last
+            .get(origin)
+            .is_some_and(|at| now.duration_since(*at) < ORIGIN_USE_EVERY)
+        {
+            return;
+        }
+        last.insert(origin.to_string(), now);
+        drop(last);
+        self.engine.record_origin_use(origin);
     }
 
     fn host_allowed(&self, host: &str) -> bool {
@@ -250,9 +267,14 @@ pub async fn serve_mirror(
         token: token.clone(),
         hosts,
         url: url.clone(),
+        origins_noted: Default::default(),
     });
     let app = Router::new()
         .fallback(routes::handle)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            cors,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             check_host,
@@ -274,6 +296,92 @@ pub async fn serve_mirror(
         shutdown,
         task,
     })
+}
+
+/// Marks a request from a page whose origin reads as a holder of the mirror token.
+#[derive(Clone, Copy)]
+pub(crate) struct TrustedOrigin;
+
+/// Headers a page may read from the mirror's answers.
+const EXPOSED_HEADERS: &str = "X-Repo-Commit, ETag, X-Linked-Etag, X-Linked-Size, Content-Range, \
+    Content-Length, Accept-Ranges, Link, X-Error-Code, X-Error-Message";
+/// Request headers a page may send.
+const ALLOWED_HEADERS: &str = "Authorization, Range, If-None-Match, Content-Type";
+/// How often a page origin's last use is written to the index, at most.
+const ORIGIN_USE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// CORS for the web page origins the user allowed, and nothing for any other: a request that
+/// carries an `Origin` (a page's request) from an origin not on the list is refused, preflight
+/// included. Requests without `Origin` (programs, not pages) pass untouched.
+async fn cors(
+    axum::extract::State(state): axum::extract::State<Arc<MirrorState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(origin) = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        return next.run(request).await;
+    };
+    let Some(without_token) = state.engine.allowed_origin(&origin) else {
+        return routes::hub_error(
+            StatusCode::FORBIDDEN,
+            None,
+            &format!(
+                "Pages of `{}` may not use this mirror; allow the origin in Model Cache's settings (Web pages)",
+                origin.escape_debug()
+            ),
+        );
+    };
+    state.note_origin_use(&origin);
+    let preflight = request.method() == axum::http::Method::OPTIONS;
+    let private_network = request
+        .headers()
+        .get("access-control-request-private-network")
+        .is_some();
+    let mut response = if preflight {
+        let mut response = Response::new(axum::body::Body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOWED_HEADERS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        if private_network {
+            // Chromium's Private Network Access: a public page may reach this loopback server.
+            headers.insert(
+                "access-control-allow-private-network",
+                HeaderValue::from_static("true"),
+            );
+        }
+        response
+    } else {
+        if without_token {
+            request.extensions_mut().insert(TrustedOrigin);
+        }
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSED_HEADERS),
+    );
+    response
 }
 
 /// Refuses a `Host` that does not name the mirror on loopback (DNS rebinding).

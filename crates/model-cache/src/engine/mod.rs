@@ -31,9 +31,9 @@ use tokio::sync::broadcast;
 pub use error::EngineError;
 pub use mirror::{Fetch, ServedRead};
 pub use preferences::{
-    AppSettings, BatteryMode, BatterySetting, FieldError, HoursSetting, PREFERENCES_FILE,
-    Preferences, PreferencesError, PreferencesPatch, PreferencesPatchError, SETTING_NAMES, Span,
-    TrustChange,
+    AllowedOrigin, AppSettings, BatteryMode, BatterySetting, FieldError, HoursSetting,
+    PREFERENCES_FILE, Preferences, PreferencesError, PreferencesPatch, PreferencesPatchError,
+    SETTING_NAMES, Span, TrustChange,
 };
 pub use pull::{Choice, PullPlan, PullRequest};
 pub use views::{
@@ -433,14 +433,40 @@ impl Engine {
 
     /// The settings in force were `prefs` saved.
     fn app_settings_with(&self, prefs: &Preferences) -> AppSettings {
-        AppSettings::from_parts(
+        let mut settings = AppSettings::from_parts(
             prefs,
             &self.inner.settings,
             &self.inner.scheduler.policy(),
             &self.inner.scheduler.cache_policy(),
             self.inner.downloader.limits().bandwidth().rate(),
             self.has_token(),
-        )
+        );
+        if let Ok(used) = self.inner.index.origins_last_used() {
+            settings.origins_last_used = used
+                .into_iter()
+                .filter(|(origin, _)| settings.allowed_origins.contains(origin))
+                .collect();
+        }
+        settings
+    }
+
+    /// Whether pages of the web `origin` may use the mirror, and if so whether they read as
+    /// holders of the mirror token (`Some(true)`).
+    pub fn allowed_origin(&self, origin: &str) -> Option<bool> {
+        let prefs = lock(&self.inner.preferences);
+        prefs
+            .allowed_origins
+            .as_ref()?
+            .iter()
+            .find(|o| o.origin.eq_ignore_ascii_case(origin))
+            .map(|o| o.without_token)
+    }
+
+    /// Records that pages of an allowed `origin` used the mirror now (shown as its last use).
+    pub fn record_origin_use(&self, origin: &str) {
+        if let Err(error) = self.inner.index.record_origin_use(origin) {
+            tracing::debug!(%origin, %error, "could not record a web origin's use");
+        }
     }
 
     /// Changes settings: saved, and the live ones (bandwidth, schedule, cache policy) applied

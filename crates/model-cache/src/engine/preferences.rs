@@ -50,6 +50,20 @@ pub struct Preferences {
     pub schedule: Option<SchedulePolicy>,
     /// Size budget and cleanup. Live.
     pub cache: Option<CachePolicy>,
+    /// Web page origins the mirror answers (CORS, WebRTC signaling), each marked whether it
+    /// reads as a holder of the mirror token. Live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<AllowedOrigin>>,
+}
+
+/// A web page origin (`https://example.com`, `http://localhost:5173`) the mirror answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowedOrigin {
+    pub origin: String,
+    /// Its pages read as holders of the mirror token without sending it: every cached repo, and
+    /// misses fetched. Otherwise they read the cached public repos, or more with the token.
+    #[serde(default)]
+    pub without_token: bool,
 }
 
 /// Errors reading or writing preferences.
@@ -276,6 +290,15 @@ pub struct AppSettings {
     pub keep_partial_files_for: Span,
     /// Downloads running at once.
     pub max_running: usize,
+    /// Web page origins the mirror answers (CORS and WebRTC signaling).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// The allowed origins whose pages read as holders of the mirror token.
+    #[serde(default)]
+    pub origins_without_token: Vec<String>,
+    /// When each allowed origin's pages last used the mirror (unix ms; read-only).
+    #[serde(default)]
+    pub origins_last_used: std::collections::BTreeMap<String, i64>,
 }
 
 /// A span of time, written with a unit (`7d`, `12h`, `90s`); read from such a string or a
@@ -330,6 +353,10 @@ pub struct PreferencesPatch {
     pub prune_old_revisions: Option<bool>,
     pub keep_partial_files_for: Option<Duration>,
     pub max_running: Option<usize>,
+    /// The allowed origins; an origin that stays keeps whether it reads without the token.
+    pub allowed_origins: Option<Vec<String>>,
+    /// The origins (each one of the allowed origins after the patch) read without the token.
+    pub origins_without_token: Option<Vec<String>>,
 }
 
 /// A change to where the engine's requests and the Hub token go: the endpoint, the mirrors, or
@@ -378,6 +405,11 @@ impl TrustChange {
             "mirrors_receiving_token",
             list(&before.mirrors_receiving_token),
             list(&after.mirrors_receiving_token),
+        );
+        compare(
+            "origins_without_token",
+            list(&before.origins_without_token),
+            list(&after.origins_without_token),
         );
         changes
     }
@@ -445,6 +477,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "prune_old_revisions",
     "keep_partial_files_for",
     "max_running",
+    "allowed_origins",
+    "origins_without_token",
+    "origins_last_used",
 ];
 
 impl TryFrom<Map<String, Value>> for PreferencesPatch {
@@ -528,6 +563,27 @@ impl PreferencesPatch {
                     "prune_old_revisions" => patch.prune_old_revisions = Some(boolean(key, value)?),
                     "keep_partial_files_for" => patch.keep_partial_files_for = Some(span(value)?),
                     "max_running" => patch.max_running = Some(count(key, value, 1, 16)?),
+                    "allowed_origins" | "origins_without_token" => {
+                        let list = value
+                            .as_array()
+                            .ok_or(format!("`{key}` must be a list of origins"))?;
+                        let origins = list
+                            .iter()
+                            .map(|o| {
+                                o.as_str()
+                                    .ok_or(format!("`{key}` must be a list of origins"))
+                            })
+                            .map(|o| o.and_then(origin))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        if key == "allowed_origins" {
+                            patch.allowed_origins = Some(origins);
+                        } else {
+                            patch.origins_without_token = Some(origins);
+                        }
+                    }
+                    "origins_last_used" => {
+                        return Err("`origins_last_used` is read-only".to_string());
+                    }
                     "token_set" => {
                         return Err(
                             "`token_set` is read-only; the token is set by logging in".to_string()
@@ -568,6 +624,7 @@ impl PreferencesPatch {
         mirrors: &[Mirror],
     ) -> Result<(), PreferencesPatchError> {
         let next_mirrors = self.next_mirrors(prefs, mirrors)?;
+        let next_origins = self.next_origins(prefs)?;
         let mut schedule = prefs.schedule.clone().unwrap_or_else(|| schedule.clone());
         let mut cache = prefs.cache.clone().unwrap_or_else(|| cache.clone());
         let (mut schedule_changed, mut cache_changed) = (false, false);
@@ -579,6 +636,9 @@ impl PreferencesPatch {
         }
         if let Some(mirrors) = next_mirrors {
             prefs.mirrors = mirrors;
+        }
+        if let Some(origins) = next_origins {
+            prefs.allowed_origins = Some(origins);
         }
         if let Some(offline) = self.offline {
             prefs.offline = offline;
@@ -632,6 +692,52 @@ impl PreferencesPatch {
             prefs.cache = Some(cache);
         }
         Ok(())
+    }
+
+    /// The allowed origins after the patch (`None`: unchanged). Fails when
+    /// `origins_without_token` names an origin that is not allowed.
+    fn next_origins(
+        &self,
+        prefs: &Preferences,
+    ) -> Result<Option<Vec<AllowedOrigin>>, PreferencesPatchError> {
+        if self.allowed_origins.is_none() && self.origins_without_token.is_none() {
+            return Ok(None);
+        }
+        let in_force = prefs.allowed_origins.clone().unwrap_or_default();
+        let mut origins: Vec<AllowedOrigin> = match &self.allowed_origins {
+            Some(list) => {
+                let mut out: Vec<AllowedOrigin> = Vec::new();
+                for origin in list {
+                    if out.iter().any(|o| &o.origin == origin) {
+                        continue;
+                    }
+                    let without_token = in_force
+                        .iter()
+                        .any(|o| &o.origin == origin && o.without_token);
+                    out.push(AllowedOrigin {
+                        origin: origin.clone(),
+                        without_token,
+                    });
+                }
+                out
+            }
+            None => in_force,
+        };
+        if let Some(trusted) = &self.origins_without_token {
+            if let Some(unknown) = trusted
+                .iter()
+                .find(|t| !origins.iter().any(|o| &o.origin == *t))
+            {
+                return Err(PreferencesPatchError::one(
+                    "origins_without_token",
+                    format!("`{unknown}` is not one of the allowed origins; allow it first"),
+                ));
+            }
+            for origin in &mut origins {
+                origin.without_token = trusted.contains(&origin.origin);
+            }
+        }
+        Ok(Some(origins))
     }
 
     /// The saved mirrors after the patch (`None`: unchanged; `Some(None)`: back to the edge's).
@@ -695,6 +801,7 @@ impl AppSettings {
             BatteryPolicy::Always => (BatteryMode::Always, 30),
         };
         let mirrors = prefs.mirrors.as_deref().unwrap_or(&settings.mirrors);
+        let origins = prefs.allowed_origins.clone().unwrap_or_default();
         AppSettings {
             cache_dir: prefs
                 .cache_dir
@@ -726,6 +833,13 @@ impl AppSettings {
             prune_old_revisions: cache.prune_old_revisions,
             keep_partial_files_for: Span(cache.stale_incomplete_after),
             max_running: schedule.max_running,
+            allowed_origins: origins.iter().map(|o| o.origin.clone()).collect(),
+            origins_without_token: origins
+                .iter()
+                .filter(|o| o.without_token)
+                .map(|o| o.origin.clone())
+                .collect(),
+            origins_last_used: Default::default(),
         }
     }
 }
@@ -824,6 +938,28 @@ fn url(field: &str, value: &Value) -> Result<String, String> {
 }
 
 /// A mirror URL the token may be sent to: `https`, or plain `http` to loopback.
+/// A web origin as browsers send it: `http(s)://host[:port]`, no path, query or user; lower
+/// case, without a trailing slash or the scheme's default port.
+fn origin(text: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a web origin; write it as the page's scheme, host and port, e.g. `https://example.com` or `http://localhost:5173`"
+        )
+    };
+    let parsed = url::Url::parse(text.trim()).map_err(|_| bad())?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host_str().is_none()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !matches!(parsed.path(), "" | "/")
+    {
+        return Err(bad());
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
 fn token_url(field: &str, value: &Value) -> Result<String, String> {
     let text = url(field, value)?;
     let parsed = url::Url::parse(&text).map_err(|e| e.to_string())?;

@@ -640,6 +640,27 @@ impl Index {
         })
     }
 
+    /// Records that pages of `origin` used the mirror now.
+    pub fn record_origin_use(&self, origin: &str) -> Result<(), IndexError> {
+        self.with_conn("record a web origin's use", |c| {
+            c.execute(
+                "INSERT INTO origin_use (origin, last_used) VALUES (?1, ?2)
+                 ON CONFLICT(origin) DO UPDATE SET last_used = ?2",
+                params![origin, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// When each web origin last used the mirror (unix ms).
+    pub fn origins_last_used(&self) -> Result<std::collections::BTreeMap<String, i64>, IndexError> {
+        self.with_conn("list web origins' use", |c| {
+            let mut statement = c.prepare("SELECT origin, last_used FROM origin_use")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
     /// Adds what one transfer learned about a source: `bytes` served, `errors` failed attempts,
     /// and its measured `throughput` (bytes per second) when it finished a segment.
     pub fn record_source_use(

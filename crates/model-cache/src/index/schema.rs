@@ -107,6 +107,14 @@ CREATE TABLE source_history (
 ) WITHOUT ROWID;
 ";
 
+/// The web-pages issue: when each allowed web origin last used the mirror.
+const ORIGINS: &str = "
+CREATE TABLE origin_use (
+    origin    TEXT PRIMARY KEY,    -- `https://example.com`
+    last_used INTEGER NOT NULL     -- unix ms
+) WITHOUT ROWID;
+";
+
 /// Every migration, in order. Append only (see the module docs).
 pub(crate) const MIGRATIONS: &[&str] = &[
     BASE,
@@ -116,4 +124,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     in_flight::MIGRATION,
     RESUME_SAFETY,
     SOURCES,
+    ORIGINS,
 ];
