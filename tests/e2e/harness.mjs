@@ -14,7 +14,7 @@ export const ARTIFACTS = process.env.E2E_ARTIFACTS || join(process.cwd(), '..', 
  * Starts the server; its first stdout line is the UI URL with `#token=`.
  * Returns `{ url, origin, token, stop, request }`.
  */
-export async function startServer({ port = 0 } = {}) {
+export async function startServer({ port = 0, args = [] } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'mcache-e2e-'));
   const cacheDir = join(root, 'hub');
   const dataDir = join(root, 'data');
@@ -22,7 +22,7 @@ export async function startServer({ port = 0 } = {}) {
   mkdirSync(dataDir);
   const command = process.env.E2E_SERVE_CMD
     ? ['sh', ['-c', process.env.E2E_SERVE_CMD]]
-    : [process.env.MCACHE_BIN || 'mcache', ['--data-dir', dataDir, '--cache-dir', cacheDir, 'serve', '--demo', '--port', String(port)]];
+    : [process.env.MCACHE_BIN || 'mcache', ['--data-dir', dataDir, '--cache-dir', cacheDir, 'serve', '--demo', '--port', String(port), ...args]];
   const env = { ...process.env, HF_HUB_CACHE: cacheDir, MODEL_CACHE_DATA_DIR: dataDir, HF_HOME: join(root, 'hf-home'), NO_COLOR: '1' };
   delete env.HF_TOKEN;
   delete env.HF_ENDPOINT;
@@ -65,7 +65,7 @@ export async function startServer({ port = 0 } = {}) {
 }
 
 /** Debian's Chromium, headless, with a fresh profile that is deleted on close. */
-export async function launchBrowser({ viewport = { width: 1024, height: 720 }, colorScheme = 'light' } = {}) {
+export async function launchBrowser({ viewport = { width: 1024, height: 720 }, colorScheme = 'light', args = [] } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'mcache-e2e-profile-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
@@ -75,6 +75,7 @@ export async function launchBrowser({ viewport = { width: 1024, height: 720 }, c
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ...args,
     ],
   });
   const page = context.pages()[0] || await context.newPage();

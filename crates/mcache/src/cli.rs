@@ -245,6 +245,9 @@ pub(crate) struct ServeArgs {
     /// Do not start the mirror
     #[arg(long)]
     pub no_mirror: bool,
+    /// Size of the demo hub's `demo/big` model, e.g. `64MiB` (with --demo)
+    #[arg(long, value_name = "SIZE", requires = "demo")]
+    pub demo_big_size: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,7 @@
 mod bytes;
 mod pull;
 mod routes;
+mod webrtc;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -132,6 +133,8 @@ pub(crate) struct MirrorState {
     url: String,
     /// When each page origin's use was last written to the index.
     origins_noted: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The address the mirror listens on (WebRTC sockets bind there too).
+    ip: IpAddr,
 }
 
 impl MirrorState {
@@ -268,8 +271,10 @@ pub async fn serve_mirror(
         hosts,
         url: url.clone(),
         origins_noted: Default::default(),
+        ip: addr.ip(),
     });
     let app = Router::new()
+        .route("/api/webrtc/offer", axum::routing::post(webrtc_offer))
         .fallback(routes::handle)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -382,6 +387,56 @@ async fn cors(
         HeaderValue::from_static(EXPOSED_HEADERS),
     );
     response
+}
+
+/// `POST /api/webrtc/offer`: a page's SDP offer in, the answer out (see `webrtc.rs`). Pages of
+/// origins not allowed never get here (`cors`).
+async fn webrtc_offer(
+    axum::extract::State(state): axum::extract::State<Arc<MirrorState>>,
+    request: Request,
+) -> Response {
+    let full = state.holds_token(request.headers())
+        || request.extensions().get::<TrustedOrigin>().is_some();
+    let body = match axum::body::to_bytes(request.into_body(), 64 * 1024).await {
+        Ok(body) => body,
+        Err(_) => {
+            return routes::hub_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                "An SDP offer is at most 64 KiB",
+            );
+        }
+    };
+    let engine = state.engine.clone();
+    let ip = if state.ip.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        state.ip
+    };
+    let answered =
+        tokio::task::spawn_blocking(move || webrtc::accept(engine, ip, &body, full)).await;
+    match answered {
+        Ok(Ok(answer)) => {
+            let mut response = Response::new(axum::body::Body::from(answer));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Ok(Err(error @ webrtc::OfferError::BadOffer(_))) => {
+            routes::hub_error(StatusCode::BAD_REQUEST, None, &error.to_string())
+        }
+        Ok(Err(error @ webrtc::OfferError::TooMany)) => {
+            routes::hub_error(StatusCode::SERVICE_UNAVAILABLE, None, &error.to_string())
+        }
+        Ok(Err(error)) => {
+            routes::hub_error(StatusCode::INTERNAL_SERVER_ERROR, None, &error.to_string())
+        }
+        Err(error) => {
+            routes::hub_error(StatusCode::INTERNAL_SERVER_ERROR, None, &error.to_string())
+        }
+    }
 }
 
 /// Refuses a `Host` that does not name the mirror on loopback (DNS rebinding).

@@ -22,7 +22,14 @@ pub(super) async fn serve(
     // starts it.
     let mut settings = crate::settings::resolve(&global)?;
     let demo = if args.demo {
-        let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig::demo())
+        let config = match &args.demo_big_size {
+            Some(size) => hub_emulator::EmulatorConfig::demo_with_big_size(
+                model_cache::units::parse_size(size)
+                    .map_err(|error| anyhow::anyhow!("Invalid `--demo-big-size`: {error}"))?,
+            ),
+            None => hub_emulator::EmulatorConfig::demo(),
+        };
+        let emulator = hub_emulator::Emulator::start(config)
             .await
             .map_err(|error| anyhow::Error::new(error).context("Cannot start the demo hub"))?;
         // The demo's own cache, index, preferences, secret and token under `<data>/demo/`.
