@@ -246,10 +246,7 @@ async fn start(
         addr: config.bind,
         source,
     })?;
-    let url = match addr.ip() {
-        ip if ip.is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
-        _ => format!("http://{addr}"),
-    };
+    let url = base_url(addr);
     let shutdown = CancellationToken::new();
     let guard = Guard::new(secret.clone(), addr, &config.extra_hosts);
     let ui = match &config.ui_dir {
@@ -283,6 +280,14 @@ async fn start(
         shutdown,
         task,
     })
+}
+
+/// The URL clients use for a bound address: `http://ADDR`, or loopback for a wildcard bind.
+pub(crate) fn base_url(addr: SocketAddr) -> String {
+    match addr.ip() {
+        ip if ip.is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
+        _ => format!("http://{addr}"),
+    }
 }
 
 /// The whole application: `/api/*` behind the secret, the UI beside it, all behind Host/Origin.

@@ -47,12 +47,7 @@ impl ServedFile {
 
     /// The git LFS pointer file the Hub keeps in git for an LFS file.
     fn pointer(&self) -> Option<String> {
-        self.is_lfs().then(|| {
-            format!(
-                "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize {}\n",
-                self.etag, self.size
-            )
-        })
+        self.is_lfs().then(|| lfs_pointer(&self.etag, self.size))
     }
 
     /// Size of the LFS pointer file (`lfs.pointerSize` in listings).
@@ -75,6 +70,12 @@ fn is_hub_etag(etag: &str) -> bool {
     is_valid_etag(etag)
         && matches!(etag.len(), 40 | 64)
         && etag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The git LFS pointer file of content with this sha256 and size (what git holds in place of
+/// an LFS file; its length is `lfs.pointerSize` in listings).
+pub fn lfs_pointer(sha256: &str, size: u64) -> String {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
 }
 
 /// A cached snapshot's files from the snapshot folder's listing: `(path, etag, size, local)`.

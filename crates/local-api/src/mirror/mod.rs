@@ -251,10 +251,7 @@ pub async fn serve_mirror(
         addr: config.bind,
         source,
     })?;
-    let url = match addr.ip() {
-        ip if ip.is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
-        _ => format!("http://{addr}"),
-    };
+    let url = crate::base_url(addr);
     let port = addr.port();
     let hosts = if addr.ip().is_loopback() {
         vec![

@@ -27,7 +27,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::MirrorState;
 use super::bytes::{Ranges, parse_ranges};
-use super::routes::{file_headers, hub_error, serve_file};
+use super::routes::{hub_error, serve_file, upstream_file_headers};
 
 /// How long a client waits for its download to start before it is told to come back
 /// (`503` with `Retry-After`; the download goes on).
@@ -170,13 +170,7 @@ pub(crate) async fn stream(
         }
     }
     let mut response = Response::new(Body::empty());
-    file_headers(
-        response.headers_mut(),
-        &meta.commit,
-        &meta.etag,
-        meta.size,
-        meta.is_lfs,
-    );
+    upstream_file_headers(response.headers_mut(), meta);
     let out = response.headers_mut();
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     if partial_content {

@@ -321,13 +321,7 @@ async fn resolve(
     }
     if *method == Method::HEAD {
         let mut response = StatusCode::OK.into_response();
-        file_headers(
-            response.headers_mut(),
-            &meta.commit,
-            &meta.etag,
-            meta.size,
-            meta.is_lfs,
-        );
+        upstream_file_headers(response.headers_mut(), &meta);
         response
             .headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
@@ -360,6 +354,14 @@ pub(crate) fn file_headers(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
+}
+
+/// [`file_headers`] for a file the Hub described (`HEAD` upstream).
+pub(crate) fn upstream_file_headers(
+    headers: &mut HeaderMap,
+    meta: &model_cache::hub::FileMetadata,
+) {
+    file_headers(headers, &meta.commit, &meta.etag, meta.size, meta.is_lfs);
 }
 
 /// Whether `If-None-Match` names this etag (or `*`).
@@ -517,7 +519,7 @@ async fn info(state: &MirrorState, full: bool, repo: RepoId, revision: Option<St
         return not_cached(&repo, &revision, full);
     };
     let files = state.engine.served_files(&repo, &commit);
-    let siblings: Vec<Value> = files.iter().map(sibling_json).collect();
+    let siblings: Vec<Value> = files.iter().map(cached_sibling_json).collect();
     let public = state.engine.access(&repo) == Access::Public;
     axum::Json(json!({
         "_id": commit,
@@ -545,20 +547,37 @@ fn not_cached(repo: &RepoId, revision: &str, full: bool) -> Response {
     }
 }
 
-fn sibling_json(file: &ServedFile) -> Value {
-    let mut value = json!({
-        "rfilename": file.path,
-        "size": file.size,
-        "blobId": file.oid(),
-    });
-    if file.is_lfs() {
-        value["lfs"] = json!({
-            "sha256": file.etag,
-            "size": file.size,
-            "pointerSize": file.pointer_size(),
-        });
+/// A file's LFS object as listings describe it: its sha256 under `hash_key` (`sha256` in repo
+/// info, `oid` in the tree), its size and its pointer file's size.
+fn lfs_json(hash_key: &str, sha256: &str, size: u64) -> Value {
+    let mut value = json!({ "size": size, "pointerSize": pointer_size(sha256, size) });
+    value[hash_key] = json!(sha256);
+    value
+}
+
+/// A file of repo info (`siblings`, as with `blobs=true`).
+fn sibling_json(
+    path: &str,
+    size: Option<u64>,
+    blob_id: Option<&str>,
+    lfs: Option<(&str, u64)>,
+) -> Value {
+    let mut value = json!({ "rfilename": path });
+    if let Some(size) = size {
+        value["size"] = json!(size);
+    }
+    if let Some(blob_id) = blob_id {
+        value["blobId"] = json!(blob_id);
+    }
+    if let Some((sha256, size)) = lfs {
+        value["lfs"] = lfs_json("sha256", sha256, size);
     }
     value
+}
+
+fn cached_sibling_json(file: &ServedFile) -> Value {
+    let lfs = file.is_lfs().then_some((file.etag.as_str(), file.size));
+    sibling_json(&file.path, Some(file.size), Some(&file.oid()), lfs)
 }
 
 /// Repo info from the Hub, as the mirror passes it on (the fields clients read).
@@ -567,21 +586,8 @@ fn upstream_info_json(info: &RepoInfo) -> Value {
         .siblings
         .iter()
         .map(|s| {
-            let mut value = json!({ "rfilename": s.rfilename });
-            if let Some(size) = s.size {
-                value["size"] = json!(size);
-            }
-            if let Some(blob_id) = &s.blob_id {
-                value["blobId"] = json!(blob_id);
-            }
-            if let Some(lfs) = &s.lfs {
-                value["lfs"] = json!({
-                    "sha256": lfs.sha256,
-                    "size": lfs.size,
-                    "pointerSize": pointer_size(&lfs.sha256, lfs.size),
-                });
-            }
-            value
+            let lfs = s.lfs.as_ref().map(|l| (l.sha256.as_str(), l.size));
+            sibling_json(&s.rfilename, s.size, s.blob_id.as_deref(), lfs)
         })
         .collect();
     let gated = match info.gated {
@@ -604,8 +610,7 @@ fn upstream_info_json(info: &RepoInfo) -> Value {
 }
 
 fn pointer_size(sha256: &str, size: u64) -> u64 {
-    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n").len()
-        as u64
+    model_cache::serve::lfs_pointer(sha256, size).len() as u64
 }
 
 /// `GET /api/{type}s/{repo}/tree/{rev}[/{path}]?recursive=&cursor=`, paginated with a `Link`
@@ -701,52 +706,32 @@ async fn listing(
     response
 }
 
+/// A tree listing's entry: a folder, or a file with its LFS object.
+fn entry_json(path: &str, oid: &str, size: u64, lfs: Option<(&str, u64)>, folder: bool) -> Value {
+    if folder {
+        return json!({ "type": "directory", "oid": oid, "size": 0, "path": path });
+    }
+    let mut value = json!({ "type": "file", "oid": oid, "size": size, "path": path });
+    if let Some((sha256, size)) = lfs {
+        value["lfs"] = lfs_json("oid", sha256, size);
+    }
+    value
+}
+
 fn item_json(item: &TreeItem) -> Value {
     match item {
-        TreeItem::Directory { path, oid } => {
-            json!({ "type": "directory", "oid": oid, "size": 0, "path": path })
-        }
+        TreeItem::Directory { path, oid } => entry_json(path, oid, 0, None, true),
         TreeItem::File(file) => {
-            let mut value = json!({
-                "type": "file",
-                "oid": file.oid(),
-                "size": file.size,
-                "path": file.path,
-            });
-            if file.is_lfs() {
-                value["lfs"] = json!({
-                    "oid": file.etag,
-                    "size": file.size,
-                    "pointerSize": file.pointer_size(),
-                });
-            }
-            value
+            let lfs = file.is_lfs().then_some((file.etag.as_str(), file.size));
+            entry_json(&file.path, &file.oid(), file.size, lfs, false)
         }
     }
 }
 
 fn upstream_entry_json(entry: &TreeEntry) -> Value {
-    match entry.kind {
-        EntryKind::Directory => {
-            json!({ "type": "directory", "oid": entry.oid, "size": 0, "path": entry.path })
-        }
-        EntryKind::File => {
-            let mut value = json!({
-                "type": "file",
-                "oid": entry.oid,
-                "size": entry.size,
-                "path": entry.path,
-            });
-            if let Some(lfs) = &entry.lfs {
-                value["lfs"] = json!({
-                    "oid": lfs.sha256,
-                    "size": lfs.size,
-                    "pointerSize": pointer_size(&lfs.sha256, lfs.size),
-                });
-            }
-            value
-        }
-    }
+    let lfs = entry.lfs.as_ref().map(|l| (l.sha256.as_str(), l.size));
+    let folder = entry.kind == EntryKind::Directory;
+    entry_json(&entry.path, &entry.oid, entry.size, lfs, folder)
 }
 
 #[cfg(test)]
