@@ -25,12 +25,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-scripts/setup.sh
-pinned=$(node -p 'require("./package-lock.json").packages["node_modules/@tauri-apps/cli"].version')
-if [ "$(node_modules/.bin/tauri --version 2>/dev/null)" != "tauri-cli $pinned" ]; then
-  echo "package: installing the Tauri CLI $pinned (npm)" >&2
-  npm ci --no-audit --no-fund --loglevel=error
-fi
+scripts/setup.sh --with-packaging-tools
 
 target_dir=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
