@@ -38,14 +38,25 @@ tauri_profile=()
 # target triple, and only while packaging (a plain `cargo build` of the app never needs it).
 cargo build --locked -p mcache "${cargo_profile[@]}"
 triple=$(rustc -vV | sed -n 's/^host: //p')
+# (Copied only when it changed: the app's build script watches the file.)
+external_bin() { printf '{"bundle":{"externalBin":["%s/mcache"]}}' "$1"; }
 stage="$target_dir/$profile/package-bin"
 mkdir -p "$stage"
-cp "$target_dir/$profile/mcache" "$stage/mcache-$triple"
-extra_config=$(printf '{"bundle":{"externalBin":["%s/mcache"]}}' "$stage")
+cmp -s "$target_dir/$profile/mcache" "$stage/mcache-$triple" ||
+  cp -p "$target_dir/$profile/mcache" "$stage/mcache-$triple"
 
 rm -rf "$target_dir/$profile/bundle"
-node_modules/.bin/tauri build "${tauri_profile[@]}" --ci --bundles "$bundles" \
-  --config "$extra_config" -- --locked
+node_modules/.bin/tauri build "${tauri_profile[@]}" --ci --no-bundle --config "$(external_bin "$stage")" \
+  -- --locked
+if [ "$profile" = release ]; then
+  # Packages ship without debug information, as Debian's own do (dh_strip): it is most of the
+  # release binaries' size (the release profile keeps line tables for backtraces).
+  strip --strip-debug "$target_dir/release/model-cache-app"
+  mkdir -p "$stage/stripped"
+  strip --strip-debug -o "$stage/stripped/mcache-$triple" "$stage/mcache-$triple"
+  stage="$stage/stripped"
+fi
+node_modules/.bin/tauri bundle "${tauri_profile[@]}" --ci --bundles "$bundles" --config "$(external_bin "$stage")"
 
 # Tauri names the files after the product name ("Model Cache_0.1.0_amd64.deb"); give them the
 # package's own name, as the distributions do: model-cache_0.1.0_amd64.deb,
