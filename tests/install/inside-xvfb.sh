@@ -2,7 +2,8 @@
 # The part of the install test that runs inside Xvfb and the private D-Bus session: the
 # installed app is started through its desktop entry, shows its window, and opens the repo of a
 # `modelcache://` link given to xdg-open (as a browser does) in that same window; a bad link is
-# refused with a message and the app lives on.
+# refused with a message and the app lives on; with the app closed, a link starts it with the
+# repo open.
 set -euo pipefail
 OUT="$MODEL_CACHE_INSTALL_TEST_OUT"
 fail() { echo "install test FAILED: $*" >&2; tail -30 "$OUT/app.log" >&2 || true; exit 1; }
@@ -22,7 +23,12 @@ for _ in $(seq 1 80); do
 done
 [ -n "$WID" ] || fail "no window titled 'Model Cache' appeared"
 PID=$(xdotool getwindowpid "$WID")
-trap 'kill $PID 2>/dev/null || true' EXIT
+# Quit the app at the end, and wait for it: nothing of it may outlive the X display.
+stop_app() {
+  kill "$PID" 2>/dev/null || return 0
+  for _ in $(seq 1 40); do kill -0 "$PID" 2>/dev/null || return 0; sleep 0.25; done
+}
+trap stop_app EXIT
 [ "$(readlink "/proc/$PID/exe")" = /usr/bin/model-cache-app ] ||
   fail "the window belongs to $(readlink "/proc/$PID/exe"), not the installed app"
 
@@ -65,3 +71,23 @@ for _ in $(seq 1 40); do grep -q 'refused a link' "$OUT/app.log" && break; sleep
 grep -q 'refused a link.*not a repository id' "$OUT/app.log" || fail "the bad link was not refused"
 kill -0 "$PID" || fail "a bad link stopped the app"
 echo "a bad link was refused; the app is still running"
+
+# With the app not running, a link starts it with that repo open.
+stop_app
+kill -0 "$PID" 2>/dev/null && fail "the app did not quit"
+# (xdg-open waits for the program it starts: this one runs until the test ends.)
+xdg-open 'modelcache://open_from_hf?model=demo/tiny-safetensors' >>"$OUT/app.log" 2>&1 &
+WID=""
+for _ in $(seq 1 120); do
+  WID=$(xdotool search --name 'demo/tiny-safetensors' 2>/dev/null | head -1 || true)
+  [ -n "$WID" ] && break
+  sleep 0.25
+done
+[ -n "$WID" ] || fail "a link did not start the app with demo/tiny-safetensors open"
+PID=$(xdotool getwindowpid "$WID")
+[ "$(readlink "/proc/$PID/exe")" = /usr/bin/model-cache-app ] || fail "the link started $(readlink "/proc/$PID/exe")"
+echo "with the app closed, a link started it showing: $(xdotool getwindowname "$WID")"
+sleep 1.5
+painted "$OUT/window-started-by-link.png" || fail "the window started by a link looks blank"
+stop_app
+wait # xdg-open, which returns when the app it started quits
