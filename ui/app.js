@@ -393,6 +393,7 @@ async function lookUp(text, pick = {}) {
     showTitle(report.repo);
   } catch (err) {
     $('#variants').replaceChildren();
+    showTitle(null);
     showError(box, err);
   } finally {
     button.disabled = false;
