@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --debug) profile=debug ;;
     --bundles) bundles="${2:?--bundles needs a list such as deb,rpm}"; shift ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "package: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
