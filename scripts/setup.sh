@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything a fresh Debian 12 machine needs to build, run and test Model Cache:
 # the system libraries Tauri links against, the tools the end-to-end tests drive (Xvfb,
-# WebKitWebDriver, Chromium, D-Bus, a notification server), a Python virtual environment with
-# `huggingface_hub` for the interoperability tests, and the npm packages of the browser tests.
+# WebKitWebDriver, Chromium, D-Bus, a notification server, what the install test uses), a Python
+# virtual environment with `huggingface_hub` for the interoperability tests, and the npm packages
+# of the browser tests and of packaging (the Tauri CLI).
 # Idempotent: a second run installs nothing and takes a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ APT_PACKAGES=(
   # Tests: a real window under Xvfb, screenshots, D-Bus notifications, a headless browser.
   webkit2gtk-driver xvfb xauth imagemagick x11-apps x11-utils xdotool dbus dbus-x11
   python3-xlib dunst libnotify-bin chromium tmux python3-venv
+  # The install test: the desktop entry's checker and menu cache, gtk-launch, xdg-open.
+  desktop-file-utils libgtk-3-bin xdg-utils
 )
 
 as_root() {
@@ -33,6 +36,16 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
   exit 1
+fi
+
+if [ "${1:-}" = "--with-test-tools" ] || [ "${1:-}" = "--with-packaging-tools" ]; then
+  # The Tauri CLI (package.json: npm's @tauri-apps/cli, a prebuilt binary, pinned) that builds
+  # the packages (scripts/package.sh, and the install test).
+  pinned=$(node -p 'require("./package-lock.json").packages["node_modules/@tauri-apps/cli"].version')
+  if [ "$(node_modules/.bin/tauri --version 2>/dev/null)" != "tauri-cli $pinned" ]; then
+    echo "setup: installing the Tauri CLI $pinned (npm)" >&2
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
 fi
 
 if [ "${1:-}" = "--with-test-tools" ]; then

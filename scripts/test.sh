@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine and runs every test: formatting and lints, the Rust unit and
 # integration tests of all crates (against the hub emulator, with the real `huggingface_hub`
-# Python client for interoperability), the browser end-to-end tests and the real app window under
-# Xvfb. This is the command CI runs (.ci/run).
+# Python client for interoperability), the browser end-to-end tests, the real app window under
+# Xvfb, and the `.deb` installed and used (tests/install/). This is the command CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --with-test-tools
@@ -42,5 +42,9 @@ if [ -f tests/e2e/package.json ] && [ -d tests/e2e/specs ]; then
   step "browser end-to-end tests"
   tests/e2e/run.sh
 fi
+
+# After the browser tests, whose `cargo build -p mcache` the package reuses.
+step "the .deb installed and used: desktop entry, modelcache:// link, purge"
+tests/install/run-install-test.sh
 
 step "all tests passed"

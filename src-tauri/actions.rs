@@ -1,8 +1,9 @@
 //! Actions shared by the tray menu, the single-instance hand-off and the event glue.
 
-use tauri::{AppHandle, Manager, Runtime};
+use tauri::{AppHandle, Emitter, Manager, Runtime};
 
 use crate::AppState;
+use crate::links::Opening;
 
 /// Shows and focuses the main window (it may be hidden in the tray).
 pub fn show_window<R: Runtime>(app: &AppHandle<R>) {
@@ -11,6 +12,22 @@ pub fn show_window<R: Runtime>(app: &AppHandle<R>) {
         let _ = window.show();
         let _ = window.set_focus();
     }
+}
+
+/// Shows the window and asks it to open `opening` (a second launch's repo, a `modelcache://`
+/// link). The request is kept until the UI takes it (`open_request`) and the UI is only told
+/// that one is waiting: a request that arrives before the page has loaded is taken when it
+/// loads, and one delivered twice (by two routes) is opened once.
+pub fn request_open<R: Runtime>(app: &AppHandle<R>, opening: Opening) {
+    match &opening {
+        Opening::Repo(request) => tracing::info!(repo = %request.repo, "asked to open a repo"),
+        Opening::Refused { error } => tracing::warn!(reason = %error.message, "refused a link"),
+    }
+    if let Some(state) = app.try_state::<AppState>() {
+        *state.pending_open.lock().unwrap_or_else(|e| e.into_inner()) = Some(opening);
+    }
+    show_window(app);
+    let _ = app.emit(crate::OPEN_REPO_EVENT, ());
 }
 
 /// Pauses every download ("Paused by you").

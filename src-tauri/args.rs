@@ -1,8 +1,11 @@
 //! The desktop app's command line.
 //!
-//! `model-cache-app [--demo] [--minimized] [REPO]`: `--demo` runs against the built-in demo hub,
-//! `--minimized` starts in the tray (used by start-at-login), and a repo id or Hub URL opens that
-//! repo in the window. A second launch hands its arguments to the running instance.
+//! `model-cache-app [--demo] [--minimized] [REPO | LINK]`: `--demo` runs against the built-in demo
+//! hub, `--minimized` starts in the tray (used by start-at-login), and a repo id, a Hub URL or a
+//! `modelcache://` link (what the desktop entry passes, see `links`) opens that repo in the
+//! window. A second launch hands its arguments to the running instance.
+
+use crate::links::{self, Opening};
 
 /// Parsed command-line arguments of the app.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -10,6 +13,8 @@ pub struct AppArgs {
     pub demo: bool,
     pub minimized: bool,
     pub repo: Option<String>,
+    /// A `modelcache://` link, unchecked (see [`AppArgs::opening`]).
+    pub link: Option<String>,
 }
 
 impl AppArgs {
@@ -22,10 +27,20 @@ impl AppArgs {
                 "--demo" => parsed.demo = true,
                 "--minimized" => parsed.minimized = true,
                 other if other.starts_with('-') => {}
+                other if links::is_link(other) => parsed.link = Some(other.to_string()),
                 other => parsed.repo = Some(other.to_string()),
             }
         }
         parsed
+    }
+
+    /// What these arguments ask the window to open: the link (checked), else the repo.
+    pub fn opening(&self) -> Option<Opening> {
+        match (&self.link, &self.repo) {
+            (Some(link), _) => Some(Opening::from_link(link)),
+            (None, Some(repo)) => Some(Opening::from_argument(repo)),
+            (None, None) => None,
+        }
     }
 }
 
@@ -41,8 +56,24 @@ mod tests {
             AppArgs {
                 demo: true,
                 minimized: false,
-                repo: Some("demo/tiny-gguf".into())
+                repo: Some("demo/tiny-gguf".into()),
+                link: None,
             }
         );
+    }
+
+    #[test]
+    fn a_link_is_not_taken_for_a_repo() {
+        let link = "modelcache://open_from_hf?model=demo/tiny-gguf&quant=Q4_K_M";
+        let args = AppArgs::parse(["--demo", link].map(String::from));
+        assert_eq!(args.repo, None);
+        assert_eq!(args.link.as_deref(), Some(link));
+        let json = serde_json::to_value(args.opening()).unwrap();
+        assert_eq!(json["repo"], "demo/tiny-gguf");
+        assert_eq!(json["quant"], "Q4_K_M");
+        let refused = AppArgs::parse(["modelcache://open_from_hf?model=../x".into()]).opening();
+        let json = serde_json::to_value(refused).unwrap();
+        assert_eq!(json["error"]["kind"], "invalid_input");
+        assert_eq!(AppArgs::parse(["--minimized".into()]).opening(), None);
     }
 }

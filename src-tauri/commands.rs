@@ -13,6 +13,7 @@ use serde_json::Value;
 use tauri::State;
 
 use crate::AppState;
+use crate::links::Opening;
 
 /// The API's health, and what only the app knows: whether it runs the demo hub, and where its
 /// local API listens.
@@ -164,11 +165,13 @@ pub async fn stats(state: State<'_, AppState>) -> ApiResult<StatsBody> {
     state.api.stats().await
 }
 
-/// The repo id the app was started with, once (the UI then shows its variants).
+/// What the window is asked to open, once: `{repo, file, quant}`, `{error: {kind, message,
+/// hint}}` for a refused link, or null. The app keeps it until this is called (see
+/// `actions::request_open`).
 #[tauri::command]
-pub fn startup_repo(state: State<'_, AppState>) -> Option<String> {
+pub fn open_request(state: State<'_, AppState>) -> Option<Opening> {
     state
-        .startup_repo
+        .pending_open
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take()
@@ -224,7 +227,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         settings_set,
         set_token,
         stats,
-        startup_repo,
+        open_request,
         autostart_get,
         autostart_set
     ]

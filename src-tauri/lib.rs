@@ -13,6 +13,7 @@ pub mod actions;
 pub mod args;
 pub mod commands;
 pub mod events;
+pub mod links;
 pub mod notify;
 pub mod startup;
 pub mod tray;
@@ -20,12 +21,14 @@ pub mod tray;
 use std::sync::Arc;
 
 use tauri::{Emitter, Manager, Runtime, WindowEvent};
+use tauri_plugin_deep_link::DeepLinkExt;
 
 pub use startup::AppState;
 
 /// The event the UI listens to for engine events (`ui/api.js`).
 pub const ENGINE_EVENT: &str = "engine-event";
-/// The event that asks the UI to open a repo (a second launch handed one over).
+/// The event that tells the UI a repo is waiting to be opened (a second launch handed one over,
+/// or a `modelcache://` link arrived); the UI takes it with the `open_request` command.
 pub const OPEN_REPO_EVENT: &str = "open-repo";
 
 /// Registers the commands and the plugins they use; shared by the real app and the
@@ -52,16 +55,20 @@ pub fn run() {
         .try_init();
 
     // Single instance first: a second launch hands its arguments over and exits before any
-    // other plugin starts.
+    // other plugin starts. On Linux and Windows a `modelcache://` link arrives that way too (the
+    // OS starts the app with the link as its argument), and is read here with the rest.
     let builder =
         tauri::Builder::default().plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
             let handed = args::AppArgs::parse(argv.into_iter().skip(1));
             actions::show_window(app);
-            if let Some(repo) = handed.repo {
-                let _ = app.emit(OPEN_REPO_EVENT, repo);
+            if let Some(opening) = handed.opening() {
+                actions::request_open(app, opening);
             }
         }));
     app_builder(builder)
+        // The `modelcache` scheme (tauri.conf.json > plugins > deep-link): the packages register
+        // it from there, and on macOS links arrive as events through this plugin.
+        .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_window_state::Builder::default().build())
         .setup(move |app| {
             let mut state = tauri::async_runtime::block_on(startup::start(&args))?;
@@ -79,6 +86,12 @@ pub fn run() {
                 tracing::warn!(%error, "no tray icon");
             }
             spawn_event_forwarder(app.handle().clone(), api);
+            let handle = app.handle().clone();
+            app.deep_link().on_open_url(move |event| {
+                for url in event.urls() {
+                    actions::request_open(&handle, links::Opening::from_link(url.as_str()));
+                }
+            });
             if args.minimized
                 && let Some(window) = app.get_webview_window("main")
             {

@@ -23,8 +23,9 @@ pub struct AppState {
     pub server: Option<local_api::ApiServer>,
     /// The local mirror (the cache as a Hub), when it could start.
     pub mirror: Option<local_api::MirrorServer>,
-    /// A repo id given on the command line, shown once the UI asks for it.
-    pub startup_repo: std::sync::Mutex<Option<String>>,
+    /// What the window is asked to open (the command line, a link, a second launch), kept until
+    /// the UI takes it (`open_request`).
+    pub pending_open: std::sync::Mutex<Option<crate::links::Opening>>,
     /// Asks the person to confirm a change of where requests and the Hub token go (a native
     /// dialog in the app); `None` refuses every such change.
     pub confirm: Option<Confirm>,
@@ -158,7 +159,7 @@ pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
         mirror,
         api,
         demo,
-        startup_repo: std::sync::Mutex::new(args.repo.clone()),
+        pending_open: std::sync::Mutex::new(args.opening()),
         confirm: None,
     })
 }

@@ -57,7 +57,9 @@ fn rig_confirming(answer: Option<(bool, std::sync::Arc<std::sync::Mutex<Vec<Stri
         api_url: "http://127.0.0.1:0".into(),
         server: None,
         mirror: None,
-        startup_repo: std::sync::Mutex::new(Some("demo/tiny-gguf".into())),
+        pending_open: std::sync::Mutex::new(Some(model_cache_app::links::Opening::from_link(
+            "modelcache://open_from_hf?model=demo/tiny-gguf&quant=Q4_K_M",
+        ))),
         confirm: answer.map(|(yes, asked)| -> model_cache_app::startup::Confirm {
             std::sync::Arc::new(move |question: String| {
                 asked.lock().unwrap().push(question);
@@ -236,12 +238,13 @@ fn every_command_works_through_ipc() {
         .unwrap();
     rig.invoke("set_token", json!({ "token": null })).unwrap();
 
-    // The repo given on the command line is handed to the UI once.
+    // What the app was asked to open (here a link on its command line) is handed to the UI
+    // once.
     assert_eq!(
-        rig.invoke("startup_repo", json!({})).unwrap(),
-        json!("demo/tiny-gguf")
+        rig.invoke("open_request", json!({})).unwrap(),
+        json!({"repo": "demo/tiny-gguf", "file": null, "quant": "Q4_K_M"})
     );
-    assert_eq!(rig.invoke("startup_repo", json!({})).unwrap(), Value::Null);
+    assert_eq!(rig.invoke("open_request", json!({})).unwrap(), Value::Null);
 
     // Start at login is off on a fresh machine (turning it on is checked in the real app, whose
     // HOME is a temporary folder).

@@ -234,13 +234,16 @@ function createApi() {
     updateSettings: (partial) => call('settings_set', { settings: partial }),
     setToken: (token) => call('set_token', { token }),
     stats: () => call('stats'),
-    /** Desktop app only (null in a browser): start at login, and repos handed to the app by a
-     * second launch or on its command line. */
+    /** Desktop app only (null in a browser): start at login, the window's title, and what the
+     * app is asked to open (its command line, a second launch, a `modelcache://` link). */
     app: transport.name === 'ipc' ? {
       autostart: () => call('autostart_get'),
       setAutostart: (enabled) => call('autostart_set', { enabled }),
-      startupRepo: () => call('startup_repo'),
-      onOpenRepo: (callback) => window.__TAURI__.event.listen('open-repo', (event) => callback(event.payload)),
+      setTitle: (title) => window.__TAURI__.window.getCurrentWindow().setTitle(title),
+      /** `{repo, file, quant}`, `{error: {kind, message, hint}}` or null; each request once. */
+      takeOpenRequest: () => call('open_request'),
+      /** Calls `callback()` when a request is waiting (take it with `takeOpenRequest`). */
+      onOpenRequest: (callback) => window.__TAURI__.event.listen('open-repo', () => callback()),
     } : null,
     /** Calls `onEvent(event)` for every engine event; `onStatus` gets 'live' | 'reconnecting' |
      * 'unauthorized' (the secret was refused; the stream has stopped for good). Returns a

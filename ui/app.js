@@ -74,14 +74,16 @@ const pct = (done, total) => (total > 0 ? Math.min(100, Math.floor((done / total
 const REPO_PART = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 /**
- * Turns what the user typed into `{repo, revision}`: `org/name`, `org/name@rev`, or a Hub URL
- * such as `https://huggingface.co/org/name/tree/main` or `.../blob/rev/file.gguf`.
- * Throws an ApiError (kind `invalid_input`) with a hint when it is neither.
+ * Turns what the user typed into `{repo, revision, file}`: `org/name`, `org/name@rev`, or a Hub
+ * URL such as `https://huggingface.co/org/name/tree/main` or `.../blob/rev/file.gguf` (whose
+ * file is then selected). Throws an ApiError (kind `invalid_input`) with a hint when it is
+ * neither.
  */
 export function parseRepoInput(text) {
   let input = String(text || '').trim();
   if (!input) throw new ApiError('invalid_input', 'Enter a repository id such as `org/model`', null);
   let revision = null;
+  let file = null;
   const looksLikeUrl = /^https?:\/\//i.test(input) || /^(www\.)?(huggingface\.co|hf\.co)\//i.test(input);
   if (looksLikeUrl) {
     let url;
@@ -98,6 +100,8 @@ export function parseRepoInput(text) {
     const marker = parts.findIndex((p, i) => i >= 1 && ['tree', 'blob', 'resolve', 'commit'].includes(p));
     if (marker >= 1) {
       if (parts[marker + 1]) revision = parts[marker + 1];
+      // A file page (`blob`, `resolve`) names the file; a `tree` page names a folder.
+      if (['blob', 'resolve'].includes(parts[marker]) && parts.length > marker + 2) file = parts.slice(marker + 2).join('/');
       parts = parts.slice(0, marker);
     }
     input = parts.slice(0, 2).join('/');
@@ -110,7 +114,7 @@ export function parseRepoInput(text) {
     throw new ApiError('invalid_input', `\`${text.trim()}\` is not a repository id`,
       'A repository id looks like `org/model` (letters, digits, `-`, `_`, `.`), or paste the model\'s Hub URL.');
   }
-  return { repo: parts.join('/'), revision };
+  return { repo: parts.join('/'), revision, file };
 }
 
 // Hints shown when the engine gives none, by error kind.
@@ -367,22 +371,65 @@ function renderVariants(report) {
 
 async function search(event) {
   event.preventDefault();
+  await lookUp($('#search-input').value);
+}
+
+/**
+ * Shows the variants of the repo in `text` (what the search box accepts), then selects `pick`'s
+ * quant or file (or the file a pasted Hub URL names). The window's title names the repo shown.
+ */
+async function lookUp(text, pick = {}) {
   const box = $('#search-error');
   clearError(box);
   let target;
-  try { target = parseRepoInput($('#search-input').value); } catch (err) { showError(box, err); return; }
+  try { target = parseRepoInput(text); } catch (err) { showError(box, err); return; }
   const button = $('#search-button');
   button.disabled = true;
   $('#variants').replaceChildren(h('p', { class: 'muted' }, `Looking up ${target.repo}…`));
   try {
     const report = await api.variants(target.repo, target.revision);
     renderVariants(report);
+    applyPick(report, { quant: pick.quant || null, file: pick.file || target.file || null });
+    showTitle(report.repo);
   } catch (err) {
     $('#variants').replaceChildren();
+    showTitle(null);
     showError(box, err);
   } finally {
     button.disabled = false;
   }
+}
+
+/** Selects the variant of `quant` (a quant or variant name), then the one holding `file`; says
+ * so when the repo has neither. */
+function applyPick(report, { quant, file }) {
+  const variants = report.variants || [];
+  const missing = [];
+  if (quant) {
+    const wanted = quant.toLowerCase();
+    const found = variants.find((v) => v.name.toLowerCase() === wanted)
+      || variants.find((v) => (v.quant || '').toLowerCase() === wanted);
+    if (found) selectVariant(found.name); else missing.push(`no ${quant} variant`);
+  }
+  if (file) {
+    const holder = variants.find((v) => variantFiles(v).some((f) => f.path === file));
+    if (holder) selectVariant(holder.name);
+    else if (variants.some((v) => allPaths(v).some((f) => f.path === file))) {
+      variantsState.selected = null;
+      variantsState.files = new Set([file]);
+      syncSelection();
+    } else missing.push(`no file ${file}`);
+  }
+  if (missing.length) {
+    showError($('#search-error'), new ApiError('not_found', `${report.repo} has ${missing.join(' and ')}`,
+      'Pick one of the variants listed below.'));
+  }
+}
+
+function showTitle(repo) {
+  const title = repo ? `${repo} — Model Cache` : 'Model Cache';
+  document.title = title;
+  if (api.app) api.app.setTitle(title).catch((err) => console.warn('Could not set the window title', err));
 }
 
 async function startDownload(button) {
@@ -934,12 +981,21 @@ function onEngineEvent(event) {
   }
 }
 
-/** Shows a repo's variants, as if the user had typed it (a second launch handed it over). */
-function openRepo(repo) {
-  if (!repo) return;
+/**
+ * Opens what the app was asked to open (`{repo, file, quant}` from its command line, a second
+ * launch or a `modelcache://` link), as if the user had typed the repo; a refused link shows
+ * why instead.
+ */
+async function openRequested() {
+  const request = await api.app.takeOpenRequest().catch((err) => { console.warn('Could not read the open request', err); return null; });
+  if (!request) return;
   showTab('tab-models');
-  $('#search-input').value = repo;
-  $('#search-form').requestSubmit();
+  if (request.error) {
+    showError($('#search-error'), new ApiError(request.error.kind, request.error.message, request.error.hint));
+    return;
+  }
+  $('#search-input').value = request.repo;
+  await lookUp(request.repo, { file: request.file, quant: request.quant });
 }
 
 async function setUpDesktop() {
@@ -960,8 +1016,8 @@ async function setUpDesktop() {
       showError($('#settings-error'), err);
     }
   });
-  api.app.onOpenRepo(openRepo);
-  openRepo(await api.app.startupRepo().catch(() => null));
+  api.app.onOpenRequest(openRequested);
+  await openRequested();
 }
 
 function start() {

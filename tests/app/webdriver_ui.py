@@ -124,6 +124,66 @@ try:
         "return document.getElementById('search-input').value === 'demo/tiny-safetensors'"
         " && /safetensors/.test(document.getElementById('variants').textContent)"), 60)
     print("a second launch opened demo/tiny-safetensors in the first window")
+
+    # modelcache:// links, as the desktop entry hands them to a second launch: the repo opens in
+    # this window with the link's quant or file selected, and the window's title names it.
+    def open_link(link):
+        run = subprocess.run([APP, link], timeout=60, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if run.returncode != 0:
+            raise SystemExit(f"the launch with {link} exited {run.returncode}: {run.stdout[-2000:]!r}")
+
+    def shown():
+        return script(
+            "const row = document.querySelector('#variants tr.selected');"
+            "return {repo: document.getElementById('search-input').value,"
+            " title: (document.getElementById('variants-title') || {}).textContent || null,"
+            " selected: row ? row.dataset.variant : null, window: document.title,"
+            " error: document.getElementById('search-error').hidden ? null"
+            " : document.getElementById('search-error').textContent}")
+
+    def wait_shown(what, check):
+        state = {}
+        def probe():
+            state.update(shown())
+            return check(state)
+        try:
+            wait_for(what, probe, 60)
+        except SystemExit:
+            raise SystemExit(f"timed out waiting for {what}; the window shows {state!r}")
+        return state
+
+    open_link("modelcache://open_from_hf?model=demo/tiny-gguf&quant=Q4_K_M")
+    wait_shown("the link's repo with Q4_K_M selected", lambda st: st["title"] == "demo/tiny-gguf"
+               and st["selected"] == "Q4_K_M" and st["window"] == "demo/tiny-gguf — Model Cache"
+               and st["error"] is None)
+    print("modelcache://open_from_hf?model=demo/tiny-gguf&quant=Q4_K_M opened with Q4_K_M selected")
+
+    open_link("modelcache://open_from_hf?model=demo%2Ftiny-gguf&file=tiny-model-Q2_K.gguf")
+    wait_shown("the link's file selected", lambda st: st["title"] == "demo/tiny-gguf"
+               and st["selected"] == "Q2_K" and st["error"] is None)
+    print("a link with &file= selected the variant holding the file")
+
+    open_link("modelcache://open_from_hf?model=demo/tiny-gguf&quant=Q9_X")
+    state = wait_shown("the missing quant reported", lambda st: st["error"] is not None)
+    if "no Q9_X variant" not in state["error"] or state["title"] != "demo/tiny-gguf":
+        raise SystemExit(f"a link to a missing quant shows {state!r}")
+    print("a link to a missing quant shows the repo and says:", state["error"].strip())
+
+    open_link("modelcache://open_from_hf?model=../../etc/passwd")
+    state = wait_shown("the bad link refused", lambda st: st["error"] is not None
+                       and "not a repository id" in st["error"])
+    if "modelcache://open_from_hf?model=org/name" not in state["error"]:
+        raise SystemExit(f"a refused link gives no hint: {state['error']!r}")
+    print("a bad link is refused in the window:", " ".join(state["error"].split())[:120])
+
+    # A Hub file URL pasted into the search box selects the variant holding that file.
+    search = find("#search-input")
+    call("POST", f"{s}/element/{element_id(search)}/clear", {})
+    call("POST", f"{s}/element/{element_id(search)}/value",
+         {"text": "https://huggingface.co/demo/tiny-gguf/blob/main/tiny-model-Q3_K_M.gguf"})
+    call("POST", f"{s}/element/{element_id(find('#search-button'))}/click", {})
+    wait_shown("the pasted URL's file selected", lambda st: st["selected"] == "Q3_K_M" and st["error"] is None)
+    print("a pasted huggingface.co/.../blob/main/<file> URL selected the variant holding the file")
     call("DELETE", s)
 finally:
     driver.terminate()
