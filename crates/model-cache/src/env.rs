@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::hub::proxy::{ProxySettings, ProxyUrl};
 use crate::secret::Token;
 use crate::settings::{DEFAULT_ENDPOINT, Settings};
 
@@ -48,6 +49,17 @@ pub const HF_HUB_ETAG_TIMEOUT: &str = "HF_HUB_ETAG_TIMEOUT";
 pub const HF_HUB_DOWNLOAD_TIMEOUT: &str = "HF_HUB_DOWNLOAD_TIMEOUT";
 /// Model Cache's own app-data folder (index, settings, logs).
 pub const MODEL_CACHE_DATA_DIR: &str = "MODEL_CACHE_DATA_DIR";
+/// Proxy for `https://` URLs (`https_proxy` wins when both are set).
+pub const HTTPS_PROXY: &str = "HTTPS_PROXY";
+/// Proxy for `http://` URLs (`http_proxy` wins; ignored in a CGI request, see [`proxies`]).
+pub const HTTP_PROXY: &str = "HTTP_PROXY";
+/// Proxy for both schemes when the scheme's own variable is not set.
+pub const ALL_PROXY: &str = "ALL_PROXY";
+/// Hosts that bypass the proxy.
+pub const NO_PROXY: &str = "NO_PROXY";
+/// Set by a web server running a CGI program; `HTTP_PROXY` is then ignored (the "httpoxy"
+/// rule of Python's `urllib`).
+pub const REQUEST_METHOD: &str = "REQUEST_METHOD";
 
 /// Every variable this module reads, with what it does, for `--help` texts and docs.
 pub const VARIABLES: &[(&str, &str)] = &[
@@ -87,6 +99,22 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         MODEL_CACHE_DATA_DIR,
         "Model Cache's app-data folder (index database, settings, logs)",
+    ),
+    (
+        HTTPS_PROXY,
+        "Proxy for https requests (also `https_proxy`, which wins), e.g. `http://proxy:3128`",
+    ),
+    (
+        HTTP_PROXY,
+        "Proxy for plain http requests (also `http_proxy`, which wins)",
+    ),
+    (
+        ALL_PROXY,
+        "Proxy for requests whose scheme's variable is not set (also `all_proxy`)",
+    ),
+    (
+        NO_PROXY,
+        "Hosts, domains, IP addresses and CIDR ranges that bypass the proxy, comma-separated; `*` for all (also `no_proxy`)",
     ),
 ];
 
@@ -224,6 +252,39 @@ pub fn token_path(lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>)
     }
 }
 
+/// A proxy variable as Python's `urllib.request.getproxies_environment` reads it (which
+/// `huggingface_hub`, through `requests` or `httpx`, uses): the lowercase name wins, and a
+/// lowercase name set to the empty string unsets the uppercase one. `None` when unset or empty.
+fn proxy_variable(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    let value = match get(lookup, &name.to_ascii_lowercase()) {
+        Some(lower) => lower,
+        None => get(lookup, name)?,
+    };
+    let value = value.trim().to_string();
+    (!value.is_empty()).then_some(value)
+}
+
+/// The proxies the environment names: `https_proxy`/`HTTPS_PROXY`, `http_proxy`/`HTTP_PROXY`
+/// (ignored when `REQUEST_METHOD` is set, as `urllib` does inside a CGI request, where a client
+/// can set it through a `Proxy:` header), `all_proxy`/`ALL_PROXY` for a scheme without its own,
+/// and `no_proxy`/`NO_PROXY`. Loopback is never proxied whatever they say
+/// ([`crate::hub::proxy`]).
+pub fn proxies(lookup: &impl Fn(&str) -> Option<String>) -> ProxySettings {
+    let all = proxy_variable(lookup, ALL_PROXY);
+    let http = if get(lookup, REQUEST_METHOD).is_some() {
+        get(lookup, "http_proxy").filter(|v| !v.trim().is_empty())
+    } else {
+        proxy_variable(lookup, HTTP_PROXY)
+    };
+    ProxySettings {
+        http: http.or_else(|| all.clone()).and_then(ProxyUrl::new),
+        https: proxy_variable(lookup, HTTPS_PROXY)
+            .or(all)
+            .and_then(ProxyUrl::new),
+        no_proxy: proxy_variable(lookup, NO_PROXY),
+    }
+}
+
 fn seconds(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<Duration> {
     let value = get(lookup, name)?;
     let secs: f64 = value.trim().parse().ok()?;
@@ -276,6 +337,7 @@ pub fn settings_from_env(
     if let Some(timeout) = seconds(&lookup, HF_HUB_DOWNLOAD_TIMEOUT) {
         settings.timeouts.stall = timeout;
     }
+    settings.proxy = proxies(&lookup);
     settings
 }
 
@@ -401,6 +463,53 @@ mod tests {
         let s = resolve(&[("HF_HOME", "/nonexistent")]);
         assert!(s.token.is_none());
         assert!(!format!("{:?}", resolve(&[("HF_TOKEN", "hf_secret")])).contains("hf_secret"));
+    }
+
+    #[test]
+    fn proxies_are_read_like_urllib_reads_them() {
+        let shown = |s: &Settings| {
+            (
+                s.proxy.http.as_ref().map(|p| p.expose().to_string()),
+                s.proxy.https.as_ref().map(|p| p.expose().to_string()),
+                s.proxy.no_proxy.clone(),
+            )
+        };
+        let some = |v: &str| Some(v.to_string());
+        assert_eq!(shown(&resolve(&[])), (None, None, None));
+        assert_eq!(
+            shown(&resolve(&[
+                ("HTTPS_PROXY", "http://upper:1"),
+                ("https_proxy", "http://lower:1"),
+                ("HTTP_PROXY", "http://plain:2"),
+                ("NO_PROXY", "corp.example"),
+            ])),
+            (
+                some("http://plain:2"),
+                some("http://lower:1"),
+                some("corp.example")
+            )
+        );
+        // `all_proxy` fills in a scheme without its own variable.
+        assert_eq!(
+            shown(&resolve(&[
+                ("ALL_PROXY", "http://all:3"),
+                ("https_proxy", "http://s:4")
+            ])),
+            (some("http://all:3"), some("http://s:4"), None)
+        );
+        // An empty lowercase variable unsets the uppercase one.
+        assert_eq!(
+            shown(&resolve(&[("HTTPS_PROXY", "http://upper:1"), ("https_proxy", "")])),
+            (None, None, None)
+        );
+        // Inside a CGI request `HTTP_PROXY` may come from a client's header: ignored.
+        assert_eq!(
+            shown(&resolve(&[
+                ("HTTP_PROXY", "http://evil:1"),
+                ("REQUEST_METHOD", "GET")
+            ])),
+            (None, None, None)
+        );
     }
 
     #[test]

@@ -174,6 +174,9 @@ pub enum Hint {
     UpgradeOrRebuildIndex { path: PathBuf },
     /// Fix or delete the preferences file; defaults are used without it.
     FixPreferences { path: PathBuf },
+    /// Check the proxy settings (`HTTPS_PROXY`, `NO_PROXY`, the `proxy` setting) and that the
+    /// proxy is reachable.
+    CheckProxy,
 }
 
 /// What an error tells the edges beyond its message.

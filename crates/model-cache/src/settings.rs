@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hub::proxy::ProxySettings;
 use crate::secret::Token;
 
 /// The Hub's public endpoint, the default when `HF_ENDPOINT` is not set.
@@ -47,6 +48,8 @@ pub struct Settings {
     pub user_agent: String,
     /// Caps on what is read from a Hub answer.
     pub response_limits: ResponseLimits,
+    /// Proxies for the Hub, its CDN and the mirrors (never used for loopback).
+    pub proxy: ProxySettings,
 }
 
 impl Settings {
@@ -65,6 +68,7 @@ impl Settings {
             timeouts: Timeouts::default(),
             user_agent: concat!("model-cache/", env!("CARGO_PKG_VERSION")).to_string(),
             response_limits: ResponseLimits::default(),
+            proxy: ProxySettings::default(),
         }
     }
 
