@@ -57,6 +57,12 @@ pub const HTTP_PROXY: &str = "HTTP_PROXY";
 pub const ALL_PROXY: &str = "ALL_PROXY";
 /// Hosts that bypass the proxy.
 pub const NO_PROXY: &str = "NO_PROXY";
+/// CA bundle `requests` (so `huggingface_hub` 0.x) uses instead of its own.
+pub const REQUESTS_CA_BUNDLE: &str = "REQUESTS_CA_BUNDLE";
+/// CA bundle curl uses; `requests` reads it after `REQUESTS_CA_BUNDLE`.
+pub const CURL_CA_BUNDLE: &str = "CURL_CA_BUNDLE";
+/// CA bundle OpenSSL and `httpx` (so `huggingface_hub` 1.x) read.
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// Set by a web server running a CGI program; `HTTP_PROXY` is then ignored (the "httpoxy"
 /// rule of Python's `urllib`).
 pub const REQUEST_METHOD: &str = "REQUEST_METHOD";
@@ -111,6 +117,15 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         ALL_PROXY,
         "Proxy for requests whose scheme's variable is not set (also `all_proxy`)",
+    ),
+    (
+        REQUESTS_CA_BUNDLE,
+        "PEM file of certificate authorities trusted besides the built-in and system ones (a company CA)",
+    ),
+    (CURL_CA_BUNDLE, "Read when `REQUESTS_CA_BUNDLE` is not set"),
+    (
+        SSL_CERT_FILE,
+        "Read when neither `REQUESTS_CA_BUNDLE` nor `CURL_CA_BUNDLE` is set",
     ),
     (
         NO_PROXY,
@@ -338,6 +353,11 @@ pub fn settings_from_env(
         settings.timeouts.stall = timeout;
     }
     settings.proxy = proxies(&lookup);
+    settings.ca_bundle = [REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE]
+        .iter()
+        .filter_map(|name| get(&lookup, name))
+        .find(|value| !value.trim().is_empty())
+        .map(|value| expand(value.trim(), &lookup, home));
     settings
 }
 
@@ -510,6 +530,19 @@ mod tests {
             ])),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn the_ca_bundle_is_read_in_the_order_requests_reads_it() {
+        assert_eq!(resolve(&[]).ca_bundle, None);
+        let s = resolve(&[
+            ("SSL_CERT_FILE", "/ssl.pem"),
+            ("CURL_CA_BUNDLE", "/curl.pem"),
+            ("REQUESTS_CA_BUNDLE", "~/corp.pem"),
+        ]);
+        assert_eq!(s.ca_bundle, Some(PathBuf::from("/home/u/corp.pem")));
+        let s = resolve(&[("SSL_CERT_FILE", "/ssl.pem"), ("CURL_CA_BUNDLE", "")]);
+        assert_eq!(s.ca_bundle, Some(PathBuf::from("/ssl.pem")));
     }
 
     #[test]

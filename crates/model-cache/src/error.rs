@@ -76,6 +76,8 @@ error_kinds! {
     InvalidResponse = "invalid_response",
     RangeNotSatisfiable = "range_not_satisfiable",
     RetriesExhausted = "retries_exhausted",
+    /// A server's TLS certificate is not signed by a trusted authority (or is invalid).
+    UntrustedCertificate = "untrusted_certificate",
 
     // The disk and the cache.
     UnsafePath = "unsafe_path",
@@ -177,6 +179,10 @@ pub enum Hint {
     /// Check the proxy settings (`HTTPS_PROXY`, `NO_PROXY`, the `proxy` setting) and that the
     /// proxy is reachable.
     CheckProxy,
+    /// Trust the certificate authority that signed the server's certificate (a company's):
+    /// give its PEM bundle (the `ca_bundle` setting, or `REQUESTS_CA_BUNDLE`), or add it to
+    /// the system's certificate store.
+    TrustCertificateAuthority,
 }
 
 /// What an error tells the edges beyond its message.

@@ -50,6 +50,10 @@ pub struct Settings {
     pub response_limits: ResponseLimits,
     /// Proxies for the Hub, its CDN and the mirrors (never used for loopback).
     pub proxy: ProxySettings,
+    /// A PEM file of certificate authorities trusted in addition to the built-in roots and the
+    /// system's store (a company's CA): the `ca_bundle` setting, else `REQUESTS_CA_BUNDLE`,
+    /// `CURL_CA_BUNDLE` or `SSL_CERT_FILE`.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Settings {
@@ -69,6 +73,7 @@ impl Settings {
             user_agent: concat!("model-cache/", env!("CARGO_PKG_VERSION")).to_string(),
             response_limits: ResponseLimits::default(),
             proxy: ProxySettings::default(),
+            ca_bundle: None,
         }
     }
 

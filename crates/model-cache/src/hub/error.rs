@@ -61,6 +61,16 @@ pub enum HubError {
         #[source]
         source: reqwest::Error,
     },
+    /// The server's certificate is not signed by an authority this machine trusts (a company
+    /// proxy or mirror with its own CA), or is otherwise invalid.
+    #[error("The certificate of `{url}` is not trusted: {reason}")]
+    UntrustedCertificate { url: String, reason: String },
+    /// The CA bundle the settings name cannot be used.
+    #[error("Cannot use the CA bundle `{}`: {reason}", path.display())]
+    InvalidCaBundle {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     /// A proxy setting (`HTTPS_PROXY`, the `proxy` preference, …) that cannot be used.
     #[error("Invalid proxy `{proxy}`: {reason}")]
     InvalidProxy { proxy: String, reason: String },
@@ -160,7 +170,10 @@ impl HubError {
             HubError::Network { .. } => ErrorKind::Network,
             HubError::Offline { .. } => ErrorKind::Offline,
             HubError::InvalidEndpoint { .. } => ErrorKind::InvalidEndpoint,
-            HubError::InvalidProxy { .. } => ErrorKind::InvalidInput,
+            HubError::InvalidProxy { .. } | HubError::InvalidCaBundle { .. } => {
+                ErrorKind::InvalidInput
+            }
+            HubError::UntrustedCertificate { .. } => ErrorKind::UntrustedCertificate,
             HubError::InvalidResponse { .. } | HubError::RedirectRefused { .. } => {
                 ErrorKind::InvalidResponse
             }
@@ -194,6 +207,9 @@ impl HubError {
             HubError::Forbidden { .. } => vec![Hint::CheckTokenPermissions],
             HubError::Offline { .. } => vec![Hint::GoOnline],
             HubError::InvalidProxy { .. } => vec![Hint::CheckProxy],
+            HubError::UntrustedCertificate { .. } | HubError::InvalidCaBundle { .. } => {
+                vec![Hint::TrustCertificateAuthority]
+            }
             HubError::RateLimited { .. }
             | HubError::RetriesExhausted { .. }
             | HubError::DownloadUrlRefused { .. } => vec![Hint::RetryLater],

@@ -182,6 +182,11 @@ impl HubClient {
                 rule.proxy_for(url).cloned()
             }));
         }
+        if let Some(path) = &settings.ca_bundle {
+            for certificate in ca_bundle(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
         let http = configure(
             builder
                 .redirect(reqwest::redirect::Policy::none())
@@ -739,7 +744,54 @@ fn parse_url(url: &str) -> Result<Url, HubError> {
     })
 }
 
+/// The certificates of a PEM bundle, added to the trusted roots (the built-in ones and the
+/// system's store stay trusted). Reading this one file, named by the settings, is the only file
+/// I/O of the client.
+fn ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, HubError> {
+    let invalid = |reason: String| HubError::InvalidCaBundle {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| invalid(format!("not a PEM bundle: {e}")))?;
+    if certificates.is_empty() {
+        return Err(invalid("it holds no PEM certificate".into()));
+    }
+    Ok(certificates)
+}
+
+/// What TLS said about the server's certificate, when that is why a request failed.
+fn certificate_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>()
+            && matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::InvalidCertRevocationList(_)
+            )
+        {
+            return Some(tls.to_string());
+        }
+        // An `io::Error` hides the error it wraps from `source()` (the connector nests one in
+        // another): look inside it instead.
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
+}
+
 fn network(url: &Url, proxy: Option<&Url>, source: reqwest::Error) -> HubError {
+    if let Some(reason) = certificate_failure(&source) {
+        return HubError::UntrustedCertificate {
+            url: shown(url),
+            reason,
+        };
+    }
     HubError::Network {
         url: shown(url),
         proxy: proxy.map(shown),

@@ -8,6 +8,7 @@
 //! resolved, never which proxy is chosen. Hermetic: everything listens on 127.0.0.1.
 
 mod proxy;
+mod tls;
 
 use std::net::SocketAddr;
 
@@ -18,6 +19,7 @@ use model_cache::hub::proxy::{ProxySettings, ProxyUrl};
 use model_cache::hub::retry::RetryPolicy;
 use model_cache::{RepoId, Settings};
 use proxy::LoggingProxy;
+use tls::{TestCa, TlsFront};
 
 const REPO: &str = "demo/tiny-gguf";
 
@@ -69,6 +71,10 @@ fn proxy_for_all(url: &str, no_proxy: Option<&str>) -> ProxySettings {
 /// Lists the repo, resolves one GGUF file (an LFS file the Hub redirects to its CDN) and reads
 /// its first bytes; returns the file's path.
 async fn use_the_hub(hub: &HubClient) -> String {
+    use_the_hub_with_cdn(hub, "http://cdn.test:").await
+}
+
+async fn use_the_hub_with_cdn(hub: &HubClient, cdn: &str) -> String {
     hub.repo_info(&repo(), None).await.unwrap();
     let tree = hub.list_tree(&repo(), "main", None, true).await.unwrap();
     let file = tree
@@ -78,7 +84,7 @@ async fn use_the_hub(hub: &HubClient) -> String {
         .unwrap();
     let meta = hub.file_metadata(&repo(), "main", &file).await.unwrap();
     assert!(
-        meta.download_url.starts_with("http://cdn.test:"),
+        meta.download_url.starts_with(cdn),
         "the Hub redirects to the named CDN: {}",
         meta.download_url
     );
@@ -221,4 +227,129 @@ async fn a_proxy_that_cannot_be_used_is_refused_when_the_client_is_built() {
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
     assert_eq!(error.hints(), [Hint::CheckProxy]);
     assert!(!error.to_string().contains("s3cret"), "{error}");
+}
+
+/// The emulator behind TLS fronts with certificates the test CA signed: `https://hub.test:{port}`
+/// and a CDN its redirects name `https://cdn.test:{port}`.
+struct TlsHub {
+    emulator: Emulator,
+    ca: TestCa,
+    hub: TlsFront,
+    cdn: TlsFront,
+}
+
+impl TlsHub {
+    async fn start() -> TlsHub {
+        let ca = TestCa::new(&["hub.test", "cdn.test"]);
+        let hub_listener = TlsFront::bind().await;
+        let cdn_listener = TlsFront::bind().await;
+        let cdn_port = cdn_listener.local_addr().unwrap().port();
+        let emulator = Emulator::start(EmulatorConfig {
+            cdn_base_url: Some(format!("https://cdn.test:{cdn_port}")),
+            ..EmulatorConfig::demo_with_big_size(1 << 20)
+        })
+        .await
+        .unwrap();
+        let hub = TlsFront::start(hub_listener, &ca, emulator.hub_addr());
+        let cdn = TlsFront::start(cdn_listener, &ca, emulator.cdn_addr());
+        TlsHub {
+            emulator,
+            ca,
+            hub,
+            cdn,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("https://hub.test:{}", self.hub.addr.port())
+    }
+
+    fn names(&self) -> [(&'static str, SocketAddr); 2] {
+        [("hub.test", self.hub.addr), ("cdn.test", self.cdn.addr)]
+    }
+}
+
+#[tokio::test]
+async fn a_server_signed_by_a_company_ca_is_trusted_through_the_ca_bundle_setting() {
+    let tls = TlsHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(tls.endpoint(), ProxySettings::default());
+    settings.ca_bundle = Some(tls.ca.write_bundle(dir.path()));
+    let hub = HubClient::with_resolved_hosts(&settings, &tls.names()).unwrap();
+    use_the_hub_with_cdn(&hub, "https://cdn.test:").await;
+    let listeners: Vec<Listener> = tls.emulator.requests().iter().map(|r| r.listener).collect();
+    assert!(listeners.contains(&Listener::Cdn) && listeners.contains(&Listener::Hub));
+}
+
+#[tokio::test]
+async fn requests_ca_bundle_from_the_environment_is_trusted() {
+    let tls = TlsHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = tls.ca.write_bundle(dir.path());
+    let bundle_text = bundle.to_str().unwrap().to_string();
+    let lookup = move |name: &str| (name == "REQUESTS_CA_BUNDLE").then(|| bundle_text.clone());
+    let from_env = model_cache::env::settings_from_env(lookup, None, dir.path().join("data"));
+    let mut settings = settings(tls.endpoint(), ProxySettings::default());
+    settings.ca_bundle = from_env.ca_bundle;
+    let hub = HubClient::with_resolved_hosts(&settings, &tls.names()).unwrap();
+    hub.repo_info(&repo(), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn without_the_company_ca_the_certificate_is_refused_with_a_clear_error() {
+    let tls = TlsHub::start().await;
+    let hub = HubClient::with_resolved_hosts(
+        &settings(tls.endpoint(), ProxySettings::default()),
+        &tls.names(),
+    )
+    .unwrap();
+    let error = hub.repo_info(&repo(), None).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UntrustedCertificate, "{error}");
+    assert_eq!(error.hints(), [Hint::TrustCertificateAuthority]);
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("The certificate of `{}", tls.endpoint())),
+        "{message}"
+    );
+    assert!(message.contains("UnknownIssuer"), "{message}");
+    // Not retried: another attempt cannot succeed, and no request reached the Hub.
+    assert!(!error.is_retryable());
+    assert_eq!(tls.emulator.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn a_ca_bundle_that_cannot_be_read_is_refused_when_the_client_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("bundle.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    for path in [not_pem, dir.path().join("missing.pem")] {
+        let mut settings = settings("https://huggingface.co".into(), ProxySettings::default());
+        settings.ca_bundle = Some(path.clone());
+        let error = HubClient::new(&settings).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+        assert_eq!(error.hints(), [Hint::TrustCertificateAuthority]);
+        assert!(error.to_string().contains(path.to_str().unwrap()), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn https_goes_through_the_proxy_in_a_connect_tunnel() {
+    let tls = TlsHub::start().await;
+    let proxy = LoggingProxy::start(&tls.names()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(tls.endpoint(), proxy_for_all(&proxy.url(None), None));
+    settings.ca_bundle = Some(tls.ca.write_bundle(dir.path()));
+    // No name is resolved by the client: only the proxy knows where the names are.
+    let hub = HubClient::new(&settings).unwrap();
+    use_the_hub_with_cdn(&hub, "https://cdn.test:").await;
+    let seen = targets(&proxy);
+    assert!(
+        seen.contains(&format!("CONNECT hub.test:{}", tls.hub.addr.port())),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.contains(&format!("CONNECT cdn.test:{}", tls.cdn.addr.port())),
+        "{seen:#?}"
+    );
+    assert!(seen.iter().all(|s| s.starts_with("CONNECT ")), "{seen:#?}");
 }
