@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::hub::proxy::{ProxySettings, ProxyUrl};
 use crate::secret::Token;
-use crate::settings::{DEFAULT_ENDPOINT, Settings};
+use crate::settings::{CacheOrigin, DEFAULT_ENDPOINT, Settings};
 
 /// Cache root override (highest precedence).
 pub const HF_HUB_CACHE: &str = "HF_HUB_CACHE";
@@ -337,6 +337,12 @@ pub fn settings_from_env(
         .map(|value| expand(&value, &lookup, home))
         .unwrap_or(default_data_dir);
     let mut settings = Settings::new(hub_cache(&lookup, home), data_dir);
+    if [HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME]
+        .iter()
+        .any(|name| get(&lookup, name).is_some())
+    {
+        settings.hub_cache_origin = CacheOrigin::Environment;
+    }
     settings.endpoint = get(&lookup, HF_ENDPOINT)
         .map(|value| value.trim_end_matches('/').to_string())
         .filter(|value| !value.is_empty())
@@ -429,6 +435,11 @@ mod tests {
         assert_eq!(s.endpoint, "https://huggingface.co");
         assert!(!s.offline);
         assert_eq!(s.data_dir, PathBuf::from("/data"));
+        assert_eq!(s.hub_cache_origin, CacheOrigin::Default);
+        assert_eq!(
+            resolve(&[("HF_HOME", "/hf")]).hub_cache_origin,
+            CacheOrigin::Environment
+        );
         let s = resolve(&[
             ("HF_ENDPOINT", "http://127.0.0.1:9000//"),
             ("HF_HUB_OFFLINE", "yes"),
@@ -519,7 +530,10 @@ mod tests {
         );
         // An empty lowercase variable unsets the uppercase one.
         assert_eq!(
-            shown(&resolve(&[("HTTPS_PROXY", "http://upper:1"), ("https_proxy", "")])),
+            shown(&resolve(&[
+                ("HTTPS_PROXY", "http://upper:1"),
+                ("https_proxy", "")
+            ])),
             (None, None, None)
         );
         // Inside a CGI request `HTTP_PROXY` may come from a client's header: ignored.

@@ -90,6 +90,8 @@ error_kinds! {
     Store = "store",
     Index = "index",
     IndexTooNew = "index_too_new",
+    /// The chosen cache folder is not there (a drive not connected, a share not mounted).
+    CacheUnavailable = "cache_unavailable",
 
     // Downloads.
     /// Bytes did not match the Hub's hash.
@@ -183,6 +185,9 @@ pub enum Hint {
     /// give its PEM bundle (the `ca_bundle` setting, or `REQUESTS_CA_BUNDLE`), or add it to
     /// the system's certificate store.
     TrustCertificateAuthority,
+    /// The cache folder is not there: connect its drive (or mount its share), or choose
+    /// another cache folder.
+    ConnectCacheDrive { path: PathBuf },
 }
 
 /// What an error tells the edges beyond its message.

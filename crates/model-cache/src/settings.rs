@@ -23,6 +23,9 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 5 * 1024 * 1024;
 pub struct Settings {
     /// The hub-cache root (`~/.cache/huggingface/hub` by default), shared with `huggingface_hub`.
     pub hub_cache: PathBuf,
+    /// Who chose [`Settings::hub_cache`]; a chosen folder that is missing at start is not
+    /// created in its place (see [`CacheOrigin`]).
+    pub hub_cache_origin: CacheOrigin,
     /// The app-data folder: index database, settings, logs, the local API secret. Never inside
     /// `hub_cache`.
     pub data_dir: PathBuf,
@@ -61,6 +64,7 @@ impl Settings {
     pub fn new(hub_cache: PathBuf, data_dir: PathBuf) -> Self {
         Settings {
             hub_cache,
+            hub_cache_origin: CacheOrigin::Default,
             data_dir,
             endpoint: DEFAULT_ENDPOINT.to_string(),
             mirrors: Vec::new(),
@@ -95,6 +99,27 @@ impl Settings {
         self.offline = false;
         self
     }
+}
+
+/// Who chose the hub-cache folder, which decides what happens when it is missing at start
+/// (`Engine::open`):
+///
+/// - [`CacheOrigin::Default`]: created, as `huggingface_hub` creates it.
+/// - [`CacheOrigin::Environment`] (`HF_HUB_CACHE`, `HF_HOME`) and [`CacheOrigin::Flag`]
+///   (`--cache-dir`): created when the folder it goes in exists, as `huggingface_hub` does;
+///   refused when that folder is missing too (an unplugged drive's mount point is gone).
+/// - [`CacheOrigin::Preference`] (chosen in the app or with `mcache config set cache_dir`): it
+///   existed when chosen, so a missing one means its drive is not there: refused.
+///
+/// A refused folder is an error (`cache_unavailable`), never a fallback to the default folder
+/// and never a new empty folder on the disk the mount point lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheOrigin {
+    #[default]
+    Default,
+    Environment,
+    Preference,
+    Flag,
 }
 
 /// A mirror tried after the endpoint, as saved in the preferences: `{"url": …, "send_token": …}`.

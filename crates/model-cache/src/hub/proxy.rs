@@ -22,8 +22,9 @@ use url::Url;
 use super::error::redact_url;
 
 /// A proxy as the user wrote it (`http://proxy:3128`, `proxy:3128`, with or without
-/// `user:password@`). Shown without its user info.
-#[derive(Clone, PartialEq, Eq)]
+/// `user:password@`). Shown without its user info; saved (in the preferences) as written.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct ProxyUrl(String);
 
 impl ProxyUrl {
@@ -280,7 +281,11 @@ mod tests {
 
     #[test]
     fn each_scheme_uses_its_own_proxy_and_a_bare_host_port_is_http() {
-        let r = rule(Some("proxy.corp:3128"), Some("https://secure.corp:443"), None);
+        let r = rule(
+            Some("proxy.corp:3128"),
+            Some("https://secure.corp:443"),
+            None,
+        );
         assert_eq!(
             via(&r, "http://hub.example/x").as_deref(),
             Some("http://proxy.corp:3128/")
@@ -316,7 +321,9 @@ mod tests {
         let r = rule(
             None,
             Some("http://p:1"),
-            Some(" .corp.example, hf.co ,10.0.0.0/8,192.168.1.5, [fd00::1], cdn.test:8443,*.wild.example"),
+            Some(
+                " .corp.example, hf.co ,10.0.0.0/8,192.168.1.5, [fd00::1], cdn.test:8443,*.wild.example",
+            ),
         );
         for (url, bypassed) in [
             ("https://corp.example/", true),
@@ -337,7 +344,11 @@ mod tests {
         ] {
             assert_eq!(via(&r, url).is_none(), bypassed, "{url}");
         }
-        let all = rule(Some("http://p:1"), Some("http://p:1"), Some("example.com, *"));
+        let all = rule(
+            Some("http://p:1"),
+            Some("http://p:1"),
+            Some("example.com, *"),
+        );
         assert_eq!(via(&all, "https://huggingface.co/"), None);
     }
 

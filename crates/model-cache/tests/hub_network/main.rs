@@ -210,11 +210,18 @@ async fn an_unreachable_proxy_is_named_without_its_password_and_hinted() {
     .unwrap();
     let error = hub.repo_info(&repo(), None).await.unwrap_err();
     let message = error.to_string();
-    assert!(message.contains("through the proxy `http://127.0.0.1:"), "{message}");
+    assert!(
+        message.contains("through the proxy `http://127.0.0.1:"),
+        "{message}"
+    );
     assert!(!message.contains("s3cret"), "{message}");
     assert!(!format!("{error:?}").contains("s3cret"));
     assert_eq!(error.kind(), ErrorKind::Network);
-    assert!(error.hints().contains(&Hint::CheckProxy), "{:?}", error.hints());
+    assert!(
+        error.hints().contains(&Hint::CheckProxy),
+        "{:?}",
+        error.hints()
+    );
 }
 
 #[tokio::test]
@@ -328,7 +335,10 @@ async fn a_ca_bundle_that_cannot_be_read_is_refused_when_the_client_is_built() {
         let error = HubClient::new(&settings).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
         assert_eq!(error.hints(), [Hint::TrustCertificateAuthority]);
-        assert!(error.to_string().contains(path.to_str().unwrap()), "{error}");
+        assert!(
+            error.to_string().contains(path.to_str().unwrap()),
+            "{error}"
+        );
     }
 }
 

@@ -29,8 +29,9 @@ impl TestCa {
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_key = KeyPair::generate().unwrap();
         let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let server = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
+        let server =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let server_key = KeyPair::generate().unwrap();
         let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
         TestCa {
