@@ -166,7 +166,11 @@ fn pickle_weights_are_marked_unsafe_with_the_safetensors_alternative() {
         .iter()
         .filter(|v| v.format == VariantFormat::Pytorch)
         .collect();
-    assert_eq!(pickles.len(), 2, "the .bin set and the .pth; optimizer.pt is not weights");
+    assert_eq!(
+        pickles.len(),
+        2,
+        "the .bin set and the .pth; optimizer.pt is not weights"
+    );
     let safetensors = vs
         .iter()
         .find(|v| v.format == VariantFormat::Safetensors)
@@ -177,7 +181,11 @@ fn pickle_weights_are_marked_unsafe_with_the_safetensors_alternative() {
             .iter()
             .find(|w| w.kind == WarningKind::UnsafePickle)
             .unwrap_or_else(|| panic!("{} is marked", variant.name));
-        assert!(warning.message.contains("can run any code"), "{}", warning.message);
+        assert!(
+            warning.message.contains("can run any code"),
+            "{}",
+            warning.message
+        );
         assert!(
             warning
                 .message
@@ -188,7 +196,10 @@ fn pickle_weights_are_marked_unsafe_with_the_safetensors_alternative() {
     }
     for variant in vs.iter().filter(|v| v.format != VariantFormat::Pytorch) {
         assert!(
-            variant.warnings.iter().all(|w| w.kind != WarningKind::UnsafePickle),
+            variant
+                .warnings
+                .iter()
+                .all(|w| w.kind != WarningKind::UnsafePickle),
             "{} carries no pickle",
             variant.name
         );

@@ -244,7 +244,9 @@ fn recognise(dir: &str, base: &str) -> Recognised {
                 None,
             ),
         }
-    } else if let Some(ext) = PICKLE_ONLY_EXTENSIONS.iter().find(|ext| lower.ends_with(*ext))
+    } else if let Some(ext) = PICKLE_ONLY_EXTENSIONS
+        .iter()
+        .find(|ext| lower.ends_with(*ext))
         && !is_training_state(&lower)
     {
         // A checkpoint saved with `torch.save` (`model.pt`, `consolidated.00.pth`) or `pickle`.
@@ -272,15 +274,24 @@ const PICKLE_ONLY_EXTENSIONS: &[&str] = &[".pt", ".pth", ".ckpt", ".pkl"];
 /// Whether a lowercase file name is a training run's state saved beside the weights (optimizer,
 /// scheduler, random state, arguments), not weights to run.
 fn is_training_state(lower: &str) -> bool {
-    ["optimizer", "scheduler", "rng_state", "training_args", "trainer_state"]
-        .iter()
-        .any(|prefix| lower.starts_with(prefix))
+    [
+        "optimizer",
+        "scheduler",
+        "rng_state",
+        "training_args",
+        "trainer_state",
+    ]
+    .iter()
+    .any(|prefix| lower.starts_with(prefix))
 }
 
 /// Whether a weight file is a Python pickle, which can run code when it is loaded.
 pub(crate) fn is_pickle(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    lower.ends_with(".bin") || PICKLE_ONLY_EXTENSIONS.iter().any(|ext| lower.ends_with(ext))
+    lower.ends_with(".bin")
+        || PICKLE_ONLY_EXTENSIONS
+            .iter()
+            .any(|ext| lower.ends_with(ext))
 }
 
 /// Marks each variant whose weights are pickles as unsafe to load, naming the repo's first
