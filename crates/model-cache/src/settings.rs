@@ -89,6 +89,8 @@ impl Settings {
     pub fn into_demo(mut self, endpoint: String) -> Settings {
         let demo = self.data_dir.join(DEMO_FOLDER);
         self.hub_cache = demo.join("hub");
+        // The demo's own folder, made on first use: not the user's choice.
+        self.hub_cache_origin = CacheOrigin::Default;
         self.token_file = Some(demo.join("token"));
         self.token = std::fs::read_to_string(demo.join("token"))
             .ok()
