@@ -79,6 +79,10 @@ pub struct EmulatorConfig {
     /// `Signature` query parameters, as the real Hub's CDN URLs carry); a request after that
     /// gets 403. `None`: URLs carry no signature and never expire.
     pub signed_url_ttl: Option<std::time::Duration>,
+    /// The base URL the Hub's redirects name for the CDN, when the CDN is reached by another
+    /// name than its listening address (`http://cdn.test:{port}` through a proxy, or a TLS
+    /// front); `None`: `http://127.0.0.1:{cdn port}`.
+    pub cdn_base_url: Option<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -92,6 +96,7 @@ impl Default for EmulatorConfig {
             cdn_port: 0,
             faults: Vec::new(),
             signed_url_ttl: None,
+            cdn_base_url: None,
         }
     }
 }
@@ -156,7 +161,11 @@ impl Emulator {
             log: Arc::new(RequestLog::default()),
             page_size: AtomicUsize::new(config.page_size.max(1)),
             hub_url: format!("http://{hub_addr}"),
-            cdn_url: format!("http://{cdn_addr}"),
+            cdn_url: config
+                .cdn_base_url
+                .clone()
+                .map(|url| url.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| format!("http://{cdn_addr}")),
             signing: config.signed_url_ttl.map(server::UrlSigning::new),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -153,7 +153,9 @@ pub fn contract_kind(kind: ErrorKind) -> Option<(&'static str, StatusCode)> {
         | K::Protocol
         | K::RangeNotSatisfiable
         | K::UpstreamChanged
+        | K::UntrustedCertificate
         | K::Integrity => (kind.as_str(), StatusCode::BAD_GATEWAY),
+        K::CacheUnavailable => (kind.as_str(), StatusCode::SERVICE_UNAVAILABLE),
         K::Offline => (kind.as_str(), StatusCode::SERVICE_UNAVAILABLE),
         K::DiskFull => (kind.as_str(), StatusCode::INSUFFICIENT_STORAGE),
         K::InvalidInput | K::InvalidEndpoint | K::InvalidFormat => {
@@ -221,6 +223,16 @@ pub fn hint_text(hints: &[Hint]) -> Option<String> {
                 }
                 Hint::FixPreferences { path } => format!(
                     "Fix or delete {}; defaults are used without it",
+                    path.display()
+                ),
+                Hint::CheckProxy => {
+                    "Check the proxy in Settings (or HTTPS_PROXY and NO_PROXY) and that it is reachable".to_string()
+                }
+                Hint::TrustCertificateAuthority => {
+                    "Add your organisation's CA certificates in Settings (CA bundle)".to_string()
+                }
+                Hint::ConnectCacheDrive { path } => format!(
+                    "Connect the drive that holds {}, or choose another cache folder in Settings",
                     path.display()
                 ),
                 _ => return None,

@@ -278,6 +278,8 @@ fn every_contract_type_matches_the_document() {
                 endpoint: "https://huggingface.co".into(),
                 token_set: false,
                 offline: false,
+                proxy: None,
+                ca_bundle: None,
                 connections: 16,
                 auto_cleanup: true,
                 evict_to_make_room: false,

@@ -49,6 +49,14 @@ pub(crate) struct GlobalArgs {
     /// Read the Hub access token from this file (`-`: from stdin), out of shell history and `ps`
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
+    /// Proxy for the Hub, its CDN and mirrors, e.g. `http://proxy:3128` (never used for
+    /// loopback; NO_PROXY still applies) [default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY]
+    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
+    pub proxy: Option<String>,
+    /// PEM file of certificate authorities to trust besides the built-in and system ones (a
+    /// company CA) [default: REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
     /// No network at all: everything comes from the cache [default: HF_HUB_OFFLINE]
     #[arg(long, global = true)]
     pub offline: bool,

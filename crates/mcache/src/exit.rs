@@ -78,6 +78,7 @@ impl ExitStatus {
             | K::InvalidResponse
             | K::RangeNotSatisfiable
             | K::Protocol
+            | K::UntrustedCertificate
             | K::UpstreamChanged => ExitStatus::Network,
             K::Integrity => ExitStatus::Integrity,
             K::InvalidInput | K::BadPattern | K::InvalidEndpoint => ExitStatus::Usage,
@@ -97,6 +98,7 @@ impl ExitStatus {
             | K::InUse
             | K::Pinned
             | K::Preferences
+            | K::CacheUnavailable
             | K::Policy => ExitStatus::Failure,
             _ => return None,
         })
@@ -262,6 +264,16 @@ pub(crate) fn hint_line(hint: &Hint) -> Option<String> {
         ),
         Hint::FixPreferences { path } => format!(
             "fix or delete `{}`; defaults are used without it",
+            path.display()
+        ),
+        Hint::CheckProxy => {
+            "check the proxy (`--proxy`, HTTPS_PROXY, NO_PROXY or `mcache config set proxy`) and that it is reachable".to_string()
+        }
+        Hint::TrustCertificateAuthority => {
+            "give your organisation's CA certificates with `--ca-bundle FILE` (or REQUESTS_CA_BUNDLE, or `mcache config set ca_bundle FILE`)".to_string()
+        }
+        Hint::ConnectCacheDrive { path } => format!(
+            "connect the drive that holds `{}`, or choose another folder with `--cache-dir` or `mcache config set cache_dir`",
             path.display()
         ),
         _ => return None,

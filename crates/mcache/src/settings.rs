@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use model_cache::Settings;
+use model_cache::hub::proxy::ProxyUrl;
 use model_cache::secret::Token;
+use model_cache::settings::CacheOrigin;
 
 use crate::cli::GlobalArgs;
 use crate::exit::CliError;
@@ -42,9 +44,25 @@ pub(crate) fn resolve(global: &GlobalArgs) -> anyhow::Result<Settings> {
 pub(crate) fn apply_flags(settings: &mut Settings, global: &GlobalArgs) -> Result<(), CliError> {
     if let Some(dir) = &global.cache_dir {
         settings.hub_cache = absolute(dir);
+        settings.hub_cache_origin = CacheOrigin::Flag;
     }
     if let Some(dir) = &global.data_dir {
         settings.data_dir = absolute(dir);
+    }
+    if let Some(proxy) = &global.proxy {
+        let proxy = ProxyUrl::new(proxy.clone()).ok_or_else(|| {
+            CliError::usage("`--proxy` is empty").hint("pass a proxy such as `http://proxy:3128`")
+        })?;
+        if let Err(reason) = proxy.parse() {
+            return Err(
+                CliError::usage(format!("`--proxy {proxy}` cannot be used: {reason}"))
+                    .hint("pass a proxy such as `http://proxy:3128`"),
+            );
+        }
+        settings.proxy.set_all(Some(proxy));
+    }
+    if let Some(bundle) = &global.ca_bundle {
+        settings.ca_bundle = Some(absolute(bundle));
     }
     if let Some(endpoint) = &global.endpoint {
         let endpoint = endpoint.trim_end_matches('/');
@@ -121,6 +139,32 @@ mod tests {
         assert!(settings.limits.connections_per_host <= 4);
         assert_eq!(settings.limits.chunk_size, 8 << 20);
         assert_eq!(settings.limits.max_bytes_per_second, Some(20_000_000));
+        assert_eq!(settings.hub_cache_origin, CacheOrigin::Flag);
+    }
+
+    #[test]
+    fn proxy_and_ca_bundle_flags_replace_the_environment() {
+        let mut settings = Settings::new("/h".into(), "/d".into());
+        settings.proxy.https = ProxyUrl::new("http://env-proxy:1");
+        settings.proxy.no_proxy = Some("corp.example".into());
+        let global = GlobalArgs {
+            proxy: Some("alice:s3cret@flag-proxy:3128".into()),
+            ca_bundle: Some("/etc/corp.pem".into()),
+            ..GlobalArgs::default()
+        };
+        apply_flags(&mut settings, &global).unwrap();
+        let https = settings.proxy.https.as_ref().unwrap();
+        assert_eq!(https.expose(), "alice:s3cret@flag-proxy:3128");
+        assert_eq!(settings.proxy.http, settings.proxy.https);
+        assert_eq!(settings.proxy.no_proxy.as_deref(), Some("corp.example"));
+        assert_eq!(settings.ca_bundle, Some(PathBuf::from("/etc/corp.pem")));
+        let global = GlobalArgs {
+            proxy: Some("socks5://alice:s3cret@p:1080".into()),
+            ..GlobalArgs::default()
+        };
+        let error = apply_flags(&mut settings, &global).unwrap_err();
+        assert_eq!(error.kind, crate::exit::CliKind::Usage);
+        assert!(!error.to_string().contains("s3cret"), "{error}");
     }
 
     #[test]

@@ -19,8 +19,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::hub::proxy::{ProxySettings, ProxyUrl};
 use crate::secret::Token;
-use crate::settings::{DEFAULT_ENDPOINT, Settings};
+use crate::settings::{CacheOrigin, DEFAULT_ENDPOINT, Settings};
 
 /// Cache root override (highest precedence).
 pub const HF_HUB_CACHE: &str = "HF_HUB_CACHE";
@@ -48,6 +49,23 @@ pub const HF_HUB_ETAG_TIMEOUT: &str = "HF_HUB_ETAG_TIMEOUT";
 pub const HF_HUB_DOWNLOAD_TIMEOUT: &str = "HF_HUB_DOWNLOAD_TIMEOUT";
 /// Model Cache's own app-data folder (index, settings, logs).
 pub const MODEL_CACHE_DATA_DIR: &str = "MODEL_CACHE_DATA_DIR";
+/// Proxy for `https://` URLs (`https_proxy` wins when both are set).
+pub const HTTPS_PROXY: &str = "HTTPS_PROXY";
+/// Proxy for `http://` URLs (`http_proxy` wins; ignored in a CGI request, see [`proxies`]).
+pub const HTTP_PROXY: &str = "HTTP_PROXY";
+/// Proxy for both schemes when the scheme's own variable is not set.
+pub const ALL_PROXY: &str = "ALL_PROXY";
+/// Hosts that bypass the proxy.
+pub const NO_PROXY: &str = "NO_PROXY";
+/// CA bundle `requests` (so `huggingface_hub` 0.x) uses instead of its own.
+pub const REQUESTS_CA_BUNDLE: &str = "REQUESTS_CA_BUNDLE";
+/// CA bundle curl uses; `requests` reads it after `REQUESTS_CA_BUNDLE`.
+pub const CURL_CA_BUNDLE: &str = "CURL_CA_BUNDLE";
+/// CA bundle OpenSSL and `httpx` (so `huggingface_hub` 1.x) read.
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+/// Set by a web server running a CGI program; `HTTP_PROXY` is then ignored (the "httpoxy"
+/// rule of Python's `urllib`).
+pub const REQUEST_METHOD: &str = "REQUEST_METHOD";
 
 /// Every variable this module reads, with what it does, for `--help` texts and docs.
 pub const VARIABLES: &[(&str, &str)] = &[
@@ -87,6 +105,31 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         MODEL_CACHE_DATA_DIR,
         "Model Cache's app-data folder (index database, settings, logs)",
+    ),
+    (
+        HTTPS_PROXY,
+        "Proxy for https requests (also `https_proxy`, which wins), e.g. `http://proxy:3128`",
+    ),
+    (
+        HTTP_PROXY,
+        "Proxy for plain http requests (also `http_proxy`, which wins)",
+    ),
+    (
+        ALL_PROXY,
+        "Proxy for requests whose scheme's variable is not set (also `all_proxy`)",
+    ),
+    (
+        REQUESTS_CA_BUNDLE,
+        "PEM file of certificate authorities trusted besides the built-in and system ones (a company CA)",
+    ),
+    (CURL_CA_BUNDLE, "Read when `REQUESTS_CA_BUNDLE` is not set"),
+    (
+        SSL_CERT_FILE,
+        "Read when neither `REQUESTS_CA_BUNDLE` nor `CURL_CA_BUNDLE` is set",
+    ),
+    (
+        NO_PROXY,
+        "Hosts, domains, IP addresses and CIDR ranges that bypass the proxy, comma-separated; `*` for all (also `no_proxy`)",
     ),
 ];
 
@@ -224,6 +267,39 @@ pub fn token_path(lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>)
     }
 }
 
+/// A proxy variable as Python's `urllib.request.getproxies_environment` reads it (which
+/// `huggingface_hub`, through `requests` or `httpx`, uses): the lowercase name wins, and a
+/// lowercase name set to the empty string unsets the uppercase one. `None` when unset or empty.
+fn proxy_variable(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    let value = match get(lookup, &name.to_ascii_lowercase()) {
+        Some(lower) => lower,
+        None => get(lookup, name)?,
+    };
+    let value = value.trim().to_string();
+    (!value.is_empty()).then_some(value)
+}
+
+/// The proxies the environment names: `https_proxy`/`HTTPS_PROXY`, `http_proxy`/`HTTP_PROXY`
+/// (ignored when `REQUEST_METHOD` is set, as `urllib` does inside a CGI request, where a client
+/// can set it through a `Proxy:` header), `all_proxy`/`ALL_PROXY` for a scheme without its own,
+/// and `no_proxy`/`NO_PROXY`. Loopback is never proxied whatever they say
+/// ([`crate::hub::proxy`]).
+pub fn proxies(lookup: &impl Fn(&str) -> Option<String>) -> ProxySettings {
+    let all = proxy_variable(lookup, ALL_PROXY);
+    let http = if get(lookup, REQUEST_METHOD).is_some() {
+        get(lookup, "http_proxy").filter(|v| !v.trim().is_empty())
+    } else {
+        proxy_variable(lookup, HTTP_PROXY)
+    };
+    ProxySettings {
+        http: http.or_else(|| all.clone()).and_then(ProxyUrl::new),
+        https: proxy_variable(lookup, HTTPS_PROXY)
+            .or(all)
+            .and_then(ProxyUrl::new),
+        no_proxy: proxy_variable(lookup, NO_PROXY),
+    }
+}
+
 fn seconds(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<Duration> {
     let value = get(lookup, name)?;
     let secs: f64 = value.trim().parse().ok()?;
@@ -261,6 +337,12 @@ pub fn settings_from_env(
         .map(|value| expand(&value, &lookup, home))
         .unwrap_or(default_data_dir);
     let mut settings = Settings::new(hub_cache(&lookup, home), data_dir);
+    if [HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME]
+        .iter()
+        .any(|name| get(&lookup, name).is_some())
+    {
+        settings.hub_cache_origin = CacheOrigin::Environment;
+    }
     settings.endpoint = get(&lookup, HF_ENDPOINT)
         .map(|value| value.trim_end_matches('/').to_string())
         .filter(|value| !value.is_empty())
@@ -276,6 +358,12 @@ pub fn settings_from_env(
     if let Some(timeout) = seconds(&lookup, HF_HUB_DOWNLOAD_TIMEOUT) {
         settings.timeouts.stall = timeout;
     }
+    settings.proxy = proxies(&lookup);
+    settings.ca_bundle = [REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE]
+        .iter()
+        .filter_map(|name| get(&lookup, name))
+        .find(|value| !value.trim().is_empty())
+        .map(|value| expand(value.trim(), &lookup, home));
     settings
 }
 
@@ -347,6 +435,11 @@ mod tests {
         assert_eq!(s.endpoint, "https://huggingface.co");
         assert!(!s.offline);
         assert_eq!(s.data_dir, PathBuf::from("/data"));
+        assert_eq!(s.hub_cache_origin, CacheOrigin::Default);
+        assert_eq!(
+            resolve(&[("HF_HOME", "/hf")]).hub_cache_origin,
+            CacheOrigin::Environment
+        );
         let s = resolve(&[
             ("HF_ENDPOINT", "http://127.0.0.1:9000//"),
             ("HF_HUB_OFFLINE", "yes"),
@@ -401,6 +494,69 @@ mod tests {
         let s = resolve(&[("HF_HOME", "/nonexistent")]);
         assert!(s.token.is_none());
         assert!(!format!("{:?}", resolve(&[("HF_TOKEN", "hf_secret")])).contains("hf_secret"));
+    }
+
+    #[test]
+    fn proxies_are_read_like_urllib_reads_them() {
+        let shown = |s: &Settings| {
+            (
+                s.proxy.http.as_ref().map(|p| p.expose().to_string()),
+                s.proxy.https.as_ref().map(|p| p.expose().to_string()),
+                s.proxy.no_proxy.clone(),
+            )
+        };
+        let some = |v: &str| Some(v.to_string());
+        assert_eq!(shown(&resolve(&[])), (None, None, None));
+        assert_eq!(
+            shown(&resolve(&[
+                ("HTTPS_PROXY", "http://upper:1"),
+                ("https_proxy", "http://lower:1"),
+                ("HTTP_PROXY", "http://plain:2"),
+                ("NO_PROXY", "corp.example"),
+            ])),
+            (
+                some("http://plain:2"),
+                some("http://lower:1"),
+                some("corp.example")
+            )
+        );
+        // `all_proxy` fills in a scheme without its own variable.
+        assert_eq!(
+            shown(&resolve(&[
+                ("ALL_PROXY", "http://all:3"),
+                ("https_proxy", "http://s:4")
+            ])),
+            (some("http://all:3"), some("http://s:4"), None)
+        );
+        // An empty lowercase variable unsets the uppercase one.
+        assert_eq!(
+            shown(&resolve(&[
+                ("HTTPS_PROXY", "http://upper:1"),
+                ("https_proxy", "")
+            ])),
+            (None, None, None)
+        );
+        // Inside a CGI request `HTTP_PROXY` may come from a client's header: ignored.
+        assert_eq!(
+            shown(&resolve(&[
+                ("HTTP_PROXY", "http://evil:1"),
+                ("REQUEST_METHOD", "GET")
+            ])),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn the_ca_bundle_is_read_in_the_order_requests_reads_it() {
+        assert_eq!(resolve(&[]).ca_bundle, None);
+        let s = resolve(&[
+            ("SSL_CERT_FILE", "/ssl.pem"),
+            ("CURL_CA_BUNDLE", "/curl.pem"),
+            ("REQUESTS_CA_BUNDLE", "~/corp.pem"),
+        ]);
+        assert_eq!(s.ca_bundle, Some(PathBuf::from("/home/u/corp.pem")));
+        let s = resolve(&[("SSL_CERT_FILE", "/ssl.pem"), ("CURL_CA_BUNDLE", "")]);
+        assert_eq!(s.ca_bundle, Some(PathBuf::from("/ssl.pem")));
     }
 
     #[test]

@@ -76,6 +76,8 @@ error_kinds! {
     InvalidResponse = "invalid_response",
     RangeNotSatisfiable = "range_not_satisfiable",
     RetriesExhausted = "retries_exhausted",
+    /// A server's TLS certificate is not signed by a trusted authority (or is invalid).
+    UntrustedCertificate = "untrusted_certificate",
 
     // The disk and the cache.
     UnsafePath = "unsafe_path",
@@ -88,6 +90,8 @@ error_kinds! {
     Store = "store",
     Index = "index",
     IndexTooNew = "index_too_new",
+    /// The chosen cache folder is not there (a drive not connected, a share not mounted).
+    CacheUnavailable = "cache_unavailable",
 
     // Downloads.
     /// Bytes did not match the Hub's hash.
@@ -174,6 +178,16 @@ pub enum Hint {
     UpgradeOrRebuildIndex { path: PathBuf },
     /// Fix or delete the preferences file; defaults are used without it.
     FixPreferences { path: PathBuf },
+    /// Check the proxy settings (`HTTPS_PROXY`, `NO_PROXY`, the `proxy` setting) and that the
+    /// proxy is reachable.
+    CheckProxy,
+    /// Trust the certificate authority that signed the server's certificate (a company's):
+    /// give its PEM bundle (the `ca_bundle` setting, or `REQUESTS_CA_BUNDLE`), or add it to
+    /// the system's certificate store.
+    TrustCertificateAuthority,
+    /// The cache folder is not there: connect its drive (or mount its share), or choose
+    /// another cache folder.
+    ConnectCacheDrive { path: PathBuf },
 }
 
 /// What an error tells the edges beyond its message.

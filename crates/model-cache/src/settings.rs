@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hub::proxy::ProxySettings;
 use crate::secret::Token;
 
 /// The Hub's public endpoint, the default when `HF_ENDPOINT` is not set.
@@ -22,6 +23,9 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 5 * 1024 * 1024;
 pub struct Settings {
     /// The hub-cache root (`~/.cache/huggingface/hub` by default), shared with `huggingface_hub`.
     pub hub_cache: PathBuf,
+    /// Who chose [`Settings::hub_cache`]; a chosen folder that is missing at start is not
+    /// created in its place (see [`CacheOrigin`]).
+    pub hub_cache_origin: CacheOrigin,
     /// The app-data folder: index database, settings, logs, the local API secret. Never inside
     /// `hub_cache`.
     pub data_dir: PathBuf,
@@ -47,6 +51,12 @@ pub struct Settings {
     pub user_agent: String,
     /// Caps on what is read from a Hub answer.
     pub response_limits: ResponseLimits,
+    /// Proxies for the Hub, its CDN and the mirrors (never used for loopback).
+    pub proxy: ProxySettings,
+    /// A PEM file of certificate authorities trusted in addition to the built-in roots and the
+    /// system's store (a company's CA): the `ca_bundle` setting, else `REQUESTS_CA_BUNDLE`,
+    /// `CURL_CA_BUNDLE` or `SSL_CERT_FILE`.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Settings {
@@ -54,6 +64,7 @@ impl Settings {
     pub fn new(hub_cache: PathBuf, data_dir: PathBuf) -> Self {
         Settings {
             hub_cache,
+            hub_cache_origin: CacheOrigin::Default,
             data_dir,
             endpoint: DEFAULT_ENDPOINT.to_string(),
             mirrors: Vec::new(),
@@ -65,6 +76,8 @@ impl Settings {
             timeouts: Timeouts::default(),
             user_agent: concat!("model-cache/", env!("CARGO_PKG_VERSION")).to_string(),
             response_limits: ResponseLimits::default(),
+            proxy: ProxySettings::default(),
+            ca_bundle: None,
         }
     }
 
@@ -76,6 +89,8 @@ impl Settings {
     pub fn into_demo(mut self, endpoint: String) -> Settings {
         let demo = self.data_dir.join(DEMO_FOLDER);
         self.hub_cache = demo.join("hub");
+        // The demo's own folder, made on first use: not the user's choice.
+        self.hub_cache_origin = CacheOrigin::Default;
         self.token_file = Some(demo.join("token"));
         self.token = std::fs::read_to_string(demo.join("token"))
             .ok()
@@ -86,6 +101,27 @@ impl Settings {
         self.offline = false;
         self
     }
+}
+
+/// Who chose the hub-cache folder, which decides what happens when it is missing at start
+/// (`Engine::open`):
+///
+/// - [`CacheOrigin::Default`]: created, as `huggingface_hub` creates it.
+/// - [`CacheOrigin::Environment`] (`HF_HUB_CACHE`, `HF_HOME`) and [`CacheOrigin::Flag`]
+///   (`--cache-dir`): created when the folder it goes in exists, as `huggingface_hub` does;
+///   refused when that folder is missing too (an unplugged drive's mount point is gone).
+/// - [`CacheOrigin::Preference`] (chosen in the app or with `mcache config set cache_dir`): it
+///   existed when chosen, so a missing one means its drive is not there: refused.
+///
+/// A refused folder is an error (`cache_unavailable`), never a fallback to the default folder
+/// and never a new empty folder on the disk the mount point lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheOrigin {
+    #[default]
+    Default,
+    Environment,
+    Preference,
+    Flag,
 }
 
 /// A mirror tried after the endpoint, as saved in the preferences: `{"url": …, "send_token": …}`.

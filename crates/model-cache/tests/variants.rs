@@ -151,6 +151,70 @@ fn scan_groups_splits_subfolders_projectors_and_companions() {
 }
 
 #[test]
+fn pickle_weights_are_marked_unsafe_with_the_safetensors_alternative() {
+    let files = listed(&[
+        ("config.json", 50),
+        ("model.safetensors", 10_000),
+        ("pytorch_model-00001-of-00002.bin", 6_000),
+        ("pytorch_model-00002-of-00002.bin", 4_000),
+        ("original/consolidated.00.pth", 10_000),
+        ("checkpoint/optimizer.pt", 30_000),
+        ("m-Q4_K_M.gguf", 4000),
+    ]);
+    let vs = variants::scan(&files);
+    let pickles: Vec<&Variant> = vs
+        .iter()
+        .filter(|v| v.format == VariantFormat::Pytorch)
+        .collect();
+    assert_eq!(
+        pickles.len(),
+        2,
+        "the .bin set and the .pth; optimizer.pt is not weights"
+    );
+    let safetensors = vs
+        .iter()
+        .find(|v| v.format == VariantFormat::Safetensors)
+        .unwrap();
+    for variant in &pickles {
+        let warning = variant
+            .warnings
+            .iter()
+            .find(|w| w.kind == WarningKind::UnsafePickle)
+            .unwrap_or_else(|| panic!("{} is marked", variant.name));
+        assert!(
+            warning.message.contains("can run any code"),
+            "{}",
+            warning.message
+        );
+        assert!(
+            warning
+                .message
+                .contains(&format!("safetensors variant `{}`", safetensors.name)),
+            "{}",
+            warning.message
+        );
+    }
+    for variant in vs.iter().filter(|v| v.format != VariantFormat::Pytorch) {
+        assert!(
+            variant
+                .warnings
+                .iter()
+                .all(|w| w.kind != WarningKind::UnsafePickle),
+            "{} carries no pickle",
+            variant.name
+        );
+    }
+    insta::assert_json_snapshot!(WarningKind::UnsafePickle, @r#""unsafe_pickle""#);
+
+    // Without safetensors weights nothing is suggested.
+    let only_pickle = variants::scan(&listed(&[("config.json", 5), ("model.pt", 100)]));
+    assert_eq!(only_pickle.len(), 1);
+    let message = &only_pickle[0].warnings[0].message;
+    assert_eq!(only_pickle[0].warnings[0].kind, WarningKind::UnsafePickle);
+    assert!(!message.contains("safetensors"), "{message}");
+}
+
+#[test]
 fn config_json_marks_gptq_awq_exl2_and_mlx() {
     let files = listed(&[("config.json", 10), ("model.safetensors", 1000)]);
     for (config, format, name) in [

@@ -1,6 +1,6 @@
 //! Errors of missing, gated and private repos: one `error:` line, hints, documented exit codes.
 
-use crate::common::World;
+use crate::common::{World, files_under};
 
 fn error_line(stderr: &str) -> &str {
     // Warnings (such as the one `--token` draws) come first.
@@ -276,4 +276,71 @@ fn a_bad_saved_preferences_file_never_stops_a_command() {
     let run = world.run(&["ls"]);
     run.ok();
     assert!(run.stderr.contains("default settings"), "{}", run.stderr);
+}
+
+#[test]
+fn a_cache_folder_on_a_drive_that_is_not_there_is_refused_not_created_elsewhere() {
+    let world = World::new();
+    let drives = tempfile::tempdir().unwrap();
+    // `--cache-dir` on a drive whose mount point is gone.
+    let mount = drives.path().join("usb");
+    let cache = mount.join("hf").join("hub");
+    let run = world.run(&[
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "variants",
+        "demo/tiny-gguf",
+    ]);
+    run.code(1);
+    let line = error_line(&run.stderr);
+    assert!(line.contains("is not there"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "`{}` is missing: is its drive connected?",
+            mount.display()
+        )),
+        "{line}"
+    );
+    assert!(
+        run.stderr.contains("hint: connect the drive"),
+        "{}",
+        run.stderr
+    );
+    assert!(!mount.exists(), "nothing is created where the drive was");
+    assert!(
+        !world.hub_cache().exists() || files_under(&world.hub_cache()).is_empty(),
+        "nothing falls back to the default cache"
+    );
+
+    // A cache folder chosen in the settings existed when chosen: missing now, it is refused
+    // even though the folder it was in is still there.
+    let chosen = drives.path().join("external").join("hub");
+    std::fs::create_dir_all(&chosen).unwrap();
+    world
+        .run(&["config", "set", "cache_dir", chosen.to_str().unwrap()])
+        .ok();
+    std::fs::remove_dir(&chosen).unwrap();
+    let run = world.run(&["variants", "demo/tiny-gguf"]);
+    run.code(1);
+    assert!(
+        error_line(&run.stderr).contains("is not there"),
+        "{}",
+        run.stderr
+    );
+    assert!(!chosen.exists(), "the chosen folder is not created again");
+
+    // `--cache-dir` naming a new folder in a folder that exists is created, as
+    // `huggingface_hub` creates its cache.
+    let new = drives.path().join("new-hub");
+    world
+        .run(&[
+            "--cache-dir",
+            new.to_str().unwrap(),
+            "pull",
+            "demo/tiny-gguf",
+            "--include",
+            "config.json",
+        ])
+        .ok();
+    assert!(new.exists());
 }

@@ -53,6 +53,25 @@ pub enum EngineError {
     },
     #[error("`{repo}` is not in the cache")]
     NotCached { repo: String },
+    /// The chosen cache folder is not there (its drive is not connected, its share not
+    /// mounted): nothing is created in its place and no other folder is used.
+    #[error("The cache folder `{}` is not there{}", path.display(), missing_note(path, missing))]
+    CacheFolderMissing {
+        path: std::path::PathBuf,
+        /// The outermost missing folder on its path (the drive's mount point, when it is gone).
+        missing: std::path::PathBuf,
+    },
+}
+
+fn missing_note(path: &std::path::Path, missing: &std::path::Path) -> String {
+    if missing == path {
+        String::new()
+    } else {
+        format!(
+            " (`{}` is missing: is its drive connected?)",
+            missing.display()
+        )
+    }
 }
 
 impl EngineError {
@@ -75,6 +94,7 @@ impl EngineError {
             EngineError::NoRepo => ErrorKind::InvalidInput,
             EngineError::OfflineMiss { .. } => ErrorKind::OfflineMiss,
             EngineError::NotCached { .. } => ErrorKind::NotCached,
+            EngineError::CacheFolderMissing { .. } => ErrorKind::CacheUnavailable,
         }
     }
 
@@ -101,6 +121,9 @@ impl EngineError {
                 vec![Hint::PullWhileOnline { repo: repo.clone() }]
             }
             EngineError::NotCached { .. } => vec![Hint::ListCached],
+            EngineError::CacheFolderMissing { path, .. } => {
+                vec![Hint::ConnectCacheDrive { path: path.clone() }]
+            }
         }
     }
 }

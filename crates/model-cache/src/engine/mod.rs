@@ -55,7 +55,7 @@ use crate::policy::usage::{self, Used};
 use crate::repo::RepoId;
 use crate::scheduler::{DownloaderRunner, Probes, Scheduler, SchedulerConfig, SchedulerEvent};
 use crate::secret::Token;
-use crate::settings::Settings;
+use crate::settings::{CacheOrigin, Settings};
 use crate::store::{CachedLookup, HubCache, StoreError};
 use crate::variants::{self, ListedFile};
 
@@ -121,6 +121,35 @@ struct Inner {
     fetching: Mutex<()>,
 }
 
+/// Refuses a chosen cache folder that is not there, as [`CacheOrigin`] says: its drive is not
+/// connected, so creating it would put a new, empty cache on the disk its mount point is on, and
+/// using the default folder instead would download everything again there.
+fn check_cache_folder(settings: &Settings) -> Result<(), EngineError> {
+    let path = &settings.hub_cache;
+    if settings.hub_cache_origin == CacheOrigin::Default || path.exists() {
+        return Ok(());
+    }
+    // The outermost missing folder: the first ancestor whose parent exists.
+    let mut missing = path.clone();
+    while let Some(parent) = missing.parent() {
+        if parent.as_os_str().is_empty() || parent.exists() {
+            break;
+        }
+        missing = parent.to_path_buf();
+    }
+    let refused = match settings.hub_cache_origin {
+        CacheOrigin::Preference => true,
+        _ => missing != *path,
+    };
+    if refused {
+        return Err(EngineError::CacheFolderMissing {
+            path: path.clone(),
+            missing,
+        });
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Opens the index, the cache and the scheduler (which resumes interrupted jobs), with
     /// `settings` as the edge resolved them. Saved preferences apply on top: call
@@ -129,6 +158,7 @@ impl Engine {
     ///
     /// Must be called inside a Tokio runtime.
     pub fn open(settings: Settings, options: EngineOptions) -> Result<Engine, EngineError> {
+        check_cache_folder(&settings)?;
         let (preferences, preference_warnings) = Preferences::load_checked(&settings.data_dir);
         for warning in &preference_warnings {
             tracing::warn!("{warning}");
@@ -581,4 +611,50 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn system_time_ms(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod cache_folder_tests {
+    use super::*;
+    use crate::error::{ErrorKind, Hint};
+
+    fn check(path: &std::path::Path, origin: CacheOrigin) -> Result<(), EngineError> {
+        let mut settings = Settings::new(path.to_path_buf(), "/d".into());
+        settings.hub_cache_origin = origin;
+        check_cache_folder(&settings)
+    }
+
+    #[test]
+    fn a_chosen_cache_folder_that_is_not_there_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("usb").join("hub");
+        let in_existing = dir.path().join("hub");
+        for origin in [
+            CacheOrigin::Environment,
+            CacheOrigin::Flag,
+            CacheOrigin::Preference,
+        ] {
+            let error = check(&gone, origin).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::CacheUnavailable);
+            assert_eq!(
+                error.hints(),
+                [Hint::ConnectCacheDrive { path: gone.clone() }]
+            );
+            assert!(
+                error.to_string().contains("is its drive connected?"),
+                "{error}"
+            );
+        }
+        // A new folder in a folder that exists: created later, as huggingface_hub does, unless
+        // the user chose it in the settings (it existed then).
+        check(&in_existing, CacheOrigin::Environment).unwrap();
+        check(&in_existing, CacheOrigin::Flag).unwrap();
+        let error = check(&in_existing, CacheOrigin::Preference).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("The cache folder `{}` is not there", in_existing.display())
+        );
+        check(&gone, CacheOrigin::Default).unwrap();
+        check(dir.path(), CacheOrigin::Preference).unwrap();
+    }
 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Diagnostic, ErrorKind, Hint};
+use crate::hub::proxy::ProxyUrl;
 use crate::policy::{BatteryPolicy, CachePolicy, SchedulePolicy, ScheduleWindow};
 use crate::settings::{Mirror, Settings};
 use crate::units;
@@ -42,6 +43,13 @@ pub struct Preferences {
     pub mirrors: Option<Vec<Mirror>>,
     /// Never touch the network. Takes effect at the next start.
     pub offline: Option<bool>,
+    /// The proxy for every request but those to loopback, replacing `HTTPS_PROXY`,
+    /// `HTTP_PROXY` and `ALL_PROXY` (`NO_PROXY` still applies); may carry a user and password,
+    /// which are never shown. Takes effect at the next start.
+    pub proxy: Option<ProxyUrl>,
+    /// A PEM file of certificate authorities trusted besides the built-in and system ones,
+    /// replacing `REQUESTS_CA_BUNDLE` and friends. Takes effect at the next start.
+    pub ca_bundle: Option<PathBuf>,
     /// Bandwidth limit in bytes per second; `Some(0)` means explicitly unlimited. Live.
     pub max_rate_bps: Option<u64>,
     /// Connections open at once. Takes effect at the next start.
@@ -165,7 +173,14 @@ impl Preferences {
     fn drop_invalid(&mut self) -> Vec<String> {
         let mut warnings = Vec::new();
         let saved = serde_json::to_value(&*self).unwrap_or_default();
-        for key in ["cache_dir", "endpoint", "mirrors", "connections"] {
+        for key in [
+            "cache_dir",
+            "endpoint",
+            "mirrors",
+            "connections",
+            "proxy",
+            "ca_bundle",
+        ] {
             let Some(value) = saved.get(key).filter(|v| !v.is_null()) else {
                 continue;
             };
@@ -178,6 +193,8 @@ impl Preferences {
                 "cache_dir" => self.cache_dir = None,
                 "endpoint" => self.endpoint = None,
                 "mirrors" => self.mirrors = None,
+                "proxy" => self.proxy = None,
+                "ca_bundle" => self.ca_bundle = None,
                 _ => self.connections = None,
             }
             let reasons: Vec<String> = error.errors.iter().map(|e| e.message.clone()).collect();
@@ -207,6 +224,7 @@ impl Preferences {
     pub fn apply(&self, settings: &mut Settings) {
         if let Some(dir) = &self.cache_dir {
             settings.hub_cache = dir.clone();
+            settings.hub_cache_origin = crate::settings::CacheOrigin::Preference;
         }
         if let Some(endpoint) = &self.endpoint {
             settings.endpoint = endpoint.trim_end_matches('/').to_string();
@@ -216,6 +234,12 @@ impl Preferences {
         }
         if let Some(offline) = self.offline {
             settings.offline = offline;
+        }
+        if let Some(proxy) = &self.proxy {
+            settings.proxy.set_all(Some(proxy.clone()));
+        }
+        if let Some(bundle) = &self.ca_bundle {
+            settings.ca_bundle = Some(bundle.clone());
         }
         if let Some(rate) = self.max_rate_bps {
             settings.limits.max_bytes_per_second = (rate > 0).then_some(rate);
@@ -278,6 +302,11 @@ pub struct AppSettings {
     pub token_set: bool,
     /// Never touch the network (next start when changed).
     pub offline: bool,
+    /// The proxy for the Hub, its CDN and the mirrors, shown without its user and password;
+    /// `null` for none (next start when changed).
+    pub proxy: Option<String>,
+    /// The extra CA bundle trusted; `null` for none (next start when changed).
+    pub ca_bundle: Option<PathBuf>,
     /// Connections open at once (next start when changed).
     pub connections: usize,
     /// Clean up in the background when the cache is over its budget.
@@ -347,6 +376,10 @@ pub struct PreferencesPatch {
     /// `Some(None)`: back to the environment's endpoint (next start).
     pub endpoint: Option<Option<String>>,
     pub offline: Option<Option<bool>>,
+    /// `Some(None)`: back to the environment's proxies (next start).
+    pub proxy: Option<Option<ProxyUrl>>,
+    /// `Some(None)`: back to the environment's CA bundle (next start).
+    pub ca_bundle: Option<Option<PathBuf>>,
     pub connections: Option<Option<usize>>,
     pub auto_cleanup: Option<bool>,
     pub evict_to_make_room: Option<bool>,
@@ -359,8 +392,8 @@ pub struct PreferencesPatch {
     pub origins_without_token: Option<Vec<String>>,
 }
 
-/// A change to where the engine's requests and the Hub token go: the endpoint, the mirrors, or
-/// which mirrors receive the token. The local API refuses these; the app makes them after the
+/// A change to where the engine's requests and the Hub token go: the endpoint, the mirrors,
+/// which mirrors receive the token, the proxy, or which certificate authorities are trusted. The local API refuses these; the app makes them after the
 /// person confirms them in a native dialog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustChange {
@@ -400,6 +433,17 @@ impl TrustChange {
             }
         };
         compare("endpoint", before.endpoint.clone(), after.endpoint.clone());
+        let or_none = |value: Option<String>| value.unwrap_or_else(|| "none".to_string());
+        compare(
+            "proxy",
+            or_none(before.proxy.clone()),
+            or_none(after.proxy.clone()),
+        );
+        compare(
+            "ca_bundle",
+            or_none(before.ca_bundle.as_ref().map(|p| p.display().to_string())),
+            or_none(after.ca_bundle.as_ref().map(|p| p.display().to_string())),
+        );
         compare("mirrors", list(&before.mirrors), list(&after.mirrors));
         compare(
             "mirrors_receiving_token",
@@ -471,6 +515,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "endpoint",
     "token_set",
     "offline",
+    "proxy",
+    "ca_bundle",
     "connections",
     "auto_cleanup",
     "evict_to_make_room",
@@ -555,6 +601,8 @@ impl PreferencesPatch {
                     }
                     "endpoint" => patch.endpoint = Some(nullable(value, |v| url(key, v))?),
                     "offline" => patch.offline = Some(nullable(value, |v| boolean(key, v))?),
+                    "proxy" => patch.proxy = Some(nullable(value, |v| proxy(key, v))?),
+                    "ca_bundle" => patch.ca_bundle = Some(nullable(value, |v| file(key, v))?),
                     "connections" => {
                         patch.connections = Some(nullable(value, |v| count(key, v, 1, 256))?)
                     }
@@ -642,6 +690,12 @@ impl PreferencesPatch {
         }
         if let Some(offline) = self.offline {
             prefs.offline = offline;
+        }
+        if let Some(proxy) = &self.proxy {
+            prefs.proxy = proxy.clone();
+        }
+        if let Some(bundle) = &self.ca_bundle {
+            prefs.ca_bundle = bundle.clone();
         }
         if let Some(connections) = self.connections {
             prefs.connections = connections;
@@ -827,6 +881,14 @@ impl AppSettings {
                 .unwrap_or_else(|| settings.endpoint.clone()),
             token_set,
             offline: prefs.offline.unwrap_or(settings.offline),
+            proxy: match &prefs.proxy {
+                Some(proxy) => Some(proxy.to_string()),
+                None => settings.proxy.https.as_ref().map(ProxyUrl::to_string),
+            },
+            ca_bundle: prefs
+                .ca_bundle
+                .clone()
+                .or_else(|| settings.ca_bundle.clone()),
             connections: prefs.connections.unwrap_or(settings.limits.connections),
             auto_cleanup: cache.auto_cleanup,
             evict_to_make_room: schedule.evict_to_make_room,
@@ -976,6 +1038,32 @@ fn token_url(field: &str, value: &Value) -> Result<String, String> {
             "`{text}` is plain http: the token is sent only over https (or to this machine)"
         ))
     }
+}
+
+/// A proxy URL (`http://host:port`, `host:port`, with or without `user:password@`). The
+/// message never repeats a password.
+fn proxy(field: &str, value: &Value) -> Result<ProxyUrl, String> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| format!("`{field}` must be a proxy URL such as `http://proxy:3128`"))?;
+    let proxy = ProxyUrl::new(text)
+        .ok_or_else(|| format!("`{field}` must be a proxy URL such as `http://proxy:3128`"))?;
+    proxy
+        .parse()
+        .map_err(|reason| format!("`{proxy}` cannot be used as `{field}`: {reason}"))?;
+    Ok(proxy)
+}
+
+/// An absolute path to a file.
+fn file(field: &str, value: &Value) -> Result<PathBuf, String> {
+    let path = folder(field, value)?;
+    if path.is_dir() {
+        return Err(format!(
+            "`{field}` must be a file, not the folder `{}`",
+            path.display()
+        ));
+    }
+    Ok(path)
 }
 
 fn folder(field: &str, value: &Value) -> Result<PathBuf, String> {
@@ -1185,5 +1273,69 @@ mod tests {
         assert_eq!(saved.window, Some(ScheduleWindow::new((22, 0), (6, 30))));
         assert!(prefs.cache.is_none());
         assert!(prefs.max_rate_bps.is_none());
+    }
+
+    #[test]
+    fn the_proxy_and_ca_bundle_are_saved_applied_and_shown_without_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("corp.pem");
+        std::fs::write(&bundle, "").unwrap();
+        let patch = PreferencesPatch::from_json(&json!({
+            "proxy": "http://alice:s3cret@proxy.corp:3128",
+            "ca_bundle": bundle,
+        }))
+        .unwrap();
+        assert!(!format!("{patch:?}").contains("s3cret"));
+        let mut prefs = Preferences::default();
+        patch
+            .apply(
+                &mut prefs,
+                &SchedulePolicy::default(),
+                &CachePolicy::default(),
+                &[],
+            )
+            .unwrap();
+        prefs.save(dir.path()).unwrap();
+        let saved = Preferences::load(dir.path()).unwrap();
+        assert_eq!(saved, prefs);
+        assert!(!format!("{saved:?}").contains("s3cret"));
+
+        let mut settings = Settings::new("/c".into(), "/d".into());
+        settings.proxy.https = ProxyUrl::new("http://env:1");
+        settings.proxy.no_proxy = Some("corp.example".into());
+        saved.apply(&mut settings);
+        let proxy = settings.proxy.https.as_ref().unwrap();
+        assert_eq!(proxy.expose(), "http://alice:s3cret@proxy.corp:3128");
+        assert_eq!(settings.proxy.http, settings.proxy.https);
+        assert_eq!(settings.proxy.no_proxy.as_deref(), Some("corp.example"));
+        assert_eq!(settings.ca_bundle.as_deref(), Some(bundle.as_path()));
+
+        let shown = AppSettings::from_parts(
+            &saved,
+            &settings,
+            &SchedulePolicy::default(),
+            &CachePolicy::default(),
+            None,
+            false,
+        );
+        assert_eq!(shown.proxy.as_deref(), Some("http://proxy.corp:3128/"));
+        let before = AppSettings::from_parts(
+            &Preferences::default(),
+            &Settings::new("/c".into(), "/d".into()),
+            &SchedulePolicy::default(),
+            &CachePolicy::default(),
+            None,
+            false,
+        );
+        let changed: Vec<String> = TrustChange::between(&before, &shown)
+            .into_iter()
+            .map(|c| c.setting)
+            .collect();
+        assert_eq!(changed, ["proxy", "ca_bundle"]);
+
+        let error =
+            PreferencesPatch::from_json(&json!({"proxy": "socks5://bob:hunter2@p:1"})).unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(PreferencesPatch::from_json(&json!({"ca_bundle": dir.path()})).is_err());
     }
 }

@@ -297,6 +297,7 @@ impl ByteSource for HubSource {
                 Err(e) => {
                     return Err(hub(HubError::Network {
                         url: crate::hub::redact_url(&self.url),
+                        proxy: None,
                         source: e.without_url(),
                     }));
                 }

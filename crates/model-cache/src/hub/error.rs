@@ -53,12 +53,27 @@ pub enum HubError {
     RateLimited { retry_after: Option<Duration> },
     #[error("HTTP {status} from `{url}`")]
     Http { status: u16, url: String },
-    #[error("Network error reaching `{url}`: {}", error_chain(source))]
+    #[error("Network error reaching `{url}`{}: {}", proxy.as_ref().map(|p| format!(" through the proxy `{p}`")).unwrap_or_default(), error_chain(source))]
     Network {
         url: String,
+        /// The proxy the request went through, shown without its user info.
+        proxy: Option<String>,
         #[source]
         source: reqwest::Error,
     },
+    /// The server's certificate is not signed by an authority this machine trusts (a company
+    /// proxy or mirror with its own CA), or is otherwise invalid.
+    #[error("The certificate of `{url}` is not trusted: {reason}")]
+    UntrustedCertificate { url: String, reason: String },
+    /// The CA bundle the settings name cannot be used.
+    #[error("Cannot use the CA bundle `{}`: {reason}", path.display())]
+    InvalidCaBundle {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// A proxy setting (`HTTPS_PROXY`, the `proxy` preference, …) that cannot be used.
+    #[error("Invalid proxy `{proxy}`: {reason}")]
+    InvalidProxy { proxy: String, reason: String },
     #[error("Offline mode is on: cannot {what}")]
     Offline { what: String },
     #[error("Invalid Hub endpoint or mirror `{url}`: {reason}")]
@@ -155,6 +170,10 @@ impl HubError {
             HubError::Network { .. } => ErrorKind::Network,
             HubError::Offline { .. } => ErrorKind::Offline,
             HubError::InvalidEndpoint { .. } => ErrorKind::InvalidEndpoint,
+            HubError::InvalidProxy { .. } | HubError::InvalidCaBundle { .. } => {
+                ErrorKind::InvalidInput
+            }
+            HubError::UntrustedCertificate { .. } => ErrorKind::UntrustedCertificate,
             HubError::InvalidResponse { .. } | HubError::RedirectRefused { .. } => {
                 ErrorKind::InvalidResponse
             }
@@ -166,6 +185,7 @@ impl HubError {
     /// What the user can do about it.
     pub fn hints(&self) -> Vec<Hint> {
         match self.root() {
+            HubError::Network { proxy: Some(_), .. } => vec![Hint::CheckProxy],
             HubError::RepoNotFound { token_sent, .. } => {
                 let mut hints = vec![Hint::CheckRepoId];
                 if !token_sent {
@@ -186,6 +206,10 @@ impl HubError {
             HubError::BadToken => vec![Hint::RenewToken],
             HubError::Forbidden { .. } => vec![Hint::CheckTokenPermissions],
             HubError::Offline { .. } => vec![Hint::GoOnline],
+            HubError::InvalidProxy { .. } => vec![Hint::CheckProxy],
+            HubError::UntrustedCertificate { .. } | HubError::InvalidCaBundle { .. } => {
+                vec![Hint::TrustCertificateAuthority]
+            }
             HubError::RateLimited { .. }
             | HubError::RetriesExhausted { .. }
             | HubError::DownloadUrlRefused { .. } => vec![Hint::RetryLater],

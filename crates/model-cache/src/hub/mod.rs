@@ -20,6 +20,7 @@
 //! **API Boundary:** the client does no file I/O; it returns plain data and streaming bodies.
 
 mod error;
+pub mod proxy;
 mod redirect;
 pub mod retry;
 mod types;
@@ -45,6 +46,7 @@ use crate::repo::RepoId;
 use crate::secret::Token;
 use crate::settings::{Mirror, ResponseLimits, Settings};
 use crate::units::format_size;
+use proxy::ProxyRule;
 use redirect::{Foreign, Private, private_class};
 use retry::{RetryPolicy, with_retry};
 use types::is_hex;
@@ -84,6 +86,8 @@ struct Inner {
     retry: RetryPolicy,
     metadata_timeout: Duration,
     limits: ResponseLimits,
+    /// Which proxy each request goes through (none to loopback).
+    proxies: Arc<ProxyRule>,
 }
 
 impl std::fmt::Debug for HubClient {
@@ -110,6 +114,23 @@ impl HubClient {
     /// retry policy.
     pub fn new(settings: &Settings) -> Result<Self, HubError> {
         Self::build(settings, |builder| builder)
+    }
+
+    /// [`HubClient::new`], with host names resolved to the given addresses instead of through
+    /// the system's resolver, as curl's `--resolve` does. Everything else (the proxy rule, who
+    /// receives the token, redirects) decides by the name, so tests reach servers on loopback
+    /// under names that are not loopback's.
+    #[cfg(feature = "test-support")]
+    pub fn with_resolved_hosts(
+        settings: &Settings,
+        hosts: &[(&str, std::net::SocketAddr)],
+    ) -> Result<Self, HubError> {
+        Self::build(settings, |mut builder| {
+            for (name, addr) in hosts {
+                builder = builder.resolve(name, *addr);
+            }
+            builder
+        })
     }
 
     /// [`HubClient::new`], with `configure` adjusting the HTTP client (tests resolve a host name
@@ -148,8 +169,26 @@ impl HubClient {
             }
         }
         let mirrors = sources.into_iter().skip(1).map(|m| m.url).collect();
+        let proxies = Arc::new(
+            ProxyRule::new(&settings.proxy)
+                .map_err(|(proxy, reason)| HubError::InvalidProxy { proxy, reason })?,
+        );
+        // `no_proxy()` turns off reqwest's own reading of the environment: the edges resolved
+        // the proxy variables into the settings, and one rule decides every request.
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if proxies.is_set() {
+            let rule = Arc::clone(&proxies);
+            builder = builder.proxy(reqwest::Proxy::custom(move |url| {
+                rule.proxy_for(url).cloned()
+            }));
+        }
+        if let Some(path) = &settings.ca_bundle {
+            for certificate in ca_bundle(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
         let http = configure(
-            reqwest::Client::builder()
+            builder
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(settings.timeouts.connect)
                 .read_timeout(settings.timeouts.stall)
@@ -172,6 +211,7 @@ impl HubClient {
                 retry: settings.retry.clone(),
                 metadata_timeout: settings.timeouts.metadata,
                 limits: settings.response_limits.clone(),
+                proxies,
             }),
         })
     }
@@ -203,6 +243,11 @@ impl HubClient {
 
     fn token(&self) -> std::sync::RwLockReadGuard<'_, Option<Token>> {
         self.inner.token.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The proxy a request to `url` goes through, if any.
+    fn proxy_for(&self, url: &Url) -> Option<&Url> {
+        self.inner.proxies.proxy_for(url)
     }
 
     /// The retry policy requests use.
@@ -699,9 +744,57 @@ fn parse_url(url: &str) -> Result<Url, HubError> {
     })
 }
 
-fn network(url: &Url, source: reqwest::Error) -> HubError {
+/// The certificates of a PEM bundle, added to the trusted roots (the built-in ones and the
+/// system's store stay trusted). Reading this one file, named by the settings, is the only file
+/// I/O of the client.
+fn ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, HubError> {
+    let invalid = |reason: String| HubError::InvalidCaBundle {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| invalid(format!("not a PEM bundle: {e}")))?;
+    if certificates.is_empty() {
+        return Err(invalid("it holds no PEM certificate".into()));
+    }
+    Ok(certificates)
+}
+
+/// What TLS said about the server's certificate, when that is why a request failed.
+fn certificate_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>()
+            && matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::InvalidCertRevocationList(_)
+            )
+        {
+            return Some(tls.to_string());
+        }
+        // An `io::Error` hides the error it wraps from `source()` (the connector nests one in
+        // another): look inside it instead.
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
+}
+
+fn network(url: &Url, proxy: Option<&Url>, source: reqwest::Error) -> HubError {
+    if let Some(reason) = certificate_failure(&source) {
+        return HubError::UntrustedCertificate {
+            url: shown(url),
+            reason,
+        };
+    }
     HubError::Network {
         url: shown(url),
+        proxy: proxy.map(shown),
         source: source.without_url(),
     }
 }
@@ -854,6 +947,7 @@ async fn read_capped(
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|source| HubError::Network {
         url: redact_url(url),
+        proxy: None,
         source: source.without_url(),
     })? {
         if (body.len() + chunk.len()) as u64 > cap {

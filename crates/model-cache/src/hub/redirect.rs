@@ -162,7 +162,7 @@ impl HubClient {
             let response = prepare(self.request(method.clone(), &url))
                 .send()
                 .await
-                .map_err(|source| network(&url, source))?;
+                .map_err(|source| network(&url, self.proxy_for(&url), source))?;
             let status = response.status();
             if status.is_redirection() {
                 let target = location(&response, &url)?;

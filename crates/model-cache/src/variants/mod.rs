@@ -114,6 +114,10 @@ pub enum WarningKind {
     HeaderUnreadable,
     /// A shard index names files the listing does not have (or the reverse).
     IndexMismatch,
+    /// The weights are Python pickles (`.bin`, `.pt`, `.pth`, `.ckpt`, `.pkl`): loading them
+    /// with `torch.load` or `pickle` can run any code the file carries. The message names the
+    /// repo's safetensors variant when it has one.
+    UnsafePickle,
 }
 
 /// A warning attached to a variant.

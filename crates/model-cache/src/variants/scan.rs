@@ -9,7 +9,7 @@
 //! matching at all.
 
 use super::group::{Grouping, WeightFile};
-use super::{ListedFile, Variant, VariantFile, VariantFormat, split_path};
+use super::{ListedFile, Variant, VariantFile, VariantFormat, Warning, WarningKind, split_path};
 use crate::formats::ggml::FileType;
 
 /// Files every runner may need beside the weights.
@@ -244,6 +244,14 @@ fn recognise(dir: &str, base: &str) -> Recognised {
                 None,
             ),
         }
+    } else if let Some(ext) = PICKLE_ONLY_EXTENSIONS
+        .iter()
+        .find(|ext| lower.ends_with(*ext))
+        && !is_training_state(&lower)
+    {
+        // A checkpoint saved with `torch.save` (`model.pt`, `consolidated.00.pth`) or `pickle`.
+        let stem = &base[..base.len() - ext.len()];
+        weights(VariantFormat::Pytorch, stem, 1, None, None)
     } else if lower.ends_with(".onnx") {
         // One set per precision: the graph's stem is the precision.
         let precision = onnx_precision(&base[..base.len() - 5]);
@@ -256,6 +264,59 @@ fn recognise(dir: &str, base: &str) -> Recognised {
         )
     } else {
         Recognised::Other
+    }
+}
+
+/// Extensions of weights saved as Python pickles besides `.bin` (which is recognised by its
+/// `pytorch_model`/`model` name, since other tools use `.bin` for raw bytes).
+const PICKLE_ONLY_EXTENSIONS: &[&str] = &[".pt", ".pth", ".ckpt", ".pkl"];
+
+/// Whether a lowercase file name is a training run's state saved beside the weights (optimizer,
+/// scheduler, random state, arguments), not weights to run.
+fn is_training_state(lower: &str) -> bool {
+    [
+        "optimizer",
+        "scheduler",
+        "rng_state",
+        "training_args",
+        "trainer_state",
+    ]
+    .iter()
+    .any(|prefix| lower.starts_with(prefix))
+}
+
+/// Whether a weight file is a Python pickle, which can run code when it is loaded.
+pub(crate) fn is_pickle(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.ends_with(".bin")
+        || PICKLE_ONLY_EXTENSIONS
+            .iter()
+            .any(|ext| lower.ends_with(ext))
+}
+
+/// Marks each variant whose weights are pickles as unsafe to load, naming the repo's first
+/// (best) safetensors variant as the alternative when it has one.
+fn mark_pickles(variants: &mut [Variant]) {
+    let alternative = variants
+        .iter()
+        .find(|v| v.format == VariantFormat::Safetensors && v.complete)
+        .map(|v| v.name.clone());
+    for variant in variants.iter_mut() {
+        if !variant.files.iter().any(|f| is_pickle(&f.path)) {
+            continue;
+        }
+        let mut message = "The weights are Python pickles: loading them can run any code they \
+                           carry; load them only from a publisher you trust"
+            .to_string();
+        if let Some(name) = &alternative {
+            message.push_str(&format!(
+                ", or choose the safetensors variant `{name}` of this repo, which carries no code"
+            ));
+        }
+        variant.warnings.push(Warning {
+            kind: WarningKind::UnsafePickle,
+            message,
+        });
     }
 }
 
@@ -300,5 +361,7 @@ pub fn scan(files: &[ListedFile]) -> Vec<Variant> {
             );
         }
     }
-    grouping.into_variants()
+    let mut variants = grouping.into_variants();
+    mark_pickles(&mut variants);
+    variants
 }
