@@ -63,8 +63,9 @@ if [ "${1:-}" = "--with-test-tools" ]; then
     python3 -m venv target/py-venv-legacy
     target/py-venv-legacy/bin/pip install -q --disable-pip-version-check "huggingface_hub==0.36.0" "hf_transfer==0.1.9"
   fi
-  # Playwright's library only; it drives Debian's Chromium (no browser download).
-  if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+  # Playwright's library only (it drives Debian's Chromium: no browser download), and the
+  # JavaScript Hub client the mirror is tested with.
+  if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/@huggingface/hub ]; then
     echo "setup: installing npm packages for the browser tests" >&2
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
   fi
