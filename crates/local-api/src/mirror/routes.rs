@@ -139,6 +139,12 @@ pub(crate) async fn handle(State(state): State<Arc<MirrorState>>, request: Reque
     };
     let query = request.uri().query().unwrap_or("").to_string();
     let base = state.base_url(request.headers());
+    // Without the token, only repos known to be public are answered at all.
+    let (Route::Resolve { repo, .. } | Route::Info { repo, .. } | Route::Tree { repo, .. }) =
+        &route;
+    if !full && state.engine.access(repo) != Access::Public {
+        return needs_token(repo);
+    }
     match route {
         Route::Resolve {
             repo,
@@ -281,9 +287,6 @@ async fn resolve(
     revision: String,
     path: String,
 ) -> Response {
-    if !full && state.engine.access(&repo) != Access::Public {
-        return needs_token(&repo);
-    }
     let cached = state
         .engine
         .cached_commit(&repo, &revision)
@@ -499,9 +502,6 @@ fn set_multipart(headers: &mut HeaderMap, multipart: &Multipart, parts: &[(u64, 
 /// `GET /api/{type}s/{repo}[/revision/{rev}]`: from the Hub for a token holder (when it
 /// answers), else what the cache holds at the revision.
 async fn info(state: &MirrorState, full: bool, repo: RepoId, revision: Option<String>) -> Response {
-    if !full && state.engine.access(&repo) != Access::Public {
-        return needs_token(&repo);
-    }
     if full && state.engine.upstream_enabled() {
         match state.engine.upstream_info(&repo, revision.as_deref()).await {
             Ok(info) => {
@@ -624,9 +624,6 @@ async fn listing(
     revision: String,
     path: String,
 ) -> Response {
-    if !full && state.engine.access(&repo) != Access::Public {
-        return needs_token(&repo);
-    }
     let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
