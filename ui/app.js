@@ -821,6 +821,8 @@ function fillSettings(s) {
   $('#set-connections').value = s.connections ?? '';
   $('#set-endpoint').value = s.endpoint || '';
   $('#set-mirrors').value = (s.mirrors || []).join('\n');
+  $('#set-proxy').value = s.proxy || '';
+  $('#set-ca-bundle').value = s.ca_bundle || '';
   $('#set-origins').value = (s.allowed_origins || []).join('\n');
   $('#set-origins-trusted').value = (s.origins_without_token || []).join('\n');
   const used = $('#origins-last-used');
@@ -861,6 +863,8 @@ function readSettingsForm() {
     max_rate_bps: readAmount($('#set-rate'), $('#set-rate-unit'), RATE_UNITS, 'Bandwidth limit', true),
     endpoint: $('#set-endpoint').value.trim(),
     mirrors: $('#set-mirrors').value.split('\n').map((m) => m.trim()).filter(Boolean),
+    proxy: $('#set-proxy').value.trim() || null,
+    ca_bundle: $('#set-ca-bundle').value.trim() || null,
     allowed_origins: $('#set-origins').value.split('\n').map((m) => m.trim()).filter(Boolean),
     origins_without_token: $('#set-origins-trusted').value.split('\n').map((m) => m.trim()).filter(Boolean),
     offline: $('#set-offline').checked,
@@ -880,6 +884,11 @@ function readSettingsForm() {
     let parsed = null;
     try { parsed = new URL(url); } catch (_) { parsed = null; }
     if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new ApiError('invalid_input', `\`${url}\` is not an http(s) URL`, null);
+  }
+  if (s.proxy) {
+    let parsed = null;
+    try { parsed = new URL(s.proxy); } catch (_) { parsed = null; }
+    if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new ApiError('invalid_input', `\`${s.proxy}\` is not an http(s) proxy URL`, null);
   }
   if (s.schedule && (!/^\d\d:\d\d$/.test(s.schedule.start) || !/^\d\d:\d\d$/.test(s.schedule.end))) {
     throw new ApiError('invalid_input', 'The schedule needs a start and an end time', null);

@@ -103,12 +103,12 @@ impl ApiError {
             StatusCode::FORBIDDEN,
             "forbidden_setting",
             format!(
-                "The local API cannot change {}: it decides where the Hub token is sent",
+                "The local API cannot change {}: it decides where requests and the Hub token go, or what they trust",
                 names.join(", ")
             ),
         )
         .with_hint(
-            "Change the endpoint and mirrors in the app's Settings, which asks you to confirm",
+            "Change it in the app's Settings, which asks you to confirm",
         );
         error.fields = changes
             .iter()

@@ -170,3 +170,20 @@ test('a 64 MiB model over a WebRTC data channel, verified, beside HTTP', async (
   const signal = await fetch(`${mirror}/api/webrtc/offer`, { method: 'POST', headers: { Origin: other.origin, 'Content-Type': 'application/json' }, body: '{}' });
   assert.equal(signal.status, 403);
 });
+
+test('a proxy is a setting only the app changes: a browser page is told so', async () => {
+  const page = browser.page;
+  await page.goto(server.url);
+  await page.getByRole('tab', { name: /^Settings/ }).click();
+  await page.locator('#settings-form[aria-busy="false"]').waitFor();
+  await page.getByLabel('Proxy', { exact: true }).fill('ftp://proxy.example');
+  await page.getByRole('button', { name: /^Save/ }).click();
+  await page.locator('#settings-error', { hasText: 'is not an http(s) proxy URL' }).waitFor();
+  await page.getByLabel('Proxy', { exact: true }).fill('http://proxy.example:3128');
+  await page.getByRole('button', { name: /^Save/ }).click();
+  await page.locator('#settings-error', { hasText: 'cannot change proxy' }).waitFor();
+  assert.match(await page.locator('#settings-error').innerText(), /app's Settings/);
+  const { json } = await server.request('GET', '/api/settings');
+  assert.equal(json.proxy, null);
+  await screenshot(page, 'settings-proxy-refused');
+});
