@@ -85,16 +85,11 @@ impl Engine {
     /// Whether the repo may be served without the mirror token: only when the Hub said it is
     /// public and not gated.
     pub fn access(&self, repo: &RepoId) -> Access {
-        let known = self
-            .inner
-            .index
-            .repos()
-            .ok()
-            .and_then(|repos| repos.into_iter().find(|r| &r.repo == repo));
-        match known {
-            Some(record)
-                if record.private == Some(false)
-                    && matches!(record.gated.as_deref(), Some("open" | "false")) =>
+        // One indexed row per request: this runs for every range a client asks for.
+        match self.inner.index.repo_access(repo) {
+            Ok(Some(access))
+                if access.private == Some(false)
+                    && matches!(access.gated.as_deref(), Some("open" | "false")) =>
             {
                 Access::Public
             }

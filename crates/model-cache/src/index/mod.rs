@@ -191,6 +191,14 @@ pub struct RepoRecord {
     pub last_modified: Option<String>,
 }
 
+/// A repo's access as repo info last gave it, each `None` until recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoAccess {
+    pub private: Option<bool>,
+    /// `open`, `auto` or `manual`.
+    pub gated: Option<String>,
+}
+
 /// The last recorded use of one variant of a repo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VariantUse {
@@ -373,6 +381,24 @@ impl Index {
                 params![id, private, gated, last_modified],
             )?;
             Ok(())
+        })
+    }
+
+    /// What repo info last said about a repo's access; `None` for a repo the index does not
+    /// know.
+    pub fn repo_access(&self, repo: &RepoId) -> Result<Option<RepoAccess>, IndexError> {
+        self.with_conn("read a repo's access", |c| {
+            c.query_row(
+                "SELECT private, gated FROM repos WHERE folder = ?1",
+                params![repo.folder_name()],
+                |row| {
+                    Ok(RepoAccess {
+                        private: row.get(0)?,
+                        gated: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
         })
     }
 
