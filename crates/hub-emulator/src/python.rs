@@ -36,17 +36,7 @@ pub fn python_with_legacy_huggingface_hub(target_dir: &Path) -> Result<PathBuf, 
                 .is_ok_and(|o| o.status.success())
         };
         if !has(&python) {
-            run(
-                Command::new(&python).args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--quiet",
-                    &format!("hf_transfer=={HF_TRANSFER_VERSION}"),
-                ]),
-                "pip install hf_transfer",
-            )?;
+            pip_install(&python, &format!("hf_transfer=={HF_TRANSFER_VERSION}"))?;
         }
         Ok(python)
     })
@@ -82,17 +72,7 @@ fn python_with(target_dir: &Path, name: &str, version: &str) -> Result<PathBuf, 
                 "python3 -m venv",
             )?;
         }
-        run(
-            Command::new(&python).args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--quiet",
-                &format!("huggingface_hub=={version}"),
-            ]),
-            "pip install huggingface_hub",
-        )?;
+        pip_install(&python, &format!("huggingface_hub=={version}"))?;
         if !ready() {
             return Err(format!(
                 "huggingface_hub {version} is not importable after pip install"
@@ -100,6 +80,21 @@ fn python_with(target_dir: &Path, name: &str, version: &str) -> Result<PathBuf, 
         }
     }
     Ok(python)
+}
+
+/// `pip install --quiet SPEC` into the environment of `python`.
+fn pip_install(python: &Path, spec: &str) -> Result<(), String> {
+    run(
+        Command::new(python).args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--quiet",
+            spec,
+        ]),
+        &format!("pip install {spec}"),
+    )
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
