@@ -65,7 +65,8 @@ if [ "${1:-}" = "--with-test-tools" ]; then
   fi
   # Playwright's library only (it drives Debian's Chromium: no browser download), and the
   # JavaScript Hub client the mirror is tested with.
-  if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/@huggingface/hub ]; then
+  if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/@huggingface/hub ] \
+    || [ ! -d tests/e2e/node_modules/axe-core ]; then
     echo "setup: installing npm packages for the browser tests" >&2
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
   fi

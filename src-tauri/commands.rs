@@ -7,7 +7,7 @@ use local_api::contract::{
     Affected, Freed, Health, Job, Queued, Revealed, StatsBody, TokenState, Variants,
 };
 use local_api::{ApiError, ApiResult, PullBody};
-use model_cache::engine::{AppSettings, CachedRepoView};
+use model_cache::engine::{AppSettings, CachedRepoView, UpdateCheckReport};
 use serde::Serialize;
 use serde_json::Value;
 use tauri::State;
@@ -98,6 +98,33 @@ pub async fn cache_pin(
     pinned: bool,
 ) -> ApiResult<CachedRepoView> {
     state.api.cache_pin(&repo, pinned).await
+}
+
+#[tauri::command]
+pub async fn cache_update(
+    state: State<'_, AppState>,
+    repo: String,
+    branch: Option<String>,
+) -> ApiResult<Queued> {
+    state.api.cache_update(&repo, branch.as_deref()).await
+}
+
+#[tauri::command]
+pub async fn cache_hold(
+    state: State<'_, AppState>,
+    repo: String,
+    branch: Option<String>,
+    held: bool,
+) -> ApiResult<CachedRepoView> {
+    state.api.cache_hold(&repo, branch.as_deref(), held).await
+}
+
+#[tauri::command]
+pub async fn check_updates(
+    state: State<'_, AppState>,
+    force: bool,
+) -> ApiResult<UpdateCheckReport> {
+    state.api.check_updates(force).await
 }
 
 #[tauri::command]
@@ -208,10 +235,18 @@ pub fn autostart_set<R: tauri::Runtime>(
     launcher.is_enabled().map_err(autostart_error)
 }
 
+/// `{"waiting": {message, hint}}` while the app waits for its cache folder, `{"waiting": null}`
+/// once it runs.
+#[tauri::command]
+pub fn startup_state(waiting: State<'_, crate::startup::Waiting>) -> Value {
+    serde_json::json!({ "waiting": waiting.get() })
+}
+
 /// The invoke handler with every command.
 pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static
 {
     tauri::generate_handler![
+        startup_state,
         health,
         variants,
         pull,
@@ -221,6 +256,9 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         resume_all,
         cache_list,
         cache_pin,
+        cache_update,
+        cache_hold,
+        check_updates,
         cache_delete,
         cache_reveal,
         settings_get,

@@ -14,6 +14,7 @@ pub mod args;
 pub mod commands;
 pub mod events;
 pub mod links;
+pub mod metered;
 pub mod notify;
 pub mod startup;
 pub mod tray;
@@ -30,6 +31,9 @@ pub const ENGINE_EVENT: &str = "engine-event";
 /// The event that tells the UI a repo is waiting to be opened (a second launch handed one over,
 /// or a `modelcache://` link arrived); the UI takes it with the `open_request` command.
 pub const OPEN_REPO_EVENT: &str = "open-repo";
+/// The event that tells a window showing "waiting for the cache folder" that the app has started
+/// (the UI reloads).
+pub const APP_READY_EVENT: &str = "app-ready";
 
 /// Registers the commands and the plugins they use; shared by the real app and the
 /// mock-runtime tests.
@@ -71,21 +75,11 @@ pub fn run() {
         .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_window_state::Builder::default().build())
         .setup(move |app| {
-            let mut state = tauri::async_runtime::block_on(startup::start(&args))?;
-            state.confirm = Some(actions::dialog_confirm(app.handle().clone()));
-            tracing::info!(
-                endpoint = %state.api.engine().settings().endpoint,
-                demo = state.demo.is_some(),
-                api = %state.api_url,
-                "Model Cache started"
-            );
-            let api = state.api.clone();
-            app.manage(state);
+            app.manage(startup::Waiting::default());
             if let Err(error) = tray::build(app.handle()) {
                 // No tray host (a bare X server, some desktops): the window still works.
                 tracing::warn!(%error, "no tray icon");
             }
-            spawn_event_forwarder(app.handle().clone(), api);
             let handle = app.handle().clone();
             app.deep_link().on_open_url(move |event| {
                 for url in event.urls() {
@@ -97,6 +91,43 @@ pub fn run() {
             {
                 let _ = window.hide();
             }
+            // The chosen cache folder is not there (an unplugged drive): say so and wait for it,
+            // never fall back to another folder.
+            if !args.demo
+                && let Err(missing) = startup::settings()
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| {
+                        model_cache::engine::check_cache_folder(&s).map_err(|e| e.to_string())
+                    })
+            {
+                tracing::warn!(reason = %missing, "waiting for the cache folder");
+                app.state::<startup::Waiting>()
+                    .set(Some(startup::waiting_view(&missing)));
+                let notifier = notify::DesktopNotifier;
+                if let Err(error) = notify::Notifier::notify(
+                    &notifier,
+                    "Cache drive not connected",
+                    &format!("{missing}. Model Cache starts when it is back."),
+                ) {
+                    tracing::warn!(%error, "could not show a notification");
+                }
+                let handle = app.handle().clone();
+                let args = args.clone();
+                std::thread::spawn(move || {
+                    startup::wait_for_cache_folder(std::time::Duration::from_secs(2));
+                    if let Err(error) = start_engine(&handle, &args) {
+                        tracing::error!(%error, "Model Cache could not start");
+                        handle
+                            .state::<startup::Waiting>()
+                            .set(Some(startup::waiting_view(&error.to_string())));
+                        return;
+                    }
+                    handle.state::<startup::Waiting>().set(None);
+                    let _ = handle.emit(APP_READY_EVENT, ());
+                });
+                return Ok(());
+            }
+            start_engine(app.handle(), &args)?;
             Ok(())
         })
         .on_window_event(|window, event| {
@@ -108,6 +139,26 @@ pub fn run() {
         })
         .run(tauri::generate_context!())
         .expect("error while running the Model Cache app");
+}
+
+/// Starts the engine, the local API and the mirror, and wires their events to the window, the
+/// tray and notifications.
+fn start_engine<R: Runtime>(
+    app: &tauri::AppHandle<R>,
+    args: &args::AppArgs,
+) -> Result<(), startup::StartupError> {
+    let mut state = tauri::async_runtime::block_on(startup::start(args))?;
+    state.confirm = Some(actions::dialog_confirm(app.clone()));
+    tracing::info!(
+        endpoint = %state.api.engine().settings().endpoint,
+        demo = state.demo.is_some(),
+        api = %state.api_url,
+        "Model Cache started"
+    );
+    let api = state.api.clone();
+    app.manage(state);
+    spawn_event_forwarder(app.clone(), api);
+    Ok(())
 }
 
 /// Forwards the API's events to the UI, shows notifications and keeps the tray's status fresh.

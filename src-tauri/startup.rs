@@ -67,6 +67,51 @@ pub fn settings() -> Result<Settings, StartupError> {
     Ok(settings)
 }
 
+/// What the window shows while the app waits for its cache folder (`startup_state`); `None`
+/// once the app has started.
+#[derive(Default)]
+pub struct Waiting(std::sync::Mutex<Option<WaitingView>>);
+
+impl Waiting {
+    pub fn set(&self, view: Option<WaitingView>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = view;
+    }
+
+    pub fn get(&self) -> Option<WaitingView> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Why the app is not running yet, in the window's words.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WaitingView {
+    pub message: String,
+    pub hint: String,
+}
+
+pub fn waiting_view(reason: &str) -> WaitingView {
+    WaitingView {
+        message: reason.to_string(),
+        hint: "Connect the drive (or mount the share) that holds it: Model Cache starts as soon \
+               as the folder is back. To use another folder, run `mcache config set cache_dir \
+               PATH` and start the app again."
+            .to_string(),
+    }
+}
+
+/// Returns once the chosen cache folder is there (checked every `every`).
+pub fn wait_for_cache_folder(every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        if let Ok(settings) = settings()
+            && model_cache::engine::check_cache_folder(&settings).is_ok()
+        {
+            tracing::info!(cache = %settings.hub_cache.display(), "the cache folder is back");
+            return;
+        }
+    }
+}
+
 /// Whether the endpoint's host answers a TCP connection within a short time. Used to fall back
 /// to the demo hub on a machine with no network.
 pub fn endpoint_reachable(endpoint: &str) -> bool {
@@ -135,6 +180,12 @@ pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
             Err(error) => tracing::warn!(%error, "could not check the index against the cache"),
         }
     }));
+    // "A newer commit is available": checked in the background, rarely, never offline or on a
+    // metered connection.
+    drop(engine.spawn_update_checks(
+        model_cache::engine::UpdateCheckPolicy::default(),
+        std::sync::Arc::new(crate::metered::SystemMetering),
+    ));
     // The mirror is a convenience beside the app: when it cannot start (its port and every other
     // refused), the app runs without it and says why.
     let mirror = match local_api::serve_mirror(

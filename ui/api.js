@@ -126,6 +126,9 @@ function httpTransport() {
     resume_all: () => request('POST', '/api/jobs/resume-all'),
     cache_list: () => request('GET', '/api/cache'),
     cache_pin: (a) => request('POST', '/api/cache/pin', a),
+    cache_update: (a) => request('POST', '/api/cache/update', a),
+    cache_hold: (a) => request('POST', '/api/cache/hold', a),
+    check_updates: (a) => request('POST', '/api/updates/check', a),
     cache_delete: (a) => request('POST', '/api/cache/delete', a),
     cache_reveal: (a) => request('POST', '/api/cache/reveal', a),
     settings_get: () => request('GET', '/api/settings'),
@@ -228,6 +231,11 @@ function createApi() {
     resumeAll: () => call('resume_all'),
     cacheList: () => call('cache_list'),
     pin: (repo, pinned) => call('cache_pin', { repo, pinned }),
+    /** Queues the update of a followed branch: `{job_id}`. */
+    update: (repo, branch) => call('cache_update', { repo, branch: branch || null }),
+    /** Keeps a branch at its cached commit (`held`), or follows it again. */
+    hold: (repo, branch, held) => call('cache_hold', { repo, branch: branch || null, held }),
+    checkUpdates: (force) => call('check_updates', { force: Boolean(force) }),
     deleteCached: (repo, revision) => call('cache_delete', { repo, revision: revision || null }),
     reveal: (repo) => call('cache_reveal', { repo }),
     settings: () => call('settings_get'),
@@ -237,6 +245,11 @@ function createApi() {
     /** Desktop app only (null in a browser): start at login, the window's title, and what the
      * app is asked to open (its command line, a second launch, a `modelcache://` link). */
     app: transport.name === 'ipc' ? {
+      /** `{waiting: {message, hint}}` while the app waits for its cache folder, else
+       * `{waiting: null}`. */
+      startupState: () => call('startup_state'),
+      /** Calls `callback()` once the app has started (after waiting for its cache folder). */
+      onReady: (callback) => window.__TAURI__.event.listen('app-ready', () => callback()),
       autostart: () => call('autostart_get'),
       setAutostart: (enabled) => call('autostart_set', { enabled }),
       setTitle: (title) => window.__TAURI__.window.getCurrentWindow().setTitle(title),

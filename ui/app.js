@@ -722,6 +722,7 @@ function renderCache(repos) {
       h('td', {},
         h('div', { class: 'variant-name' }, r.repo),
         r.repo_type && r.repo_type !== 'model' ? h('span', { class: 'badge neutral' }, r.repo_type) : null,
+        updateNotes(r),
         h('details', { class: 'files' }, h('summary', {}, `${(r.revisions || []).length} revision${(r.revisions || []).length === 1 ? '' : 's'}`),
           h('ul', { class: 'revisions' }, revisions), h('div', { class: 'muted small mono' }, r.path))),
       h('td', { class: 'num' }, fmtBytes(r.size_bytes)),
@@ -739,6 +740,54 @@ function renderCache(repos) {
         h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete ${r.repo}`,
           onclick: (e) => deleteCached(e.currentTarget, r, null) }, 'Delete'))));
   }));
+}
+
+const short = (commit) => String(commit).slice(0, 7);
+
+/** "A newer version is available" with Update and Keep-this-version, or "Kept at …" with
+ * Follow, for each followed branch of a cached model. */
+function updateNotes(r) {
+  const notes = [];
+  for (const u of r.updates || []) {
+    notes.push(h('div', { class: 'update-note', dataset: { branch: u.branch } },
+      h('span', { class: 'badge info' }, 'Update available'),
+      ` ${u.branch}: ${short(u.commit)} → ${short(u.latest)} `,
+      h('button', { type: 'button', class: 'small', 'aria-label': `Update ${r.repo} to the latest ${u.branch}`,
+        onclick: (e) => busy(e.currentTarget, async () => {
+          const { job_id: id } = await api.update(r.repo, u.branch);
+          toast('Update queued', `${r.repo} (${u.branch}): job ${id}; unchanged files are not downloaded again.`);
+          refreshJobs();
+        }) }, 'Update'),
+      h('button', { type: 'button', class: 'small', 'aria-label': `Keep ${r.repo} at ${short(u.commit)}`,
+        onclick: (e) => busy(e.currentTarget, async () => {
+          await api.hold(r.repo, u.branch, true);
+          await refreshCache();
+        }) }, 'Keep this version')));
+  }
+  for (const held of r.held || []) {
+    notes.push(h('div', { class: 'update-note', dataset: { branch: held.branch } },
+      h('span', { class: 'badge neutral' }, 'Kept'),
+      ` ${held.branch} stays at ${short(held.commit)} `,
+      h('button', { type: 'button', class: 'small', 'aria-label': `Follow ${held.branch} of ${r.repo} again`,
+        onclick: (e) => busy(e.currentTarget, async () => {
+          await api.hold(r.repo, held.branch, false);
+          await refreshCache();
+        }) }, `Follow ${held.branch}`)));
+  }
+  return notes;
+}
+
+async function checkUpdates(button) {
+  await busy(button, async () => {
+    const report = await api.checkUpdates(true);
+    const found = (report.updates || []).length;
+    const failed = (report.failed || []).length;
+    toast('Checked for updates', report.skipped === 'offline'
+      ? 'Offline: nothing was checked.'
+      : `${report.checked} checked · ${found ? `${found} update${found === 1 ? '' : 's'} available` : 'everything is up to date'}`
+        + (failed ? ` · ${failed} could not be checked` : ''));
+    await refreshCache();
+  });
 }
 
 async function togglePin(box, repo) {
@@ -782,6 +831,7 @@ async function refreshCache() {
 }
 
 $('#cache-refresh').addEventListener('click', (e) => busy(e.currentTarget, refreshCache));
+$('#cache-check-updates').addEventListener('click', (e) => checkUpdates(e.currentTarget));
 onShow['tab-cache'] = refreshCache;
 
 // ---------------------------------------------------------------------------------------------
@@ -984,6 +1034,8 @@ function onEngineEvent(event) {
       break;
     case 'notification':
       toast(event.title, event.body, event.level === 'error' ? 'error' : 'info');
+      // Update checks announce themselves this way: show the marks where the models are listed.
+      if (/^Updates? available$/.test(event.title) && !$('#panel-cache').hidden) refreshCache();
       break;
     default:
       break;
@@ -1029,7 +1081,28 @@ async function setUpDesktop() {
   await openRequested();
 }
 
-function start() {
+/** The app waits for its cache folder (an unplugged drive): say so, and reload once it runs. */
+async function waitingForCache() {
+  if (!api.app) return false;
+  const { waiting } = await api.app.startupState();
+  if (!waiting) return false;
+  api.app.onReady(() => window.location.reload());
+  // The event may have gone out between the question and the listener: ask again now and then.
+  setInterval(async () => {
+    const now = await api.app.startupState().catch(() => null);
+    if (now && !now.waiting) window.location.reload();
+  }, 3000);
+  $('#engine-status').textContent = 'Waiting for the cache folder';
+  $('#main').replaceChildren(h('section', { class: 'panel', id: 'waiting', role: 'alert' },
+    h('h2', {}, 'The cache folder is not there'),
+    h('p', {}, waiting.message),
+    h('p', { class: 'help' }, waiting.hint)));
+  $$('[role="tab"]').forEach((tab) => { tab.disabled = true; });
+  return true;
+}
+
+async function start() {
+  if (await waitingForCache()) return;
   if (!api.hasCredentials) {
     showError($('#search-error'), new ApiError('unauthorized', 'This page was opened without its access secret',
       'Open the link printed by `mcache serve` (it ends with `#token=…`), or use the desktop app.'));

@@ -55,4 +55,17 @@ kill $APP_PID; wait $APP_PID 2>/dev/null || true
 rm -rf "$HF_HUB_CACHE"
 export XDG_DATA_HOME="$OUT/webdriver-data"   # a fresh index: the only job is the UI's
 python3 tests/app/webdriver_ui.py "$APP" "$OUT" || fail "the UI could not download through the app"
+
+# A cache folder on a drive that is not there: the app waits for it. The hub emulator stands in
+# for the Hub (a reachable endpoint: the app does not switch to its demo hub).
+HUB_LOG="$OUT/drive-hub.log"
+"$PWD/target/debug/hub-emulator" serve --demo >"$OUT/drive-hub.url" 2>"$HUB_LOG" &
+HUB_PID=$!
+trap 'kill $APP_PID $DUNST_PID $MONITOR_PID $HUB_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do [ -s "$OUT/drive-hub.url" ] && break; sleep 0.5; done
+HUB_URL=$(head -1 "$OUT/drive-hub.url")
+[ -n "$HUB_URL" ] || { cat "$HUB_LOG" >&2; fail "the hub emulator did not start"; }
+python3 tests/app/webdriver_drive.py "$APP" "$OUT" "$HUB_URL" || fail "the app did not wait for its cache folder"
+grep -q "Cache drive not connected" "$OUT/notify.log" || fail "no notification said the cache drive is missing"
+kill $HUB_PID 2>/dev/null || true
 echo "app tests passed"

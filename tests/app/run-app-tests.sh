@@ -4,7 +4,7 @@
 # keeps running with no tray host. Screenshots are kept under target/app-test/ as CI artifacts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build -p model-cache-app
+cargo build -p model-cache-app -p hub-emulator
 OUT=target/app-test
 rm -rf "$OUT" && mkdir -p "$OUT"
 export MODEL_CACHE_APP_TEST_OUT="$PWD/$OUT"

@@ -5,68 +5,19 @@ shows it done. Standard library only; run inside Xvfb and the test's D-Bus sessi
 usage: webdriver_ui.py APP_BINARY OUT_DIR
 """
 
-import base64
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+
+from wd import Session, call, start_driver, wait_for
 
 APP, OUT = sys.argv[1], sys.argv[2]
-PORT = 4445
-BASE = f"http://127.0.0.1:{PORT}"
 
-
-def call(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(BASE + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"null")["value"]
-    except urllib.error.HTTPError as error:
-        raise SystemExit(f"WebDriver {method} {path} failed: {error.read().decode()}")
-
-
-def wait_for(what, probe, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-driver = subprocess.Popen(["WebKitWebDriver", f"--port={PORT}"],
-                          env={**os.environ, "TAURI_WEBVIEW_AUTOMATION": "true"},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-def _status():
-    try:
-        with urllib.request.urlopen(BASE + "/status", timeout=2) as response:
-            return json.loads(response.read())["value"]["ready"]
-    except Exception:
-        return False
-
-
+driver = start_driver()
 try:
-    wait_for("WebKitWebDriver", _status, 30)
-    session = call("POST", "/session", {"capabilities": {"alwaysMatch": {
-        "webkitgtk:browserOptions": {"binary": APP, "args": ["--demo"]}}}})
-    sid = session["sessionId"]
-    s = f"/session/{sid}"
-
-    def find(css):
-        found = call("POST", f"{s}/elements", {"using": "css selector", "value": css})
-        return found[0] if found else None
-
-    def element_id(element):
-        return next(iter(element.values()))
-
-    def script(code):
-        return call("POST", f"{s}/execute/sync", {"script": code, "args": []})
+    window = Session(APP, ["--demo"])
+    s, find, script, element_id = window.path, window.find, window.script, Session.element_id
 
     wait_for("the UI to connect", lambda: "Connected" in (script(
         "return document.getElementById('engine-status').textContent") or ""))
@@ -80,9 +31,7 @@ try:
     if "demo/tiny-gguf" not in text or "100%" not in text:
         raise SystemExit(f"the finished job reads: {text!r}")
     time.sleep(1.5)  # WebKit shows the previous paint right after a DOM change.
-    shot = call("GET", f"{s}/screenshot")
-    with open(os.path.join(OUT, "webdriver-downloaded.png"), "wb") as f:
-        f.write(base64.b64decode(shot))
+    window.screenshot(os.path.join(OUT, "webdriver-downloaded.png"))
     print("downloaded through the app's UI:", " ".join(text.split())[:120])
 
     # The window's Content-Security-Policy: an injected inline script never runs, while IPC (the

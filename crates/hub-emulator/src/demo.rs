@@ -214,3 +214,24 @@ pub fn demo_repos(big_size: u64) -> Vec<Repo> {
         big_repo(big_size),
     ]
 }
+
+/// The repo of the upgrade fixture (`crates/model-cache/tests/fixtures/upgrade-*`): a cache and
+/// data folder written by an earlier build, with one complete and one half-downloaded file of
+/// this repo. Its content and commit never change: the fixture's blobs must match it.
+pub const UPGRADE_FIXTURE_REPO: &str = "fixture/upgrade";
+
+/// [`UPGRADE_FIXTURE_REPO`]: a README, a 256 KiB file (cached whole in the fixture) and a
+/// 768 KiB one (partial in the fixture).
+pub fn upgrade_fixture_repo() -> Repo {
+    let mut r = Repo::new(RepoKind::Model, UPGRADE_FIXTURE_REPO);
+    r.commit(
+        "main",
+        "Upload",
+        vec![
+            FileChange::put("README.md", "# Upgrade fixture\n"),
+            FileChange::put("model-Q4_K_M.gguf", VirtualFile::random(256 * 1024, 41)),
+            FileChange::put("model-Q8_0.gguf", VirtualFile::random(768 * 1024, 42)),
+        ],
+    );
+    r
+}

@@ -163,6 +163,35 @@ pub struct Affected {
     pub affected: usize,
 }
 
+/// `POST /api/cache/update`: queue the update of a followed branch (`main` when absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
+/// `POST /api/cache/hold`: keep a followed branch at its cached commit (`held: true`), or follow
+/// it again (`held: false`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    pub held: bool,
+}
+
+/// `POST /api/updates/check`: ask the Hub now (`force`: even refs checked recently, and on a
+/// metered connection).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// `POST /api/cache/delete`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Freed {
@@ -504,6 +533,27 @@ impl Tracker {
                 out
             }
             SchedulerEvent::Download { job_id, event } => self.progress(*job_id, event),
+            SchedulerEvent::UpdatesFound { updates } => {
+                let names: Vec<String> = updates
+                    .iter()
+                    .map(|u| format!("{} ({})", u.repo, u.branch))
+                    .collect();
+                let (title, body) = match names.as_slice() {
+                    [one] => (
+                        "Update available",
+                        format!("{one} has a newer version on the Hub."),
+                    ),
+                    many => (
+                        "Updates available",
+                        format!("{} have newer versions on the Hub.", many.join(", ")),
+                    ),
+                };
+                vec![ContractEvent::Notification(Notification {
+                    level: "info".to_string(),
+                    title: title.to_string(),
+                    body,
+                })]
+            }
             _ => vec![],
         }
     }

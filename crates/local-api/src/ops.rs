@@ -9,7 +9,7 @@ use std::sync::Arc;
 use model_cache::RepoId;
 use model_cache::engine::{
     AppSettings, CachedRepoView, Engine, EngineError, JobAction, PreferencesPatch, PullRequest,
-    TrustChange,
+    TrustChange, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
 };
 use model_cache::index::queue::QueueState;
 use serde_json::Value;
@@ -209,6 +209,53 @@ impl Api {
         let target = repo.clone();
         self.blocking(move |e| e.set_pinned(&target, pinned))
             .await?;
+        self.cached(repo).await
+    }
+
+    /// `GET /api/updates`: the followed branches with a newer commit, as last checked.
+    pub async fn updates(&self) -> ApiResult<Vec<UpdateView>> {
+        self.blocking(|e| e.updates()).await
+    }
+
+    /// `POST /api/updates/check`: one round of update checks now.
+    pub async fn check_updates(&self, force: bool) -> ApiResult<UpdateCheckReport> {
+        let report = self
+            .engine
+            .check_updates(&UpdateCheckPolicy::default(), None, force)
+            .await?;
+        Ok(report)
+    }
+
+    /// `POST /api/cache/update`: queues the update of a followed branch.
+    pub async fn cache_update(&self, repo: &str, branch: Option<&str>) -> ApiResult<Queued> {
+        let repo = parse_repo(repo)?;
+        let branch = branch.filter(|b| !b.is_empty()).unwrap_or("main");
+        let job = self.engine.update(&repo, branch).await?;
+        Ok(Queued { job_id: job.id })
+    }
+
+    /// `POST /api/cache/hold`: keeps a followed branch at its cached commit, or follows it again.
+    pub async fn cache_hold(
+        &self,
+        repo: &str,
+        branch: Option<&str>,
+        held: bool,
+    ) -> ApiResult<CachedRepoView> {
+        let repo = parse_repo(repo)?;
+        let branch = branch
+            .filter(|b| !b.is_empty())
+            .unwrap_or("main")
+            .to_string();
+        self.cached(repo.clone()).await?;
+        let target = repo.clone();
+        self.blocking(move |e| {
+            if held {
+                e.hold(&target, &branch).map(|_| ())
+            } else {
+                e.follow(&target, &branch).map(|_| ())
+            }
+        })
+        .await?;
         self.cached(repo).await
     }
 

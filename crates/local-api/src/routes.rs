@@ -8,13 +8,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::contract::{
-    Affected, DeleteBody, Freed, Health, Job, PinBody, PullBody, Queued, RevealBody, Revealed,
-    StatsBody, TokenBody, TokenState, Variants,
+    Affected, CheckBody, DeleteBody, Freed, Health, HoldBody, Job, PinBody, PullBody, Queued,
+    RevealBody, Revealed, StatsBody, TokenBody, TokenState, UpdateBody, Variants,
 };
 use crate::error::ApiError;
 use crate::events::EventStreams;
 use crate::ops::Api;
-use model_cache::engine::{AppSettings, CachedRepoView};
+use model_cache::engine::{AppSettings, CachedRepoView, UpdateCheckReport, UpdateView};
 
 #[derive(Clone)]
 struct RouteState {
@@ -46,6 +46,10 @@ pub(crate) fn router(api: Api, streams: EventStreams) -> Router {
         .route("/cache", get(cache_list))
         .route("/cache/pin", post(cache_pin))
         .route("/cache/delete", post(cache_delete))
+        .route("/cache/update", post(cache_update))
+        .route("/cache/hold", post(cache_hold))
+        .route("/updates", get(updates))
+        .route("/updates/check", post(check_updates))
         .route("/cache/reveal", post(cache_reveal))
         .route("/settings", get(settings_get).put(settings_set))
         .route("/token", post(set_token))
@@ -108,6 +112,34 @@ async fn cache_pin(
 ) -> Reply<CachedRepoView> {
     let b = body(b)?;
     reply(s.api.cache_pin(&b.repo, b.pinned).await)
+}
+
+async fn cache_update(
+    State(s): State<RouteState>,
+    b: Result<Json<UpdateBody>, JsonRejection>,
+) -> Reply<Queued> {
+    let b = body(b)?;
+    reply(s.api.cache_update(&b.repo, b.branch.as_deref()).await)
+}
+
+async fn cache_hold(
+    State(s): State<RouteState>,
+    b: Result<Json<HoldBody>, JsonRejection>,
+) -> Reply<CachedRepoView> {
+    let b = body(b)?;
+    reply(s.api.cache_hold(&b.repo, b.branch.as_deref(), b.held).await)
+}
+
+async fn updates(State(s): State<RouteState>) -> Reply<Vec<UpdateView>> {
+    reply(s.api.updates().await)
+}
+
+async fn check_updates(
+    State(s): State<RouteState>,
+    b: Result<Json<CheckBody>, JsonRejection>,
+) -> Reply<UpdateCheckReport> {
+    let b = body(b)?;
+    reply(s.api.check_updates(b.force).await)
 }
 
 async fn cache_delete(

@@ -7,15 +7,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use local_api::contract::{
-    Affected, ContractEvent, DeleteBody, ExtraRef, FileProgressBody, FileRef, FitBody, Freed,
-    Health, Job, JobCounts, MachineBody, Notification, PinBody, Progress, PullBody, Queued,
-    RevealBody, Revealed, StatsBody, Storage, TokenBody, TokenState, VariantBody, Variants,
+    Affected, CheckBody, ContractEvent, DeleteBody, ExtraRef, FileProgressBody, FileRef, FitBody,
+    Freed, Health, HoldBody, Job, JobCounts, MachineBody, Notification, PinBody, Progress,
+    PullBody, Queued, RevealBody, Revealed, StatsBody, Storage, TokenBody, TokenState, UpdateBody,
+    VariantBody, Variants,
 };
 use local_api::error::ErrorBody;
 use model_cache::RepoType;
 use model_cache::engine::{
     AppSettings, BatteryMode, BatterySetting, CachedRepoView, CachedRevisionView, FinishedDownload,
-    HoursSetting, Span,
+    HeldView, HoursSetting, Span, UpdateCheckReport, UpdateView,
 };
 use model_cache::fit::FitTier;
 use model_cache::variants::VariantFormat;
@@ -148,6 +149,18 @@ fn every_contract_type_matches_the_document() {
         files: 1,
         snapshot_path: PathBuf::from("/s"),
     };
+    let update = UpdateView {
+        repo: "org/name".into(),
+        branch: "main".into(),
+        commit: "c".repeat(40),
+        latest: "d".repeat(40),
+        checked_at: 1,
+    };
+    let held = HeldView {
+        branch: "main".into(),
+        commit: "c".repeat(40),
+        held_at: 1,
+    };
     let battery = BatterySetting {
         mode: BatteryMode::Below,
         percent: 30,
@@ -234,6 +247,34 @@ fn every_contract_type_matches_the_document() {
                 pinned: false,
                 path: PathBuf::from("/r"),
                 revisions: vec![revision.clone()],
+                updates: vec![update.clone()],
+                held: vec![held.clone()],
+            }),
+        ),
+        ("UpdateView", keys(&update)),
+        ("HeldView", keys(&held)),
+        (
+            "UpdateBody",
+            keys(&UpdateBody {
+                repo: "org/name".into(),
+                branch: Some("main".into()),
+            }),
+        ),
+        (
+            "HoldBody",
+            keys(&HoldBody {
+                repo: "org/name".into(),
+                branch: Some("main".into()),
+                held: true,
+            }),
+        ),
+        ("CheckBody", keys(&CheckBody { force: true })),
+        (
+            "UpdateCheckReport",
+            keys(&UpdateCheckReport {
+                updates: vec![update.clone()],
+                skipped: Some("metered".into()),
+                ..UpdateCheckReport::default()
             }),
         ),
         ("CachedRevisionView", keys(&revision)),

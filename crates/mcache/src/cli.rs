@@ -132,6 +132,34 @@ pub(crate) enum Command {
         /// Only this repo [default: every cached repo]
         repo: Option<String>,
     },
+    /// Ask the Hub which cached models have a newer commit on the branch they follow
+    Outdated {
+        /// Show what the last check found; ask the Hub nothing
+        #[arg(long)]
+        cached: bool,
+    },
+    /// Download the newer commit of a followed branch: the same files, unchanged ones kept
+    Update {
+        /// Repo id
+        repo: String,
+        /// The branch to update
+        #[arg(long, value_name = "BRANCH", default_value = "main")]
+        branch: String,
+    },
+    /// Keep a cached model at its current commit: update checks leave the branch alone
+    Hold {
+        /// Repo id
+        repo: String,
+        #[arg(long, value_name = "BRANCH", default_value = "main")]
+        branch: String,
+    },
+    /// Follow a held branch again (undo `mcache hold`)
+    Follow {
+        /// Repo id
+        repo: String,
+        #[arg(long, value_name = "BRANCH", default_value = "main")]
+        branch: String,
+    },
     /// Protect a repo from garbage collection and eviction
     Pin {
         /// Repo id

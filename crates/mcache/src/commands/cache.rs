@@ -78,6 +78,24 @@ fn print_repos(printer: &Printer, repos: &[CachedRepoView], details: bool) {
                 ));
             }
         }
+        for update in &repo.updates {
+            printer.data(format!(
+                "  update available: {} {} -> {} (`mcache update {} --branch {}`)",
+                update.branch,
+                &update.commit[..update.commit.len().min(10)],
+                &update.latest[..update.latest.len().min(10)],
+                repo.repo,
+                update.branch
+            ));
+        }
+        for held in &repo.held {
+            printer.data(format!(
+                "  kept at {} ({} is not followed; `mcache follow {}`)",
+                &held.commit[..held.commit.len().min(10)],
+                held.branch,
+                repo.repo
+            ));
+        }
     }
     let total: u64 = repos.iter().map(|r| r.size_bytes).sum();
     printer.message(format!("{} repo(s), {}", repos.len(), format_size(total)));

@@ -14,6 +14,7 @@ mod pull;
 mod queue;
 mod serve;
 mod status;
+mod updates;
 mod variants;
 
 use model_cache::engine::{Engine, EngineOptions};
@@ -139,6 +140,14 @@ pub(crate) async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus
             .await
         }
         Command::Serve(args) => serve::serve(global, args, &printer).await,
+        Command::Update { repo, branch } => {
+            // Like `pull`: Ctrl-C pauses, and the same command resumes.
+            let mut interrupt = Interrupt::install()?;
+            let engine = open_engine(&global).await?;
+            let result = updates::update(&engine, &repo, &branch, &mut interrupt, &printer).await;
+            engine.shutdown();
+            result
+        }
         Command::Pull(args) => {
             // Ctrl-C is caught before the engine opens: `pull` turns it into a clean pause.
             let mut interrupt = Interrupt::install()?;
@@ -198,6 +207,9 @@ async fn run_with_engine(
             printer,
         ),
         Command::Verify { repo } => cache::verify(engine, repo.as_deref(), printer).await,
+        Command::Outdated { cached } => updates::outdated(engine, cached, printer).await,
+        Command::Hold { repo, branch } => updates::hold(engine, &repo, &branch, true, printer),
+        Command::Follow { repo, branch } => updates::hold(engine, &repo, &branch, false, printer),
         Command::Pin { repo } => cache::pin(engine, &repo, true, printer),
         Command::Unpin { repo } => cache::pin(engine, &repo, false, printer),
         Command::Gc { max_size, dry_run } => {
@@ -213,6 +225,7 @@ async fn run_with_engine(
         },
         Command::Completions { .. }
         | Command::Pull(_)
+        | Command::Update { .. }
         | Command::Demo { .. }
         | Command::Queue { .. }
         | Command::Inspect { .. }

@@ -59,7 +59,18 @@ pub(super) async fn pull(
         _ = interrupt.wait() => return Ok(interrupted()),
     };
     describe_plan(&plan, printer);
+    download_plan(engine, &request, plan, interrupt, printer).await
+}
 
+/// Downloads a planned pull in this process with progress, pausing (and keeping every verified
+/// chunk) at Ctrl-C; prints the snapshot path.
+pub(super) async fn download_plan(
+    engine: &Engine,
+    request: &PullRequest,
+    plan: PullPlan,
+    interrupt: &mut Interrupt,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let (sender, mut events) = mpsc::unbounded_channel();
     let handle = engine.download(&plan, Arc::new(ChannelReporter(sender)));
     let control = handle.control().clone();
@@ -107,7 +118,7 @@ pub(super) async fn pull(
         Ok(summary) => summary,
         Err(error) => {
             progress.abandon();
-            return Err(offline_context(engine, &request, error.into()));
+            return Err(offline_context(engine, request, error.into()));
         }
     };
     progress.finish();
@@ -134,7 +145,7 @@ fn interrupted() -> ExitStatus {
     ExitStatus::Interrupted
 }
 
-fn describe_plan(plan: &PullPlan, printer: &Printer) {
+pub(super) fn describe_plan(plan: &PullPlan, printer: &Printer) {
     let what = match (plan.choice, plan.variant.as_deref()) {
         (Choice::Recommended, Some(name)) => {
             printer.message(format!(

@@ -40,6 +40,11 @@ pub(super) async fn serve(
     };
     local_api::check_no_server_running(&settings.data_dir)?;
     let engine = super::open_engine_from(settings.clone(), true)?;
+    // Like the app: which cached models have a newer commit, checked rarely in the background.
+    drop(engine.spawn_update_checks(
+        model_cache::engine::UpdateCheckPolicy::default(),
+        std::sync::Arc::new(model_cache::engine::UnknownMetering),
+    ));
     let mirror = if args.no_mirror {
         None
     } else {

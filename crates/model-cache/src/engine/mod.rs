@@ -21,6 +21,7 @@ mod error;
 mod mirror;
 mod preferences;
 mod pull;
+mod updates;
 mod views;
 
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ pub use preferences::{
     SETTING_NAMES, Span, TrustChange,
 };
 pub use pull::{Choice, PullPlan, PullRequest};
+pub use updates::{
+    HeldView, MeteredProbe, UnknownMetering, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
+};
 pub use views::{
     CachedRepoView, CachedRevisionView, CorruptFile, Counters, DoctorError, DoctorReport,
     FinishedDownload, HealthReport, JobAction, Stats, VariantView, VariantsReport, VerifyReport,
@@ -124,7 +128,9 @@ struct Inner {
 /// Refuses a chosen cache folder that is not there, as [`CacheOrigin`] says: its drive is not
 /// connected, so creating it would put a new, empty cache on the disk its mount point is on, and
 /// using the default folder instead would download everything again there.
-fn check_cache_folder(settings: &Settings) -> Result<(), EngineError> {
+///
+/// [`Engine::open`] checks it first; the app also calls it while it waits for the drive.
+pub fn check_cache_folder(settings: &Settings) -> Result<(), EngineError> {
     let path = &settings.hub_cache;
     if settings.hub_cache_origin == CacheOrigin::Default || path.exists() {
         return Ok(());
@@ -272,6 +278,7 @@ impl Engine {
         let janitor = self.inner.scheduler.janitor();
         let inventory = janitor.scan()?;
         let candidates = janitor.candidates(&inventory)?;
+        let followed = updates::followed_in(&inventory);
         let mut views = Vec::new();
         for repo in &inventory.repos {
             let mut revisions = Vec::new();
@@ -304,6 +311,7 @@ impl Engine {
                 .max();
             let pinned = candidates.iter().any(|c| c.repo == repo.repo && c.pinned)
                 || self.inner.index.is_pinned(&repo.repo)?;
+            let (updates, held) = self.update_state(&repo.repo, &followed)?;
             views.push(CachedRepoView {
                 repo: repo.repo.to_string(),
                 repo_type: repo.repo.repo_type,
@@ -312,6 +320,8 @@ impl Engine {
                 pinned,
                 path: repo.path.clone(),
                 revisions,
+                updates,
+                held,
             });
         }
         views.sort_by(|a, b| a.repo.cmp(&b.repo));

@@ -185,7 +185,17 @@ impl Preferences {
                 continue;
             };
             let mut one = Map::new();
-            one.insert(key.to_string(), value.clone());
+            let value = match (key, value) {
+                // Saved as `{url, send_token}` entries; a change names the URLs.
+                ("mirrors", Value::Array(entries)) => Value::Array(
+                    entries
+                        .iter()
+                        .map(|entry| entry.get("url").cloned().unwrap_or_else(|| entry.clone()))
+                        .collect(),
+                ),
+                _ => value.clone(),
+            };
+            one.insert(key.to_string(), value);
             let Err(error) = PreferencesPatch::from_json(&Value::Object(one)) else {
                 continue;
             };
@@ -1160,6 +1170,31 @@ mod tests {
             .unwrap();
         prefs.apply(&mut settings);
         assert_eq!(settings.limits.max_bytes_per_second, None);
+    }
+
+    #[test]
+    fn saved_mirrors_survive_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefs = Preferences {
+            mirrors: Some(vec![
+                Mirror::new("http://127.0.0.1:9"),
+                Mirror::sent_token("https://mirror.example"),
+            ]),
+            ..Preferences::default()
+        };
+        prefs.save(dir.path()).unwrap();
+        let (loaded, warnings) = Preferences::load_checked(dir.path());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(loaded.mirrors, prefs.mirrors);
+        // A saved mirror that is not a URL is still dropped, with a warning.
+        let bad = Preferences {
+            mirrors: Some(vec![Mirror::new("not a url")]),
+            ..Preferences::default()
+        };
+        bad.save(dir.path()).unwrap();
+        let (loaded, warnings) = Preferences::load_checked(dir.path());
+        assert_eq!(loaded.mirrors, None);
+        assert!(warnings[0].contains("`mirrors`"), "{warnings:?}");
     }
 
     #[test]

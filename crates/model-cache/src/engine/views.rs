@@ -61,6 +61,12 @@ pub struct CachedRepoView {
     pub pinned: bool,
     pub path: PathBuf,
     pub revisions: Vec<CachedRevisionView>,
+    /// Followed branches with a newer commit on the Hub (the last update check's finding).
+    #[serde(default)]
+    pub updates: Vec<super::UpdateView>,
+    /// Branches the user keeps at their current commit.
+    #[serde(default)]
+    pub held: Vec<super::HeldView>,
 }
 
 /// One cached revision of a model.

@@ -287,6 +287,30 @@ impl HubClient {
         .await
     }
 
+    /// The commit a branch or tag points to now: one small request (the repo info without its
+    /// file list), what the update checks ask for each followed ref.
+    pub async fn revision_commit(&self, repo: &RepoId, revision: &str) -> Result<String, HubError> {
+        self.check_online(|| format!("check `{repo}` for a newer commit"))?;
+        let ctx = Context {
+            repo,
+            revision: Some(revision),
+            path: None,
+        };
+        let what = format!("the commit of `{repo}` at `{revision}`");
+        self.with_failover(&what, |base| async move {
+            let mut url = format!(
+                "{base}/api/{}/{}/revision/",
+                repo.repo_type.plural(),
+                repo.id
+            );
+            url.extend(utf8_percent_encode(revision, QUOTE_ALL));
+            let response = self.send_api(Method::GET, &url, ctx).await?;
+            let raw: RawRepoInfo = read_json(response, &url, self.inner.limits.json_bytes).await?;
+            Ok(raw.into_info(&url)?.sha)
+        })
+        .await
+    }
+
     /// Lists files (and folders) at a revision, optionally under `path` and recursively, following
     /// `Link: <...>; rel="next"` pagination to the end.
     pub async fn list_tree(

@@ -5,7 +5,7 @@
 //! remove a migration that has shipped: add a new one at the end. An index written by a newer
 //! Model Cache (more migrations than this build knows) is refused rather than misread.
 
-use super::{in_flight, queue, transfers};
+use super::{in_flight, queue, transfers, updates};
 
 /// Base tables: repos, revisions, files, blobs, access times, pins, metrics, events.
 const BASE: &str = "
@@ -125,4 +125,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     RESUME_SAFETY,
     SOURCES,
     ORIGINS,
+    updates::MIGRATION,
 ];

@@ -145,6 +145,11 @@ pub enum SchedulerEvent {
     CleanedUp { report: Box<CleanupReport> },
     /// The cache crossed a storage alert threshold.
     StorageAlert { report: StorageReport },
+    /// Update checks found cached models whose followed branch has a newer commit (each
+    /// announced once).
+    UpdatesFound {
+        updates: Vec<crate::engine::UpdateView>,
+    },
 }
 
 /// Errors of the scheduler's commands.
@@ -308,6 +313,16 @@ impl Scheduler {
             live.control.pause();
         }
         self.inner.shutdown.cancel();
+    }
+
+    /// Tells the listeners something that happened outside the queue (update checks).
+    pub fn publish(&self, event: SchedulerEvent) {
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Whether [`Scheduler::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
     }
 
     /// Listens to job changes, progress, evictions and alerts.
