@@ -93,8 +93,8 @@ pub fn waiting_view(reason: &str) -> WaitingView {
     WaitingView {
         message: reason.to_string(),
         hint: "Connect the drive (or mount the share) that holds it: Model Cache starts as soon \
-               as the folder is back. To use another folder, run `mcache config set cache_dir \
-               PATH` and start the app again."
+               as the folder is back. To use another folder, run: mcache config set cache_dir \
+               PATH, then start the app again."
             .to_string(),
     }
 }

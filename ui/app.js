@@ -732,7 +732,7 @@ function renderCache(repos) {
           onchange: (e) => togglePin(e.currentTarget, r) }),
         h('span', {}, r.pinned ? 'Pinned' : 'No'))),
       h('td', {}, h('div', { class: 'row-actions' },
-        h('button', { type: 'button', class: 'small', 'aria-label': `Show ${r.repo} in the file manager`,
+        h('button', { type: 'button', class: 'small', 'aria-label': `Reveal ${r.repo} in the file manager`,
           onclick: (e) => busy(e.currentTarget, async () => {
             const { path } = await api.reveal(r.repo);
             toast(api.transport === 'ipc' ? 'Opened in the file manager' : 'Folder', path);
@@ -758,7 +758,7 @@ function updateNotes(r) {
           toast('Update queued', `${r.repo} (${u.branch}): job ${id}; unchanged files are not downloaded again.`);
           refreshJobs();
         }) }, 'Update'),
-      h('button', { type: 'button', class: 'small', 'aria-label': `Keep ${r.repo} at ${short(u.commit)}`,
+      h('button', { type: 'button', class: 'small', 'aria-label': `Keep this version of ${r.repo} (${short(u.commit)})`,
         onclick: (e) => busy(e.currentTarget, async () => {
           await api.hold(r.repo, u.branch, true);
           await refreshCache();
@@ -1081,6 +1081,9 @@ async function setUpDesktop() {
   await openRequested();
 }
 
+/** Engine text for a person: the CLI's `code` quotes dropped. */
+const plain = (text) => String(text || '').replace(/`/g, '');
+
 /** The app waits for its cache folder (an unplugged drive): say so, and reload once it runs. */
 async function waitingForCache() {
   if (!api.app) return false;
@@ -1095,8 +1098,8 @@ async function waitingForCache() {
   $('#engine-status').textContent = 'Waiting for the cache folder';
   $('#main').replaceChildren(h('section', { class: 'panel', id: 'waiting', role: 'alert' },
     h('h2', {}, 'The cache folder is not there'),
-    h('p', {}, waiting.message),
-    h('p', { class: 'help' }, waiting.hint)));
+    h('p', {}, plain(waiting.message)),
+    h('p', { class: 'help' }, plain(waiting.hint))));
   $$('[role="tab"]').forEach((tab) => { tab.disabled = true; });
   return true;
 }

@@ -187,3 +187,84 @@ fn verify_names_a_corrupted_file_and_exits_8() {
     assert_eq!(lines[0]["corrupt"][0]["path"], "tiny-model-Q2_K.gguf");
     assert_eq!(lines[1]["error"]["kind"], "integrity");
 }
+
+#[test]
+fn outdated_update_hold_and_follow() {
+    let world = World::new();
+    world
+        .run(&[
+            "pull",
+            "demo/tiny-gguf",
+            "--include",
+            "config.json",
+            "--include",
+            "tiny-model-Q2_K.gguf",
+        ])
+        .ok();
+    let report = world.run(&["--json", "outdated"]).json();
+    assert_eq!(report["checked"], 1);
+    assert_eq!(report["updates"].as_array().unwrap().len(), 0);
+
+    let new_commit = world
+        .emulator
+        .change_file(
+            hub_emulator::RepoKind::Model,
+            "demo/tiny-gguf",
+            "main",
+            "tiny-model-Q2_K.gguf",
+        )
+        .unwrap();
+    // The last finding, without asking: still nothing.
+    let cached = world.run(&["--json", "outdated", "--cached"]).json();
+    assert_eq!(cached["checked"], 0);
+    assert_eq!(cached["updates"].as_array().unwrap().len(), 0);
+    let run = world.run(&["outdated"]);
+    assert!(run.ok().contains("demo/tiny-gguf"), "{}", run.ok());
+    let listed = world.run(&["ls", "demo/tiny-gguf"]);
+    assert!(
+        listed.ok().contains("update available: main"),
+        "{}",
+        listed.ok()
+    );
+
+    // Held: the checks leave it alone and `ls` says so.
+    world.run(&["hold", "demo/tiny-gguf"]).ok();
+    let report = world.run(&["--json", "outdated"]).json();
+    assert_eq!(report["held"], 1);
+    assert_eq!(report["updates"].as_array().unwrap().len(), 0);
+    assert!(world.run(&["ls", "demo/tiny-gguf"]).ok().contains("kept at"));
+
+    // `update` downloads only the changed file and moves `main`; it also follows the branch.
+    let served = world.bytes_served();
+    world.run(&["update", "demo/tiny-gguf"]).ok();
+    let fetched = world.bytes_served() - served;
+    let path = world
+        .run(&["path", "demo/tiny-gguf", "tiny-model-Q2_K.gguf"])
+        .ok()
+        .trim()
+        .to_string();
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        fetched >= size && fetched < size + 64 * 1024,
+        "{fetched} bytes for a {size}-byte change"
+    );
+    let main = std::fs::read_to_string(
+        world
+            .hub_cache()
+            .join("models--demo--tiny-gguf")
+            .join("refs")
+            .join("main"),
+    )
+    .unwrap();
+    assert_eq!(main.trim(), new_commit);
+    let report = world.run(&["--json", "outdated"]).json();
+    assert_eq!(report["held"], 0);
+    assert_eq!(report["updates"].as_array().unwrap().len(), 0);
+    // Following a branch that is followed already says so.
+    assert!(
+        world
+            .run(&["follow", "demo/tiny-gguf"])
+            .ok()
+            .is_empty()
+    );
+}
