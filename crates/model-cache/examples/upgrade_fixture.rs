@@ -32,30 +32,6 @@ fn settings(root: &Path, endpoint: String) -> Settings {
     settings
 }
 
-async fn wait_for(
-    engine: &Engine,
-    id: i64,
-    done: impl Fn(&model_cache::index::queue::QueueJob) -> bool,
-) -> model_cache::index::queue::QueueJob {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = engine
-            .jobs()
-            .unwrap()
-            .into_iter()
-            .find(|j| j.id == id)
-            .unwrap();
-        if done(&job) {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {id} is stuck: {job:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out: PathBuf = std::env::args()
@@ -97,7 +73,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let commit = plan.commit.clone().ok_or("no commit")?;
     let job = engine.enqueue(&plan)?;
-    wait_for(&engine, job.id, |j| j.state == QueueState::Done).await;
+    engine
+        .wait_for_job(job.id, |j| j.state == QueueState::Done)
+        .await;
     engine.set_pinned(&repo, true)?;
 
     // One pull paused about halfway: slow bytes, then Pause.
@@ -113,9 +91,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let partial_size = plan.total_bytes;
     let job = engine.enqueue(&plan)?;
-    wait_for(&engine, job.id, |j| j.bytes_done >= partial_size * 2 / 5).await;
+    engine
+        .wait_for_job(job.id, |j| j.bytes_done >= partial_size * 2 / 5)
+        .await;
     engine.job_action(job.id, JobAction::Pause)?;
-    let paused = wait_for(&engine, job.id, |j| j.state == QueueState::Paused).await;
+    let paused = engine
+        .wait_for_job(job.id, |j| j.state == QueueState::Paused)
+        .await;
     emulator.faults().remove(slow);
     // Let the pause land (the transfer stops and records its last chunks).
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -23,21 +23,8 @@ fn settings(dir: &std::path::Path, endpoint: String) -> Settings {
 }
 
 async fn wait_done(engine: &Engine, id: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = engine
-            .jobs()
-            .unwrap()
-            .into_iter()
-            .find(|j| j.id == id)
-            .unwrap();
-        if job.state.is_terminal() {
-            assert_eq!(job.state, QueueState::Done, "{job:?}");
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{job:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let job = engine.wait_for_job(id, |j| j.state.is_terminal()).await;
+    assert_eq!(job.state, QueueState::Done, "{job:?}");
 }
 
 /// Requests for the commit of `main` (what one update check of the repo asks: the repo info

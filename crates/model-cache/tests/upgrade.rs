@@ -5,8 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use std::time::Duration;
-
 use hub_emulator::{Emulator, EmulatorConfig};
 use model_cache::RepoId;
 use model_cache::engine::{Engine, EngineOptions, JobAction, Preferences};
@@ -171,21 +169,8 @@ async fn upgrade(archive: &Path) {
     assert!(kept > 0 && kept < size);
     let served = emulator.bytes_served();
     engine.job_action(job_id, JobAction::Resume).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = engine
-            .jobs()
-            .unwrap()
-            .into_iter()
-            .find(|j| j.id == job_id)
-            .unwrap();
-        if job.state.is_terminal() {
-            assert_eq!(job.state, QueueState::Done, "{name}: {job:?}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{name}: {job:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let job = engine.wait_for_job(job_id, |j| j.state.is_terminal()).await;
+    assert_eq!(job.state, QueueState::Done, "{name}: {job:?}");
     let fetched = emulator.bytes_served() - served;
     // Chunks recorded after the last progress report are kept too, so at most what was left
     // (plus nothing else: the complete files are never asked for).

@@ -232,7 +232,12 @@ fn outdated_update_hold_and_follow() {
     let report = world.run(&["--json", "outdated"]).json();
     assert_eq!(report["held"], 1);
     assert_eq!(report["updates"].as_array().unwrap().len(), 0);
-    assert!(world.run(&["ls", "demo/tiny-gguf"]).ok().contains("kept at"));
+    assert!(
+        world
+            .run(&["ls", "demo/tiny-gguf"])
+            .ok()
+            .contains("kept at")
+    );
 
     // `update` downloads only the changed file and moves `main`; it also follows the branch.
     let served = world.bytes_served();
@@ -261,10 +266,5 @@ fn outdated_update_hold_and_follow() {
     assert_eq!(report["held"], 0);
     assert_eq!(report["updates"].as_array().unwrap().len(), 0);
     // Following a branch that is followed already says so.
-    assert!(
-        world
-            .run(&["follow", "demo/tiny-gguf"])
-            .ok()
-            .is_empty()
-    );
+    assert!(world.run(&["follow", "demo/tiny-gguf"]).ok().is_empty());
 }

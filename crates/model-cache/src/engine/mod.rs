@@ -239,6 +239,24 @@ impl Engine {
         Ok(self.inner.scheduler.jobs()?)
     }
 
+    /// Polls job `id` until `until` holds for it; panics after two minutes (tests and
+    /// examples only).
+    #[cfg(feature = "test-support")]
+    pub async fn wait_for_job(&self, id: i64, until: impl Fn(&QueueJob) -> bool) -> QueueJob {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let job = self.inner.scheduler.job(id).expect("the job is listed");
+            if until(&job) {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} did not get there: {job:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Pauses, resumes, cancels or reorders a job.
     pub fn job_action(&self, id: i64, action: JobAction) -> Result<QueueJob, EngineError> {
         let scheduler = &self.inner.scheduler;
