@@ -76,7 +76,7 @@ impl Host {
             _ => self.client()?,
         };
         let reply = match request {
-            Request::List => {
+            Request::List {} => {
                 let models = match client.cache_list().await.map_err(failure)? {
                     Value::Array(models) => models,
                     other => vec![other],

@@ -27,7 +27,7 @@ use crate::framing::MAX_TO_BROWSER;
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// The cached models and their revisions.
-    List,
+    List {},
     /// A repo's variants (quantizations, formats) with sizes and fit.
     Variants {
         repo: String,
