@@ -21,7 +21,7 @@ wheels="$target/wheels/model-cache-py"
 rm -rf "$wheels"
 start=$(date +%s)
 "$venv/bin/maturin" build --locked --profile dev --compatibility linux \
-  -m crates/model-cache-py/pyproject.toml --interpreter "$python" --out "$wheels"
+  -m crates/model-cache-py/Cargo.toml --interpreter "$python" --out "$wheels"
 echo "run.sh: wheel built in $(( $(date +%s) - start )) s" >&2
 "$python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/*.whl
 

@@ -57,9 +57,10 @@ def test_path_ls_stats_verify_and_rm(env):
         report = cache.verify("demo/tiny-safetensors")
         assert report["corrupt"] == [], report
 
-        with pytest.raises(model_cache.ModelCacheError) as error:
+        # `path` never downloads: a file not in the cache is an offline miss.
+        with pytest.raises(model_cache.OfflineMiss) as error:
             cache.path("demo/tiny-safetensors", "model.safetensors")
-        assert error.value.kind in ("not_cached", "entry_not_found")
+        assert error.value.kind == "offline_miss"
 
         removed = cache.rm("demo/tiny-safetensors")
         assert removed["bytes_freed"] > 0, removed
@@ -69,7 +70,7 @@ def test_path_ls_stats_verify_and_rm(env):
 
 def test_variants_lists_quantizations(env):
     report = Cache().variants("demo/tiny-gguf")
-    quants = {variant["variant"]["quant"] for variant in report["variants"]}
+    quants = {variant["quant"] for variant in report["variants"]}
     assert {"Q4_K_M", "Q8_0"} <= quants, quants
     assert report["recommended"]
 

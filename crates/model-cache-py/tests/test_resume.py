@@ -10,7 +10,7 @@ import pytest
 
 from model_cache import Cache
 
-from conftest import python_child
+from conftest import BIN_DIR, python_child
 
 #: A child that pulls `demo/big` and prints the bytes on disk as they grow.
 PULL = """
@@ -18,7 +18,7 @@ import sys
 from model_cache import Cache
 
 def progress(event):
-    if event["event"] == "chunk_done":
+    if event["event"] == "chunk_done" and event["path"].endswith(".gguf"):
         print("chunk", event["chunks_done"], flush=True)
 
 try:
@@ -31,6 +31,8 @@ print("finished", flush=True)
 
 
 def start_pull(env, hub_url):
+    # One connection at a time: chunks finish one after another, not all at the end.
+    subprocess.run([str(BIN_DIR / "mcache"), "config", "set", "connections", "1"], env=env, check=True)
     env = dict(env, HF_ENDPOINT=hub_url)
     return python_child(PULL, env, stdout=subprocess.PIPE, text=True)
 

@@ -125,7 +125,14 @@ fn the_host_lists_pulls_streams_progress_and_points_at_files() {
     let world = World::new();
     // A model in the cache before the app starts.
     world
-        .run(&["pull", "demo/tiny-gguf", "--quant", "Q4_K_M"])
+        .run(&[
+            "pull",
+            "demo/tiny-gguf",
+            "--include",
+            "config.json",
+            "--include",
+            "*Q4_K_M.gguf",
+        ])
         .ok();
     let _server = serve(&world);
 
