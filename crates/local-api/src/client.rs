@@ -228,7 +228,9 @@ impl Client {
         if let Some(revision) = revision {
             query.push(("revision", revision));
         }
-        let request = self.request(reqwest::Method::GET, "/api/variants").query(&query);
+        let request = self
+            .request(reqwest::Method::GET, "/api/variants")
+            .query(&query);
         self.send(request).await
     }
 

@@ -423,8 +423,11 @@ fn settings(
     let dirs = directories::BaseDirs::new();
     let home = dirs.as_ref().map(|d| d.home_dir().to_path_buf());
     let default_data_dir = model_cache::env::app_data_dir(dirs.as_ref().map(|d| d.data_dir()));
-    let mut settings =
-        model_cache::env::settings_from_env(|name| std::env::var(name).ok(), home, default_data_dir);
+    let mut settings = model_cache::env::settings_from_env(
+        |name| std::env::var(name).ok(),
+        home,
+        default_data_dir,
+    );
     if let Some(dir) = data_dir {
         settings.data_dir = std::path::absolute(&dir).unwrap_or(dir);
     }
@@ -445,10 +448,9 @@ fn settings(
         settings.endpoint = endpoint.to_string();
     }
     if let Some(token) = token {
-        settings.token = Some(
-            Token::new(token)
-                .ok_or_else(|| PyValueError::new_err("token is empty; pass a token such as `hf_...`"))?,
-        );
+        settings.token = Some(Token::new(token).ok_or_else(|| {
+            PyValueError::new_err("token is empty; pass a token such as `hf_...`")
+        })?);
     }
     if offline {
         settings.offline = true;
@@ -458,19 +460,15 @@ fn settings(
 }
 
 fn parse_repo(repo: &str) -> PyResult<RepoId> {
-    RepoId::parse_user_input(repo).map_err(|error| {
-        PyValueError::new_err(format!("{error}; a repo id looks like `org/name`"))
-    })
+    RepoId::parse_user_input(repo)
+        .map_err(|error| PyValueError::new_err(format!("{error}; a repo id looks like `org/name`")))
 }
 
 /// A serialisable value as Python objects (dicts, lists, str, int, float, bool, None).
 fn to_python(py: Python<'_>, value: &impl Serialize) -> PyResult<Py<PyAny>> {
     let text = serde_json::to_string(value)
         .map_err(|error| ModelCacheError::new_err(format!("Cannot convert a result: {error}")))?;
-    Ok(py
-        .import("json")?
-        .call_method1("loads", (text,))?
-        .unbind())
+    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
 }
 
 /// The exception for an engine error: its class by kind, its message the error and its causes.

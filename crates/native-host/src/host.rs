@@ -133,9 +133,7 @@ impl Host {
                 }
             }
             Request::Progress { job_id } => {
-                return stream_progress(&client, job_id, id, send)
-                    .await
-                    .map(Some);
+                return stream_progress(&client, job_id, id, send).await.map(Some);
             }
             Request::Path {
                 repo,
@@ -198,7 +196,10 @@ fn encode_reply(id: Option<&Value>, reply: Reply) -> Vec<u8> {
         let bytes = serde_json::to_vec(&reply).unwrap_or_default();
         // The envelope adds the id; leave room for it.
         let id_len = id.map_or(0, |id| id.to_string().len() + 8);
-        let Reply::List { models: mut kept, .. } = reply else {
+        let Reply::List {
+            models: mut kept, ..
+        } = reply
+        else {
             unreachable!("built above")
         };
         if bytes.len() + id_len <= MAX_TO_BROWSER || kept.is_empty() {
@@ -232,7 +233,12 @@ async fn stream_progress(
     if is_final(&job) {
         return Ok(Reply::ProgressEnd { job });
     }
-    send(protocol::encode(id, &Reply::Event { event: job_event(job) }));
+    send(protocol::encode(
+        id,
+        &Reply::Event {
+            event: job_event(job),
+        },
+    ));
     let mut stream = response.bytes_stream();
     let mut buffer = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -379,11 +385,10 @@ fn failure(error: ClientError) -> Failure {
     match error {
         ClientError::NoServer { .. }
         | ClientError::StaleDiscovery { .. }
-        | ClientError::Unreachable { .. } => Failure::new(
-            protocol::APP_NOT_RUNNING,
-            "Model Cache is not running",
-        )
-        .hint("start the Model Cache app (or `mcache serve`)"),
+        | ClientError::Unreachable { .. } => {
+            Failure::new(protocol::APP_NOT_RUNNING, "Model Cache is not running")
+                .hint("start the Model Cache app (or `mcache serve`)")
+        }
         ClientError::Api(api) => Failure {
             error: api.kind.to_string(),
             message: api.message.clone(),
@@ -470,7 +475,12 @@ mod tests {
     #[test]
     fn mirror_urls_escape_each_part() {
         assert_eq!(
-            mirror_file_url("http://127.0.0.1:7870/", "org/m", "refs/pr/1", "dir/a b.gguf"),
+            mirror_file_url(
+                "http://127.0.0.1:7870/",
+                "org/m",
+                "refs/pr/1",
+                "dir/a b.gguf"
+            ),
             "http://127.0.0.1:7870/org/m/resolve/refs%2Fpr%2F1/dir/a%20b.gguf"
         );
     }
@@ -479,10 +489,13 @@ mod tests {
     fn a_long_list_is_cut_to_fit_one_message() {
         let model = json!({"repo": "org/m", "path": "x".repeat(10_000)});
         let models = vec![model; 300];
-        let bytes = encode_reply(Some(&json!(1)), Reply::List {
-            models,
-            truncated: false,
-        });
+        let bytes = encode_reply(
+            Some(&json!(1)),
+            Reply::List {
+                models,
+                truncated: false,
+            },
+        );
         assert!(bytes.len() <= MAX_TO_BROWSER);
         let answer: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(answer["truncated"], true);
@@ -501,8 +514,11 @@ mod tests {
         assert_eq!(answer["id"], 1);
         assert_eq!(answer["error"], "app_not_running");
         // A bad input is refused as such, app or not.
-        host.handle(br#"{"type": "path", "repo": "org/m", "file": "../x"}"#, &sender)
-            .await;
+        host.handle(
+            br#"{"type": "path", "repo": "org/m", "file": "../x"}"#,
+            &sender,
+        )
+        .await;
         let answer: Value = serde_json::from_slice(&receiver.recv().await.unwrap()).unwrap();
         assert_eq!(answer["error"], "invalid_request");
     }

@@ -363,10 +363,17 @@ mod tests {
                 "allowed_origins": [ID]
             })
         );
-        let firefox =
-            manifest(Browser::Firefox, Path::new("/bin/host"), &["m@example.org".into()]).unwrap();
+        let firefox = manifest(
+            Browser::Firefox,
+            Path::new("/bin/host"),
+            &["m@example.org".into()],
+        )
+        .unwrap();
         let json = serde_json::to_value(&firefox).unwrap();
-        assert_eq!(json["allowed_extensions"], serde_json::json!(["m@example.org"]));
+        assert_eq!(
+            json["allowed_extensions"],
+            serde_json::json!(["m@example.org"])
+        );
         assert!(json.get("allowed_origins").is_none());
     }
 
