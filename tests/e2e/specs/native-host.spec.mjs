@@ -32,8 +32,9 @@ describe('The example extension', () => {
     server = await startServer();
     profile = mkdtempSync(join(tmpdir(), 'mcache-e2e-extension-'));
     const id = extensionId();
+    // `serve --demo` keeps its app data in the `demo` folder of the data folder.
     execFileSync(process.env.MCACHE_BIN || 'mcache', [
-      '--data-dir', server.dataDir, 'native-host', 'install', '--browser', 'chromium',
+      '--data-dir', join(server.dataDir, 'demo'), 'native-host', 'install', '--browser', 'chromium',
       '--user-data-dir', profile, '--allow-origin', `chrome-extension://${id}/`,
     ]);
     context = await chromium.launchPersistentContext(profile, {
