@@ -217,9 +217,11 @@ impl Cache {
                     }
                 })
             });
+            // Signals are checked at every wake-up: a steady stream of events must not hide
+            // a Ctrl-C.
             let interrupted = match step {
                 Step::Done(result) => break result,
-                Step::Event(event) => call(py, &event).err(),
+                Step::Event(event) => call(py, &event).and_then(|()| py.check_signals()).err(),
                 Step::Tick => py.check_signals().err(),
             };
             if let Some(error) = interrupted {
