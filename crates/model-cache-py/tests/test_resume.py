@@ -4,6 +4,7 @@ bytes recorded before the stop are not fetched again."""
 from __future__ import annotations
 
 import signal
+import threading
 import subprocess
 
 import pytest
@@ -82,3 +83,31 @@ def test_a_stopped_pull_resumes(env, slow_hub, stop):
     assert resumed < size
     # Only what was missing came over the network again.
     assert finished["bytes_downloaded"] <= size - resumed + 8 * 1024 * 1024, finished
+
+
+def test_a_pull_releases_the_gil(env, slow_hub):
+    """Other Python threads run while a pull waits on the network: the pull holds the GIL only
+    to call back."""
+    started = threading.Event()
+    done = []
+
+    def progress(event):
+        if event["event"] == "bytes":
+            started.set()
+
+    worker = threading.Thread(
+        target=lambda: done.append(
+            Cache(endpoint=slow_hub.url).pull("demo/big", progress=progress)
+        )
+    )
+    worker.start()
+    try:
+        assert started.wait(60), "the pull started"
+        # This thread runs Python while the pull (seconds long at the hub's 2 MB/s) goes on.
+        ran = 0
+        while not done and ran < 200_000:
+            ran += 1
+        assert ran == 200_000 and not done
+    finally:
+        worker.join()
+    assert done and done[0].is_dir()
