@@ -56,6 +56,12 @@ if [ "${1:-}" = "--with-test-tools" ]; then
     python3 -m venv target/py-venv
     target/py-venv/bin/pip install -q --disable-pip-version-check "huggingface_hub==2.4.0"
   fi
+  # maturin builds the `model_cache` wheel and pytest runs its tests, in the same environment
+  # (crates/model-cache-py/tests/run.sh).
+  if ! target/py-venv/bin/python -c "import maturin, pytest" 2>/dev/null; then
+    echo "setup: installing maturin and pytest into target/py-venv" >&2
+    target/py-venv/bin/pip install -q --disable-pip-version-check "maturin==1.16.0" "pytest==9.2.0"
+  fi
   # The older release transformers 4.x installs (with hf_transfer, which 0.x uses), for the
   # partial-file and mirror interoperability tests.
   if [ ! -x target/py-venv-legacy/bin/python ] || ! target/py-venv-legacy/bin/python -c "import huggingface_hub, hf_transfer" 2>/dev/null; then

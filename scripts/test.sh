@@ -35,6 +35,9 @@ cargo clippy --workspace --lib --bins --locked -- -D warnings
 step "cargo test (all crates)"
 cargo test --workspace --locked
 
+step "Python module and native-messaging hosts (pytest, the wheel built once)"
+crates/model-cache-py/tests/run.sh
+
 step "desktop app under Xvfb"
 tests/app/run-app-tests.sh
 

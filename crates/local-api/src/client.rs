@@ -42,6 +42,9 @@ use crate::secret::ApiSecret;
 /// How long one request may take before the server counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an event stream may stay open.
+const EVENT_STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Why the local API could not be found or did not answer as asked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -123,6 +126,7 @@ pub struct Client {
     base_url: String,
     secret: ApiSecret,
     http: reqwest::Client,
+    mirror_url: Option<String>,
 }
 
 impl Client {
@@ -182,7 +186,12 @@ impl Client {
             })?
             .trim()
             .to_string();
-        let client = Client::new(&discovery.url, ApiSecret::new(secret))?;
+        let mut client = Client::new(&discovery.url, ApiSecret::new(secret))?;
+        // The mirror is named by the same record; it is trusted on the same terms.
+        client.mirror_url = discovery
+            .mirror_url
+            .filter(|url| is_loopback_url(url))
+            .map(|url| url.trim_end_matches('/').to_string());
         Ok(client)
     }
 
@@ -198,7 +207,59 @@ impl Client {
             base_url: base_url.trim_end_matches('/').to_string(),
             secret,
             http,
+            mirror_url: None,
         })
+    }
+
+    /// The local mirror's base URL (the cache served as a Hub), when the discovery record
+    /// names one on this machine.
+    pub fn mirror_url(&self) -> Option<&str> {
+        self.mirror_url.as_deref()
+    }
+
+    /// `GET /api/cache`: every cached repo (`[CachedRepoView]`).
+    pub async fn cache_list(&self) -> Result<Value, ClientError> {
+        self.call(reqwest::Method::GET, "/api/cache").await
+    }
+
+    /// `GET /api/variants?repo=ID&revision=REV`: a repo's variants (`Variants`).
+    pub async fn variants(&self, repo: &str, revision: Option<&str>) -> Result<Value, ClientError> {
+        let mut query = vec![("repo", repo)];
+        if let Some(revision) = revision {
+            query.push(("revision", revision));
+        }
+        let request = self
+            .request(reqwest::Method::GET, "/api/variants")
+            .query(&query);
+        self.send(request).await
+    }
+
+    /// `POST /api/pulls`: queues a pull (`Queued`, `{"job_id": N}`).
+    pub async fn pull(&self, body: &crate::contract::PullBody) -> Result<Value, ClientError> {
+        let request = self.request(reqwest::Method::POST, "/api/pulls").json(body);
+        self.send(request).await
+    }
+
+    /// `GET /api/events`: the open event stream (`text/event-stream`), for the caller to read.
+    /// It stays open for as long as the caller reads it.
+    pub async fn events(&self) -> Result<reqwest::Response, ClientError> {
+        // The client's timeout covers a whole response; a stream lasts as long as it is read.
+        let request = self
+            .request(reqwest::Method::GET, "/api/events")
+            .timeout(EVENT_STREAM_TIMEOUT);
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                base_url: self.base_url.clone(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        Err(ClientError::Api(api_error(status, &body)))
     }
 
     /// The server's base URL, without a trailing slash.
@@ -234,11 +295,20 @@ impl Client {
     /// Sends one request with the secret; a success's body is returned as it came (`null` when
     /// it is not JSON), an error body becomes [`ClientError::Api`].
     async fn call(&self, method: reqwest::Method, path: &str) -> Result<Value, ClientError> {
+        self.send(self.request(method, path)).await
+    }
+
+    /// A request to `path` carrying the secret.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let url = format!("{}{path}", self.base_url);
-        let response = self
-            .http
+        self.http
             .request(method, &url)
             .bearer_auth(self.secret.expose())
+    }
+
+    /// Sends a request; see [`Client::call`].
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let response = request
             .send()
             .await
             .map_err(|source| ClientError::Unreachable {

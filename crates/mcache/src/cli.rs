@@ -225,6 +225,9 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// Answer a browser extension over native messaging (the browser starts this; `install`
+    /// tells a browser where it is)
+    NativeHost(NativeHostArgs),
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -251,6 +254,33 @@ pub(crate) struct PullArgs {
     /// Branch, tag or commit
     #[arg(long, value_name = "REV")]
     pub revision: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct NativeHostArgs {
+    #[command(subcommand)]
+    pub action: Option<NativeHostAction>,
+    /// What the browser adds when it starts the host (the extension's origin); not used
+    #[arg(hide = true, num_args = 0.., allow_hyphen_values = true)]
+    pub browser_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NativeHostAction {
+    /// Write the host manifest where a browser looks for it, and the launcher it names
+    Install {
+        /// The browser
+        #[arg(long, default_value = "chrome", value_parser = ["chrome", "chromium", "edge", "firefox"])]
+        browser: String,
+        /// The profile folder of a Chromium-family browser started with `--user-data-dir DIR`
+        #[arg(long, value_name = "DIR")]
+        user_data_dir: Option<PathBuf>,
+        /// An extension allowed to use the host: `chrome-extension://ID/` (Firefox: the add-on
+        /// id) (repeatable)
+        #[arg(long, value_name = "ORIGIN", required = true)]
+        allow_origin: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

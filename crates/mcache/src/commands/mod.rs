@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod inspect;
 mod login;
+mod native_host;
 mod path;
 mod pull;
 mod queue;
@@ -148,6 +149,10 @@ pub(crate) async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus
             engine.shutdown();
             result
         }
+        Command::NativeHost(args) => {
+            let settings = crate::settings::resolve(&global)?;
+            native_host::native_host(settings.data_dir, args, &printer).await
+        }
         Command::Pull(args) => {
             // Ctrl-C is caught before the engine opens: `pull` turns it into a clean pause.
             let mut interrupt = Interrupt::install()?;
@@ -229,6 +234,7 @@ async fn run_with_engine(
         | Command::Demo { .. }
         | Command::Queue { .. }
         | Command::Inspect { .. }
-        | Command::Serve(_) => unreachable!("handled without an engine"),
+        | Command::Serve(_)
+        | Command::NativeHost(_) => unreachable!("handled without an engine"),
     }
 }

@@ -9,6 +9,7 @@ mod errors;
 mod interrupt;
 mod json;
 mod manage;
+mod native_host;
 mod pull;
 mod queue;
 mod terminal;
