@@ -364,6 +364,11 @@ impl PullProgress {
 
     /// Ends the display after an interruption or failure: bars are cleared, nothing claims to be
     /// done.
+    /// Bytes downloaded so far (kept for the next run) and the size of the whole pull.
+    pub(crate) fn kept(&self) -> (u64, u64) {
+        (self.done_total, self.expected_total.max(self.known_total))
+    }
+
     pub(crate) fn abandon(&mut self) {
         if let Some(total) = &self.total {
             total.disable_steady_tick();

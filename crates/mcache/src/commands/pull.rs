@@ -104,7 +104,13 @@ pub(super) async fn download_plan(
                     tracing::debug!("the download did not acknowledge the pause in time");
                 }
                 progress.abandon();
-                return Ok(interrupted());
+                let (kept, total) = progress.kept();
+                eprintln!(
+                    "interrupted: kept {} of {}; run the same command to resume",
+                    format_size(kept),
+                    format_size(total)
+                );
+                return Ok(ExitStatus::Interrupted);
             }
             Some(event) = events.recv() => progress.handle(&event)?,
             result = &mut wait => break result,

@@ -66,9 +66,18 @@ fn sigint_then_resume_fetches_only_what_is_missing() {
         .unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
-        stderr.contains("interrupted; run the same command to resume"),
+        stderr.contains("; run the same command to resume"),
         "{stderr}"
     );
+    // What was kept, in the CLI's units: "interrupted: kept 1.2 MiB of 64.0 MiB; …".
+    let kept = stderr
+        .split("interrupted: kept ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no `kept` figure: {stderr}"));
+    let (done, total) = kept.split_once(" of ").unwrap();
+    assert!(done.ends_with("iB") && total.ends_with("iB"), "{kept}");
+    assert_ne!(done, "0 B", "{kept}");
     assert!(
         !rest.contains("\"snapshot_path\""),
         "no result for an unfinished pull: {rest}"

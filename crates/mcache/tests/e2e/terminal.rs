@@ -280,7 +280,7 @@ fn ctrl_c_in_a_terminal_clears_the_bars_and_says_how_to_resume() {
         "the terminal's `^C` echo is restored:\n{screen}"
     );
     assert!(
-        screen.contains("interrupted; run the same command to resume"),
+        screen.contains("; run the same command to resume"),
         "{screen}"
     );
     assert!(
