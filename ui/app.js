@@ -27,15 +27,18 @@ function h(tag, attrs = {}, ...children) {
   return node;
 }
 
-const UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
-/** Decimal units, like the Hub shows sizes. */
+/** Binary units (KiB, MiB, GiB), three significant digits, as `mcache` prints them. */
 export function fmtBytes(n) {
-  if (n === null || n === undefined || Number.isNaN(n)) return '—';
+  if (n === null || n === undefined || Number.isNaN(Number(n))) return '—';
   let value = Number(n);
+  if (Math.abs(value) < 1024) return `${value} B`;
   let unit = 0;
-  while (Math.abs(value) >= 1000 && unit < UNITS.length - 1) { value /= 1000; unit += 1; }
-  const digits = unit === 0 ? 0 : value >= 100 ? 0 : value >= 10 ? 1 : 2;
+  while (Math.abs(value) >= 1024 && unit < UNITS.length - 1) { value /= 1024; unit += 1; }
+  // A value that rounds to 1024 is shown in the next unit (1023.99 MiB reads 1.00 GiB).
+  if (Number(value.toPrecision(3)) >= 1024 && unit < UNITS.length - 1) { value /= 1024; unit += 1; }
+  const digits = value >= 100 ? 0 : value >= 10 ? 1 : 2;
   return `${value.toFixed(digits)} ${UNITS[unit]}`;
 }
 
@@ -117,25 +120,34 @@ export function parseRepoInput(text) {
   return { repo: parts.join('/'), revision, file };
 }
 
-// Hints shown when the engine gives none, by error kind.
+/** Engine text for a person: the CLI's `code` quotes dropped. */
+const plain = (text) => String(text || '').replace(/`/g, '');
+
+// Hints in the window's words, by error kind: shown when the engine gives none, or when its hint
+// names a command-line step (`mcache login`, `--token`) that a window user has no use for.
 const FALLBACK_HINTS = {
-  gated: 'This model is gated: request access on its Hub page, then set an access token in Settings.',
-  bad_token: 'The access token was refused: set a valid token in Settings.',
-  repo_not_found: 'Check the repository id. Private repositories also need an access token (Settings).',
-  revision_not_found: 'Check the branch, tag or commit after the `@`.',
-  offline: 'Offline mode is on: turn it off in Settings to reach the Hub.',
-  offline_miss: 'The file is not in the cache and offline mode is on.',
-  rate_limited: 'The Hub is rate limiting requests: wait a minute and retry.',
-  disk_full: 'Free some disk space, delete unused models, or lower the reserve in Settings.',
-  network: 'Check the network connection and the endpoint in Settings.',
+  gated: () => 'This model is gated: request access on its Hub page, then add your access token in Settings.',
+  bad_token: () => 'The access token was refused: add a valid token in Settings.',
+  repo_not_found: () => (loadedSettings && loadedSettings.token_set
+    ? 'Check the repository id (org/name).'
+    : 'Check the repository id (org/name). If it is private, add an access token in Settings.'),
+  revision_not_found: () => 'Check the branch, tag or commit after the @.',
+  offline: () => 'Offline mode is on: turn it off in Settings to reach the Hub.',
+  offline_miss: () => 'The file is not in the cache and offline mode is on: turn it off in Settings.',
+  rate_limited: () => 'The Hub is rate limiting requests: wait a minute and retry.',
+  disk_full: () => 'Free some disk space, delete unused models in the Cache tab, or lower the reserve in Settings.',
+  network: () => 'Check the network connection and the Hub endpoint in Settings.',
 };
+
+const namesCommandLine = (hint) => /\bmcache\b|(^|\s)--[a-z]|HF_[A-Z_]+=/.test(hint || '');
 
 function errorNode(err) {
   const e = err instanceof ApiError ? err : new ApiError('internal', String(err && err.message ? err.message : err), null);
-  const hint = e.hint || FALLBACK_HINTS[e.kind] || null;
+  const fallback = FALLBACK_HINTS[e.kind] ? FALLBACK_HINTS[e.kind]() : null;
+  const hint = e.hint && !namesCommandLine(e.hint) ? e.hint : (fallback || e.hint || null);
   return [
-    h('div', { class: 'message' }, h('strong', {}, e.message), ' ', h('span', { class: 'kind' }, `(${e.kind})`)),
-    hint ? h('div', { class: 'hint' }, 'Hint: ', hint) : null,
+    h('div', { class: 'message' }, h('strong', {}, plain(e.message))),
+    hint ? h('div', { class: 'hint' }, 'Hint: ', plain(hint)) : null,
   ];
 }
 
@@ -837,8 +849,8 @@ onShow['tab-cache'] = refreshCache;
 // ---------------------------------------------------------------------------------------------
 // Settings
 
-const BYTE_UNITS = { MB: 1e6, GB: 1e9, TB: 1e12 };
-const RATE_UNITS = { 'KB/s': 1e3, 'MB/s': 1e6, 'Mbit/s': 125000 };
+const BYTE_UNITS = { MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
+const RATE_UNITS = { 'KiB/s': 2 ** 10, 'MiB/s': 2 ** 20, 'Mbit/s': 125000 };
 let loadedSettings = null;
 
 /** Shows a byte figure in the largest unit that keeps it at 1 or more. */
@@ -1080,9 +1092,6 @@ async function setUpDesktop() {
   api.app.onOpenRequest(openRequested);
   await openRequested();
 }
-
-/** Engine text for a person: the CLI's `code` quotes dropped. */
-const plain = (text) => String(text || '').replace(/`/g, '');
 
 /** The app waits for its cache folder (an unplugged drive): say so, and reload once it runs. */
 async function waitingForCache() {

@@ -57,17 +57,17 @@ describe('Model Cache UI in a browser', () => {
     await tab('Settings').click();
     await page.locator('#settings-form[aria-busy="false"]').waitFor();
     await page.getByLabel('Bandwidth limit', { exact: true }).fill('400');
-    await page.getByLabel('Bandwidth limit unit').selectOption('KB/s');
+    await page.getByLabel('Bandwidth limit unit').selectOption('KiB/s');
     await page.getByRole('button', { name: 'Save settings' }).click();
     await page.locator('#settings-saved', { hasText: 'Saved.' }).waitFor();
     const { json } = await server.request('GET', '/api/settings');
-    assert.equal(json.max_rate_bps, 400000);
+    assert.equal(json.max_rate_bps, 400 * 1024);
     // A reload shows the stored value, not the form's memory.
     await page.reload();
     await tab('Settings').click();
     await page.locator('#settings-form[aria-busy="false"]').waitFor();
     assert.equal(await page.getByLabel('Bandwidth limit', { exact: true }).inputValue(), '400');
-    assert.equal(await page.getByLabel('Bandwidth limit unit').inputValue(), 'KB/s');
+    assert.equal(await page.getByLabel('Bandwidth limit unit').inputValue(), 'KiB/s');
   });
 
   step('bad input is explained without asking the engine', async () => {
@@ -124,7 +124,7 @@ describe('Model Cache UI in a browser', () => {
     await tab('Cache').click();
     const row = page.locator('#cache-table tr[data-repo="demo/tiny-gguf"]');
     await row.waitFor();
-    assert.match(await row.locator('td.num').innerText(), /[0-9.]+ (kB|MB)/);
+    assert.match(await row.locator('td.num').innerText(), /^[0-9.]+ (B|KiB|MiB)$/);
     const pin = page.getByRole('switch', { name: 'Pin demo/tiny-gguf' });
     assert.equal(await pin.isChecked(), false);
     await pin.check();
@@ -180,6 +180,9 @@ describe('Model Cache UI in a browser', () => {
     assert.match(text, /Hint:/);
     assert.match(text, /access/i);
     assert.match(text, /token/i);
+    // In the window's words: no raw kind, no Markdown quotes, a step in the app (not a command).
+    assert.doesNotMatch(text, /\(gated\)|`|mcache /);
+    assert.match(text, /in Settings/);
     assert.equal(await page.locator('#variants tr[data-variant]').count(), 0);
   });
 
