@@ -1046,8 +1046,9 @@ function onEngineEvent(event) {
       break;
     case 'notification':
       toast(event.title, event.body, event.level === 'error' ? 'error' : 'info');
-      // Update checks announce themselves this way: show the marks where the models are listed.
-      if (/^Updates? available$/.test(event.title) && !$('#panel-cache').hidden) refreshCache();
+      // Update checks and evictions announce themselves this way: the list of cached models
+      // changes with them (a removed model never stays listed).
+      if (/^Updates? available$|^Removed .* from the cache$/.test(event.title) && !$('#panel-cache').hidden) refreshCache();
       break;
     default:
       break;

@@ -18,6 +18,7 @@ use model_cache::engine::{Engine, FinishedDownload, VariantsReport};
 use model_cache::fit::FitTier;
 use model_cache::index::queue::{QueueJob, QueueState};
 use model_cache::scheduler::SchedulerEvent;
+use model_cache::units::format_size;
 use model_cache::variants::{ModelShape, VariantFile, VariantFormat};
 use serde::{Deserialize, Serialize};
 
@@ -533,6 +534,24 @@ impl Tracker {
                 out
             }
             SchedulerEvent::Download { job_id, event } => self.progress(*job_id, event),
+            SchedulerEvent::Evicted { for_job, plan } if !plan.evictions.is_empty() => {
+                vec![ContractEvent::Notification(eviction_notice(*for_job, plan))]
+            }
+            SchedulerEvent::StorageAlert { report } => {
+                let (Some(budget), Some(percent)) = (report.budget, report.percent_of_budget)
+                else {
+                    return vec![];
+                };
+                vec![ContractEvent::Notification(Notification {
+                    level: "info".to_string(),
+                    title: format!("The cache is at {percent}% of its budget"),
+                    body: format!(
+                        "{} of {} used. Delete models you no longer need, or raise the budget in Settings.",
+                        format_size(report.used),
+                        format_size(budget)
+                    ),
+                })]
+            }
             SchedulerEvent::UpdatesFound { updates } => {
                 let names: Vec<String> = updates
                     .iter()
@@ -671,5 +690,74 @@ mod tests {
         assert!(!body.contains('<') && !body.contains('>'), "{body}");
         assert_eq!(escape_markup("<b>&"), "&lt;b&gt;&amp;");
         assert_eq!(escape_markup("plain text"), "plain text");
+    }
+}
+
+/// What an eviction removed, named with sizes: every eviction is announced.
+fn eviction_notice(for_job: Option<i64>, plan: &model_cache::policy::EvictionPlan) -> Notification {
+    let names: Vec<String> = plan
+        .evictions
+        .iter()
+        .map(|e| {
+            let what = e
+                .variant
+                .as_deref()
+                .map(|v| format!("{} {}", e.repo, v.rsplit(':').next().unwrap_or(v)))
+                .unwrap_or_else(|| e.repo.to_string());
+            format!("{what} ({})", format_size(e.bytes_freed))
+        })
+        .collect();
+    let why = match for_job {
+        Some(_) => "to make room for a download",
+        None => "to keep the cache within its budget",
+    };
+    Notification {
+        level: "info".to_string(),
+        title: format!("Removed {} from the cache", format_size(plan.bytes_freed)),
+        body: format!("{} ({why}).", names.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod eviction_tests {
+    use std::time::SystemTime;
+
+    use model_cache::policy::EvictionPlan;
+    use model_cache::policy::evict::{LastUsedSource, PlannedEviction};
+
+    use super::eviction_notice;
+
+    #[test]
+    fn an_eviction_names_each_model_and_its_size() {
+        let planned = |repo: &str, variant: Option<&str>, bytes| PlannedEviction {
+            repo: repo.parse().unwrap(),
+            commit: "c".repeat(40),
+            variant: variant.map(str::to_string),
+            refs: vec!["main".into()],
+            last_used: SystemTime::UNIX_EPOCH,
+            last_used_source: LastUsedSource::FileTimes,
+            bytes_freed: bytes,
+        };
+        let plan = EvictionPlan {
+            evictions: vec![
+                planned("org/a", Some("gguf:Q4_K_M"), 3 << 30),
+                planned("org/b", None, 512 << 20),
+            ],
+            bytes_freed: (3 << 30) + (512 << 20),
+            bytes_wanted: 1,
+            satisfied: true,
+        };
+        let notice = eviction_notice(Some(7), &plan);
+        assert_eq!(notice.title, "Removed 3.50 GiB from the cache");
+        assert_eq!(
+            notice.body,
+            "org/a Q4_K_M (3.00 GiB), org/b (512 MiB) (to make room for a download)."
+        );
+        let notice = eviction_notice(None, &plan);
+        assert!(
+            notice
+                .body
+                .ends_with("(to keep the cache within its budget).")
+        );
     }
 }

@@ -131,6 +131,17 @@ fn budget_eviction_removes_exactly_the_least_recently_used_unpinned_models() {
     );
     assert_eq!(janitor.storage().unwrap().used, 5000);
     assert_eq!(janitor.storage().unwrap().alert, Some(95));
+    assert_eq!(janitor.storage().unwrap().percent_of_budget, Some(166));
+    // Far over budget, the true figure (it once stopped at 255).
+    let tiny = Janitor::new(
+        &root,
+        index.clone(),
+        CachePolicy {
+            budget: Some(80),
+            ..CachePolicy::default()
+        },
+    );
+    assert_eq!(tiny.storage().unwrap().percent_of_budget, Some(6250));
 
     // The dry run names what goes, oldest first, and touches nothing.
     let dry = janitor

@@ -49,8 +49,8 @@ pub struct StorageReport {
     /// Bytes the cache holds, each file once (a blob hard-linked into several repos too).
     pub used: u64,
     pub budget: Option<u64>,
-    /// `used` in percent of `budget`.
-    pub percent_of_budget: Option<u8>,
+    /// `used` in percent of `budget` (over 100 when over budget: 6,000 % is said as such).
+    pub percent_of_budget: Option<u32>,
     /// The highest alert threshold crossed (80, 95), if any.
     pub alert: Option<u8>,
     pub repos: usize,
@@ -646,13 +646,13 @@ impl Janitor {
             .policy
             .budget
             .filter(|b| *b > 0)
-            .map(|b| ((used as u128 * 100) / b as u128).min(255) as u8);
+            .map(|b| ((used as u128 * 100) / b as u128).min(u32::MAX as u128) as u32);
         let alert = percent.and_then(|p| {
             self.policy
                 .alert_percents
                 .iter()
                 .copied()
-                .filter(|t| p >= *t)
+                .filter(|t| p >= u32::from(*t))
                 .max()
         });
         Ok(StorageReport {
