@@ -524,6 +524,11 @@ function actionButton(job, action, label, enabled) {
     }) }, label);
 }
 
+function finishedButton(job, action, label, run) {
+  return h('button', { type: 'button', class: 'small', dataset: { action }, 'aria-label': `${label}: ${job.repo}`,
+    onclick: (e) => busy(e.currentTarget, run) }, label);
+}
+
 function renderJob(job) {
   let node = $(`#jobs li[data-id="${job.id}"]`);
   if (!node) {
@@ -553,26 +558,48 @@ function renderJob(job) {
   $('.bytes', node).textContent = `${fmtBytes(job.bytes_done)} of ${fmtBytes(job.bytes_total)} (${percent}%)`;
   $('.speed', node).textContent = job.state === 'running' ? fmtSpeed(speed) : '';
   $('.eta', node).textContent = job.state === 'running' ? `ETA ${fmtEta(jobEta(job, speed))}` : '';
-  $('.where', node).textContent = job.state === 'done' && job.snapshot_path ? job.snapshot_path : '';
+  if (job.state !== 'done') $('.where', node).textContent = '';
   node.dataset.state = job.state;
 
   // Buttons are rebuilt only when the state changes, so keyboard focus stays where it was.
   const actions = $('.job-actions', node);
-  if (actions.dataset.state !== job.state) {
+  const removed = job.state === 'done' && jobsState.cached && !jobsState.cached.has(job.repo);
+  const actionsKey = `${job.state}${removed ? ':removed' : ''}`;
+  if (job.state === 'done') {
+    $('.where', node).textContent = removed ? 'Removed from the cache since' : job.snapshot_path || '';
+  }
+  if (actions.dataset.state !== actionsKey) {
     const active = ACTIVE.has(job.state);
     const focused = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
-    actions.replaceChildren(
-      job.state === 'paused'
-        ? actionButton(job, 'resume', 'Resume', true)
-        : actionButton(job, 'pause', 'Pause', job.state === 'running' || job.state === 'queued' || job.state === 'deferred'),
-      actionButton(job, 'cancel', 'Cancel', active),
-      actionButton(job, 'move-up', '↑', active),
-      actionButton(job, 'move-down', '↓', active));
+    // A finished card offers what makes sense after the end, never live controls.
+    if (job.state === 'done') {
+      actions.replaceChildren(removed ? '' : finishedButton(job, 'reveal', 'Open folder', async () => {
+        const { path } = await api.reveal(job.repo);
+        toast(api.transport === 'ipc' ? 'Opened in the file manager' : 'Folder', path);
+      }));
+    } else if (job.state === 'failed' || job.state === 'cancelled') {
+      actions.replaceChildren(finishedButton(job, 'retry', 'Retry', async () => {
+        const request = { repo: job.repo, revision: job.revision };
+        if (job.variant) request.variant = job.variant;
+        else request.files = (job.files || []).map((f) => f.path);
+        const { job_id: id } = await api.pull(request);
+        toast('Download queued again', `${job.repo}${job.variant ? ` (${job.variant})` : ''}: job ${id}`);
+        await refreshJobs();
+      }));
+    } else {
+      actions.replaceChildren(
+        job.state === 'paused'
+          ? actionButton(job, 'resume', 'Resume', true)
+          : actionButton(job, 'pause', 'Pause', job.state === 'running' || job.state === 'queued' || job.state === 'deferred'),
+        actionButton(job, 'cancel', 'Cancel', active),
+        actionButton(job, 'move-up', '↑', active),
+        actionButton(job, 'move-down', '↓', active));
+    }
     for (const b of $$('button', actions)) {
       if (b.dataset.action === 'move-up') b.title = 'Move up in the queue';
       if (b.dataset.action === 'move-down') b.title = 'Move down in the queue';
     }
-    actions.dataset.state = job.state;
+    actions.dataset.state = actionsKey;
     if (focused) {
       const again = $(`button[data-action="${focused === 'pause' ? 'resume' : focused === 'resume' ? 'pause' : focused}"]`, actions);
       if (again && !again.disabled) again.focus();
@@ -594,7 +621,7 @@ function renderJob(job) {
     rows.push(
       h('span', { class: 'path mono' }, f.path),
       h('progress', { max: 100, value: filePct, 'aria-label': `${f.path}: ${filePct}%` }),
-      h('span', { class: 'figures' }, `${fmtBytes(done)} / ${fmtBytes(f.size)}`,
+      h('span', { class: 'figures' }, f.state === 'queued' && !f.size ? 'waiting' : `${fmtBytes(done)} / ${fmtBytes(f.size)}`,
         fresh ? ` · ${fmtSpeed(sp.speed)} · ETA ${fmtEta((f.size - done) / sp.speed)}` : '',
         f.state && f.state !== 'done' && f.state !== 'running' ? ` · ${f.state}` : '',
         sourcesText(f.sources)));
@@ -606,14 +633,18 @@ function renderJob(job) {
 function renderTotals() {
   const jobs = jobsState.order.map((id) => jobsState.byId.get(id)).filter(Boolean);
   const active = jobs.filter((j) => ACTIVE.has(j.state));
+  // "Active" counts what moves or will move by itself: a paused job is counted as paused.
+  const moving = active.filter((j) => j.state !== 'paused');
+  const paused = active.length - moving.length;
   const running = jobs.filter((j) => j.state === 'running');
   const speed = running.reduce((s, j) => s + jobSpeed(j), 0);
   const done = active.reduce((s, j) => s + j.bytes_done, 0);
   const total = active.reduce((s, j) => s + j.bytes_total, 0);
+  const counts = [moving.length ? `${moving.length} active` : null, paused ? `${paused} paused` : null].filter(Boolean).join(', ');
   $('#totals').textContent = active.length
-    ? `${active.length} active · ${fmtBytes(done)} of ${fmtBytes(total)} · ${fmtSpeed(speed)}${speed > 0 ? ` · ETA ${fmtEta((total - done) / speed)}` : ''}`
+    ? `${counts} · ${fmtBytes(done)} of ${fmtBytes(total)}${speed > 0 ? ` · ${fmtSpeed(speed)} · ETA ${fmtEta((total - done) / speed)}` : ''}`
     : '';
-  $('#downloads-count').textContent = active.length ? String(active.length) : '';
+  $('#downloads-count').textContent = moving.length ? String(moving.length) : '';
   $('#jobs-empty').hidden = jobs.length > 0;
 }
 
@@ -665,7 +696,8 @@ async function refreshJobs() {
   const box = $('#jobs-error');
   try {
     const asked = performance.now();
-    const listed = await api.jobs();
+    const [listed, cached] = await Promise.all([api.jobs(), api.cacheList().catch(() => null)]);
+    if (cached) jobsState.cached = new Set(cached.map((r) => r.repo));
     clearError(box);
     // A job event that arrived while the list was on its way is newer than the list's row.
     const jobs = listed.map((j) => ((jobsState.updatedAt.get(j.id) || 0) > asked && jobsState.byId.get(j.id)) || j);
@@ -836,6 +868,9 @@ async function refreshCache() {
     const repos = await api.cacheList();
     clearError(box);
     renderCache(repos);
+    // Download cards of models removed since say so.
+    jobsState.cached = new Set(repos.map((r) => r.repo));
+    for (const id of jobsState.order) if ((jobsState.byId.get(id) || {}).state === 'done') scheduleRender(id);
   } catch (err) {
     showError(box, err);
   }

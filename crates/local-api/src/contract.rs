@@ -454,7 +454,22 @@ impl Tracker {
                     })
                     .collect()
             })
-            .unwrap_or_default();
+            .filter(|files: &Vec<FileProgressBody>| !files.is_empty())
+            // Before its first byte (queued, paused, cancelled early) a job lists the files it
+            // was asked for, with sizes not known yet.
+            .unwrap_or_else(|| {
+                job.selection
+                    .files
+                    .iter()
+                    .map(|path| FileProgressBody {
+                        path: path.clone(),
+                        size: 0,
+                        done: 0,
+                        state: "queued".to_string(),
+                        sources: Vec::new(),
+                    })
+                    .collect()
+            });
         let total = job.bytes_total.unwrap_or(0);
         // The queue counts bytes saved by the cache apart; the UI shows them as done.
         let mut done = job.bytes_done + job.bytes_saved;
