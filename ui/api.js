@@ -7,11 +7,13 @@ const TOKEN_KEY = 'model-cache-api-token';
 
 /** An error from the engine, normalised across transports: `kind` is stable, `hint` may be null. */
 export class ApiError extends Error {
-  constructor(kind, message, hint) {
+  /** `fields`: the refused fields of a settings change, `[{field, message}]`. */
+  constructor(kind, message, hint, fields = []) {
     super(message);
     this.name = 'ApiError';
     this.kind = kind || 'internal';
     this.hint = hint || null;
+    this.fields = Array.isArray(fields) ? fields : [];
   }
 }
 
@@ -20,7 +22,7 @@ function toApiError(raw) {
   // The HTTP API wraps errors as {"error": {...}}; IPC rejects with the inner object or a string.
   const inner = raw && typeof raw === 'object' && raw.error && typeof raw.error === 'object' ? raw.error : raw;
   if (inner && typeof inner === 'object' && (inner.kind || inner.message)) {
-    return new ApiError(inner.kind, String(inner.message || inner.kind), inner.hint);
+    return new ApiError(inner.kind, String(inner.message || inner.kind), inner.hint, inner.fields);
   }
   if (raw instanceof Error) return new ApiError('network', raw.message, null);
   return new ApiError('internal', String(raw), null);

@@ -152,7 +152,8 @@ function errorNode(err) {
 }
 
 function showError(box, err) {
-  box.replaceChildren(...errorNode(err));
+  // `replaceChildren(null)` would write the text "null": only real nodes go in.
+  box.replaceChildren(...errorNode(err).filter(Boolean));
   box.dataset.kind = err && err.kind ? err.kind : 'internal';
   box.hidden = false;
 }
@@ -952,12 +953,56 @@ $('#set-schedule-on').addEventListener('change', syncScheduleInputs);
 $('#set-battery-mode').addEventListener('change', () => { $('#set-battery-percent').disabled = $('#set-battery-mode').value !== 'below'; });
 
 /** Reads the form into a partial AppSettings holding only what differs from what was loaded. */
+/** The input each settings field is typed in (where its error is shown). */
+const FIELD_INPUTS = {
+  cache_dir: '#set-cache-dir',
+  size_budget_bytes: '#set-budget',
+  disk_reserve_bytes: '#set-reserve',
+  max_rate_bps: '#set-rate',
+  connections: '#set-connections',
+  endpoint: '#set-endpoint',
+  mirrors: '#set-mirrors',
+  proxy: '#set-proxy',
+  ca_bundle: '#set-ca-bundle',
+  allowed_origins: '#set-origins',
+  origins_without_token: '#set-origins-trusted',
+  battery_policy: '#set-battery-percent',
+  schedule: '#set-schedule-start',
+};
+
+/** Shows each refused field's reason beside it (and clears the earlier ones); focuses the first. */
+function showFieldErrors(fields) {
+  for (const old of $$('#settings-form .field-error')) old.remove();
+  for (const input of $$('#settings-form [aria-invalid="true"]')) {
+    input.removeAttribute('aria-invalid');
+    const ids = (input.getAttribute('aria-describedby') || '').split(' ').filter((id) => id && !id.startsWith('err-'));
+    if (ids.length) input.setAttribute('aria-describedby', ids.join(' ')); else input.removeAttribute('aria-describedby');
+  }
+  let first = null;
+  for (const { field, message } of fields || []) {
+    const input = $(FIELD_INPUTS[field] || `#settings-form [name="${field}"]`);
+    if (!input) continue;
+    const id = `err-${field}`;
+    const note = h('p', { class: 'field-error', id }, plain(message));
+    const holder = input.closest('.with-unit, .inline') || input;
+    holder.after(note);
+    input.setAttribute('aria-invalid', 'true');
+    input.setAttribute('aria-describedby', [input.getAttribute('aria-describedby'), id].filter(Boolean).join(' '));
+    first = first || input;
+  }
+  if (first) first.focus();
+}
+
 function readSettingsForm() {
+  const errors = [];
+  const check = (field, read) => {
+    try { return read(); } catch (err) { errors.push({ field, message: err.message }); return undefined; }
+  };
   const s = {
     cache_dir: $('#set-cache-dir').value.trim(),
-    size_budget_bytes: readAmount($('#set-budget'), $('#set-budget-unit'), BYTE_UNITS, 'Size budget', true),
-    disk_reserve_bytes: readAmount($('#set-reserve'), $('#set-reserve-unit'), BYTE_UNITS, 'Disk reserve', false),
-    max_rate_bps: readAmount($('#set-rate'), $('#set-rate-unit'), RATE_UNITS, 'Bandwidth limit', true),
+    size_budget_bytes: check('size_budget_bytes', () => readAmount($('#set-budget'), $('#set-budget-unit'), BYTE_UNITS, 'Size budget', true)),
+    disk_reserve_bytes: check('disk_reserve_bytes', () => readAmount($('#set-reserve'), $('#set-reserve-unit'), BYTE_UNITS, 'Disk reserve', false)),
+    max_rate_bps: check('max_rate_bps', () => readAmount($('#set-rate'), $('#set-rate-unit'), RATE_UNITS, 'Bandwidth limit', true)),
     endpoint: $('#set-endpoint').value.trim(),
     mirrors: $('#set-mirrors').value.split('\n').map((m) => m.trim()).filter(Boolean),
     proxy: $('#set-proxy').value.trim() || null,
@@ -970,25 +1015,29 @@ function readSettingsForm() {
   };
   const connections = Number($('#set-connections').value);
   if (!Number.isInteger(connections) || connections < 1 || connections > 256) {
-    throw new ApiError('invalid_input', 'Connections must be a whole number from 1 to 256', null);
+    errors.push({ field: 'connections', message: 'Connections must be a whole number from 1 to 256' });
   }
   s.connections = connections;
-  if (s.max_rate_bps === 0) throw new ApiError('invalid_input', 'A bandwidth limit of 0 would stop all downloads', 'Leave the field empty for no limit, or pause downloads instead.');
-  if (!s.cache_dir) throw new ApiError('invalid_input', 'The cache folder cannot be empty', null);
+  if (s.max_rate_bps === 0) errors.push({ field: 'max_rate_bps', message: 'A limit of 0 would stop all downloads: leave it empty for no limit, or pause downloads instead' });
+  if (!s.cache_dir) errors.push({ field: 'cache_dir', message: 'The cache folder cannot be empty' });
   const p = s.battery_policy.percent;
-  if (!Number.isInteger(p) || p < 0 || p > 100) throw new ApiError('invalid_input', 'The battery level must be a whole percentage from 0 to 100', null);
-  for (const url of [s.endpoint, ...s.mirrors]) {
+  if (s.battery_policy.mode === 'below' && (!Number.isInteger(p) || p < 0 || p > 100)) {
+    errors.push({ field: 'battery_policy', message: 'The battery level must be a whole percentage from 0 to 100' });
+  }
+  const notUrl = (url) => {
     let parsed = null;
     try { parsed = new URL(url); } catch (_) { parsed = null; }
-    if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new ApiError('invalid_input', `\`${url}\` is not an http(s) URL`, null);
-  }
-  if (s.proxy) {
-    let parsed = null;
-    try { parsed = new URL(s.proxy); } catch (_) { parsed = null; }
-    if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new ApiError('invalid_input', `\`${s.proxy}\` is not an http(s) proxy URL`, null);
-  }
+    return !parsed || !/^https?:$/.test(parsed.protocol);
+  };
+  if (notUrl(s.endpoint)) errors.push({ field: 'endpoint', message: `${s.endpoint || 'An empty address'} is not an http(s) URL` });
+  const badMirror = s.mirrors.find(notUrl);
+  if (badMirror) errors.push({ field: 'mirrors', message: `${badMirror} is not an http(s) URL` });
+  if (s.proxy && notUrl(s.proxy)) errors.push({ field: 'proxy', message: `${s.proxy} is not an http(s) proxy URL` });
   if (s.schedule && (!/^\d\d:\d\d$/.test(s.schedule.start) || !/^\d\d:\d\d$/.test(s.schedule.end))) {
-    throw new ApiError('invalid_input', 'The schedule needs a start and an end time', null);
+    errors.push({ field: 'schedule', message: 'The schedule needs a start and an end time' });
+  }
+  if (errors.length) {
+    throw new ApiError('invalid_input', `${errors.length === 1 ? 'One setting needs' : `${errors.length} settings need`} a fix: see the marked field${errors.length === 1 ? '' : 's'}`, null, errors);
   }
   const partial = {};
   for (const [key, value] of Object.entries(s)) {
@@ -1024,8 +1073,9 @@ $('#settings-form').addEventListener('submit', async (event) => {
   const saved = $('#settings-saved');
   saved.textContent = '';
   clearError(box);
+  showFieldErrors([]);
   let partial;
-  try { partial = readSettingsForm(); } catch (err) { showError(box, err); return; }
+  try { partial = readSettingsForm(); } catch (err) { showError(box, err); showFieldErrors(err.fields); return; }
   if (Object.keys(partial).length === 0) { settingsDirty = false; saved.textContent = 'Nothing changed.'; return; }
   const button = $('#settings-save');
   button.disabled = true;
@@ -1036,6 +1086,8 @@ $('#settings-form').addEventListener('submit', async (event) => {
     refreshHealth();
   } catch (err) {
     showError(box, err);
+    // The engine checks every field too (and more than the form can): each reason beside its field.
+    if (err.fields && err.fields.length) showFieldErrors(err.fields);
   } finally {
     button.disabled = false;
   }
