@@ -56,6 +56,17 @@ describe('Model Cache UI shell', () => {
     assert.notEqual(outline, 'none');
   });
 
+  step('a very long input wraps instead of widening the page', async () => {
+    await page.getByRole('tab', { name: 'Models' }).click();
+    await page.locator('#search-input').fill(`demo/${'x'.repeat(300)}`);
+    await page.keyboard.press('Enter');
+    await page.locator('#search-error').waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
+    const text = await page.locator('#search-error').innerText();
+    assert.doesNotMatch(text, /null|undefined|`/);
+  });
+
   step('the layout fits 800×600 without horizontal scrolling, in the dark theme', async () => {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `page is ${overflow}px wider than the window`);
