@@ -51,13 +51,15 @@ pub enum StartupError {
 /// The settings of this process: the environment (through the engine's `env` module), then the
 /// saved preferences.
 pub fn settings() -> Result<Settings, StartupError> {
-    let dirs = directories::BaseDirs::new();
-    let data_dir = model_cache::env::app_data_dir(dirs.as_ref().map(|d| d.data_dir()));
-    let mut settings = model_cache::env::settings_from_env(
-        |name| std::env::var(name).ok(),
-        dirs.as_ref().map(|d| d.home_dir().to_path_buf()),
-        data_dir,
+    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+    let lookup = |name: &str| std::env::var(name).ok();
+    let platform = model_cache::env::platform_data_dir(
+        model_cache::env::Os::current(),
+        &lookup,
+        home.as_deref(),
     );
+    let data_dir = model_cache::env::app_data_dir(platform.as_deref());
+    let mut settings = model_cache::env::settings_from_env(lookup, home, data_dir);
     settings.user_agent = concat!("model-cache-app/", env!("CARGO_PKG_VERSION")).to_string();
     // A bad saved file or setting is logged and shown in the window's alerts (the engine's
     // health); it never stops the start.

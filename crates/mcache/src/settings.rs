@@ -13,7 +13,11 @@ use crate::exit::CliError;
 
 /// The app-data folder for Model Cache, shared with the desktop app.
 pub(crate) fn default_data_dir() -> PathBuf {
-    model_cache::env::app_data_dir(directories::BaseDirs::new().as_ref().map(|d| d.data_dir()))
+    let os = model_cache::env::Os::current();
+    let lookup = |name: &str| std::env::var(name).ok();
+    model_cache::env::app_data_dir(
+        model_cache::env::platform_data_dir(os, &lookup, home_dir().as_deref()).as_deref(),
+    )
 }
 
 pub(crate) fn home_dir() -> Option<PathBuf> {

@@ -422,14 +422,15 @@ fn settings(
     offline: bool,
     data_dir: Option<PathBuf>,
 ) -> PyResult<Settings> {
-    let dirs = directories::BaseDirs::new();
-    let home = dirs.as_ref().map(|d| d.home_dir().to_path_buf());
-    let default_data_dir = model_cache::env::app_data_dir(dirs.as_ref().map(|d| d.data_dir()));
-    let mut settings = model_cache::env::settings_from_env(
-        |name| std::env::var(name).ok(),
-        home,
-        default_data_dir,
+    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+    let lookup = |name: &str| std::env::var(name).ok();
+    let platform = model_cache::env::platform_data_dir(
+        model_cache::env::Os::current(),
+        &lookup,
+        home.as_deref(),
     );
+    let default_data_dir = model_cache::env::app_data_dir(platform.as_deref());
+    let mut settings = model_cache::env::settings_from_env(lookup, home, default_data_dir);
     if let Some(dir) = data_dir {
         settings.data_dir = std::path::absolute(&dir).unwrap_or(dir);
     }

@@ -311,6 +311,53 @@ fn seconds(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<Durat
 /// finds the app's local API.
 pub const APP_IDENTIFIER: &str = "dev.modelcache.app";
 
+/// The operating systems whose folder conventions [`platform_data_dir`] knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Os {
+    Linux,
+    MacOs,
+    Windows,
+}
+
+impl Os {
+    /// The system this build runs on (other Unixes follow the XDG rules, as Linux).
+    pub fn current() -> Os {
+        if cfg!(target_os = "macos") {
+            Os::MacOs
+        } else if cfg!(windows) {
+            Os::Windows
+        } else {
+            Os::Linux
+        }
+    }
+}
+
+/// The platform's folder for application data, as the OS's own rules (and Tauri's `data_dir`)
+/// place it, from the environment and the home folder only, so every OS's rule is tested on
+/// every OS:
+///
+/// - Linux: `$XDG_DATA_HOME` when it is an absolute path, else `~/.local/share`;
+/// - macOS: `~/Library/Application Support`;
+/// - Windows: `%APPDATA%` (the roaming profile), else `~\AppData\Roaming`.
+///
+/// `None` without a home folder (and, on Windows, without `APPDATA`).
+pub fn platform_data_dir(
+    os: Os,
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Option<PathBuf> {
+    match os {
+        Os::Linux => get(lookup, "XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_absolute())
+            .or_else(|| home.map(|h| h.join(".local").join("share"))),
+        Os::MacOs => home.map(|h| h.join("Library").join("Application Support")),
+        Os::Windows => get(lookup, "APPDATA")
+            .map(PathBuf::from)
+            .or_else(|| home.map(|h| h.join("AppData").join("Roaming"))),
+    }
+}
+
 /// The app-data folder inside the platform's data folder (`$XDG_DATA_HOME`, `~/Library/Application
 /// Support`, `%APPDATA%`), as Tauri's `app_data_dir` names it; `.model-cache` in the current
 /// folder when the platform has none.
@@ -372,6 +419,60 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn each_platform_has_its_data_folder() {
+        let none = |_: &str| None;
+        let home = Path::new("/home/ana");
+        assert_eq!(
+            platform_data_dir(Os::Linux, &none, Some(home)),
+            Some(home.join(".local/share"))
+        );
+        let xdg = |k: &str| (k == "XDG_DATA_HOME").then(|| "/data/xdg".to_string());
+        assert_eq!(
+            platform_data_dir(Os::Linux, &xdg, Some(home)),
+            Some(PathBuf::from("/data/xdg"))
+        );
+        // A relative XDG_DATA_HOME is ignored, as the XDG rules say.
+        let relative = |k: &str| (k == "XDG_DATA_HOME").then(|| "xdg".to_string());
+        assert_eq!(
+            platform_data_dir(Os::Linux, &relative, Some(home)),
+            Some(home.join(".local/share"))
+        );
+        assert_eq!(
+            platform_data_dir(Os::MacOs, &xdg, Some(Path::new("/Users/ana"))),
+            Some(PathBuf::from("/Users/ana/Library/Application Support"))
+        );
+        let appdata =
+            |k: &str| (k == "APPDATA").then(|| r"C:\Users\ana\AppData\Roaming".to_string());
+        assert_eq!(
+            platform_data_dir(Os::Windows, &appdata, None),
+            Some(PathBuf::from(r"C:\Users\ana\AppData\Roaming"))
+        );
+        let win_home = Path::new("C:/Users/ana");
+        assert_eq!(
+            platform_data_dir(Os::Windows, &none, Some(win_home)),
+            Some(win_home.join("AppData").join("Roaming"))
+        );
+        assert_eq!(platform_data_dir(Os::MacOs, &none, None), None);
+        // The app's folder in it is the Tauri identifier's.
+        assert_eq!(
+            app_data_dir(
+                platform_data_dir(Os::MacOs, &none, Some(Path::new("/Users/ana"))).as_deref()
+            ),
+            PathBuf::from("/Users/ana/Library/Application Support/dev.modelcache.app")
+        );
+        // The Hugging Face folders follow huggingface_hub's one rule on every OS: under the home
+        // folder's `.cache`, whatever the platform's data folder.
+        assert_eq!(
+            hub_cache(&none, Some(Path::new("/Users/ana"))),
+            PathBuf::from("/Users/ana/.cache/huggingface/hub")
+        );
+        assert_eq!(
+            token_path(&none, Some(Path::new("/Users/ana"))),
+            PathBuf::from("/Users/ana/.cache/huggingface/token")
+        );
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs
