@@ -67,6 +67,43 @@ pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// rule of Python's `urllib`).
 pub const REQUEST_METHOD: &str = "REQUEST_METHOD";
 
+/// Ollama's models folder (default `~/.ollama/models`), read to adopt its models.
+pub const OLLAMA_MODELS: &str = "OLLAMA_MODELS";
+/// llama.cpp's download cache (default `$XDG_CACHE_HOME/llama.cpp` or `~/.cache/llama.cpp`).
+pub const LLAMA_CACHE: &str = "LLAMA_CACHE";
+
+/// Where another app keeps its models by default, for adopting them: Ollama's store, LM
+/// Studio's models folder (`~/.lmstudio/models`, or the older `~/.cache/lm-studio/models` when
+/// only that exists), llama.cpp's cache. `None` for plain files, or without a home folder.
+pub fn app_models_folder(
+    origin: crate::import::ImportOrigin,
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Option<PathBuf> {
+    use crate::import::ImportOrigin;
+    let set = |name: &str| {
+        lookup(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| PathBuf::from(expand_user(&v, home)))
+    };
+    let xdg_cache = set(XDG_CACHE_HOME).or_else(|| home.map(|h| h.join(".cache")));
+    match origin {
+        ImportOrigin::Files => None,
+        ImportOrigin::Ollama => set(OLLAMA_MODELS).or_else(|| home.map(|h| h.join(".ollama/models"))),
+        ImportOrigin::LmStudio => {
+            let home = home?;
+            let current = home.join(".lmstudio/models");
+            let older = home.join(".cache/lm-studio/models");
+            Some(if !current.exists() && older.exists() {
+                older
+            } else {
+                current
+            })
+        }
+        ImportOrigin::LlamaCpp => set(LLAMA_CACHE).or_else(|| xdg_cache.map(|c| c.join("llama.cpp"))),
+    }
+}
+
 /// Every variable this module reads, with what it does, for `--help` texts and docs.
 pub const VARIABLES: &[(&str, &str)] = &[
     (

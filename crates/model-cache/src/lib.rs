@@ -15,6 +15,7 @@ pub mod error;
 pub mod fit;
 pub mod formats;
 pub mod hub;
+pub mod import;
 pub mod index;
 pub mod policy;
 pub mod repo;

@@ -7,6 +7,7 @@ mod cache;
 mod completions;
 mod config;
 mod demo;
+mod import;
 mod inspect;
 mod login;
 mod path;
@@ -198,6 +199,7 @@ async fn run_with_engine(
             printer,
         ),
         Command::Verify { repo } => cache::verify(engine, repo.as_deref(), printer).await,
+        Command::Import(args) => import::import(engine, args, printer).await,
         Command::Pin { repo } => cache::pin(engine, &repo, true, printer),
         Command::Unpin { repo } => cache::pin(engine, &repo, false, printer),
         Command::Gc { max_size, dry_run } => {

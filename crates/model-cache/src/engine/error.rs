@@ -39,6 +39,8 @@ pub enum EngineError {
     Selection(#[from] SelectionError),
     #[error(transparent)]
     Inspect(#[from] crate::formats::InspectError),
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
     #[error("`{repo}` has no variant named `{name}`")]
     NoSuchVariant { repo: String, name: String },
     #[error("Nothing in `{repo}` matches the selection")]
@@ -89,6 +91,7 @@ impl EngineError {
             EngineError::Settings(e) => e.kind(),
             EngineError::Selection(e) => e.kind(),
             EngineError::Inspect(e) => e.kind(),
+            EngineError::Import(e) => crate::error::Diagnostic::kind(e),
             EngineError::NoSuchVariant { .. } => ErrorKind::NoSuchVariant,
             EngineError::NothingSelected { .. } => ErrorKind::NothingSelected,
             EngineError::NoRepo => ErrorKind::InvalidInput,
@@ -112,6 +115,7 @@ impl EngineError {
             EngineError::Settings(e) => e.hints(),
             EngineError::Selection(e) => e.hints(),
             EngineError::Inspect(e) => e.hints(),
+            EngineError::Import(e) => crate::error::Diagnostic::hints(e),
             EngineError::NoSuchVariant { repo, .. } => {
                 vec![Hint::ListVariants { repo: repo.clone() }]
             }

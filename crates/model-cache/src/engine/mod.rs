@@ -18,6 +18,7 @@
 //! ```
 
 mod error;
+mod import;
 mod mirror;
 mod preferences;
 mod pull;
