@@ -89,7 +89,9 @@ pub fn app_models_folder(
     let xdg_cache = set(XDG_CACHE_HOME).or_else(|| home.map(|h| h.join(".cache")));
     match origin {
         ImportOrigin::Files => None,
-        ImportOrigin::Ollama => set(OLLAMA_MODELS).or_else(|| home.map(|h| h.join(".ollama/models"))),
+        ImportOrigin::Ollama => {
+            set(OLLAMA_MODELS).or_else(|| home.map(|h| h.join(".ollama/models")))
+        }
         ImportOrigin::LmStudio => {
             let home = home?;
             let current = home.join(".lmstudio/models");
@@ -100,7 +102,9 @@ pub fn app_models_folder(
                 current
             })
         }
-        ImportOrigin::LlamaCpp => set(LLAMA_CACHE).or_else(|| xdg_cache.map(|c| c.join("llama.cpp"))),
+        ImportOrigin::LlamaCpp => {
+            set(LLAMA_CACHE).or_else(|| xdg_cache.map(|c| c.join("llama.cpp")))
+        }
     }
 }
 

@@ -80,7 +80,10 @@ pub(super) async fn import(
     if failed > 0 {
         return Err(CliError::new(
             ErrorKind::InvalidInput,
-            format!("{failed} of {} model(s) could not be imported", report.items.len()),
+            format!(
+                "{failed} of {} model(s) could not be imported",
+                report.items.len()
+            ),
         )
         .into());
     }
@@ -147,7 +150,10 @@ fn print_report(printer: &Printer, report: &ImportReport) {
             printer.data(format!("    variant: {}", variant.name));
         }
         if let Some(repo) = item.suggested_repo.as_deref()
-            && item.placement.as_ref().is_some_and(|p| matches!(p, Placement::Local { .. }))
+            && item
+                .placement
+                .as_ref()
+                .is_some_and(|p| matches!(p, Placement::Local { .. }))
         {
             printer.data(format!(
                 "    its app names the Hub repo {repo} (--suggested-repos places it there if the hashes match)"
@@ -157,7 +163,11 @@ fn print_report(printer: &Printer, report: &ImportReport) {
             printer.data(format!("    error: {error}"));
         }
     }
-    let verb = if report.dry_run { "would save" } else { "saved" };
+    let verb = if report.dry_run {
+        "would save"
+    } else {
+        "saved"
+    };
     printer.data(format!(
         "{} in {} model(s); {verb} {} of disk and download{}",
         format_size(report.bytes),

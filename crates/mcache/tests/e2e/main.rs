@@ -6,6 +6,7 @@ mod common;
 mod basics;
 mod crash;
 mod errors;
+mod import;
 mod interrupt;
 mod json;
 mod manage;

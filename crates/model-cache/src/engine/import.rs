@@ -66,7 +66,11 @@ fn stamp_of(path: &Path) -> Result<BlobStamp, ImportError> {
         .map_err(|e| ImportError::io("read", path, e))
 }
 
-async fn hash_blocking(path: &Path, algorithm: HashAlgorithm, len: u64) -> Result<String, ImportError> {
+async fn hash_blocking(
+    path: &Path,
+    algorithm: HashAlgorithm,
+    len: u64,
+) -> Result<String, ImportError> {
     let owned = path.to_path_buf();
     tokio::task::spawn_blocking(move || hash_file_blocking(&owned, algorithm, len))
         .await
@@ -210,7 +214,9 @@ impl Engine {
                 _ => hash_blocking(&file.source, HashAlgorithm::Sha256, file.size).await?,
             };
             let mut entry = entries.iter().find(|e| {
-                e.lfs.as_ref().is_some_and(|lfs| lfs.sha256.eq_ignore_ascii_case(&sha256))
+                e.lfs
+                    .as_ref()
+                    .is_some_and(|lfs| lfs.sha256.eq_ignore_ascii_case(&sha256))
                     && e.size == file.size
             });
             if entry.is_none() && file.size <= GIT_FILE_MAX {
@@ -305,7 +311,13 @@ impl Engine {
     ) -> Result<(Placement, Vec<ImportedFile>, ImportState), EngineError> {
         let area = self.imported_dir();
         let dir = area.join(folder_name(&candidate.name));
-        std::fs::create_dir_all(&area).map_err(|e| ImportError::io("create", &area, e))?;
+        // The data folder exists (the index lives there); the area itself only once something
+        // is imported.
+        let probe_dir = if area.is_dir() {
+            area.clone()
+        } else {
+            self.inner.settings.data_dir.clone()
+        };
         if let Some(existing) = read_record(&dir)
             && !existing
                 .files
@@ -326,7 +338,7 @@ impl Engine {
             let method = if share::same_file(&file.source, &target) {
                 ShareMethod::AlreadyThere
             } else {
-                share::probe(&file.source, &area, request.allow_copy)
+                share::probe(&file.source, &probe_dir, request.allow_copy)
                     .map_err(|e| ImportError::io("probe", &file.source, e))?
             };
             files.push(ImportedFile {
@@ -375,7 +387,8 @@ impl Engine {
         };
         let json = serde_json::to_vec_pretty(&record).expect("an import record serializes");
         let record_path = dir.join(IMPORT_RECORD);
-        atomic::write(&record_path, &json).map_err(|e| ImportError::io("write", &record_path, e))?;
+        atomic::write(&record_path, &json)
+            .map_err(|e| ImportError::io("write", &record_path, e))?;
         Ok((placement, files, ImportState::Imported))
     }
 
@@ -404,7 +417,11 @@ impl Engine {
                 .iter()
                 .filter_map(|f| {
                     let rel = SafeRelPath::new(&f.path).ok()?;
-                    Some((f.path.clone(), rel.segments().fold(dir.clone(), |p, s| p.join(s)), f.size))
+                    Some((
+                        f.path.clone(),
+                        rel.segments().fold(dir.clone(), |p, s| p.join(s)),
+                        f.size,
+                    ))
                 })
                 .collect();
             out.push(ImportedModel {

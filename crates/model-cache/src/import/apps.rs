@@ -347,7 +347,11 @@ mod tests {
         assert_eq!(found[0].suggested_repo.as_deref(), Some("org/Model-GGUF"));
         assert_eq!(found[0].files.len(), 1);
         assert_eq!(found[0].files[0].claimed_sha256.as_deref(), Some(&*hex));
-        assert!(found[0].files[0].source.ends_with(format!("blobs/sha256-{hex}")));
+        assert!(
+            found[0].files[0]
+                .source
+                .ends_with(format!("blobs/sha256-{hex}"))
+        );
     }
 
     #[test]

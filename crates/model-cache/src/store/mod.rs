@@ -486,9 +486,17 @@ impl RepoCache {
         source: &Path,
         allow_copy: bool,
     ) -> Result<share::ShareMethod, StoreError> {
+        // The nearest folder that exists on the way to `blobs/`: the same file system, and
+        // nothing created for a dry run.
         let blobs = layout::blobs_dir(&self.dir);
-        std::fs::create_dir_all(&blobs).map_err(|e| StoreError::io("create", &blobs, e))?;
-        share::probe(source, &blobs, allow_copy).map_err(|e| StoreError::io("probe", source, e))
+        let mut dir = blobs.as_path();
+        while !dir.is_dir() {
+            match dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
+                _ => break,
+            }
+        }
+        share::probe(source, dir, allow_copy).map_err(|e| StoreError::io("probe", source, e))
     }
 
     /// Renames an adopted partial file (whose hash the caller checked) to `blobs/<etag>`. Unlike

@@ -72,7 +72,9 @@ pub fn share_file(from: &Path, to: &Path, allow_copy: bool) -> io::Result<ShareM
     }
     match atomic::hard_link(from, to) {
         Ok(()) => return Ok(ShareMethod::HardLink),
-        Err(e) => tracing::debug!(from = %from.display(), error = %e, "No hard link; trying a reflink"),
+        Err(e) => {
+            tracing::debug!(from = %from.display(), error = %e, "No hard link; trying a reflink")
+        }
     }
     match atomic::reflink(from, to) {
         Ok(()) => return Ok(ShareMethod::Reflink),
@@ -118,7 +120,10 @@ mod tests {
         let from = dir.path().join("a.gguf");
         std::fs::write(&from, b"GGUF bytes").unwrap();
         let to = dir.path().join("b.gguf");
-        assert_eq!(share_file(&from, &to, false).unwrap(), ShareMethod::HardLink);
+        assert_eq!(
+            share_file(&from, &to, false).unwrap(),
+            ShareMethod::HardLink
+        );
         assert!(same_file(&from, &to));
         assert_eq!(std::fs::read(&from).unwrap(), b"GGUF bytes");
         assert_eq!(
