@@ -128,6 +128,7 @@ function httpTransport() {
     cache_pin: (a) => request('POST', '/api/cache/pin', a),
     cache_delete: (a) => request('POST', '/api/cache/delete', a),
     cache_reveal: (a) => request('POST', '/api/cache/reveal', a),
+    import_models: (a) => request('POST', '/api/import', a.body),
     settings_get: () => request('GET', '/api/settings'),
     settings_set: (a) => request('PUT', '/api/settings', a.settings),
     set_token: (a) => request('POST', '/api/token', a),
@@ -230,6 +231,8 @@ function createApi() {
     pin: (repo, pinned) => call('cache_pin', { repo, pinned }),
     deleteCached: (repo, revision) => call('cache_delete', { repo, revision: revision || null }),
     reveal: (repo) => call('cache_reveal', { repo }),
+    /** `body` is an `ImportBody` (docs/local-api.md); answers an `ImportReport`. */
+    importModels: (body) => call('import_models', { body }),
     settings: () => call('settings_get'),
     updateSettings: (partial) => call('settings_set', { settings: partial }),
     setToken: (token) => call('set_token', { token }),

@@ -192,8 +192,9 @@ pub(crate) fn llama_cpp(root: &Path) -> Result<Vec<Candidate>, ImportError> {
     Ok(found)
 }
 
-/// Files or folders the user named: a file is one model; a folder is one model made of every
-/// file in it (subfolders included), and must hold a GGUF or safetensors file.
+/// Files or folders the user named: a file is one model; a folder is one model made of the
+/// model files in it (subfolders included: weights, configs, tokenizers, the model card; see
+/// [`MODEL_FILE_EXTENSIONS`]), and must hold a GGUF or safetensors file.
 pub(crate) fn paths(paths: &[PathBuf]) -> Result<Vec<Candidate>, ImportError> {
     let mut found = Vec::new();
     for path in paths {
@@ -214,7 +215,9 @@ pub(crate) fn paths(paths: &[PathBuf]) -> Result<Vec<Candidate>, ImportError> {
         }
         let mut files = Vec::new();
         for file in files_under(path, 8)? {
-            files.push(candidate_file(path, &file)?);
+            if is_model_file(&file) {
+                files.push(candidate_file(path, &file)?);
+            }
         }
         if !files.iter().any(|f| is_weights(Path::new(&f.name))) {
             return Err(ImportError::NotWeights { path: path.clone() });
@@ -240,6 +243,26 @@ fn repo_and_file_of_resolve_url(url: &str) -> Option<(String, String)> {
         }
         _ => None,
     }
+}
+
+/// What a model folder's files are named, besides the weights: configs and tokenizers
+/// (`json`, `model`, `tiktoken`, `txt`, `jinja`) and the model card (`md`). Anything else in the
+/// folder is not part of the import.
+pub(crate) const MODEL_FILE_EXTENSIONS: &[&str] = &[
+    "gguf",
+    "safetensors",
+    "json",
+    "model",
+    "tiktoken",
+    "txt",
+    "jinja",
+    "md",
+];
+
+fn is_model_file(path: &Path) -> bool {
+    MODEL_FILE_EXTENSIONS
+        .iter()
+        .any(|ext| has_extension(path, ext))
 }
 
 fn is_weights(path: &Path) -> bool {
