@@ -130,6 +130,15 @@ pub(crate) enum Command {
     /// Import GGUF or safetensors files or folders, or adopt another app's models, without
     /// moving or changing them (hard links or reflinks; a copy only with --copy)
     Import(ImportArgs),
+    /// Push a cached revision to the team bucket (MODEL_CACHE_BUCKET): its blobs, checked
+    /// against their hashes first, then its ref; an interrupted upload resumes
+    Push {
+        /// Repo id
+        repo: String,
+        /// Branch, tag or commit
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
     /// Check cached files against their hashes
     Verify {
         /// Only this repo [default: every cached repo]

@@ -222,7 +222,8 @@ pub fn diagnose<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
         crate::doctor::DoctorError,
         crate::selection::SelectionError,
         crate::formats::InspectError,
-        crate::import::ImportError
+        crate::import::ImportError,
+        crate::bucket::BucketError
     );
     None
 }

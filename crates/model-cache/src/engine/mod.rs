@@ -22,6 +22,7 @@ mod import;
 mod mirror;
 mod preferences;
 mod pull;
+mod push;
 mod views;
 
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ pub use preferences::{
     SETTING_NAMES, Span, TrustChange,
 };
 pub use pull::{Choice, PullPlan, PullRequest};
+pub use push::PushReport;
 pub use views::{
     CachedRepoView, CachedRevisionView, CorruptFile, Counters, DoctorError, DoctorReport,
     FinishedDownload, HealthReport, JobAction, Stats, VariantView, VariantsReport, VerifyReport,

@@ -15,6 +15,7 @@ pub mod in_flight;
 pub mod queue;
 mod schema;
 pub mod transfers;
+pub mod uploads;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -125,4 +125,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     RESUME_SAFETY,
     SOURCES,
     ORIGINS,
+    super::uploads::MIGRATION,
 ];
