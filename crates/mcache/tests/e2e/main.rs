@@ -4,6 +4,7 @@
 mod common;
 
 mod basics;
+mod bucket;
 mod crash;
 mod errors;
 mod import;
