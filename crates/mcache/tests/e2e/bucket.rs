@@ -50,11 +50,15 @@ impl S3 {
         s3
     }
 
-    /// One plain HTTP/1.1 request (moto accepts unsigned ones); `None` when nothing answers.
+    /// One plain HTTP/1.1 request; `None` when nothing answers.
     fn request(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        // An anonymous request cannot read private objects; moto checks no signature (it
+        // enforces no IAM policy), so a header naming the test key is enough.
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Connection: close\r\n\r\n",
             self.port,
             body.len()
         );
@@ -82,6 +86,13 @@ impl S3 {
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// The bucket's listing (XML), for failure messages.
+    fn listing(&self) -> String {
+        self.request("GET", &format!("/{BUCKET}?list-type=2"), &[])
+            .map(|(status, body)| format!("{status} {}", String::from_utf8_lossy(&body)))
+            .unwrap_or_default()
     }
 
     fn object(&self, key: &str) -> Option<Vec<u8>> {
@@ -175,7 +186,7 @@ fn a_pull_is_pushed_and_another_cache_pulls_it_from_the_bucket_not_the_cdn() {
     let sha = member_a.sha256(REPO, Q4);
     let object = s3
         .object(&format!("models--demo--tiny-gguf/blobs/{sha}"))
-        .expect("the verified blob was pushed");
+        .unwrap_or_else(|| panic!("the verified blob was pushed: {}", s3.listing()));
     assert_eq!(sha256_hex(&object), sha);
     let main = commit_of(&member_a, "main");
     assert_eq!(

@@ -191,7 +191,8 @@ impl Sources {
 
     /// Whether a source other than `index` is still in use for this file.
     pub(crate) fn has_alternative(&self, index: usize) -> bool {
-        self.alive().any(|i| i != index)
+        // A fallback counts: it is what takes over when this one is dropped.
+        (0..self.list.len()).any(|i| i != index && !self.list[i].state().dropped)
     }
 
     /// The fastest source still in use (the first one while none is measured): where the end of
