@@ -435,6 +435,27 @@ mod tests {
     }
 
     #[test]
+    fn a_fallback_is_asked_only_once_every_other_source_is_dropped() {
+        let sources = Sources::new(
+            Source::new(SourceKind::Hub, "http://cdn.test/f".into()).as_fallback(),
+            vec![Source::new(
+                SourceKind::Mirror {
+                    base: "http://team.test".into(),
+                },
+                "http://team.test/f".into(),
+            )],
+        );
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..1000 {
+            assert_eq!(sources.pick_with(None, &mut rng), Some(1));
+        }
+        assert!(sources.has_alternative(1), "the fallback takes over");
+        sources.drop_source(1);
+        assert_eq!(sources.pick_with(None, &mut rng), Some(0));
+        assert_eq!(sources.fastest(), Some(0));
+    }
+
+    #[test]
     fn a_split_goes_to_the_fastest_source_still_in_use() {
         let sources = two();
         assert_eq!(sources.fastest(), Some(0), "none measured: the first");
