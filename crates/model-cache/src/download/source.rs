@@ -96,7 +96,7 @@ impl Source {
     }
 
     /// This source, asked only when no other is alive.
-    pub(crate) fn as_fallback(mut self) -> Self {
+    pub(crate) fn into_fallback(mut self) -> Self {
         self.fallback = true;
         self
     }
@@ -343,7 +343,7 @@ pub(crate) async fn resolve(
             Ok(url) => {
                 tracing::debug!(bucket = %bucket.url(), %path, "The team bucket has the file");
                 team = Some(Source::new(SourceKind::Bucket(bucket.clone()), url));
-                primary = primary.as_fallback();
+                primary = primary.into_fallback();
             }
             Err(reason) => {
                 tracing::debug!(bucket = %bucket.url(), %path, %reason, "Not using the team bucket for this file");
@@ -437,7 +437,7 @@ mod tests {
     #[test]
     fn a_fallback_is_asked_only_once_every_other_source_is_dropped() {
         let sources = Sources::new(
-            Source::new(SourceKind::Hub, "http://cdn.test/f".into()).as_fallback(),
+            Source::new(SourceKind::Hub, "http://cdn.test/f".into()).into_fallback(),
             vec![Source::new(
                 SourceKind::Mirror {
                     base: "http://team.test".into(),
