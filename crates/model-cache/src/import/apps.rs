@@ -22,6 +22,8 @@ use super::{Candidate, CandidateFile, ImportError, ImportOrigin};
 const OLLAMA_MODEL: &str = "application/vnd.ollama.image.model";
 const OLLAMA_PROJECTOR: &str = "application/vnd.ollama.image.projector";
 const OLLAMA_DEFAULT_HOST: &str = "registry.ollama.ai";
+/// Ollama's own blob folder (`sha256-<hex>` files), not the hub cache's `blobs/`.
+const OLLAMA_BLOBS: &str = "blobs";
 
 /// An Ollama image manifest (the fields read here).
 #[derive(Debug, Deserialize)]
@@ -90,7 +92,7 @@ pub(crate) fn ollama(root: &Path) -> Result<Vec<Candidate>, ImportError> {
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 continue;
             }
-            let blob = root.join("blobs").join(format!("sha256-{hex}"));
+            let blob = root.join(OLLAMA_BLOBS).join(format!("sha256-{hex}"));
             files.push(CandidateFile {
                 source: blob,
                 name: format!("{stem}.gguf"),
