@@ -62,6 +62,11 @@ if [ "${1:-}" = "--with-test-tools" ]; then
     echo "setup: installing maturin and pytest into target/py-venv" >&2
     target/py-venv/bin/pip install -q --disable-pip-version-check "maturin==1.16.0" "pytest==9.2.0"
   fi
+  # A real S3 API on loopback for the team-bucket tests (crates/mcache/tests/e2e/bucket.rs).
+  if ! target/py-venv/bin/python -c "import moto, flask" 2>/dev/null; then
+    echo "setup: installing moto[server] into target/py-venv" >&2
+    target/py-venv/bin/pip install -q --disable-pip-version-check "moto[server]==5.2.1"
+  fi
   # The older release transformers 4.x installs (with hf_transfer, which 0.x uses), for the
   # partial-file and mirror interoperability tests.
   if [ ! -x target/py-venv-legacy/bin/python ] || ! target/py-venv-legacy/bin/python -c "import huggingface_hub, hf_transfer" 2>/dev/null; then

@@ -138,6 +138,14 @@ pub async fn cache_delete(
 
 /// Like the API's reveal, and opens the folder in the file manager.
 #[tauri::command]
+pub async fn import_models(
+    state: State<'_, AppState>,
+    body: local_api::contract::ImportBody,
+) -> ApiResult<model_cache::import::ImportReport> {
+    state.api.import(body).await
+}
+
+#[tauri::command]
 pub async fn cache_reveal(state: State<'_, AppState>, repo: String) -> ApiResult<Revealed> {
     let revealed = state.api.cache_reveal(&repo).await?;
     tauri_plugin_opener::reveal_item_in_dir(&revealed.path).map_err(|e| {
@@ -261,6 +269,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         check_updates,
         cache_delete,
         cache_reveal,
+        import_models,
         settings_get,
         settings_set,
         set_token,

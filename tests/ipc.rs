@@ -298,3 +298,31 @@ fn a_change_of_where_the_token_goes_is_made_only_once_confirmed() {
         questions[0]
     );
 }
+
+#[test]
+fn import_models_adopts_a_file_through_ipc() {
+    let rig = rig();
+    let source = tempfile::tempdir().unwrap();
+    let file = source.path().join("tiny-Q2_K.gguf");
+    let mut gguf = b"GGUF".to_vec();
+    gguf.extend_from_slice(&3u32.to_le_bytes());
+    gguf.extend_from_slice(&0u64.to_le_bytes());
+    gguf.extend_from_slice(&0u64.to_le_bytes());
+    gguf.extend_from_slice(&[7u8; 1024]);
+    std::fs::write(&file, &gguf).unwrap();
+    let body = |dry_run: bool| json!({ "body": { "from": "files", "paths": [file.to_str().unwrap()], "dry_run": dry_run } });
+    let dry = rig.invoke("import_models", body(true)).unwrap();
+    assert_eq!(dry["items"][0]["state"], "planned", "{dry:#}");
+    assert_eq!(dry["saved_bytes"], gguf.len() as u64);
+    let done = rig.invoke("import_models", body(false)).unwrap();
+    assert_eq!(done["items"][0]["state"], "imported", "{done:#}");
+    assert_eq!(done["items"][0]["files"][0]["method"], "hard_link");
+    assert_eq!(std::fs::read(&file).unwrap(), gguf);
+    let refused = rig
+        .invoke(
+            "import_models",
+            json!({ "body": { "from": "somewhere", "paths": [] } }),
+        )
+        .unwrap_err();
+    assert_eq!(refused["kind"], "invalid_input", "{refused:#}");
+}

@@ -133,6 +133,7 @@ function httpTransport() {
     check_updates: (a) => request('POST', '/api/updates/check', a),
     cache_delete: (a) => request('POST', '/api/cache/delete', a),
     cache_reveal: (a) => request('POST', '/api/cache/reveal', a),
+    import_models: (a) => request('POST', '/api/import', a.body),
     settings_get: () => request('GET', '/api/settings'),
     settings_set: (a) => request('PUT', '/api/settings', a.settings),
     set_token: (a) => request('POST', '/api/token', a),
@@ -240,6 +241,8 @@ function createApi() {
     checkUpdates: (force) => call('check_updates', { force: Boolean(force) }),
     deleteCached: (repo, revision) => call('cache_delete', { repo, revision: revision || null }),
     reveal: (repo) => call('cache_reveal', { repo }),
+    /** `body` is an `ImportBody` (docs/local-api.md); answers an `ImportReport`. */
+    importModels: (body) => call('import_models', { body }),
     settings: () => call('settings_get'),
     updateSettings: (partial) => call('settings_set', { settings: partial }),
     setToken: (token) => call('set_token', { token }),

@@ -880,6 +880,68 @@ async function refreshCache() {
 
 $('#cache-refresh').addEventListener('click', (e) => busy(e.currentTarget, refreshCache));
 $('#cache-check-updates').addEventListener('click', (e) => checkUpdates(e.currentTarget));
+// Import: a dry run first ("Check") says how each file would be placed and what it saves; a
+// file that needs a copy is only copied after the person agrees to its size.
+
+const IMPORT_METHODS = {
+  already_there: 'already there', hard_link: 'hard link', reflink: 'reflink', copy: 'copy', needs_copy: 'needs a copy',
+};
+
+function importBody(extra) {
+  const path = $('#import-path').value.trim();
+  return {
+    from: $('#import-from').value,
+    paths: path ? [path] : [],
+    repo: $('#import-repo').value.trim() || null,
+    suggested_repos: $('#import-suggested').checked,
+    revision: null,
+    copy: false,
+    dry_run: false,
+    ...extra,
+  };
+}
+
+function describeImport(report) {
+  const lines = [];
+  for (const item of report.items) {
+    const where = item.placement
+      ? (item.placement.kind === 'hub' ? `as ${item.placement.repo}` : `into ${item.placement.dir}`)
+      : '';
+    lines.push(`${item.state.replace('_', ' ')}: ${item.name} (${fmtBytes(item.bytes)}) ${where}`);
+    for (const file of item.files) lines.push(`    ${file.path}  ${fmtBytes(file.size)}  ${IMPORT_METHODS[file.method] || file.method}`);
+    if (item.error) lines.push(`    ${item.error}`);
+  }
+  const verb = report.dry_run ? 'would save' : 'saved';
+  lines.push(`${report.items.length} model(s), ${fmtBytes(report.bytes)}: ${verb} ${fmtBytes(report.saved_bytes)}` +
+    (report.copy_bytes > 0 ? `; ${fmtBytes(report.copy_bytes)} need a copy` : ''));
+  return lines.join('\n');
+}
+
+async function runImport(button, dryRun) {
+  const box = $('#import-error');
+  const out = $('#import-result');
+  await busy(button, async () => {
+    try {
+      let report = await api.importModels(importBody({ dry_run: dryRun }));
+      const needsCopy = report.items.some((i) => i.state === 'needs_copy');
+      if (!dryRun && needsCopy) {
+        const ok = await confirmDialog('Copy the files?',
+          `Some files can be neither hard-linked nor cloned here. Copying them uses ${fmtBytes(report.copy_bytes)} more disk.`, 'Copy');
+        if (ok) report = await api.importModels(importBody({ copy: true }));
+      }
+      clearError(box);
+      out.textContent = describeImport(report);
+      out.hidden = false;
+      if (!dryRun) await refreshCache();
+    } catch (err) {
+      showError(box, err);
+    }
+  });
+}
+
+$('#import-check').addEventListener('click', (e) => runImport(e.currentTarget, true));
+$('#import-form').addEventListener('submit', (e) => { e.preventDefault(); runImport($('#import-run'), false); });
+
 onShow['tab-cache'] = refreshCache;
 
 // ---------------------------------------------------------------------------------------------

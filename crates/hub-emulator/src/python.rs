@@ -42,6 +42,40 @@ pub fn python_with_legacy_huggingface_hub(target_dir: &Path) -> Result<PathBuf, 
     })
 }
 
+/// The `moto` release whose S3 server the team-bucket tests run against.
+pub const MOTO_VERSION: &str = "5.2.1";
+
+/// Returns the `moto_server` program of `<target_dir>/py-venv` (a real S3 API on loopback),
+/// installing `moto[server]` [`MOTO_VERSION`] into the environment when needed.
+pub fn moto_server(target_dir: &Path) -> Result<PathBuf, String> {
+    let python = python_with_huggingface_hub(target_dir)?;
+    let program = python.with_file_name("moto_server");
+    let has = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "import moto, flask, sys; sys.stdout.write(moto.__version__)",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout == MOTO_VERSION.as_bytes())
+    };
+    if !has() || !program.exists() {
+        let lock_path = target_dir.join("py-venv.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("Cannot open `{}`: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("Cannot lock `{}`: {e}", lock_path.display()))?;
+        if !has() || !program.exists() {
+            pip_install(&python, &format!("moto[server]=={MOTO_VERSION}"))?;
+        }
+    }
+    Ok(program)
+}
+
 fn python_with(target_dir: &Path, name: &str, version: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(target_dir)
         .map_err(|e| format!("Cannot create `{}`: {e}", target_dir.display()))?;

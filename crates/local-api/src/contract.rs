@@ -312,6 +312,27 @@ pub struct RevealBody {
     pub repo: String,
 }
 
+/// `POST /api/import`: files or folders, or another app's models, into the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBody {
+    /// `files`, `ollama`, `lmstudio` or `llama.cpp`.
+    pub from: String,
+    /// Files or folders; for an app, its folder (empty: the app's usual folder).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub suggested_repos: bool,
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub copy: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// `POST /api/token`: a token logs in, `null` logs out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

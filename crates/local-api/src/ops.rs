@@ -348,6 +348,57 @@ impl Api {
     }
 }
 
+impl Api {
+    /// `POST /api/import`: imports files or folders, or adopts another app's models (a dry run
+    /// says how each file would be placed and what that saves). Copies only with `copy`.
+    pub async fn import(
+        &self,
+        body: crate::contract::ImportBody,
+    ) -> ApiResult<model_cache::import::ImportReport> {
+        use model_cache::import::{ImportOrigin, ImportRequest};
+        let from = match body.from.as_str() {
+            "files" => ImportOrigin::Files,
+            "ollama" => ImportOrigin::Ollama,
+            "lmstudio" => ImportOrigin::LmStudio,
+            "llama.cpp" => ImportOrigin::LlamaCpp,
+            other => {
+                return Err(ApiError::invalid_input(format!(
+                    "`{other}` is not a source to import from"
+                ))
+                .with_hint("Use files, ollama, lmstudio or llama.cpp"));
+            }
+        };
+        let mut paths: Vec<std::path::PathBuf> = body
+            .paths
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect();
+        if paths.is_empty() {
+            let lookup = |name: &str| std::env::var(name).ok();
+            let home = lookup("HOME").map(std::path::PathBuf::from);
+            match model_cache::env::app_models_folder(from, &lookup, home.as_deref()) {
+                Some(folder) => paths.push(folder),
+                None => {
+                    return Err(ApiError::invalid_input("Nothing to import")
+                        .with_hint("Name a file or folder, or choose an app"));
+                }
+            }
+        }
+        let request = ImportRequest {
+            from,
+            paths,
+            repo: body.repo.as_deref().map(parse_repo).transpose()?,
+            use_suggested_repos: body.suggested_repos,
+            revision: body.revision.filter(|r| !r.is_empty()),
+            allow_copy: body.copy,
+            dry_run: body.dry_run,
+        };
+        Ok(self.engine.import(&request).await?)
+    }
+}
+
 fn parse_repo(text: &str) -> Result<RepoId, ApiError> {
     RepoId::parse_user_input(text).map_err(|e| {
         ApiError::invalid_input(e.to_string())

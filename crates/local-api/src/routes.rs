@@ -51,6 +51,7 @@ pub(crate) fn router(api: Api, streams: EventStreams) -> Router {
         .route("/updates", get(updates))
         .route("/updates/check", post(check_updates))
         .route("/cache/reveal", post(cache_reveal))
+        .route("/import", post(import))
         .route("/settings", get(settings_get).put(settings_set))
         .route("/token", post(set_token))
         .route("/stats", get(stats))
@@ -155,6 +156,13 @@ async fn cache_reveal(
     b: Result<Json<RevealBody>, JsonRejection>,
 ) -> Reply<Revealed> {
     reply(s.api.cache_reveal(&body(b)?.repo).await)
+}
+
+async fn import(
+    State(s): State<RouteState>,
+    b: Result<Json<crate::contract::ImportBody>, JsonRejection>,
+) -> Reply<model_cache::import::ImportReport> {
+    reply(s.api.import(body(b)?).await)
 }
 
 async fn settings_get(State(s): State<RouteState>) -> Reply<AppSettings> {

@@ -97,6 +97,16 @@ fn job() -> Job {
 
 #[test]
 fn every_contract_type_matches_the_document() {
+    let import_report: model_cache::import::ImportReport = serde_json::from_value(serde_json::json!({
+        "dry_run": true, "bytes": 1, "saved_bytes": 1, "copy_bytes": 0,
+        "items": [{
+            "name": "tiny:latest", "origin": "ollama", "suggested_repo": null, "state": "planned",
+            "placement": {"kind": "local", "dir": "/d"}, "bytes": 1, "saved_bytes": 1,
+            "copy_bytes": 0, "variants": [], "error": null,
+            "files": [{"source": "/s", "path": "tiny.gguf", "size": 1, "sha256": null, "method": "hard_link"}]
+        }]
+    }))
+    .unwrap();
     let file = FileRef {
         path: "a".into(),
         size: 1,
@@ -351,6 +361,21 @@ fn every_contract_type_matches_the_document() {
         ("FinishedDownload", keys(&finished)),
         ("Progress", keys(&progress)),
         ("Notification", keys(&notification)),
+        (
+            "ImportBody",
+            keys(&local_api::contract::ImportBody {
+                from: "ollama".into(),
+                paths: vec![],
+                repo: None,
+                suggested_repos: false,
+                revision: None,
+                copy: false,
+                dry_run: true,
+            }),
+        ),
+        ("ImportReport", keys(&import_report)),
+        ("ImportItem", keys(&import_report.items[0])),
+        ("ImportedFile", keys(&import_report.items[0].files[0])),
     ];
     let documented = documented();
     let mut problems = Vec::new();

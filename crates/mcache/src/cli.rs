@@ -127,6 +127,18 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Import GGUF or safetensors files or folders, or adopt another app's models, without
+    /// moving or changing them (hard links or reflinks; a copy only with --copy)
+    Import(ImportArgs),
+    /// Push a cached revision to the team bucket (MODEL_CACHE_BUCKET): its blobs, checked
+    /// against their hashes first, then its ref; an interrupted upload resumes
+    Push {
+        /// Repo id
+        repo: String,
+        /// Branch, tag or commit
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
     /// Check cached files against their hashes
     Verify {
         /// Only this repo [default: every cached repo]
@@ -393,4 +405,47 @@ mod tests {
     fn the_grammar_is_consistent() {
         command().debug_assert();
     }
+}
+
+/// Where `mcache import` takes models from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ImportFrom {
+    /// The files and folders given
+    Files,
+    /// Ollama's store [default folder: OLLAMA_MODELS or ~/.ollama/models]
+    Ollama,
+    /// LM Studio's models folder [default: ~/.lmstudio/models]
+    Lmstudio,
+    /// llama.cpp's download cache [default: LLAMA_CACHE or ~/.cache/llama.cpp]
+    #[value(name = "llama.cpp", alias = "llama-cpp")]
+    LlamaCpp,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Files or folders to import; with --from, the app's folder (optional)
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Take the models of another app
+    #[arg(long, value_enum, default_value = "files")]
+    pub from: ImportFrom,
+    /// The Hub repo the files came from: they are placed under it, in the standard layout,
+    /// when their hashes match its files
+    #[arg(long, value_name = "ORG/NAME")]
+    pub repo: Option<String>,
+    /// Use the Hub repo the other app's own records name (still checked against its hashes)
+    #[arg(long, conflicts_with = "repo")]
+    pub suggested_repos: bool,
+    /// Branch, tag or commit of --repo [default: main]
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+    /// Copy the files that can be neither hard-linked nor cloned (uses their size in disk)
+    #[arg(long)]
+    pub copy: bool,
+    /// Only show what would be imported, how, and what it saves
+    #[arg(long)]
+    pub dry_run: bool,
+    /// List the models imported into Model Cache's own folder
+    #[arg(long, conflicts_with_all = ["paths", "repo", "dry_run", "copy"])]
+    pub list: bool,
 }

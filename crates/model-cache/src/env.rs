@@ -67,6 +67,127 @@ pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// rule of Python's `urllib`).
 pub const REQUEST_METHOD: &str = "REQUEST_METHOD";
 
+/// The team bucket: `s3://bucket/prefix`, an S3-compatible store used as a download source.
+pub const MODEL_CACHE_BUCKET: &str = "MODEL_CACHE_BUCKET";
+/// `1`/`true`: push verified downloads to the team bucket.
+pub const MODEL_CACHE_BUCKET_PUSH: &str = "MODEL_CACHE_BUCKET_PUSH";
+/// An S3-compatible endpoint (MinIO, R2, a local server) instead of AWS.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// The bucket's region (`AWS_DEFAULT_REGION` when not set; default `us-east-1`).
+pub const AWS_REGION: &str = "AWS_REGION";
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+/// Credentials; without them, the profile's from the shared credentials file.
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// The profile of the shared credentials file (default `default`).
+pub const AWS_PROFILE: &str = "AWS_PROFILE";
+/// The shared credentials file (default `~/.aws/credentials`).
+pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
+
+/// The team bucket's settings from the environment, `None` without `MODEL_CACHE_BUCKET`.
+/// Credentials: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), else
+/// the `AWS_PROFILE` section (default `default`) of the shared credentials file; else none
+/// (unsigned requests, for a public bucket). Reading that one file is this function's only I/O.
+pub fn bucket(
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Option<crate::bucket::BucketSettings> {
+    let set = |name: &str| {
+        lookup(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let url = set(MODEL_CACHE_BUCKET)?;
+    let key_pair = |id: Option<String>, secret: Option<String>, token: Option<String>| {
+        Some(crate::bucket::BucketCredentials {
+            access_key_id: id?,
+            secret_access_key: Token::new(secret?)?,
+            session_token: token.and_then(Token::new),
+        })
+    };
+    let credentials = key_pair(
+        set(AWS_ACCESS_KEY_ID),
+        set(AWS_SECRET_ACCESS_KEY),
+        set(AWS_SESSION_TOKEN),
+    )
+    .or_else(|| {
+        let file = set(AWS_SHARED_CREDENTIALS_FILE)
+            .map(|f| PathBuf::from(expand_user(&f, home)))
+            .or_else(|| home.map(|h| h.join(".aws/credentials")))?;
+        let text = std::fs::read_to_string(file).ok()?;
+        let profile = set(AWS_PROFILE).unwrap_or_else(|| "default".into());
+        let section = ini_section(&text, &profile);
+        key_pair(
+            section.get("aws_access_key_id").cloned(),
+            section.get("aws_secret_access_key").cloned(),
+            section.get("aws_session_token").cloned(),
+        )
+    });
+    Some(crate::bucket::BucketSettings {
+        url,
+        endpoint: set(AWS_ENDPOINT_URL),
+        region: set(AWS_REGION).or_else(|| set(AWS_DEFAULT_REGION)),
+        credentials,
+        push: set(MODEL_CACHE_BUCKET_PUSH).is_some_and(|v| is_true(&v)),
+    })
+}
+
+/// The `key = value` lines of `[name]` in an INI text (the AWS credentials file).
+fn ini_section(text: &str, name: &str) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = header.trim() == name;
+        } else if inside && let Some((key, value)) = line.split_once('=') {
+            out.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+    }
+    out
+}
+
+/// Ollama's models folder (default `~/.ollama/models`), read to adopt its models.
+pub const OLLAMA_MODELS: &str = "OLLAMA_MODELS";
+/// llama.cpp's download cache (default `$XDG_CACHE_HOME/llama.cpp` or `~/.cache/llama.cpp`).
+pub const LLAMA_CACHE: &str = "LLAMA_CACHE";
+
+/// Where another app keeps its models by default, for adopting them: Ollama's store, LM
+/// Studio's models folder (`~/.lmstudio/models`, or the older `~/.cache/lm-studio/models` when
+/// only that exists), llama.cpp's cache. `None` for plain files, or without a home folder.
+pub fn app_models_folder(
+    origin: crate::import::ImportOrigin,
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Option<PathBuf> {
+    use crate::import::ImportOrigin;
+    let set = |name: &str| {
+        lookup(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| PathBuf::from(expand_user(&v, home)))
+    };
+    let xdg_cache = set(XDG_CACHE_HOME).or_else(|| home.map(|h| h.join(".cache")));
+    match origin {
+        ImportOrigin::Files => None,
+        ImportOrigin::Ollama => {
+            set(OLLAMA_MODELS).or_else(|| home.map(|h| h.join(".ollama/models")))
+        }
+        ImportOrigin::LmStudio => {
+            let home = home?;
+            let current = home.join(".lmstudio/models");
+            let older = home.join(".cache/lm-studio/models");
+            Some(if !current.exists() && older.exists() {
+                older
+            } else {
+                current
+            })
+        }
+        ImportOrigin::LlamaCpp => {
+            set(LLAMA_CACHE).or_else(|| xdg_cache.map(|c| c.join("llama.cpp")))
+        }
+    }
+}
+
 /// Every variable this module reads, with what it does, for `--help` texts and docs.
 pub const VARIABLES: &[(&str, &str)] = &[
     (
@@ -105,6 +226,48 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         MODEL_CACHE_DATA_DIR,
         "Model Cache's app-data folder (index database, settings, logs)",
+    ),
+    (
+        MODEL_CACHE_BUCKET,
+        "Team bucket `s3://bucket/prefix`: a download source (see docs/sources.md)",
+    ),
+    (
+        MODEL_CACHE_BUCKET_PUSH,
+        "`1`/`true`: push verified downloads to the team bucket",
+    ),
+    (
+        AWS_ENDPOINT_URL,
+        "S3-compatible endpoint of the team bucket",
+    ),
+    (
+        AWS_REGION,
+        "Region of the team bucket (default `us-east-1`)",
+    ),
+    (AWS_DEFAULT_REGION, "Region, when `AWS_REGION` is not set"),
+    (AWS_ACCESS_KEY_ID, "Team bucket credentials: key id"),
+    (
+        AWS_SECRET_ACCESS_KEY,
+        "Team bucket credentials: secret key (never logged)",
+    ),
+    (
+        AWS_SESSION_TOKEN,
+        "Team bucket credentials: session token (never logged)",
+    ),
+    (
+        AWS_PROFILE,
+        "Profile of the AWS credentials file (default `default`)",
+    ),
+    (
+        AWS_SHARED_CREDENTIALS_FILE,
+        "AWS credentials file (default `~/.aws/credentials`)",
+    ),
+    (
+        OLLAMA_MODELS,
+        "Ollama's models folder, for `mcache import --from ollama`",
+    ),
+    (
+        LLAMA_CACHE,
+        "llama.cpp's cache, for `mcache import --from llama.cpp`",
     ),
     (
         HTTPS_PROXY,
@@ -411,6 +574,7 @@ pub fn settings_from_env(
         .filter_map(|name| get(&lookup, name))
         .find(|value| !value.trim().is_empty())
         .map(|value| expand(value.trim(), &lookup, home));
+    settings.bucket = bucket(&lookup, home);
     settings
 }
 

@@ -221,7 +221,9 @@ pub fn diagnose<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
         crate::policy::PolicyError,
         crate::doctor::DoctorError,
         crate::selection::SelectionError,
-        crate::formats::InspectError
+        crate::formats::InspectError,
+        crate::import::ImportError,
+        crate::bucket::BucketError
     );
     None
 }

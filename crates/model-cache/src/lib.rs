@@ -8,6 +8,7 @@
 // Libraries report through their callers (events, return values, `tracing`), never by printing.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod bucket;
 pub mod download;
 pub mod engine;
 pub mod env;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod fit;
 pub mod formats;
 pub mod hub;
+pub mod import;
 pub mod index;
 pub mod policy;
 pub mod repo;

@@ -57,6 +57,9 @@ pub struct Settings {
     /// system's store (a company's CA): the `ca_bundle` setting, else `REQUESTS_CA_BUNDLE`,
     /// `CURL_CA_BUNDLE` or `SSL_CERT_FILE`.
     pub ca_bundle: Option<PathBuf>,
+    /// A team bucket (S3-compatible): a download source, and where verified downloads are
+    /// pushed when [`crate::bucket::BucketSettings::push`] is set.
+    pub bucket: Option<crate::bucket::BucketSettings>,
 }
 
 impl Settings {
@@ -78,6 +81,7 @@ impl Settings {
             response_limits: ResponseLimits::default(),
             proxy: ProxySettings::default(),
             ca_bundle: None,
+            bucket: None,
         }
     }
 

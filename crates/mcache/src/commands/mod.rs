@@ -7,6 +7,7 @@ mod cache;
 mod completions;
 mod config;
 mod demo;
+mod import;
 mod inspect;
 mod login;
 mod native_host;
@@ -215,6 +216,22 @@ async fn run_with_engine(
         Command::Outdated { cached } => updates::outdated(engine, cached, printer).await,
         Command::Hold { repo, branch } => updates::hold(engine, &repo, &branch, true, printer),
         Command::Follow { repo, branch } => updates::hold(engine, &repo, &branch, false, printer),
+        Command::Import(args) => import::import(engine, args, printer).await,
+        Command::Push { repo, revision } => {
+            let repo = parse_repo(&repo)?;
+            let report = engine
+                .push(&repo, &revision, &|path, part, parts| {
+                    eprintln!("pushed part {part}/{parts} of {path}");
+                })
+                .await?;
+            printer.output(&report, |r| {
+                printer.data(format!(
+                    "pushed {} file(s) ({} bytes), {} already in the bucket; {} at {}",
+                    r.pushed, r.bytes, r.already_there, r.revision, r.commit
+                ));
+            })?;
+            Ok(ExitStatus::Success)
+        }
         Command::Pin { repo } => cache::pin(engine, &repo, true, printer),
         Command::Unpin { repo } => cache::pin(engine, &repo, false, printer),
         Command::Gc { max_size, dry_run } => {

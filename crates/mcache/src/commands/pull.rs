@@ -128,6 +128,8 @@ pub(super) async fn download_plan(
         }
     };
     progress.finish();
+    // Pushes to the team bucket run beside the download; this process waits for its own.
+    engine.downloader().wait_for_pushes().await;
     let snapshot_path = engine
         .cache()
         .repo(&plan.repo)

@@ -111,7 +111,7 @@ impl World {
     /// `mcache` with a clean environment pointing at this world. The data folder is passed as
     /// `--data-dir`, the rest through the variables `huggingface_hub` reads.
     pub(crate) fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mcache"));
+        let mut command = Command::new(mcache_bin());
         for (name, _) in model_cache::env::VARIABLES {
             command.env_remove(name);
         }
@@ -166,7 +166,7 @@ impl World {
 
 /// `mcache` with no world at all (help, completions, usage errors).
 pub(crate) fn bare(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_mcache"))
+    let output = Command::new(mcache_bin())
         .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -214,4 +214,13 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// The `mcache` binary under test: the one cargo built for this test binary, or the one
+/// `MCACHE_TEST_BIN` names (when several checkouts share one target folder, the binary at
+/// cargo's path may be another checkout's).
+pub(crate) fn mcache_bin() -> PathBuf {
+    std::env::var_os("MCACHE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mcache")))
 }

@@ -4,8 +4,10 @@
 mod common;
 
 mod basics;
+mod bucket;
 mod crash;
 mod errors;
+mod import;
 mod interrupt;
 mod json;
 mod manage;

@@ -19,6 +19,14 @@ pub enum DownloadError {
         #[source]
         source: Box<HubError>,
     },
+    /// The team bucket failed (signing a URL for a file).
+    #[error("The team bucket failed for `{path}` of `{repo}`: {source}")]
+    Bucket {
+        repo: String,
+        path: String,
+        #[source]
+        source: Box<crate::bucket::BucketError>,
+    },
     /// Resolving the revision or listing the repo failed.
     #[error("Could not resolve `{repo}` at `{revision}`: {source}")]
     Resolve {
@@ -153,6 +161,7 @@ impl DownloadError {
                 source.kind()
             }
             DownloadError::UnsafePath { .. } => ErrorKind::UnsafePath,
+            DownloadError::Bucket { source, .. } => source.kind(),
             DownloadError::Integrity { .. } | DownloadError::Unverifiable { .. } => {
                 ErrorKind::Integrity
             }

@@ -194,6 +194,12 @@ struct Inner {
     stall: Duration,
     checkpoint: transfer::Checkpoint,
     offline: bool,
+    /// The team bucket: a source for every file it has, and where verified downloads go when
+    /// `push` is set.
+    bucket: Option<crate::bucket::Bucket>,
+    push: bool,
+    /// Pushes to the bucket running in the background, awaited by [`Downloader::wait_for_pushes`].
+    pushes: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl Downloader {
@@ -214,8 +220,27 @@ impl Downloader {
                     bytes: settings.limits.checkpoint_bytes.max(1),
                 },
                 offline: settings.offline,
+                bucket: settings.bucket.as_ref().and_then(|b| {
+                    crate::bucket::Bucket::new(b)
+                        .inspect_err(|error| tracing::warn!(%error, "The team bucket is not used"))
+                        .ok()
+                }),
+                push: settings.bucket.as_ref().is_some_and(|b| b.push),
+                pushes: std::sync::Mutex::new(tokio::task::JoinSet::new()),
             }),
         }
+    }
+
+    /// The team bucket, when one is configured and usable.
+    pub fn bucket(&self) -> Option<&crate::bucket::Bucket> {
+        self.inner.bucket.as_ref()
+    }
+
+    /// Waits for the pushes to the team bucket started so far (a command that exits waits for
+    /// its own pushes; the app lets them run).
+    pub async fn wait_for_pushes(&self) {
+        let mut pending = std::mem::take(&mut *self.inner.pushes.lock().expect("pushes lock"));
+        while pending.join_next().await.is_some() {}
     }
 
     /// The shared limits.
@@ -402,6 +427,8 @@ async fn run_online(
         .filter(|_| !request.files.is_empty() && request.files.iter().all(|f| f.metadata.is_some()))
     {
         commit
+    } else if let Some(commit) = team_ref(inner.bucket.as_ref(), repo, &request.revision).await {
+        commit
     } else {
         inner
             .hub
@@ -575,6 +602,25 @@ async fn run_online(
             }
         })
         .await;
+        if inner.push
+            && let Some(bucket) = inner.bucket.clone()
+        {
+            let blobs: Vec<(String, PathBuf, u64)> = files
+                .iter()
+                .map(|f| (f.etag.clone(), repo_cache.blob_path(&f.etag), f.size))
+                .collect();
+            let (index, repo, revision, commit) = (
+                inner.db.index().clone(),
+                repo.clone(),
+                request.revision.clone(),
+                newest_commit.clone(),
+            );
+            inner
+                .pushes
+                .lock()
+                .expect("pushes lock")
+                .spawn(push_verified(bucket, index, repo, revision, commit, blobs));
+        }
     }
     if control.is_cancelled() {
         return Err(DownloadError::Cancelled { repo: repo_name });
@@ -1220,7 +1266,14 @@ async fn fetch_blob(
     });
 
     // The Hub's download URL, and every mirror that has the same file.
-    let sources = source::resolve(&ctx.hub, repo_cache.repo(), rel.as_str(), meta).await;
+    let sources = source::resolve(
+        &ctx.hub,
+        inner.bucket.as_ref(),
+        repo_cache.repo(),
+        rel.as_str(),
+        meta,
+    )
+    .await;
     if sources.len() > 1 {
         let index = inner.db.index().clone();
         let history = tokio::task::spawn_blocking(move || index.source_history())
@@ -1568,4 +1621,59 @@ async fn repair(
         expected: expected.hex.clone(),
         actual,
     }))
+}
+
+/// Pushes a finished request's verified blobs to the team bucket, then its ref (so a member who
+/// reads the ref finds the blobs there). Failures are logged: the download itself succeeded.
+async fn push_verified(
+    bucket: crate::bucket::Bucket,
+    index: Index,
+    repo: RepoId,
+    revision: String,
+    commit: String,
+    blobs: Vec<(String, PathBuf, u64)>,
+) {
+    for (etag, path, size) in &blobs {
+        match bucket
+            .push_blob(&index, &repo, etag, path, *size, &|_, _| {})
+            .await
+        {
+            Ok(pushed) => tracing::debug!(bucket = %bucket.url(), %etag, ?pushed, "Pushed a blob"),
+            Err(error) => {
+                tracing::warn!(%error, "Could not push a blob to the team bucket");
+                return;
+            }
+        }
+    }
+    if !crate::store::is_commit_hash(&revision)
+        && let Err(error) = bucket.write_ref(&repo, &revision, &commit).await
+    {
+        tracing::warn!(%error, "Could not move the team bucket's ref");
+    }
+}
+
+/// The commit the team bucket's ref `revision` names, when a bucket is configured and has one:
+/// a team moves together, and a ref one member moved is what the others get on their next
+/// lookup. A bucket that cannot be read is passed over (the Hub decides then).
+pub(crate) async fn team_ref(
+    bucket: Option<&crate::bucket::Bucket>,
+    repo: &RepoId,
+    revision: &str,
+) -> Option<String> {
+    let bucket = bucket?;
+    if is_commit_hash(revision) {
+        return None;
+    }
+    match bucket.read_ref(repo, revision).await {
+        Ok(found) => {
+            if let Some(commit) = &found {
+                tracing::debug!(bucket = %bucket.url(), %revision, %commit, "The team's ref");
+            }
+            found
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Cannot read the team bucket's ref; asking the Hub");
+            None
+        }
+    }
 }

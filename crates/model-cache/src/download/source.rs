@@ -43,6 +43,8 @@ pub(crate) enum SourceKind {
     Hub,
     /// A configured mirror (its base URL), renewed by asking that mirror.
     Mirror { base: String },
+    /// The team bucket, through a signed URL renewed by signing again.
+    Bucket(crate::bucket::Bucket),
 }
 
 /// One origin of a file's bytes, with what this transfer measured of it.
@@ -57,6 +59,9 @@ pub(crate) struct Source {
     /// Serialises renewals, so streams refused at once ask for a fresh URL once.
     pub renewing: tokio::sync::Mutex<()>,
     state: Mutex<SourceState>,
+    /// Asked only while no other source is alive: the Hub's CDN when the team bucket has the
+    /// file, so the team's copy is read first and the CDN only if it fails.
+    fallback: bool,
 }
 
 /// What a transfer learned about one source.
@@ -86,7 +91,14 @@ impl Source {
             url: Mutex::new(url),
             renewing: tokio::sync::Mutex::new(()),
             state: Mutex::new(SourceState::default()),
+            fallback: false,
         }
+    }
+
+    /// This source, asked only when no other is alive.
+    pub(crate) fn into_fallback(mut self) -> Self {
+        self.fallback = true;
+        self
     }
 
     pub(crate) fn url(&self) -> String {
@@ -106,6 +118,7 @@ impl Source {
         match &self.kind {
             SourceKind::Hub => "hub".to_string(),
             SourceKind::Mirror { base } => redact_url(base),
+            SourceKind::Bucket(bucket) => bucket.url().to_string(),
         }
     }
 
@@ -162,8 +175,13 @@ impl Sources {
             .collect()
     }
 
+    /// The sources still in use: those not marked fallback, or the fallbacks when every other
+    /// one is dropped.
     fn alive(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.list.len()).filter(|&i| !self.list[i].state().dropped)
+        let preferred =
+            (0..self.list.len()).any(|i| !self.list[i].fallback && !self.list[i].state().dropped);
+        (0..self.list.len())
+            .filter(move |&i| !self.list[i].state().dropped && self.list[i].fallback != preferred)
     }
 
     /// The first source still in use (the one the file was resolved through, while it is).
@@ -173,7 +191,8 @@ impl Sources {
 
     /// Whether a source other than `index` is still in use for this file.
     pub(crate) fn has_alternative(&self, index: usize) -> bool {
-        self.alive().any(|i| i != index)
+        // A fallback counts: it is what takes over when this one is dropped.
+        (0..self.list.len()).any(|i| i != index && !self.list[i].state().dropped)
     }
 
     /// The fastest source still in use (the first one while none is measured): where the end of
@@ -312,11 +331,25 @@ impl Sources {
 /// are asked at once, one attempt each; one that fails or differs is left out for this file.
 pub(crate) async fn resolve(
     hub: &HubClient,
+    bucket: Option<&crate::bucket::Bucket>,
     repo: &RepoId,
     path: &str,
     meta: &FileMetadata,
 ) -> Sources {
-    let primary = Source::new(SourceKind::Hub, meta.download_url.clone());
+    let mut primary = Source::new(SourceKind::Hub, meta.download_url.clone());
+    let mut team = None;
+    if let Some(bucket) = bucket {
+        match bucket_has(bucket, repo, meta).await {
+            Ok(url) => {
+                tracing::debug!(bucket = %bucket.url(), %path, "The team bucket has the file");
+                team = Some(Source::new(SourceKind::Bucket(bucket.clone()), url));
+                primary = primary.into_fallback();
+            }
+            Err(reason) => {
+                tracing::debug!(bucket = %bucket.url(), %path, %reason, "Not using the team bucket for this file");
+            }
+        }
+    }
     let asks = hub.mirrors().iter().map(|base| async move {
         let answer = hub.file_metadata_on(base, repo, &meta.commit, path).await;
         (base, answer)
@@ -334,7 +367,28 @@ pub(crate) async fn resolve(
             }
         }
     }
+    if let Some(team) = team {
+        others.insert(0, team);
+    }
     Sources::new(primary, others)
+}
+
+/// A signed URL of the bucket's copy of the file, when it has one of the Hub's size.
+async fn bucket_has(
+    bucket: &crate::bucket::Bucket,
+    repo: &RepoId,
+    meta: &FileMetadata,
+) -> Result<String, String> {
+    match bucket.blob_size(repo, &meta.etag).await {
+        Ok(Some(size)) if size == meta.size => {}
+        Ok(Some(size)) => return Err(format!("its copy is {size} bytes, the Hub's {}", meta.size)),
+        Ok(None) => return Err("it has no copy".into()),
+        Err(error) => return Err(error.to_string()),
+    }
+    bucket
+        .blob_url(repo, &meta.etag)
+        .await
+        .map_err(|error| error.to_string())
 }
 
 /// The download URL a mirror's answer gives for the file `meta` describes, or why it does not
@@ -378,6 +432,27 @@ mod tests {
             .filter(|_| sources.pick_with(avoid, &mut rng) == Some(0))
             .count();
         first as f64 / picks as f64
+    }
+
+    #[test]
+    fn a_fallback_is_asked_only_once_every_other_source_is_dropped() {
+        let sources = Sources::new(
+            Source::new(SourceKind::Hub, "http://cdn.test/f".into()).into_fallback(),
+            vec![Source::new(
+                SourceKind::Mirror {
+                    base: "http://team.test".into(),
+                },
+                "http://team.test/f".into(),
+            )],
+        );
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..1000 {
+            assert_eq!(sources.pick_with(None, &mut rng), Some(1));
+        }
+        assert!(sources.has_alternative(1), "the fallback takes over");
+        sources.drop_source(1);
+        assert_eq!(sources.pick_with(None, &mut rng), Some(0));
+        assert_eq!(sources.fastest(), Some(0));
     }
 
     #[test]

@@ -135,6 +135,19 @@ impl BlobTransfer {
             return Ok(());
         }
         let (repo, commit) = &self.resolved_at;
+        if let SourceKind::Bucket(bucket) = &source.kind {
+            let url =
+                bucket
+                    .blob_url(repo, &self.etag)
+                    .await
+                    .map_err(|error| DownloadError::Bucket {
+                        repo: self.repo.clone(),
+                        path: self.path.clone(),
+                        source: Box::new(error),
+                    })?;
+            source.set_url(url);
+            return Ok(());
+        }
         let meta = match &source.kind {
             SourceKind::Hub => ctx.hub.file_metadata(repo, commit, &self.path).await,
             SourceKind::Mirror { base } => {
@@ -142,6 +155,7 @@ impl BlobTransfer {
                     .file_metadata_on(base, repo, commit, &self.path)
                     .await
             }
+            SourceKind::Bucket(_) => unreachable!("renewed above"),
         }
         .map_err(|error| DownloadError::Hub {
             repo: self.repo.clone(),

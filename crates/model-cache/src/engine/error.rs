@@ -39,6 +39,12 @@ pub enum EngineError {
     Selection(#[from] SelectionError),
     #[error(transparent)]
     Inspect(#[from] crate::formats::InspectError),
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
+    #[error(transparent)]
+    Bucket(#[from] crate::bucket::BucketError),
+    #[error("No team bucket is configured")]
+    NoBucket,
     #[error("`{repo}` has no variant named `{name}`")]
     NoSuchVariant { repo: String, name: String },
     #[error("Nothing in `{repo}` matches the selection")]
@@ -89,6 +95,9 @@ impl EngineError {
             EngineError::Settings(e) => e.kind(),
             EngineError::Selection(e) => e.kind(),
             EngineError::Inspect(e) => e.kind(),
+            EngineError::Import(e) => crate::error::Diagnostic::kind(e),
+            EngineError::Bucket(e) => crate::error::Diagnostic::kind(e),
+            EngineError::NoBucket => ErrorKind::InvalidInput,
             EngineError::NoSuchVariant { .. } => ErrorKind::NoSuchVariant,
             EngineError::NothingSelected { .. } => ErrorKind::NothingSelected,
             EngineError::NoRepo => ErrorKind::InvalidInput,
@@ -112,6 +121,9 @@ impl EngineError {
             EngineError::Settings(e) => e.hints(),
             EngineError::Selection(e) => e.hints(),
             EngineError::Inspect(e) => e.hints(),
+            EngineError::Import(e) => crate::error::Diagnostic::hints(e),
+            EngineError::Bucket(e) => crate::error::Diagnostic::hints(e),
+            EngineError::NoBucket => Vec::new(),
             EngineError::NoSuchVariant { repo, .. } => {
                 vec![Hint::ListVariants { repo: repo.clone() }]
             }

@@ -18,10 +18,12 @@
 //! ```
 
 mod error;
+mod import;
 mod mirror;
 mod preferences;
 mod pull;
 mod updates;
+mod push;
 mod views;
 
 use std::path::PathBuf;
@@ -40,6 +42,7 @@ pub use pull::{Choice, PullPlan, PullRequest};
 pub use updates::{
     HeldView, MeteredProbe, UnknownMetering, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
 };
+pub use push::PushReport;
 pub use views::{
     CachedRepoView, CachedRevisionView, CorruptFile, Counters, DoctorError, DoctorReport,
     FinishedDownload, HealthReport, JobAction, Stats, VariantView, VariantsReport, VerifyReport,

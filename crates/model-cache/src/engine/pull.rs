@@ -91,7 +91,12 @@ impl Engine {
             let (entries, commit) = self.cached_listing(repo, revision)?;
             return Ok((entries, commit, true));
         }
-        let info = self.inner.hub.repo_info(repo, Some(revision)).await?;
+        let team = crate::download::team_ref(self.inner.downloader.bucket(), repo, revision).await;
+        let info = self
+            .inner
+            .hub
+            .repo_info(repo, Some(team.as_deref().unwrap_or(revision)))
+            .await?;
         self.record_access(repo, &info);
         let commit = info.sha.clone();
         let entries: Vec<TreeEntry> = self

@@ -16,6 +16,7 @@ pub mod queue;
 mod schema;
 pub mod transfers;
 pub mod updates;
+pub mod uploads;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

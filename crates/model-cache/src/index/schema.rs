@@ -126,4 +126,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     SOURCES,
     ORIGINS,
     updates::MIGRATION,
+    super::uploads::MIGRATION,
 ];

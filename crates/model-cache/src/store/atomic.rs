@@ -76,6 +76,44 @@ pub fn hard_link(original: &Path, link: &Path) -> io::Result<()> {
     place(link, |temp| std::fs::hard_link(original, temp))
 }
 
+/// Makes `link` a copy-on-write clone of `original` (a reflink) atomically, replacing a file or
+/// link there. Fails where the file system cannot clone (and on other OSes than Linux).
+pub fn reflink(original: &Path, link: &Path) -> io::Result<()> {
+    place(link, |temp| clone_into_new(original, temp))
+}
+
+/// Creates the new file `to` as a clone of `from` (`FICLONE`), removing it again on failure.
+#[cfg(target_os = "linux")]
+#[expect(
+    unsafe_code,
+    reason = "FICLONE has no safe wrapper in the standard library; two owned descriptors"
+)]
+pub fn clone_into_new(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let source = File::open(from)?;
+    let target = create_temp(to, None)?;
+    // FICLONE = _IOW(0x94, 9, int): the whole source, shared extents, no bytes copied.
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    // SAFETY: both descriptors are open for the duration of the call; the ioctl reads an int.
+    let result = unsafe { libc::ioctl(target.as_raw_fd(), FICLONE as _, source.as_raw_fd()) };
+    if result == 0 {
+        return target.sync_all();
+    }
+    let error = io::Error::last_os_error();
+    drop(target);
+    let _ = std::fs::remove_file(to);
+    Err(error)
+}
+
+/// Creates the new file `to` as a clone of `from`: not available on this OS.
+#[cfg(not(target_os = "linux"))]
+pub fn clone_into_new(_from: &Path, _to: &Path) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "reflinks are only made on Linux",
+    ))
+}
+
 /// A fresh temp name next to `path`: `.{name}.model-cache-{pid}-{random:016x}.tmp`, the name
 /// cut to its first 200 bytes. The leading dot hides it from listings; the marker, pid and
 /// random part make it ours alone and tell [`remove_leftovers`] who wrote it.

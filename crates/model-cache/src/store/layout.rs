@@ -44,3 +44,25 @@ pub fn locks_dir(root: &Path, folder: &str) -> PathBuf {
 pub fn shared_blobs_dir(root: &Path) -> PathBuf {
     root.join("blobs")
 }
+
+/// The key of a blob in a team bucket's mirror of the hub-cache layout:
+/// `{prefix}/models--org--name/blobs/{etag}` (no leading slash; `prefix` may be empty).
+pub fn bucket_blob_key(prefix: &str, repo_folder: &str, etag: &str) -> String {
+    bucket_key(prefix, &[repo_folder, "blobs", etag])
+}
+
+/// The key of a ref in a team bucket: `{prefix}/models--org--name/refs/{revision}`, a small
+/// object holding the commit hash.
+pub fn bucket_ref_key(prefix: &str, repo_folder: &str, revision: &str) -> String {
+    bucket_key(prefix, &[repo_folder, "refs", revision])
+}
+
+fn bucket_key(prefix: &str, parts: &[&str]) -> String {
+    let prefix = prefix.trim_matches('/');
+    let rest = parts.join("/");
+    if prefix.is_empty() {
+        rest
+    } else {
+        format!("{prefix}/{rest}")
+    }
+}

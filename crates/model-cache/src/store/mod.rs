@@ -26,6 +26,7 @@ mod lock;
 pub mod removal;
 mod safe_path;
 mod scan;
+pub mod share;
 pub mod shared_blobs;
 mod verify;
 
@@ -460,6 +461,64 @@ impl RepoCache {
         drop(file);
         std::fs::rename(&from, &to).map_err(|e| StoreError::io("rename", &from, e))?;
         Ok(to)
+    }
+
+    /// Gives another program's file `source` the partial name of blob `etag` (see
+    /// [`share::share_file`]: a hard link, else a reflink, else a copy when `allow_copy`), for
+    /// an import that then checks its hash and calls [`RepoCache::finish_adopted_blob`]. The
+    /// source is only read. With [`share::ShareMethod::NeedsCopy`] nothing was created.
+    pub fn share_into_partial(
+        &self,
+        etag: &str,
+        source: &Path,
+        allow_copy: bool,
+    ) -> Result<share::ShareMethod, StoreError> {
+        check_etag(etag)?;
+        let to = self.partial_path(etag);
+        let blobs = layout::blobs_dir(&self.dir);
+        std::fs::create_dir_all(&blobs).map_err(|e| StoreError::io("create", &blobs, e))?;
+        share::share_file(source, &to, allow_copy).map_err(|e| StoreError::io("link", source, e))
+    }
+
+    /// What [`RepoCache::share_into_partial`] would do, creating nothing that stays.
+    pub fn probe_share(
+        &self,
+        source: &Path,
+        allow_copy: bool,
+    ) -> Result<share::ShareMethod, StoreError> {
+        // The nearest folder that exists on the way to `blobs/`: the same file system, and
+        // nothing created for a dry run.
+        let blobs = layout::blobs_dir(&self.dir);
+        let mut dir = blobs.as_path();
+        while !dir.is_dir() {
+            match dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
+                _ => break,
+            }
+        }
+        share::probe(source, dir, allow_copy).map_err(|e| StoreError::io("probe", source, e))
+    }
+
+    /// Renames an adopted partial file (whose hash the caller checked) to `blobs/<etag>`. Unlike
+    /// [`RepoCache::finish_blob`] it never opens the file for writing: it may be another
+    /// program's file under a second name.
+    pub fn finish_adopted_blob(&self, etag: &str) -> Result<PathBuf, StoreError> {
+        check_etag(etag)?;
+        let (from, to) = (self.partial_path(etag), self.blob_path(etag));
+        std::fs::rename(&from, &to).map_err(|e| StoreError::io("rename", &from, e))?;
+        Ok(to)
+    }
+
+    /// Removes an adopted partial file whose hash did not match (only our name for it).
+    pub fn discard_adopted_partial(&self, etag: &str) -> Result<(), StoreError> {
+        check_etag(etag)?;
+        let path = self.partial_path(etag);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::io("remove", &path, e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Links `snapshots/<commit>/<file>` to `blobs/<etag>` with a relative symlink, atomically
