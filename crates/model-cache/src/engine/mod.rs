@@ -22,8 +22,8 @@ mod import;
 mod mirror;
 mod preferences;
 mod pull;
-mod updates;
 mod push;
+mod updates;
 mod views;
 
 use std::path::PathBuf;
@@ -39,10 +39,10 @@ pub use preferences::{
     SETTING_NAMES, Span, TrustChange,
 };
 pub use pull::{Choice, PullPlan, PullRequest};
+pub use push::PushReport;
 pub use updates::{
     HeldView, MeteredProbe, UnknownMetering, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
 };
-pub use push::PushReport;
 pub use views::{
     CachedRepoView, CachedRevisionView, CorruptFile, Counters, DoctorError, DoctorReport,
     FinishedDownload, HealthReport, JobAction, Stats, VariantView, VariantsReport, VerifyReport,
