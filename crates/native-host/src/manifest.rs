@@ -57,26 +57,9 @@ impl std::str::FromStr for Browser {
     }
 }
 
-/// The OS whose conventions a place follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Os {
-    Linux,
-    MacOs,
-    Windows,
-}
-
-impl Os {
-    /// The OS this program runs on (other unixes use the Linux places, as the browsers do).
-    pub fn current() -> Os {
-        if cfg!(target_os = "macos") {
-            Os::MacOs
-        } else if cfg!(windows) {
-            Os::Windows
-        } else {
-            Os::Linux
-        }
-    }
-}
+/// The OS whose conventions a place follows (the engine's: other unixes use the Linux places,
+/// as the browsers do).
+pub use model_cache::env::Os;
 
 /// What is wrong with an install request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

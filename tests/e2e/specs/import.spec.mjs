@@ -62,7 +62,7 @@ describe('Import in the UI', () => {
     const text = await result.innerText();
     assert.match(text, /planned: tiny-Q4_K_M\.gguf/);
     assert.match(text, /hard link/);
-    assert.match(text, /would save 4\.\d+ kB/);
+    assert.match(text, /would save 4\.\d+ KiB/);
     assert.equal(existsSync(imported()), false, 'a dry run creates nothing');
   });
 

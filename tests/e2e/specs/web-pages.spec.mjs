@@ -178,7 +178,8 @@ test('a proxy is a setting only the app changes: a browser page is told so', asy
   await page.locator('#settings-form[aria-busy="false"]').waitFor();
   await page.getByLabel('Proxy', { exact: true }).fill('ftp://proxy.example');
   await page.getByRole('button', { name: /^Save/ }).click();
-  await page.locator('#settings-error', { hasText: 'is not an http(s) proxy URL' }).waitFor();
+  // Refused beside the field itself.
+  await page.locator('#err-proxy', { hasText: 'is not an http(s) proxy URL' }).waitFor();
   await page.getByLabel('Proxy', { exact: true }).fill('http://proxy.example:3128');
   await page.getByRole('button', { name: /^Save/ }).click();
   await page.locator('#settings-error', { hasText: 'cannot change proxy' }).waitFor();
