@@ -45,6 +45,8 @@ pub enum EngineError {
     NothingSelected { repo: String },
     #[error("No repository given")]
     NoRepo,
+    #[error("Invalid search: {reason}")]
+    InvalidSearch { reason: String },
     #[error("`{file}` of `{repo}` is not in the cache (revision `{revision}`)")]
     OfflineMiss {
         repo: String,
@@ -91,7 +93,7 @@ impl EngineError {
             EngineError::Inspect(e) => e.kind(),
             EngineError::NoSuchVariant { .. } => ErrorKind::NoSuchVariant,
             EngineError::NothingSelected { .. } => ErrorKind::NothingSelected,
-            EngineError::NoRepo => ErrorKind::InvalidInput,
+            EngineError::NoRepo | EngineError::InvalidSearch { .. } => ErrorKind::InvalidInput,
             EngineError::OfflineMiss { .. } => ErrorKind::OfflineMiss,
             EngineError::NotCached { .. } => ErrorKind::NotCached,
             EngineError::CacheFolderMissing { .. } => ErrorKind::CacheUnavailable,
@@ -116,7 +118,7 @@ impl EngineError {
                 vec![Hint::ListVariants { repo: repo.clone() }]
             }
             EngineError::NothingSelected { .. } => vec![Hint::CheckSelection],
-            EngineError::NoRepo => Vec::new(),
+            EngineError::NoRepo | EngineError::InvalidSearch { .. } => Vec::new(),
             EngineError::OfflineMiss { repo, .. } => {
                 vec![Hint::PullWhileOnline { repo: repo.clone() }]
             }

@@ -21,6 +21,7 @@ mod error;
 mod mirror;
 mod preferences;
 mod pull;
+mod search;
 mod updates;
 mod views;
 
@@ -37,6 +38,10 @@ pub use preferences::{
     SETTING_NAMES, Span, TrustChange,
 };
 pub use pull::{Choice, PullPlan, PullRequest};
+pub use search::{
+    DEFAULT_SEARCH_LIMIT, SearchReport, SearchRequest, SearchResultView, SizeEstimate,
+    listed_formats, listed_size,
+};
 pub use updates::{
     HeldView, MeteredProbe, UnknownMetering, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
 };
