@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use model_cache::RepoId;
+use model_cache::engine::SearchRequest;
 use model_cache::engine::{
     AppSettings, CachedRepoView, Engine, EngineError, JobAction, PreferencesPatch, PullRequest,
     TrustChange, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
 };
+use model_cache::hub::SearchSort;
 use model_cache::index::queue::QueueState;
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -123,6 +125,41 @@ impl Api {
         let revision = revision.filter(|r| !r.is_empty());
         let report = self.engine.variants(&repo, revision).await?;
         Ok(contract::variants(&report))
+    }
+
+    /// `GET /api/search?q=&filter=&sort=&limit=&cursor=`.
+    pub async fn search(
+        &self,
+        params: contract::SearchParams,
+    ) -> ApiResult<contract::SearchResults> {
+        let sort = match params
+            .sort
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => SearchSort::Downloads,
+            Some(text) => SearchSort::parse(text).ok_or_else(|| {
+                ApiError::invalid_input(format!("Unknown sort order `{text}`"))
+                    .with_hint("Sort by downloads, likes or last_modified")
+            })?,
+        };
+        let request = SearchRequest {
+            query: params.q.unwrap_or_default(),
+            filter: params
+                .filter
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect(),
+            sort,
+            limit: params.limit,
+            cursor: params.cursor.filter(|c| !c.is_empty()),
+        };
+        let report = self.engine.search(&request).await?;
+        Ok(contract::search_results(&report))
     }
 
     /// `POST /api/pulls`.

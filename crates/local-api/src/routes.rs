@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::contract::{
     Affected, CheckBody, DeleteBody, Freed, Health, HoldBody, Job, PinBody, PullBody, Queued,
-    RevealBody, Revealed, StatsBody, TokenBody, TokenState, UpdateBody, Variants,
+    RevealBody, Revealed, SearchParams, SearchResults, StatsBody, TokenBody, TokenState,
+    UpdateBody, Variants,
 };
 use crate::error::ApiError;
 use crate::events::EventStreams;
@@ -38,6 +39,7 @@ pub(crate) fn router(api: Api, streams: EventStreams) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/variants", get(variants))
+        .route("/search", get(search))
         .route("/pulls", post(pull))
         .route("/jobs", get(jobs))
         .route("/jobs/pause-all", post(pause_all))
@@ -74,6 +76,15 @@ async fn variants(State(s): State<RouteState>, Query(q): Query<VariantsQuery>) -
             .variants(q.repo.as_deref().unwrap_or(""), q.revision.as_deref())
             .await,
     )
+}
+
+async fn search(
+    State(s): State<RouteState>,
+    q: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Reply<SearchResults> {
+    let Query(q) =
+        q.map_err(|err| ApiError::invalid_input(format!("Invalid search: {}", err.body_text())))?;
+    reply(s.api.search(q).await)
 }
 
 async fn pull(
