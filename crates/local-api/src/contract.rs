@@ -83,6 +83,8 @@ pub struct VariantBody {
     pub recommended: bool,
     pub warnings: Vec<String>,
     pub header: Option<ModelShape>,
+    /// Every file of the variant (and its companions) is in the cache at this commit.
+    pub cached: bool,
 }
 
 /// A file and its size.
@@ -461,6 +463,7 @@ pub fn variants(report: &VariantsReport) -> Variants {
                 recommended: view.recommended,
                 warnings: v.warnings.iter().map(|w| w.message.clone()).collect(),
                 header: v.shape.clone(),
+                cached: false,
             }
         })
         .collect();

@@ -124,7 +124,23 @@ impl Api {
         let repo = parse_repo(repo)?;
         let revision = revision.filter(|r| !r.is_empty());
         let report = self.engine.variants(&repo, revision).await?;
-        Ok(contract::variants(&report))
+        let mut body = contract::variants(&report);
+        // A variant is cached when each of its files is in the snapshot of the listed commit.
+        let commit = report
+            .commit
+            .clone()
+            .unwrap_or_else(|| report.revision.clone());
+        let cache = self.engine.cache().repo(&repo);
+        for variant in &mut body.variants {
+            variant.cached = variant.complete
+                && variant.files.iter().chain(&variant.companions).all(|f| {
+                    matches!(
+                        cache.lookup_cached(&commit, &f.path),
+                        model_cache::store::CachedLookup::Found(_)
+                    )
+                });
+        }
+        Ok(body)
     }
 
     /// `GET /api/search?q=&filter=&sort=&limit=&cursor=`.

@@ -150,6 +150,7 @@ fn every_contract_type_matches_the_document() {
         recommended: true,
         warnings: vec![],
         header: None,
+        cached: false,
     };
     let counts = JobCounts {
         running: 1,

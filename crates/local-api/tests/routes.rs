@@ -183,6 +183,18 @@ async fn pull_streams_progress_then_cache_pin_and_delete() {
     );
     assert!(files.iter().all(|f| f["done"] == f["size"]), "{job}");
     assert!(job["snapshot_path"].is_string(), "{job}");
+    // The variants list ticks the downloaded variant, and only it.
+    let (_, report) = f.get("/api/variants?repo=demo/tiny-gguf").await;
+    let cached: Vec<&str> = report["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["cached"] == true)
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cached, ["Q2_K"], "{report}");
+    let (_, found) = f.get("/api/search?q=tiny-gguf").await;
+    assert_eq!(found["results"][0]["cached"], true, "{found}");
 
     // The event stream carried this job's progress and its completion.
     let mut text = String::new();
@@ -448,7 +460,10 @@ async fn search_finds_models_by_word_pages_them_and_refuses_bad_input() {
     let (status, found) = f.get("/api/search?q=tiny&filter=gguf").await;
     assert_eq!(status, 200, "{found}");
     let results = found["results"].as_array().unwrap();
-    let repos: Vec<&str> = results.iter().map(|r| r["repo"].as_str().unwrap()).collect();
+    let repos: Vec<&str> = results
+        .iter()
+        .map(|r| r["repo"].as_str().unwrap())
+        .collect();
     assert_eq!(repos, ["demo/tiny-gguf", "tiny-legacy"]);
     let tiny = &results[0];
     assert_eq!(tiny["formats"], json!(["gguf"]));
