@@ -119,6 +119,7 @@ function httpTransport() {
   const routes = {
     health: () => request('GET', '/api/health'),
     variants: (a) => request('GET', `/api/variants${q({ repo: a.repo, revision: a.revision })}`),
+    search: (a) => request('GET', `/api/search${q({ q: a.q, filter: a.filter, sort: a.sort, limit: a.limit, cursor: a.cursor })}`),
     pull: (a) => request('POST', '/api/pulls', a),
     jobs: () => request('GET', '/api/jobs'),
     job_action: (a) => request('POST', `/api/jobs/${encodeURIComponent(a.id)}/${encodeURIComponent(a.action)}`),
@@ -224,6 +225,11 @@ function createApi() {
     hasCredentials: transport.name === 'ipc' || transport.hasToken,
     health: () => call('health'),
     variants: (repo, revision) => call('variants', { repo, revision: revision || null }),
+    /** One page of a Hub search: `{q, filter, sort, limit}`, or `{cursor}` for the next page. */
+    search: (params) => call('search', {
+      q: params.q || null, filter: params.filter || null, sort: params.sort || null,
+      limit: params.limit || null, cursor: params.cursor || null,
+    }),
     pull: (request) => call('pull', request),
     jobs: () => call('jobs'),
     jobAction: (id, action) => call('job_action', { id, action }),

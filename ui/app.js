@@ -298,11 +298,59 @@ function syncSelection() {
   button.disabled = count === 0;
 }
 
-function fitBadge(fit) {
+const FIT_LABELS = { gpu: 'Fits in GPU', fits: 'Fits in RAM', tight: 'Tight fit', too_big: 'Too large', unknown: 'Fit unknown' };
+
+/** The reason behind a fit badge, in plain words, from the estimate's own figures. */
+function fitReason(fit, machine) {
+  if (!fit || !fit.needed_bytes) return 'The memory this model needs is not known.';
+  const parts = [`Needs about ${fmtBytes(fit.needed_bytes)} of memory`];
+  if (fit.weights_bytes) {
+    const extra = [`${fmtBytes(fit.weights_bytes)} of weights`];
+    if (fit.kv_cache_bytes) extra.push(`${fmtBytes(fit.kv_cache_bytes)} of context cache${fit.context ? ` for ${fit.context} tokens` : ''}`);
+    if (fit.overhead_bytes) extra.push(`${fmtBytes(fit.overhead_bytes)} for the runtime`);
+    parts[0] += ` (${extra.join(' + ')})`;
+  }
+  const m = machine || {};
+  if (fit.tier === 'unknown') parts.push('this machine\'s memory could not be read');
+  else {
+    parts.push(`this machine has ${fmtBytes(fit.available_bytes)} of RAM free${m.vram ? ` and ${fmtBytes(m.vram)} of GPU memory` : ''}`);
+    if (fit.tier === 'tight') parts.push('it runs after closing other programs, or split between GPU and CPU');
+  }
+  return `${parts.join('; ')}.`;
+}
+
+function fitBadge(fit, machine) {
   const tier = fit && fit.tier ? fit.tier : 'unknown';
-  const label = { fits: 'Fits', tight: 'Tight', too_big: 'Too big', unknown: 'Unknown' }[tier] || tier;
-  const title = fit && fit.needed_bytes ? `Needs about ${fmtBytes(fit.needed_bytes)} of memory; ${fmtBytes(fit.available_bytes)} available` : 'Fit unknown';
-  return h('span', { class: `badge ${tier}`, title, 'aria-label': `Fit: ${label}. ${title}` }, label);
+  const key = tier === 'fits' && fit.in_gpu ? 'gpu' : tier;
+  const label = FIT_LABELS[key] || FIT_LABELS.unknown;
+  const title = fitReason(fit, machine);
+  return h('span', { class: `badge ${tier} fit-badge`, title, 'aria-label': `${label}. ${title}` }, label);
+}
+
+/** A parameter count as people say it: `2.6 M`, `7.2 B`. */
+function fmtParams(n) {
+  if (!Number.isFinite(n) || n <= 0) return '—';
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} K`;
+  return String(n);
+}
+
+const fmtCount = (n) => (Number.isFinite(n) ? new Intl.NumberFormat('en', { notation: 'compact' }).format(n) : '—');
+
+/** The facts a variant's headers give, as `[label, text]` pairs; empty values are left out. */
+function headerFacts(header) {
+  if (!header || typeof header !== 'object') return [];
+  const facts = [];
+  const add = (label, value) => { if (value !== null && value !== undefined && value !== '' && value !== 0) facts.push([label, value]); };
+  add('Architecture', header.architecture);
+  add('Parameters', header.parameter_count ? fmtParams(header.parameter_count) : null);
+  add('Context length', header.context_length ? `${header.context_length} tokens` : null);
+  add('Layers', header.block_count);
+  add('KV heads', header.head_count_kv);
+  add('Context cache per token', header.kv_cache_bytes_per_token ? fmtBytes(header.kv_cache_bytes_per_token) : null);
+  add('Tensor data', header.tensor_data_bytes ? fmtBytes(header.tensor_data_bytes) : null);
+  return facts;
 }
 
 function renderVariants(report) {
@@ -336,29 +384,38 @@ function renderVariants(report) {
       ...(v.companions || []).map((f) => fileItem(f, 'companion')),
       ...(v.extras || []).map((f) => fileItem(f, 'extra')),
     ];
-    const header = v.header && typeof v.header === 'object' ? Object.entries(v.header)
-      .filter(([, val]) => val !== null && typeof val !== 'object')
-      .map(([k, val]) => `${k.replace(/_/g, ' ')}: ${typeof val === 'number' && k.includes('param') ? `${(val / 1e9).toFixed(2)} B` : val}`)
-      .join(' · ') : '';
+    const facts = headerFacts(v.header);
+    const details = facts.length ? h('details', { class: 'header-facts' }, h('summary', {}, 'Details'),
+      h('dl', { class: 'facts-list' }, facts.flatMap(([k, val]) => [h('dt', {}, k), h('dd', {}, String(val))]))) : null;
+    if (v.cached) notes.push(h('span', { class: 'badge done cached-tick', title: 'Every file of this variant is in the cache' }, '✓ Cached'));
+    const actions = v.cached
+      ? h('div', { class: 'variant-actions' },
+        h('button', { type: 'button', class: 'reveal-variant', 'aria-label': `Reveal ${v.name} in the file manager`, onclick: (e) => revealRepo(e.currentTarget, report.repo) }, 'Reveal'),
+        h('button', { type: 'button', class: 'open-cache', onclick: () => showTab('tab-cache') }, 'Open in Cache'))
+      : h('div', { class: 'variant-actions' },
+        h('button', { type: 'button', class: 'download-variant', 'aria-label': `Download ${v.name}`, disabled: !v.complete,
+          onclick: (e) => downloadVariant(e.currentTarget, report, v.name) }, 'Download'));
     return h('tr', { dataset: { variant: v.name, quant: v.quant || '', format: v.format }, class: v.recommended || report.recommended === v.name ? 'is-recommended' : '' },
       h('td', {},
         h('input', { type: 'radio', name: 'variant', id, value: v.name, 'aria-label': `Select variant ${v.name}`,
           onchange: () => selectVariant(v.name) })),
       h('td', {},
         h('label', { for: id, class: 'variant-name' }, v.name), ' ', notes,
-        header ? h('div', { class: 'muted small' }, header) : null,
+        details,
         v.warnings && v.warnings.length ? h('ul', { class: 'warnings' }, v.warnings.map((w) => h('li', {}, w))) : null,
         h('details', { class: 'files' }, h('summary', {}, `${files.length} file${files.length === 1 ? '' : 's'}`), h('ul', {}, files))),
       h('td', {}, v.format),
       h('td', {}, v.quant || '—', v.bits_per_weight ? h('div', { class: 'muted small' }, `${Number(v.bits_per_weight).toFixed(2)} bpw`) : null),
       h('td', { class: 'num' }, fmtBytes(v.size_bytes)),
-      h('td', {}, fitBadge(v.fit)));
+      h('td', {}, fitBadge(v.fit, machine)),
+      h('td', {}, actions));
   });
   const table = h('div', { class: 'table-wrap' }, h('table', { class: 'grid', 'aria-labelledby': 'variants-title' },
     h('thead', {}, h('tr', {},
       h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Select')),
       h('th', { scope: 'col' }, 'Variant'), h('th', { scope: 'col' }, 'Format'), h('th', { scope: 'col' }, 'Quant'),
-      h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Fit'))),
+      h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Fit'),
+      h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
     h('tbody', {}, rows)));
   const bar = h('div', { class: 'download-bar' },
     h('span', { class: 'summary', id: 'download-summary', 'aria-live': 'polite' }),
@@ -369,9 +426,117 @@ function renderVariants(report) {
   else { variantsState.selected = null; variantsState.files = new Set(); syncSelection(); }
 }
 
+/** True when the box holds a repository id or a Hub URL rather than words to search for. */
+export function looksLikeRepo(text) {
+  const input = String(text || '').trim();
+  return input.includes('/') || /^https?:/i.test(input);
+}
+
 async function search(event) {
   event.preventDefault();
-  await lookUp($('#search-input').value);
+  const text = $('#search-input').value;
+  if (looksLikeRepo(text)) await lookUp(text);
+  else await findModels(text);
+}
+
+const searchState = { query: '', next: null, machine: null, seq: 0 };
+
+function resultRow(r, machine) {
+  const facts = [
+    h('span', { title: 'Downloads in the last 30 days' }, `↓ ${fmtCount(r.downloads)}`),
+    h('span', { title: 'Likes' }, `♥ ${fmtCount(r.likes)}`),
+  ];
+  if (r.last_modified) facts.push(h('span', {}, `Updated ${String(r.last_modified).slice(0, 10)}`));
+  if (r.parameters) facts.push(h('span', {}, `${fmtParams(r.parameters)} parameters`));
+  if (r.size_bytes) facts.push(h('span', {}, `${r.size_variant || 'Weights'}: ${fmtBytes(r.size_bytes)}`));
+  const formats = (r.formats || []).map((f) => h('span', { class: 'chip format' }, { gguf: 'GGUF', safetensors: 'safetensors', mlx: 'MLX', onnx: 'ONNX' }[f] || f));
+  return h('li', { class: 'result', dataset: { repo: r.repo } },
+    h('button', { type: 'button', class: 'link open-repo', onclick: () => { $('#search-input').value = r.repo; lookUp(r.repo); } }, r.repo),
+    r.cached ? h('span', { class: 'badge done cached-tick', title: 'In the cache' }, '✓ Cached') : null,
+    r.gated !== 'open' ? h('span', { class: 'badge info', title: 'The author asks users to request access on the Hub' }, 'Gated') : null,
+    h('span', { class: 'facts muted' }, facts),
+    formats,
+    r.fit ? fitBadge(r.fit, machine) : h('span', { class: 'badge unknown fit-badge', title: 'The Hub\'s listing gives no size for this model' }, 'Size unknown'));
+}
+
+function renderResults(report, append) {
+  const root = $('#results');
+  root.hidden = false;
+  searchState.next = report.next || null;
+  searchState.machine = report.machine || searchState.machine;
+  let list = $('#results ol.results');
+  if (!append || !list) {
+    const title = searchState.query ? `Models matching “${searchState.query}”` : 'Popular models';
+    list = h('ol', { class: 'results', 'aria-labelledby': 'results-title' });
+    root.replaceChildren(h('h2', { id: 'results-title' }, title), list);
+  }
+  for (const r of report.results || []) list.append(resultRow(r, searchState.machine));
+  $('#results-more')?.remove();
+  if (!list.children.length) root.append(h('p', { class: 'empty' }, 'No model matches. Try fewer or other words, or enter a repository id such as org/model.'));
+  if (searchState.next) {
+    root.append(h('button', { type: 'button', id: 'results-more', onclick: (e) => moreResults(e.currentTarget) }, 'More results'));
+  }
+}
+
+/** Searches the Hub for `text` (empty: the most popular models) and lists one page. */
+async function findModels(text, { quiet = false } = {}) {
+  const box = $('#search-error');
+  clearError(box);
+  searchState.query = String(text || '').trim();
+  const seq = ++searchState.seq;
+  $('#variants').replaceChildren();
+  showTitle(null);
+  const button = $('#search-button');
+  button.disabled = true;
+  $('#results').hidden = false;
+  $('#results').replaceChildren(h('p', { class: 'muted' }, searchState.query ? `Searching for ${searchState.query}…` : 'Loading popular models…'));
+  try {
+    const report = await api.search({ q: searchState.query, sort: $('#search-sort').value, filter: $('#search-format').value, limit: 20 });
+    // A repo opened (or another search made) meanwhile wins.
+    if (seq === searchState.seq) renderResults(report, false);
+  } catch (err) {
+    if (seq !== searchState.seq) return;
+    $('#results').replaceChildren();
+    if (!quiet) showError(box, err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function moreResults(button) {
+  if (!searchState.next) return;
+  button.disabled = true;
+  try {
+    renderResults(await api.search({ cursor: searchState.next }), true);
+  } catch (err) {
+    button.disabled = false;
+    showError($('#search-error'), err);
+  }
+}
+
+async function downloadVariant(button, report, name) {
+  const box = $('#search-error');
+  clearError(box);
+  button.disabled = true;
+  try {
+    const { job_id: jobId } = await api.pull({ repo: report.repo, revision: report.revision, variant: name });
+    toast('Download queued', `${report.repo} (${name})`);
+    await refreshJobs();
+    showTab('tab-downloads');
+    const node = $(`#jobs li[data-id="${jobId}"]`);
+    if (node) node.scrollIntoView({ block: 'nearest' });
+  } catch (err) {
+    showError(box, err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function revealRepo(button, repo) {
+  await busy(button, async () => {
+    const { path } = await api.reveal(repo);
+    toast('Folder', path);
+  });
 }
 
 /**
@@ -385,6 +550,8 @@ async function lookUp(text, pick = {}) {
   try { target = parseRepoInput(text); } catch (err) { showError(box, err); return; }
   const button = $('#search-button');
   button.disabled = true;
+  searchState.seq += 1;
+  $('#results').hidden = true;
   $('#variants').replaceChildren(h('p', { class: 'muted' }, `Looking up ${target.repo}…`));
   try {
     const report = await api.variants(target.repo, target.revision);
@@ -456,6 +623,11 @@ async function startDownload(button) {
 }
 
 $('#search-form').addEventListener('submit', search);
+for (const select of ['#search-sort', '#search-format']) {
+  $(select).addEventListener('change', () => {
+    if (!looksLikeRepo($('#search-input').value)) findModels($('#search-input').value);
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Downloads: the queue, live from events
@@ -1128,6 +1300,8 @@ async function start() {
   refreshJobs();
   loadSettings();
   $('#search-input').focus();
+  // The first screen lists the most downloaded models; a repo the app was asked to open wins.
+  if (api.hasCredentials) findModels('', { quiet: true });
   setUpDesktop();
 }
 
