@@ -89,10 +89,8 @@ fn describe(
     if head.files.keys().any(|p| p.ends_with(".onnx")) {
         tags.push("onnx".to_string());
     }
-    if let Some(lib) = library {
-        if !tags.iter().any(|t| t == lib) {
-            tags.push(lib.to_string());
-        }
+    if let Some(lib) = library.filter(|lib| !tags.iter().any(|t| t == lib)) {
+        tags.push(lib.to_string());
     }
     tags.push("text-generation".to_string());
     // The parameter count from the mid quant's file when there is one, else the first file.
