@@ -390,6 +390,7 @@ function renderVariants(report) {
     if (v.cached) notes.push(h('span', { class: 'badge done cached-tick', title: 'Every file of this variant is in the cache' }, '✓ Cached'));
     const actions = v.cached
       ? h('div', { class: 'variant-actions' },
+        h('button', { type: 'button', class: 'use-variant', 'aria-label': `Use ${v.name}`, onclick: (e) => showUseIt(e.currentTarget, report, v) }, 'Use it'),
         h('button', { type: 'button', class: 'reveal-variant', 'aria-label': `Reveal ${v.name} in the file manager`, onclick: (e) => revealRepo(e.currentTarget, report.repo) }, 'Reveal'),
         h('button', { type: 'button', class: 'open-cache', onclick: () => showTab('tab-cache') }, 'Open in Cache'))
       : h('div', { class: 'variant-actions' },
@@ -530,6 +531,62 @@ async function downloadVariant(button, report, name) {
   } finally {
     button.disabled = false;
   }
+}
+
+/** `text` quoted for a POSIX shell. */
+const shellQuote = (text) => `'${String(text).replace(/'/g, "'\\''")}'`;
+const pyString = (text) => JSON.stringify(String(text));
+
+/** The ready-to-paste ways to use a cached variant: its path, a command, a Python snippet. */
+export function usageFor(repo, commit, variant, snapshotPath) {
+  const main = (variant.files || [])[0];
+  const file = main ? main.path : '';
+  const path = snapshotPath && file ? `${snapshotPath}/${file}` : snapshotPath || '';
+  const out = { path, command: null, python: null };
+  if (variant.format === 'gguf' && file) {
+    out.command = `llama-server -m ${shellQuote(path)}`;
+    out.python = `from huggingface_hub import hf_hub_download\n\npath = hf_hub_download(${pyString(repo)}, ${pyString(file)}${commit ? `, revision=${pyString(commit)}` : ''})\nprint(path)`;
+  } else {
+    const patterns = [...(variant.files || []), ...(variant.companions || [])].map((f) => pyString(f.path)).join(', ');
+    out.python = `from huggingface_hub import snapshot_download\n\nfolder = snapshot_download(${pyString(repo)}${commit ? `, revision=${pyString(commit)}` : ''}, allow_patterns=[${patterns}])\nprint(folder)`;
+  }
+  return out;
+}
+
+async function copyText(text, status) {
+  try {
+    await navigator.clipboard.writeText(text);
+    status.textContent = 'Copied.';
+  } catch (_) {
+    status.textContent = 'Could not reach the clipboard: select the text and copy it with Ctrl+C.';
+  }
+}
+
+async function showUseIt(button, report, variant) {
+  await busy(button, async () => {
+    const repos = await api.cacheList();
+    const cached = repos.find((r) => r.repo === report.repo);
+    const revision = cached && (cached.revisions.find((r) => r.commit === report.commit) || cached.revisions[0]);
+    if (!revision) throw new ApiError('not_found', `${report.repo} is no longer in the cache`, 'Download the variant again.');
+    const use = usageFor(report.repo, report.commit, variant, revision.snapshot_path);
+    const status = h('p', { class: 'muted', role: 'status', id: 'use-it-status' });
+    const field = (id, label, value, multiline) => h('div', { class: 'field' },
+      h('label', { for: id }, label),
+      multiline
+        ? h('textarea', { id, readOnly: true, rows: String(value).split('\n').length, class: 'mono', spellcheck: 'false' }, value)
+        : h('input', { id, type: 'text', readOnly: true, value, class: 'mono', spellcheck: 'false' }),
+      h('button', { type: 'button', onclick: () => copyText(value, status) }, `Copy ${label.toLowerCase()}`));
+    const section = h('section', { id: 'use-it', class: 'use-it', 'aria-labelledby': 'use-it-title' },
+      h('h3', { id: 'use-it-title' }, `Use ${variant.name} of ${report.repo}`),
+      field('use-path', 'Path', use.path, false),
+      use.command ? field('use-command', 'Command', use.command, false) : null,
+      field('use-python', 'Python', use.python, true),
+      h('button', { type: 'button', onclick: (e) => revealRepo(e.currentTarget, report.repo) }, 'Reveal folder'),
+      status);
+    $('#use-it')?.remove();
+    $('#variants').append(section);
+    section.scrollIntoView({ block: 'nearest' });
+  });
 }
 
 async function revealRepo(button, repo) {

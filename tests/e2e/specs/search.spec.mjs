@@ -6,6 +6,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { launchBrowser, screenshot, startServer, withScreenshot } from '../harness.mjs';
 
 const FIT_TEXTS = ['Fits in GPU', 'Fits in RAM', 'Tight fit', 'Too large', 'Size unknown', 'Fit unknown'];
@@ -126,6 +127,19 @@ describe('Search and choose in a browser', () => {
     const other = page.locator('#variants tr[data-quant="Q4_K_M"]');
     assert.equal(await other.locator('.cached-tick').count(), 0);
     assert.equal(await other.getByRole('button', { name: 'Download Q4_K_M' }).count(), 1);
+    // "Use it": the file's path in the cache, a llama.cpp command and a Python snippet.
+    await cached.getByRole('button', { name: 'Use Q2_K' }).click();
+    const use = page.locator('#use-it');
+    await use.waitFor();
+    const path = await use.getByLabel('Path').inputValue();
+    assert.match(path, /\/models--demo--tiny-gguf\/snapshots\/[0-9a-f]{40}\/tiny-model-Q2_K\.gguf$/);
+    assert.ok(existsSync(path), `${path} exists`);
+    assert.equal(await use.getByLabel('Command').inputValue(), `llama-server -m '${path}'`);
+    const python = await use.getByLabel('Python').inputValue();
+    assert.match(python, /hf_hub_download\("demo\/tiny-gguf", "tiny-model-Q2_K\.gguf", revision="[0-9a-f]{40}"\)/);
+    await use.getByRole('button', { name: 'Copy command' }).click();
+    await page.waitForFunction(() => document.querySelector('#use-it-status').textContent.length > 0);
+    assert.match(await use.locator('#use-it-status').innerText(), /^(Copied\.|Could not reach the clipboard: select the text and copy it with Ctrl\+C\.)$/);
     // The search marks the cached repo too.
     await type('tiny');
     await results().first().waitFor();
