@@ -151,8 +151,9 @@ pub async fn cache_delete(
     state: State<'_, AppState>,
     repo: String,
     revision: Option<String>,
+    variant: Option<String>,
 ) -> ApiResult<Freed> {
-    state.api.cache_delete(&repo, revision).await
+    state.api.cache_delete(&repo, revision, variant).await
 }
 
 /// Like the API's reveal, and opens the folder in the file manager.

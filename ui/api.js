@@ -242,7 +242,7 @@ function createApi() {
     /** Keeps a branch at its cached commit (`held`), or follows it again. */
     hold: (repo, branch, held) => call('cache_hold', { repo, branch: branch || null, held }),
     checkUpdates: (force) => call('check_updates', { force: Boolean(force) }),
-    deleteCached: (repo, revision) => call('cache_delete', { repo, revision: revision || null }),
+    deleteCached: (repo, revision, variant) => call('cache_delete', { repo, revision: revision || null, variant: variant || null }),
     reveal: (repo) => call('cache_reveal', { repo }),
     settings: () => call('settings_get'),
     updateSettings: (partial) => call('settings_set', { settings: partial }),

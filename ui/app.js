@@ -392,7 +392,8 @@ function renderVariants(report) {
       ? h('div', { class: 'variant-actions' },
         h('button', { type: 'button', class: 'use-variant', 'aria-label': `Use ${v.name}`, onclick: (e) => showUseIt(e.currentTarget, report, v) }, 'Use it'),
         h('button', { type: 'button', class: 'reveal-variant', 'aria-label': `Reveal ${v.name} in the file manager`, onclick: (e) => revealRepo(e.currentTarget, report.repo) }, 'Reveal'),
-        h('button', { type: 'button', class: 'open-cache', onclick: () => showTab('tab-cache') }, 'Open in Cache'))
+        h('button', { type: 'button', class: 'open-cache', onclick: () => showTab('tab-cache') }, 'Open in Cache'),
+        h('button', { type: 'button', class: 'danger delete-variant', 'aria-label': `Delete ${v.name}`, onclick: (e) => deleteVariant(e.currentTarget, report, v.name) }, 'Delete'))
       : h('div', { class: 'variant-actions' },
         h('button', { type: 'button', class: 'download-variant', 'aria-label': `Download ${v.name}`, disabled: !v.complete,
           onclick: (e) => downloadVariant(e.currentTarget, report, v.name) }, 'Download'));
@@ -586,6 +587,17 @@ async function showUseIt(button, report, variant) {
     $('#use-it')?.remove();
     $('#variants').append(section);
     section.scrollIntoView({ block: 'nearest' });
+  });
+}
+
+async function deleteVariant(button, report, name) {
+  const ok = await confirmDialog(`Delete ${name} of ${report.repo}?`,
+    'Its weight files are removed from the cache; files another variant uses stay.', 'Delete');
+  if (!ok) return;
+  await busy(button, async () => {
+    const { freed_bytes: freed } = await api.deleteCached(report.repo, report.commit || report.revision, name);
+    toast('Deleted', `${report.repo} (${name}): ${fmtBytes(freed)} freed`);
+    await lookUp(report.repo);
   });
 }
 

@@ -407,6 +407,9 @@ pub struct PinBody {
 pub struct DeleteBody {
     pub repo: String,
     pub revision: Option<String>,
+    /// One variant (its weight files) instead of the whole revision.
+    #[serde(default)]
+    pub variant: Option<String>,
 }
 
 /// `POST /api/cache/reveal`.

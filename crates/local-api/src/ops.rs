@@ -313,10 +313,21 @@ impl Api {
     }
 
     /// `POST /api/cache/delete`.
-    pub async fn cache_delete(&self, repo: &str, revision: Option<String>) -> ApiResult<Freed> {
+    pub async fn cache_delete(
+        &self,
+        repo: &str,
+        revision: Option<String>,
+        variant: Option<String>,
+    ) -> ApiResult<Freed> {
         let repo = parse_repo(repo)?;
+        let variant = variant.filter(|v| !v.is_empty());
         let removal = self
-            .blocking(move |e| e.delete(&repo, revision.as_deref(), false, false))
+            .blocking(move |e| match variant {
+                Some(variant) => {
+                    e.delete_variant(&repo, revision.as_deref(), &variant, false, false)
+                }
+                None => e.delete(&repo, revision.as_deref(), false, false),
+            })
             .await?;
         Ok(Freed {
             freed_bytes: removal.bytes_freed,

@@ -158,7 +158,7 @@ async fn cache_delete(
     b: Result<Json<DeleteBody>, JsonRejection>,
 ) -> Reply<Freed> {
     let b = body(b)?;
-    reply(s.api.cache_delete(&b.repo, b.revision).await)
+    reply(s.api.cache_delete(&b.repo, b.revision, b.variant).await)
 }
 
 async fn cache_reveal(

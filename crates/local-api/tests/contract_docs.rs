@@ -326,6 +326,7 @@ fn every_contract_type_matches_the_document() {
             keys(&DeleteBody {
                 repo: "org/name".into(),
                 revision: None,
+                variant: None,
             }),
         ),
         ("Freed", keys(&Freed { freed_bytes: 1 })),

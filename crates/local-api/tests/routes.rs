@@ -195,6 +195,21 @@ async fn pull_streams_progress_then_cache_pin_and_delete() {
     assert_eq!(cached, ["Q2_K"], "{report}");
     let (_, found) = f.get("/api/search?q=tiny-gguf").await;
     assert_eq!(found["results"][0]["cached"], true, "{found}");
+    // A variant can be removed alone; an unknown one is named.
+    let (status, missing) = f
+        .post(
+            "/api/cache/delete",
+            json!({"repo": "demo/tiny-gguf", "variant": "Q9_Z"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{missing}");
+    assert!(
+        missing["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Q9_Z"),
+        "{missing}"
+    );
 
     // The event stream carried this job's progress and its completion.
     let mut text = String::new();

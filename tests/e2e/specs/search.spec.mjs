@@ -145,4 +145,19 @@ describe('Search and choose in a browser', () => {
     await results().first().waitFor();
     assert.equal(await results().filter({ hasText: 'demo/tiny-gguf' }).locator('.cached-tick').count(), 1);
   });
+
+  step('deleting a cached variant removes its file and offers Download again', async () => {
+    await type('demo/tiny-gguf');
+    const row = page.locator('#variants tr[data-quant="Q2_K"]');
+    await row.locator('.cached-tick').waitFor();
+    await row.getByRole('button', { name: 'Use Q2_K' }).click();
+    const path = await page.locator('#use-it').getByLabel('Path').inputValue();
+    await row.getByRole('button', { name: 'Delete Q2_K' }).click();
+    await page.locator('#confirm-dialog[open]').waitFor();
+    await page.locator('#confirm-ok').click();
+    await page.locator('.toast', { hasText: 'freed' }).waitFor();
+    await page.locator('#variants tr[data-quant="Q2_K"]').getByRole('button', { name: 'Download Q2_K' }).waitFor();
+    assert.equal(await page.locator('#variants .cached-tick').count(), 0);
+    assert.ok(!existsSync(path), `${path} is gone`);
+  });
 });
