@@ -488,8 +488,7 @@ async function findModels(text, { quiet = false } = {}) {
   const seq = ++searchState.seq;
   $('#variants').replaceChildren();
   showTitle(null);
-  const button = $('#search-button');
-  button.disabled = true;
+  // The button stays enabled: a new search (Enter while one loads) replaces the one in flight.
   $('#results').hidden = false;
   $('#results').replaceChildren(h('p', { class: 'muted' }, searchState.query ? `Searching for ${searchState.query}…` : 'Loading popular models…'));
   try {
@@ -500,8 +499,6 @@ async function findModels(text, { quiet = false } = {}) {
     if (seq !== searchState.seq) return;
     $('#results').replaceChildren();
     if (!quiet) showError(box, err);
-  } finally {
-    button.disabled = false;
   }
 }
 
