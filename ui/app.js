@@ -487,6 +487,8 @@ async function findModels(text, { quiet = false } = {}) {
   searchState.query = String(text || '').trim();
   const seq = ++searchState.seq;
   $('#variants').replaceChildren();
+  $('#library').hidden = true;
+  if (!searchState.query) renderLibrary();
   showTitle(null);
   // The button stays enabled: a new search (Enter while one loads) replaces the one in flight.
   $('#results').hidden = false;
@@ -501,6 +503,41 @@ async function findModels(text, { quiet = false } = {}) {
     if (!quiet) showError(box, err);
   }
 }
+
+/** The landing's library: what is cached and what is downloading, each a click from its variants. */
+async function renderLibrary() {
+  const root = $('#library');
+  const seq = searchState.seq;
+  let repos; let jobs;
+  try {
+    [repos, jobs] = await Promise.all([api.cacheList(), api.jobs()]);
+  } catch (_) {
+    root.hidden = true;
+    return;
+  }
+  if (seq !== searchState.seq || searchState.query) return;
+  const open = (repo) => () => { $('#search-input').value = repo; lookUp(repo); };
+  const items = [];
+  for (const job of jobs.filter((j) => ACTIVE.has(j.state))) {
+    const done = job.bytes_total > 0 ? Math.floor((job.bytes_done / job.bytes_total) * 100) : 0;
+    items.push(h('li', { class: 'result library-item', dataset: { repo: job.repo, state: 'downloading' } },
+      h('button', { type: 'button', class: 'link open-repo', onclick: open(job.repo) }, job.repo),
+      job.variant ? h('span', { class: 'chip' }, job.variant) : null,
+      h('span', { class: 'badge running' }, job.state === 'running' ? `Downloading ${done}%` : describeState(job.state))));
+  }
+  for (const r of repos.filter((x) => x.repo_type === 'model')) {
+    items.push(h('li', { class: 'result library-item', dataset: { repo: r.repo, state: 'cached' } },
+      h('button', { type: 'button', class: 'link open-repo', onclick: open(r.repo) }, r.repo),
+      h('span', { class: 'badge done cached-tick' }, '✓ Cached'),
+      h('span', { class: 'muted' }, fmtBytes(r.size_bytes))));
+  }
+  root.replaceChildren(h('h2', { id: 'library-title' }, 'Your library'),
+    items.length ? h('ol', { class: 'results', 'aria-labelledby': 'library-title' }, items)
+      : h('p', { class: 'empty' }, 'Nothing downloaded yet: pick a model below, or search for one.'));
+  root.hidden = false;
+}
+
+const describeState = (state) => ({ queued: 'Queued', paused: 'Paused', deferred: 'Waiting' }[state] || state);
 
 async function moreResults(button) {
   if (!searchState.next) return;
@@ -618,6 +655,7 @@ async function lookUp(text, pick = {}) {
   button.disabled = true;
   searchState.seq += 1;
   $('#results').hidden = true;
+  $('#library').hidden = true;
   $('#variants').replaceChildren(h('p', { class: 'muted' }, `Looking up ${target.repo}…`));
   try {
     const report = await api.variants(target.repo, target.revision);

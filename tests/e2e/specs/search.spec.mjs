@@ -55,6 +55,8 @@ describe('Search and choose in a browser', () => {
     const reason = await results().first().locator('.fit-badge').getAttribute('title');
     assert.match(reason, /^Needs about .+ of memory \(.+ of weights \+ .+\); this machine has .+ of RAM free/);
     assert.doesNotMatch(await page.locator('#results').innerText(), /null|undefined|NaN/);
+    // The library above it is empty so far, and says what to do.
+    await page.locator('#library .empty', { hasText: 'Nothing downloaded yet' }).waitFor();
   });
 
   step('a word searches the Hub instead of failing as a repository id', async () => {
@@ -147,6 +149,14 @@ describe('Search and choose in a browser', () => {
     await type('tiny');
     await results().first().waitFor();
     assert.equal(await results().filter({ hasText: 'demo/tiny-gguf' }).locator('.cached-tick').count(), 1);
+    // An empty search is the landing: the library lists the cached model, which opens its variants.
+    await type('');
+    const item = page.locator('#library li[data-repo="demo/tiny-gguf"][data-state="cached"]');
+    await item.waitFor();
+    assert.match(await item.innerText(), /✓ Cached/);
+    await item.getByRole('button', { name: 'demo/tiny-gguf' }).click();
+    await page.locator('#variants-title', { hasText: 'demo/tiny-gguf' }).waitFor();
+    assert.equal(await page.locator('#library').isVisible(), false);
   });
 
   step('deleting a cached variant removes its file and offers Download again', async () => {
