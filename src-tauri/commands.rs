@@ -44,6 +44,25 @@ pub async fn variants(
 }
 
 #[tauri::command]
+pub async fn search(
+    state: State<'_, AppState>,
+    q: Option<String>,
+    filter: Option<String>,
+    sort: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> ApiResult<local_api::contract::SearchResults> {
+    let params = local_api::contract::SearchParams {
+        q,
+        filter,
+        sort,
+        limit,
+        cursor,
+    };
+    state.api.search(params).await
+}
+
+#[tauri::command]
 pub async fn pull(
     state: State<'_, AppState>,
     repo: String,
@@ -132,8 +151,9 @@ pub async fn cache_delete(
     state: State<'_, AppState>,
     repo: String,
     revision: Option<String>,
+    variant: Option<String>,
 ) -> ApiResult<Freed> {
-    state.api.cache_delete(&repo, revision).await
+    state.api.cache_delete(&repo, revision, variant).await
 }
 
 /// Like the API's reveal, and opens the folder in the file manager.
@@ -257,6 +277,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         startup_state,
         health,
         variants,
+        search,
         pull,
         jobs,
         job_action,

@@ -138,6 +138,25 @@ fn every_command_works_through_ipc() {
         .invoke("variants", json!({ "repo": "../x" }))
         .unwrap_err();
     assert_eq!(bad["kind"], "invalid_input");
+
+    // The search command takes the API's query fields; a word finds models, it is no repo id.
+    let found = rig
+        .invoke(
+            "search",
+            json!({ "q": "tiny", "filter": "gguf", "sort": "likes" }),
+        )
+        .unwrap();
+    let repos: Vec<&str> = found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["repo"].as_str().unwrap())
+        .collect();
+    assert_eq!(repos, ["demo/tiny-gguf", "tiny-legacy"]);
+    let bad_sort = rig
+        .invoke("search", json!({ "q": "tiny", "sort": "stars" }))
+        .unwrap_err();
+    assert_eq!(bad_sort["kind"], "invalid_input");
     let missing = rig
         .invoke("variants", json!({ "repo": "demo/does-not-exist" }))
         .unwrap_err();

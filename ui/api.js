@@ -121,6 +121,7 @@ function httpTransport() {
   const routes = {
     health: () => request('GET', '/api/health'),
     variants: (a) => request('GET', `/api/variants${q({ repo: a.repo, revision: a.revision })}`),
+    search: (a) => request('GET', `/api/search${q({ q: a.q, filter: a.filter, sort: a.sort, limit: a.limit, cursor: a.cursor })}`),
     pull: (a) => request('POST', '/api/pulls', a),
     jobs: () => request('GET', '/api/jobs'),
     job_action: (a) => request('POST', `/api/jobs/${encodeURIComponent(a.id)}/${encodeURIComponent(a.action)}`),
@@ -227,6 +228,11 @@ function createApi() {
     hasCredentials: transport.name === 'ipc' || transport.hasToken,
     health: () => call('health'),
     variants: (repo, revision) => call('variants', { repo, revision: revision || null }),
+    /** One page of a Hub search: `{q, filter, sort, limit}`, or `{cursor}` for the next page. */
+    search: (params) => call('search', {
+      q: params.q || null, filter: params.filter || null, sort: params.sort || null,
+      limit: params.limit || null, cursor: params.cursor || null,
+    }),
     pull: (request) => call('pull', request),
     jobs: () => call('jobs'),
     jobAction: (id, action) => call('job_action', { id, action }),
@@ -239,7 +245,7 @@ function createApi() {
     /** Keeps a branch at its cached commit (`held`), or follows it again. */
     hold: (repo, branch, held) => call('cache_hold', { repo, branch: branch || null, held }),
     checkUpdates: (force) => call('check_updates', { force: Boolean(force) }),
-    deleteCached: (repo, revision) => call('cache_delete', { repo, revision: revision || null }),
+    deleteCached: (repo, revision, variant) => call('cache_delete', { repo, revision: revision || null, variant: variant || null }),
     reveal: (repo) => call('cache_reveal', { repo }),
     /** `body` is an `ImportBody` (docs/local-api.md); answers an `ImportReport`. */
     importModels: (body) => call('import_models', { body }),

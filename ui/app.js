@@ -311,11 +311,59 @@ function syncSelection() {
   button.disabled = count === 0;
 }
 
-function fitBadge(fit) {
+const FIT_LABELS = { gpu: 'Fits in GPU', fits: 'Fits in RAM', tight: 'Tight fit', too_big: 'Too large', unknown: 'Fit unknown' };
+
+/** The reason behind a fit badge, in plain words, from the estimate's own figures. */
+function fitReason(fit, machine) {
+  if (!fit || !fit.needed_bytes) return 'The memory this model needs is not known.';
+  const parts = [`Needs about ${fmtBytes(fit.needed_bytes)} of memory`];
+  if (fit.weights_bytes) {
+    const extra = [`${fmtBytes(fit.weights_bytes)} of weights`];
+    if (fit.kv_cache_bytes) extra.push(`${fmtBytes(fit.kv_cache_bytes)} of context cache${fit.context ? ` for ${fit.context} tokens` : ''}`);
+    if (fit.overhead_bytes) extra.push(`${fmtBytes(fit.overhead_bytes)} for the runtime`);
+    parts[0] += ` (${extra.join(' + ')})`;
+  }
+  const m = machine || {};
+  if (fit.tier === 'unknown') parts.push('this machine\'s memory could not be read');
+  else {
+    parts.push(`this machine has ${fmtBytes(fit.available_bytes)} of RAM free${m.vram ? ` and ${fmtBytes(m.vram)} of GPU memory` : ''}`);
+    if (fit.tier === 'tight') parts.push('it runs after closing other programs, or split between GPU and CPU');
+  }
+  return `${parts.join('; ')}.`;
+}
+
+function fitBadge(fit, machine) {
   const tier = fit && fit.tier ? fit.tier : 'unknown';
-  const label = { fits: 'Fits', tight: 'Tight', too_big: 'Too big', unknown: 'Unknown' }[tier] || tier;
-  const title = fit && fit.needed_bytes ? `Needs about ${fmtBytes(fit.needed_bytes)} of memory; ${fmtBytes(fit.available_bytes)} available` : 'Fit unknown';
-  return h('span', { class: `badge ${tier}`, title, 'aria-label': `Fit: ${label}. ${title}` }, label);
+  const key = tier === 'fits' && fit.in_gpu ? 'gpu' : tier;
+  const label = FIT_LABELS[key] || FIT_LABELS.unknown;
+  const title = fitReason(fit, machine);
+  return h('span', { class: `badge ${tier} fit-badge`, title, 'aria-label': `${label}. ${title}` }, label);
+}
+
+/** A parameter count as people say it: `2.6 M`, `7.2 B`. */
+function fmtParams(n) {
+  if (!Number.isFinite(n) || n <= 0) return '—';
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} K`;
+  return String(n);
+}
+
+const fmtCount = (n) => (Number.isFinite(n) ? new Intl.NumberFormat('en', { notation: 'compact' }).format(n) : '—');
+
+/** The facts a variant's headers give, as `[label, text]` pairs; empty values are left out. */
+function headerFacts(header) {
+  if (!header || typeof header !== 'object') return [];
+  const facts = [];
+  const add = (label, value) => { if (value !== null && value !== undefined && value !== '' && value !== 0) facts.push([label, value]); };
+  add('Architecture', header.architecture);
+  add('Parameters', header.parameter_count ? fmtParams(header.parameter_count) : null);
+  add('Context length', header.context_length ? `${header.context_length} tokens` : null);
+  add('Layers', header.block_count);
+  add('KV heads', header.head_count_kv);
+  add('Context cache per token', header.kv_cache_bytes_per_token ? fmtBytes(header.kv_cache_bytes_per_token) : null);
+  add('Tensor data', header.tensor_data_bytes ? fmtBytes(header.tensor_data_bytes) : null);
+  return facts;
 }
 
 function renderVariants(report) {
@@ -349,29 +397,40 @@ function renderVariants(report) {
       ...(v.companions || []).map((f) => fileItem(f, 'companion')),
       ...(v.extras || []).map((f) => fileItem(f, 'extra')),
     ];
-    const header = v.header && typeof v.header === 'object' ? Object.entries(v.header)
-      .filter(([, val]) => val !== null && typeof val !== 'object')
-      .map(([k, val]) => `${k.replace(/_/g, ' ')}: ${typeof val === 'number' && k.includes('param') ? `${(val / 1e9).toFixed(2)} B` : val}`)
-      .join(' · ') : '';
+    const facts = headerFacts(v.header);
+    const details = facts.length ? h('details', { class: 'header-facts' }, h('summary', {}, 'Details'),
+      h('dl', { class: 'facts-list' }, facts.flatMap(([k, val]) => [h('dt', {}, k), h('dd', {}, String(val))]))) : null;
+    if (v.cached) notes.push(h('span', { class: 'badge done cached-tick', title: 'Every file of this variant is in the cache' }, '✓ Cached'));
+    const actions = v.cached
+      ? h('div', { class: 'variant-actions' },
+        h('button', { type: 'button', class: 'use-variant', 'aria-label': `Use ${v.name}`, onclick: (e) => showUseIt(e.currentTarget, report, v) }, 'Use it'),
+        h('button', { type: 'button', class: 'reveal-variant', 'aria-label': `Reveal ${v.name} in the file manager`, onclick: (e) => revealRepo(e.currentTarget, report.repo) }, 'Reveal'),
+        h('button', { type: 'button', class: 'open-cache', onclick: () => showTab('tab-cache') }, 'Open in Cache'),
+        h('button', { type: 'button', class: 'danger delete-variant', 'aria-label': `Delete ${v.name}`, onclick: (e) => deleteVariant(e.currentTarget, report, v.name) }, 'Delete'))
+      : h('div', { class: 'variant-actions' },
+        h('button', { type: 'button', class: 'download-variant', 'aria-label': `Download ${v.name}`, disabled: !v.complete,
+          onclick: (e) => downloadVariant(e.currentTarget, report, v.name) }, 'Download'));
     return h('tr', { dataset: { variant: v.name, quant: v.quant || '', format: v.format }, class: v.recommended || report.recommended === v.name ? 'is-recommended' : '' },
       h('td', {},
         h('input', { type: 'radio', name: 'variant', id, value: v.name, 'aria-label': `Select variant ${v.name}`,
           onchange: () => selectVariant(v.name) })),
       h('td', {},
         h('label', { for: id, class: 'variant-name' }, v.name), ' ', notes,
-        header ? h('div', { class: 'muted small' }, header) : null,
+        details,
         v.warnings && v.warnings.length ? h('ul', { class: 'warnings' }, v.warnings.map((w) => h('li', {}, w))) : null,
         h('details', { class: 'files' }, h('summary', {}, `${files.length} file${files.length === 1 ? '' : 's'}`), h('ul', {}, files))),
       h('td', {}, v.format),
       h('td', {}, v.quant || '—', v.bits_per_weight ? h('div', { class: 'muted small' }, `${Number(v.bits_per_weight).toFixed(2)} bpw`) : null),
       h('td', { class: 'num' }, fmtBytes(v.size_bytes)),
-      h('td', {}, fitBadge(v.fit)));
+      h('td', {}, fitBadge(v.fit, machine)),
+      h('td', {}, actions));
   });
   const table = h('div', { class: 'table-wrap' }, h('table', { class: 'grid', 'aria-labelledby': 'variants-title' },
     h('thead', {}, h('tr', {},
       h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Select')),
       h('th', { scope: 'col' }, 'Variant'), h('th', { scope: 'col' }, 'Format'), h('th', { scope: 'col' }, 'Quant'),
-      h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Fit'))),
+      h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Fit'),
+      h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
     h('tbody', {}, rows)));
   const bar = h('div', { class: 'download-bar' },
     h('span', { class: 'summary', id: 'download-summary', 'aria-live': 'polite' }),
@@ -382,9 +441,218 @@ function renderVariants(report) {
   else { variantsState.selected = null; variantsState.files = new Set(); syncSelection(); }
 }
 
+/** True when the box holds a repository id or a Hub URL rather than words to search for. */
+export function looksLikeRepo(text) {
+  const input = String(text || '').trim();
+  return input.includes('/') || /^https?:/i.test(input);
+}
+
 async function search(event) {
   event.preventDefault();
-  await lookUp($('#search-input').value);
+  const text = $('#search-input').value;
+  if (looksLikeRepo(text)) await lookUp(text);
+  else await findModels(text);
+}
+
+const searchState = { query: '', next: null, machine: null, seq: 0 };
+
+function resultRow(r, machine) {
+  const facts = [
+    h('span', { title: 'Downloads in the last 30 days' }, `↓ ${fmtCount(r.downloads)}`),
+    h('span', { title: 'Likes' }, `♥ ${fmtCount(r.likes)}`),
+  ];
+  if (r.last_modified) facts.push(h('span', {}, `Updated ${String(r.last_modified).slice(0, 10)}`));
+  if (r.parameters) facts.push(h('span', {}, `${fmtParams(r.parameters)} parameters`));
+  if (r.size_bytes) facts.push(h('span', {}, `${r.size_variant || 'Weights'}: ${fmtBytes(r.size_bytes)}`));
+  const formats = (r.formats || []).map((f) => h('span', { class: 'chip format' }, { gguf: 'GGUF', safetensors: 'safetensors', mlx: 'MLX', onnx: 'ONNX' }[f] || f));
+  return h('li', { class: 'result', dataset: { repo: r.repo } },
+    h('button', { type: 'button', class: 'link open-repo', onclick: () => { $('#search-input').value = r.repo; lookUp(r.repo); } }, r.repo),
+    r.cached ? h('span', { class: 'badge done cached-tick', title: 'In the cache' }, '✓ Cached') : null,
+    r.gated !== 'open' ? h('span', { class: 'badge info', title: 'The author asks users to request access on the Hub' }, 'Gated') : null,
+    h('span', { class: 'facts muted' }, facts),
+    formats,
+    r.fit ? fitBadge(r.fit, machine) : h('span', { class: 'badge unknown fit-badge', title: 'The Hub\'s listing gives no size for this model' }, 'Size unknown'));
+}
+
+function renderResults(report, append) {
+  const root = $('#results');
+  root.hidden = false;
+  searchState.next = report.next || null;
+  searchState.machine = report.machine || searchState.machine;
+  let list = $('#results ol.results');
+  if (!append || !list) {
+    const title = searchState.query ? `Models matching “${searchState.query}”` : 'Popular models';
+    list = h('ol', { class: 'results', 'aria-labelledby': 'results-title' });
+    root.replaceChildren(h('h2', { id: 'results-title' }, title), list);
+  }
+  for (const r of report.results || []) list.append(resultRow(r, searchState.machine));
+  $('#results-more')?.remove();
+  if (!list.children.length) root.append(h('p', { class: 'empty' }, 'No model matches. Try fewer or other words, or enter a repository id such as org/model.'));
+  if (searchState.next) {
+    root.append(h('button', { type: 'button', id: 'results-more', onclick: (e) => moreResults(e.currentTarget) }, 'More results'));
+  }
+}
+
+/** Searches the Hub for `text` (empty: the most popular models) and lists one page. */
+async function findModels(text, { quiet = false } = {}) {
+  const box = $('#search-error');
+  clearError(box);
+  searchState.query = String(text || '').trim();
+  const seq = ++searchState.seq;
+  $('#variants').replaceChildren();
+  $('#library').hidden = true;
+  if (!searchState.query) renderLibrary();
+  showTitle(null);
+  // The button stays enabled: a new search (Enter while one loads) replaces the one in flight.
+  $('#results').hidden = false;
+  $('#results').replaceChildren(h('p', { class: 'muted' }, searchState.query ? `Searching for ${searchState.query}…` : 'Loading popular models…'));
+  try {
+    const report = await api.search({ q: searchState.query, sort: $('#search-sort').value, filter: $('#search-format').value, limit: 20 });
+    // A repo opened (or another search made) meanwhile wins.
+    if (seq === searchState.seq) renderResults(report, false);
+  } catch (err) {
+    if (seq !== searchState.seq) return;
+    $('#results').replaceChildren();
+    if (!quiet) showError(box, err);
+  }
+}
+
+/** The landing's library: what is cached and what is downloading, each a click from its variants. */
+async function renderLibrary() {
+  const root = $('#library');
+  const seq = searchState.seq;
+  let repos; let jobs;
+  try {
+    [repos, jobs] = await Promise.all([api.cacheList(), api.jobs()]);
+  } catch (_) {
+    root.hidden = true;
+    return;
+  }
+  if (seq !== searchState.seq || searchState.query) return;
+  const open = (repo) => () => { $('#search-input').value = repo; lookUp(repo); };
+  const items = [];
+  for (const job of jobs.filter((j) => ACTIVE.has(j.state))) {
+    const done = job.bytes_total > 0 ? Math.floor((job.bytes_done / job.bytes_total) * 100) : 0;
+    items.push(h('li', { class: 'result library-item', dataset: { repo: job.repo, state: 'downloading' } },
+      h('button', { type: 'button', class: 'link open-repo', onclick: open(job.repo) }, job.repo),
+      job.variant ? h('span', { class: 'chip' }, job.variant) : null,
+      h('span', { class: 'badge running' }, job.state === 'running' ? `Downloading ${done}%` : describeState(job.state))));
+  }
+  for (const r of repos.filter((x) => x.repo_type === 'model')) {
+    items.push(h('li', { class: 'result library-item', dataset: { repo: r.repo, state: 'cached' } },
+      h('button', { type: 'button', class: 'link open-repo', onclick: open(r.repo) }, r.repo),
+      h('span', { class: 'badge done cached-tick' }, '✓ Cached'),
+      h('span', { class: 'muted' }, fmtBytes(r.size_bytes))));
+  }
+  root.replaceChildren(h('h2', { id: 'library-title' }, 'Your library'),
+    items.length ? h('ol', { class: 'results', 'aria-labelledby': 'library-title' }, items)
+      : h('p', { class: 'empty' }, 'Nothing downloaded yet: pick a model below, or search for one.'));
+  root.hidden = false;
+}
+
+const describeState = (state) => ({ queued: 'Queued', paused: 'Paused', deferred: 'Waiting' }[state] || state);
+
+async function moreResults(button) {
+  if (!searchState.next) return;
+  button.disabled = true;
+  try {
+    renderResults(await api.search({ cursor: searchState.next }), true);
+  } catch (err) {
+    button.disabled = false;
+    showError($('#search-error'), err);
+  }
+}
+
+async function downloadVariant(button, report, name) {
+  const box = $('#search-error');
+  clearError(box);
+  button.disabled = true;
+  try {
+    const { job_id: jobId } = await api.pull({ repo: report.repo, revision: report.revision, variant: name });
+    toast('Download queued', `${report.repo} (${name})`);
+    await refreshJobs();
+    showTab('tab-downloads');
+    const node = $(`#jobs li[data-id="${jobId}"]`);
+    if (node) node.scrollIntoView({ block: 'nearest' });
+  } catch (err) {
+    showError(box, err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** `text` quoted for a POSIX shell. */
+const shellQuote = (text) => `'${String(text).replace(/'/g, "'\\''")}'`;
+const pyString = (text) => JSON.stringify(String(text));
+
+/** The ready-to-paste ways to use a cached variant: its path, a command, a Python snippet. */
+export function usageFor(repo, commit, variant, snapshotPath) {
+  const main = (variant.files || [])[0];
+  const file = main ? main.path : '';
+  const path = snapshotPath && file ? `${snapshotPath}/${file}` : snapshotPath || '';
+  const out = { path, command: null, python: null };
+  if (variant.format === 'gguf' && file) {
+    out.command = `llama-server -m ${shellQuote(path)}`;
+    out.python = `from huggingface_hub import hf_hub_download\n\npath = hf_hub_download(${pyString(repo)}, ${pyString(file)}${commit ? `, revision=${pyString(commit)}` : ''})\nprint(path)`;
+  } else {
+    const patterns = [...(variant.files || []), ...(variant.companions || [])].map((f) => pyString(f.path)).join(', ');
+    out.python = `from huggingface_hub import snapshot_download\n\nfolder = snapshot_download(${pyString(repo)}${commit ? `, revision=${pyString(commit)}` : ''}, allow_patterns=[${patterns}])\nprint(folder)`;
+  }
+  return out;
+}
+
+async function copyText(text, status) {
+  try {
+    await navigator.clipboard.writeText(text);
+    status.textContent = 'Copied.';
+  } catch (_) {
+    status.textContent = 'Could not reach the clipboard: select the text and copy it with Ctrl+C.';
+  }
+}
+
+async function showUseIt(button, report, variant) {
+  await busy(button, async () => {
+    const repos = await api.cacheList();
+    const cached = repos.find((r) => r.repo === report.repo);
+    const revision = cached && (cached.revisions.find((r) => r.commit === report.commit) || cached.revisions[0]);
+    if (!revision) throw new ApiError('not_found', `${report.repo} is no longer in the cache`, 'Download the variant again.');
+    const use = usageFor(report.repo, report.commit, variant, revision.snapshot_path);
+    const status = h('p', { class: 'muted', role: 'status', id: 'use-it-status' });
+    const field = (id, label, value, multiline) => h('div', { class: 'field' },
+      h('label', { for: id }, label),
+      multiline
+        ? h('textarea', { id, readOnly: true, rows: String(value).split('\n').length, class: 'mono', spellcheck: 'false' }, value)
+        : h('input', { id, type: 'text', readOnly: true, value, class: 'mono', spellcheck: 'false' }),
+      h('button', { type: 'button', onclick: () => copyText(value, status) }, `Copy ${label.toLowerCase()}`));
+    const section = h('section', { id: 'use-it', class: 'use-it', 'aria-labelledby': 'use-it-title' },
+      h('h3', { id: 'use-it-title' }, `Use ${variant.name} of ${report.repo}`),
+      field('use-path', 'Path', use.path, false),
+      use.command ? field('use-command', 'Command', use.command, false) : null,
+      field('use-python', 'Python', use.python, true),
+      h('button', { type: 'button', onclick: (e) => revealRepo(e.currentTarget, report.repo) }, 'Reveal folder'),
+      status);
+    $('#use-it')?.remove();
+    $('#variants').append(section);
+    section.scrollIntoView({ block: 'nearest' });
+  });
+}
+
+async function deleteVariant(button, report, name) {
+  const ok = await confirmDialog(`Delete ${name} of ${report.repo}?`,
+    'Its weight files are removed from the cache; files another variant uses stay.', 'Delete');
+  if (!ok) return;
+  await busy(button, async () => {
+    const { freed_bytes: freed } = await api.deleteCached(report.repo, report.commit || report.revision, name);
+    toast('Deleted', `${report.repo} (${name}): ${fmtBytes(freed)} freed`);
+    await lookUp(report.repo);
+  });
+}
+
+async function revealRepo(button, repo) {
+  await busy(button, async () => {
+    const { path } = await api.reveal(repo);
+    toast('Folder', path);
+  });
 }
 
 /**
@@ -398,6 +666,9 @@ async function lookUp(text, pick = {}) {
   try { target = parseRepoInput(text); } catch (err) { showError(box, err); return; }
   const button = $('#search-button');
   button.disabled = true;
+  searchState.seq += 1;
+  $('#results').hidden = true;
+  $('#library').hidden = true;
   $('#variants').replaceChildren(h('p', { class: 'muted' }, `Looking up ${target.repo}…`));
   try {
     const report = await api.variants(target.repo, target.revision);
@@ -469,6 +740,11 @@ async function startDownload(button) {
 }
 
 $('#search-form').addEventListener('submit', search);
+for (const select of ['#search-sort', '#search-format']) {
+  $(select).addEventListener('change', () => {
+    if (!looksLikeRepo($('#search-input').value)) findModels($('#search-input').value);
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Downloads: the queue, live from events
@@ -1287,6 +1563,8 @@ async function start() {
   refreshJobs();
   loadSettings();
   $('#search-input').focus();
+  // The first screen lists the most downloaded models; a repo the app was asked to open wins.
+  if (api.hasCredentials) findModels('', { quiet: true });
   setUpDesktop();
 }
 

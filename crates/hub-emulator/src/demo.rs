@@ -204,14 +204,26 @@ pub fn demo_repos(big_size: u64) -> Vec<Repo> {
     gated.gated = Some(Gate::Manual);
     let mut private = small_model("demo/private", "Private");
     private.private = true;
+    // Download and like counts for the model search: each order (downloads, likes, last
+    // change) puts a different repo first.
+    let mut tiny = tiny_gguf();
+    (tiny.downloads, tiny.likes) = (52_000, 40);
+    let mut safetensors = tiny_safetensors();
+    (safetensors.downloads, safetensors.likes) = (9_100, 120);
+    (gated.downloads, gated.likes) = (3_000, 7);
+    (private.downloads, private.likes) = (10, 1);
+    let mut legacy = small_model("tiny-legacy", "Legacy");
+    (legacy.downloads, legacy.likes) = (800, 2);
+    let mut big = big_repo(big_size);
+    (big.downloads, big.likes) = (1_200, 15);
     vec![
-        tiny_gguf(),
-        tiny_safetensors(),
+        tiny,
+        safetensors,
         gated,
         private,
-        small_model("tiny-legacy", "Legacy"),
+        legacy,
         tiny_dataset(),
-        big_repo(big_size),
+        big,
     ]
 }
 

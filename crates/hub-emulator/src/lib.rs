@@ -42,6 +42,7 @@ pub mod generate;
 pub mod log;
 pub mod python;
 pub mod repo;
+mod search;
 mod server;
 
 use std::net::SocketAddr;

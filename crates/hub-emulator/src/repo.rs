@@ -530,6 +530,10 @@ pub struct Repo {
     pub tags: BTreeMap<String, String>,
     /// Pull request number to commit sha (`refs/pr/N`).
     pub pull_requests: BTreeMap<u32, String>,
+    /// Downloads the model search reports and sorts by.
+    pub downloads: u64,
+    /// Likes the model search reports and sorts by.
+    pub likes: u64,
     clock: u64,
 }
 
@@ -567,6 +571,8 @@ impl Repo {
             id: id.into(),
             private: false,
             gated: None,
+            downloads: 0,
+            likes: 0,
             commits: HashMap::new(),
             branches: BTreeMap::new(),
             tags: BTreeMap::new(),

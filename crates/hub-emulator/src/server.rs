@@ -198,7 +198,7 @@ fn rate_limited(retry_after: u64) -> Response {
 }
 
 /// An error answered the way the Hub does: `X-Error-Code`, `X-Error-Message`, JSON body.
-fn hub_error(
+pub(crate) fn hub_error(
     status: StatusCode,
     code: Option<&str>,
     message: &str,
@@ -395,6 +395,9 @@ async fn hub_route(
         );
     }
     let raw = parts.uri.path();
+    if matches!(raw, "/api/models" | "/api/models/") && parts.method == Method::GET {
+        return crate::search::search(s, parts, &query_pairs(parts), &caller);
+    }
     let Some((kind, id, route)) = parse_route(&parts.method, raw) else {
         return not_found();
     };

@@ -1150,3 +1150,116 @@ fn start_blocking_serves_from_sync_code() {
     assert_eq!(git_sha1(&body), etag);
     assert!(emu.bytes_served() >= body.len() as u64);
 }
+
+fn ids(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_search_filters_sorts_expands_and_pages() {
+    let (emu, _d) = start().await;
+    let c = client();
+    let get = |query: String| {
+        let c = c.clone();
+        let url = format!("{}/api/models?{query}", emu.url());
+        async move { c.get(url).send().await.unwrap() }
+    };
+    // Words match repo ids case-insensitively; private repos stay hidden without a token.
+    let r = get("search=TINY&sort=downloads".into()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        ids(&v),
+        ["demo/tiny-gguf", "demo/tiny-safetensors", "tiny-legacy"]
+    );
+    // Without `expand`, the Hub's default fields; no sizes.
+    assert_eq!(v[0]["downloads"], 52_000);
+    assert!(v[0].get("gguf").is_none() && v[0].get("lastModified").is_none());
+    let all: serde_json::Value = get("sort=likes".into()).await.json().await.unwrap();
+    assert_eq!(ids(&all)[0], "demo/tiny-safetensors");
+    assert!(!ids(&all).contains(&"demo/private".to_string()));
+    assert!(!ids(&all).contains(&"demo/tiny-dataset".to_string()));
+    let private: serde_json::Value = c
+        .get(format!("{}/api/models?search=private", emu.url()))
+        .bearer_auth(hub_emulator::auth::DEMO_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&private), ["demo/private"]);
+    // Filters are tags; `expand` sends only the fields named.
+    let v: serde_json::Value =
+        get("filter=safetensors&expand=safetensors&expand=downloads&expand=lastModified".into())
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(ids(&v), ["demo/tiny-safetensors"]);
+    let m = v[0].as_object().unwrap();
+    let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["_id", "downloads", "id", "lastModified", "safetensors"]
+    );
+    assert!(m["safetensors"]["parameters"]["BF16"].as_u64().unwrap() > 1_000_000);
+    let v: serde_json::Value = get("search=tiny-gguf&expand=gguf".into())
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The Q4_K_M file's size at 4.89 bits per weight: a few million parameters.
+    let params = v[0]["gguf"]["total"].as_u64().unwrap();
+    assert!((2_000_000..5_000_000).contains(&params), "{params}");
+    // Pages of 2 with an absolute `Link` to the next; the last page has none.
+    let r = get("sort=downloads&limit=2".into()).await;
+    let link = h(r.headers(), "link").to_string();
+    let first: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(ids(&first), ["demo/tiny-gguf", "demo/tiny-safetensors"]);
+    assert!(
+        link.starts_with(&format!("<{}/api/models?", emu.url())),
+        "{link}"
+    );
+    let next = link
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut seen = ids(&first);
+    let mut url = Some(next);
+    while let Some(u) = url {
+        let r = c.get(&u).send().await.unwrap();
+        url = r.headers().get("link").map(|l| {
+            l.to_str()
+                .unwrap()
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap()
+                .to_string()
+        });
+        let page: serde_json::Value = r.json().await.unwrap();
+        assert!(ids(&page).len() <= 2);
+        seen.extend(ids(&page));
+    }
+    assert_eq!(
+        seen,
+        ids(&get("sort=downloads".into()).await.json().await.unwrap())
+    );
+    // Bad parameters are the Hub's 400.
+    assert_eq!(
+        get("sort=stars".into()).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get("limit=0".into()).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}

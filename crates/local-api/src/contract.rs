@@ -84,6 +84,8 @@ pub struct VariantBody {
     pub recommended: bool,
     pub warnings: Vec<String>,
     pub header: Option<ModelShape>,
+    /// Every file of the variant (and its companions) is in the cache at this commit.
+    pub cached: bool,
 }
 
 /// A file and its size.
@@ -102,12 +104,115 @@ pub struct ExtraRef {
     pub kind: String,
 }
 
-/// Whether a variant fits this machine.
+/// Whether a variant fits this machine, and the figures behind the estimate
+/// (`needed_bytes = weights_bytes + kv_cache_bytes + overhead_bytes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FitBody {
     pub tier: FitTier,
     pub needed_bytes: u64,
     pub available_bytes: u64,
+    /// The whole model fits in one GPU's usable memory.
+    pub in_gpu: bool,
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub overhead_bytes: u64,
+    /// The context length the KV cache was budgeted for.
+    pub context: u64,
+}
+
+impl FitBody {
+    /// The contract's view of an engine estimate.
+    pub fn from_estimate(fit: &model_cache::fit::FitEstimate) -> FitBody {
+        FitBody {
+            tier: fit.tier,
+            needed_bytes: fit.needed_bytes,
+            available_bytes: fit.machine.available_ram,
+            in_gpu: fit.fits_in_vram,
+            weights_bytes: fit.weights_bytes,
+            kv_cache_bytes: fit.kv_cache_bytes,
+            overhead_bytes: fit.overhead_bytes,
+            context: fit.context,
+        }
+    }
+}
+
+/// `GET /api/search`: the query (the app's `search` command takes the same fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Words to look for in model ids.
+    pub q: Option<String>,
+    /// Tags, comma-separated: `gguf`, `safetensors`, `mlx`, `onnx`, …
+    pub filter: Option<String>,
+    /// `downloads` (the default), `likes` or `last_modified`.
+    pub sort: Option<String>,
+    /// Results per page, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// The `next` of an earlier page.
+    pub cursor: Option<String>,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResults {
+    pub results: Vec<SearchResult>,
+    /// The cursor of the next page; null on the last one.
+    pub next: Option<String>,
+    pub machine: MachineBody,
+}
+
+/// One model found, described from the listing alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub repo: String,
+    pub downloads: u64,
+    pub likes: u64,
+    pub last_modified: Option<String>,
+    pub formats: Vec<String>,
+    pub task: Option<String>,
+    /// `open`, `auto` or `manual`.
+    pub gated: String,
+    pub parameters: Option<u64>,
+    /// The variant `size_bytes` is for (`Q4_K_M` for GGUF repos, a dtype otherwise).
+    pub size_variant: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub fit: Option<FitBody>,
+    pub cached: bool,
+}
+
+/// A search report in the contract's shape.
+pub fn search_results(report: &model_cache::engine::SearchReport) -> SearchResults {
+    SearchResults {
+        results: report
+            .results
+            .iter()
+            .map(|r| SearchResult {
+                repo: r.repo.clone(),
+                downloads: r.downloads,
+                likes: r.likes,
+                last_modified: r.last_modified.clone(),
+                formats: r.formats.clone(),
+                task: r.pipeline_tag.clone(),
+                gated: match r.gated {
+                    model_cache::hub::Gating::Open => "open",
+                    model_cache::hub::Gating::Auto => "auto",
+                    model_cache::hub::Gating::Manual => "manual",
+                }
+                .to_string(),
+                parameters: r.size.as_ref().map(|s| s.parameters),
+                size_variant: r.size.as_ref().map(|s| s.variant.clone()),
+                size_bytes: r.size.as_ref().map(|s| s.weights_bytes),
+                fit: r.fit.as_ref().map(FitBody::from_estimate),
+                cached: r.cached,
+            })
+            .collect(),
+        next: report.next.clone(),
+        machine: MachineBody {
+            total_ram: report.machine.total_ram,
+            available_ram: report.machine.available_ram,
+            vram: report.machine.vram_total,
+        },
+    }
 }
 
 /// The machine the fit was computed for.
@@ -303,6 +408,9 @@ pub struct PinBody {
 pub struct DeleteBody {
     pub repo: String,
     pub revision: Option<String>,
+    /// One variant (its weight files) instead of the whole revision.
+    #[serde(default)]
+    pub variant: Option<String>,
 }
 
 /// `POST /api/cache/reveal`.
@@ -376,14 +484,11 @@ pub fn variants(report: &VariantsReport) -> Variants {
                     .chain(v.extras.iter().map(|f| extra(f, "extra")))
                     .collect(),
                 complete: v.complete,
-                fit: FitBody {
-                    tier: view.fit.tier,
-                    needed_bytes: view.fit.needed_bytes,
-                    available_bytes: view.fit.machine.available_ram,
-                },
+                fit: FitBody::from_estimate(&view.fit),
                 recommended: view.recommended,
                 warnings: v.warnings.iter().map(|w| w.message.clone()).collect(),
                 header: v.shape.clone(),
+                cached: false,
             }
         })
         .collect();

@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use model_cache::RepoId;
+use model_cache::engine::SearchRequest;
 use model_cache::engine::{
     AppSettings, CachedRepoView, Engine, EngineError, JobAction, PreferencesPatch, PullRequest,
     TrustChange, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
 };
+use model_cache::hub::SearchSort;
 use model_cache::index::queue::QueueState;
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -122,7 +124,58 @@ impl Api {
         let repo = parse_repo(repo)?;
         let revision = revision.filter(|r| !r.is_empty());
         let report = self.engine.variants(&repo, revision).await?;
-        Ok(contract::variants(&report))
+        let mut body = contract::variants(&report);
+        // A variant is cached when each of its files is in the snapshot of the listed commit.
+        let commit = report
+            .commit
+            .clone()
+            .unwrap_or_else(|| report.revision.clone());
+        let cache = self.engine.cache().repo(&repo);
+        for variant in &mut body.variants {
+            variant.cached = variant.complete
+                && variant.files.iter().chain(&variant.companions).all(|f| {
+                    matches!(
+                        cache.lookup_cached(&commit, &f.path),
+                        model_cache::store::CachedLookup::Found(_)
+                    )
+                });
+        }
+        Ok(body)
+    }
+
+    /// `GET /api/search?q=&filter=&sort=&limit=&cursor=`.
+    pub async fn search(
+        &self,
+        params: contract::SearchParams,
+    ) -> ApiResult<contract::SearchResults> {
+        let sort = match params
+            .sort
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => SearchSort::Downloads,
+            Some(text) => SearchSort::parse(text).ok_or_else(|| {
+                ApiError::invalid_input(format!("Unknown sort order `{text}`"))
+                    .with_hint("Sort by downloads, likes or last_modified")
+            })?,
+        };
+        let request = SearchRequest {
+            query: params.q.unwrap_or_default(),
+            filter: params
+                .filter
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect(),
+            sort,
+            limit: params.limit,
+            cursor: params.cursor.filter(|c| !c.is_empty()),
+        };
+        let report = self.engine.search(&request).await?;
+        Ok(contract::search_results(&report))
     }
 
     /// `POST /api/pulls`.
@@ -260,10 +313,21 @@ impl Api {
     }
 
     /// `POST /api/cache/delete`.
-    pub async fn cache_delete(&self, repo: &str, revision: Option<String>) -> ApiResult<Freed> {
+    pub async fn cache_delete(
+        &self,
+        repo: &str,
+        revision: Option<String>,
+        variant: Option<String>,
+    ) -> ApiResult<Freed> {
         let repo = parse_repo(repo)?;
+        let variant = variant.filter(|v| !v.is_empty());
         let removal = self
-            .blocking(move |e| e.delete(&repo, revision.as_deref(), false, false))
+            .blocking(move |e| match variant {
+                Some(variant) => {
+                    e.delete_variant(&repo, revision.as_deref(), &variant, false, false)
+                }
+                None => e.delete(&repo, revision.as_deref(), false, false),
+            })
             .await?;
         Ok(Freed {
             freed_bytes: removal.bytes_freed,

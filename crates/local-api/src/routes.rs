@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::contract::{
     Affected, CheckBody, DeleteBody, Freed, Health, HoldBody, Job, PinBody, PullBody, Queued,
-    RevealBody, Revealed, StatsBody, TokenBody, TokenState, UpdateBody, Variants,
+    RevealBody, Revealed, SearchParams, SearchResults, StatsBody, TokenBody, TokenState,
+    UpdateBody, Variants,
 };
 use crate::error::ApiError;
 use crate::events::EventStreams;
@@ -38,6 +39,7 @@ pub(crate) fn router(api: Api, streams: EventStreams) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/variants", get(variants))
+        .route("/search", get(search))
         .route("/pulls", post(pull))
         .route("/jobs", get(jobs))
         .route("/jobs/pause-all", post(pause_all))
@@ -75,6 +77,15 @@ async fn variants(State(s): State<RouteState>, Query(q): Query<VariantsQuery>) -
             .variants(q.repo.as_deref().unwrap_or(""), q.revision.as_deref())
             .await,
     )
+}
+
+async fn search(
+    State(s): State<RouteState>,
+    q: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Reply<SearchResults> {
+    let Query(q) =
+        q.map_err(|err| ApiError::invalid_input(format!("Invalid search: {}", err.body_text())))?;
+    reply(s.api.search(q).await)
 }
 
 async fn pull(
@@ -148,7 +159,7 @@ async fn cache_delete(
     b: Result<Json<DeleteBody>, JsonRejection>,
 ) -> Reply<Freed> {
     let b = body(b)?;
-    reply(s.api.cache_delete(&b.repo, b.revision).await)
+    reply(s.api.cache_delete(&b.repo, b.revision, b.variant).await)
 }
 
 async fn cache_reveal(

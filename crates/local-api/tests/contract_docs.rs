@@ -9,8 +9,8 @@ use std::time::Duration;
 use local_api::contract::{
     Affected, CheckBody, ContractEvent, DeleteBody, ExtraRef, FileProgressBody, FileRef, FitBody,
     Freed, Health, HoldBody, Job, JobCounts, MachineBody, Notification, PinBody, Progress,
-    PullBody, Queued, RevealBody, Revealed, StatsBody, Storage, TokenBody, TokenState, UpdateBody,
-    VariantBody, Variants,
+    PullBody, Queued, RevealBody, Revealed, SearchParams, SearchResult, SearchResults, StatsBody,
+    Storage, TokenBody, TokenState, UpdateBody, VariantBody, Variants,
 };
 use local_api::error::ErrorBody;
 use model_cache::RepoType;
@@ -115,6 +115,25 @@ fn every_contract_type_matches_the_document() {
         tier: FitTier::Fits,
         needed_bytes: 1,
         available_bytes: 2,
+        in_gpu: false,
+        weights_bytes: 1,
+        kv_cache_bytes: 0,
+        overhead_bytes: 0,
+        context: 4096,
+    };
+    let found = SearchResult {
+        repo: "org/name".into(),
+        downloads: 1,
+        likes: 1,
+        last_modified: None,
+        formats: vec!["gguf".into()],
+        task: None,
+        gated: "open".into(),
+        parameters: Some(1),
+        size_variant: Some("Q4_K_M".into()),
+        size_bytes: Some(1),
+        fit: Some(fit),
+        cached: false,
     };
     let machine = MachineBody {
         total_ram: 1,
@@ -141,6 +160,7 @@ fn every_contract_type_matches_the_document() {
         recommended: true,
         warnings: vec![],
         header: None,
+        cached: false,
     };
     let counts = JobCounts {
         running: 1,
@@ -231,6 +251,22 @@ fn every_contract_type_matches_the_document() {
         ("FileRef", keys(&file)),
         ("ExtraRef", keys(&extra)),
         ("FitBody", keys(&fit)),
+        (
+            "SearchParams",
+            keys(&SearchParams {
+                q: Some("llama".into()),
+                ..SearchParams::default()
+            }),
+        ),
+        (
+            "SearchResults",
+            keys(&SearchResults {
+                results: vec![found.clone()],
+                next: None,
+                machine,
+            }),
+        ),
+        ("SearchResult", keys(&found)),
         ("MachineBody", keys(&machine)),
         (
             "PullBody",
@@ -300,6 +336,7 @@ fn every_contract_type_matches_the_document() {
             keys(&DeleteBody {
                 repo: "org/name".into(),
                 revision: None,
+                variant: None,
             }),
         ),
         ("Freed", keys(&Freed { freed_bytes: 1 })),

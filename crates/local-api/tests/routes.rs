@@ -183,6 +183,33 @@ async fn pull_streams_progress_then_cache_pin_and_delete() {
     );
     assert!(files.iter().all(|f| f["done"] == f["size"]), "{job}");
     assert!(job["snapshot_path"].is_string(), "{job}");
+    // The variants list ticks the downloaded variant, and only it.
+    let (_, report) = f.get("/api/variants?repo=demo/tiny-gguf").await;
+    let cached: Vec<&str> = report["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["cached"] == true)
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cached, ["Q2_K"], "{report}");
+    let (_, found) = f.get("/api/search?q=tiny-gguf").await;
+    assert_eq!(found["results"][0]["cached"], true, "{found}");
+    // A variant can be removed alone; an unknown one is named.
+    let (status, missing) = f
+        .post(
+            "/api/cache/delete",
+            json!({"repo": "demo/tiny-gguf", "variant": "Q9_Z"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{missing}");
+    assert!(
+        missing["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Q9_Z"),
+        "{missing}"
+    );
 
     // The event stream carried this job's progress and its completion.
     let mut text = String::new();
@@ -440,4 +467,54 @@ async fn changes_to_where_the_token_goes_are_refused_over_http_and_made_by_the_a
         .unwrap_err();
     assert_eq!(refused.kind, "invalid_input", "{refused:?}");
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn search_finds_models_by_word_pages_them_and_refuses_bad_input() {
+    let f = Fixture::start().await;
+    let (status, found) = f.get("/api/search?q=tiny&filter=gguf").await;
+    assert_eq!(status, 200, "{found}");
+    let results = found["results"].as_array().unwrap();
+    let repos: Vec<&str> = results
+        .iter()
+        .map(|r| r["repo"].as_str().unwrap())
+        .collect();
+    assert_eq!(repos, ["demo/tiny-gguf", "tiny-legacy"]);
+    let tiny = &results[0];
+    assert_eq!(tiny["formats"], json!(["gguf"]));
+    assert_eq!(tiny["size_variant"], "Q4_K_M");
+    assert_eq!(tiny["gated"], "open");
+    assert_eq!(tiny["cached"], false);
+    assert!(tiny["downloads"].as_u64().unwrap() > 0);
+    assert!(tiny["last_modified"].as_str().unwrap().starts_with("20"));
+    assert!(tiny["fit"]["needed_bytes"].as_u64().unwrap() > tiny["size_bytes"].as_u64().unwrap());
+    assert!(found["next"].is_null());
+    assert!(found["machine"]["total_ram"].as_u64().unwrap() > 0);
+
+    // A page of one names the next; the cursor brings the second result.
+    let (_, first) = f.get("/api/search?q=tiny&sort=likes&limit=1").await;
+    assert_eq!(first["results"][0]["repo"], "demo/tiny-safetensors");
+    let next = first["next"].as_str().unwrap();
+    let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    let (status, second) = f.get(&format!("/api/search?cursor={encoded}")).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["results"][0]["repo"], "demo/tiny-gguf");
+
+    // A word never becomes a repo id: no match is an empty list, not an error.
+    let (status, none) = f.get("/api/search?q=llama").await;
+    assert_eq!(status, 200);
+    assert_eq!(none["results"], json!([]));
+
+    for (query, words) in [
+        ("sort=stars", "Unknown sort order `stars`"),
+        ("limit=0", "1 to 100"),
+        ("limit=many", "Invalid search"),
+        ("colour=red", "Invalid search"),
+    ] {
+        let (status, bad) = f.get(&format!("/api/search?{query}")).await;
+        assert_eq!(status, 400, "{query}: {bad}");
+        assert_eq!(bad["error"]["kind"], "invalid_input", "{query}");
+        let message = bad["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{query}: {message}");
+    }
 }

@@ -19,9 +19,11 @@
 //! - `TooBig`: otherwise.
 //! - `Unknown`: the machine's memory could not be read.
 //!
-//! [`recommend`] takes the highest-quality complete variant that fits, by
-//! [`crate::formats::ggml::QUANT_QUALITY_ORDER`] (non-GGUF variants are placed in that order by
-//! their bits per weight); a `Tight` variant is offered only when nothing `Fits`.
+//! [`recommend`] takes the complete variant that fits and is closest to [`PREFERRED_QUANT`]
+//! (`Q4_K_M`) in [`crate::formats::ggml::QUANT_QUALITY_ORDER`] (non-GGUF variants are placed in
+//! that order by their bits per weight): a mid quant runs several times faster than `F16` and
+//! loses little quality, so it is the default a new user gets. Above it (better quality, larger)
+//! comes before below it; a `Tight` variant is offered only when nothing `Fits`.
 
 use serde::{Deserialize, Serialize};
 
@@ -163,9 +165,27 @@ pub fn estimate(variant: &Variant, machine: &MachineMemory, opts: &FitOptions) -
     let weights = shape
         .and_then(|s| s.tensor_data_bytes)
         .unwrap_or(variant.weights_size);
-    let model_ctx = shape.and_then(|s| s.context_length).filter(|c| *c > 0);
+    estimate_bytes(
+        weights,
+        shape.and_then(|s| s.context_length),
+        shape.and_then(|s| s.kv_cache_bytes_per_token),
+        machine,
+        opts,
+    )
+}
+
+/// The same estimate from the weights' size alone (and the model's context length and KV bytes
+/// per token when known): what a search result's badge uses, from the listing's figures.
+pub fn estimate_bytes(
+    weights: u64,
+    model_context: Option<u64>,
+    kv_bytes_per_token: Option<u64>,
+    machine: &MachineMemory,
+    opts: &FitOptions,
+) -> FitEstimate {
+    let model_ctx = model_context.filter(|c| *c > 0);
     let context = model_ctx.map_or(opts.context, |c| c.min(opts.context));
-    let (kv, kv_source) = match shape.and_then(|s| s.kv_cache_bytes_per_token) {
+    let (kv, kv_source) = match kv_bytes_per_token {
         Some(per_token) => (per_token.saturating_mul(context), KvSource::Header),
         None => (
             ((weights as f64) * 0.1 * context as f64 / 4096.0) as u64,
@@ -267,8 +287,22 @@ pub struct Recommendation {
     pub estimate: FitEstimate,
 }
 
-/// The highest-quality complete variant that fits (a `Tight` one only when none fits); ties go
-/// to the smaller download. `None` when nothing fits at all.
+/// The quant a recommendation aims for: the mid quant that weighs speed against quality.
+pub const PREFERRED_QUANT: &str = "Q4_K_M";
+
+/// How far a quality rank is from [`PREFERRED_QUANT`]: the preferred quant first, then the
+/// better (larger) quants nearest to it, then the smaller ones nearest to it, then unknown ones.
+fn preference(rank: Option<usize>) -> (u8, usize) {
+    let target = quant_rank(PREFERRED_QUANT).unwrap_or(0);
+    match rank {
+        Some(r) if r <= target => (0, target - r),
+        Some(r) => (1, r - target),
+        None => (2, QUANT_QUALITY_ORDER.len()),
+    }
+}
+
+/// The complete variant that fits and is nearest to [`PREFERRED_QUANT`] (a `Tight` one only
+/// when none fits); ties go to the smaller download. `None` when nothing fits at all.
 pub fn recommend(
     variants: &[Variant],
     machine: &dyn Machine,
@@ -280,13 +314,7 @@ pub fn recommend(
         .filter(|v| v.complete && !v.files.is_empty())
         .map(|v| (v, estimate(v, &mem, opts)))
         .filter(|(_, e)| matches!(e.tier, FitTier::Fits | FitTier::Tight))
-        .min_by_key(|(v, e)| {
-            (
-                e.tier,
-                quality_rank(v).unwrap_or(QUANT_QUALITY_ORDER.len()),
-                v.total_size,
-            )
-        })
+        .min_by_key(|(v, e)| (e.tier, preference(quality_rank(v)), v.total_size))
         .map(|(v, e)| Recommendation {
             variant_id: v.id.clone(),
             estimate: e,

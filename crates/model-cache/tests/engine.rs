@@ -74,6 +74,9 @@ async fn pull_the_recommended_variant_then_manage_the_cache() {
         "exactly one variant is marked"
     );
     assert!(report.commit.as_deref().is_some_and(|c| c.len() == 40));
+    // Everything fits in 64 GiB; the default is still the mid quant, not F16.
+    let marked = report.variants.iter().find(|v| v.recommended).unwrap();
+    assert_eq!(marked.variant.name, "Q4_K_M");
 
     let plan = engine
         .plan_pull(&PullRequest::repo(repo.clone()))
@@ -130,6 +133,134 @@ async fn pull_the_recommended_variant_then_manage_the_cache() {
     let removal = engine.delete(&repo, None, false, false).unwrap();
     assert!(removal.bytes_freed >= plan.total_bytes);
     assert!(engine.cache_list().unwrap().is_empty());
+    engine.shutdown();
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_describes_each_result_from_the_listing_alone() {
+    use model_cache::engine::SearchRequest;
+    use model_cache::fit::FitTier;
+    use model_cache::hub::SearchSort;
+
+    let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 1 GiB of RAM: the tiny models fit, the 1 GiB `demo/big` does not.
+    let engine = Engine::open(
+        settings(dir.path(), emulator.url()),
+        EngineOptions::fake(GIB),
+    )
+    .unwrap();
+    let before = emulator.log().records().len();
+    let report = engine
+        .search(&SearchRequest {
+            query: "demo".into(),
+            ..SearchRequest::default()
+        })
+        .await
+        .unwrap();
+    // One request for the whole page: no per-result tree or header fetch.
+    assert_eq!(emulator.log().records().len() - before, 1);
+    let names: Vec<&str> = report.results.iter().map(|r| r.repo.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "demo/tiny-gguf",
+            "demo/tiny-safetensors",
+            "demo/gated",
+            "demo/big"
+        ]
+    );
+    assert!(report.next.is_none());
+    let tiny = &report.results[0];
+    assert_eq!(tiny.downloads, 52_000);
+    assert_eq!(tiny.formats, ["gguf"]);
+    assert!(
+        tiny.last_modified
+            .as_deref()
+            .is_some_and(|d| d.starts_with("20"))
+    );
+    let size = tiny.size.as_ref().unwrap();
+    assert_eq!(size.variant, "Q4_K_M");
+    assert!(size.weights_bytes > 1_000_000 && size.weights_bytes < 3_000_000);
+    assert_eq!(tiny.fit.unwrap().tier, FitTier::Fits);
+    let st = &report.results[1];
+    assert_eq!(st.formats, ["safetensors"]);
+    assert_eq!(st.size.as_ref().unwrap().variant, "BF16");
+    assert_eq!(report.results[2].gated, model_cache::hub::Gating::Manual);
+    assert_eq!(report.results[3].fit.unwrap().tier, FitTier::TooBig);
+    assert!(report.results.iter().all(|r| !r.cached));
+
+    // Other orders, a filter, and pages of one through the cursor.
+    let by_likes = engine
+        .search(&SearchRequest {
+            sort: SearchSort::Likes,
+            filter: vec!["gguf".into()],
+            ..SearchRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_likes.results[0].repo, "demo/tiny-gguf");
+    assert!(
+        by_likes
+            .results
+            .iter()
+            .all(|r| r.formats.contains(&"gguf".to_string()))
+    );
+    let mut request = SearchRequest {
+        query: "tiny".into(),
+        limit: Some(1),
+        ..SearchRequest::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = engine.search(&request).await.unwrap();
+        assert_eq!(page.results.len(), 1);
+        seen.push(page.results[0].repo.clone());
+        match page.next {
+            Some(next) => request.cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["demo/tiny-gguf", "demo/tiny-safetensors", "tiny-legacy"]
+    );
+
+    // A cached repo is marked.
+    let plan = engine
+        .plan_pull(&PullRequest::repo("tiny-legacy".parse().unwrap()))
+        .await
+        .unwrap();
+    let job = engine.enqueue(&plan).unwrap();
+    assert_eq!(wait_done(&engine, job.id).await.state, QueueState::Done);
+    let legacy = engine
+        .search(&SearchRequest {
+            query: "legacy".into(),
+            ..SearchRequest::default()
+        })
+        .await
+        .unwrap();
+    assert!(legacy.results[0].cached);
+
+    // Bad input: a page size out of range, a cursor on another origin.
+    let zero = engine
+        .search(&SearchRequest {
+            limit: Some(0),
+            ..SearchRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(zero.kind(), ErrorKind::InvalidInput);
+    assert!(zero.to_string().contains("1 to 100"), "{zero}");
+    let foreign = engine
+        .search(&SearchRequest {
+            cursor: Some("https://elsewhere.example/api/models?cursor=2".into()),
+            ..SearchRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(foreign.to_string().contains("cursor"), "{foreign}");
     engine.shutdown();
     emulator.shutdown().await;
 }

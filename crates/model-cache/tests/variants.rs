@@ -286,8 +286,9 @@ fn fit_tiers_and_recommendation_follow_the_quality_order() {
         fit::estimate(by_name(&vs, "F16"), &m, &opts).tier,
         FitTier::TooBig
     );
+    // The default is the mid quant, not the largest that fits.
     let rec = fit::recommend(&vs, &m, &opts).unwrap();
-    assert_eq!(rec.variant_id, q8.id);
+    assert_eq!(rec.variant_id, by_name(&vs, "Q4_K_M").id);
 
     // Less memory: the incomplete Q5_K_M is never offered; Q4_K_M fits; Q6_K is only tight.
     let small = machine(10, 6, None);
@@ -297,11 +298,27 @@ fn fit_tiers_and_recommendation_follow_the_quality_order() {
     );
     let rec = fit::recommend(&vs, &small, &opts).unwrap();
     assert_eq!(rec.variant_id, by_name(&vs, "Q4_K_M").id);
-    // A GPU with room for F16 makes F16 fit.
+    // A GPU with room for F16 makes F16 fit, and the mid quant is still the default.
     let gpu = machine(8, 2, Some(24));
     assert_eq!(
+        fit::estimate(by_name(&vs, "F16"), &gpu, &opts).tier,
+        FitTier::Fits
+    );
+    assert_eq!(
         fit::recommend(&vs, &gpu, &opts).unwrap().variant_id,
-        by_name(&vs, "F16").id
+        by_name(&vs, "Q4_K_M").id
+    );
+    // Without the mid quant, the nearest better one comes before the smaller ones.
+    let no_mid: Vec<_> = vs.iter().filter(|v| v.name != "Q4_K_M").cloned().collect();
+    assert_eq!(
+        fit::recommend(&no_mid, &m, &opts).unwrap().variant_id,
+        by_name(&vs, "Q6_K").id
+    );
+    // When only a smaller one fits, that one is taken.
+    let tiny = machine(6, 5, None);
+    assert_eq!(
+        fit::recommend(&no_mid, &tiny, &opts).unwrap().variant_id,
+        by_name(&vs, "Q2_K").id
     );
     // Nothing fits a tiny machine; unknown memory recommends nothing either.
     assert!(fit::recommend(&vs, &machine(2, 1, None), &opts).is_none());

@@ -73,9 +73,18 @@ describe('Accessibility of the main screens', () => {
   step('the Models screen, empty and with the variants of a repo', async () => {
     await assertAccessible(page, 'Models (empty)');
     await assertKeyboardReachable(page, 'Models (empty)');
+    // The landing list of popular models, then a keyword search.
+    await page.locator('#results li.result').first().waitFor();
+    await assertAccessible(page, 'Models (popular)');
+    await page.locator('#search-input').fill('tiny');
+    await page.keyboard.press('Enter');
+    await page.locator('#results-title', { hasText: 'tiny' }).waitFor();
+    await assertAccessible(page, 'Models (search results)');
+    await assertKeyboardReachable(page, 'Models (search results)');
     await page.locator('#search-input').fill('demo/tiny-gguf');
     await page.keyboard.press('Enter');
     await page.locator('#variants tr[data-variant]').first().waitFor();
+    await page.locator('#variants tr.is-recommended details.header-facts summary').click();
     await assertAccessible(page, 'Models (variants)');
     await assertKeyboardReachable(page, 'Models (variants)');
   });

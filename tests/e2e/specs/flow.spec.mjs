@@ -71,7 +71,8 @@ describe('Model Cache UI in a browser', () => {
   });
 
   step('bad input is explained without asking the engine', async () => {
-    await search('not a repo!');
+    // Words are a search; something with a slash is read as a repository id.
+    await search('org/not a repo!');
     const error = page.locator('#search-error');
     await error.waitFor();
     assert.equal(await error.getAttribute('data-kind'), 'invalid_input');

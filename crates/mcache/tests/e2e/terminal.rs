@@ -192,6 +192,8 @@ fn a_terminal_user_without_a_choice_gets_a_numbered_picker() {
         .iter()
         .position(|v| v["recommended"] == true)
         .unwrap();
+    // The default is the mid quant, not the largest variant.
+    assert_eq!(variants[recommended]["name"], "Q4_K_M");
     assert!(
         screen.contains(&format!("Variant to pull [{}]", recommended + 1)),
         "the recommended variant is the default:\n{screen}"

@@ -51,6 +51,8 @@ pub enum EngineError {
     NothingSelected { repo: String },
     #[error("No repository given")]
     NoRepo,
+    #[error("Invalid search: {reason}")]
+    InvalidSearch { reason: String },
     #[error("`{file}` of `{repo}` is not in the cache (revision `{revision}`)")]
     OfflineMiss {
         repo: String,
@@ -100,7 +102,7 @@ impl EngineError {
             EngineError::NoBucket => ErrorKind::InvalidInput,
             EngineError::NoSuchVariant { .. } => ErrorKind::NoSuchVariant,
             EngineError::NothingSelected { .. } => ErrorKind::NothingSelected,
-            EngineError::NoRepo => ErrorKind::InvalidInput,
+            EngineError::NoRepo | EngineError::InvalidSearch { .. } => ErrorKind::InvalidInput,
             EngineError::OfflineMiss { .. } => ErrorKind::OfflineMiss,
             EngineError::NotCached { .. } => ErrorKind::NotCached,
             EngineError::CacheFolderMissing { .. } => ErrorKind::CacheUnavailable,
@@ -128,7 +130,7 @@ impl EngineError {
                 vec![Hint::ListVariants { repo: repo.clone() }]
             }
             EngineError::NothingSelected { .. } => vec![Hint::CheckSelection],
-            EngineError::NoRepo => Vec::new(),
+            EngineError::NoRepo | EngineError::InvalidSearch { .. } => Vec::new(),
             EngineError::OfflineMiss { repo, .. } => {
                 vec![Hint::PullWhileOnline { repo: repo.clone() }]
             }

@@ -23,6 +23,7 @@ mod mirror;
 mod preferences;
 mod pull;
 mod push;
+mod search;
 mod updates;
 mod views;
 
@@ -40,6 +41,10 @@ pub use preferences::{
 };
 pub use pull::{Choice, PullPlan, PullRequest};
 pub use push::PushReport;
+pub use search::{
+    DEFAULT_SEARCH_LIMIT, SearchReport, SearchRequest, SearchResultView, SizeEstimate,
+    listed_formats, listed_size,
+};
 pub use updates::{
     HeldView, MeteredProbe, UnknownMetering, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
 };

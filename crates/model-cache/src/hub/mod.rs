@@ -23,6 +23,7 @@ mod error;
 pub mod proxy;
 mod redirect;
 pub mod retry;
+pub mod search;
 mod types;
 
 use std::future::Future;
@@ -37,6 +38,7 @@ use serde::Deserialize;
 use url::Url;
 
 pub use error::{HubError, redact_url};
+pub use search::{ListedModel, SearchPage, SearchQuery, SearchSort};
 pub use types::{
     EntryKind, FileMetadata, Gating, Lfs, RangeResponse, RepoInfo, Sibling, TreeEntry,
     normalize_etag,
@@ -582,6 +584,25 @@ impl HubClient {
             )
             .await?;
         Ok(landed.response)
+    }
+
+    /// An API request that names no repo (a search): non-2xx statuses become typed errors.
+    async fn send_unscoped(
+        &self,
+        method: Method,
+        url: &str,
+    ) -> Result<reqwest::Response, HubError> {
+        let landed = self
+            .follow(method, parse_url(url)?, Foreign::Refuse, None, |request| {
+                request.timeout(self.inner.metadata_timeout)
+            })
+            .await?;
+        Ok(landed.response)
+    }
+
+    /// The most bytes a JSON answer may have.
+    fn json_limit(&self) -> u64 {
+        self.inner.limits.json_bytes
     }
 
     /// Runs `op` against the endpoint, then against each mirror while the failure is retryable.
