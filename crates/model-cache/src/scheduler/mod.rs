@@ -1040,6 +1040,16 @@ impl Inner {
                     }
                 }
             }
+            // Sizing waited on the network: the person may have paused or cancelled the job
+            // meanwhile, and their choice wins over this (older) look at the queue.
+            let current = self
+                .index
+                .with_conn("read a job", |c| queue::get(c, job.id))?;
+            if !current
+                .is_some_and(|j| matches!(j.state, QueueState::Queued | QueueState::Deferred))
+            {
+                continue;
+            }
             let live_counts = lock(&self.live).get(&job.id).map(|l| l.progress.counts());
             let needed = match (job.bytes_total, live_counts) {
                 (Some(total), Some(c)) => total.saturating_sub(c.done + c.saved),
