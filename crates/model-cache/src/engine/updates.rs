@@ -143,11 +143,12 @@ impl Engine {
             report.updates = self.updates()?;
             return Ok(report);
         }
-        let before = self.updates()?;
+        // One scan of the cache serves the round: before, the checks, and after.
         let refs = followed_refs(self)?;
+        let before = self.updates_of(&refs)?;
         let now = crate::index::now_ms();
         let mut first = true;
-        for (repo, name, local) in refs {
+        for (repo, name, local) in refs.iter().cloned() {
             let index = &self.inner.index;
             if index
                 .held_refs(&repo)?
@@ -179,7 +180,7 @@ impl Engine {
                 }
             }
         }
-        report.updates = self.updates()?;
+        report.updates = self.updates_of(&refs)?;
         // Tell the listeners about news only: an update already announced is not announced at
         // every round.
         let news: Vec<UpdateView> = report
@@ -203,15 +204,22 @@ impl Engine {
     /// Every followed ref whose branch has a newer commit than the cache holds, as the last
     /// checks saw it (no request).
     pub fn updates(&self) -> Result<Vec<UpdateView>, EngineError> {
-        let refs = followed_refs(self)?;
+        self.updates_of(&followed_refs(self)?)
+    }
+
+    /// [`Engine::updates`] over followed refs already scanned.
+    fn updates_of(
+        &self,
+        refs: &[(RepoId, String, String)],
+    ) -> Result<Vec<UpdateView>, EngineError> {
         let mut out = Vec::new();
         let mut seen: Vec<&RepoId> = Vec::new();
-        for (repo, _, _) in &refs {
+        for (repo, _, _) in refs {
             if seen.contains(&repo) {
                 continue;
             }
             seen.push(repo);
-            out.extend(self.repo_updates(repo, &refs)?);
+            out.extend(self.repo_updates(repo, refs)?);
         }
         Ok(out)
     }
