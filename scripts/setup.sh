@@ -15,8 +15,12 @@ APT_PACKAGES=(
   # Tests: a real window under Xvfb, screenshots, D-Bus notifications, a headless browser.
   webkit2gtk-driver xvfb xauth imagemagick x11-apps x11-utils xdotool dbus dbus-x11
   python3-xlib dunst libnotify-bin chromium tmux python3-venv
+  # Tests: a StatusNotifierWatcher for the tray icon, its menu over D-Bus.
+  python3-dbus python3-gi
   # The install test: the desktop entry's checker and menu cache, gtk-launch, xdg-open.
   desktop-file-utils libgtk-3-bin xdg-utils
+  # LAN peers in network namespaces (scripts/peers-netns.sh); zstd's benchmark (docs/peers.md).
+  iproute2 jq bc zstd
 )
 
 as_root() {
@@ -61,6 +65,12 @@ if [ "${1:-}" = "--with-test-tools" ]; then
   if ! target/py-venv/bin/python -c "import maturin, pytest" 2>/dev/null; then
     echo "setup: installing maturin and pytest into target/py-venv" >&2
     target/py-venv/bin/pip install -q --disable-pip-version-check "maturin==1.16.0" "pytest==9.2.0"
+  fi
+  # llama.cpp's gguf-py (with numpy): the conversion tests read converted GGUF files with it
+  # (crates/model-cache/tests/convert.rs).
+  if ! target/py-venv/bin/python -c "import gguf, numpy" 2>/dev/null; then
+    echo "setup: installing gguf into target/py-venv" >&2
+    target/py-venv/bin/pip install -q --disable-pip-version-check "gguf==0.19.0"
   fi
   # A real S3 API on loopback for the team-bucket tests (crates/mcache/tests/e2e/bucket.rs).
   if ! target/py-venv/bin/python -c "import moto, flask" 2>/dev/null; then

@@ -9,6 +9,13 @@ scripts/setup.sh --with-test-tools
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+step "the machine: free space and power (the scheduler defers on a full disk or a low battery)"
+df -h . "${TMPDIR:-/tmp}" >&2 || true
+for supply in /sys/class/power_supply/*; do
+  [ -e "$supply/type" ] && echo "$supply: $(cat "$supply/type") $(cat "$supply/status" 2>/dev/null)" >&2
+done
+true
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -38,6 +45,9 @@ cargo clippy --workspace --lib --bins --locked -- -D warnings
 step "cargo test (all crates)"
 cargo test --workspace --locked
 
+step "converted GGUF files load and generate in llama.cpp (llama-simple built once under target/)"
+scripts/llama-cpp-check.sh
+
 step "Python module and native-messaging hosts (pytest, the wheel built once)"
 crates/model-cache-py/tests/run.sh
 
@@ -48,6 +58,10 @@ if [ -f tests/e2e/package.json ] && [ -d tests/e2e/specs ]; then
   step "browser end-to-end tests"
   tests/e2e/run.sh
 fi
+
+step "LAN peers in three network namespaces (skipped where ip netns add does not work)"
+cargo build -p mcache --quiet
+scripts/peers-netns.sh "${CARGO_TARGET_DIR:-target}/debug/mcache"
 
 # After the browser tests, whose `cargo build -p mcache` the package reuses.
 step "the .deb installed and used: desktop entry, modelcache:// link, purge"

@@ -65,9 +65,97 @@ pub async fn refresh_tray<R: Runtime>(app: &AppHandle<R>) {
     };
     let paused = api.engine().scheduler().is_paused().unwrap_or(false);
     let text = crate::events::tray_status(&jobs, paused);
+    tracing::debug!(status = %text, "tray status line");
     if let Some(status) = app.try_state::<crate::tray::TrayStatus<R>>() {
         status.set(&text);
     }
+}
+
+/// The question Quit asks before it stops downloads, or `None` to quit at once: downloads
+/// running, queued or waiting for a condition would stop (they resume at the next start, but
+/// the person may not expect that from a tray icon). Jobs the person paused do not count.
+pub fn quit_question(jobs: &[local_api::contract::Job]) -> Option<String> {
+    let unfinished = jobs
+        .iter()
+        .filter(|j| matches!(j.state.as_str(), "running" | "queued" | "deferred"))
+        .count();
+    match unfinished {
+        0 => None,
+        1 => Some(
+            "A download is not finished. Quit Model Cache anyway? It goes on from where it \
+             stopped the next time Model Cache starts."
+                .to_string(),
+        ),
+        n => Some(format!(
+            "{n} downloads are not finished. Quit Model Cache anyway? They go on from where they \
+             stopped the next time Model Cache starts."
+        )),
+    }
+}
+
+/// Whether to quit with these jobs: at once when none would stop, else what the person
+/// answers to [`quit_question`].
+pub async fn confirm_quit(
+    jobs: &[local_api::contract::Job],
+    ask: &crate::startup::Confirm,
+) -> bool {
+    match quit_question(jobs) {
+        None => true,
+        Some(question) => ask(question).await,
+    }
+}
+
+/// Quit, from the tray (or the OS's quit command): asks first when downloads would stop,
+/// with the window shown so the question is not asked from nowhere.
+pub fn quit<R: Runtime>(app: &AppHandle<R>) {
+    static ASKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Some(state) = app.try_state::<AppState>() else {
+        // Not started yet (waiting for the cache folder): nothing to stop.
+        app.exit(0);
+        return;
+    };
+    if ASKING.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        show_window(app);
+        return;
+    }
+    let api = state.api.clone();
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let jobs = api.jobs().await.unwrap_or_default();
+        if quit_question(&jobs).is_some() {
+            show_window(&app);
+        }
+        let quit = confirm_quit(&jobs, &quit_dialog(app.clone())).await;
+        ASKING.store(false, std::sync::atomic::Ordering::SeqCst);
+        if quit {
+            tracing::info!("quitting");
+            app.exit(0);
+        }
+    });
+}
+
+/// The native dialog Quit asks with: "Quit" or "Keep downloading".
+fn quit_dialog<R: Runtime>(app: AppHandle<R>) -> crate::startup::Confirm {
+    std::sync::Arc::new(move |question: String| {
+        use tauri_plugin_dialog::{DialogExt, MessageDialogButtons, MessageDialogKind};
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let mut dialog = app
+            .dialog()
+            .message(question)
+            .title("Quit Model Cache?")
+            .kind(MessageDialogKind::Warning)
+            .buttons(MessageDialogButtons::OkCancelCustom(
+                "Quit".into(),
+                "Keep downloading".into(),
+            ));
+        if let Some(window) = app.get_webview_window("main") {
+            dialog = dialog.parent(&window);
+        }
+        dialog.show(move |confirmed| {
+            let _ = answer.send(confirmed);
+        });
+        Box::pin(async move { answered.await.unwrap_or(false) })
+    })
 }
 
 /// A native yes/no dialog on the app's window: the confirmation a change of where requests and
@@ -89,4 +177,42 @@ pub fn dialog_confirm<R: Runtime>(app: AppHandle<R>) -> crate::startup::Confirm 
             });
         Box::pin(async move { answered.await.unwrap_or(false) })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quit_question;
+
+    fn job(state: &str) -> local_api::contract::Job {
+        local_api::contract::Job {
+            id: 1,
+            repo: "demo/x".into(),
+            revision: "main".into(),
+            variant: None,
+            state: state.into(),
+            reason: None,
+            bytes_done: 0,
+            bytes_total: 0,
+            speed_bps: 0,
+            eta_seconds: None,
+            files: vec![],
+            error: None,
+            snapshot_path: None,
+        }
+    }
+
+    #[test]
+    fn quit_asks_only_when_downloads_would_stop() {
+        assert_eq!(quit_question(&[]), None);
+        let finished = [job("done"), job("failed"), job("cancelled"), job("paused")];
+        assert_eq!(quit_question(&finished), None, "nothing would stop");
+        let one = quit_question(&[job("deferred"), job("done")]).unwrap();
+        assert!(one.starts_with("A download is not finished."), "{one}");
+        let three = quit_question(&[job("running"), job("queued"), job("deferred")]).unwrap();
+        assert!(
+            three.starts_with("3 downloads are not finished."),
+            "{three}"
+        );
+        assert!(three.contains("next time Model Cache starts"), "{three}");
+    }
 }

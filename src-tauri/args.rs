@@ -1,17 +1,22 @@
 //! The desktop app's command line.
 //!
-//! `model-cache-app [--demo] [--minimized] [REPO | LINK]`: `--demo` runs against the built-in demo
-//! hub, `--minimized` starts in the tray (used by start-at-login), and a repo id, a Hub URL or a
-//! `modelcache://` link (what the desktop entry passes, see `links`) opens that repo in the
-//! window. A second launch hands its arguments to the running instance.
+//! `model-cache-app [--demo] [--hidden] [REPO | LINK]`: `--demo` runs against the built-in demo
+//! hub, `--hidden` starts in the tray with no window shown (what start-at-login runs;
+//! `--minimized`, which earlier versions wrote into the login entry, means the same), and a repo
+//! id, a Hub URL or a `modelcache://` link (what the desktop entry passes, see `links`) opens that
+//! repo in the window. A second launch hands its arguments to the running instance.
 
 use crate::links::{self, Opening};
+
+/// The flag start-at-login passes: the app starts in the tray, no window shown.
+pub const HIDDEN: &str = "--hidden";
 
 /// Parsed command-line arguments of the app.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppArgs {
     pub demo: bool,
-    pub minimized: bool,
+    /// Start in the tray, the window not shown (`--hidden`).
+    pub hidden: bool,
     pub repo: Option<String>,
     /// A `modelcache://` link, unchecked (see [`AppArgs::opening`]).
     pub link: Option<String>,
@@ -25,7 +30,7 @@ impl AppArgs {
         for arg in args {
             match arg.as_str() {
                 "--demo" => parsed.demo = true,
-                "--minimized" => parsed.minimized = true,
+                HIDDEN | "--minimized" => parsed.hidden = true,
                 other if other.starts_with('-') => {}
                 other if links::is_link(other) => parsed.link = Some(other.to_string()),
                 other => parsed.repo = Some(other.to_string()),
@@ -55,7 +60,7 @@ mod tests {
             args,
             AppArgs {
                 demo: true,
-                minimized: false,
+                hidden: false,
                 repo: Some("demo/tiny-gguf".into()),
                 link: None,
             }
@@ -74,6 +79,13 @@ mod tests {
         let refused = AppArgs::parse(["modelcache://open_from_hf?model=../x".into()]).opening();
         let json = serde_json::to_value(refused).unwrap();
         assert_eq!(json["error"]["kind"], "invalid_input");
-        assert_eq!(AppArgs::parse(["--minimized".into()]).opening(), None);
+        assert_eq!(AppArgs::parse(["--hidden".into()]).opening(), None);
+    }
+
+    #[test]
+    fn hidden_starts_in_the_tray_and_the_old_flag_still_works() {
+        assert!(AppArgs::parse(["--hidden".into()]).hidden);
+        assert!(AppArgs::parse(["--minimized".into()]).hidden);
+        assert!(!AppArgs::parse(["--demo".into()]).hidden);
     }
 }

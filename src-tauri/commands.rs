@@ -7,7 +7,9 @@ use local_api::contract::{
     Affected, Freed, Health, Job, Queued, Revealed, StatsBody, TokenState, Variants,
 };
 use local_api::{ApiError, ApiResult, PullBody};
-use model_cache::engine::{AppSettings, CachedRepoView, UpdateCheckReport};
+use model_cache::engine::{
+    AppSettings, CachedRepoView, PairingCode, PeerView, PeersView, Room, UpdateCheckReport,
+};
 use serde::Serialize;
 use serde_json::Value;
 use tauri::State;
@@ -44,6 +46,32 @@ pub async fn variants(
 }
 
 #[tauri::command]
+pub async fn model_page(
+    state: State<'_, AppState>,
+    repo: String,
+    revision: Option<String>,
+) -> ApiResult<model_cache::engine::ModelPage> {
+    state.api.model_page(&repo, revision.as_deref()).await
+}
+
+/// Opens an `http(s)` link (a model card's, a gated repo's request page) in the system
+/// browser; anything else is refused.
+#[tauri::command]
+pub fn open_link(url: String) -> ApiResult<()> {
+    let parsed = url::Url::parse(&url)
+        .map_err(|_| local_api::error::ApiError::invalid_input(format!("`{url}` is not a link")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(local_api::error::ApiError::invalid_input(format!(
+            "Only web links open in the browser, not `{}`",
+            parsed.scheme()
+        )));
+    }
+    tauri_plugin_opener::open_url(parsed.as_str(), None::<&str>).map_err(|e| {
+        local_api::error::ApiError::invalid_input(format!("No web browser answered: {e}"))
+    })
+}
+
+#[tauri::command]
 pub async fn search(
     state: State<'_, AppState>,
     q: Option<String>,
@@ -69,6 +97,7 @@ pub async fn pull(
     revision: Option<String>,
     variant: Option<String>,
     files: Option<Vec<String>>,
+    evict: Option<Vec<String>>,
 ) -> ApiResult<Queued> {
     state
         .api
@@ -77,6 +106,27 @@ pub async fn pull(
             revision,
             variant,
             files,
+            evict,
+        })
+        .await
+}
+
+#[tauri::command]
+pub async fn pull_room(
+    state: State<'_, AppState>,
+    repo: String,
+    revision: Option<String>,
+    variant: Option<String>,
+    files: Option<Vec<String>>,
+) -> ApiResult<Room> {
+    state
+        .api
+        .pull_room(PullBody {
+            repo,
+            revision,
+            variant,
+            files,
+            evict: None,
         })
         .await
 }
@@ -98,6 +148,11 @@ pub async fn job_action(state: State<'_, AppState>, id: Value, action: String) -
 #[tauri::command]
 pub async fn pause_all(state: State<'_, AppState>) -> ApiResult<Affected> {
     state.api.pause_all(true).await
+}
+
+#[tauri::command]
+pub async fn clear_finished(state: State<'_, AppState>) -> ApiResult<Affected> {
+    state.api.clear_finished().await
 }
 
 #[tauri::command]
@@ -129,6 +184,23 @@ pub async fn cache_update(
 }
 
 #[tauri::command]
+pub async fn convert(
+    state: State<'_, AppState>,
+    repo: String,
+    precision: String,
+) -> ApiResult<Queued> {
+    state
+        .api
+        .convert(local_api::contract::ConvertBody {
+            repo,
+            revision: None,
+            to: "gguf".to_string(),
+            gguf_type: precision,
+        })
+        .await
+}
+
+#[tauri::command]
 pub async fn cache_hold(
     state: State<'_, AppState>,
     repo: String,
@@ -136,6 +208,43 @@ pub async fn cache_hold(
     held: bool,
 ) -> ApiResult<CachedRepoView> {
     state.api.cache_hold(&repo, branch.as_deref(), held).await
+}
+
+#[tauri::command]
+pub async fn peers(state: State<'_, AppState>) -> ApiResult<PeersView> {
+    state.api.peers().await
+}
+
+#[tauri::command]
+pub async fn peers_sharing(state: State<'_, AppState>, on: bool) -> ApiResult<PeersView> {
+    state.api.peers_sharing(on).await
+}
+
+#[tauri::command]
+pub async fn peers_pairing(state: State<'_, AppState>) -> ApiResult<PairingCode> {
+    state.api.peers_pairing().await
+}
+
+#[tauri::command]
+pub async fn peers_pair(
+    state: State<'_, AppState>,
+    address: String,
+    code: String,
+) -> ApiResult<PeerView> {
+    state.api.peers_pair(&address, &code).await
+}
+
+#[tauri::command]
+pub async fn peers_holdings(
+    state: State<'_, AppState>,
+    peer: String,
+) -> ApiResult<Vec<model_cache::peers::client::PeerRef>> {
+    state.api.peers_holdings(&peer).await
+}
+
+#[tauri::command]
+pub async fn peers_unpair(state: State<'_, AppState>, peer: String) -> ApiResult<PeersView> {
+    state.api.peers_unpair(&peer).await
 }
 
 #[tauri::command]
@@ -263,6 +372,34 @@ pub fn autostart_set<R: tauri::Runtime>(
     launcher.is_enabled().map_err(autostart_error)
 }
 
+/// The system's folder chooser, titled `title` and opened at `start` (or its nearest existing
+/// parent): the folder picked, or null when the person cancels. The setting it fills is saved
+/// (and checked by the engine) like a typed one.
+#[tauri::command]
+pub async fn pick_folder<R: tauri::Runtime>(
+    app: tauri::AppHandle<R>,
+    title: String,
+    start: Option<String>,
+) -> ApiResult<Option<String>> {
+    use tauri::Manager;
+    use tauri_plugin_dialog::DialogExt;
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let mut dialog = app.dialog().file().set_title(title);
+    if let Some(start) = start.as_deref().filter(|s| !s.is_empty())
+        && let Some(existing) = std::path::Path::new(start).ancestors().find(|p| p.is_dir())
+    {
+        dialog = dialog.set_directory(existing);
+    }
+    if let Some(window) = app.get_webview_window("main") {
+        dialog = dialog.set_parent(&window);
+    }
+    dialog.pick_folder(move |picked| {
+        let _ = answer.send(picked.and_then(|p| p.into_path().ok()));
+    });
+    let picked = answered.await.ok().flatten();
+    Ok(picked.map(|p| p.display().to_string()))
+}
+
 /// `{"waiting": {message, hint}}` while the app waits for its cache folder, `{"waiting": null}`
 /// once it runs.
 #[tauri::command]
@@ -277,16 +414,28 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         startup_state,
         health,
         variants,
+        model_page,
+        open_link,
         search,
         pull,
         jobs,
         job_action,
         pause_all,
         resume_all,
+        clear_finished,
+        pull_room,
+        pick_folder,
         cache_list,
         cache_pin,
         cache_update,
         cache_hold,
+        peers,
+        peers_sharing,
+        peers_pairing,
+        peers_pair,
+        peers_unpair,
+        peers_holdings,
+        convert,
         check_updates,
         cache_delete,
         cache_reveal,

@@ -2,14 +2,26 @@
 //! notifications and the tray's status line. (The page itself gets every event as is.)
 
 use local_api::contract::{ContractEvent, Job};
+use model_cache::engine::NotificationPreferences;
 
-/// The notification an event asks for: its title and body.
-pub fn notification(event: &ContractEvent) -> Option<(String, String)> {
+/// The desktop notification an event asks for, its title and body, unless the person turned
+/// its kind off in Settings (notices without a kind always show).
+pub fn notification(
+    event: &ContractEvent,
+    wanted: &NotificationPreferences,
+) -> Option<(String, String)> {
     match event {
-        // The body may carry Hub text; servers that render markup must show it as text.
-        ContractEvent::Notification(note) => Some((note.title.clone(), note.desktop_body())),
+        ContractEvent::Notification(note) if note.kind.is_none_or(|kind| wanted.allows(kind)) => {
+            // The body may carry Hub text; servers that render markup must show it as text.
+            Some((note.title.clone(), note.desktop_body()))
+        }
         _ => None,
     }
+}
+
+/// Whether an event can change the tray's status line (a job's state, bytes arriving).
+pub fn changes_tray(event: &ContractEvent) -> bool {
+    matches!(event, ContractEvent::Job(_) | ContractEvent::Progress(_))
 }
 
 /// The tray's status line from the contract's job list: active downloads and their total speed.
@@ -28,6 +40,8 @@ pub fn tray_status(jobs: &[Job], paused: bool) -> String {
     match (running, waiting) {
         (0, 0) => "Idle".to_string(),
         (0, w) => format!("{w} waiting"),
+        // Before the first bytes a speed of 0 B/s reads like a stall: say nothing of it.
+        (r, _) if speed == 0 => format!("{r} downloading"),
         (r, _) => format!(
             "{r} downloading · {}/s",
             model_cache::policy::HumanBytes(speed)
@@ -39,6 +53,7 @@ pub fn tray_status(jobs: &[Job], paused: bool) -> String {
 mod tests {
     use super::*;
     use local_api::contract::{Notification, Progress};
+    use model_cache::engine::NotificationKind;
 
     fn job(state: &str, speed_bps: u64) -> Job {
         Job {
@@ -60,15 +75,18 @@ mod tests {
 
     #[test]
     fn notifications_come_from_notification_events_only() {
+        let all = NotificationPreferences::default();
         let note = ContractEvent::Notification(Notification {
             level: "info".into(),
+            kind: Some(NotificationKind::Finished),
             title: "Download finished".into(),
             body: "demo/x".into(),
         });
         assert_eq!(
-            notification(&note),
+            notification(&note, &all),
             Some(("Download finished".into(), "demo/x".into()))
         );
+        assert!(!changes_tray(&note));
         let progress = ContractEvent::Progress(Progress {
             job_id: 1,
             path: "x".into(),
@@ -76,7 +94,38 @@ mod tests {
             total: 1,
             speed_bps: 0,
         });
-        assert_eq!(notification(&progress), None);
+        assert_eq!(notification(&progress, &all), None);
+        assert!(changes_tray(&progress));
+    }
+
+    /// Each kind the person turned off in Settings stays off the desktop; the others, and
+    /// notices without a kind, still show.
+    #[test]
+    fn a_kind_turned_off_is_not_shown() {
+        for off in NotificationKind::ALL {
+            let mut wanted = NotificationPreferences::default();
+            wanted.set(off, false);
+            for kind in NotificationKind::ALL {
+                let note = ContractEvent::Notification(Notification {
+                    level: "info".into(),
+                    kind: Some(kind),
+                    title: kind.as_str().into(),
+                    body: "b".into(),
+                });
+                assert_eq!(
+                    notification(&note, &wanted).is_some(),
+                    kind != off,
+                    "{kind:?} with {off:?} off"
+                );
+            }
+            let always = ContractEvent::Notification(Notification {
+                level: "info".into(),
+                kind: None,
+                title: "Cache drive not connected".into(),
+                body: "b".into(),
+            });
+            assert!(notification(&always, &wanted).is_some());
+        }
     }
 
     #[test]
@@ -89,5 +138,9 @@ mod tests {
         let text = tray_status(&running, false);
         assert!(text.starts_with("1 downloading · "), "{text}");
         assert!(text.ends_with("/s"), "{text}");
+        assert_eq!(
+            tray_status(&[job("running", 0), job("running", 0)], false),
+            "2 downloading"
+        );
     }
 }

@@ -40,9 +40,12 @@ pub const APP_READY_EVENT: &str = "app-ready";
 pub fn app_builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
     builder
         .plugin(tauri_plugin_dialog::init())
+        // Start at login runs the app with `--hidden`: in the tray, no window (Linux: an XDG
+        // autostart entry in `~/.config/autostart/`; macOS: a launch agent; Windows: the Run
+        // key).
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
-            Some(vec!["--minimized"]),
+            Some(vec![args::HIDDEN]),
         ))
         .invoke_handler(commands::handler())
 }
@@ -73,7 +76,16 @@ pub fn run() {
         // The `modelcache` scheme (tauri.conf.json > plugins > deep-link): the packages register
         // it from there, and on macOS links arrive as events through this plugin.
         .plugin(tauri_plugin_deep_link::init())
-        .plugin(tauri_plugin_window_state::Builder::default().build())
+        // The window's place and size are restored, not whether it is shown: that is the
+        // command line's (`--hidden`) and the tray's.
+        .plugin(
+            tauri_plugin_window_state::Builder::default()
+                .with_state_flags(
+                    tauri_plugin_window_state::StateFlags::all()
+                        - tauri_plugin_window_state::StateFlags::VISIBLE,
+                )
+                .build(),
+        )
         .setup(move |app| {
             app.manage(startup::Waiting::default());
             if let Err(error) = tray::build(app.handle()) {
@@ -86,10 +98,15 @@ pub fn run() {
                     actions::request_open(&handle, links::Opening::from_link(url.as_str()));
                 }
             });
-            if args.minimized
-                && let Some(window) = app.get_webview_window("main")
-            {
-                let _ = window.hide();
+            // The window is created hidden (tauri.conf.json) and shown here unless the app
+            // starts in the tray: a login start never flashes a window.
+            if let Some(window) = app.get_webview_window("main") {
+                if args.hidden {
+                    tracing::info!("started in the tray (--hidden)");
+                } else {
+                    let _ = window.show();
+                    let _ = window.set_focus();
+                }
             }
             // The chosen cache folder is not there (an unplugged drive): say so and wait for it,
             // never fall back to another folder.
@@ -103,7 +120,10 @@ pub fn run() {
                 tracing::warn!(reason = %missing, "waiting for the cache folder");
                 app.state::<startup::Waiting>()
                     .set(Some(startup::waiting_view(&missing)));
-                let notifier = notify::DesktopNotifier;
+                let data_dir = startup::settings()
+                    .map(|s| s.data_dir)
+                    .unwrap_or_else(|_| std::env::temp_dir());
+                let notifier = notify::DesktopNotifier::with_icon_in(&data_dir);
                 if let Err(error) = notify::Notifier::notify(
                     &notifier,
                     "Cache drive not connected",
@@ -137,8 +157,19 @@ pub fn run() {
                 api.prevent_close();
             }
         })
-        .run(tauri::generate_context!())
-        .expect("error while running the Model Cache app");
+        .build(tauri::generate_context!())
+        .expect("error while building the Model Cache app")
+        .run(|app, event| {
+            // The OS's own quit (the macOS menu, a session asking the app to end) asks like the
+            // tray's Quit when downloads would stop; `app.exit` (the answer) carries a code.
+            if let tauri::RunEvent::ExitRequested {
+                code: None, api, ..
+            } = event
+            {
+                api.prevent_exit();
+                actions::quit(app);
+            }
+        });
 }
 
 /// Starts the engine, the local API and the mirror, and wires their events to the window, the
@@ -162,14 +193,32 @@ fn start_engine<R: Runtime>(
 }
 
 /// Forwards the API's events to the UI, shows notifications and keeps the tray's status fresh.
-fn spawn_event_forwarder<R: Runtime>(app: tauri::AppHandle<R>, api: local_api::Api) {
-    let notifier: Arc<dyn notify::Notifier> = Arc::new(notify::DesktopNotifier);
+///
+/// The tray's status line is pushed by events: refreshed when a job changes or bytes arrive, at
+/// most once per [`tray::TRAY_REFRESH_EVERY`] (the last change always shows), and never while
+/// nothing happens.
+pub fn spawn_event_forwarder<R: Runtime>(app: tauri::AppHandle<R>, api: local_api::Api) {
+    let data_dir = api.engine().settings().data_dir.clone();
+    let notifier: Arc<dyn notify::Notifier> =
+        Arc::new(notify::DesktopNotifier::with_icon_in(&data_dir));
+    forward_events(app, api, notifier);
+}
+
+/// [`spawn_event_forwarder`] with the notifier given (tests record what would be shown).
+pub fn forward_events<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    api: local_api::Api,
+    notifier: Arc<dyn notify::Notifier>,
+) {
+    let mut events = api.subscribe();
     tauri::async_runtime::spawn(async move {
-        let mut events = api.subscribe();
-        let mut tray_every = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut throttle = tray::TrayThrottle::new(tray::TRAY_REFRESH_EVERY);
+        actions::refresh_tray(&app).await;
         loop {
+            let deadline = throttle.deadline();
             let event = tokio::select! {
-                _ = tray_every.tick() => {
+                () = sleep_until(deadline) => {
+                    throttle.refreshed(std::time::Instant::now());
                     actions::refresh_tray(&app).await;
                     continue;
                 }
@@ -181,7 +230,11 @@ fn spawn_event_forwarder<R: Runtime>(app: tauri::AppHandle<R>, api: local_api::A
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             };
             let _ = app.emit(ENGINE_EVENT, &event);
-            if let Some((title, body)) = events::notification(&event) {
+            if events::changes_tray(&event) && throttle.changed(std::time::Instant::now()) {
+                actions::refresh_tray(&app).await;
+            }
+            let wanted = api.engine().notification_preferences();
+            if let Some((title, body)) = events::notification(&event, &wanted) {
                 let notifier = notifier.clone();
                 // Fire and forget: the D-Bus call blocks, and nothing waits for its answer.
                 drop(tauri::async_runtime::spawn_blocking(move || {
@@ -192,4 +245,12 @@ fn spawn_event_forwarder<R: Runtime>(app: tauri::AppHandle<R>, api: local_api::A
             }
         }
     });
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }

@@ -188,6 +188,8 @@ pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
         model_cache::engine::UpdateCheckPolicy::default(),
         std::sync::Arc::new(crate::metered::SystemMetering),
     ));
+    // Downloads wait on a metered connection when the policy says so.
+    drop(engine.watch_metering(std::sync::Arc::new(crate::metered::SystemMetering)));
     // The mirror is a convenience beside the app: when it cannot start (its port and every other
     // refused), the app runs without it and says why.
     let mirror = match local_api::serve_mirror(
@@ -202,6 +204,13 @@ pub async fn start(args: &AppArgs) -> Result<AppState, StartupError> {
             None
         }
     };
+    // Paired LAN peers are served while sharing is on (turned on in the Peers panel or with
+    // `mcache peers share on`); nothing listens on the LAN while it is off. The listener ends
+    // with the app.
+    drop(local_api::peers::follow_sharing(
+        engine.clone(),
+        local_api::peers::PeerConfig::default(),
+    ));
     let api = local_api::Api::new(engine);
     let mut config = local_api::ApiConfig::new(data_dir);
     config.mirror_url = mirror.as_ref().map(|m| m.url().to_string());

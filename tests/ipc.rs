@@ -345,3 +345,121 @@ fn import_models_adopts_a_file_through_ipc() {
         .unwrap_err();
     assert_eq!(refused["kind"], "invalid_input", "{refused:#}");
 }
+
+/// Records the notifications the app would show.
+#[derive(Default)]
+struct Shown(std::sync::Mutex<Vec<(String, String)>>);
+
+impl model_cache_app::notify::Notifier for Shown {
+    fn notify(&self, title: &str, body: &str) -> Result<(), String> {
+        self.0.lock().unwrap().push((title.into(), body.into()));
+        Ok(())
+    }
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The tray's menu through its handler (no tray host needed): Pause all pauses the engine and
+/// the status line says so, Quit with a download waiting asks first, Resume all lets it run.
+/// The status line follows downloads from the engine's events alone (nobody polls it), and
+/// stays untouched while nothing happens; a notification kind turned off is not shown.
+#[test]
+fn the_tray_menu_drives_the_engine_and_its_status_line_follows_events() {
+    use model_cache_app::tray::{self, TrayStatus};
+    let rig = rig();
+    let app = rig._app.handle().clone();
+    app.manage(TrayStatus::<MockRuntime>::new(None));
+    let api = app.state::<AppState>().api.clone();
+    let shown = std::sync::Arc::new(Shown::default());
+    model_cache_app::forward_events(app.clone(), api.clone(), shown.clone());
+    let status = || app.state::<TrayStatus<MockRuntime>>().text();
+    let paused = || api.engine().scheduler().is_paused().unwrap();
+
+    tray::handle_menu(&app, tray::MENU_PAUSE_ALL);
+    wait_until("the pause", || paused() && status() == "Paused");
+    let queued = rig
+        .invoke(
+            "pull",
+            json!({ "repo": "demo/tiny-gguf", "variant": "Q2_K" }),
+        )
+        .unwrap();
+    let id = queued["job_id"].as_i64().unwrap();
+
+    // Quit with a download waiting: the question comes first, and "no" keeps the app.
+    let jobs = rig.runtime.block_on(api.jobs()).unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = asked.clone();
+    let keep: model_cache_app::startup::Confirm = std::sync::Arc::new(move |question: String| {
+        recorded.lock().unwrap().push(question);
+        Box::pin(async { false })
+    });
+    assert!(
+        !rig.runtime
+            .block_on(model_cache_app::actions::confirm_quit(&jobs, &keep))
+    );
+    let questions = asked.lock().unwrap().clone();
+    assert_eq!(questions.len(), 1);
+    assert!(
+        questions[0].starts_with("A download is not finished."),
+        "{}",
+        questions[0]
+    );
+    assert!(
+        rig.runtime
+            .block_on(model_cache_app::actions::confirm_quit(&[], &keep))
+    );
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        1,
+        "nothing to stop: no question"
+    );
+
+    tray::handle_menu(&app, tray::MENU_RESUME_ALL);
+    wait_until("the resume", || !paused());
+    assert_eq!(rig.wait_for_job(id)["state"], "done");
+    wait_until("the finished notification", || {
+        shown.0.lock().unwrap().iter().any(|(title, body)| {
+            title == "Download finished" && body == "demo/tiny-gguf Q2_K is ready to use."
+        })
+    });
+    wait_until("an idle status line", || status() == "Idle");
+    // A refresh still due from the last events lands within the throttle's period.
+    std::thread::sleep(tray::TRAY_REFRESH_EVERY + Duration::from_millis(500));
+
+    // Pushed, not polled: a line nobody refreshes stays as it is while nothing happens...
+    app.state::<TrayStatus<MockRuntime>>().set("untouched");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(status(), "untouched");
+    // ...and a download's events alone bring it back to the truth.
+    rig.invoke(
+        "settings_set",
+        json!({ "settings": { "notify_finished": false } }),
+    )
+    .unwrap();
+    let before = shown.0.lock().unwrap().len();
+    let next = rig
+        .invoke(
+            "pull",
+            json!({ "repo": "demo/tiny-gguf", "variant": "Q3_K_M" }),
+        )
+        .unwrap();
+    assert_eq!(
+        rig.wait_for_job(next["job_id"].as_i64().unwrap())["state"],
+        "done"
+    );
+    wait_until("the status line after the download", || status() == "Idle");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        shown.0.lock().unwrap().len(),
+        before,
+        "finished notifications are turned off"
+    );
+}

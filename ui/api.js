@@ -121,16 +121,20 @@ function httpTransport() {
   const routes = {
     health: () => request('GET', '/api/health'),
     variants: (a) => request('GET', `/api/variants${q({ repo: a.repo, revision: a.revision })}`),
+    model_page: (a) => request('GET', `/api/model${q({ repo: a.repo, revision: a.revision })}`),
     search: (a) => request('GET', `/api/search${q({ q: a.q, filter: a.filter, sort: a.sort, limit: a.limit, cursor: a.cursor })}`),
     pull: (a) => request('POST', '/api/pulls', a),
+    pull_room: (a) => request('POST', '/api/pulls/room', a),
     jobs: () => request('GET', '/api/jobs'),
     job_action: (a) => request('POST', `/api/jobs/${encodeURIComponent(a.id)}/${encodeURIComponent(a.action)}`),
     pause_all: () => request('POST', '/api/jobs/pause-all'),
     resume_all: () => request('POST', '/api/jobs/resume-all'),
+    clear_finished: () => request('POST', '/api/jobs/clear-finished'),
     cache_list: () => request('GET', '/api/cache'),
     cache_pin: (a) => request('POST', '/api/cache/pin', a),
     cache_update: (a) => request('POST', '/api/cache/update', a),
     cache_hold: (a) => request('POST', '/api/cache/hold', a),
+    convert: (a) => request('POST', '/api/convert', { repo: a.repo, type: a.precision }),
     check_updates: (a) => request('POST', '/api/updates/check', a),
     cache_delete: (a) => request('POST', '/api/cache/delete', a),
     cache_reveal: (a) => request('POST', '/api/cache/reveal', a),
@@ -139,6 +143,12 @@ function httpTransport() {
     settings_set: (a) => request('PUT', '/api/settings', a.settings),
     set_token: (a) => request('POST', '/api/token', a),
     stats: () => request('GET', '/api/stats'),
+    peers: () => request('GET', '/api/peers'),
+    peers_sharing: (a) => request('POST', '/api/peers/sharing', a),
+    peers_pairing: () => request('POST', '/api/peers/pairing'),
+    peers_pair: (a) => request('POST', '/api/peers/pair', a),
+    peers_unpair: (a) => request('POST', '/api/peers/unpair', a),
+    peers_holdings: (a) => request('GET', `/api/peers/holdings${q({ peer: a.peer })}`),
   };
 
   return {
@@ -228,20 +238,28 @@ function createApi() {
     hasCredentials: transport.name === 'ipc' || transport.hasToken,
     health: () => call('health'),
     variants: (repo, revision) => call('variants', { repo, revision: revision || null }),
+    /** The model's page: card HTML (sanitised by the engine), license, gating. */
+    modelPage: (repo, revision) => call('model_page', { repo, revision: revision || null }),
     /** One page of a Hub search: `{q, filter, sort, limit}`, or `{cursor}` for the next page. */
     search: (params) => call('search', {
       q: params.q || null, filter: params.filter || null, sort: params.sort || null,
       limit: params.limit || null, cursor: params.cursor || null,
     }),
     pull: (request) => call('pull', request),
+    /** Whether a pull fits on the disk and in the budget, and what making room would remove. */
+    pullRoom: (request) => call('pull_room', request),
     jobs: () => call('jobs'),
     jobAction: (id, action) => call('job_action', { id, action }),
     pauseAll: () => call('pause_all'),
     resumeAll: () => call('resume_all'),
+    /** Finished jobs leave the list (statistics keep them): `{affected}`. */
+    clearFinished: () => call('clear_finished'),
     cacheList: () => call('cache_list'),
     pin: (repo, pinned) => call('cache_pin', { repo, pinned }),
     /** Queues the update of a followed branch: `{job_id}`. */
     update: (repo, branch) => call('cache_update', { repo, branch: branch || null }),
+    /** Queues the conversion of a cached model to GGUF (`type`: `f16` or `q8_0`): `{job_id}`. */
+    convert: (repo, type) => call('convert', { repo, precision: type }),
     /** Keeps a branch at its cached commit (`held`), or follows it again. */
     hold: (repo, branch, held) => call('cache_hold', { repo, branch: branch || null, held }),
     checkUpdates: (force) => call('check_updates', { force: Boolean(force) }),
@@ -253,6 +271,16 @@ function createApi() {
     updateSettings: (partial) => call('settings_set', { settings: partial }),
     setToken: (token) => call('set_token', { token }),
     stats: () => call('stats'),
+    /** LAN peers: `PeersView` (this machine, paired, seen). */
+    peers: () => call('peers'),
+    setSharing: (on) => call('peers_sharing', { on: Boolean(on) }),
+    /** A new pairing code to show: `{code, expires_at}`. */
+    showPairingCode: () => call('peers_pairing'),
+    /** Pairs with the machine at `address` (or a seen peer's id) showing `code`: `PeerView`. */
+    pair: (address, code) => call('peers_pair', { address, code }),
+    unpair: (peer) => call('peers_unpair', { peer }),
+    /** What a paired peer holds, asked now: `[{repo, ref_name, commit}]`. */
+    holdings: (peer) => call('peers_holdings', { peer }),
     /** Desktop app only (null in a browser): start at login, the window's title, and what the
      * app is asked to open (its command line, a second launch, a `modelcache://` link). */
     app: transport.name === 'ipc' ? {
@@ -263,6 +291,10 @@ function createApi() {
       onReady: (callback) => window.__TAURI__.event.listen('app-ready', () => callback()),
       autostart: () => call('autostart_get'),
       setAutostart: (enabled) => call('autostart_set', { enabled }),
+      /** Opens an http(s) link in the system browser. */
+      openLink: (url) => call('open_link', { url }),
+      /** The system's folder chooser: the folder picked, or null when cancelled. */
+      pickFolder: (title, start) => call('pick_folder', { title, start: start || null }),
       setTitle: (title) => window.__TAURI__.window.getCurrentWindow().setTitle(title),
       /** `{repo, file, quant}`, `{error: {kind, message, hint}}` or null; each request once. */
       takeOpenRequest: () => call('open_request'),

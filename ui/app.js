@@ -44,22 +44,27 @@ export function fmtBytes(n) {
 
 const fmtSpeed = (bps) => (bps > 0 ? `${fmtBytes(bps)}/s` : '—');
 
+/** Peer names by source name (`peer:ID`), so download cards say who served the bytes. */
+const peerNames = new Map();
+
 /** Where a file's bytes came from, when several sources had it: ` · from hub 12 MB at 5 MB/s, …`. */
 function sourcesText(sources) {
   if (!Array.isArray(sources) || sources.length < 2) return '';
-  const parts = sources.map((s) => `${s.source} ${fmtBytes(s.bytes)}`
+  const parts = sources.map((s) => `${peerNames.get(s.source) || s.source} ${fmtBytes(s.bytes)}`
     + (s.bytes_per_second ? ` at ${fmtSpeed(s.bytes_per_second)}` : '')
     + (s.dropped ? ' (dropped)' : ''));
   return ` · from ${parts.join(', ')}`;
 }
 
-function fmtEta(seconds) {
+/** A time left as `mcache` prints it (`model_cache::units::format_duration`): 45s, 3m05s,
+ * 2h07m, 3 days. */
+export function fmtEta(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return '—';
-  const s = Math.round(seconds);
+  const s = Math.ceil(seconds);
   if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
-  const hours = Math.floor(s / 3600);
-  return hours >= 48 ? `${Math.round(hours / 24)} days` : `${hours}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor((s + 43200) / 86400)} days`;
 }
 
 function fmtAgo(ms) {
@@ -435,10 +440,74 @@ function renderVariants(report) {
   const bar = h('div', { class: 'download-bar' },
     h('span', { class: 'summary', id: 'download-summary', 'aria-live': 'polite' }),
     h('button', { type: 'button', class: 'primary', id: 'download-button', onclick: (e) => startDownload(e.currentTarget) }, 'Download'));
-  root.replaceChildren(head, table, bar);
+  const about = h('div', { class: 'model-about', id: 'model-about', 'aria-live': 'polite', dataset: { repo: report.repo } });
+  const card = h('section', { class: 'model-card', id: 'model-card', 'aria-labelledby': 'model-card-title', hidden: true });
+  root.replaceChildren(head, about, table, bar, card);
+  loadModelPage(report);
   const initial = report.recommended || (report.variants.find((v) => v.recommended) || {}).name || null;
   if (initial) selectVariant(initial);
   else { variantsState.selected = null; variantsState.files = new Set(); syncSelection(); }
+}
+
+const LICENSE_NAMES = { mit: 'MIT', 'apache-2.0': 'Apache 2.0', 'cc-by-4.0': 'CC BY 4.0', 'cc-by-nc-4.0': 'CC BY-NC 4.0', 'bsd-3-clause': 'BSD 3-Clause', 'gpl-3.0': 'GPL 3.0', openrail: 'OpenRAIL', llama2: 'Llama 2', llama3: 'Llama 3', 'llama3.1': 'Llama 3.1', gemma: 'Gemma' };
+
+/** Opens a web link in the system browser (the app) or a new tab (a browser). */
+function openLink(url) {
+  if (!/^https?:\/\//i.test(url)) return;
+  if (api.app) api.app.openLink(url).catch((err) => toast('Could not open the link', plain(err.message), 'error'));
+  else window.open(url, '_blank', 'noopener');
+}
+
+/** A link that opens outside the app. */
+const outsideLink = (href, text, attrs = {}) => h('a', {
+  href, target: '_blank', rel: 'noopener noreferrer', ...attrs,
+  onclick: (e) => { e.preventDefault(); openLink(href); },
+}, text);
+
+/** Fills the model's page around its variants: license and gating above, the card below. */
+async function loadModelPage(report) {
+  const seq = searchState.seq;
+  let page;
+  try {
+    page = await api.modelPage(report.repo, report.revision);
+  } catch (err) {
+    console.warn('Could not read the model page', err);
+    return;
+  }
+  const about = $('#model-about');
+  if (seq !== searchState.seq || !about || about.dataset.repo !== report.repo) return;
+  const facts = [];
+  if (page.license) {
+    const name = page.license === 'other' && page.license_name ? page.license_name : (LICENSE_NAMES[page.license] || page.license);
+    facts.push(h('span', { class: 'badge license', id: 'model-license' }, 'License: ',
+      page.license_link ? outsideLink(page.license_link, name) : name));
+  }
+  if (page.gated && page.gated !== 'open') {
+    const how = page.gated === 'auto' ? 'access is granted when you ask' : 'the authors review each request';
+    if (page.access === true) {
+      facts.push(h('span', { class: 'badge gated', id: 'model-gating' }, 'Gated: you have access'));
+    } else {
+      facts.push(h('span', { class: 'badge gated', id: 'model-gating' }, `Gated: ${how}. `,
+        outsideLink(page.page_url, 'Request access on the Hub', { id: 'request-access' }),
+        ' — then add your token in Settings.'));
+    }
+  }
+  facts.push(outsideLink(page.page_url, 'Open on the Hub', { class: 'hub-page' }));
+  about.replaceChildren(...facts);
+  const card = $('#model-card');
+  if (page.card_html) {
+    const body = document.createElement('div');
+    body.className = 'card-body';
+    // Sanitised by the engine (crates/model-cache/src/card.rs): no script, no raw HTML, no images.
+    body.innerHTML = page.card_html;
+    for (const link of body.querySelectorAll('a[href]')) {
+      link.addEventListener('click', (e) => { e.preventDefault(); openLink(link.href); });
+    }
+    card.replaceChildren(h('h3', { id: 'model-card-title' }, 'About this model'), body);
+    card.hidden = false;
+  } else {
+    card.hidden = true;
+  }
 }
 
 /** True when the box holds a repository id or a Hub URL rather than words to search for. */
@@ -563,12 +632,69 @@ async function moreResults(button) {
   }
 }
 
+const GIB = 1024 ** 3;
+
+/**
+ * Asks before a download that does not fit in the free space above the reserve, or would take
+ * the cache over its budget: remove the least-recently-used models (named, with sizes), raise
+ * the budget, or cancel. Nothing is removed without this consent unless the settings give it
+ * ("evict to make room", "clean up in the background"). Resolves to the request to send (with
+ * the agreed `evict` keys), or null when the user cancels.
+ */
+async function withRoom(request) {
+  let room;
+  try {
+    room = await api.pullRoom(request);
+  } catch (err) {
+    // The pull itself reports what is wrong with the request.
+    console.warn('Could not check the room for the download', err);
+    return request;
+  }
+  if (room.fits || room.consent) return request;
+  const reasons = [];
+  if (room.disk_short > 0) {
+    reasons.push(`only ${fmtBytes(room.free_above_reserve)} is free on the disk above the reserve of ${fmtBytes(room.reserve)}`);
+  }
+  if (room.over_budget_by > 0) {
+    reasons.push(`the cache would be ${fmtBytes(room.over_budget_by)} over its budget of ${fmtBytes(room.budget)}`);
+  }
+  $('#room-body').textContent = `This download needs ${fmtBytes(room.needed)}, but ${reasons.join(', and ')}.`;
+  const canEvict = room.evictions.length > 0 && room.evictions_enough;
+  $('#room-evict-part').hidden = room.evictions.length === 0;
+  $('#room-evict-intro').textContent = room.evictions_enough
+    ? 'Removing these models, least recently used first, makes room:'
+    : 'Even removing every model that can go (not pinned, not downloading) would not make enough room:';
+  $('#room-evictions').replaceChildren(...room.evictions.map((e) => h('li', { dataset: { key: e.key } },
+    `${e.repo}${e.variant ? ` (${e.variant.replace(/^[a-z]+:/, '')})` : ''} — ${fmtBytes(e.bytes_freed)}`)));
+  $('#room-evict').hidden = !canEvict;
+  // Raising the budget helps only when the disk has the room.
+  const budget = Math.ceil(((room.used ?? 0) + room.needed) / GIB) * GIB;
+  const budgetButton = $('#room-budget');
+  budgetButton.hidden = !(room.over_budget_by > 0 && room.disk_short === 0);
+  budgetButton.textContent = `Raise the budget to ${fmtBytes(budget)} and download`;
+  const dialog = $('#room-dialog');
+  dialog.returnValue = '';
+  const choice = await new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue), { once: true });
+    dialog.showModal();
+    $('#room-cancel').focus();
+  });
+  if (choice === 'evict') return { ...request, evict: room.evictions.map((e) => e.key) };
+  if (choice === 'budget') {
+    await api.updateSettings({ size_budget_bytes: budget });
+    return request;
+  }
+  return null;
+}
+
 async function downloadVariant(button, report, name) {
   const box = $('#search-error');
   clearError(box);
   button.disabled = true;
   try {
-    const { job_id: jobId } = await api.pull({ repo: report.repo, revision: report.revision, variant: name });
+    const request = await withRoom({ repo: report.repo, revision: report.revision, variant: name });
+    if (!request) return;
+    const { job_id: jobId } = await api.pull(request);
     toast('Download queued', `${report.repo} (${name})`);
     await refreshJobs();
     showTab('tab-downloads');
@@ -679,6 +805,16 @@ async function lookUp(text, pick = {}) {
     $('#variants').replaceChildren();
     showTitle(null);
     showError(box, err);
+    // A gated repo still has a page: its license, its card when readable, where to ask.
+    if (err.kind === 'gated') {
+      variantsState.report = null;
+      $('#variants').replaceChildren(
+        h('div', { class: 'repo-head' }, h('h2', { id: 'variants-title' }, target.repo)),
+        h('div', { class: 'model-about', id: 'model-about', 'aria-live': 'polite', dataset: { repo: target.repo } }),
+        h('section', { class: 'model-card', id: 'model-card', 'aria-labelledby': 'model-card-title', hidden: true }));
+      showTitle(target.repo);
+      loadModelPage({ repo: target.repo, revision: target.revision });
+    }
   } finally {
     button.disabled = false;
   }
@@ -726,7 +862,9 @@ async function startDownload(button) {
   clearError(box);
   button.disabled = true;
   try {
-    const { job_id: jobId } = await api.pull(request);
+    const agreed = await withRoom(request);
+    if (!agreed) return;
+    const { job_id: jobId } = await api.pull(agreed);
     toast('Download queued', `${report.repo}${request.variant ? ` (${request.variant})` : ''}`);
     await refreshJobs();
     showTab('tab-downloads');
@@ -772,23 +910,22 @@ function fileDone(f) {
   return Number(f.done) || 0;
 }
 
-/** The job's speed: the engine's figure, or the sum of recently reported per-file speeds. */
+/**
+ * The job's speed: the engine's estimate (the same one `mcache pull` shows), from its latest
+ * progress event; none once events stop for 3 s (a stalled connection has no speed).
+ */
 function jobSpeed(job) {
   if (job.state !== 'running') return 0;
-  const perFile = jobsState.speeds.get(job.id);
-  if (perFile && perFile.size) {
-    const now = Date.now();
-    let sum = 0;
-    for (const { speed, at, done, total } of perFile.values()) if (now - at < 3000 && done < total) sum += speed;
-    if (sum > 0) return sum;
-  }
-  return job.speed_bps || 0;
+  const latest = jobsState.speeds.get(job.id);
+  if (!latest) return job.speed_bps || 0;
+  return Date.now() - latest.at < 3000 ? latest.speed : 0;
 }
 
+/** Time left at that speed, as the engine computes `eta_seconds`. */
 function jobEta(job, speed) {
   if (job.state !== 'running') return null;
-  if (speed > 0) return Math.max(0, (job.bytes_total - job.bytes_done) / speed);
-  return job.eta_seconds ?? null;
+  if (speed > 0) return Math.ceil(Math.max(0, job.bytes_total - job.bytes_done) / speed);
+  return jobsState.speeds.has(job.id) ? null : job.eta_seconds ?? null;
 }
 
 function actionButton(job, action, label, enabled) {
@@ -859,7 +996,9 @@ function renderJob(job) {
         const request = { repo: job.repo, revision: job.revision };
         if (job.variant) request.variant = job.variant;
         else request.files = (job.files || []).map((f) => f.path);
-        const { job_id: id } = await api.pull(request);
+        const agreed = await withRoom(request);
+        if (!agreed) return;
+        const { job_id: id } = await api.pull(agreed);
         toast('Download queued again', `${job.repo}${job.variant ? ` (${job.variant})` : ''}: job ${id}`);
         await refreshJobs();
       }));
@@ -888,18 +1027,15 @@ function renderJob(job) {
   else clearError(errBox);
 
   const grid = $('.file-progress', node);
-  const perFile = jobsState.speeds.get(job.id);
   const rows = [];
+  // Speed and ETA are the job's (files share its connections), shown on its line.
   for (const f of job.files || []) {
     const done = fileDone(f);
-    const sp = perFile && perFile.get(f.path);
-    const fresh = sp && Date.now() - sp.at < 3000 && done < f.size && job.state === 'running';
     const filePct = pct(done, f.size);
     rows.push(
       h('span', { class: 'path mono' }, f.path),
       h('progress', { max: 100, value: filePct, 'aria-label': `${f.path}: ${filePct}%` }),
       h('span', { class: 'figures' }, f.state === 'queued' && !f.size ? 'waiting' : `${fmtBytes(done)} / ${fmtBytes(f.size)}`,
-        fresh ? ` · ${fmtSpeed(sp.speed)} · ETA ${fmtEta((f.size - done) / sp.speed)}` : '',
         f.state && f.state !== 'done' && f.state !== 'running' ? ` · ${f.state}` : '',
         sourcesText(f.sources)));
   }
@@ -923,6 +1059,9 @@ function renderTotals() {
     : '';
   $('#downloads-count').textContent = moving.length ? String(moving.length) : '';
   $('#jobs-empty').hidden = jobs.length > 0;
+  const finished = jobs.length - active.length;
+  $('#clear-finished').disabled = finished === 0;
+  $('#clear-finished').title = finished ? `Remove ${finished} finished download${finished === 1 ? '' : 's'} from this list (the files stay)` : 'Nothing finished to clear';
 }
 
 function scheduleRender(id) {
@@ -954,9 +1093,8 @@ function upsertJob(job) {
 function applyProgress(event) {
   const job = jobsState.byId.get(event.job_id);
   if (!job) { refreshJobs(); return; }
-  let perFile = jobsState.speeds.get(job.id);
-  if (!perFile) { perFile = new Map(); jobsState.speeds.set(job.id, perFile); }
-  perFile.set(event.path, { speed: event.speed_bps || 0, at: Date.now(), done: event.done, total: event.total });
+  // A progress event carries the job's speed (the engine's estimate over all its files).
+  jobsState.speeds.set(job.id, { speed: event.speed_bps || 0, at: Date.now() });
   const file = (job.files || []).find((f) => f.path === event.path);
   if (file) {
     file.done = event.done;
@@ -1001,6 +1139,18 @@ $('#resume-all').addEventListener('click', (e) => busy(e.currentTarget, async ()
   toast('Resumed', `${affected} download${affected === 1 ? '' : 's'} resumed`);
   await refreshJobs();
 }));
+$('#clear-finished').addEventListener('click', async (e) => {
+  const button = e.currentTarget;
+  button.disabled = true;
+  try {
+    const { affected } = await api.clearFinished();
+    toast('Cleared', `${affected} finished download${affected === 1 ? '' : 's'} removed from the list; the models stay in the cache`);
+  } catch (err) {
+    showError($('#jobs-error'), err);
+  }
+  // The list decides whether anything is left to clear.
+  await refreshJobs();
+});
 onShow['tab-downloads'] = refreshJobs;
 
 // Keep speeds and ETAs honest when events stop arriving (e.g. a stalled connection).
@@ -1058,9 +1208,26 @@ function renderCache(repos) {
             const { path } = await api.reveal(r.repo);
             toast(api.transport === 'ipc' ? 'Opened in the file manager' : 'Folder', path);
           }) }, 'Reveal'),
+        convertControl(r),
         h('button', { type: 'button', class: 'small danger', 'aria-label': `Delete ${r.repo}`,
           onclick: (e) => deleteCached(e.currentTarget, r, null) }, 'Delete'))));
   }));
+}
+
+/** Convert: a GGUF precision and a button that queues the conversion of the cached snapshot
+ * (safetensors to GGUF; Llama, Mistral and Qwen2 natively). The job shows in Downloads; the
+ * output goes to the app-data folder's `converted/`, never into the hub cache. */
+function convertControl(r) {
+  const select = h('select', { class: 'small', 'aria-label': `GGUF precision for ${r.repo}` },
+    h('option', { value: 'f16' }, 'F16'),
+    h('option', { value: 'q8_0' }, 'Q8_0'));
+  return h('span', { class: 'convert' }, select,
+    h('button', { type: 'button', class: 'small', 'aria-label': `Convert to GGUF: ${r.repo}`,
+      title: 'Convert to GGUF for llama.cpp, Ollama or LM Studio. ONNX models cannot be converted: there is no standard ONNX to GGUF converter.',
+      onclick: (e) => busy(e.currentTarget, async () => {
+        const { job_id: id } = await api.convert(r.repo, select.value);
+        toast('Conversion queued', `${r.repo} to GGUF ${select.value.toUpperCase()}: job ${id}. The file goes to Model Cache's own folder (converted/), with a record of its source commit.`);
+      }) }, 'Convert to GGUF'));
 }
 
 const short = (commit) => String(commit).slice(0, 7);
@@ -1153,6 +1320,95 @@ async function refreshCache() {
   }
   refreshStats();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Peers: sharing with other Model Cache machines on the LAN
+
+/** `models--org--name` as `org/name` (datasets and spaces keep their prefix). */
+function repoName(folder) {
+  const [kind, ...parts] = folder.split('--');
+  const id = parts.join('/');
+  return kind === 'models' ? id : `${kind}/${id}`;
+}
+
+function renderPeers(view) {
+  $('#peers-sharing').checked = Boolean(view.sharing);
+  $('#peers-this').textContent = `This machine: ${view.this.name} (${view.this.peer_id})`
+    + (view.sharing ? ', sharing' : ', not sharing');
+  peerNames.clear();
+  for (const p of view.paired) peerNames.set(`peer:${p.peer_id}`, p.name);
+  const body = $('#peers-table tbody');
+  body.replaceChildren(...view.paired.map((p) => h('tr', { dataset: { peer: p.peer_id } },
+    h('th', { scope: 'row' }, p.name),
+    h('td', {}, h('code', {}, p.peer_id)),
+    h('td', {}, p.address || '—'),
+    h('td', {}, p.online ? 'online' : 'not seen'),
+    h('td', { class: 'num' }, fmtBytes(p.bytes_served)),
+    h('td', { class: 'num' }, fmtBytes(p.bytes_received)),
+    h('td', {}, h('button', {
+      type: 'button',
+      'aria-label': `What ${p.name} holds`,
+      onclick: (e) => busy(e.currentTarget, async () => {
+        const refs = await api.holdings(p.peer_id);
+        const list = $('#peers-holdings');
+        $('#peers-holdings-title').textContent = `${p.name} holds`;
+        $('#peers-holdings-title').hidden = false;
+        list.replaceChildren(...(refs.length ? refs.map((r) => h('li', {},
+          h('span', {}, repoName(r.repo)), ` ${r.ref_name} `, h('code', {}, r.commit.slice(0, 10)))) : [h('li', {}, 'Nothing shared.')]));
+      }),
+    }, 'Holds…'), ' ', h('button', {
+      type: 'button',
+      'aria-label': `Unpair ${p.name}`,
+      onclick: (e) => busy(e.currentTarget, async () => {
+        const ok = await confirmDialog(`Unpair ${p.name}?`, 'It is neither served nor used again until you pair again.', 'Unpair');
+        if (!ok) return;
+        renderPeers(await api.unpair(p.peer_id));
+        toast('Unpaired', p.name);
+      }),
+    }, 'Unpair')))));
+  $('#peers-empty').hidden = view.paired.length > 0;
+  $('#peers-seen').replaceChildren(...view.unpaired.map((s) => h('li', { dataset: { peer: s.peer_id } },
+    `${s.name} (${s.peer_id}) at ${s.address} `,
+    h('button', {
+      type: 'button',
+      onclick: () => { $('#peers-pair-address').value = s.peer_id; $('#peers-pair-code').focus(); },
+    }, 'Pair…'))));
+  $('#peers-seen-list').replaceChildren(...view.unpaired.map((s) => h('option', { value: s.peer_id }, s.name)));
+  $('#peers-seen-empty').hidden = view.unpaired.length > 0;
+}
+
+async function refreshPeers() {
+  const box = $('#peers-error');
+  try {
+    renderPeers(await api.peers());
+    clearError(box);
+  } catch (err) {
+    showError(box, err);
+  }
+}
+
+onShow['tab-peers'] = refreshPeers;
+$('#peers-refresh').addEventListener('click', (e) => busy(e.currentTarget, refreshPeers));
+$('#peers-sharing').addEventListener('change', (e) => busy(e.currentTarget, async () => {
+  renderPeers(await api.setSharing(e.currentTarget.checked));
+}).finally(refreshPeers));
+$('#peers-show-code').addEventListener('click', (e) => busy(e.currentTarget, async () => {
+  const { code, expires_at: expires } = await api.showPairingCode();
+  const minutes = Math.max(1, Math.round((expires - Date.now()) / 60000));
+  $('#peers-code').textContent = `${code} — type it on the other machine within ${minutes} min`;
+}));
+$('#peers-pair-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const address = $('#peers-pair-address').value.trim();
+  const code = $('#peers-pair-code').value.trim();
+  if (!address || !code) return;
+  busy($('#peers-pair'), async () => {
+    const peer = await api.pair(address, code);
+    toast('Paired', `${peer.name} (${peer.peer_id})`);
+    $('#peers-pair-code').value = '';
+    await refreshPeers();
+  });
+});
 
 $('#cache-refresh').addEventListener('click', (e) => busy(e.currentTarget, refreshCache));
 $('#cache-check-updates').addEventListener('click', (e) => checkUpdates(e.currentTarget));
@@ -1259,6 +1515,10 @@ function fillSettings(s) {
   $('#set-mirrors').value = (s.mirrors || []).join('\n');
   $('#set-proxy').value = s.proxy || '';
   $('#set-ca-bundle').value = s.ca_bundle || '';
+  $('#set-bucket').value = s.bucket || '';
+  $('#set-bucket-endpoint').value = s.bucket_endpoint || '';
+  $('#set-bucket-push').checked = Boolean(s.bucket_push);
+  $('#bucket-credentials').textContent = s.bucket_credentials ? 'found' : 'none found (only a public bucket can be read)';
   $('#set-origins').value = (s.allowed_origins || []).join('\n');
   $('#set-origins-trusted').value = (s.origins_without_token || []).join('\n');
   const used = $('#origins-last-used');
@@ -1274,12 +1534,31 @@ function fillSettings(s) {
   $('#set-battery-mode').value = battery.mode;
   $('#set-battery-percent').value = battery.percent ?? 20;
   $('#set-battery-percent').disabled = battery.mode !== 'below';
+  $('#set-on-metered').value = s.on_metered || 'download';
   $('#set-schedule-on').checked = Boolean(s.schedule);
   $('#set-schedule-start').value = s.schedule ? s.schedule.start : '01:00';
   $('#set-schedule-end').value = s.schedule ? s.schedule.end : '07:00';
   syncScheduleInputs();
+  for (const kind of NOTIFY_KINDS) $(`#set-notify-${kind}`).checked = s[`notify_${kind}`] !== false;
+  $('#set-notify-deferred-after').value = String(Math.max(1, Math.round(spanSeconds(s.notify_deferred_after || '10m') / 60)));
+  syncNotifyInputs();
   $('#token-status').textContent = s.token_set ? 'set' : 'not set';
 }
+
+const NOTIFY_KINDS = ['finished', 'failed', 'deferred', 'storage', 'evicted', 'updates'];
+
+/** Seconds of a span as the engine writes it (`10m`, `2h`, `90s`, `1w`), or of a number. */
+function spanSeconds(span) {
+  if (typeof span === 'number') return span;
+  const m = /^(\d+)\s*([smhdw]?)$/.exec(String(span).trim());
+  if (!m) return NaN;
+  return Number(m[1]) * ({ '': 1, s: 1, m: 60, h: 3600, d: 86400, w: 604800 })[m[2]];
+}
+
+function syncNotifyInputs() {
+  $('#set-notify-deferred-after').disabled = !$('#set-notify-deferred').checked;
+}
+$('#set-notify-deferred').addEventListener('change', syncNotifyInputs);
 
 function syncScheduleInputs() {
   const on = $('#set-schedule-on').checked;
@@ -1302,10 +1581,14 @@ const FIELD_INPUTS = {
   mirrors: '#set-mirrors',
   proxy: '#set-proxy',
   ca_bundle: '#set-ca-bundle',
+  bucket: '#set-bucket',
+  bucket_endpoint: '#set-bucket-endpoint',
+  bucket_push: '#set-bucket-push',
   allowed_origins: '#set-origins',
   origins_without_token: '#set-origins-trusted',
   battery_policy: '#set-battery-percent',
   schedule: '#set-schedule-start',
+  notify_deferred_after: '#set-notify-deferred-after',
 };
 
 /** Shows each refused field's reason beside it (and clears the earlier ones); focuses the first. */
@@ -1345,10 +1628,14 @@ function readSettingsForm() {
     mirrors: $('#set-mirrors').value.split('\n').map((m) => m.trim()).filter(Boolean),
     proxy: $('#set-proxy').value.trim() || null,
     ca_bundle: $('#set-ca-bundle').value.trim() || null,
+    bucket: $('#set-bucket').value.trim().replace(/\/+$/, '') || null,
+    bucket_endpoint: $('#set-bucket-endpoint').value.trim().replace(/\/+$/, '') || null,
+    bucket_push: $('#set-bucket-push').checked,
     allowed_origins: $('#set-origins').value.split('\n').map((m) => m.trim()).filter(Boolean),
     origins_without_token: $('#set-origins-trusted').value.split('\n').map((m) => m.trim()).filter(Boolean),
     offline: $('#set-offline').checked,
     battery_policy: { mode: $('#set-battery-mode').value, percent: Number($('#set-battery-percent').value) },
+    on_metered: $('#set-on-metered').value,
     schedule: $('#set-schedule-on').checked ? { start: $('#set-schedule-start').value, end: $('#set-schedule-end').value } : null,
   };
   const connections = Number($('#set-connections').value);
@@ -1370,9 +1657,25 @@ function readSettingsForm() {
   if (notUrl(s.endpoint)) errors.push({ field: 'endpoint', message: `${s.endpoint || 'An empty address'} is not an http(s) URL` });
   const badMirror = s.mirrors.find(notUrl);
   if (badMirror) errors.push({ field: 'mirrors', message: `${badMirror} is not an http(s) URL` });
+  if (s.bucket && !/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(s.bucket)) {
+    errors.push({ field: 'bucket', message: `${s.bucket} is not a bucket address; write it as s3://bucket or s3://bucket/prefix` });
+  }
+  if (s.bucket_endpoint && notUrl(s.bucket_endpoint)) errors.push({ field: 'bucket_endpoint', message: `${s.bucket_endpoint} is not an http(s) URL` });
+  if (!s.bucket && (s.bucket_push || s.bucket_endpoint) && !(loadedSettings && loadedSettings.bucket)) {
+    errors.push({ field: 'bucket', message: 'Name the team bucket first' });
+  }
   if (s.proxy && notUrl(s.proxy)) errors.push({ field: 'proxy', message: `${s.proxy} is not an http(s) proxy URL` });
   if (s.schedule && (!/^\d\d:\d\d$/.test(s.schedule.start) || !/^\d\d:\d\d$/.test(s.schedule.end))) {
     errors.push({ field: 'schedule', message: 'The schedule needs a start and an end time' });
+  }
+  for (const kind of NOTIFY_KINDS) s[`notify_${kind}`] = $(`#set-notify-${kind}`).checked;
+  const waitMinutes = Number($('#set-notify-deferred-after').value);
+  if ($('#set-notify-deferred').checked) {
+    if (!Number.isInteger(waitMinutes) || waitMinutes < 1 || waitMinutes > 10080) {
+      errors.push({ field: 'notify_deferred_after', message: 'The wait must be a whole number of minutes from 1 to 10080 (7 days)' });
+    } else if (!loadedSettings || spanSeconds(loadedSettings.notify_deferred_after) !== waitMinutes * 60) {
+      s.notify_deferred_after = `${waitMinutes}m`;
+    }
   }
   if (errors.length) {
     throw new ApiError('invalid_input', `${errors.length === 1 ? 'One setting needs' : `${errors.length} settings need`} a fix: see the marked field${errors.length === 1 ? '' : 's'}`, null, errors);
@@ -1388,6 +1691,21 @@ function readSettingsForm() {
 let settingsDirty = false;
 $('#settings-form').addEventListener('input', () => { settingsDirty = true; $('#settings-saved').textContent = ''; });
 
+// In the app, the cache folder can be chosen with the system's folder chooser; the choice
+// fills the field, saved (and checked by the engine) with the rest of the form.
+if (api.app) {
+  const pick = $('#set-cache-dir-pick');
+  pick.hidden = false;
+  pick.addEventListener('click', () => busy(pick, async () => {
+    const field = $('#set-cache-dir');
+    const folder = await api.app.pickFolder('Choose the cache folder', field.value.trim());
+    if (!folder) return;
+    field.value = folder;
+    field.dispatchEvent(new Event('input', { bubbles: true }));
+    field.focus();
+  }));
+}
+
 async function loadSettings() {
   const box = $('#settings-error');
   const form = $('#settings-form');
@@ -1398,6 +1716,7 @@ async function loadSettings() {
     if (!settingsDirty) fillSettings(s);
     else $('#token-status').textContent = s.token_set ? 'set' : 'not set';
     clearError(box);
+    return s;
   } catch (err) {
     showError(box, err);
   } finally {
@@ -1539,6 +1858,82 @@ async function waitingForCache() {
   return true;
 }
 
+/** The welcome screen: where models go (and what is already there), the budget, battery and
+ * metered-network behaviour, start at login. Shown until saved or dismissed; Settings shows it
+ * again. */
+async function showWelcome(force = false, known = null) {
+  let settings = known;
+  if (!settings) {
+    try { settings = await api.settings(); } catch (err) { console.warn('Could not read the settings', err); return; }
+  }
+  if (settings.first_run_done && !force) return;
+  const section = $('#welcome');
+  $('#welcome-cache-dir').textContent = settings.cache_dir;
+  setAmount($('#welcome-budget'), $('#welcome-budget-unit'), BYTE_UNITS, settings.size_budget_bytes);
+  const battery = (settings.battery_policy || {}).mode || 'never';
+  $('#welcome-battery').value = battery;
+  $('#welcome-metered-policy').value = settings.on_metered || 'download';
+  $('#welcome-cache-contents').textContent = 'Looking at what is already there…';
+  section.hidden = false;
+  if (force) { showTab('tab-models'); section.scrollIntoView(); $('#welcome-title').focus(); }
+  try {
+    const repos = await api.cacheList();
+    const bytes = repos.reduce((sum, r) => sum + (r.size_bytes || 0), 0);
+    $('#welcome-cache-contents').textContent = repos.length
+      ? `Already there: ${repos.length} model${repos.length === 1 ? '' : 's'}, ${fmtBytes(bytes)} — nothing will be downloaded again.`
+      : 'Nothing is there yet.';
+  } catch (err) {
+    $('#welcome-cache-contents').textContent = 'What is already there could not be read.';
+  }
+  try {
+    const health = await api.health();
+    const storage = (health.health || health).storage || {};
+    $('#welcome-disk-free').textContent = Number.isFinite(storage.free_bytes)
+      ? `${fmtBytes(storage.free_bytes)} free on that disk.` : '';
+  } catch (_) { /* the free space is a nicety */ }
+  if (api.app) {
+    try {
+      $('#welcome-autostart').checked = Boolean(await api.app.autostart());
+      $('#welcome-autostart-field').hidden = false;
+    } catch (_) { /* start at login is unavailable here */ }
+  }
+}
+
+async function closeWelcome(save) {
+  const box = $('#welcome-error');
+  clearError(box);
+  const patch = { first_run_done: true };
+  if (save) {
+    try {
+      patch.size_budget_bytes = readAmount($('#welcome-budget'), $('#welcome-budget-unit'), BYTE_UNITS, 'Disk budget', true);
+    } catch (err) { showError(box, err); $('#welcome-budget').focus(); return; }
+    const mode = $('#welcome-battery').value;
+    patch.battery_policy = { mode, percent: 30 };
+    patch.on_metered = $('#welcome-metered-policy').value;
+  }
+  const button = save ? $('#welcome-save') : $('#welcome-skip');
+  button.disabled = true;
+  try {
+    const settings = await api.updateSettings(patch);
+    if (save && api.app && !$('#welcome-autostart-field').hidden) {
+      await api.app.setAutostart($('#welcome-autostart').checked);
+      $('#set-autostart').checked = $('#welcome-autostart').checked;
+    }
+    if (!settingsDirty) fillSettings(settings);
+    $('#welcome').hidden = true;
+    if (save) toast('Settings saved', 'Change them any time in Settings.');
+    $('#search-input').focus();
+  } catch (err) {
+    showError(box, err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$('#welcome-form').addEventListener('submit', (e) => { e.preventDefault(); closeWelcome(true); });
+$('#welcome-skip').addEventListener('click', () => closeWelcome(false));
+$('#show-welcome').addEventListener('click', () => showWelcome(true));
+
 async function start() {
   if (await waitingForCache()) return;
   if (!api.hasCredentials) {
@@ -1561,7 +1956,8 @@ async function start() {
   refreshHealth();
   setInterval(refreshHealth, 15000);
   refreshJobs();
-  loadSettings();
+  // The settings read once at start also say whether the welcome screen is due.
+  loadSettings().then((settings) => { if (api.hasCredentials && settings) showWelcome(false, settings); });
   $('#search-input').focus();
   // The first screen lists the most downloaded models; a repo the app was asked to open wins.
   if (api.hasCredentials) findModels('', { quiet: true });

@@ -17,7 +17,8 @@ def call(method, path, body=None):
     request = urllib.request.Request(BASE + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        # Starting the app for a new session can take a while on a loaded 2-core machine.
+        with urllib.request.urlopen(request, timeout=180) as response:
             return json.loads(response.read() or b"null")["value"]
     except urllib.error.HTTPError as error:
         raise SystemExit(f"WebDriver {method} {path} failed: {error.read().decode()}")

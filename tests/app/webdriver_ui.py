@@ -21,9 +21,33 @@ try:
 
     wait_for("the UI to connect", lambda: "Connected" in (script(
         "return document.getElementById('engine-status').textContent") or ""))
+    # A first start shows the welcome screen, with the app's own start-at-login choice.
+    welcome = wait_for("the welcome screen", lambda: script(
+        "const w = document.getElementById('welcome');"
+        "return w && !w.hidden && document.getElementById('welcome-cache-dir').textContent"
+        " && !document.getElementById('welcome-autostart-field').hidden"
+        " && document.getElementById('welcome').textContent"))
+    if "Where models are stored" not in welcome or "metered" not in welcome:
+        raise SystemExit(f"the welcome screen reads: {welcome!r}")
+    time.sleep(1.5)
+    window.screenshot(os.path.join(OUT, "webdriver-welcome.png"))
+    call("POST", f"{s}/element/{element_id(find('#welcome-skip'))}/click", {})
+    wait_for("the welcome screen to close", lambda: script(
+        "return document.getElementById('welcome').hidden"))
+    print("the welcome screen showed where models go, with start at login; Not now closed it")
+
     search = find("#search-input")
     call("POST", f"{s}/element/{element_id(search)}/value", {"text": "demo/tiny-gguf"})
     call("POST", f"{s}/element/{element_id(find('#search-button'))}/click", {})
+    # The model's page in the window: the card rendered by the engine, its license.
+    card = wait_for("the model card", lambda: script(
+        "const h = document.querySelector('#model-card h1'); return h && h.textContent"))
+    license_text = script("return document.getElementById('model-license').textContent")
+    if card != "Tiny GGUF" or "MIT" not in license_text:
+        raise SystemExit(f"the model page reads {card!r}, {license_text!r}")
+    if script("return document.querySelectorAll('#model-card img, #model-card script').length") != 0:
+        raise SystemExit("the card holds an image or a script")
+    print("the model page shows the card and the license:", card, "|", license_text)
     button = wait_for("the variants list", lambda: find("#download-button"))
     call("POST", f"{s}/element/{element_id(button)}/click", {})
     wait_for("the download to finish", lambda: find('#jobs li[data-state="done"]'), 120)
@@ -60,9 +84,52 @@ try:
     desktop = os.path.join(os.environ["HOME"], ".config", "autostart", "Model Cache.desktop")
     wait_for("the autostart entry", lambda: os.path.exists(desktop), 20)
     entry = open(desktop).read()
-    if "--minimized" not in entry:
-        raise SystemExit(f"the autostart entry does not start minimized: {entry!r}")
-    print("start at login: enabled,", desktop)
+    exec_line = next((l for l in entry.splitlines() if l.startswith("Exec=")), "")
+    if not exec_line.endswith(" --hidden") or APP not in exec_line:
+        raise SystemExit(f"the autostart entry does not start the app hidden: {entry!r}")
+    print("start at login: enabled,", desktop, "|", exec_line)
+    # Turned off again: the entry goes.
+    call("POST", f"{s}/element/{element_id(box)}/click", {})
+    wait_for("the autostart entry to go", lambda: not os.path.exists(desktop), 20)
+    if script("return document.getElementById('set-autostart').checked") is not False:
+        raise SystemExit("the start-at-login box stays ticked after turning it off")
+    print("start at login: disabled, the entry is gone")
+
+    # The cache folder from the system's folder chooser: Choose… opens the native dialog, a folder
+    # typed into its location bar comes back into the field (saved with the form, not here).
+    chosen = os.path.join(os.environ["HOME"], "models-here")
+    os.makedirs(chosen, exist_ok=True)
+    field_value = "return document.getElementById('set-cache-dir').value"
+    before = script(field_value)
+    pick = wait_for("the Choose button", lambda: script(
+        "return !document.getElementById('set-cache-dir-pick').hidden") and find("#set-cache-dir-pick"))
+    # A script's click: the button sits beside the field, where a toast may cover it.
+    script("document.getElementById('set-cache-dir-pick').scrollIntoView();"
+           " document.getElementById('set-cache-dir-pick').click()")
+
+    def chooser():
+        found = subprocess.run(["xdotool", "search", "--name", "^Choose the cache folder$"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.split()
+        return found[-1] if found else None
+
+    dialog = wait_for("the folder chooser", chooser, 30)
+    time.sleep(1)
+    subprocess.run(["import", "-window", "root", os.path.join(OUT, "folder-chooser.png")], check=False)
+    subprocess.run(["xdotool", "windowfocus", "--sync", dialog], check=False)
+    subprocess.run(["xdotool", "key", "ctrl+l"], check=True)
+    subprocess.run(["xdotool", "type", "--delay", "20", chosen], check=True)
+    subprocess.run(["xdotool", "key", "Return"], check=True)
+    time.sleep(1)
+    if chooser():
+        # GTK opened the typed folder instead of choosing it: Return again chooses it.
+        subprocess.run(["xdotool", "key", "Return"], check=True)
+    picked = wait_for("the chosen folder in the field", lambda: (lambda v: v if v != before else None)(
+        script(field_value)), 20)
+    if picked != chosen:
+        raise SystemExit(f"the folder chooser filled {picked!r}, not {chosen!r}")
+    print("Choose… opened the system's folder chooser; the folder picked fills the field:", picked)
+    script("const f = document.getElementById('set-cache-dir'); f.value = " + repr(before).replace("'", '"')
+           + "; f.dispatchEvent(new Event('input', {bubbles: true}));")
 
     # A second launch with a repo id hands it to this window, which shows that repo's variants.
     second = subprocess.run([APP, "demo/tiny-safetensors"], timeout=60,

@@ -16,7 +16,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 if [ -z "${E2E_SERVE_CMD:-}" ]; then
   (cd "$root" && cargo build -p mcache --quiet)
-  export MCACHE_BIN="$root/target/debug/mcache"
+  export MCACHE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/mcache"
 fi
 mkdir -p "$root/target/e2e"
 export E2E_ARTIFACTS="$root/target/e2e"

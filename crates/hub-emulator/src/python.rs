@@ -60,15 +60,7 @@ pub fn moto_server(target_dir: &Path) -> Result<PathBuf, String> {
             .is_ok_and(|o| o.status.success() && o.stdout == MOTO_VERSION.as_bytes())
     };
     if !has() || !program.exists() {
-        let lock_path = target_dir.join("py-venv.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| format!("Cannot open `{}`: {e}", lock_path.display()))?;
-        lock.lock()
-            .map_err(|e| format!("Cannot lock `{}`: {e}", lock_path.display()))?;
+        let _lock = lock_file(&target_dir.join("py-venv.lock"))?;
         if !has() || !program.exists() {
             pip_install(&python, &format!("moto[server]=={MOTO_VERSION}"))?;
         }
@@ -81,15 +73,7 @@ fn python_with(target_dir: &Path, name: &str, version: &str) -> Result<PathBuf, 
         .map_err(|e| format!("Cannot create `{}`: {e}", target_dir.display()))?;
     let venv = target_dir.join(name);
     let python = venv.join("bin/python");
-    let lock_path = target_dir.join(format!("{name}.lock"));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("Cannot open `{}`: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("Cannot lock `{}`: {e}", lock_path.display()))?;
+    let _lock = lock_file(&target_dir.join(format!("{name}.lock")))?;
     let ready = || {
         Command::new(&python)
             .args([
@@ -114,6 +98,20 @@ fn python_with(target_dir: &Path, name: &str, version: &str) -> Result<PathBuf, 
         }
     }
     Ok(python)
+}
+
+/// Takes the lock file at `path` (created if need be): one process at a time sets up a
+/// virtual environment; the lock is released when the file is dropped.
+fn lock_file(path: &Path) -> Result<std::fs::File, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("Cannot open `{}`: {e}", path.display()))?;
+    file.lock()
+        .map_err(|e| format!("Cannot lock `{}`: {e}", path.display()))?;
+    Ok(file)
 }
 
 /// `pip install --quiet SPEC` into the environment of `python`.
@@ -143,4 +141,30 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     ))
+}
+
+/// The `gguf` release (llama.cpp's gguf-py, from PyPI) the conversion tests read GGUF files
+/// with; it brings numpy.
+pub const GGUF_VERSION: &str = "0.19.0";
+
+/// Returns the Python interpreter of `<target_dir>/py-venv` with `gguf` [`GGUF_VERSION`]
+/// installed (and numpy with it).
+pub fn python_with_gguf(target_dir: &Path) -> Result<PathBuf, String> {
+    let python = python_with_huggingface_hub(target_dir)?;
+    let has = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "import importlib.metadata as m, numpy, sys; sys.stdout.write(m.version('gguf'))",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout == GGUF_VERSION.as_bytes())
+    };
+    if !has() {
+        let _lock = lock_file(&target_dir.join("py-venv.lock"))?;
+        if !has() {
+            pip_install(&python, &format!("gguf=={GGUF_VERSION}"))?;
+        }
+    }
+    Ok(python)
 }

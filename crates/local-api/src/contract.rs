@@ -14,9 +14,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use model_cache::download::DownloadEvent;
-use model_cache::engine::{Engine, FinishedDownload, VariantsReport};
+use model_cache::engine::{Engine, FinishedDownload, NotificationKind, VariantsReport};
+use model_cache::error::{ErrorKind, Hint};
 use model_cache::fit::FitTier;
 use model_cache::index::queue::{QueueJob, QueueState};
+use model_cache::policy::DeferReason;
 use model_cache::scheduler::SchedulerEvent;
 use model_cache::units::format_size;
 use model_cache::variants::{ModelShape, VariantFile, VariantFormat};
@@ -278,6 +280,25 @@ pub struct UpdateBody {
     pub branch: Option<String>,
 }
 
+/// `POST /api/convert`: convert a cached model; queued like a download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertBody {
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// `gguf` (the only format written).
+    #[serde(default = "default_convert_to")]
+    pub to: String,
+    /// `f16` or `q8_0`.
+    #[serde(rename = "type")]
+    pub gguf_type: String,
+}
+
+fn default_convert_to() -> String {
+    "gguf".to_string()
+}
+
 /// `POST /api/cache/hold`: keep a followed branch at its cached commit (`held: true`), or follow
 /// it again (`held: false`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,6 +308,29 @@ pub struct HoldBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
     pub held: bool,
+}
+
+/// `POST /api/peers/sharing`: turn sharing with LAN peers on or off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharingBody {
+    pub on: bool,
+}
+
+/// `POST /api/peers/pair`: pair with the peer at `address` (`host:port`, or a peer id discovery
+/// saw) that shows `code`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairBody {
+    pub address: String,
+    pub code: String,
+}
+
+/// `POST /api/peers/unpair`: forget a paired peer (its id or fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnpairBody {
+    pub peer: String,
 }
 
 /// `POST /api/updates/check`: ask the Hub now (`force`: even refs checked recently, and on a
@@ -356,6 +400,10 @@ pub struct Progress {
 pub struct Notification {
     /// `info` or `error`.
     pub level: String,
+    /// What it is about, for the settings that turn each kind off (`finished`, `failed`,
+    /// `deferred`, `storage`, `evicted`, `updates`); absent for notices always shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<NotificationKind>,
     pub title: String,
     pub body: String,
 }
@@ -392,6 +440,10 @@ pub struct PullBody {
     pub revision: Option<String>,
     pub variant: Option<String>,
     pub files: Option<Vec<String>>,
+    /// What the user agreed to remove to make room (the `key`s of `Room.evictions`); the pull
+    /// is refused, removing nothing, if making room would now take anything else.
+    #[serde(default)]
+    pub evict: Option<Vec<String>>,
 }
 
 /// `POST /api/cache/pin`.
@@ -525,8 +577,7 @@ struct FileProgress {
 #[derive(Debug, Default)]
 struct JobProgress {
     files: Vec<(String, FileProgress)>,
-    speed_bps: f64,
-    last: Option<(Instant, u64)>,
+    throughput: model_cache::units::Throughput,
     last_sent: Option<Instant>,
     commit: Option<String>,
 }
@@ -556,12 +607,202 @@ impl JobProgress {
 #[derive(Debug, Default)]
 pub struct Tracker {
     jobs: Mutex<HashMap<i64, JobProgress>>,
+    /// Jobs waiting on a condition that can last (battery, disk space, hours), by id.
+    deferrals: Mutex<HashMap<i64, Deferral>>,
+}
+
+/// One job's wait, from when it began until the job leaves the deferred state: told once, when
+/// it has lasted the user's `notify_deferred_after`, however often its reason is re-checked
+/// (the battery level in the reason changes as it drains).
+#[derive(Debug, Clone)]
+struct Deferral {
+    /// Unix milliseconds when the wait began.
+    since_ms: i64,
+    name: String,
+    /// The latest reason, in words.
+    reason: String,
+    told: bool,
+}
+
+/// Unix milliseconds now.
+pub(crate) fn unix_ms_now() -> i64 {
+    now_ms()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Whether a deferral for `reason` can last long enough to be worth a notification: waiting
+/// for a charger, free space, the allowed hours or a network that is not metered. A pause the person asked for is not told
+/// back to them, and a network wait retries and fails by itself.
+fn lasting(reason: &DeferReason) -> bool {
+    matches!(
+        reason,
+        DeferReason::OnBattery { .. }
+            | DeferReason::DiskReserve { .. }
+            | DeferReason::DiskFull { .. }
+            | DeferReason::OutsideHours { .. }
+            | DeferReason::Metered
+    )
+}
+
+/// The model a job downloads, as a person names it: the repo and the variant's short name
+/// (`org/model Q4_K_M`).
+fn model_name(job: &QueueJob) -> String {
+    match job.selection.variant.as_deref() {
+        Some(variant) => format!(
+            "{} {}",
+            job.repo,
+            variant.rsplit(':').next().unwrap_or(variant)
+        ),
+        None => job.repo.to_string(),
+    }
+}
+
+/// A failed job's notification body: the model, what went wrong, and what to do, in the
+/// window's words (no command lines).
+fn failure_body(name: &str, job: &QueueJob) -> String {
+    // The engine quotes names with backticks for terminals; a notification shows plain text.
+    let message = job
+        .error
+        .as_deref()
+        .unwrap_or("The download stopped")
+        .trim_end_matches('.')
+        .replace('`', "");
+    match failure_hint(job.error_kind, &job.error_hints) {
+        Some(hint) => format!("{name}: {message}. {hint}"),
+        None => format!("{name}: {message}."),
+    }
+}
+
+/// What a person can do about a failed download, in the app's words: from the engine's hints
+/// where one names an action the window has, else from the kind of error.
+pub fn failure_hint(kind: Option<ErrorKind>, hints: &[Hint]) -> Option<String> {
+    for hint in hints {
+        let words = match hint {
+            Hint::LogIn => "Add your access token in Settings.".to_string(),
+            Hint::RenewToken => {
+                "The access token was refused: add a valid one in Settings.".to_string()
+            }
+            Hint::CheckTokenPermissions => {
+                "The access token lacks a permission: create one with read access and add it in Settings.".to_string()
+            }
+            Hint::RequestAccess { url } => {
+                format!("Request access on the model's page ({url}), then try again.")
+            }
+            Hint::CheckRepoId => "Check the model's name (org/name).".to_string(),
+            Hint::GoOnline => "Turn offline mode off in Settings.".to_string(),
+            Hint::FreeSpace { bytes } => format!(
+                "Free {} on the cache's disk (delete unused models in the Cache tab), then try again.",
+                format_size(*bytes)
+            ),
+            Hint::RetryLater => "Try again later.".to_string(),
+            _ => continue,
+        };
+        return Some(words);
+    }
+    let words = match kind? {
+        ErrorKind::Gated => {
+            "This model is gated: request access on its page, then add your access token in Settings."
+        }
+        ErrorKind::Unauthorized | ErrorKind::BadToken => {
+            "The access token was refused: add a valid one in Settings."
+        }
+        ErrorKind::RepoNotFound | ErrorKind::RevisionNotFound | ErrorKind::EntryNotFound => {
+            "Check the model's name; if it is private, add an access token in Settings."
+        }
+        ErrorKind::RateLimited => "The Hub is limiting requests: try again in a minute.",
+        ErrorKind::Network | ErrorKind::RetriesExhausted | ErrorKind::Http => {
+            "Check the network connection, then try again from the Downloads tab."
+        }
+        ErrorKind::Offline => "Offline mode is on: turn it off in Settings.",
+        ErrorKind::DiskFull => {
+            "Free some disk space or delete unused models in the Cache tab, then try again."
+        }
+        ErrorKind::Integrity | ErrorKind::UpstreamChanged => {
+            "The file changed or arrived damaged: try again; only the bad parts are fetched again."
+        }
+        ErrorKind::UntrustedCertificate => {
+            "The connection is not trusted: check the proxy and the certificate authorities in Settings."
+        }
+        _ => return None,
+    };
+    Some(words.to_string())
 }
 
 /// Progress events closer together than this (per job) are dropped, except a file's last one.
 const PROGRESS_INTERVAL_MS: u128 = 250;
 
 impl Tracker {
+    /// Follows a job's deferral: a lasting wait begins, goes on (its reason re-checked), or
+    /// ends.
+    fn track_deferral(&self, job: &QueueJob, now_ms: i64) {
+        let mut deferrals = self.deferrals.lock().unwrap_or_else(|e| e.into_inner());
+        match (&job.state, &job.defer_reason) {
+            (QueueState::Deferred, Some(reason)) if lasting(reason) => {
+                let entry = deferrals.entry(job.id).or_insert_with(|| Deferral {
+                    since_ms: job.deferred_since.unwrap_or(now_ms).min(now_ms),
+                    name: model_name(job),
+                    reason: String::new(),
+                    told: false,
+                });
+                entry.reason = job
+                    .defer_message
+                    .clone()
+                    .unwrap_or_else(|| reason.to_string());
+            }
+            _ => {
+                deferrals.remove(&job.id);
+            }
+        }
+    }
+
+    /// When the next untold deferral will have lasted `after` (unix milliseconds); `None` when
+    /// no job waits untold: nothing to wake up for.
+    pub fn next_deferral_due(&self, after: std::time::Duration) -> Option<i64> {
+        let deferrals = self.deferrals.lock().unwrap_or_else(|e| e.into_inner());
+        deferrals
+            .values()
+            .filter(|d| !d.told)
+            .map(|d| d.since_ms.saturating_add(after.as_millis() as i64))
+            .min()
+    }
+
+    /// The "download waiting" notifications due at `now_ms`: each deferral that has lasted
+    /// `after` and was not told yet, once.
+    pub fn due_deferrals(&self, now_ms: i64, after: std::time::Duration) -> Vec<ContractEvent> {
+        let mut deferrals = self.deferrals.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due: Vec<(i64, &mut Deferral)> = deferrals
+            .iter_mut()
+            .filter(|(_, d)| {
+                !d.told && now_ms >= d.since_ms.saturating_add(after.as_millis() as i64)
+            })
+            .map(|(id, d)| (*id, d))
+            .collect();
+        due.sort_by_key(|(id, _)| *id);
+        due.into_iter()
+            .map(|(_, deferral)| {
+                deferral.told = true;
+                let waited =
+                    std::time::Duration::from_millis((now_ms - deferral.since_ms).max(0) as u64);
+                ContractEvent::Notification(Notification {
+                    level: "info".to_string(),
+                    kind: Some(NotificationKind::Deferred),
+                    title: "Download waiting".to_string(),
+                    body: format!(
+                        "{} has waited {}: {}. It starts by itself when that changes.",
+                        deferral.name,
+                        waited_words(waited),
+                        deferral.reason.trim_end_matches('.')
+                    ),
+                })
+            })
+            .collect()
+    }
+
     /// A queue row in the contract's `Job` shape.
     pub fn job(&self, engine: &Engine, job: &QueueJob) -> Job {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -605,13 +846,15 @@ impl Tracker {
         if job.state == QueueState::Done {
             done = done.max(total);
         }
-        let speed = if running {
-            progress.map_or(0.0, |p| p.speed_bps)
-        } else {
-            0.0
+        let (speed, eta) = match progress.filter(|_| running) {
+            Some(p) => (
+                p.throughput.bytes_per_second(),
+                p.throughput
+                    .eta(total.saturating_sub(done))
+                    .map(|eta| eta.as_secs()),
+            ),
+            None => (0.0, None),
         };
-        let eta = (running && speed > 0.0)
-            .then(|| (total.saturating_sub(done) as f64 / speed).ceil() as u64);
         let reason = job
             .defer_message
             .clone()
@@ -632,7 +875,11 @@ impl Tracker {
             id: job.id,
             repo: job.repo.to_string(),
             revision: job.revision.clone(),
-            variant: job.selection.variant.clone(),
+            // A conversion reads as what it makes ("GGUF Q8_0").
+            variant: match &job.convert {
+                Some(c) => Some(format!("GGUF {}", c.gguf_type.label())),
+                None => job.selection.variant.clone(),
+            },
             state: job.state.as_str().to_string(),
             reason,
             bytes_done: done.min(total.max(done)),
@@ -650,24 +897,27 @@ impl Tracker {
         match event {
             SchedulerEvent::JobChanged { job } => {
                 let mut out = vec![ContractEvent::Job(Box::new(self.job(engine, job)))];
-                let repo = job.repo.to_string();
+                self.track_deferral(job, now_ms());
+                let name = model_name(job);
                 let note = match job.state {
-                    QueueState::Done => Some(("info", "Download finished", repo)),
+                    QueueState::Done => Some((
+                        "info",
+                        NotificationKind::Finished,
+                        "Download finished",
+                        format!("{name} is ready to use."),
+                    )),
                     QueueState::Failed => Some((
                         "error",
+                        NotificationKind::Failed,
                         "Download failed",
-                        format!("{repo}: {}", job.error.clone().unwrap_or_default()),
-                    )),
-                    QueueState::Deferred => Some((
-                        "info",
-                        "Download waiting",
-                        format!("{repo}: {}", job.defer_message.clone().unwrap_or_default()),
+                        failure_body(&name, job),
                     )),
                     _ => None,
                 };
-                if let Some((level, title, body)) = note {
+                if let Some((level, kind, title, body)) = note {
                     out.push(ContractEvent::Notification(Notification {
                         level: level.to_string(),
+                        kind: Some(kind),
                         title: title.to_string(),
                         body,
                     }));
@@ -685,6 +935,7 @@ impl Tracker {
                 };
                 vec![ContractEvent::Notification(Notification {
                     level: "info".to_string(),
+                    kind: Some(NotificationKind::Storage),
                     title: format!("The cache is at {percent}% of its budget"),
                     body: format!(
                         "{} of {} used. Delete models you no longer need, or raise the budget in Settings.",
@@ -710,6 +961,7 @@ impl Tracker {
                 };
                 vec![ContractEvent::Notification(Notification {
                     level: "info".to_string(),
+                    kind: Some(NotificationKind::Updates),
                     title: title.to_string(),
                     body,
                 })]
@@ -730,9 +982,12 @@ impl Tracker {
                 ..
             } => {
                 let f = job.file(path);
+                let skipped = resumed_bytes.saturating_sub(f.done);
                 f.size = *size;
                 f.done = *resumed_bytes;
                 f.state = "running";
+                // Bytes already on disk are not speed.
+                job.throughput.skip(skipped);
                 (path.clone(), true)
             }
             DownloadEvent::Bytes {
@@ -758,9 +1013,13 @@ impl Tracker {
                 path, bytes_saved, ..
             } => {
                 let f = job.file(path);
+                let before = f.done;
                 f.size = f.size.max(*bytes_saved);
                 f.done = f.size;
                 f.state = "done";
+                // A cached file is not speed.
+                let skipped = f.done.saturating_sub(before);
+                job.throughput.skip(skipped);
                 (path.clone(), true)
             }
             DownloadEvent::Failed { path, .. } => {
@@ -775,24 +1034,15 @@ impl Tracker {
                 job.commit = Some(commit.clone());
                 return vec![];
             }
+            DownloadEvent::Paused { .. } => {
+                job.throughput.stop();
+                return vec![];
+            }
             _ => return vec![],
         };
-        // Speed: bytes across the job's files over time, smoothed.
+        // Speed: bytes across the job's files over time, the estimate `mcache pull` shows too.
         let total_done = job.bytes_done();
-        if let Some((at, before)) = job.last {
-            let secs = now.duration_since(at).as_secs_f64();
-            if secs >= 0.2 {
-                let instant = total_done.saturating_sub(before) as f64 / secs;
-                job.speed_bps = if job.speed_bps == 0.0 {
-                    instant
-                } else {
-                    0.7 * job.speed_bps + 0.3 * instant
-                };
-                job.last = Some((now, total_done));
-            }
-        } else {
-            job.last = Some((now, total_done));
-        }
+        job.throughput.observe(now, total_done);
         let due = job
             .last_sent
             .is_none_or(|at| now.duration_since(at).as_millis() >= PROGRESS_INTERVAL_MS);
@@ -801,7 +1051,7 @@ impl Tracker {
         }
         job.last_sent = Some(now);
         let f = job.file(&path).clone();
-        let speed = job.speed_bps.round() as u64;
+        let speed = job.throughput.bytes_per_second().round() as u64;
         vec![ContractEvent::Progress(Progress {
             job_id,
             path,
@@ -820,6 +1070,7 @@ mod tests {
     fn a_desktop_notification_body_shows_markup_as_text() {
         let note = Notification {
             level: "error".into(),
+            kind: Some(NotificationKind::Failed),
             title: "Download failed".into(),
             body: "demo/x: <b>bold</b> & <a href=\"https://evil.example\">link</a>".into(),
         };
@@ -831,6 +1082,17 @@ mod tests {
         assert!(!body.contains('<') && !body.contains('>'), "{body}");
         assert_eq!(escape_markup("<b>&"), "&lt;b&gt;&amp;");
         assert_eq!(escape_markup("plain text"), "plain text");
+    }
+}
+
+/// A wait in whole minutes or hours, as a person says it (`12 minutes`, `2 hours`).
+fn waited_words(waited: std::time::Duration) -> String {
+    let minutes = waited.as_secs() / 60;
+    match minutes {
+        0 => "less than a minute".to_string(),
+        1 => "a minute".to_string(),
+        m if m < 120 => format!("{m} minutes"),
+        m => format!("{} hours", m / 60),
     }
 }
 
@@ -854,6 +1116,7 @@ fn eviction_notice(for_job: Option<i64>, plan: &model_cache::policy::EvictionPla
     };
     Notification {
         level: "info".to_string(),
+        kind: Some(NotificationKind::Evicted),
         title: format!("Removed {} from the cache", format_size(plan.bytes_freed)),
         body: format!("{} ({why}).", names.join(", ")),
     }
@@ -900,5 +1163,156 @@ mod eviction_tests {
                 .body
                 .ends_with("(to keep the cache within its budget).")
         );
+    }
+}
+
+#[cfg(test)]
+mod notification_tests {
+    use std::time::Duration;
+
+    use model_cache::error::{ErrorKind, Hint};
+    use model_cache::index::queue::{QueueJob, QueueState, Selection};
+    use model_cache::policy::{BatteryPolicy, DeferReason};
+
+    use super::{ContractEvent, Tracker, failure_body, failure_hint, model_name};
+
+    fn job(id: i64, state: QueueState, reason: Option<DeferReason>) -> QueueJob {
+        QueueJob {
+            id,
+            repo: "org/model-GGUF".parse().unwrap(),
+            revision: "main".into(),
+            selection: Selection {
+                variant: Some("gguf:Q4_K_M".into()),
+                ..Selection::default()
+            },
+            priority: 0,
+            position: 0,
+            state,
+            defer_message: reason.as_ref().map(ToString::to_string),
+            defer_reason: reason,
+            deferred_since: None,
+            bytes_total: None,
+            bytes_done: 0,
+            bytes_saved: 0,
+            error: None,
+            error_kind: None,
+            error_hints: vec![],
+            created_at: 0,
+            updated_at: 0,
+            started_at: None,
+            finished_at: None,
+            convert: None,
+        }
+    }
+
+    fn battery(percent: u8) -> Option<DeferReason> {
+        Some(DeferReason::OnBattery {
+            percent: Some(percent),
+            policy: BatteryPolicy::Always,
+        })
+    }
+
+    fn bodies(events: Vec<ContractEvent>) -> Vec<String> {
+        events
+            .into_iter()
+            .map(|e| match e {
+                ContractEvent::Notification(n) => {
+                    assert_eq!(
+                        n.kind,
+                        Some(model_cache::engine::NotificationKind::Deferred)
+                    );
+                    assert_eq!(n.title, "Download waiting");
+                    n.body
+                }
+                other => panic!("not a notification: {other:?}"),
+            })
+            .collect()
+    }
+
+    const MIN: i64 = 60_000;
+
+    /// A wait on the battery is told once, when it has lasted the user's span, however often
+    /// the scheduler re-checks it (the level in the reason changes as it drains); a new wait
+    /// after the job ran is told again; a pause the user asked for never is.
+    #[test]
+    fn a_lasting_deferral_is_told_once_per_wait() {
+        let tracker = Tracker::default();
+        let after = Duration::from_secs(10 * 60);
+        assert_eq!(tracker.next_deferral_due(after), None, "nothing waits");
+        let start = 1_000 * MIN;
+        tracker.track_deferral(&job(1, QueueState::Deferred, battery(40)), start);
+        assert_eq!(tracker.next_deferral_due(after), Some(start + 10 * MIN));
+        assert!(tracker.due_deferrals(start + 5 * MIN, after).is_empty());
+        // Re-checked with another level: still the same wait.
+        tracker.track_deferral(&job(1, QueueState::Deferred, battery(35)), start + 6 * MIN);
+        let told = bodies(tracker.due_deferrals(start + 11 * MIN, after));
+        assert_eq!(
+            told,
+            [
+                "org/model-GGUF Q4_K_M has waited 11 minutes: On battery (35%, policy: always defer on battery). It starts by itself when that changes."
+            ]
+        );
+        assert_eq!(
+            tracker.next_deferral_due(after),
+            None,
+            "told: nothing to wake for"
+        );
+        tracker.track_deferral(&job(1, QueueState::Deferred, battery(30)), start + 12 * MIN);
+        assert!(
+            tracker.due_deferrals(start + 60 * MIN, after).is_empty(),
+            "once"
+        );
+
+        // The job ran, then waited again: a new wait.
+        tracker.track_deferral(&job(1, QueueState::Running, None), start + 61 * MIN);
+        assert_eq!(tracker.next_deferral_due(after), None);
+        tracker.track_deferral(&job(1, QueueState::Deferred, battery(20)), start + 70 * MIN);
+        assert_eq!(
+            bodies(tracker.due_deferrals(start + 80 * MIN, after)).len(),
+            1
+        );
+
+        // Paused by the person: never told.
+        tracker.track_deferral(
+            &job(2, QueueState::Deferred, Some(DeferReason::PausedByUser)),
+            start,
+        );
+        assert!(tracker.due_deferrals(start + 600 * MIN, after).is_empty());
+    }
+
+    /// A job found deferred since earlier (the app restarted) counts its wait from then.
+    #[test]
+    fn a_wait_counts_from_when_the_queue_says_it_began() {
+        let tracker = Tracker::default();
+        let mut waiting = job(3, QueueState::Deferred, battery(50));
+        waiting.deferred_since = Some(100 * MIN);
+        tracker.track_deferral(&waiting, 130 * MIN);
+        let after = Duration::from_secs(10 * 60);
+        assert_eq!(tracker.next_deferral_due(after), Some(110 * MIN));
+        assert_eq!(bodies(tracker.due_deferrals(130 * MIN, after)).len(), 1);
+    }
+
+    #[test]
+    fn a_failure_names_the_variant_the_reason_and_what_to_do() {
+        let mut failed = job(4, QueueState::Failed, None);
+        failed.error = Some("The disk is `full`".into());
+        failed.error_kind = Some(ErrorKind::DiskFull);
+        failed.error_hints = vec![Hint::FreeSpace { bytes: 3 << 30 }];
+        assert_eq!(model_name(&failed), "org/model-GGUF Q4_K_M");
+        assert_eq!(
+            failure_body("org/model-GGUF Q4_K_M", &failed),
+            "org/model-GGUF Q4_K_M: The disk is full. Free 3.00 GiB on the cache's disk (delete unused models in the Cache tab), then try again."
+        );
+        // No hint the window can act on: the kind's words.
+        assert_eq!(
+            failure_hint(Some(ErrorKind::Gated), &[Hint::ListJobs]).as_deref(),
+            Some(
+                "This model is gated: request access on its page, then add your access token in Settings."
+            )
+        );
+        assert_eq!(failure_hint(Some(ErrorKind::Cancelled), &[]), None);
+        failed.error_kind = None;
+        failed.error_hints.clear();
+        assert_eq!(failure_body("x", &failed), "x: The disk is full.");
     }
 }

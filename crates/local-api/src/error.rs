@@ -158,7 +158,7 @@ pub fn contract_kind(kind: ErrorKind) -> Option<(&'static str, StatusCode)> {
         K::CacheUnavailable => (kind.as_str(), StatusCode::SERVICE_UNAVAILABLE),
         K::Offline => (kind.as_str(), StatusCode::SERVICE_UNAVAILABLE),
         K::DiskFull => (kind.as_str(), StatusCode::INSUFFICIENT_STORAGE),
-        K::InvalidInput | K::InvalidEndpoint | K::InvalidFormat => {
+        K::InvalidInput | K::InvalidEndpoint | K::InvalidFormat | K::Unsupported => {
             ("invalid_input", StatusCode::BAD_REQUEST)
         }
         K::NothingSelected
@@ -199,6 +199,10 @@ pub fn hint_text(hints: &[Hint]) -> Option<String> {
                 Hint::GoOnline => "Turn off offline mode in Settings".to_string(),
                 Hint::PullWhileOnline { repo } => {
                     format!("Download {repo} once while online")
+                }
+                Hint::PullFirst { repo } => format!("Download {repo} first"),
+                Hint::InstallLlamaCppConverter => {
+                    "Install llama.cpp and put its convert_hf_to_gguf.py on PATH (or set MODEL_CACHE_CONVERT_HF_TO_GGUF), then try again".to_string()
                 }
                 Hint::ListVariants { repo } => format!("Open {repo} to see its variants"),
                 Hint::ListCached => "The Cache tab lists what is stored".to_string(),

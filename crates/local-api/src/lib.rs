@@ -37,6 +37,7 @@ mod events;
 mod guard;
 pub mod mirror;
 pub mod ops;
+pub mod peers;
 mod routes;
 pub mod secret;
 

@@ -10,21 +10,31 @@ use model_cache::RepoId;
 use model_cache::engine::SearchRequest;
 use model_cache::engine::{
     AppSettings, CachedRepoView, Engine, EngineError, JobAction, PreferencesPatch, PullRequest,
-    TrustChange, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
+    Room, TrustChange, UpdateCheckPolicy, UpdateCheckReport, UpdateView,
 };
+use model_cache::engine::{PairingCode, PeerView, PeersView};
 use model_cache::hub::SearchSort;
 use model_cache::index::queue::QueueState;
+use model_cache::peers::client::PeerRef;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::contract::{
-    self, Affected, ContractEvent, Freed, Health, Job, JobCounts, PullBody, Queued, Revealed,
-    StatsBody, Storage, TokenState, Tracker, Variants,
+    self, Affected, ContractEvent, ConvertBody, Freed, Health, Job, JobCounts, PullBody, Queued,
+    Revealed, StatsBody, Storage, TokenState, Tracker, Variants,
 };
 use crate::error::ApiError;
 
 /// Contract events buffered per subscriber before a slow one is cut off (it then resyncs).
 const EVENT_BUFFER: usize = 1024;
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The result of an operation: a contract type, or an error with a stable kind.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -51,7 +61,28 @@ impl Api {
         let translator = api.clone();
         tokio::spawn(async move {
             loop {
-                match rx.recv().await {
+                // A deferral becomes worth telling after the user's wait: sleep until the next
+                // one is due, and not at all while nothing waits.
+                let after = translator
+                    .engine
+                    .notification_preferences()
+                    .deferred_after
+                    .0;
+                let due = translator.tracker.next_deferral_due(after).map(|at_ms| {
+                    let wait_ms = (at_ms - contract::unix_ms_now()).max(0) as u64;
+                    tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms)
+                });
+                let received = tokio::select! {
+                    received = rx.recv() => received,
+                    () = sleep_until_some(due) => {
+                        let now = contract::unix_ms_now();
+                        for out in translator.tracker.due_deferrals(now, after) {
+                            let _ = translator.events.send(out);
+                        }
+                        continue;
+                    }
+                };
+                match received {
                     Ok(event) => {
                         for out in translator.tracker.translate(&translator.engine, &event) {
                             // No subscriber is fine: nobody is watching.
@@ -143,6 +174,17 @@ impl Api {
         Ok(body)
     }
 
+    /// `GET /api/model?repo=&revision=`: the model's page (card, license, gating).
+    pub async fn model_page(
+        &self,
+        repo: &str,
+        revision: Option<&str>,
+    ) -> ApiResult<model_cache::engine::ModelPage> {
+        let repo = parse_repo(repo)?;
+        let revision = revision.filter(|r| !r.is_empty());
+        Ok(self.engine.model_page(&repo, revision).await?)
+    }
+
     /// `GET /api/search?q=&filter=&sort=&limit=&cursor=`.
     pub async fn search(
         &self,
@@ -178,8 +220,30 @@ impl Api {
         Ok(contract::search_results(&report))
     }
 
-    /// `POST /api/pulls`.
+    /// `POST /api/pulls`: with `evict`, first removes what the user agreed to remove to make
+    /// room (and nothing else).
     pub async fn pull(&self, body: PullBody) -> ApiResult<Queued> {
+        let consented = body.evict.clone().unwrap_or_default();
+        let plan = self.plan_body(body).await?;
+        let job = self
+            .blocking(move |e| {
+                if !consented.is_empty() {
+                    e.make_room(&plan, &consented)?;
+                }
+                e.enqueue(&plan)
+            })
+            .await?;
+        Ok(Queued { job_id: job.id })
+    }
+
+    /// `POST /api/pulls/room`: whether the pull fits on the disk and in the budget, and what
+    /// making room would remove.
+    pub async fn pull_room(&self, body: PullBody) -> ApiResult<Room> {
+        let plan = self.plan_body(body).await?;
+        self.blocking(move |e| e.room_for(&plan)).await
+    }
+
+    async fn plan_body(&self, body: PullBody) -> ApiResult<model_cache::engine::PullPlan> {
         let request = PullRequest {
             repo: Some(parse_repo(&body.repo)?),
             revision: body.revision.filter(|r| !r.is_empty()),
@@ -192,9 +256,7 @@ impl Api {
                 "Give either `variant` or `files`, not both",
             ));
         }
-        let plan = self.engine.plan_pull(&request).await?;
-        let job = self.blocking(move |e| e.enqueue(&plan)).await?;
-        Ok(Queued { job_id: job.id })
+        Ok(self.engine.plan_pull(&request).await?)
     }
 
     /// `GET /api/jobs`.
@@ -204,6 +266,13 @@ impl Api {
             .iter()
             .map(|j| self.tracker.job(&self.engine, j))
             .collect())
+    }
+
+    /// `POST /api/jobs/clear-finished`: the finished jobs leave the Downloads list (the
+    /// statistics keep them).
+    pub async fn clear_finished(&self) -> ApiResult<Affected> {
+        let affected = self.blocking(|e| e.clear_finished()).await?;
+        Ok(Affected { affected })
     }
 
     /// `POST /api/jobs/{id}/{action}`.
@@ -270,6 +339,54 @@ impl Api {
         self.blocking(|e| e.updates()).await
     }
 
+    /// `GET /api/peers`: this machine, the paired peers, the peers seen on the LAN.
+    pub async fn peers(&self) -> ApiResult<PeersView> {
+        self.blocking(|e| e.peers()).await
+    }
+
+    /// `POST /api/peers/sharing`: sharing on or off (the listener follows within seconds).
+    pub async fn peers_sharing(&self, on: bool) -> ApiResult<PeersView> {
+        self.blocking(move |e| {
+            e.set_sharing(on)?;
+            e.peers()
+        })
+        .await
+    }
+
+    /// `POST /api/peers/pairing`: a new pairing code to show.
+    pub async fn peers_pairing(&self) -> ApiResult<PairingCode> {
+        self.blocking(|e| e.start_pairing()).await
+    }
+
+    /// `POST /api/peers/pair`: pairs with the peer at `address` (or the peer id discovery saw)
+    /// that shows `code`.
+    pub async fn peers_pair(&self, address: &str, code: &str) -> ApiResult<PeerView> {
+        let view = self.peers().await?;
+        let address = view
+            .unpaired
+            .iter()
+            .find(|seen| seen.peer_id == address)
+            .map(|seen| seen.address.clone())
+            .unwrap_or_else(|| address.to_string());
+        let port = self.engine.peer_port();
+        Ok(self.engine.pair_with(&address, code, port).await?)
+    }
+
+    /// `GET /api/peers/holdings?peer=ID`: what a paired peer holds, asked now.
+    pub async fn peers_holdings(&self, peer: &str) -> ApiResult<Vec<PeerRef>> {
+        Ok(self.engine.peer_holdings(peer).await?)
+    }
+
+    /// `POST /api/peers/unpair`: forgets a paired peer.
+    pub async fn peers_unpair(&self, peer: &str) -> ApiResult<PeersView> {
+        let peer = peer.to_string();
+        self.blocking(move |e| {
+            e.unpair(&peer)?;
+            e.peers()
+        })
+        .await
+    }
+
     /// `POST /api/updates/check`: one round of update checks now.
     pub async fn check_updates(&self, force: bool) -> ApiResult<UpdateCheckReport> {
         let report = self
@@ -284,6 +401,32 @@ impl Api {
         let repo = parse_repo(repo)?;
         let branch = branch.filter(|b| !b.is_empty()).unwrap_or("main");
         let job = self.engine.update(&repo, branch).await?;
+        Ok(Queued { job_id: job.id })
+    }
+
+    /// `POST /api/convert`: queues the conversion of a cached model (safetensors to GGUF).
+    pub async fn convert(&self, body: ConvertBody) -> ApiResult<Queued> {
+        let repo = parse_repo(&body.repo)?;
+        if !body.to.eq_ignore_ascii_case("gguf") {
+            return Err(ApiError::invalid_input(format!(
+                "`{}` is not a format the converter writes (gguf)",
+                body.to
+            )));
+        }
+        let gguf_type = body
+            .gguf_type
+            .parse::<model_cache::convert::GgufType>()
+            .map_err(ApiError::invalid_input)?;
+        let request = model_cache::convert::ConvertRequest {
+            to: model_cache::convert::Format::Gguf,
+            gguf_type,
+            out: None,
+            backend: model_cache::convert::Backend::Auto,
+        };
+        let revision = body.revision.filter(|r| !r.is_empty());
+        let job = self
+            .blocking(move |e| e.enqueue_convert(&repo, revision.as_deref(), &request))
+            .await?;
         Ok(Queued { job_id: job.id })
     }
 

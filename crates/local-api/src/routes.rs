@@ -8,14 +8,17 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::contract::{
-    Affected, CheckBody, DeleteBody, Freed, Health, HoldBody, Job, PinBody, PullBody, Queued,
-    RevealBody, Revealed, SearchParams, SearchResults, StatsBody, TokenBody, TokenState,
-    UpdateBody, Variants,
+    Affected, CheckBody, ConvertBody, DeleteBody, Freed, Health, HoldBody, Job, PairBody, PinBody,
+    PullBody, Queued, RevealBody, Revealed, SearchParams, SearchResults, SharingBody, StatsBody,
+    TokenBody, TokenState, UnpairBody, UpdateBody, Variants,
 };
 use crate::error::ApiError;
 use crate::events::EventStreams;
 use crate::ops::Api;
-use model_cache::engine::{AppSettings, CachedRepoView, UpdateCheckReport, UpdateView};
+use model_cache::engine::{
+    AppSettings, CachedRepoView, PairingCode, PeerView, PeersView, Room, UpdateCheckReport,
+    UpdateView,
+};
 
 #[derive(Clone)]
 struct RouteState {
@@ -40,17 +43,27 @@ pub(crate) fn router(api: Api, streams: EventStreams) -> Router {
         .route("/health", get(health))
         .route("/variants", get(variants))
         .route("/search", get(search))
+        .route("/model", get(model_page))
         .route("/pulls", post(pull))
+        .route("/pulls/room", post(pull_room))
         .route("/jobs", get(jobs))
         .route("/jobs/pause-all", post(pause_all))
         .route("/jobs/resume-all", post(resume_all))
+        .route("/jobs/clear-finished", post(clear_finished))
         .route("/jobs/{id}/{action}", post(job_action))
         .route("/cache", get(cache_list))
         .route("/cache/pin", post(cache_pin))
         .route("/cache/delete", post(cache_delete))
         .route("/cache/update", post(cache_update))
         .route("/cache/hold", post(cache_hold))
+        .route("/convert", post(convert))
         .route("/updates", get(updates))
+        .route("/peers", get(peers))
+        .route("/peers/sharing", post(peers_sharing))
+        .route("/peers/pairing", post(peers_pairing))
+        .route("/peers/pair", post(peers_pair))
+        .route("/peers/unpair", post(peers_unpair))
+        .route("/peers/holdings", get(peers_holdings))
         .route("/updates/check", post(check_updates))
         .route("/cache/reveal", post(cache_reveal))
         .route("/import", post(import))
@@ -79,6 +92,17 @@ async fn variants(State(s): State<RouteState>, Query(q): Query<VariantsQuery>) -
     )
 }
 
+async fn model_page(
+    State(s): State<RouteState>,
+    Query(q): Query<VariantsQuery>,
+) -> Reply<model_cache::engine::ModelPage> {
+    reply(
+        s.api
+            .model_page(q.repo.as_deref().unwrap_or(""), q.revision.as_deref())
+            .await,
+    )
+}
+
 async fn search(
     State(s): State<RouteState>,
     q: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
@@ -95,6 +119,13 @@ async fn pull(
     reply(s.api.pull(body(b)?).await)
 }
 
+async fn pull_room(
+    State(s): State<RouteState>,
+    b: Result<Json<PullBody>, JsonRejection>,
+) -> Reply<Room> {
+    reply(s.api.pull_room(body(b)?).await)
+}
+
 async fn jobs(State(s): State<RouteState>) -> Reply<Vec<Job>> {
     reply(s.api.jobs().await)
 }
@@ -104,6 +135,10 @@ async fn job_action(
     Path((id, action)): Path<(String, String)>,
 ) -> Reply<Job> {
     reply(s.api.job_action(&id, &action).await)
+}
+
+async fn clear_finished(State(s): State<RouteState>) -> Reply<Affected> {
+    reply(s.api.clear_finished().await)
 }
 
 async fn pause_all(State(s): State<RouteState>) -> Reply<Affected> {
@@ -134,12 +169,64 @@ async fn cache_update(
     reply(s.api.cache_update(&b.repo, b.branch.as_deref()).await)
 }
 
+async fn convert(
+    State(s): State<RouteState>,
+    b: Result<Json<ConvertBody>, JsonRejection>,
+) -> Reply<Queued> {
+    let b = body(b)?;
+    reply(s.api.convert(b).await)
+}
+
 async fn cache_hold(
     State(s): State<RouteState>,
     b: Result<Json<HoldBody>, JsonRejection>,
 ) -> Reply<CachedRepoView> {
     let b = body(b)?;
     reply(s.api.cache_hold(&b.repo, b.branch.as_deref(), b.held).await)
+}
+
+async fn peers(State(s): State<RouteState>) -> Reply<PeersView> {
+    reply(s.api.peers().await)
+}
+
+async fn peers_sharing(
+    State(s): State<RouteState>,
+    b: Result<Json<SharingBody>, JsonRejection>,
+) -> Reply<PeersView> {
+    let b = body(b)?;
+    reply(s.api.peers_sharing(b.on).await)
+}
+
+async fn peers_pairing(State(s): State<RouteState>) -> Reply<PairingCode> {
+    reply(s.api.peers_pairing().await)
+}
+
+async fn peers_pair(
+    State(s): State<RouteState>,
+    b: Result<Json<PairBody>, JsonRejection>,
+) -> Reply<PeerView> {
+    let b = body(b)?;
+    reply(s.api.peers_pair(&b.address, &b.code).await)
+}
+
+#[derive(Deserialize)]
+struct PeerQuery {
+    peer: Option<String>,
+}
+
+async fn peers_holdings(
+    State(s): State<RouteState>,
+    Query(q): Query<PeerQuery>,
+) -> Reply<Vec<model_cache::peers::client::PeerRef>> {
+    reply(s.api.peers_holdings(q.peer.as_deref().unwrap_or("")).await)
+}
+
+async fn peers_unpair(
+    State(s): State<RouteState>,
+    b: Result<Json<UnpairBody>, JsonRejection>,
+) -> Reply<PeersView> {
+    let b = body(b)?;
+    reply(s.api.peers_unpair(&b.peer).await)
 }
 
 async fn updates(State(s): State<RouteState>) -> Reply<Vec<UpdateView>> {

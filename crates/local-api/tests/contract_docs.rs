@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use local_api::contract::{
     Affected, CheckBody, ContractEvent, DeleteBody, ExtraRef, FileProgressBody, FileRef, FitBody,
-    Freed, Health, HoldBody, Job, JobCounts, MachineBody, Notification, PinBody, Progress,
-    PullBody, Queued, RevealBody, Revealed, SearchParams, SearchResult, SearchResults, StatsBody,
-    Storage, TokenBody, TokenState, UpdateBody, VariantBody, Variants,
+    Freed, Health, HoldBody, Job, JobCounts, MachineBody, Notification, PairBody, PinBody,
+    Progress, PullBody, Queued, RevealBody, Revealed, SearchParams, SearchResult, SearchResults,
+    SharingBody, StatsBody, Storage, TokenBody, TokenState, UnpairBody, UpdateBody, VariantBody,
+    Variants,
 };
 use local_api::error::ErrorBody;
 use model_cache::RepoType;
@@ -110,6 +111,32 @@ fn every_contract_type_matches_the_document() {
     let file = FileRef {
         path: "a".into(),
         size: 1,
+    };
+    let peers_view = model_cache::engine::PeersView {
+        sharing: true,
+        this: model_cache::engine::ThisPeer {
+            peer_id: "0123456789abcdef".into(),
+            name: "this".into(),
+            fingerprint: "01".repeat(32),
+        },
+        paired: vec![model_cache::engine::PeerView {
+            peer_id: "0123456789abcdef".into(),
+            name: "lab-2".into(),
+            fingerprint: "01".repeat(32),
+            address: Some("10.0.0.2:7871".into()),
+            online: true,
+            paired_at: 1,
+            last_seen: Some(1),
+            bytes_served: 1,
+            bytes_received: 1,
+        }],
+        unpaired: vec![model_cache::index::peers::SeenPeer {
+            peer_id: "0123456789abcdef".into(),
+            fingerprint: "01".repeat(32),
+            name: "lab-3".into(),
+            address: "10.0.0.3:7871".into(),
+            last_seen: 1,
+        }],
     };
     let fit = FitBody {
         tier: FitTier::Fits,
@@ -217,6 +244,7 @@ fn every_contract_type_matches_the_document() {
     };
     let notification = Notification {
         level: "info".into(),
+        kind: Some(model_cache::engine::NotificationKind::Finished),
         title: "t".into(),
         body: "b".into(),
     };
@@ -275,9 +303,37 @@ fn every_contract_type_matches_the_document() {
                 revision: None,
                 variant: None,
                 files: None,
+                evict: None,
             }),
         ),
         ("Queued", keys(&Queued { job_id: 1 })),
+        (
+            "Room",
+            keys(&model_cache::engine::Room {
+                needed: 1,
+                free_above_reserve: 1,
+                reserve: 1,
+                disk_short: 0,
+                used: None,
+                budget: None,
+                over_budget_by: 0,
+                fits: true,
+                consent: true,
+                evictions: Vec::new(),
+                evictions_enough: true,
+            }),
+        ),
+        (
+            "RoomEviction",
+            keys(&model_cache::engine::RoomEviction {
+                key: "org/name@abc".into(),
+                repo: "org/name".into(),
+                commit: "abc".into(),
+                variant: None,
+                refs: vec!["main".into()],
+                bytes_freed: 1,
+            }),
+        ),
         ("Job", keys(&job())),
         ("FileProgressBody", keys(&job().files[0])),
         ("SourceUse", keys(&job().files[0].sources[0])),
@@ -307,6 +363,15 @@ fn every_contract_type_matches_the_document() {
             }),
         ),
         (
+            "ConvertBody",
+            keys(&local_api::contract::ConvertBody {
+                repo: "org/name".into(),
+                revision: Some("main".into()),
+                to: "gguf".into(),
+                gguf_type: "q8_0".into(),
+            }),
+        ),
+        (
             "HoldBody",
             keys(&HoldBody {
                 repo: "org/name".into(),
@@ -315,6 +380,39 @@ fn every_contract_type_matches_the_document() {
             }),
         ),
         ("CheckBody", keys(&CheckBody { force: true })),
+        ("SharingBody", keys(&SharingBody { on: true })),
+        (
+            "PairBody",
+            keys(&PairBody {
+                address: "10.0.0.2:7871".into(),
+                code: "ABCD-EFGH".into(),
+            }),
+        ),
+        (
+            "UnpairBody",
+            keys(&UnpairBody {
+                peer: "0123456789abcdef".into(),
+            }),
+        ),
+        (
+            "PairingCode",
+            keys(&model_cache::engine::PairingCode {
+                code: "ABCD-EFGH".into(),
+                expires_at: 1,
+            }),
+        ),
+        ("PeersView", keys(&peers_view)),
+        ("ThisPeer", keys(&peers_view.this)),
+        ("PeerView", keys(&peers_view.paired[0])),
+        ("SeenPeer", keys(&peers_view.unpaired[0])),
+        (
+            "PeerRef",
+            keys(&model_cache::peers::client::PeerRef {
+                repo: "models--org--name".into(),
+                ref_name: "main".into(),
+                commit: "0".repeat(40),
+            }),
+        ),
         (
             "UpdateCheckReport",
             keys(&UpdateCheckReport {
@@ -339,6 +437,22 @@ fn every_contract_type_matches_the_document() {
                 variant: None,
             }),
         ),
+        (
+            "ModelPage",
+            keys(&model_cache::engine::ModelPage {
+                repo: "org/name".into(),
+                revision: "main".into(),
+                commit: None,
+                page_url: "https://huggingface.co/org/name".into(),
+                gated: model_cache::hub::Gating::Open,
+                access: None,
+                license: None,
+                license_name: None,
+                license_link: None,
+                card_html: None,
+                from_cache: false,
+            }),
+        ),
         ("Freed", keys(&Freed { freed_bytes: 1 })),
         (
             "RevealBody",
@@ -359,6 +473,7 @@ fn every_contract_type_matches_the_document() {
                 size_budget_bytes: None,
                 max_rate_bps: None,
                 battery_policy: battery,
+                on_metered: model_cache::policy::MeteredPolicy::Wait,
                 disk_reserve_bytes: 1,
                 schedule: Some(hours.clone()),
                 mirrors: vec![],
@@ -377,6 +492,18 @@ fn every_contract_type_matches_the_document() {
                 allowed_origins: vec![],
                 origins_without_token: vec![],
                 origins_last_used: Default::default(),
+                bucket: None,
+                bucket_endpoint: None,
+                bucket_push: false,
+                bucket_credentials: false,
+                first_run_done: false,
+                notify_finished: true,
+                notify_failed: true,
+                notify_deferred: true,
+                notify_deferred_after: Span(Duration::from_secs(600)),
+                notify_storage: true,
+                notify_evicted: true,
+                notify_updates: true,
             }),
         ),
         ("BatterySetting", keys(&battery)),

@@ -12,6 +12,8 @@ use local_api::{MirrorConfig, MirrorServer};
 use model_cache::Settings;
 use model_cache::download::NoReporter;
 use model_cache::engine::{Engine, EngineOptions, PullRequest};
+use model_cache::policy::{DiskSpace, FakeDisk};
+use model_cache::scheduler::Probes;
 use sha2::Digest;
 
 const TINY: &str = "demo/tiny-gguf";
@@ -25,13 +27,23 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// On a fake machine with 900 GiB free (what these tests check must not depend on the
+    /// free space of the machine that runs them).
     async fn start(config: EmulatorConfig) -> Fixture {
+        Fixture::start_with(config, Probes::fake()).await
+    }
+
+    async fn start_with(config: EmulatorConfig, probes: Probes) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let emulator = Emulator::start(config).await.unwrap();
         let mut settings = Settings::new(dir.path().join("hub"), dir.path().join("data"));
         settings.endpoint = emulator.url();
         settings.token_file = Some(dir.path().join("token"));
-        let engine = Engine::open(settings, EngineOptions::system()).unwrap();
+        let options = EngineOptions {
+            probes,
+            ..EngineOptions::system()
+        };
+        let engine = Engine::open(settings, options).unwrap();
         let mut config = MirrorConfig::new(dir.path().join("data"));
         config.bind = "127.0.0.1:0".parse().unwrap();
         let mirror = local_api::serve_mirror(engine.clone(), config)
@@ -279,6 +291,55 @@ async fn four_clients_missing_the_same_file_cause_one_download() {
     assert_eq!(again.status(), 206);
     assert_eq!(again.bytes().await.unwrap(), &content[..100]);
     assert_eq!(f.emulator().log().bytes_served_matching(file), served);
+}
+
+#[tokio::test]
+async fn a_client_whose_download_is_deferred_is_told_why_at_once() {
+    const GIB: u64 = 1 << 30;
+    let mut probes = Probes::fake();
+    // A full disk: the pull-through job is deferred by the reserve.
+    let disk = FakeDisk::new(
+        DiskSpace {
+            total: 100 * GIB,
+            available: 0,
+        },
+        probes.changes.clone(),
+    );
+    probes.disk = Arc::new(disk.clone());
+    let f = Fixture::start_with(EmulatorConfig::demo(), probes).await;
+    let path = "/demo/tiny-gguf/resolve/main/README.md";
+    let response = f.get(path, true, None).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let message = response.headers()["x-error-message"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The reason, not the start timeout's "has not started yet".
+    assert!(message.contains("waits:"), "{message}");
+    assert!(message.to_lowercase().contains("disk"), "{message}");
+    // A second client joins the same deferred job and hears the same.
+    let response = f.get(path, true, None).await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        response.headers()["x-error-message"]
+            .to_str()
+            .unwrap()
+            .contains("(job 1)")
+    );
+    // Space is freed: the job runs and the next request is served.
+    disk.set_available(90 * GIB);
+    let content = f.content(TINY, "README.md");
+    let mut served = None;
+    for _ in 0..100 {
+        let response = f.get(path, true, None).await;
+        if response.status() == 200 {
+            served = Some(response.bytes().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(served.as_deref(), Some(&content[..]));
 }
 
 #[tokio::test]

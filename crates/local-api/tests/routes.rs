@@ -2,12 +2,24 @@
 
 use std::time::Duration;
 
+#[path = "../../model-cache/tests/convert_support/mod.rs"]
+mod convert_support;
+
 use futures::StreamExt;
 use hub_emulator::{Emulator, EmulatorConfig};
 use local_api::{ApiConfig, ApiServer};
 use model_cache::Settings;
 use model_cache::engine::{Engine, EngineOptions};
 use serde_json::{Value, json};
+
+/// The real machine but fake probes (mains power, 900 GiB free): what these tests check must
+/// not depend on the free space of the machine that runs them.
+fn test_options() -> EngineOptions {
+    EngineOptions {
+        probes: model_cache::scheduler::Probes::fake(),
+        ..EngineOptions::system()
+    }
+}
 
 struct Fixture {
     server: ApiServer,
@@ -23,7 +35,7 @@ impl Fixture {
         let mut settings = Settings::new(dir.path().join("hub"), dir.path().join("data"));
         settings.endpoint = emulator.url();
         settings.token_file = Some(dir.path().join("token"));
-        let engine = Engine::open(settings, EngineOptions::system()).unwrap();
+        let engine = Engine::open(settings, test_options()).unwrap();
         let server = local_api::serve(engine, ApiConfig::new(dir.path().join("data")))
             .await
             .unwrap();
@@ -386,7 +398,7 @@ async fn changes_to_where_the_token_goes_are_refused_over_http_and_made_by_the_a
     let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
     let mut settings = Settings::new(dir.path().join("hub"), dir.path().join("data"));
     settings.endpoint = emulator.url();
-    let engine = Engine::open(settings, EngineOptions::system()).unwrap();
+    let engine = Engine::open(settings, test_options()).unwrap();
     let api = local_api::Api::new(engine);
     let server = local_api::serve_api(api.clone(), ApiConfig::new(dir.path().join("data")))
         .await
@@ -517,4 +529,86 @@ async fn search_finds_models_by_word_pages_them_and_refuses_bad_input() {
         let message = bad["error"]["message"].as_str().unwrap();
         assert!(message.contains(words), "{query}: {message}");
     }
+}
+
+#[tokio::test]
+async fn convert_queues_a_conversion_that_writes_a_gguf_beside_the_cache() {
+    let f = Fixture::start().await;
+    let repos = f._dir.path().join("repos");
+    let (tokenizer, tokens) =
+        convert_support::byte_level_tokenizer(convert_support::LLAMA3_SPLIT, 40);
+    let spec = convert_support::ModelSpec {
+        architecture: "LlamaForCausalLM",
+        hidden: 64,
+        intermediate: 128,
+        layers: 1,
+        heads: 4,
+        kv_heads: 2,
+        vocab: tokens as u64,
+        dtype: convert_support::Dtype::BF16,
+        attention_bias: false,
+        tied: false,
+    };
+    convert_support::write_checkpoint(&repos.join("test/tiny-llama"), &spec, &tokenizer, 8);
+    for repo in hub_emulator::catalog::repos_from_dir(&repos).unwrap() {
+        f._emulator.add_repo(repo);
+    }
+
+    // Not downloaded yet: refused, with what to do.
+    let (status, body) = f
+        .post(
+            "/api/convert",
+            json!({"repo": "test/tiny-llama", "type": "f16"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["hint"], "Download test/tiny-llama first");
+
+    let (status, queued) = f
+        .post("/api/pulls", json!({"repo": "test/tiny-llama"}))
+        .await;
+    assert_eq!(status, 200, "{queued}");
+    f.wait_done(queued["job_id"].as_i64().unwrap()).await;
+
+    let (status, queued) = f
+        .post(
+            "/api/convert",
+            json!({"repo": "test/tiny-llama", "type": "q8_0"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{queued}");
+    let job = f.wait_done(queued["job_id"].as_i64().unwrap()).await;
+    assert_eq!(job["variant"], "GGUF Q8_0", "{job}");
+    assert_eq!(job["bytes_done"], job["bytes_total"], "{job}");
+    let converted = f
+        ._dir
+        .path()
+        .join("data/converted/models--test--tiny-llama");
+    let outputs: Vec<_> = walk(&converted)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    assert_eq!(&std::fs::read(&outputs[0]).unwrap()[..4], b"GGUF");
+
+    let (status, body) = f
+        .post(
+            "/api/convert",
+            json!({"repo": "test/tiny-llama", "to": "onnx", "type": "f16"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

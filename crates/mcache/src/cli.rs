@@ -92,6 +92,10 @@ pub(crate) enum Command {
     },
     /// Download a model (a variant, or selected files) into the cache
     Pull(PullArgs),
+    /// Convert a cached model to another format: safetensors to GGUF (F16 or Q8_0) for
+    /// llama.cpp, Ollama or LM Studio. The output goes to the app-data folder (or --out) with a
+    /// record of where it came from, never into the hub cache
+    Convert(ConvertArgs),
     /// List cached repos: revisions, size on disk, last used, pinned
     #[command(visible_alias = "list")]
     Ls {
@@ -157,6 +161,13 @@ pub(crate) enum Command {
         /// The branch to update
         #[arg(long, value_name = "BRANCH", default_value = "main")]
         branch: String,
+    },
+    /// LAN peers: list them, pair and unpair, turn sharing on or off. Paired peers serve each
+    /// other what they hold (over TLS, pinned at pairing) and are download sources, checked
+    /// against the Hub's hashes
+    Peers {
+        #[command(subcommand)]
+        action: Option<PeersAction>,
     },
     /// Keep a cached model at its current commit: update checks leave the branch alone
     Hold {
@@ -248,6 +259,47 @@ pub(crate) enum Command {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct ConvertArgs {
+    /// Repo id of a cached model, e.g. `org/name` (pull it first)
+    pub repo: String,
+    /// Output format
+    #[arg(long, value_enum, default_value = "gguf")]
+    pub to: ConvertTo,
+    /// Precision of the output: `f16` (lossless for F16 and most BF16 weights) or `q8_0`
+    #[arg(long = "type", value_name = "TYPE", default_value = "f16", value_parser = parse_gguf_type)]
+    pub gguf_type: model_cache::convert::GgufType,
+    /// Where to write the output (a file, or a folder for the default file name)
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<std::path::PathBuf>,
+    /// Branch, tag or commit of the cached model
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+    /// The converter: `native` (Llama, Mistral, Qwen2), `llama-cpp` (llama.cpp's
+    /// convert_hf_to_gguf.py, found on PATH or named by MODEL_CACHE_CONVERT_HF_TO_GGUF), or
+    /// `auto` (native when it supports the model)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: ConvertBackend,
+}
+
+fn parse_gguf_type(text: &str) -> Result<model_cache::convert::GgufType, String> {
+    text.parse()
+}
+
+/// Formats `mcache convert` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ConvertTo {
+    Gguf,
+}
+
+/// Converters `mcache convert` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ConvertBackend {
+    Auto,
+    Native,
+    LlamaCpp,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct PullArgs {
     /// Repo id, e.g. `org/name` (or a Hub URL)
     pub repo: String,
@@ -266,6 +318,10 @@ pub(crate) struct PullArgs {
     /// Branch, tag or commit
     #[arg(long, value_name = "REV")]
     pub revision: Option<String>,
+    /// When the download does not fit (free space above the reserve, or the budget), remove
+    /// the least recently used models it lists without asking
+    #[arg(long)]
+    pub evict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -323,9 +379,46 @@ pub(crate) struct ServeArgs {
     /// Do not start the mirror
     #[arg(long)]
     pub no_mirror: bool,
+    /// Port of the peer listener (served to paired LAN peers while sharing is on, see `mcache
+    /// peers`); a free one is taken when it is in use
+    #[arg(long, default_value_t = model_cache::peers::DEFAULT_PEER_PORT, value_name = "PORT")]
+    pub peers_port: u16,
+    /// Address the peer listener binds
+    #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
+    pub peers_bind: std::net::IpAddr,
+    /// Where peers are announced and looked for: the LAN, loopback only (several peers on one
+    /// machine), or nowhere (peers reached at the addresses recorded when pairing)
+    #[arg(long, default_value = "lan", value_parser = ["lan", "loopback", "off"])]
+    pub peers_discovery: String,
     /// Size of the demo hub's `demo/big` model, e.g. `64MiB` (with --demo)
     #[arg(long, value_name = "SIZE", requires = "demo")]
     pub demo_big_size: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PeersAction {
+    /// This machine, the paired peers and the peers seen on the LAN (the default)
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show a pairing code and wait for a peer to type it; or, with ADDRESS and CODE, pair with
+    /// the peer at ADDRESS (`host:port`, or a peer id from `mcache peers`) that shows CODE
+    Pair {
+        /// The other machine's peer address or id
+        #[arg(requires = "code")]
+        address: Option<String>,
+        /// The code the other machine shows
+        code: Option<String>,
+    },
+    /// Forget a paired peer: it is neither served nor used again
+    Unpair {
+        /// Peer id (from `mcache peers`) or fingerprint
+        peer: String,
+    },
+    /// Turn sharing on or off (nothing listens on or is announced to the LAN while off)
+    Share {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -99,6 +99,7 @@ impl ExitStatus {
             | K::Pinned
             | K::Preferences
             | K::CacheUnavailable
+            | K::Unsupported
             | K::Policy => ExitStatus::Failure,
             _ => return None,
         })
@@ -240,6 +241,8 @@ pub(crate) fn hint_line(hint: &Hint) -> Option<String> {
                 .to_string()
         }
         Hint::PullWhileOnline { repo } => format!("run `mcache pull {repo}` while online"),
+        Hint::PullFirst { repo } => format!("run `mcache pull {repo}` first"),
+        Hint::InstallLlamaCppConverter => "install llama.cpp and put its convert_hf_to_gguf.py on PATH (or set MODEL_CACHE_CONVERT_HF_TO_GGUF to its path)".to_string(),
         Hint::ListVariants { repo } => format!("`mcache variants {repo}` lists them"),
         Hint::ListCached => "`mcache ls` lists cached models".to_string(),
         Hint::CheckSelection => {

@@ -15,7 +15,7 @@ use model_cache::download::DownloadEvent;
 
 use crate::printer::Printer;
 use crate::terminal::Style;
-use model_cache::units::{format_rate, format_size};
+use model_cache::units::{Throughput, format_duration, format_rate, format_size};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,14 +68,20 @@ pub(crate) struct PullProgress {
     expected_total: u64,
     known_total: u64,
     done_total: u64,
+    /// The total's speed and ETA: the estimate the local API (and so the app) shows.
+    throughput: Throughput,
+    paused: bool,
     started: Instant,
     summary: PullSummary,
 }
 
 const FILE_TEMPLATE: &str = "  {prefix:40!} {bar:24.cyan/blue} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4} {msg}";
 const FILE_TEMPLATE_PLAIN: &str = "  {prefix:40!} {bar:24} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4} {msg}";
-const TOTAL_TEMPLATE: &str = "{prefix:.bold} {bar:40.green/blue} {percent:>3}% {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta} {msg}";
-const TOTAL_TEMPLATE_PLAIN: &str = "{prefix} {bar:40} {percent:>3}% {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta} {msg}";
+// The total's speed and ETA are in `{msg}`, from the engine's estimate (see `update_total`).
+const TOTAL_TEMPLATE: &str =
+    "{prefix:.bold} {bar:40.green/blue} {percent:>3}% {bytes:>10}/{total_bytes:<10} {msg}";
+const TOTAL_TEMPLATE_PLAIN: &str =
+    "{prefix} {bar:40} {percent:>3}% {bytes:>10}/{total_bytes:<10} {msg}";
 const DONE_TEMPLATE: &str =
     "{prefix:.bold} {bar:40.green/blue} {percent:>3}% {total_bytes:>10} {msg}";
 const DONE_TEMPLATE_PLAIN: &str = "{prefix} {bar:40} {percent:>3}% {total_bytes:>10} {msg}";
@@ -116,6 +122,8 @@ impl PullProgress {
             expected_total: expected_total.unwrap_or(0),
             known_total: 0,
             done_total: 0,
+            throughput: Throughput::default(),
+            paused: false,
             started: Instant::now(),
             summary: PullSummary::default(),
         }
@@ -147,11 +155,30 @@ impl PullProgress {
         }
     }
 
-    fn update_total(&self) {
+    fn update_total(&mut self) {
+        self.throughput.observe(Instant::now(), self.done_total);
         if let Some(total) = &self.total {
-            total.set_length(self.expected_total.max(self.known_total));
+            let length = self.expected_total.max(self.known_total);
+            total.set_length(length);
             total.set_position(self.done_total);
+            total.set_message(if self.paused {
+                "paused".to_string()
+            } else {
+                let speed = self.throughput.bytes_per_second().round() as u64;
+                let eta = self
+                    .throughput
+                    .eta(length.saturating_sub(self.done_total))
+                    .map_or_else(|| "—".to_string(), format_duration);
+                format!("{:>12} eta {eta}", format_rate(speed))
+            });
         }
+    }
+
+    /// Bytes of `path` that appear without being transferred (cached, or already on disk).
+    fn skip_to(&mut self, path: &str, done: u64) {
+        let before = self.files.get(path).map_or(0, |f| f.done);
+        self.throughput.skip(done.saturating_sub(before));
+        self.set_done(path, done);
     }
 
     fn set_done(&mut self, path: &str, done: u64) {
@@ -204,12 +231,7 @@ impl PullProgress {
                         file.bar = Some(bar);
                     }
                 }
-                self.set_done(path, *resumed_bytes);
-                if *resumed_bytes > 0
-                    && let Some(total) = &self.total
-                {
-                    total.reset_eta();
-                }
+                self.skip_to(path, *resumed_bytes);
             }
             DownloadEvent::Bytes {
                 path, done, total, ..
@@ -272,20 +294,15 @@ impl PullProgress {
                 path, bytes_saved, ..
             } => {
                 self.register(path, *bytes_saved);
-                self.set_done(path, *bytes_saved);
+                self.skip_to(path, *bytes_saved);
                 self.summary.files_cached += 1;
                 self.summary.bytes_saved += bytes_saved;
             }
             DownloadEvent::Paused { .. } => {
-                if let Some(total) = &self.total {
-                    total.set_message("paused");
-                }
+                self.paused = true;
+                self.throughput.stop();
             }
-            DownloadEvent::Resumed { .. } => {
-                if let Some(total) = &self.total {
-                    total.set_message("");
-                }
-            }
+            DownloadEvent::Resumed { .. } => self.paused = false,
             DownloadEvent::Failed {
                 path,
                 kind,

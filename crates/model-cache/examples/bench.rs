@@ -8,6 +8,22 @@
 //!     [--size 512MiB] [--a-mbps 100] [--b-mbps 60] [--timeline]
 //! ```
 //!
+//! ```text
+//! cargo run --release -p model-cache --example bench -- --scenario many-files
+//!     [--files 3000] [--max-file 50MiB]
+//! ```
+//!
+//! `--scenario many-files`: one repo of many files (sizes log-uniform from 1 KiB to
+//! `--max-file`, seeded), pulled whole by the downloader, then by `huggingface_hub`'s
+//! `snapshot_download` (its default workers; the Python of `target/py-venv`, made by
+//! `scripts/setup.sh --with-test-tools`) from the same emulator; prints both times, the ratio,
+//! and the requests each made.
+//!
+//! `--scenario big-cache [--repos 1000 --files 200]`: a cache of that many repos of tiny
+//! files (made here, in the `huggingface_hub` layout); lists it as `mcache ls` and the app's
+//! library do (`Engine::cache_list`) cold, warm, and after the index is deleted, then with
+//! `huggingface_hub.scan_cache_dir()`; prints the times and the ratios.
+//!
 //! `--scenario two-sources`: one file from two emulators (the endpoint capped at A MB/s, a
 //! mirror at B MB/s), first from each alone (the baselines), then from both at once; prints the
 //! fraction of A + B achieved.
@@ -44,6 +60,9 @@ struct Options {
     scenario: String,
     a: u64,
     b: u64,
+    files: usize,
+    max_file: u64,
+    repos: usize,
 }
 
 fn options() -> Options {
@@ -58,6 +77,9 @@ fn options() -> Options {
         scenario: "single".into(),
         a: 100_000_000,
         b: 60_000_000,
+        files: 3000,
+        max_file: 50 << 20,
+        repos: 1000,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -83,6 +105,9 @@ fn options() -> Options {
             "--scenario" => options.scenario = value(),
             "--a-mbps" => options.a = size(value()) * 1_000_000,
             "--b-mbps" => options.b = size(value()) * 1_000_000,
+            "--files" => options.files = size(value()) as usize,
+            "--repos" => options.repos = size(value()) as usize,
+            "--max-file" => options.max_file = size(value()),
             "--timeline" => {
                 options.timeline = true;
                 i += 1;
@@ -258,6 +283,14 @@ fn main() {
     let options = options();
     if options.scenario == "two-sources" {
         two_sources(&options);
+        return;
+    }
+    if options.scenario == "many-files" {
+        many_files(&options);
+        return;
+    }
+    if options.scenario == "big-cache" {
+        big_cache(&options);
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -593,4 +626,248 @@ fn timeline(a: &Emulator, b: Option<&Emulator>, stop: &std::sync::atomic::Atomic
         );
         (last_a, last_b) = (now_a, now_b);
     }
+}
+
+/// Requests the emulator saw, by method.
+fn requests_by_method(emulator: &Emulator) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in emulator.requests() {
+        *out.entry(r.method.clone()).or_insert(0) += 1;
+    }
+    out
+}
+
+/// `--scenario many-files` (see the module's documentation).
+fn many_files(options: &Options) {
+    use hub_emulator::generate::VirtualFile;
+    use hub_emulator::{FileChange, Repo, RepoKind};
+
+    // Log-uniform sizes from 1 KiB to the largest, from a fixed seed.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (low, high) = (1024f64.ln(), (options.max_file.max(1025) as f64).ln());
+    let mut changes = Vec::new();
+    let mut total = 0u64;
+    for i in 0..options.files {
+        let size = (low + next() * (high - low)).exp() as u64;
+        total += size;
+        let path = format!("shard-{:02}/file-{i:05}.bin", i % 37);
+        changes.push(FileChange::put(
+            path,
+            VirtualFile::random(size, i as u64 + 1),
+        ));
+    }
+    let mut repo = Repo::new(RepoKind::Model, "bench/many");
+    repo.commit("main", "Many files", changes);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let emulator = runtime
+        .block_on(Emulator::start(EmulatorConfig {
+            repos: vec![repo],
+            ..EmulatorConfig::default()
+        }))
+        .expect("emulator");
+    println!(
+        "many-files: {} files, {:.1} MiB in all (1 KiB to {:.1} MiB each)",
+        options.files,
+        total as f64 / 1048576.0,
+        options.max_file as f64 / 1048576.0
+    );
+    let base = std::env::temp_dir().join(format!("mc-bench-many-{}", std::process::id()));
+
+    // 1. The downloader.
+    let dir = base.join("ours");
+    let mut settings = Settings::new(dir.join("hub"), dir.join("data"));
+    settings.endpoint = emulator.url();
+    let hub = HubClient::new(&settings).expect("hub client");
+    let index = model_cache::index::Index::open(&settings.data_dir).expect("index");
+    let downloader = model_cache::download::Downloader::new(&settings, hub, index);
+    let request = model_cache::download::DownloadRequest {
+        repo: RepoId::model("bench/many").expect("repo id"),
+        revision: "main".into(),
+        files: Vec::new(),
+    };
+    let started = Instant::now();
+    let summary = runtime
+        .block_on(downloader.download(
+            request,
+            std::sync::Arc::new(model_cache::download::NoReporter),
+        ))
+        .expect("the pull succeeds");
+    let ours = started.elapsed().as_secs_f64();
+    let ours_requests = requests_by_method(&emulator);
+    println!(
+        "  model-cache: {:.2} s for {} files; requests {:?}",
+        ours,
+        summary.files.len(),
+        ours_requests
+    );
+    emulator.log().clear();
+
+    // 2. `snapshot_download`, timed inside Python (the interpreter's start is not counted).
+    let Some(python) = venv_python() else {
+        println!(
+            "  huggingface_hub: skipped (no target/py-venv; run scripts/setup.sh --with-test-tools)"
+        );
+        let _ = std::fs::remove_dir_all(&base);
+        return;
+    };
+    let script = "import sys, time\nfrom huggingface_hub import snapshot_download\n\
+        t = time.time()\nsnapshot_download('bench/many', cache_dir=sys.argv[1])\n\
+        print(time.time() - t)\n";
+    let output = Command::new(&python)
+        .args(["-c", script, &base.join("hf").display().to_string()])
+        .env("HF_ENDPOINT", emulator.url())
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_ENABLE_HF_TRANSFER")
+        .output()
+        .expect("python runs");
+    if !output.status.success() {
+        println!(
+            "  huggingface_hub: failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        );
+        let _ = std::fs::remove_dir_all(&base);
+        return;
+    }
+    let theirs: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("a time");
+    println!(
+        "  huggingface_hub.snapshot_download: {:.2} s; requests {:?}",
+        theirs,
+        requests_by_method(&emulator)
+    );
+    println!(
+        "  ratio: model-cache took {:.2}x the time of snapshot_download ({:.1}x faster)",
+        ours / theirs,
+        theirs / ours
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The Python of `target/py-venv`, next to this example's target folder.
+fn venv_python() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(|t| t.join("py-venv/bin/python")))
+        .filter(|p| p.exists())
+}
+
+/// `--scenario big-cache` (see the module's documentation).
+fn big_cache(options: &Options) {
+    let files = if options.files == 3000 {
+        200
+    } else {
+        options.files
+    };
+    let base = std::env::temp_dir().join(format!("mc-bench-cache-{}", std::process::id()));
+    let hub = base.join("hub");
+    let made = Instant::now();
+    for r in 0..options.repos {
+        let dir = hub.join(format!("models--bench--repo-{r:04}"));
+        let commit = format!("{r:040x}");
+        let snapshot = dir.join("snapshots").join(&commit);
+        std::fs::create_dir_all(dir.join("blobs")).expect("blobs");
+        std::fs::create_dir_all(dir.join("refs")).expect("refs");
+        std::fs::create_dir_all(&snapshot).expect("snapshot");
+        std::fs::write(dir.join("refs/main"), &commit).expect("ref");
+        for f in 0..files {
+            let etag = format!("{:064x}", r * files + f + 1);
+            std::fs::write(dir.join("blobs").join(&etag), b"x").expect("blob");
+            std::os::unix::fs::symlink(
+                format!("../../blobs/{etag}"),
+                snapshot.join(format!("part-{f:05}.bin")),
+            )
+            .expect("link");
+        }
+    }
+    println!(
+        "big-cache: {} repos x {files} files made in {:.1} s",
+        options.repos,
+        made.elapsed().as_secs_f64()
+    );
+    let settings = Settings::new(hub.clone(), base.join("data"));
+    let list = |what: &str| {
+        let engine = model_cache::engine::Engine::open(
+            settings.clone(),
+            model_cache::engine::EngineOptions {
+                run_queue: false,
+                ..model_cache::engine::EngineOptions::system()
+            },
+        )
+        .expect("engine");
+        let started = Instant::now();
+        let listed = engine.cache_list().expect("listing");
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "  cache_list {what}: {:.3} s ({} repos)",
+            seconds,
+            listed.len()
+        );
+        seconds
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = runtime.enter();
+    let first = list("first (index made)");
+    let warm = list("warm");
+    for entry in std::fs::read_dir(base.join("data")).expect("data") {
+        let path = entry.expect("entry").path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("index.sqlite3"))
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let rebuilt = list("with the index deleted");
+    match venv_python() {
+        Some(python) => {
+            let script = "import sys, time\nfrom huggingface_hub import scan_cache_dir\n\
+                t = time.time()\ninfo = scan_cache_dir(sys.argv[1])\n\
+                print(time.time() - t, len(info.repos))\n";
+            let output = Command::new(python)
+                .args(["-c", script, &hub.display().to_string()])
+                .output()
+                .expect("python runs");
+            let text = String::from_utf8_lossy(&output.stdout);
+            match text
+                .split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+            {
+                Some(theirs) => println!(
+                    "  huggingface_hub.scan_cache_dir: {theirs:.3} s; ratios: first {:.2}x, warm {:.2}x, without index {:.2}x of its time",
+                    first / theirs,
+                    warm / theirs,
+                    rebuilt / theirs
+                ),
+                None => println!(
+                    "  huggingface_hub.scan_cache_dir failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                ),
+            }
+        }
+        None => println!("  huggingface_hub: skipped (no target/py-venv)"),
+    }
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -65,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 selection: Selection::default(),
                 priority: 0,
                 bytes_total: None,
+                convert: None,
             })?;
         }
         loop {

@@ -5,13 +5,17 @@
 //! s3://<bucket>/<prefix>/
 //! └── models--org--name/
 //!     ├── blobs/<etag>        the file's bytes (sha256 for LFS files, git sha1 otherwise)
-//!     └── refs/<revision>     a small object: the 40-hex commit the revision is at
+//!     ├── refs/<revision>     a small object: the 40-hex commit the revision is at
+//!     └── manifests/<commit>.json   the files pushed at that commit: path, size, etag
 //! ```
 //!
 //! Keys are built by `store::layout` like every other layout path. Nothing in the bucket is
 //! trusted: a blob read from it is a download source like a mirror (`download::source`), and its
 //! bytes are linked only when they hash to the Hub's etag; a ref read from it names a commit the
-//! Hub is then asked about. A blob is pushed only after it was verified, with one `PUT` when
+//! Hub is then asked about. Only when the Hub cannot be reached does a member go by the bucket
+//! alone: the ref names the commit, the commit's manifest lists the files, and each blob is
+//! checked against the hash it is stored under (the etag the Hub gave the member who pushed
+//! it, after that member verified the bytes). A blob is pushed only after it was verified, with one `PUT` when
 //! small and a multipart upload otherwise; the upload id and every acknowledged part's ETag are
 //! kept in the index (`index::uploads`), so an upload killed halfway resumes at the next part.
 //!
@@ -52,6 +56,15 @@ pub struct BucketSettings {
     pub credentials: Option<BucketCredentials>,
     /// Push verified downloads to the bucket (in the background).
     pub push: bool,
+}
+
+/// How a team bucket is reached, whichever bucket it is: what the environment says (the
+/// settings name a bucket, never credentials).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketAccess {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub credentials: Option<BucketCredentials>,
 }
 
 /// AWS-style credentials; the secret parts never appear in `Debug` output.
@@ -104,6 +117,45 @@ impl Diagnostic for BucketError {
             BucketError::NotVerified { .. } => ErrorKind::Integrity,
             BucketError::Index(e) => e.kind(),
         }
+    }
+}
+
+/// The files a team pushed at one commit, as the Hub listed them to the member who pushed:
+/// what a member goes by when the Hub cannot be reached. Members pushing other files of the
+/// same commit (another quant) add theirs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub files: Vec<ManifestFile>,
+}
+
+/// One file of a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ManifestFile {
+    /// The path in the repo.
+    pub path: String,
+    pub size: u64,
+    /// The blob's name: the content's sha256 (64 hex) for LFS files, its git sha1 (40 hex)
+    /// otherwise.
+    pub etag: String,
+}
+
+impl Manifest {
+    /// Adds or replaces the entries of `files` (by path), keeping the list sorted.
+    pub fn merge(&mut self, files: impl IntoIterator<Item = ManifestFile>) {
+        for file in files {
+            match self.files.iter_mut().find(|f| f.path == file.path) {
+                Some(found) => *found = file,
+                None => self.files.push(file),
+            }
+        }
+        self.files.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+
+    /// The entry of `path`, when its etag is a hash its bytes can be checked against.
+    pub fn file(&self, path: &str) -> Option<&ManifestFile> {
+        self.files
+            .iter()
+            .find(|f| f.path == path && crate::download::is_hex_digest(&f.etag))
     }
 }
 
@@ -205,6 +257,14 @@ impl Bucket {
         ))
     }
 
+    fn manifest_key(&self, repo: &RepoId, commit: &str) -> ObjectPath {
+        ObjectPath::from(layout::bucket_manifest_key(
+            &self.prefix,
+            &repo.folder_name(),
+            commit,
+        ))
+    }
+
     fn failed(&self, key: &ObjectPath, source: object_store::Error) -> BucketError {
         BucketError::Request {
             url: self.url.clone(),
@@ -252,6 +312,53 @@ impl Bucket {
             return Ok(None);
         }
         Ok(Some(commit))
+    }
+
+    /// The files the team pushed at `commit`, `None` when the bucket has no manifest for it (or
+    /// one that cannot be read as a manifest, which is logged and passed over).
+    pub async fn read_manifest(
+        &self,
+        repo: &RepoId,
+        commit: &str,
+    ) -> Result<Option<Manifest>, BucketError> {
+        if !is_commit_hash(commit) {
+            return Ok(None);
+        }
+        let key = self.manifest_key(repo, commit);
+        let bytes = match self.store.get(&key).await {
+            Ok(found) => found.bytes().await.map_err(|e| self.failed(&key, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(self.failed(&key, source)),
+        };
+        match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(manifest) => Ok(Some(manifest)),
+            Err(error) => {
+                tracing::warn!(bucket = %self.url, key = %key, %error, "The bucket's manifest cannot be read; ignored");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Adds `files` to the manifest of `commit` (read, merged, written back).
+    pub async fn add_to_manifest(
+        &self,
+        repo: &RepoId,
+        commit: &str,
+        files: Vec<ManifestFile>,
+    ) -> Result<(), BucketError> {
+        let mut manifest = self.read_manifest(repo, commit).await?.unwrap_or_default();
+        let before = manifest.clone();
+        manifest.merge(files);
+        if manifest == before {
+            return Ok(());
+        }
+        let key = self.manifest_key(repo, commit);
+        let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+        self.store
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|source| self.failed(&key, source))
     }
 
     /// Moves the team's ref `revision` of `repo` to `commit`.

@@ -47,6 +47,11 @@ pub const TRANSFORMERS_OFFLINE: &str = "TRANSFORMERS_OFFLINE";
 pub const HF_HUB_ETAG_TIMEOUT: &str = "HF_HUB_ETAG_TIMEOUT";
 /// Timeout of transfers (no bytes for this long), in seconds.
 pub const HF_HUB_DOWNLOAD_TIMEOUT: &str = "HF_HUB_DOWNLOAD_TIMEOUT";
+/// llama.cpp's `convert_hf_to_gguf.py` for conversions the native converter does not support
+/// (else it is looked for on `PATH`).
+pub const MODEL_CACHE_CONVERT_HF_TO_GGUF: &str = "MODEL_CACHE_CONVERT_HF_TO_GGUF";
+/// The folders searched for programs.
+pub const PATH: &str = "PATH";
 /// Model Cache's own app-data folder (index, settings, logs).
 pub const MODEL_CACHE_DATA_DIR: &str = "MODEL_CACHE_DATA_DIR";
 /// Proxy for `https://` URLs (`https_proxy` wins when both are set).
@@ -85,20 +90,33 @@ pub const AWS_PROFILE: &str = "AWS_PROFILE";
 /// The shared credentials file (default `~/.aws/credentials`).
 pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
 
-/// The team bucket's settings from the environment, `None` without `MODEL_CACHE_BUCKET`.
-/// Credentials: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), else
-/// the `AWS_PROFILE` section (default `default`) of the shared credentials file; else none
-/// (unsigned requests, for a public bucket). Reading that one file is this function's only I/O.
+/// The team bucket's settings from the environment, `None` without `MODEL_CACHE_BUCKET`; how
+/// it is reached comes from [`bucket_access`].
 pub fn bucket(
     lookup: &impl Fn(&str) -> Option<String>,
     home: Option<&Path>,
 ) -> Option<crate::bucket::BucketSettings> {
-    let set = |name: &str| {
-        lookup(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let url = set(MODEL_CACHE_BUCKET)?;
+    let url = set_value(lookup, MODEL_CACHE_BUCKET)?;
+    let access = bucket_access(lookup, home);
+    Some(crate::bucket::BucketSettings {
+        url,
+        endpoint: access.endpoint,
+        region: access.region,
+        credentials: access.credentials,
+        push: set_value(lookup, MODEL_CACHE_BUCKET_PUSH).is_some_and(|v| is_true(&v)),
+    })
+}
+
+/// How a team bucket is reached, from the environment (whether or not one is named there: a
+/// bucket chosen in the settings is reached the same way). Credentials: `AWS_ACCESS_KEY_ID`
+/// and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), else the `AWS_PROFILE` section
+/// (default `default`) of the shared credentials file; else none (unsigned requests, for a
+/// public bucket). Reading that one file is this function's only I/O.
+pub fn bucket_access(
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> crate::bucket::BucketAccess {
+    let set = |name: &str| set_value(lookup, name);
     let key_pair = |id: Option<String>, secret: Option<String>, token: Option<String>| {
         Some(crate::bucket::BucketCredentials {
             access_key_id: id?,
@@ -124,13 +142,18 @@ pub fn bucket(
             section.get("aws_session_token").cloned(),
         )
     });
-    Some(crate::bucket::BucketSettings {
-        url,
+    crate::bucket::BucketAccess {
         endpoint: set(AWS_ENDPOINT_URL),
         region: set(AWS_REGION).or_else(|| set(AWS_DEFAULT_REGION)),
         credentials,
-        push: set(MODEL_CACHE_BUCKET_PUSH).is_some_and(|v| is_true(&v)),
-    })
+    }
+}
+
+/// A variable's value, trimmed; `None` when unset or blank.
+fn set_value(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// The `key = value` lines of `[name]` in an INI text (the AWS credentials file).
@@ -222,6 +245,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         HF_HUB_DOWNLOAD_TIMEOUT,
         "Seconds without a byte before a transfer is considered stalled",
+    ),
+    (
+        MODEL_CACHE_CONVERT_HF_TO_GGUF,
+        "llama.cpp's convert_hf_to_gguf.py, for conversions the native converter does not support (else looked for on `PATH`)",
     ),
     (
         MODEL_CACHE_DATA_DIR,
@@ -376,27 +403,146 @@ pub fn expand_vars(path: &str, lookup: &impl Fn(&str) -> Option<String>) -> Stri
 }
 
 fn expand(path: &str, lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
-    PathBuf::from(expand_vars(&expand_user(path, home), lookup))
+    PathBuf::from(expand_for(Os::current(), path, lookup, home))
 }
 
-/// `HF_HOME` as `huggingface_hub` resolves it.
+/// `expandvars(expanduser(path))` as Python does it on `os`: on Windows (`ntpath`) the home
+/// folder is `USERPROFILE` (else `HOMEDRIVE` + `HOMEPATH`), `~\` works like `~/`, and
+/// `%NAME%` is expanded besides `$NAME` and `${NAME}`.
+fn expand_for(
+    os: Os,
+    path: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> String {
+    match os {
+        Os::Windows => {
+            let home = windows_home(lookup, home);
+            let user = expand_user_windows(path, home.as_deref());
+            expand_vars(&expand_percent_vars(&user, lookup), lookup)
+        }
+        Os::Linux | Os::MacOs => expand_vars(&expand_user(path, home), lookup),
+    }
+}
+
+/// The home folder `ntpath.expanduser` uses: `USERPROFILE`, else `HOMEDRIVE` + `HOMEPATH`,
+/// else the one the edge found.
+fn windows_home(lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>) -> Option<String> {
+    get(lookup, "USERPROFILE")
+        .or_else(|| {
+            let drive = get(lookup, "HOMEDRIVE").unwrap_or_default();
+            get(lookup, "HOMEPATH").map(|path| format!("{drive}{path}"))
+        })
+        .or_else(|| home.map(|h| h.to_string_lossy().into_owned()))
+}
+
+/// `ntpath.expanduser`: a leading `~` followed by nothing, `\\` or `/` becomes the home folder.
+fn expand_user_windows(path: &str, home: Option<&str>) -> String {
+    let Some(home) = home else {
+        return path.to_string();
+    };
+    match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with(['\\', '/']) => {
+            format!("{}{rest}", home.trim_end_matches(['\\', '/']))
+        }
+        _ => path.to_string(),
+    }
+}
+
+/// `ntpath.expandvars`' `%NAME%` form: replaced when set, left as is when not; `%%` is `%`.
+fn expand_percent_vars(path: &str, lookup: &impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(start) = rest.find('%') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        if let Some(tail) = after.strip_prefix('%') {
+            out.push('%');
+            rest = tail;
+            continue;
+        }
+        match after.find('%') {
+            Some(end) => {
+                let name = &after[..end];
+                match lookup(name) {
+                    Some(value) => out.push_str(&value),
+                    None => {
+                        out.push('%');
+                        out.push_str(name);
+                        out.push('%');
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `os.path.join(base, name)` on `os`: one separator between them unless `base` ends with one.
+fn join_for(os: Os, base: &str, name: &str) -> String {
+    let ends_with_separator = match os {
+        Os::Windows => base.ends_with(['\\', '/']) || base.ends_with(':'),
+        Os::Linux | Os::MacOs => base.ends_with('/'),
+    };
+    if base.is_empty() || ends_with_separator {
+        format!("{base}{name}")
+    } else {
+        let separator = if os == Os::Windows { '\\' } else { '/' };
+        format!("{base}{separator}{name}")
+    }
+}
+
+/// `HF_HOME` as `huggingface_hub` resolves it on this OS ([`hf_home_for`]).
 pub fn hf_home(lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
+    hf_home_for(Os::current(), lookup, home)
+}
+
+/// `HF_HOME` as `huggingface_hub` resolves it on `os`: `HF_HOME`, else `XDG_CACHE_HOME` (on
+/// every OS, Windows included) or the home folder's `.cache`, with `huggingface` added. On
+/// Windows that is `%USERPROFILE%\.cache\huggingface`, not an `AppData` folder.
+pub fn hf_home_for(
+    os: Os,
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> PathBuf {
     let raw = match get(lookup, HF_HOME) {
         Some(value) => value,
         None => {
-            let xdg = get(lookup, XDG_CACHE_HOME).unwrap_or_else(|| "~/.cache".to_string());
-            format!("{}/huggingface", xdg.trim_end_matches('/'))
+            let default_home = match os {
+                Os::Windows => windows_home(lookup, home),
+                Os::Linux | Os::MacOs => home.map(|h| h.to_string_lossy().into_owned()),
+            }
+            .map(|h| join_for(os, &h, ".cache"))
+            .unwrap_or_else(|| join_for(os, "~", ".cache"));
+            let cache = get(lookup, XDG_CACHE_HOME).unwrap_or(default_home);
+            join_for(os, &cache, "huggingface")
         }
     };
-    expand(&raw, lookup, home)
+    PathBuf::from(expand_for(os, &raw, lookup, home))
 }
 
-/// The hub-cache root as `huggingface_hub` resolves it.
+/// The hub-cache root as `huggingface_hub` resolves it on this OS ([`hub_cache_for`]).
 pub fn hub_cache(lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
+    hub_cache_for(Os::current(), lookup, home)
+}
+
+/// The hub-cache root as `huggingface_hub` resolves it on `os`: `HF_HUB_CACHE`, else
+/// `HUGGINGFACE_HUB_CACHE`, else `hub` in [`hf_home_for`].
+pub fn hub_cache_for(
+    os: Os,
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> PathBuf {
     let raw = get(lookup, HF_HUB_CACHE)
         .or_else(|| get(lookup, HUGGINGFACE_HUB_CACHE))
-        .unwrap_or_else(|| format!("{}/hub", hf_home(lookup, home).to_string_lossy()));
-    expand(&raw, lookup, home)
+        .unwrap_or_else(|| join_for(os, &hf_home_for(os, lookup, home).to_string_lossy(), "hub"));
+    PathBuf::from(expand_for(os, &raw, lookup, home))
 }
 
 /// Where the token comes from, without its value.
@@ -422,11 +568,25 @@ pub fn token(
     Token::new(text).map(|token| (token, TokenSource::File(path)))
 }
 
-/// The token file: `HF_TOKEN_PATH`, default `$HF_HOME/token`. `mcache login` writes here.
+/// The token file on this OS ([`token_path_for`]). `mcache login` writes here.
 pub fn token_path(lookup: &impl Fn(&str) -> Option<String>, home: Option<&Path>) -> PathBuf {
+    token_path_for(Os::current(), lookup, home)
+}
+
+/// The token file as `huggingface_hub` resolves it on `os`: `HF_TOKEN_PATH`, else `token` in
+/// [`hf_home_for`].
+pub fn token_path_for(
+    os: Os,
+    lookup: &impl Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> PathBuf {
     match get(lookup, HF_TOKEN_PATH) {
-        Some(path) => expand(&path, lookup, home),
-        None => hf_home(lookup, home).join("token"),
+        Some(path) => PathBuf::from(expand_for(os, &path, lookup, home)),
+        None => PathBuf::from(join_for(
+            os,
+            &hf_home_for(os, lookup, home).to_string_lossy(),
+            "token",
+        )),
     }
 }
 
@@ -575,6 +735,11 @@ pub fn settings_from_env(
         .find(|value| !value.trim().is_empty())
         .map(|value| expand(value.trim(), &lookup, home));
     settings.bucket = bucket(&lookup, home);
+    settings.llama_cpp_converter = match lookup(MODEL_CACHE_CONVERT_HF_TO_GGUF) {
+        Some(path) if !path.trim().is_empty() => Some(PathBuf::from(path)),
+        _ => lookup(PATH).and_then(|path| crate::convert::external::find_on_path(&path)),
+    };
+    settings.bucket_access = bucket_access(&lookup, home);
     settings
 }
 
@@ -635,6 +800,107 @@ mod tests {
         assert_eq!(
             token_path(&none, Some(Path::new("/Users/ana"))),
             PathBuf::from("/Users/ana/.cache/huggingface/token")
+        );
+    }
+
+    /// The Hugging Face folders of each OS, as `huggingface_hub`'s `constants.py` computes them
+    /// there (`ntpath` on Windows), checked on every OS.
+    #[test]
+    fn each_platform_has_its_hugging_face_folders() {
+        let none = |_: &str| None;
+        let mac = Some(Path::new("/Users/ana"));
+        assert_eq!(
+            hub_cache_for(Os::MacOs, &none, mac),
+            PathBuf::from("/Users/ana/.cache/huggingface/hub")
+        );
+        assert_eq!(
+            token_path_for(Os::MacOs, &none, mac),
+            PathBuf::from("/Users/ana/.cache/huggingface/token")
+        );
+        let linux = Some(Path::new("/home/ana"));
+        let xdg = env(&[("XDG_CACHE_HOME", "/xdg")]);
+        assert_eq!(
+            hub_cache_for(Os::Linux, &xdg, linux),
+            PathBuf::from("/xdg/huggingface/hub")
+        );
+        assert_eq!(
+            token_path_for(Os::Linux, &xdg, linux),
+            PathBuf::from("/xdg/huggingface/token")
+        );
+        let hf_home = env(&[("HF_HOME", "~/hf"), ("HF_TOKEN_PATH", "$HOME/t")]);
+        assert_eq!(
+            hub_cache_for(Os::Linux, &hf_home, linux),
+            PathBuf::from("/home/ana/hf/hub")
+        );
+        // An unset variable stays as written, as `os.path.expandvars` leaves it.
+        assert_eq!(
+            token_path_for(Os::Linux, &hf_home, linux),
+            PathBuf::from("$HOME/t")
+        );
+
+        // Windows: the home folder is USERPROFILE, the separator a backslash.
+        let profile = env(&[("USERPROFILE", r"C:\Users\ana")]);
+        assert_eq!(
+            hf_home_for(Os::Windows, &profile, None),
+            PathBuf::from(r"C:\Users\ana\.cache\huggingface")
+        );
+        assert_eq!(
+            hub_cache_for(Os::Windows, &profile, None),
+            PathBuf::from(r"C:\Users\ana\.cache\huggingface\hub")
+        );
+        assert_eq!(
+            token_path_for(Os::Windows, &profile, None),
+            PathBuf::from(r"C:\Users\ana\.cache\huggingface\token")
+        );
+        // Without USERPROFILE: HOMEDRIVE + HOMEPATH, then the home folder the edge found.
+        let drive = env(&[("HOMEDRIVE", "D:"), ("HOMEPATH", r"\Users\bo")]);
+        assert_eq!(
+            hub_cache_for(Os::Windows, &drive, None),
+            PathBuf::from(r"D:\Users\bo\.cache\huggingface\hub")
+        );
+        assert_eq!(
+            hub_cache_for(Os::Windows, &none, Some(Path::new(r"E:\home"))),
+            PathBuf::from(r"E:\home\.cache\huggingface\hub")
+        );
+        // %NAME% and ~\ are expanded; XDG_CACHE_HOME counts on Windows too.
+        let vars = env(&[
+            ("USERPROFILE", r"C:\Users\ana"),
+            ("LOCALAPPDATA", r"C:\Users\ana\AppData\Local"),
+            ("HF_HOME", r"%LOCALAPPDATA%\hf"),
+            ("HF_TOKEN_PATH", r"~\secrets\hf-token"),
+        ]);
+        assert_eq!(
+            hub_cache_for(Os::Windows, &vars, None),
+            PathBuf::from(r"C:\Users\ana\AppData\Local\hf\hub")
+        );
+        assert_eq!(
+            token_path_for(Os::Windows, &vars, None),
+            PathBuf::from(r"C:\Users\ana\secrets\hf-token")
+        );
+        let xdg_win = env(&[
+            ("USERPROFILE", r"C:\Users\ana"),
+            ("XDG_CACHE_HOME", r"D:\xdg\"),
+        ]);
+        assert_eq!(
+            hub_cache_for(Os::Windows, &xdg_win, None),
+            PathBuf::from(r"D:\xdg\huggingface\hub")
+        );
+        let cache = env(&[
+            ("HF_HUB_CACHE", r"%MISSING%\m"),
+            ("HUGGINGFACE_HUB_CACHE", r"C:\legacy"),
+        ]);
+        assert_eq!(
+            hub_cache_for(Os::Windows, &cache, None),
+            PathBuf::from(r"%MISSING%\m")
+        );
+        assert_eq!(
+            expand_percent_vars("100%% %A%", &env(&[("A", "x")])),
+            "100% x"
+        );
+        // This OS's rule is the one the edges get.
+        assert_eq!(
+            hub_cache(&profile, linux),
+            hub_cache_for(Os::current(), &profile, linux)
         );
     }
 

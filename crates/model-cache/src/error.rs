@@ -121,6 +121,8 @@ error_kinds! {
     Preferences = "preferences",
     /// A cache policy could not be applied (eviction, cleanup).
     Policy = "policy",
+    /// No converter supports this model or format (an architecture, ONNX to GGUF).
+    Unsupported = "unsupported",
 }
 
 impl std::fmt::Display for ErrorKind {
@@ -188,6 +190,11 @@ pub enum Hint {
     /// The cache folder is not there: connect its drive (or mount its share), or choose
     /// another cache folder.
     ConnectCacheDrive { path: PathBuf },
+    /// Download the model first (a conversion reads it from the cache).
+    PullFirst { repo: String },
+    /// Install llama.cpp's `convert_hf_to_gguf.py` (on `PATH`, or named by
+    /// `MODEL_CACHE_CONVERT_HF_TO_GGUF`) for architectures the native converter does not know.
+    InstallLlamaCppConverter,
 }
 
 /// What an error tells the edges beyond its message.

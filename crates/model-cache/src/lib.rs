@@ -9,6 +9,8 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bucket;
+pub mod card;
+pub mod convert;
 pub mod download;
 pub mod engine;
 pub mod env;
@@ -18,6 +20,7 @@ pub mod formats;
 pub mod hub;
 pub mod import;
 pub mod index;
+pub mod peers;
 pub mod policy;
 pub mod repo;
 pub mod scheduler;

@@ -60,6 +60,14 @@ pub struct Settings {
     /// A team bucket (S3-compatible): a download source, and where verified downloads are
     /// pushed when [`crate::bucket::BucketSettings::push`] is set.
     pub bucket: Option<crate::bucket::BucketSettings>,
+    /// llama.cpp's `convert_hf_to_gguf.py`, offered for architectures the native converter does
+    /// not support (`MODEL_CACHE_CONVERT_HF_TO_GGUF`, else found on `PATH`).
+    pub llama_cpp_converter: Option<PathBuf>,
+    /// How a team bucket is reached (endpoint, region, credentials), for a bucket the
+    /// preferences name.
+    pub bucket_access: crate::bucket::BucketAccess,
+    /// The name LAN peers see for this machine; the host name when `None`.
+    pub peer_name: Option<String>,
 }
 
 impl Settings {
@@ -82,6 +90,9 @@ impl Settings {
             proxy: ProxySettings::default(),
             ca_bundle: None,
             bucket: None,
+            llama_cpp_converter: None,
+            bucket_access: Default::default(),
+            peer_name: None,
         }
     }
 

@@ -219,15 +219,75 @@ pub fn format_rate(bytes_per_second: u64) -> String {
     format!("{}/s", format_size(bytes_per_second))
 }
 
-/// A duration for ETAs and elapsed times: `45s`, `3m05s`, `2h07m`.
+/// A duration for ETAs and elapsed times: `45s`, `3m05s`, `2h07m`, `3 days` (48 hours and
+/// more). The app formats the same way.
 pub fn format_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     if secs < 60 {
         format!("{secs}s")
     } else if secs < 3600 {
         format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
+    } else if secs < 48 * 3600 {
         format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    } else {
+        format!("{} days", (secs + 43_200) / 86_400)
+    }
+}
+
+/// Transfer speed and time left: the one estimate every edge shows (the local API and so the
+/// app, and `mcache pull`), so a download reads the same speed and ETA everywhere. Bytes
+/// transferred over time, smoothed: each sample of at least [`Throughput::SAMPLE`] weighs
+/// 30 %. Bytes that appear without being transferred (a cached file, the part of a resumed
+/// file already on disk) move the baseline ([`Throughput::skip`]) instead of counting as speed.
+#[derive(Debug, Clone, Default)]
+pub struct Throughput {
+    bytes_per_second: f64,
+    last: Option<(std::time::Instant, u64)>,
+}
+
+impl Throughput {
+    /// The shortest span a speed sample covers.
+    pub const SAMPLE: Duration = Duration::from_millis(200);
+
+    /// `done` bytes (transferred and skipped) at `now`.
+    pub fn observe(&mut self, now: std::time::Instant, done: u64) {
+        let Some((at, before)) = self.last else {
+            self.last = Some((now, done));
+            return;
+        };
+        let span = now.saturating_duration_since(at);
+        if span < Self::SAMPLE {
+            return;
+        }
+        let sample = done.saturating_sub(before) as f64 / span.as_secs_f64();
+        self.bytes_per_second = if self.bytes_per_second == 0.0 {
+            sample
+        } else {
+            0.7 * self.bytes_per_second + 0.3 * sample
+        };
+        self.last = Some((now, done));
+    }
+
+    /// `bytes` counted in `done` from now on that were not transferred.
+    pub fn skip(&mut self, bytes: u64) {
+        if let Some((_, before)) = &mut self.last {
+            *before = before.saturating_add(bytes);
+        }
+    }
+
+    /// Stopped (paused): the speed starts again from the next bytes.
+    pub fn stop(&mut self) {
+        *self = Throughput::default();
+    }
+
+    pub fn bytes_per_second(&self) -> f64 {
+        self.bytes_per_second
+    }
+
+    /// Time left for `remaining` bytes at the current speed; `None` before any speed is known.
+    pub fn eta(&self, remaining: u64) -> Option<Duration> {
+        (self.bytes_per_second > 0.0)
+            .then(|| Duration::from_secs((remaining as f64 / self.bytes_per_second).ceil() as u64))
     }
 }
 
@@ -273,6 +333,39 @@ pub fn format_span(span: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn throughput_smooths_and_skipped_bytes_are_not_speed() {
+        use std::time::{Duration, Instant};
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut t = Throughput::default();
+        assert_eq!(t.eta(100), None, "no speed before two samples");
+        t.observe(at(0), 0);
+        t.observe(at(1000), 1000);
+        assert_eq!(t.bytes_per_second(), 1000.0);
+        assert_eq!(t.eta(5000), Some(Duration::from_secs(5)));
+        // A sample shorter than SAMPLE is not taken.
+        t.observe(at(1100), 1_000_000);
+        assert_eq!(t.bytes_per_second(), 1000.0);
+        // A cached file of 1 MB appears: the baseline moves, the speed does not jump.
+        t.skip(1_000_000);
+        t.observe(at(2000), 1_003_000);
+        assert_eq!(t.bytes_per_second(), 0.7 * 1000.0 + 0.3 * 2000.0);
+        t.stop();
+        assert_eq!(t.eta(1), None);
+    }
+
+    #[test]
+    fn durations_read_the_same_in_every_edge() {
+        use std::time::Duration;
+        let read = |s| format_duration(Duration::from_secs(s));
+        assert_eq!(read(45), "45s");
+        assert_eq!(read(185), "3m05s");
+        assert_eq!(read(2 * 3600 + 7 * 60), "2h07m");
+        assert_eq!(read(72 * 3600), "3 days");
+    }
+
     use super::*;
 
     #[test]

@@ -127,6 +127,64 @@ async fn whole_repo_download_includes_git_files_checked_with_git_sha1() {
     );
 }
 
+/// HEAD requests on `resolve` URLs, per file name.
+fn heads(rig: &Rig) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in rig.emulator.requests() {
+        if r.method == "HEAD" && r.path.contains("/resolve/") {
+            let name = r.path.rsplit('/').next().unwrap_or_default().to_string();
+            *out.entry(name).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn files_the_listing_describes_need_no_head_each() {
+    // Chunks of 1 MiB: every file of the repo but the big weights is one request's worth.
+    let rig = rig_with(EmulatorConfig::demo_with_big_size(4 << 20), |s| {
+        s.limits.chunk_size = 1 << 20;
+    })
+    .await;
+    let mut whole = request("demo/tiny-safetensors", &[]);
+    whole.files.clear();
+    let summary = rig.downloader.download(whole, recorder()).await.unwrap();
+    assert!(summary.files.len() >= 4, "{:?}", summary.files);
+    for file in &summary.files {
+        let expected = upstream_bytes(&rig.emulator, "demo/tiny-safetensors", "main", &file.path);
+        assert_linked(
+            &rig,
+            "demo/tiny-safetensors",
+            &summary.commit,
+            &file.path,
+            &expected,
+        );
+    }
+    let small: Vec<&str> = summary
+        .files
+        .iter()
+        .filter(|f| f.size <= 1 << 20)
+        .map(|f| f.path.as_str())
+        .collect();
+    assert!(!small.is_empty());
+    let asked = heads(&rig);
+    for path in &small {
+        let name = path.rsplit('/').next().unwrap();
+        assert_eq!(asked.get(name), None, "no HEAD for {path}: {asked:?}");
+    }
+    // Files named by the caller: one listing instead of a HEAD each; the big file (4 chunks)
+    // still gets the one HEAD its range requests share.
+    let named = request("demo/big", &[BIG, "config.json", "README.md"]);
+    let summary = rig.downloader.download(named, recorder()).await.unwrap();
+    assert_eq!(summary.files.len(), 3);
+    let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+    assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+    let asked = heads(&rig);
+    assert_eq!(asked.get(BIG), Some(&1), "{asked:?}");
+    assert_eq!(asked.get("config.json"), None, "{asked:?}");
+    assert_eq!(asked.get("README.md"), None, "{asked:?}");
+}
+
 #[tokio::test]
 async fn dropped_connections_resume_from_the_byte_reached() {
     let rig = rig().await;
@@ -516,6 +574,36 @@ async fn an_over_long_file_name_is_refused_before_any_byte_and_one_at_the_limit_
         summary.files
     );
     assert_linked(&rig, "long/fits", &summary.commit, &fits, &content);
+}
+
+#[tokio::test]
+async fn a_gated_repo_listed_without_access_is_reported_as_gated() {
+    // The listing answers; the files are refused. The metadata the listing gave is not the
+    // end of it: a HEAD asks why, and the answer is "gated", with where to ask for access.
+    // Chunks of 64 MiB: every file of the repo is one request's worth, described by the listing.
+    let rig = rig_with(EmulatorConfig::demo_with_big_size(BIG_SIZE), |s| {
+        s.limits.chunk_size = 64 << 20;
+    })
+    .await;
+    let mut whole = request("demo/gated", &[]);
+    whole.files.clear();
+    let error = rig
+        .downloader
+        .download(whole, recorder())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        model_cache::error::ErrorKind::Gated,
+        "{error}"
+    );
+    assert!(
+        error
+            .hints()
+            .iter()
+            .any(|h| matches!(h, model_cache::error::Hint::RequestAccess { .. })),
+        "{error}"
+    );
 }
 
 #[tokio::test]

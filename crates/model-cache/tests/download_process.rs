@@ -254,3 +254,60 @@ async fn a_full_disk_gives_a_clear_error_and_leaves_nothing_that_looks_complete(
     assert!(jobs.iter().all(|j| j.state == transfers::JobState::Done));
     drop(disk);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_pulling_2_gib_peaks_under_64_mib_of_memory() {
+    let size: u64 = 2 << 30;
+    let emulator = Emulator::start(EmulatorConfig::demo_with_big_size(size))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The file lands on the temporary folder's disk: without room for it the pull cannot
+    // finish, and the memory it measures would be that of a failure.
+    use model_cache::policy::DiskProbe as _;
+    let free = model_cache::policy::FsDiskProbe
+        .space(dir.path())
+        .map_or(u64::MAX, |s| s.available);
+    if free < size + (1 << 30) {
+        eprintln!(
+            "NOT MEASURED: {free} bytes free where the file would land; the 2 GiB pull needs {}",
+            size + (1 << 30)
+        );
+        return;
+    }
+    let child = spawn_child(&emulator, dir.path(), BIG, 5 << 20, 0, 8);
+    let pid = child.id();
+    // The kernel's own peak (`VmHWM`, a high-water mark) read while it runs.
+    let watcher = std::thread::spawn(move || {
+        let mut peak_kib = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        peak_kib
+    });
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the pull failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // `demo/big` is about `size` bytes: the GGUF's header and vocabulary come on top.
+    assert!(summary["files"][0]["size"].as_u64().unwrap() >= size);
+    let peak = watcher.join().unwrap();
+    eprintln!("pulling {size} bytes: peak memory (VmHWM) {peak} KiB");
+    assert!(peak > 0, "VmHWM was read while the child ran");
+    assert!(
+        peak <= 64 * 1024,
+        "peak memory {peak} KiB pulling {size} bytes"
+    );
+}

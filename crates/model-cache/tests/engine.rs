@@ -545,3 +545,47 @@ async fn bad_saved_preferences_start_with_defaults_and_say_so() {
     );
     engine.shutdown();
 }
+
+/// A cache where symlinks turned out to be refused (a FAT drive, Windows without Developer
+/// Mode) keeps working with regular files in its snapshots, and the health alerts say why each
+/// file is stored twice over; a download into it links no symlink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_without_symlinks_downloads_regular_files_and_says_so() {
+    let emulator = Emulator::start(EmulatorConfig::demo()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path(), emulator.url());
+    let root = settings.hub_cache.clone();
+    let engine = Engine::open(settings, EngineOptions::fake(64 * GIB)).unwrap();
+    assert!(
+        !engine
+            .health()
+            .unwrap()
+            .problems
+            .iter()
+            .any(|p| p == model_cache::store::NO_SYMLINKS_WARNING)
+    );
+    // What the first failed symlink in this cache records for the whole process.
+    model_cache::store::LinkMode::symlink_failed(&root);
+    let problems = engine.health().unwrap().problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p == model_cache::store::NO_SYMLINKS_WARNING),
+        "{problems:?}"
+    );
+    let repo: RepoId = "demo/tiny-gguf".parse().unwrap();
+    let plan = engine
+        .plan_pull(&PullRequest::repo(repo.clone()))
+        .await
+        .unwrap();
+    let job = engine.enqueue(&plan).unwrap();
+    assert_eq!(wait_done(&engine, job.id).await.state, QueueState::Done);
+    for file in &plan.files {
+        let path = engine.path(&repo, "main", &file.path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file(), "{} is not a regular file", path.display());
+        assert_eq!(meta.len(), file.size);
+    }
+    engine.shutdown();
+    emulator.shutdown().await;
+}

@@ -807,3 +807,136 @@ fn evicting_a_repo_whose_blob_is_hard_linked_elsewhere_frees_nothing_and_evicts_
     assert!(plan.evictions.is_empty(), "{plan:#?}");
     assert!(!plan.satisfied);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_does_not_fit_names_what_would_go_and_evicts_only_with_consent() {
+    use model_cache::download::NoReporter;
+    use model_cache::engine::{Engine, EngineOptions, PullRequest};
+    use model_cache::policy::{DiskSpace, FakeDisk};
+
+    const GIB: u64 = 1 << 30;
+    let emulator = hub_emulator::Emulator::start(hub_emulator::EmulatorConfig {
+        repos: vec![three_quants_repo("r/old"), three_quants_repo("r/new")],
+        ..hub_emulator::EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut probes = Probes::fake();
+    let disk = FakeDisk::new(
+        DiskSpace {
+            total: 1000 * GIB,
+            available: 900 * GIB,
+        },
+        probes.changes.clone(),
+    );
+    probes.disk = Arc::new(disk.clone());
+    let engine = Engine::open(
+        settings_for(dir.path(), emulator.url()),
+        EngineOptions {
+            run_queue: false,
+            probes,
+            ..EngineOptions::fake(64 << 30)
+        },
+    )
+    .unwrap();
+    let hub = dir.path().join("hub");
+    let plan_of = |repo: &str| {
+        let request = PullRequest {
+            variant: Some("Q8_0".into()),
+            ..PullRequest::repo(model(repo))
+        };
+        let engine = engine.clone();
+        async move { engine.plan_pull(&request).await.unwrap() }
+    };
+    let old = plan_of("r/old").await;
+    engine
+        .download(&old, Arc::new(NoReporter))
+        .wait()
+        .await
+        .unwrap();
+    let new = plan_of("r/new").await;
+
+    // Room on the disk and no budget: nothing to ask.
+    let room = engine.room_for(&new).unwrap();
+    assert!(room.fits && room.evictions.is_empty(), "{room:?}");
+    assert_eq!(room.needed, new.total_bytes);
+    assert_eq!(room.used, None, "no budget: the cache is not measured");
+    let used = engine.scheduler().janitor().storage().unwrap().used;
+    assert!(used >= old.total_bytes);
+
+    // A budget one byte too small, without background cleanup: the user is asked, and told
+    // exactly what would go.
+    let scheduler = engine.scheduler();
+    scheduler.set_cache_policy(CachePolicy {
+        budget: Some(used + room.needed - 1),
+        auto_cleanup: false,
+        ..CachePolicy::default()
+    });
+    let room = engine.room_for(&new).unwrap();
+    assert!(!room.fits && !room.consent, "{room:?}");
+    assert_eq!((room.over_budget_by, room.disk_short), (1, 0));
+    assert!(room.evictions_enough);
+    let keys: Vec<String> = room.evictions.iter().map(|e| e.key.clone()).collect();
+    assert_eq!(room.evictions.len(), 1, "{room:?}");
+    assert_eq!(room.evictions[0].repo, "r/old");
+    assert!(room.evictions[0].bytes_freed >= 1);
+    assert!(present(&hub, "r/old"), "asking removes nothing");
+
+    // A consent that does not cover what the eviction takes is refused, removing nothing.
+    let error = engine
+        .make_room(&new, &["r/other@0000".to_string()])
+        .unwrap_err();
+    assert_eq!(error.kind(), model_cache::error::ErrorKind::Policy);
+    assert!(error.to_string().contains("r/old"), "{error}");
+    assert!(present(&hub, "r/old"));
+
+    // With the consent: exactly that goes, announced like any eviction.
+    let mut events = scheduler.subscribe();
+    let freed = engine.make_room(&new, &keys).unwrap();
+    assert!(freed >= room.over_budget_by);
+    assert!(!present(&hub, "r/old"));
+    let announced = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(SchedulerEvent::Evicted {
+                for_job: None,
+                plan,
+            }) = events.recv().await
+            {
+                return plan;
+            }
+        }
+    })
+    .await
+    .expect("an Evicted event");
+    assert_eq!(announced.evictions.len(), 1);
+    assert!(engine.room_for(&new).unwrap().fits);
+
+    // Background cleanup on: the setting is the consent, nothing to ask.
+    scheduler.set_cache_policy(CachePolicy {
+        budget: Some(1),
+        auto_cleanup: true,
+        ..CachePolicy::default()
+    });
+    let room = engine.room_for(&new).unwrap();
+    assert!(!room.fits && room.consent, "{room:?}");
+
+    // Short on disk: the figures, and "evict to make room" is that setting's consent.
+    scheduler.set_cache_policy(CachePolicy::default());
+    let policy = scheduler.policy();
+    let reserve = policy.reserve.reserve_bytes(1000 * GIB);
+    disk.set_available(reserve + room.needed / 2);
+    let room = engine.room_for(&new).unwrap();
+    assert!(!room.fits && !room.consent, "{room:?}");
+    assert_eq!(room.reserve, reserve);
+    assert_eq!(room.disk_short, room.needed - room.needed / 2);
+    assert!(
+        room.evictions.is_empty() && !room.evictions_enough,
+        "nothing left to evict"
+    );
+    scheduler.set_policy(model_cache::policy::SchedulePolicy {
+        evict_to_make_room: true,
+        ..policy
+    });
+    assert!(engine.room_for(&new).unwrap().consent);
+}

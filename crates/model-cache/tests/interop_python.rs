@@ -19,7 +19,7 @@ use model_cache::doctor;
 use model_cache::hub::retry::RetryPolicy;
 use model_cache::hub::{EntryKind, HubClient, HubError};
 use model_cache::index::Index;
-use model_cache::store::{HubCache, SafeRelPath};
+use model_cache::store::{HubCache, LinkMode, SafeRelPath};
 use model_cache::{RepoId, Settings};
 use serde_json::Value;
 use sha1::Digest as _;
@@ -263,12 +263,24 @@ async fn fetch_sequentially(
 
 #[test]
 fn huggingface_hub_reads_our_cache_offline() {
+    reads_our_cache_offline(LinkMode::Symlink);
+}
+
+/// Where symlinks are refused (Windows without Developer Mode), snapshot files are the blobs'
+/// bytes as regular files, as `huggingface_hub` lays them out itself there: both releases read
+/// such a cache offline, with no warning.
+#[test]
+fn huggingface_hub_reads_our_cache_without_symlinks_offline() {
+    reads_our_cache_offline(LinkMode::Copy);
+}
+
+fn reads_our_cache_offline(mode: LinkMode) {
     let dir = tempfile::tempdir().unwrap();
     let cache_root = dir.path().join("hub");
     let emulator = Emulator::start_blocking(EmulatorConfig::demo_with_big_size(1 << 20)).unwrap();
     let repo_name = "demo/tiny-gguf";
     let repo = RepoId::model(repo_name).unwrap();
-    let cache = HubCache::new(&cache_root);
+    let cache = HubCache::new(&cache_root).with_link_mode(mode);
     let hub = HubClient::new(&settings(&emulator, dir.path())).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let commit = runtime.block_on(fetch_sequentially(&hub, &cache, &repo, "main"));
@@ -282,12 +294,24 @@ fn huggingface_hub_reads_our_cache_offline() {
         .expect("a file in a subfolder")
         .path
         .clone();
-    let total: u64 = {
-        let mut blobs: Vec<(&str, u64)> = files.iter().map(|e| (e.etag(), e.size)).collect();
-        blobs.sort();
-        blobs.dedup();
-        blobs.iter().map(|(_, size)| size).sum()
+    // Python sizes a repo by the files its snapshot links resolve to: each blob once with
+    // symlinks, each snapshot file without them.
+    let total: u64 = match mode {
+        LinkMode::Symlink => {
+            let mut blobs: Vec<(&str, u64)> = files.iter().map(|e| (e.etag(), e.size)).collect();
+            blobs.sort();
+            blobs.dedup();
+            blobs.iter().map(|(_, size)| size).sum()
+        }
+        LinkMode::Copy => files.iter().map(|e| e.size).sum(),
     };
+    if mode == LinkMode::Copy {
+        let config = cache.repo(&repo).snapshot_dir(&commit).join("config.json");
+        assert!(
+            std::fs::symlink_metadata(&config).unwrap().is_file(),
+            "a regular file in the snapshot"
+        );
+    }
     let requests_before = emulator.requests().len();
 
     let script = format!(

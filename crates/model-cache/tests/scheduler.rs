@@ -97,6 +97,52 @@ async fn unplugging_defers_running_jobs_and_plugging_in_resumes_them() {
     assert!(snapshot_of(rig.hub_cache(), "t/one").is_none());
 }
 
+/// A connection whose metering the test sets.
+struct TestMetering(AtomicBool);
+
+impl model_cache::policy::MeteredProbe for TestMetering {
+    fn metered(&self) -> Option<bool> {
+        Some(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_metered_connection_jobs_wait_when_the_policy_says_so() {
+    let rig = rig(vec![model_repo("t/one", MODEL_SIZE, 1)], |config| {
+        config.policy.on_metered = model_cache::policy::MeteredPolicy::Wait;
+    })
+    .await;
+    let metering = Arc::new(TestMetering(AtomicBool::new(true)));
+    let watcher = rig
+        .scheduler
+        .watch_metering(metering.clone(), std::time::Duration::from_millis(50));
+    // The first reading lands before the job is looked at.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let one = rig.scheduler.enqueue(job_for("t/one")).unwrap();
+    let job = wait_state(&rig.scheduler, one.id, QueueState::Deferred).await;
+    let reason = job.defer_reason.expect("a deferred job says why");
+    assert_eq!(reason, DeferReason::Metered);
+    assert!(reason.to_string().contains("metered"), "{reason}");
+    assert_eq!(rig.emulator.bytes_served(), 0, "nothing was fetched");
+
+    // Another network: the job runs by itself.
+    metering.0.store(false, Ordering::SeqCst);
+    let job = wait_state(&rig.scheduler, one.id, QueueState::Done).await;
+    assert!(job.defer_reason.is_none());
+
+    // With the policy back to download, a metered connection does not hold a job.
+    metering.0.store(true, Ordering::SeqCst);
+    let mut policy = rig.scheduler.policy();
+    policy.on_metered = model_cache::policy::MeteredPolicy::Download;
+    rig.scheduler.set_policy(policy);
+    let two = rig
+        .scheduler
+        .enqueue(job_for("t/one"))
+        .expect("a second job of the same model (already cached)");
+    wait_state(&rig.scheduler, two.id, QueueState::Done).await;
+    watcher.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crossing_the_reserve_defers_and_freed_space_resumes() {
     let rig = rig(vec![model_repo("t/one", MODEL_SIZE, 3)], |config| {
@@ -314,4 +360,81 @@ async fn a_disk_that_fills_defers_instead_of_failing() {
     disk.set_available(501 * GB);
     wait_state(&scheduler, full.id, QueueState::Done).await;
     scheduler.shutdown();
+}
+
+/// Big enough to still be downloading at the slowed CDN's 64 KiB/s while the test looks.
+const BIG: u64 = 32 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_download_is_not_starved_behind_big_ones() {
+    let rig = rig(
+        vec![
+            model_repo("t/big1", BIG, 11),
+            model_repo("t/big2", BIG, 12),
+            model_repo("t/small", 64 * 1024, 13),
+        ],
+        |config| config.policy.max_running = 1,
+    )
+    .await;
+    slow_cdn(&rig);
+    let big1 = rig.scheduler.enqueue(job_for("t/big1")).unwrap();
+    wait_downloading(&rig.scheduler, big1.id).await;
+    let big2 = rig.scheduler.enqueue(job_for("t/big2")).unwrap();
+    let small = rig.scheduler.enqueue(job_for("t/small")).unwrap();
+    // The small one runs beside the big one (the small lane) and finishes first; the second
+    // big one waits for the one slot.
+    wait_state(&rig.scheduler, small.id, QueueState::Done).await;
+    assert_eq!(
+        rig.scheduler.job(big1.id).unwrap().state,
+        QueueState::Running
+    );
+    assert_eq!(
+        rig.scheduler.job(big2.id).unwrap().state,
+        QueueState::Queued
+    );
+    assert!(snapshot_of(rig.hub_cache(), "t/small").is_some());
+    rig.emulator.faults().clear();
+    wait_state(&rig.scheduler, big1.id, QueueState::Done).await;
+    wait_state(&rig.scheduler, big2.id, QueueState::Done).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moving_a_job_up_gives_it_the_slot_and_the_other_resumes_later() {
+    let rig = rig(
+        vec![
+            model_repo("t/first", BIG, 21),
+            model_repo("t/second", BIG, 22),
+        ],
+        |config| config.policy.max_running = 1,
+    )
+    .await;
+    slow_cdn(&rig);
+    let first = rig.scheduler.enqueue(job_for("t/first")).unwrap();
+    wait_downloading(&rig.scheduler, first.id).await;
+    let second = rig.scheduler.enqueue(job_for("t/second")).unwrap();
+    assert_eq!(
+        rig.scheduler.job(second.id).unwrap().state,
+        QueueState::Queued
+    );
+    rig.scheduler.move_to(second.id, 0).unwrap();
+    wait_downloading(&rig.scheduler, second.id).await;
+    // The first went back to the queue with its bytes, not to the user's "paused".
+    let waiting = wait_state(&rig.scheduler, first.id, QueueState::Queued).await;
+    assert!(waiting.bytes_done > 0, "{waiting:#?}");
+    assert_eq!(waiting.defer_reason, None);
+    rig.emulator.faults().clear();
+    wait_state(&rig.scheduler, second.id, QueueState::Done).await;
+    wait_state(&rig.scheduler, first.id, QueueState::Done).await;
+    let second_done = rig.scheduler.job(second.id).unwrap().finished_at.unwrap();
+    let first_done = rig.scheduler.job(first.id).unwrap().finished_at.unwrap();
+    assert!(
+        first_done >= second_done,
+        "one slot: the first finished after"
+    );
+    // The first resumed where it stopped: each file's bytes came from the CDN about once.
+    let served = rig.emulator.log().bytes_served();
+    assert!(
+        served <= 2 * BIG + 2 * 1024 * 1024,
+        "served {served} bytes for two {BIG}-byte files"
+    );
 }

@@ -32,6 +32,7 @@ fn job() -> QueueJob {
         error: None,
         error_kind: None,
         error_hints: vec![],
+        convert: None,
         created_at: 1_699_999_000_000,
         updated_at: 1_700_000_000_000,
         started_at: Some(1_699_999_500_000),

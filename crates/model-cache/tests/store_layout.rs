@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use model_cache::RepoId;
 use model_cache::store::{
-    CACHEDIR_TAG, CachedLookup, HubCache, MAX_FILE_NAME_BYTES, MAX_SEGMENT_BYTES, RepoCache,
-    SafeRelPath, StoreError,
+    CACHEDIR_TAG, CachedLookup, HubCache, LinkMode, MAX_FILE_NAME_BYTES, MAX_SEGMENT_BYTES,
+    RepoCache, SafeRelPath, StoreError,
 };
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -708,4 +708,98 @@ fn scan_counts_a_blob_hard_linked_into_two_repos_once() {
     assert_eq!(a.blobs[&etag].links, 2);
     let file = &b.revisions[0].files[0];
     assert_eq!((&file.id, file.links), (&a.blobs[&etag].id, 2));
+}
+
+/// Where symlinks are refused (Windows without Developer Mode, a FAT drive), a snapshot file is
+/// a regular file with the blob's bytes, as `huggingface_hub` falls back: the blob stays in
+/// `blobs/` (a hard link here, so the bytes are on disk once), linking again changes nothing,
+/// a new blob replaces the file, and the cache reads as usual.
+#[test]
+fn without_symlinks_a_snapshot_file_holds_the_blobs_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = HubCache::new(dir.path().join("hub")).with_link_mode(LinkMode::Copy);
+    assert_eq!(cache.link_mode(), LinkMode::Copy);
+    let repo = cache.repo(&RepoId::model("org/tiny").unwrap());
+    repo.ensure_dirs().unwrap();
+    let first = put_blob(&repo, b"first bytes");
+    let second = put_blob(&repo, b"second");
+    let file = rel("sub/model.gguf");
+
+    let path = repo.link(COMMIT, &file, &first).unwrap();
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert!(meta.file_type().is_file(), "a regular file, not a symlink");
+    assert_eq!(std::fs::read(&path).unwrap(), b"first bytes");
+    assert_eq!(
+        std::fs::read(repo.blob_path(&first)).unwrap(),
+        b"first bytes"
+    );
+    assert_eq!(
+        repo.lookup_cached(COMMIT, "sub/model.gguf"),
+        CachedLookup::Found(path.clone())
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let blob = std::fs::metadata(repo.blob_path(&first)).unwrap();
+        assert_eq!(meta.ino(), blob.ino(), "a hard link: no second copy");
+        repo.link(COMMIT, &file, &first).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            meta.ino(),
+            "linking again keeps the file"
+        );
+    }
+    let scan = cache.scan().unwrap();
+    assert!(scan.warnings.is_empty(), "{:?}", scan.warnings);
+    // Off unix a file has no identity the store can read: the hard link counts as a file.
+    #[cfg(unix)]
+    assert_eq!(scan.size_on_disk, 11 + 6, "each blob counted once");
+
+    repo.link(COMMIT, &file, &second).unwrap();
+    assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+    assert_eq!(std::fs::read(&path).unwrap(), b"second");
+    assert_eq!(
+        std::fs::read(repo.blob_path(&first)).unwrap(),
+        b"first bytes"
+    );
+}
+
+/// A snapshot file made as a copy (a hard link was refused) with the blob's bytes is kept when
+/// linked again, and replaced when its bytes differ.
+#[test]
+fn without_symlinks_a_copy_with_other_bytes_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = HubCache::new(dir.path().join("hub")).with_link_mode(LinkMode::Copy);
+    let repo = cache.repo(&RepoId::model("org/tiny").unwrap());
+    repo.ensure_dirs().unwrap();
+    let etag = put_blob(&repo, b"the bytes");
+    let path = repo.snapshot_dir(COMMIT).join("model.bin");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"the bytes").unwrap();
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    repo.link(COMMIT, &rel("model.bin"), &etag).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        before
+    );
+    std::fs::write(&path, b"tampered!").unwrap();
+    repo.link(COMMIT, &rel("model.bin"), &etag).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"the bytes");
+}
+
+/// Off Windows the probe finds symlinks (a drive without them is found at the first link);
+/// the default cache links with them.
+#[cfg(not(windows))]
+#[test]
+fn symlinks_are_the_default_mode() {
+    let (_dir, cache, repo) = setup();
+    assert_eq!(cache.link_mode(), LinkMode::Symlink);
+    let etag = put_blob(&repo, b"x");
+    let path = repo.link(COMMIT, &rel("x.bin"), &etag).unwrap();
+    assert!(
+        std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }

@@ -104,6 +104,7 @@ impl Host {
                         revision,
                         variant,
                         files,
+                        evict: None,
                     })
                     .await
                     .map_err(failure)?;

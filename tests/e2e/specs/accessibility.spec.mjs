@@ -163,9 +163,16 @@ describe('Accessibility of the main screens', () => {
     await assertKeyboardReachable(page, 'Settings');
   });
 
+  step('the Peers screen', async () => {
+    await page.getByRole('tab', { name: 'Peers' }).click();
+    await page.locator('#peers-this', { hasText: 'This machine' }).waitFor();
+    await assertAccessible(page, 'Peers');
+    await assertKeyboardReachable(page, 'Peers');
+  });
+
   step('the dark theme passes the same rules', async () => {
     await page.emulateMedia({ colorScheme: 'dark' });
-    for (const name of ['Models', 'Downloads', 'Cache', 'Settings']) {
+    for (const name of ['Models', 'Downloads', 'Cache', 'Peers', 'Settings']) {
       await page.getByRole('tab', { name: new RegExp(`^${name}`) }).click();
       await assertAccessible(page, `${name} (dark)`);
     }

@@ -51,6 +51,34 @@ describe('Downloads panel', () => {
     assert.deepEqual(actions, ['reveal']);
   });
 
+  step('a running download shows one speed and one ETA: its card and the totals agree', async () => {
+    // A limit keeps the download running for minutes while the page is read.
+    await server.request('PUT', '/api/settings', { max_rate_bps: 48 * 1024 });
+    const id = await pull({ repo: 'demo/tiny-gguf', variant: 'F16' });
+    await page.getByRole('tab', { name: /^Downloads/ }).click();
+    const read = () => page.evaluate((jobId) => ({
+      eta: document.querySelector(`#jobs li[data-id="${jobId}"] .eta`).textContent,
+      speed: document.querySelector(`#jobs li[data-id="${jobId}"] .speed`).textContent,
+      totals: document.querySelector('#totals').textContent,
+      files: document.querySelector(`#jobs li[data-id="${jobId}"] .file-progress`).textContent,
+    }), id);
+    let seen;
+    for (let i = 0; i < 200; i += 1) {
+      seen = await read().catch(() => null);
+      if (seen && /^ETA \d/.test(seen.eta)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Minutes read as `mcache pull` prints them (2m05s).
+    assert.match(seen.eta, /^ETA \d+m\d\ds$/, JSON.stringify(seen));
+    // A file row shows its bytes, not a second speed or ETA of its own.
+    assert.doesNotMatch(seen.files, /ETA|\/s/, JSON.stringify(seen));
+    // The totals line (one job running) shows the same estimate, not a second one.
+    assert.ok(seen.totals.endsWith(`${seen.speed.trim()} · ${seen.eta}`), JSON.stringify(seen));
+    await server.request('POST', `/api/jobs/${id}/cancel`);
+    await waitState(id, ['cancelled']);
+    await server.request('PUT', '/api/settings', { max_rate_bps: null });
+  });
+
   step('a paused job is counted as paused, not active', async () => {
     await server.request('POST', '/api/jobs/pause-all');
     const id = await pull({ repo: 'demo/tiny-gguf', files: ['README.md'] });
@@ -88,5 +116,25 @@ describe('Downloads panel', () => {
     await done.locator('.where', { hasText: 'Removed from the cache since' }).waitFor();
     assert.equal(await done.locator('button[data-action="reveal"]').count(), 0);
     await screenshot(page, 'downloads-finished-cards');
+  });
+
+  step('Clear finished empties the list of finished downloads; the statistics keep them', async () => {
+    const { json: before } = await server.request('GET', '/api/stats');
+    const finished = (await server.request('GET', '/api/jobs')).json.filter((j) => ['done', 'failed', 'cancelled'].includes(j.state));
+    assert.ok(finished.length > 0);
+    const button = page.getByRole('button', { name: 'Clear finished' });
+    assert.equal(await button.isEnabled(), true);
+    await button.click();
+    await page.locator('.toast', { hasText: `${finished.length} finished download` }).waitFor();
+    assert.equal(await page.locator('#jobs li[data-id]').count(), 0);
+    await page.locator('#jobs-empty').waitFor({ state: 'visible' });
+    assert.equal(await button.isDisabled(), true, 'nothing left to clear');
+    const { json: jobs } = await server.request('GET', '/api/jobs');
+    assert.equal(jobs.filter((j) => ['done', 'failed', 'cancelled'].includes(j.state)).length, 0);
+    const { json: after } = await server.request('GET', '/api/stats');
+    assert.equal(after.downloads.length, before.downloads.length, 'the statistics keep them');
+    // A new download is listed as usual.
+    const { json: queued } = await server.request('POST', '/api/pulls', { repo: 'demo/tiny-gguf', variant: 'Q2_K' });
+    await page.locator(`#jobs li[data-id="${queued.job_id}"]`).waitFor();
   });
 });

@@ -112,7 +112,64 @@ describe('Search and choose in a browser', () => {
     assert.match(reason, /for the runtime/);
   });
 
+  step('the model page: its card rendered safely below the variants, its license above', async () => {
+    const card = page.locator('#model-card');
+    await card.locator('h1', { hasText: 'Tiny GGUF' }).waitFor();
+    assert.match(await page.locator('#model-license').innerText(), /License: MIT/);
+    assert.match(await card.innerText(), /Q4_K_M/);
+    assert.doesNotMatch(await card.innerText(), /license: mit|---/, 'the front matter is not shown');
+    assert.equal(await card.locator('img, script, iframe').count(), 0);
+    const rels = await page.locator('#model-about a, #model-card a').evaluateAll((links) => links.map((a) => a.rel));
+    for (const rel of rels) assert.match(rel, /noopener/);
+    const hub = await page.locator('#model-about a.hub-page').getAttribute('href');
+    assert.match(hub, /\/demo\/tiny-gguf$/);
+    await screenshot(page, 'model-page');
+  });
+
+  step('a gated model says so and links to where access is requested', async () => {
+    await type('demo/gated');
+    const gating = page.locator('#model-gating');
+    await gating.waitFor();
+    assert.match(await gating.innerText(), /Gated: the authors review each request/);
+    const link = page.locator('#request-access');
+    assert.equal(await link.innerText(), 'Request access on the Hub');
+    assert.match(await link.getAttribute('href'), /^http:\/\/127\.0\.0\.1:\d+\/demo\/gated$/);
+    assert.match(await page.locator('#search-error').innerText(), /token|access/i);
+    assert.doesNotMatch(await page.locator('#search-error').innerText(), /null|undefined|\(gated\)/);
+  });
+
+  step('More results appends the next page until the listing ends', async () => {
+    // Pages of two (the UI asks for twenty): the engine follows the Hub's `Link` cursor.
+    await page.route('**/api/search?*', (route) => {
+      const url = new URL(route.request().url());
+      if (url.searchParams.has('limit')) url.searchParams.set('limit', '2');
+      route.continue({ url: url.toString() });
+    });
+    try {
+      const { json: all } = await server.request('GET', '/api/search?limit=50');
+      const expected = all.results.map((r) => r.repo);
+      assert.ok(expected.length > 4, `${expected}`);
+      await type('');
+      await page.locator('#results-title', { hasText: 'Popular models' }).waitFor();
+      assert.equal(await results().count(), 2);
+      let pages = 1;
+      while (await page.locator('#results-more').count()) {
+        const before = await results().count();
+        await page.locator('#results-more').click();
+        await page.waitForFunction((n) => document.querySelectorAll('#results li.result').length > n, before);
+        pages += 1;
+        assert.ok(pages <= expected.length, 'the listing ends');
+      }
+      assert.deepEqual(await resultRepos(), expected, 'every model once, in order');
+      assert.equal(pages, Math.ceil(expected.length / 2));
+    } finally {
+      await page.unroute('**/api/search?*');
+    }
+  });
+
   step('a row downloads its own variant, which is then ticked with Reveal instead of Download', async () => {
+    await type('demo/tiny-gguf');
+    await page.locator('#variants-title', { hasText: 'demo/tiny-gguf' }).waitFor();
     const row = page.locator('#variants tr[data-quant="Q2_K"]');
     await row.getByRole('button', { name: 'Download Q2_K' }).click();
     await page.locator('#tab-downloads[aria-selected="true"]').waitFor();

@@ -14,7 +14,7 @@
 
 mod bytes;
 mod pull;
-mod routes;
+pub(crate) mod routes;
 mod webrtc;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -138,6 +138,21 @@ pub(crate) struct MirrorState {
 }
 
 impl MirrorState {
+    /// The state of the peer listener (`crate::peers`): the mirror's routes as a client without
+    /// the mirror token sees them (no token matches one made here and never kept), any `Host`.
+    pub(crate) fn for_peers(engine: Engine, addr: SocketAddr) -> MirrorState {
+        let mut bytes = [0u8; 24];
+        rand::rng().fill_bytes(&mut bytes);
+        MirrorState {
+            engine,
+            token: MirrorToken(format!("{TOKEN_PREFIX}{}", ::hex::encode(bytes))),
+            hosts: Vec::new(),
+            url: format!("https://{addr}"),
+            origins_noted: Default::default(),
+            ip: addr.ip(),
+        }
+    }
+
     /// Whether the request carries the mirror token. Any other token (a client's Hub token,
     /// sent by habit) counts as none.
     pub(crate) fn holds_token(&self, headers: &HeaderMap) -> bool {
@@ -208,15 +223,20 @@ impl MirrorServer {
     /// Stops accepting connections, lets responses in progress finish for a moment, then ends
     /// the ones still open (a client resumes with `Range`).
     pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        let mut task = self.task;
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-            let _ = task.await;
-        }
+        stop_gracefully(self.shutdown, self.task).await;
+    }
+}
+
+/// Stops a listener: no new connections, [`SHUTDOWN_GRACE`] for the responses in progress,
+/// then the ones still open are ended. The mirror's and the peers' listeners stop this way.
+pub(crate) async fn stop_gracefully(shutdown: CancellationToken, mut task: JoinHandle<()>) {
+    shutdown.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+        let _ = task.await;
     }
 }
 

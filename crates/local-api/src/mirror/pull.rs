@@ -46,10 +46,18 @@ enum Progress {
     Complete,
 }
 
+/// Why a client's file is not coming yet.
+enum Waiting {
+    Failed(String),
+    Deferred(String),
+}
+
 /// What the next event of the job means for the client.
 enum Step {
     Progress(Progress),
     Failed(String),
+    /// The job waits for a condition (disk space, power, allowed hours): the reason.
+    Deferred(String),
     Other,
 }
 
@@ -82,6 +90,10 @@ fn step(event: &SchedulerEvent, job_id: i64, path: &str) -> Step {
                 job.error
                     .clone()
                     .unwrap_or_else(|| format!("the download was {}", job.state.as_str())),
+            ),
+            QueueState::Deferred => Step::Deferred(
+                model_cache::engine::deferred_message(job)
+                    .unwrap_or_else(|| "it is deferred".to_string()),
             ),
             _ => Step::Other,
         },
@@ -118,6 +130,9 @@ pub(crate) async fn stream(
     };
     // Wait for the download to start (or to be found finished).
     let started = tokio::time::timeout(START_WAIT, async {
+        if let Some(reason) = fetch.waiting.take() {
+            return Err(Waiting::Deferred(reason));
+        }
         loop {
             if let Some(file) = state.engine.served_file(repo, &meta.commit, path) {
                 return Ok(Some(file));
@@ -126,11 +141,14 @@ pub(crate) async fn stream(
                 Ok(event) => match step(&event, fetch.job_id, path) {
                     Step::Progress(Progress::Complete) => continue,
                     Step::Progress(Progress::Prefix(_)) => return Ok(None),
-                    Step::Failed(reason) => return Err(reason),
+                    Step::Failed(reason) => return Err(Waiting::Failed(reason)),
+                    Step::Deferred(reason) => return Err(Waiting::Deferred(reason)),
                     Step::Other => {}
                 },
                 Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return Err("the engine stopped".to_string()),
+                Err(RecvError::Closed) => {
+                    return Err(Waiting::Failed("the engine stopped".to_string()));
+                }
             }
         }
     })
@@ -147,12 +165,26 @@ pub(crate) async fn stream(
             );
         }
         Ok(Ok(None)) => {}
-        Ok(Err(reason)) => {
+        Ok(Err(Waiting::Failed(reason))) => {
             return hub_error(
                 StatusCode::BAD_GATEWAY,
                 None,
                 &format!("Fetching `{path}` of `{repo}` failed: {reason}"),
             );
+        }
+        Ok(Err(Waiting::Deferred(reason))) => {
+            let mut response = hub_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                &format!(
+                    "`{path}` of `{repo}` is queued for download (job {}) and waits: {reason}",
+                    fetch.job_id
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            return response;
         }
         Err(_) => {
             let mut response = hub_error(
@@ -236,7 +268,9 @@ impl Follower {
                             return Ok(Progress::Prefix(prefix));
                         }
                         Step::Failed(reason) => return Err(reason),
-                        Step::Other => {}
+                        // Deferred mid-stream (power, hours): the stream waits for it to go
+                        // on, up to PROGRESS_WAIT.
+                        Step::Deferred(_) | Step::Other => {}
                     },
                     // Missed events: the next chunk event says where the prefix is.
                     Err(RecvError::Lagged(_)) => {}

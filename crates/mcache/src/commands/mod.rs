@@ -6,12 +6,14 @@
 mod cache;
 mod completions;
 mod config;
+mod convert;
 mod demo;
 mod import;
 mod inspect;
 mod login;
 mod native_host;
 mod path;
+mod peers;
 mod pull;
 mod queue;
 mod serve;
@@ -154,6 +156,14 @@ pub(crate) async fn run(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus
             let settings = crate::settings::resolve(&global)?;
             native_host::native_host(settings.data_dir, args, &printer).await
         }
+        Command::Convert(args) => {
+            // Ctrl-C cancels the conversion: its temporary file is removed.
+            let mut interrupt = Interrupt::install()?;
+            let engine = open_engine(&global).await?;
+            let result = convert::convert(&engine, args, &mut interrupt, &printer).await;
+            engine.shutdown();
+            result
+        }
         Command::Pull(args) => {
             // Ctrl-C is caught before the engine opens: `pull` turns it into a clean pause.
             let mut interrupt = Interrupt::install()?;
@@ -214,6 +224,7 @@ async fn run_with_engine(
         ),
         Command::Verify { repo } => cache::verify(engine, repo.as_deref(), printer).await,
         Command::Outdated { cached } => updates::outdated(engine, cached, printer).await,
+        Command::Peers { action } => peers::peers(engine, action, printer).await,
         Command::Hold { repo, branch } => updates::hold(engine, &repo, &branch, true, printer),
         Command::Follow { repo, branch } => updates::hold(engine, &repo, &branch, false, printer),
         Command::Import(args) => import::import(engine, args, printer).await,
@@ -247,6 +258,7 @@ async fn run_with_engine(
         },
         Command::Completions { .. }
         | Command::Pull(_)
+        | Command::Convert(_)
         | Command::Update { .. }
         | Command::Demo { .. }
         | Command::Queue { .. }

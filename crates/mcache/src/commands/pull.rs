@@ -59,7 +59,125 @@ pub(super) async fn pull(
         _ = interrupt.wait() => return Ok(interrupted()),
     };
     describe_plan(&plan, printer);
+    if !make_room(engine, &plan, args.evict, printer).await? {
+        // Declined at the prompt: the same exit as without a terminal to ask (no room).
+        eprintln!("cancelled: nothing was removed or downloaded");
+        return Ok(ExitStatus::DiskFull);
+    }
     download_plan(engine, &request, plan, interrupt, printer).await
+}
+
+/// `bytes` rounded up to a whole MiB (under 1 GiB) or GiB, as `config set` reads it.
+fn round_up_size(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    if bytes < GIB {
+        format!("{}MiB", bytes.div_ceil(MIB))
+    } else {
+        format!("{}GiB", bytes.div_ceil(GIB))
+    }
+}
+
+/// Before a download that does not fit in the free space above the reserve, or would take the
+/// cache over its budget: says so and names what making room would remove. With `--evict`
+/// (or a "yes" at the prompt) exactly that is removed; without a terminal to ask, nothing is,
+/// and the command stops with what to do. The settings "evict to make room" and "clean up in
+/// the background" are consent given once: nothing is asked then. Returns false when the user
+/// declines.
+async fn make_room(
+    engine: &Engine,
+    plan: &PullPlan,
+    evict: bool,
+    printer: &Printer,
+) -> anyhow::Result<bool> {
+    let room = {
+        let (engine, plan) = (engine.clone(), plan.clone());
+        tokio::task::spawn_blocking(move || engine.room_for(&plan)).await??
+    };
+    if room.fits || room.consent {
+        return Ok(true);
+    }
+    let mut reasons = Vec::new();
+    if room.disk_short > 0 {
+        reasons.push(format!(
+            "only {} is free on the disk above the reserve of {}",
+            format_size(room.free_above_reserve),
+            format_size(room.reserve)
+        ));
+    }
+    if let Some(budget) = room.budget.filter(|_| room.over_budget_by > 0) {
+        reasons.push(format!(
+            "the cache would be {} over its budget of {}",
+            format_size(room.over_budget_by),
+            format_size(budget)
+        ));
+    }
+    let situation = format!(
+        "This download needs {}, but {}",
+        format_size(room.needed),
+        reasons.join(", and ")
+    );
+    if !room.evictions.is_empty() {
+        eprintln!("{situation}.");
+        eprintln!(
+            "{}",
+            if room.evictions_enough {
+                "Making room would remove, least recently used first:"
+            } else {
+                "Removing every model that can go (not pinned, not downloading) would not be enough:"
+            }
+        );
+        for e in &room.evictions {
+            let variant = e
+                .variant
+                .as_deref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default();
+            eprintln!("  {}{variant}  {}", e.repo, format_size(e.bytes_freed));
+        }
+    }
+    let not_enough = || {
+        let mut error = CliError::new(ErrorKind::DiskFull, format!("{situation}."));
+        if room.evictions_enough && !room.evictions.is_empty() {
+            error = error.hint("run again with `--evict` to remove the models listed");
+        }
+        if room.over_budget_by > 0 {
+            error = error.hint(format!(
+                "raise the budget: `mcache config set size_budget_bytes {}`",
+                round_up_size(room.used.unwrap_or(0) + room.needed)
+            ));
+        }
+        if room.disk_short > 0 {
+            error = error.hint("free space on the cache's disk, or choose another cache folder");
+        }
+        error
+    };
+    if !room.evictions_enough || room.evictions.is_empty() {
+        return Err(not_enough().into());
+    }
+    if !evict {
+        if !printer.interactive() {
+            return Err(not_enough().into());
+        }
+        let answer = tokio::task::spawn_blocking(|| -> std::io::Result<String> {
+            eprint!("Remove these and download? [y/N] ");
+            std::io::stderr().flush()?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            Ok(line.trim().to_lowercase())
+        })
+        .await??;
+        if !matches!(answer.as_str(), "y" | "yes") {
+            return Ok(false);
+        }
+    }
+    let keys: Vec<String> = room.evictions.iter().map(|e| e.key.clone()).collect();
+    let freed = {
+        let (engine, plan) = (engine.clone(), plan.clone());
+        tokio::task::spawn_blocking(move || engine.make_room(&plan, &keys)).await??
+    };
+    eprintln!("removed {} to make room", format_size(freed));
+    Ok(true)
 }
 
 /// Downloads a planned pull in this process with progress, pausing (and keeping every verified

@@ -4,7 +4,7 @@
 //! then shuts down cleanly (the discovery file `api.json` is removed, running downloads pause
 //! in place). With `--demo`, the built-in demo hub is started first and used as the endpoint.
 //! The local mirror (the cache as a Hub, `local_api::mirror`) runs beside it on its own port
-//! unless `--no-mirror`.
+//! unless `--no-mirror`, and the peer listener while sharing is on (`local_api::peers`).
 
 use std::net::SocketAddr;
 
@@ -53,6 +53,19 @@ pub(super) async fn serve(
         mirror.allow_lan = args.mirror_lan;
         Some(local_api::serve_mirror(engine.clone(), mirror).await?)
     };
+    // Paired LAN peers, served while sharing is on (`mcache peers share on`).
+    let peers = local_api::peers::follow_sharing(
+        engine.clone(),
+        local_api::peers::PeerConfig {
+            bind: SocketAddr::new(args.peers_bind, args.peers_port),
+            fall_back_to_free_port: true,
+            discovery: match args.peers_discovery.as_str() {
+                "loopback" => local_api::peers::PeerDiscovery::Loopback,
+                "off" => local_api::peers::PeerDiscovery::Off,
+                _ => local_api::peers::PeerDiscovery::Lan,
+            },
+        },
+    );
     let mut config = local_api::ApiConfig::new(settings.data_dir.clone());
     config.mirror_url = mirror.as_ref().map(|m| m.url().to_string());
     config.bind = SocketAddr::new(args.bind, args.port);
@@ -87,6 +100,7 @@ pub(super) async fn serve(
     printer.message("Open the URL above in a browser; press Ctrl-C to stop");
     interrupt.wait().await;
     server.shutdown().await?;
+    peers.stop().await;
     if let Some(mirror) = mirror {
         mirror.shutdown().await;
     }

@@ -12,6 +12,7 @@ fn help_documents_commands_exit_codes_and_environment() {
     for command in [
         "variants",
         "pull",
+        "convert",
         "ls",
         "path",
         "rm",

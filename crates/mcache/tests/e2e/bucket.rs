@@ -1,7 +1,8 @@
 //! The team bucket against a real S3 API on 127.0.0.1 (`moto_server` from the test venv): a
 //! pull pushed after verification; a second cache pulling from the bucket with no byte from
 //! the Hub's CDN; a corrupted object rejected; a multipart upload resumed after a kill; a ref
-//! one member moved picked up by another on the next lookup.
+//! one member moved picked up by another on the next lookup; with the Hub unreachable, a pull
+//! going by the bucket's ref and manifest alone, its bytes checked against the stored hashes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -242,6 +243,79 @@ fn a_corrupted_object_in_the_bucket_is_rejected_and_the_file_fetched_from_the_hu
         "the file came from the CDN instead"
     );
     run(&member_b, &["verify", REPO], &[]).ok();
+}
+
+/// An endpoint nothing listens on: the Hub cannot be reached.
+fn unreachable_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn with_the_hub_unreachable_a_member_pulls_by_the_buckets_ref_and_manifest() {
+    let s3 = S3::start();
+    let member_a = World::new();
+    run(
+        &member_a,
+        &["pull", REPO, "--quant", "Q4_K_M"],
+        &s3.env(true),
+    )
+    .ok();
+    let sha = member_a.sha256(REPO, Q4);
+    let main = commit_of(&member_a, "main");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &s3.object(&format!("models--demo--tiny-gguf/manifests/{main}.json"))
+            .unwrap_or_else(|| panic!("the manifest was pushed: {}", s3.listing())),
+    )
+    .unwrap();
+    let listed = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == Q4)
+        .unwrap_or_else(|| panic!("the manifest lists the file: {manifest}"));
+    assert_eq!(listed["etag"], sha.as_str());
+
+    // Member B cannot reach the Hub: the team's ref, the manifest and the blobs are enough.
+    let mut env = s3.env(false);
+    env.push(("HF_ENDPOINT", unreachable_endpoint()));
+    let member_b = World::new();
+    let pulled = run(&member_b, &["pull", REPO, "--quant", "Q4_K_M"], &env);
+    let snapshot = pulled.ok().trim().to_string();
+    assert!(snapshot.ends_with(&main), "{snapshot}");
+    assert_eq!(sha256_file(&Path::new(&snapshot).join(Q4)), sha);
+    assert_eq!(member_b.cdn_bytes(), 0);
+    run(&member_b, &["verify", REPO], &[]).ok();
+
+    // A corrupted object is caught against the stored hash: nothing is linked, the error says
+    // what happened.
+    let key = format!("models--demo--tiny-gguf/blobs/{sha}");
+    let mut object = s3.object(&key).unwrap();
+    let middle = object.len() / 2;
+    object[middle] ^= 0x55;
+    s3.put_object(&key, &object);
+    let member_c = World::new();
+    let failed = run(&member_c, &["pull", REPO, "--quant", "Q4_K_M"], &env);
+    assert_ne!(failed.code, 0, "{}", failed.stdout);
+    assert!(
+        !member_c
+            .hub_cache()
+            .join("models--demo--tiny-gguf/snapshots")
+            .join(&main)
+            .join(Q4)
+            .exists(),
+        "no corrupted file is linked"
+    );
+
+    // Without a bucket an unreachable Hub is an error naming the network, as before.
+    let member_d = World::new();
+    let alone = member_d.run_with_env(
+        &["pull", REPO, "--quant", "Q4_K_M"],
+        &[("HF_ENDPOINT", env.last().unwrap().1.as_str())],
+    );
+    assert_ne!(alone.code, 0);
 }
 
 #[test]

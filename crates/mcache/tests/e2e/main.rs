@@ -5,6 +5,7 @@ mod common;
 
 mod basics;
 mod bucket;
+mod convert;
 mod crash;
 mod errors;
 mod import;
@@ -12,6 +13,7 @@ mod interrupt;
 mod json;
 mod manage;
 mod native_host;
+mod peers;
 mod pull;
 mod queue;
 mod terminal;

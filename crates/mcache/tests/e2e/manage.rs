@@ -268,3 +268,155 @@ fn outdated_update_hold_and_follow() {
     // Following a branch that is followed already says so.
     assert!(world.run(&["follow", "demo/tiny-gguf"]).ok().is_empty());
 }
+
+#[test]
+fn a_pull_over_the_budget_asks_and_evicts_only_with_consent() {
+    let world = World::new();
+    world.run(&["pull", "demo/tiny-safetensors"]).ok();
+    let listed = world.run(&["--json", "ls"]).json();
+    let size = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["repo"] == "demo/tiny-safetensors")
+        .map(|r| r["size_bytes"].as_u64().unwrap())
+        .unwrap();
+    // A budget the next model does not fit in, without background cleanup.
+    world
+        .run(&[
+            "config",
+            "set",
+            "size_budget_bytes",
+            &(size + 1).to_string(),
+        ])
+        .ok();
+    world.run(&["config", "set", "auto_cleanup", "false"]).ok();
+
+    // No terminal to ask: nothing removed, nothing downloaded, and what to do.
+    let run = world.run(&["pull", "demo/tiny-gguf", "--quant", "Q2_K"]);
+    run.code(6);
+    assert!(run.stderr.contains("over its budget"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Making room would remove")
+            && run.stderr.contains("demo/tiny-safetensors"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--evict"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("mcache config set size_budget_bytes"),
+        "{}",
+        run.stderr
+    );
+    let listed = world.run(&["ls"]).ok().to_string();
+    assert!(listed.contains("demo/tiny-safetensors"), "{listed}");
+    assert!(!listed.contains("demo/tiny-gguf"), "{listed}");
+
+    // `--evict` is the consent: exactly the listed model goes, then the download runs.
+    let run = world.run(&["pull", "demo/tiny-gguf", "--quant", "Q2_K", "--evict"]);
+    run.ok();
+    assert!(run.stderr.contains("removed"), "{}", run.stderr);
+    let listed = world.run(&["ls"]).ok().to_string();
+    assert!(!listed.contains("demo/tiny-safetensors"), "{listed}");
+    assert!(listed.contains("demo/tiny-gguf"), "{listed}");
+}
+
+#[test]
+fn cache_hits_and_misses_are_counted_exactly() {
+    let world = World::new();
+    let pull = |quant: &str| -> (u64, u64) {
+        let run = world.run(&["--json", "pull", "demo/tiny-gguf", "--quant", quant]);
+        run.ok();
+        let lines = run.json_lines();
+        let result = lines.last().unwrap();
+        let files = result["files"].as_array().unwrap();
+        let misses = files.iter().filter(|f| f["source"] == "downloaded").count() as u64;
+        (files.len() as u64 - misses, misses)
+    };
+    let counters = || {
+        let stats = world.run(&["--json", "stats"]).json();
+        (
+            stats["counters"]["hits"].as_u64().unwrap(),
+            stats["counters"]["misses"].as_u64().unwrap(),
+        )
+    };
+    // First pull: every file is a miss.
+    let (hits, misses) = pull("Q2_K");
+    assert_eq!(hits, 0);
+    assert!(misses >= 1);
+    assert_eq!(counters(), (0, misses));
+    // The same again: every file is a hit, none a miss.
+    let (again_hits, again_misses) = pull("Q2_K");
+    assert_eq!((again_hits, again_misses), (misses, 0));
+    assert_eq!(counters(), (misses, misses));
+    // Another quant: its weights are a miss, the files it shares with Q2_K are hits.
+    let (other_hits, other_misses) = pull("Q4_K_M");
+    assert_eq!(other_misses, 1, "only the Q4_K_M file is new");
+    assert_eq!(
+        counters(),
+        (misses + other_hits, misses + other_misses),
+        "counted exactly, once per file"
+    );
+}
+
+/// A cache as `huggingface_hub` leaves it: `repos` repos of `files` small files each (blobs
+/// named by a fake sha256, snapshot links, `refs/main`).
+fn write_cache(root: &std::path::Path, repos: usize, files: usize) {
+    for r in 0..repos {
+        let dir = root.join(format!("models--bench--repo-{r:04}"));
+        let commit = format!("{r:040x}");
+        let snapshot = dir.join("snapshots").join(&commit);
+        std::fs::create_dir_all(dir.join("blobs")).unwrap();
+        std::fs::create_dir_all(dir.join("refs")).unwrap();
+        std::fs::create_dir_all(snapshot.join("shards")).unwrap();
+        std::fs::write(dir.join("refs/main"), &commit).unwrap();
+        for f in 0..files {
+            let etag = format!("{:064x}", r * files + f + 1);
+            std::fs::write(dir.join("blobs").join(&etag), vec![b'x'; 1 + f % 97]).unwrap();
+            std::os::unix::fs::symlink(
+                format!("../../../blobs/{etag}"),
+                snapshot.join("shards").join(format!("part-{f:04}.bin")),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// `ls --json` without what only the index knows (when each model was last used).
+fn listing(world: &World) -> serde_json::Value {
+    let mut listed = world.run(&["--json", "ls"]).json();
+    for repo in listed.as_array_mut().unwrap() {
+        repo.as_object_mut().unwrap().remove("last_used");
+    }
+    listed
+}
+
+#[test]
+fn an_index_rebuilt_from_a_10_000_file_cache_lists_the_same() {
+    let world = World::new();
+    write_cache(&world.hub_cache(), 100, 100);
+    let before = listing(&world);
+    assert_eq!(before.as_array().unwrap().len(), 100);
+    let files: u64 = before
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revisions"][0]["files"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(files, 10_000);
+    // The index goes (as after a crash, or by hand); the next command rebuilds what it needs.
+    for entry in std::fs::read_dir(world.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("index.sqlite3")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let after = listing(&world);
+    assert_eq!(before, after, "the same listing from the rebuilt index");
+    assert!(world.data_dir().join("index.sqlite3").exists(), "rebuilt");
+}

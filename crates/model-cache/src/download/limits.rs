@@ -139,6 +139,8 @@ struct LimitsInner {
     per_host_limit: usize,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
     files: Arc<Semaphore>,
+    /// Small files (one request each) at once: as many as there are connections.
+    small_files: Arc<Semaphore>,
     bandwidth: TokenBucket,
     buffer_size: usize,
 }
@@ -158,6 +160,7 @@ impl TransferLimits {
                 per_host_limit: limits.connections_per_host.max(1),
                 per_host: Mutex::new(HashMap::new()),
                 files: Arc::new(Semaphore::new(limits.files_at_once.max(1))),
+                small_files: Arc::new(Semaphore::new(limits.connections.max(1))),
                 bandwidth: TokenBucket::new(limits.max_bytes_per_second),
                 buffer_size: limits.buffer_size.max(4096),
             }),
@@ -189,6 +192,18 @@ impl TransferLimits {
             _total: total,
             _host: host,
         }
+    }
+
+    /// Waits for a slot among the small files (one request's worth) downloaded at once: they
+    /// do not wait behind `files_at_once`, which paces big files spread over many connections;
+    /// each still takes a connection slot.
+    pub async fn small_file_slot(&self) -> OwnedSemaphorePermit {
+        self.inner
+            .small_files
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphores are never closed")
     }
 
     /// Waits for a slot among the files downloaded at once.
@@ -278,6 +293,71 @@ mod tests {
         // Lifting the limit clears the debt.
         bucket.set_rate(None);
         assert_eq!(bucket.reserve(1_000_000), Duration::ZERO);
+    }
+
+    /// Several jobs reading through one bucket, each waiting what the bucket says before it
+    /// uses its bytes: by any time t the bytes released stay within L·t plus the burst (a
+    /// quarter second's worth), and a rate change applies from the next read.
+    #[test]
+    fn jobs_sharing_the_bucket_never_get_more_than_the_rate_plus_the_burst() {
+        let clock = Arc::new(FakeClock::default());
+        let bucket = TokenBucket::with_clock(Some(300_000), clock.clone());
+        // (time its next read may start, bytes it reads) for three jobs.
+        let mut jobs = [
+            (Duration::ZERO, 16_384u64),
+            (Duration::ZERO, 65_536),
+            (Duration::ZERO, 262_144),
+        ];
+        // Each release: (when the bytes may flow, how many).
+        let mut released: Vec<(Duration, u64)> = Vec::new();
+        // The allowance: the integral of the rate over time (the rate changes once).
+        let allowance = |t: Duration| {
+            let change = Duration::from_secs(10);
+            if t <= change {
+                t.as_secs_f64() * 300_000.0
+            } else {
+                10.0 * 300_000.0 + (t - change).as_secs_f64() * 1_000_000.0
+            }
+        };
+        let mut changed = false;
+        for _ in 0..2_000 {
+            let (job, (at, bytes)) = jobs
+                .iter()
+                .copied()
+                .enumerate()
+                .min_by_key(|(_, (at, _))| *at)
+                .unwrap();
+            let now = clock.now();
+            if at > now {
+                clock.advance(at - now);
+            }
+            if !changed && clock.now() >= Duration::from_secs(10) {
+                // At or just after 10 s: the allowance (which counts the higher rate from
+                // exactly 10 s) is then an upper bound.
+                bucket.set_rate(Some(1_000_000));
+                changed = true;
+            }
+            let wait = bucket.reserve(bytes);
+            let flows = clock.now() + wait;
+            released.push((flows, bytes));
+            jobs[job].0 = flows;
+        }
+        assert!(changed, "the run went past the rate change");
+        released.sort();
+        let mut total = 0u64;
+        for (t, bytes) in &released {
+            total += bytes;
+            // Bytes that flow at t may go at most one burst (of the higher rate) beyond L·t.
+            let burst = 1_000_000.0 / 4.0;
+            assert!(
+                total as f64 <= allowance(*t) + burst + 1.0,
+                "{total} bytes by {t:?}: more than the rate allows ({})",
+                allowance(*t)
+            );
+        }
+        // And the limit is used, not just respected: within a second of the end.
+        let (end, _) = released.last().unwrap();
+        assert!(total as f64 >= allowance(end.saturating_sub(Duration::from_secs(1))));
     }
 
     #[tokio::test]

@@ -36,11 +36,13 @@ mod error;
 mod events;
 mod jobs;
 mod limits;
+mod peers;
 mod plan;
 mod source;
 mod transfer;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +61,7 @@ pub use plan::ChunkPlan;
 
 use crate::hash::{ExpectedDigest, PrefixHasher};
 use crate::hub::retry::RetryPolicy;
-use crate::hub::{EntryKind, FileMetadata, HubClient, HubError};
+use crate::hub::{EntryKind, FileMetadata, HubClient, HubError, TreeEntry};
 use crate::index::transfers::JobState;
 use crate::index::{BlobStamp, Index};
 use crate::repo::RepoId;
@@ -198,6 +200,8 @@ struct Inner {
     /// `push` is set.
     bucket: Option<crate::bucket::Bucket>,
     push: bool,
+    /// The paired LAN peers, a source for every file one of them has.
+    peers: peers::PeerClients,
     /// Pushes to the bucket running in the background, awaited by [`Downloader::wait_for_pushes`].
     pushes: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
@@ -226,6 +230,7 @@ impl Downloader {
                         .ok()
                 }),
                 push: settings.bucket.as_ref().is_some_and(|b| b.push),
+                peers: peers::PeerClients::new(settings),
                 pushes: std::sync::Mutex::new(tokio::task::JoinSet::new()),
             }),
         }
@@ -447,18 +452,35 @@ async fn run_online(
             ),
         });
     }
+    // Asked for only when the Hub cannot be reached (see `bucket`).
+    let team_manifest = tokio::sync::OnceCell::new();
     let specs: Vec<FileSpec> = if request.files.is_empty() {
-        inner
-            .hub
-            .list_tree(repo, &commit, None, true)
-            .await
-            .map_err(resolve_error)?
-            .into_iter()
-            .filter(|entry| entry.kind == EntryKind::File)
-            .map(|entry| FileSpec::from(entry.path))
-            .collect()
+        match inner.hub.list_tree(repo, &commit, None, true).await {
+            Ok(entries) => entries
+                .into_iter()
+                .filter(|entry| entry.kind == EntryKind::File)
+                .map(|entry| listed_spec(inner, repo, &commit, entry))
+                .collect(),
+            Err(error) if error.is_unreachable() => {
+                let Some(manifest) = team_manifest_of(inner, &team_manifest, repo, &commit).await
+                else {
+                    return Err(resolve_error(error));
+                };
+                tracing::info!(%repo, %commit, "The Hub cannot be reached; going by the team bucket's manifest");
+                manifest
+                    .files
+                    .iter()
+                    .filter_map(|file| team_metadata(inner, repo, &commit, manifest, &file.path))
+                    .map(|meta| FileSpec {
+                        path: meta.0,
+                        metadata: Some(meta.1),
+                    })
+                    .collect()
+            }
+            Err(error) => return Err(resolve_error(error)),
+        }
     } else {
-        request.files.clone()
+        with_listed_metadata(inner, repo, &commit, request.files.clone()).await
     };
     // Every name is checked before anything is written: one hostile name refuses the request.
     for spec in &specs {
@@ -494,6 +516,7 @@ async fn run_online(
         control: control.clone(),
         db: inner.db.clone(),
         downloaded: Arc::new(AtomicU64::new(0)),
+        team_manifest,
     });
     let total = specs.len();
     let mut tasks = JoinSet::new();
@@ -502,9 +525,21 @@ async fn run_online(
         let ctx = Arc::clone(&ctx);
         let request = request.clone();
         let commit = commit.clone();
+        // A small file whose metadata the listing gave is one request: many go at once, as
+        // many as there are connections, instead of waiting behind the big files' slots.
+        let small = spec
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.size <= inner.chunk_size);
         tasks.spawn(async move {
             let slot = tokio::select! {
-                slot = inner.limits.file_slot() => slot,
+                slot = async {
+                    if small {
+                        inner.limits.small_file_slot().await
+                    } else {
+                        inner.limits.file_slot().await
+                    }
+                } => slot,
                 _ = ctx.control.cancelled() => {
                     return (position, spec.path.clone(), Err(DownloadError::Cancelled { repo: request.repo.to_string() }));
                 }
@@ -587,9 +622,32 @@ async fn run_online(
         }
     }
     if complete {
+        let previous = repo_cache.read_ref(&request.revision);
         repo_cache
             .write_ref(&request.revision, &newest_commit)
             .map_err(store_error(&repo_name))?;
+        // A branch that moved here moved for the paired peers too: they mark theirs stale
+        // until the Hub confirms. This cache's own mark, if a peer left one, is settled.
+        if previous.as_deref() != Some(newest_commit.as_str())
+            && !crate::store::is_commit_hash(&request.revision)
+        {
+            let notice = crate::peers::client::PeerRef {
+                repo: repo.folder_name(),
+                ref_name: request.revision.clone(),
+                commit: newest_commit.clone(),
+            };
+            let _ = inner
+                .db
+                .index()
+                .clear_stale_ref(&notice.repo, &notice.ref_name);
+            if previous.is_some() {
+                let inner = Arc::clone(inner);
+                let _ = tokio::task::spawn_blocking(move || {
+                    inner.peers.notify_ref_moved(inner.db.index(), notice)
+                })
+                .await;
+            }
+        }
         let (index, repo_id, revision, commit) = (
             inner.db.index().clone(),
             repo.clone(),
@@ -605,9 +663,14 @@ async fn run_online(
         if inner.push
             && let Some(bucket) = inner.bucket.clone()
         {
-            let blobs: Vec<(String, PathBuf, u64)> = files
+            let blobs: Vec<PushedBlob> = files
                 .iter()
-                .map(|f| (f.etag.clone(), repo_cache.blob_path(&f.etag), f.size))
+                .map(|f| PushedBlob {
+                    path: f.path.clone(),
+                    etag: f.etag.clone(),
+                    blob: repo_cache.blob_path(&f.etag),
+                    size: f.size,
+                })
                 .collect();
             let (index, repo, revision, commit) = (
                 inner.db.index().clone(),
@@ -674,7 +737,8 @@ async fn record_metrics(db: &JobDb, downloaded: u64, saved: u64) {
 
 /// The digest a file must have, from its metadata.
 /// Whether an etag is a content hash (a sha256 or a git sha1).
-fn is_hex_digest(etag: &str) -> bool {
+/// A 40-hex (git sha1) or 64-hex (sha256) etag: a name the bytes can be checked against.
+pub(crate) fn is_hex_digest(etag: &str) -> bool {
     matches!(etag.len(), 40 | 64) && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -691,6 +755,52 @@ fn expected_digest(meta: &FileMetadata) -> Option<ExpectedDigest> {
     } else {
         None
     }
+}
+
+/// A file of the listing at `commit`: a small one (one request's worth, at most a chunk) takes
+/// its size and hash from the listing, saving a `HEAD` each (thousands, for a repo of many
+/// small files); a bigger one is asked once with a `HEAD` for its download link, which all its
+/// range requests then use.
+fn listed_spec(inner: &Inner, repo: &RepoId, commit: &str, entry: TreeEntry) -> FileSpec {
+    let metadata =
+        (entry.size <= inner.chunk_size).then(|| inner.hub.listed_metadata(repo, commit, &entry));
+    FileSpec {
+        path: entry.path,
+        metadata,
+    }
+}
+
+/// Files named by the caller, without metadata: when several are, one listing at `commit`
+/// replaces a `HEAD` for each small one (see [`listed_spec`]). If the listing fails, each file
+/// is asked for as before.
+async fn with_listed_metadata(
+    inner: &Inner,
+    repo: &RepoId,
+    commit: &str,
+    files: Vec<FileSpec>,
+) -> Vec<FileSpec> {
+    if files.iter().filter(|f| f.metadata.is_none()).count() < 2 {
+        return files;
+    }
+    let entries = match inner.hub.list_tree(repo, commit, None, true).await {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::debug!(%repo, %error, "no listing for the files' metadata; asking each");
+            return files;
+        }
+    };
+    let mut listed: HashMap<String, TreeEntry> = entries
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .map(|e| (e.path.clone(), e))
+        .collect();
+    files
+        .into_iter()
+        .map(|spec| match (&spec.metadata, listed.remove(&spec.path)) {
+            (None, Some(entry)) => listed_spec(inner, repo, commit, entry),
+            _ => spec,
+        })
+        .collect()
 }
 
 /// How a blob transfer ended, seen from the file loop.
@@ -711,21 +821,47 @@ async fn download_file(
     let rel = SafeRelPath::new(&spec.path).map_err(store_error(&spec.path))?;
     let repo_cache = inner.cache.repo(repo);
     let mut given = spec.metadata;
+    // Metadata a caller gave (the listing), not a `HEAD` of ours: if the Hub refuses the
+    // download, one `HEAD` asks again, and its answer names the problem (a gated repo, a
+    // missing file). A refusal by the team bucket is not the Hub's and is reported as it is.
+    let mut unconfirmed = given.is_some();
     // After an upstream change the branch is resolved again, not the pinned commit.
     let mut head_revision = commit.to_string();
     let mut restarts = 0;
     loop {
         let meta = match given.take() {
             Some(meta) => meta,
-            None => inner
+            None => match inner
                 .hub
                 .file_metadata(repo, &head_revision, &spec.path)
                 .await
-                .map_err(|source| DownloadError::Hub {
-                    repo: repo_name.clone(),
-                    path: spec.path.clone(),
-                    source: Box::new(source),
-                })?,
+            {
+                Ok(meta) => meta,
+                Err(source) => {
+                    let team = if source.is_unreachable() && head_revision == commit {
+                        team_manifest_of(inner, &ctx.team_manifest, repo, commit)
+                            .await
+                            .and_then(|manifest| {
+                                team_metadata(inner, repo, commit, manifest, &spec.path)
+                            })
+                    } else {
+                        None
+                    };
+                    match team {
+                        Some((_, meta)) => {
+                            tracing::info!(%repo, path = %spec.path, "The Hub cannot be reached; going by the team bucket's manifest");
+                            meta
+                        }
+                        None => {
+                            return Err(DownloadError::Hub {
+                                repo: repo_name.clone(),
+                                path: spec.path.clone(),
+                                source: Box::new(source),
+                            });
+                        }
+                    }
+                }
+            },
         };
         if !is_valid_etag(&meta.etag) || !is_commit_hash(&meta.commit) {
             return Err(DownloadError::Protocol {
@@ -757,6 +893,12 @@ async fn download_file(
         }
         let end = fetch_blob(inner, ctx, request, &repo_cache, &rel, &meta).await;
         drop(lock);
+        if unconfirmed && matches!(&end, Err(error) if refused_by_the_hub(error)) {
+            unconfirmed = false;
+            tracing::debug!(path = %spec.path, "The listed file was refused; asking with a HEAD");
+            continue;
+        }
+        unconfirmed = false;
         match end? {
             FetchEnd::Done(outcome) => return Ok(outcome),
             FetchEnd::Restart(reason) => {
@@ -777,6 +919,26 @@ async fn download_file(
                 head_revision = request.revision.clone();
             }
         }
+    }
+}
+
+/// The Hub refused the file (401, 403, 404 and their kinds): a `HEAD` says why.
+fn refused_by_the_hub(error: &DownloadError) -> bool {
+    match error {
+        DownloadError::File { source } => refused_by_the_hub(source),
+        DownloadError::Hub { source, .. } => matches!(
+            **source,
+            HubError::Http {
+                status: 401 | 403 | 404,
+                ..
+            } | HubError::Unauthorized { .. }
+                | HubError::Forbidden { .. }
+                | HubError::Gated { .. }
+                | HubError::EntryNotFound { .. }
+                | HubError::RepoNotFound { .. }
+                | HubError::DownloadUrlRefused { .. }
+        ),
+        _ => false,
     }
 }
 
@@ -1265,10 +1427,18 @@ async fn fetch_blob(
         resumed_bytes,
     });
 
-    // The Hub's download URL, and every mirror that has the same file.
+    // The Hub's download URL, and every mirror, paired peer and bucket that has the same file.
+    let peers = {
+        let inner = Arc::clone(inner);
+        tokio::task::spawn_blocking(move || inner.peers.current(inner.db.index()))
+            .await
+            .unwrap_or_default()
+    };
     let sources = source::resolve(
         &ctx.hub,
         inner.bucket.as_ref(),
+        &peers,
+        &|peer| inner.peers.unreachable(peer),
         repo_cache.repo(),
         rel.as_str(),
         meta,
@@ -1318,8 +1488,8 @@ async fn fetch_blob(
     let shared = Shared::new(plan, recorded, &partial, hasher);
 
     let transferred = transfer_all(inner, ctx, request, &transfer, &shared, meta).await;
-    record_sources(inner, ctx, &transfer).await;
     if let Err(failure) = transferred {
+        record_sources(inner, ctx, &transfer).await;
         let leftover = Leftover::Resumable;
         return transfer_failed(&inner.db, job_id, &incomplete, repo_name, failure, leftover).await;
     }
@@ -1345,6 +1515,7 @@ async fn fetch_blob(
             && let Err(failure) =
                 repair(inner, ctx, request, &transfer, meta, expected, digest.hex).await
         {
+            record_sources(inner, ctx, &transfer).await;
             let leftover = Leftover::Corrupt;
             return transfer_failed(&inner.db, job_id, &incomplete, repo_name, failure, leftover)
                 .await;
@@ -1357,6 +1528,8 @@ async fn fetch_blob(
     } else {
         tracing::warn!(path = %rel.as_str(), etag = %meta.etag, "No digest to verify this file against");
     }
+    // After the check and any repair, so the report says which source was dropped for lying.
+    record_sources(inner, ctx, &transfer).await;
 
     match &written {
         Some(written) => repo_cache.finish_written_blob(&meta.etag, written),
@@ -1437,7 +1610,18 @@ async fn record_sources(inner: &Inner, ctx: &TransferContext, transfer: &BlobTra
         });
     }
     let index = inner.db.index().clone();
+    let from_peers: Vec<(String, u64)> = (0..transfer.sources.len())
+        .filter_map(|i| match &transfer.sources.get(i).kind {
+            source::SourceKind::Peer(peer) => Some((peer.fingerprint.clone(), i)),
+            _ => None,
+        })
+        .map(|(fingerprint, i)| (fingerprint, states[i].1.bytes))
+        .filter(|(_, bytes)| *bytes > 0)
+        .collect();
     let _ = tokio::task::spawn_blocking(move || {
+        for (fingerprint, bytes) in from_peers {
+            let _ = index.count_peer_bytes(&fingerprint, 0, bytes);
+        }
         for (name, state) in states {
             if state.bytes == 0 && state.errors == 0 {
                 continue;
@@ -1513,6 +1697,16 @@ async fn transfer_all(
     }
 }
 
+/// One try of [`repair`].
+enum Attempt {
+    /// Refetch these chunks.
+    Chunks(Vec<u64>),
+    /// Drop this source and refetch the chunks it served.
+    Suspect(usize),
+    /// Refetch every chunk from the first source alone.
+    Everything,
+}
+
 /// After a digest mismatch: refetch the chunks whose bytes on disk no longer match what was
 /// recorded; if none are torn (the source sent bad bytes) or that does not help, refetch the whole
 /// file once. Still wrong: an integrity error.
@@ -1552,26 +1746,49 @@ async fn repair(
         .filter(|(chunk, sum)| chunk.checksum != **sum)
         .map(|(chunk, _)| chunk.index)
         .collect();
-    // Torn chunks first; then, with several sources, each source's chunks in turn (mirrors
-    // before the Hub's own URL), the source dropped for this file and its chunks fetched from
-    // the others; then every chunk.
-    let mut attempts: Vec<(Option<usize>, Vec<u64>)> = Vec::new();
+    // Torn chunks first; then, with several sources, each source's chunks in turn (mirrors and
+    // peers before the Hub's own URL), the source dropped for this file and its chunks fetched
+    // from the others; then every chunk from the source the file was resolved through alone.
+    //
+    // A suspect's chunks are the ones it served *when its turn comes*: an honest source tried
+    // first has its chunks refetched from the liar, which then holds those too. A suspect
+    // whose replacement did not fix the file was not shown to lie, and is used again.
+    let mut attempts: Vec<Attempt> = Vec::new();
     if !torn.is_empty() {
-        attempts.push((None, torn));
+        attempts.push(Attempt::Chunks(torn));
     }
     if transfer.sources.len() > 1 {
         for source in (0..transfer.sources.len()).rev() {
-            let chunks = transfer.chunks_served_by(source);
-            if !chunks.is_empty() {
-                attempts.push((Some(source), chunks));
-            }
+            attempts.push(Attempt::Suspect(source));
         }
     }
-    attempts.push((None, (0..plan.count()).collect()));
-    for (suspect, chunks) in attempts {
+    attempts.push(Attempt::Everything);
+    let mut cleared: Option<usize> = None;
+    for attempt in attempts {
+        if let Some(innocent) = cleared.take() {
+            transfer.sources.restore(innocent);
+        }
+        let (suspect, chunks) = match attempt {
+            Attempt::Chunks(chunks) => (None, chunks),
+            Attempt::Suspect(source) => {
+                let chunks = transfer.chunks_served_by(source);
+                if chunks.is_empty() {
+                    continue;
+                }
+                (Some(source), chunks)
+            }
+            Attempt::Everything => {
+                for other in 1..transfer.sources.len() {
+                    transfer.sources.drop_source(other);
+                }
+                transfer.sources.restore(0);
+                (None, (0..plan.count()).collect())
+            }
+        };
         let reason = match suspect {
             Some(source) if transfer.sources.has_alternative(source) => {
                 transfer.sources.drop_source(source);
+                cleared = Some(source);
                 format!(
                     "{} mismatch; dropping source {} and fetching its {} chunk(s) elsewhere",
                     expected.algorithm.name(),
@@ -1611,6 +1828,7 @@ async fn repair(
         .await
         .map_err(hash_error)?;
         if expected.matches(&actual) {
+            // The last suspect dropped was the liar: it stays dropped.
             return Ok(());
         }
     }
@@ -1623,19 +1841,81 @@ async fn repair(
     }))
 }
 
-/// Pushes a finished request's verified blobs to the team bucket, then its ref (so a member who
-/// reads the ref finds the blobs there). Failures are logged: the download itself succeeded.
+/// The team bucket's manifest of `commit`, read once per request (`None` without a bucket, or
+/// when it has none or cannot be read).
+async fn team_manifest_of<'a>(
+    inner: &Inner,
+    cell: &'a tokio::sync::OnceCell<Option<crate::bucket::Manifest>>,
+    repo: &RepoId,
+    commit: &str,
+) -> Option<&'a crate::bucket::Manifest> {
+    cell.get_or_init(|| async {
+        let bucket = inner.bucket.as_ref()?;
+        match bucket.read_manifest(repo, commit).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read the team bucket's manifest");
+                None
+            }
+        }
+    })
+    .await
+    .as_ref()
+}
+
+/// What the team bucket's manifest says of `path` at `commit`, as the Hub would have: the
+/// etag is the hash the bytes are checked against (a member verified them against the Hub's
+/// before pushing). The Hub's URL stays the fallback source.
+fn team_metadata(
+    inner: &Inner,
+    repo: &RepoId,
+    commit: &str,
+    manifest: &crate::bucket::Manifest,
+    path: &str,
+) -> Option<(String, FileMetadata)> {
+    let file = manifest.file(path)?;
+    let lfs = file.etag.len() == 64;
+    Some((
+        file.path.clone(),
+        FileMetadata {
+            commit: commit.to_string(),
+            etag: file.etag.to_ascii_lowercase(),
+            size: file.size,
+            download_url: inner.hub.resolve_url(repo, commit, &file.path),
+            is_lfs: lfs,
+            sha256: lfs.then(|| file.etag.to_ascii_lowercase()),
+            git_sha1: (!lfs).then(|| file.etag.to_ascii_lowercase()),
+            over_https: false,
+        },
+    ))
+}
+
+/// A verified file of a finished request, to push.
+struct PushedBlob {
+    /// The path in the repo.
+    path: String,
+    etag: String,
+    /// The blob in the cache.
+    blob: PathBuf,
+    size: u64,
+}
+
+/// Pushes a finished request's verified blobs to the team bucket, then adds them to the
+/// commit's manifest, then moves the ref (so a member who reads the ref finds the manifest,
+/// and one who reads the manifest finds the blobs). Failures are logged: the download itself
+/// succeeded.
 async fn push_verified(
     bucket: crate::bucket::Bucket,
     index: Index,
     repo: RepoId,
     revision: String,
     commit: String,
-    blobs: Vec<(String, PathBuf, u64)>,
+    blobs: Vec<PushedBlob>,
 ) {
-    for (etag, path, size) in &blobs {
+    for pushed in &blobs {
+        let etag = &pushed.etag;
         match bucket
-            .push_blob(&index, &repo, etag, path, *size, &|_, _| {})
+            .push_blob(&index, &repo, etag, &pushed.blob, pushed.size, &|_, _| {})
             .await
         {
             Ok(pushed) => tracing::debug!(bucket = %bucket.url(), %etag, ?pushed, "Pushed a blob"),
@@ -1644,6 +1924,18 @@ async fn push_verified(
                 return;
             }
         }
+    }
+    let files = blobs
+        .into_iter()
+        .map(|b| crate::bucket::ManifestFile {
+            path: b.path,
+            size: b.size,
+            etag: b.etag,
+        })
+        .collect();
+    if let Err(error) = bucket.add_to_manifest(&repo, &commit, files).await {
+        tracing::warn!(%error, "Could not write the team bucket's manifest");
+        return;
     }
     if !crate::store::is_commit_hash(&revision)
         && let Err(error) = bucket.write_ref(&repo, &revision, &commit).await

@@ -45,7 +45,28 @@ pub(crate) enum SourceKind {
     Mirror { base: String },
     /// The team bucket, through a signed URL renewed by signing again.
     Bucket(crate::bucket::Bucket),
+    /// A paired LAN peer: its listener serves the mirror's routes over TLS pinned to the
+    /// certificate paired (`peers/`), read through a client of its own; renewed by asking it.
+    Peer(PeerSource),
 }
+
+/// A paired peer the downloader may read from: who it is, where it listens, and the client
+/// pinned to its certificate.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerSource {
+    pub fingerprint: String,
+    /// `https://host:port`.
+    pub base: String,
+    pub client: HubClient,
+}
+
+impl PartialEq for PeerSource {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint && self.base == other.base
+    }
+}
+
+impl Eq for PeerSource {}
 
 /// One origin of a file's bytes, with what this transfer measured of it.
 #[derive(Debug)]
@@ -119,6 +140,15 @@ impl Source {
             SourceKind::Hub => "hub".to_string(),
             SourceKind::Mirror { base } => redact_url(base),
             SourceKind::Bucket(bucket) => bucket.url().to_string(),
+            SourceKind::Peer(peer) => format!("peer:{}", crate::peers::peer_id(&peer.fingerprint)),
+        }
+    }
+
+    /// The client requests to this source go through: a peer's own (pinned TLS), else `hub`'s.
+    pub(crate) fn client<'a>(&'a self, hub: &'a HubClient) -> &'a HubClient {
+        match &self.kind {
+            SourceKind::Peer(peer) => &peer.client,
+            _ => hub,
         }
     }
 
@@ -320,18 +350,35 @@ impl Sources {
         }
     }
 
+    /// Uses `index` again for this file (a repair found it was not the one that lied).
+    pub(crate) fn restore(&self, index: usize) {
+        let mut state = self.list[index].state();
+        state.dropped = false;
+        state.consecutive_errors = 0;
+    }
+
     /// Gives up on `index` for this file.
     pub(crate) fn drop_source(&self, index: usize) {
         self.list[index].state().dropped = true;
     }
 }
 
+/// How long a paired peer has to say whether it has a file before it is left out for it.
+const PEER_ASK_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The sources of a file the Hub resolved as `meta`: its download URL first, then every
 /// configured mirror that has the same file at the same commit (same etag and size). Mirrors
 /// are asked at once, one attempt each; one that fails or differs is left out for this file.
+/// Paired peers are asked the same way; when one has the file (or the team bucket does), the
+/// Hub's CDN becomes a fallback, asked only once every peer and the bucket are dropped.
+///
+/// A peer that does not answer in time or cannot be reached is passed to `unreachable`, so the
+/// next files do not wait for it again (`download/peers.rs`).
 pub(crate) async fn resolve(
     hub: &HubClient,
     bucket: Option<&crate::bucket::Bucket>,
+    peers: &[PeerSource],
+    unreachable: &(dyn Fn(&PeerSource) + Sync),
     repo: &RepoId,
     path: &str,
     meta: &FileMetadata,
@@ -367,10 +414,51 @@ pub(crate) async fn resolve(
             }
         }
     }
-    if let Some(team) = team {
-        others.insert(0, team);
+    let peer_asks = peers.iter().map(|peer| async move {
+        let answer = tokio::time::timeout(
+            PEER_ASK_TIMEOUT,
+            peer.client
+                .file_metadata_on(&peer.base, repo, &meta.commit, path),
+        )
+        .await;
+        (peer, answer)
+    });
+    let mut from_peers = Vec::new();
+    for (peer, answer) in futures::future::join_all(peer_asks).await {
+        let name = crate::peers::peer_id(&peer.fingerprint);
+        let answer = match answer {
+            Ok(Err(error)) if error.kind() == crate::error::ErrorKind::Network => {
+                tracing::debug!(peer = %name, %path, %error, "The peer cannot be reached");
+                unreachable(peer);
+                continue;
+            }
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::debug!(peer = %name, %path, "The peer did not answer in time");
+                unreachable(peer);
+                continue;
+            }
+        };
+        match mirror_has(meta, answer) {
+            Ok(url) => {
+                tracing::debug!(peer = %name, %path, "The peer has the file");
+                from_peers.push(Source::new(SourceKind::Peer(peer.clone()), url));
+            }
+            Err(reason) => {
+                tracing::debug!(peer = %name, %path, %reason, "Not using the peer for this file");
+            }
+        }
     }
-    Sources::new(primary, others)
+    if !from_peers.is_empty() && !primary.fallback {
+        primary = primary.into_fallback();
+    }
+    let mut first = Vec::new();
+    if let Some(team) = team {
+        first.push(team);
+    }
+    first.extend(from_peers);
+    first.extend(others);
+    Sources::new(primary, first)
 }
 
 /// A signed URL of the bucket's copy of the file, when it has one of the Hub's size.

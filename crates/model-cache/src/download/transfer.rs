@@ -49,6 +49,9 @@ pub(crate) struct TransferContext {
     pub db: JobDb,
     /// Body bytes received from the network by this request.
     pub downloaded: Arc<AtomicU64>,
+    /// The team bucket's manifest of the request's commit, read the first time the Hub cannot
+    /// be reached.
+    pub team_manifest: tokio::sync::OnceCell<Option<crate::bucket::Manifest>>,
 }
 
 /// When a stream records how far into its chunk it has written: once `every` has passed and
@@ -153,6 +156,11 @@ impl BlobTransfer {
             SourceKind::Mirror { base } => {
                 ctx.hub
                     .file_metadata_on(base, repo, commit, &self.path)
+                    .await
+            }
+            SourceKind::Peer(peer) => {
+                peer.client
+                    .file_metadata_on(&peer.base, repo, commit, &self.path)
                     .await
             }
             SourceKind::Bucket(_) => unreachable!("renewed above"),
@@ -1173,8 +1181,10 @@ async fn stream<T: StreamTarget>(
         let url = transfer.sources.get(source).url();
         let connected = Instant::now();
         let sharing = transfer.sources.active(source);
-        let request = ctx
-            .hub
+        let request = transfer
+            .sources
+            .get(source)
+            .client(&ctx.hub)
             .get_range_once(&url, asked.range.clone(), asked.if_range.as_deref());
         let response = tokio::select! {
             biased;

@@ -43,6 +43,10 @@ pub enum EngineError {
     Import(#[from] crate::import::ImportError),
     #[error(transparent)]
     Bucket(#[from] crate::bucket::BucketError),
+    #[error(transparent)]
+    Convert(#[from] crate::convert::ConvertError),
+    #[error(transparent)]
+    Peer(#[from] crate::peers::PeerError),
     #[error("No team bucket is configured")]
     NoBucket,
     #[error("`{repo}` has no variant named `{name}`")]
@@ -99,6 +103,8 @@ impl EngineError {
             EngineError::Inspect(e) => e.kind(),
             EngineError::Import(e) => crate::error::Diagnostic::kind(e),
             EngineError::Bucket(e) => crate::error::Diagnostic::kind(e),
+            EngineError::Convert(e) => e.kind(),
+            EngineError::Peer(e) => crate::error::Diagnostic::kind(e),
             EngineError::NoBucket => ErrorKind::InvalidInput,
             EngineError::NoSuchVariant { .. } => ErrorKind::NoSuchVariant,
             EngineError::NothingSelected { .. } => ErrorKind::NothingSelected,
@@ -125,6 +131,8 @@ impl EngineError {
             EngineError::Inspect(e) => e.hints(),
             EngineError::Import(e) => crate::error::Diagnostic::hints(e),
             EngineError::Bucket(e) => crate::error::Diagnostic::hints(e),
+            EngineError::Convert(e) => e.hints(),
+            EngineError::Peer(e) => crate::error::Diagnostic::hints(e),
             EngineError::NoBucket => Vec::new(),
             EngineError::NoSuchVariant { repo, .. } => {
                 vec![Hint::ListVariants { repo: repo.clone() }]

@@ -399,30 +399,12 @@ impl Engine {
 
     /// The models in our own area (those whose import finished), with their variants.
     pub async fn imported_models(&self) -> Result<Vec<ImportedModel>, EngineError> {
-        let area = self.imported_dir();
         let mut out = Vec::new();
-        let entries = match std::fs::read_dir(&area) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(ImportError::io("list", &area, e).into()),
-        };
-        let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        dirs.sort();
-        for dir in dirs {
-            let Some(record) = read_record(&dir) else {
-                continue;
-            };
+        for (dir, record) in self.imported_records()? {
             let named: Vec<(String, PathBuf, u64)> = record
                 .files
                 .iter()
-                .filter_map(|f| {
-                    let rel = SafeRelPath::new(&f.path).ok()?;
-                    Some((
-                        f.path.clone(),
-                        rel.segments().fold(dir.clone(), |p, s| p.join(s)),
-                        f.size,
-                    ))
-                })
+                .filter_map(|f| Some((f.path.clone(), file_in(&dir, &f.path)?, f.size)))
                 .collect();
             out.push(ImportedModel {
                 bytes: record.files.iter().map(|f| f.size).sum(),
@@ -433,6 +415,74 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+impl Engine {
+    /// Re-hashes the files of the models in our own area against the sha256 their import
+    /// recorded; a mismatch (or a missing file) is reported under `imported/<folder>`.
+    pub(super) async fn verify_imported(
+        &self,
+        report: &mut crate::store::VerifyReport,
+    ) -> Result<(), EngineError> {
+        for (dir, record) in self.imported_records()? {
+            let folder = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            for file in &record.files {
+                let (Some(expected), Some(path)) = (&file.sha256, file_in(&dir, &file.path)) else {
+                    continue;
+                };
+                let actual = match crate::hash::hash_file(
+                    path.clone(),
+                    crate::hash::HashAlgorithm::Sha256,
+                    file.size,
+                )
+                .await
+                {
+                    Ok(actual) => actual,
+                    Err(error) => format!("unreadable: {error}"),
+                };
+                report.checked += 1;
+                report.bytes += file.size;
+                if !actual.eq_ignore_ascii_case(expected) {
+                    report.corrupt.push(crate::store::CorruptFile {
+                        repo: format!("{IMPORTED_DIR}/{folder}"),
+                        path: file.path.clone(),
+                        blob: path,
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// The finished imports in our own area, by folder name: each folder with its record (a
+    /// folder without one is an import that did not finish, and is left out).
+    fn imported_records(&self) -> Result<Vec<(PathBuf, ImportRecord)>, EngineError> {
+        let area = self.imported_dir();
+        let mut dirs: Vec<PathBuf> = match std::fs::read_dir(&area) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ImportError::io("list", &area, e).into()),
+        };
+        dirs.sort();
+        Ok(dirs
+            .into_iter()
+            .filter_map(|dir| read_record(&dir).map(|record| (dir, record)))
+            .collect())
+    }
+}
+
+/// Where a recorded file of an imported model is, when its recorded name is a safe relative
+/// path.
+fn file_in(dir: &Path, name: &str) -> Option<PathBuf> {
+    let rel = SafeRelPath::new(name).ok()?;
+    Some(rel.segments().fold(dir.to_path_buf(), |p, s| p.join(s)))
 }
 
 fn read_record(dir: &Path) -> Option<ImportRecord> {

@@ -39,6 +39,9 @@ pub struct Fetch {
     /// Where they are once verified.
     pub blob: PathBuf,
     pub events: broadcast::Receiver<SchedulerEvent>,
+    /// Why the joined job waits, when it was found deferred (disk, battery, hours): the
+    /// client is told at once instead of after a timeout.
+    pub waiting: Option<String>,
 }
 
 impl Engine {
@@ -47,6 +50,11 @@ impl Engine {
     /// branch is the default).
     pub fn cached_commit(&self, repo: &RepoId, revision: &str) -> Option<String> {
         let revision = if revision == "HEAD" { "main" } else { revision };
+        // A branch a paired peer says moved is not answered from the cache until the Hub
+        // settles it (`Engine::settle_stale_refs`).
+        if self.stale_ref(repo, revision).is_some() {
+            return None;
+        }
         self.inner
             .cache
             .repo(repo)
@@ -223,7 +231,7 @@ impl Engine {
         meta: &FileMetadata,
     ) -> Result<Fetch, EngineError> {
         let events = self.inner.scheduler.subscribe();
-        let job_id = {
+        let (job_id, waiting) = {
             let _one_at_a_time = super::lock(&self.inner.fetching);
             let active = self.inner.scheduler.jobs()?.into_iter().find(|job| {
                 &job.repo == repo
@@ -236,7 +244,10 @@ impl Engine {
                     if job.state == QueueState::Paused {
                         self.inner.scheduler.resume(job.id)?;
                     }
-                    job.id
+                    let waiting = (job.state == QueueState::Deferred)
+                        .then(|| deferred_message(&job))
+                        .flatten();
+                    (job.id, waiting)
                 }
                 None => {
                     // What the Hub says about access, for serving the file later without the
@@ -252,9 +263,10 @@ impl Engine {
                         selection: Selection::files([path.to_string()]),
                         priority: PULL_THROUGH_PRIORITY,
                         bytes_total: Some(meta.size),
+                        convert: None,
                     })?;
                     tracing::info!(%repo, %path, job = job.id, "Fetching a file for a mirror client");
-                    job.id
+                    (job.id, None)
                 }
             }
         };
@@ -264,6 +276,14 @@ impl Engine {
             partial: repo_cache.partial_path(&meta.etag),
             blob: repo_cache.blob_path(&meta.etag),
             events,
+            waiting,
         })
     }
+}
+
+/// Why a deferred job waits, as the user reads it.
+pub fn deferred_message(job: &crate::index::queue::QueueJob) -> Option<String> {
+    job.defer_message
+        .clone()
+        .or_else(|| job.defer_reason.as_ref().map(ToString::to_string))
 }

@@ -17,12 +17,16 @@
 //! # Ok(()) }
 //! ```
 
+mod card;
+mod convert;
 mod error;
 mod import;
 mod mirror;
+mod peers;
 mod preferences;
 mod pull;
 mod push;
+mod room;
 mod search;
 mod updates;
 mod views;
@@ -32,15 +36,18 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+pub use card::ModelPage;
 pub use error::EngineError;
-pub use mirror::{Fetch, ServedRead};
+pub use mirror::{Fetch, ServedRead, deferred_message};
+pub use peers::{PairingCode, PairingRefused, PeerView, PeersView, ThisPeer};
 pub use preferences::{
-    AllowedOrigin, AppSettings, BatteryMode, BatterySetting, FieldError, HoursSetting,
-    PREFERENCES_FILE, Preferences, PreferencesError, PreferencesPatch, PreferencesPatchError,
-    SETTING_NAMES, Span, TrustChange,
+    AllowedOrigin, AppSettings, BatteryMode, BatterySetting, DEFAULT_DEFERRED_AFTER, FieldError,
+    HoursSetting, NotificationKind, NotificationPreferences, PREFERENCES_FILE, Preferences,
+    PreferencesError, PreferencesPatch, PreferencesPatchError, SETTING_NAMES, Span, TrustChange,
 };
 pub use pull::{Choice, PullPlan, PullRequest};
 pub use push::PushReport;
+pub use room::{Room, RoomEviction};
 pub use search::{
     DEFAULT_SEARCH_LIMIT, SearchReport, SearchRequest, SearchResultView, SizeEstimate,
     listed_formats, listed_size,
@@ -131,6 +138,9 @@ struct Inner {
     preference_warnings: Vec<String>,
     /// Held while a pull-through looks for a job to join or queues one.
     fetching: Mutex<()>,
+    /// Pairing key exchanges this machine accepted, by the joiner's fingerprint, until the
+    /// joiner proves its key (`peers.rs`).
+    pairing_sessions: Mutex<std::collections::HashMap<String, peers::PairingSession>>,
 }
 
 /// Refuses a chosen cache folder that is not there, as [`CacheOrigin`] says: its drive is not
@@ -189,7 +199,16 @@ impl Engine {
         if let Some(policy) = &preferences.cache {
             config.cache_policy = policy.clone();
         }
-        let runner = Arc::new(DownloaderRunner::new(hub.clone(), downloader.clone()));
+        let runner = Arc::new(crate::convert::runner::RoutingRunner {
+            downloads: Arc::new(DownloaderRunner::new(hub.clone(), downloader.clone())),
+            conversions: Arc::new(crate::convert::runner::ConvertRunner {
+                context: crate::convert::job::ConvertContext {
+                    hub_cache: settings.hub_cache.clone(),
+                    data_dir: settings.data_dir.clone(),
+                    llama_cpp: settings.llama_cpp_converter.clone(),
+                },
+            }),
+        });
         let scheduler = Scheduler::start(config, index.clone(), runner, options.probes)?;
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -204,6 +223,7 @@ impl Engine {
                 preferences: Mutex::new(preferences),
                 preference_warnings,
                 fetching: Mutex::new(()),
+                pairing_sessions: Mutex::new(Default::default()),
             }),
         })
     }
@@ -242,9 +262,31 @@ impl Engine {
         self.inner.scheduler.shutdown();
     }
 
-    /// Every job, live ones first.
+    /// The jobs the Downloads list shows, live ones first: finished jobs the person cleared
+    /// are left out (the statistics still count them).
     pub fn jobs(&self) -> Result<Vec<QueueJob>, EngineError> {
-        Ok(self.inner.scheduler.jobs()?)
+        let cleared = self
+            .inner
+            .index
+            .with_conn("read the cleared jobs", crate::index::queue::cleared)?;
+        Ok(self
+            .inner
+            .scheduler
+            .jobs()?
+            .into_iter()
+            .filter(|j| !(j.state.is_terminal() && cleared.contains(&j.id)))
+            .collect())
+    }
+
+    /// Clears the finished jobs (done, failed, cancelled) from the Downloads list; returns how
+    /// many. Their downloads stay counted in the statistics.
+    pub fn clear_finished(&self) -> Result<usize, EngineError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Ok(self.inner.index.with_conn("clear finished jobs", |c| {
+            crate::index::queue::clear_finished(c, now)
+        })?)
     }
 
     /// Polls job `id` until `until` holds for it; panics after two minutes (tests and
@@ -426,9 +468,14 @@ impl Engine {
         })
     }
 
-    /// Re-hashes cached files (of one repo, or all) and reports those that no longer match.
+    /// Re-hashes cached files (of one repo, or all: then the imported models in our own area
+    /// too, against the sha256 their import recorded) and reports those that no longer match.
     pub async fn verify(&self, repo: Option<&RepoId>) -> Result<VerifyReport, EngineError> {
-        Ok(self.inner.cache.verify(repo).await?)
+        let mut report = self.inner.cache.verify(repo).await?;
+        if repo.is_none() {
+            self.verify_imported(&mut report).await?;
+        }
+        Ok(report)
     }
 
     /// Checks (and with `repair`, fixes) the index against the disk.
@@ -444,14 +491,23 @@ impl Engine {
             problems.append(&mut report.problems);
             report.problems = problems;
         }
+        // A cache without symlinks works, but each file takes its place twice over where hard
+        // links are not available either: the person should know why.
+        if self.inner.cache.link_mode() == crate::store::LinkMode::Copy {
+            report
+                .problems
+                .push(crate::store::NO_SYMLINKS_WARNING.to_string());
+        }
         Ok(report)
     }
 
     pub fn stats(&self) -> Result<Stats, EngineError> {
         let mut downloads: Vec<FinishedDownload> = self
+            .inner
+            .scheduler
             .jobs()?
             .into_iter()
-            .filter(|j| j.state == crate::index::queue::QueueState::Done)
+            .filter(|j| j.state == crate::index::queue::QueueState::Done && j.convert.is_none())
             .filter_map(|j| {
                 let (started, finished) = (j.started_at?, j.finished_at?);
                 let seconds = (finished - started).max(1) as f64 / 1000.0;
@@ -489,6 +545,13 @@ impl Engine {
                 file: file.to_string(),
             }),
         }
+    }
+
+    /// Which desktop notifications the user wants (the `notify_*` settings), cheaply.
+    pub fn notification_preferences(&self) -> NotificationPreferences {
+        lock(&self.inner.preferences)
+            .notifications
+            .unwrap_or_default()
     }
 
     /// The settings in force, in the vocabulary every edge shares.
@@ -581,6 +644,7 @@ impl Engine {
             &self.inner.scheduler.policy(),
             &self.inner.scheduler.cache_policy(),
             &self.inner.settings.mirrors,
+            self.inner.settings.bucket.as_ref(),
         )?;
         Ok(next)
     }

@@ -62,6 +62,130 @@ pub struct Preferences {
     /// reads as a holder of the mirror token. Live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_origins: Option<Vec<AllowedOrigin>>,
+    /// The team bucket, replacing `MODEL_CACHE_BUCKET`; reached with the environment's
+    /// endpoint, region and credentials (see `env::bucket_access`) unless it names an
+    /// endpoint. Takes effect at the next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<TeamBucket>,
+    /// The welcome screen was seen (saved or dismissed): it is not shown by itself again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_run_done: Option<bool>,
+    /// Which desktop notifications the app shows. Live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationPreferences>,
+}
+
+/// A team bucket chosen in the settings (credentials are never saved: they come from the
+/// environment, as for every AWS tool).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamBucket {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// An S3-compatible endpoint (MinIO, R2, Ceph); `AWS_ENDPOINT_URL` or AWS otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Push verified downloads to the bucket.
+    #[serde(default)]
+    pub push: bool,
+}
+
+/// The kinds of desktop notification, each of which the user can turn off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A download finished.
+    Finished,
+    /// A download failed.
+    Failed,
+    /// A download has waited for long (battery, disk space, allowed hours).
+    Deferred,
+    /// The cache crossed a storage alert threshold of its budget.
+    Storage,
+    /// Models were evicted to make room or to keep the budget.
+    Evicted,
+    /// A cached model has a newer version on the Hub.
+    Updates,
+}
+
+impl NotificationKind {
+    pub const ALL: [NotificationKind; 6] = [
+        NotificationKind::Finished,
+        NotificationKind::Failed,
+        NotificationKind::Deferred,
+        NotificationKind::Storage,
+        NotificationKind::Evicted,
+        NotificationKind::Updates,
+    ];
+
+    /// The stable name (`finished`, `failed`, ...); the setting is `notify_<name>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Finished => "finished",
+            NotificationKind::Failed => "failed",
+            NotificationKind::Deferred => "deferred",
+            NotificationKind::Storage => "storage",
+            NotificationKind::Evicted => "evicted",
+            NotificationKind::Updates => "updates",
+        }
+    }
+}
+
+/// Which desktop notifications are shown (all by default), and how long a download waits
+/// before its deferral is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotificationPreferences {
+    pub finished: bool,
+    pub failed: bool,
+    pub deferred: bool,
+    pub storage: bool,
+    pub evicted: bool,
+    pub updates: bool,
+    /// A download deferred (battery, disk, hours) this long is told once.
+    pub deferred_after: Span,
+}
+
+/// How long a download waits before "waiting" is told, by default.
+pub const DEFAULT_DEFERRED_AFTER: Duration = Duration::from_secs(10 * 60);
+
+impl Default for NotificationPreferences {
+    fn default() -> Self {
+        NotificationPreferences {
+            finished: true,
+            failed: true,
+            deferred: true,
+            storage: true,
+            evicted: true,
+            updates: true,
+            deferred_after: Span(DEFAULT_DEFERRED_AFTER),
+        }
+    }
+}
+
+impl NotificationPreferences {
+    /// Whether notifications of `kind` are shown.
+    pub fn allows(&self, kind: NotificationKind) -> bool {
+        match kind {
+            NotificationKind::Finished => self.finished,
+            NotificationKind::Failed => self.failed,
+            NotificationKind::Deferred => self.deferred,
+            NotificationKind::Storage => self.storage,
+            NotificationKind::Evicted => self.evicted,
+            NotificationKind::Updates => self.updates,
+        }
+    }
+
+    /// Turns notifications of `kind` on or off.
+    pub fn set(&mut self, kind: NotificationKind, on: bool) {
+        match kind {
+            NotificationKind::Finished => self.finished = on,
+            NotificationKind::Failed => self.failed = on,
+            NotificationKind::Deferred => self.deferred = on,
+            NotificationKind::Storage => self.storage = on,
+            NotificationKind::Evicted => self.evicted = on,
+            NotificationKind::Updates => self.updates = on,
+        }
+    }
 }
 
 /// A web page origin (`https://example.com`, `http://localhost:5173`) the mirror answers.
@@ -180,6 +304,7 @@ impl Preferences {
             "connections",
             "proxy",
             "ca_bundle",
+            "bucket",
         ] {
             let Some(value) = saved.get(key).filter(|v| !v.is_null()) else {
                 continue;
@@ -193,6 +318,8 @@ impl Preferences {
                         .map(|entry| entry.get("url").cloned().unwrap_or_else(|| entry.clone()))
                         .collect(),
                 ),
+                // Saved as `{url, endpoint, push}`; a change names the URL.
+                ("bucket", entry) => entry.get("url").cloned().unwrap_or(Value::Null),
                 _ => value.clone(),
             };
             one.insert(key.to_string(), value);
@@ -205,6 +332,7 @@ impl Preferences {
                 "mirrors" => self.mirrors = None,
                 "proxy" => self.proxy = None,
                 "ca_bundle" => self.ca_bundle = None,
+                "bucket" => self.bucket = None,
                 _ => self.connections = None,
             }
             let reasons: Vec<String> = error.errors.iter().map(|e| e.message.clone()).collect();
@@ -250,6 +378,16 @@ impl Preferences {
         }
         if let Some(bundle) = &self.ca_bundle {
             settings.ca_bundle = Some(bundle.clone());
+        }
+        if let Some(bucket) = &self.bucket {
+            let access = &settings.bucket_access;
+            settings.bucket = Some(crate::bucket::BucketSettings {
+                url: bucket.url.clone(),
+                endpoint: bucket.endpoint.clone().or_else(|| access.endpoint.clone()),
+                region: access.region.clone(),
+                credentials: access.credentials.clone(),
+                push: bucket.push,
+            });
         }
         if let Some(rate) = self.max_rate_bps {
             settings.limits.max_bytes_per_second = (rate > 0).then_some(rate);
@@ -297,6 +435,9 @@ pub struct AppSettings {
     /// Bandwidth limit; `null` for none.
     pub max_rate_bps: Option<u64>,
     pub battery_policy: BatterySetting,
+    /// On a metered connection: `download`, or `wait` for another network.
+    #[serde(default)]
+    pub on_metered: crate::policy::MeteredPolicy,
     /// Free space always left on the cache's disk.
     pub disk_reserve_bytes: u64,
     /// Hours when downloads may run; `null` for any time.
@@ -338,6 +479,53 @@ pub struct AppSettings {
     /// When each allowed origin's pages last used the mirror (unix ms; read-only).
     #[serde(default)]
     pub origins_last_used: std::collections::BTreeMap<String, i64>,
+    /// The team bucket, `s3://bucket/prefix`; `null` for none (next start when changed).
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// The bucket's S3-compatible endpoint; `null` for AWS or `AWS_ENDPOINT_URL` (next start
+    /// when changed).
+    #[serde(default)]
+    pub bucket_endpoint: Option<String>,
+    /// Push verified downloads to the bucket (next start when changed).
+    #[serde(default)]
+    pub bucket_push: bool,
+    /// Whether credentials for the bucket were found in the environment (read-only: they
+    /// come from the AWS variables or profile, never from the settings).
+    #[serde(default)]
+    pub bucket_credentials: bool,
+    /// The welcome screen was seen; until then the app shows it on start.
+    #[serde(default)]
+    pub first_run_done: bool,
+    /// Desktop notification when a download finishes.
+    #[serde(default = "yes")]
+    pub notify_finished: bool,
+    /// Desktop notification when a download fails (with the reason and what to do).
+    #[serde(default = "yes")]
+    pub notify_failed: bool,
+    /// Desktop notification when a download has waited `notify_deferred_after` (battery, disk
+    /// space, allowed hours), once per wait.
+    #[serde(default = "yes")]
+    pub notify_deferred: bool,
+    /// How long a download waits before that notification.
+    #[serde(default = "default_deferred_after")]
+    pub notify_deferred_after: Span,
+    /// Desktop notification when the cache crosses a storage alert threshold.
+    #[serde(default = "yes")]
+    pub notify_storage: bool,
+    /// Desktop notification naming the models evicted.
+    #[serde(default = "yes")]
+    pub notify_evicted: bool,
+    /// Desktop notification when a cached model has a newer version.
+    #[serde(default = "yes")]
+    pub notify_updates: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_deferred_after() -> Span {
+    Span(DEFAULT_DEFERRED_AFTER)
 }
 
 /// A span of time, written with a unit (`7d`, `12h`, `90s`); read from such a string or a
@@ -377,6 +565,7 @@ pub struct PreferencesPatch {
     pub size_budget_bytes: Option<Option<u64>>,
     pub max_rate_bps: Option<Option<u64>>,
     pub battery_policy: Option<BatteryPolicy>,
+    pub on_metered: Option<crate::policy::MeteredPolicy>,
     pub disk_reserve_bytes: Option<u64>,
     pub schedule: Option<Option<ScheduleWindow>>,
     /// The mirror URLs; a mirror that stays keeps whether it receives the token.
@@ -400,6 +589,15 @@ pub struct PreferencesPatch {
     pub allowed_origins: Option<Vec<String>>,
     /// The origins (each one of the allowed origins after the patch) read without the token.
     pub origins_without_token: Option<Vec<String>>,
+    /// `Some(None)`: back to the environment's bucket (next start).
+    pub bucket: Option<Option<String>>,
+    /// `Some(None)`: the environment's endpoint (next start).
+    pub bucket_endpoint: Option<Option<String>>,
+    pub bucket_push: Option<bool>,
+    pub first_run_done: Option<bool>,
+    /// Turns kinds of desktop notification on or off (`notify_finished`, ...).
+    pub notify: Vec<(NotificationKind, bool)>,
+    pub notify_deferred_after: Option<Duration>,
 }
 
 /// A change to where the engine's requests and the Hub token go: the endpoint, the mirrors,
@@ -465,6 +663,17 @@ impl TrustChange {
             list(&before.origins_without_token),
             list(&after.origins_without_token),
         );
+        // The bucket receives the AWS credentials and serves bytes.
+        compare(
+            "bucket",
+            or_none(before.bucket.clone()),
+            or_none(after.bucket.clone()),
+        );
+        compare(
+            "bucket_endpoint",
+            or_none(before.bucket_endpoint.clone()),
+            or_none(after.bucket_endpoint.clone()),
+        );
         changes
     }
 }
@@ -518,6 +727,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "size_budget_bytes",
     "max_rate_bps",
     "battery_policy",
+    "on_metered",
     "disk_reserve_bytes",
     "schedule",
     "mirrors",
@@ -536,6 +746,18 @@ pub const SETTING_NAMES: &[&str] = &[
     "allowed_origins",
     "origins_without_token",
     "origins_last_used",
+    "bucket",
+    "bucket_endpoint",
+    "bucket_push",
+    "bucket_credentials",
+    "first_run_done",
+    "notify_finished",
+    "notify_failed",
+    "notify_deferred",
+    "notify_deferred_after",
+    "notify_storage",
+    "notify_evicted",
+    "notify_updates",
 ];
 
 impl TryFrom<Map<String, Value>> for PreferencesPatch {
@@ -590,6 +812,13 @@ impl PreferencesPatch {
                     "size_budget_bytes" => patch.size_budget_bytes = Some(nullable(value, size)?),
                     "max_rate_bps" => patch.max_rate_bps = Some(nullable(value, rate)?),
                     "battery_policy" => patch.battery_policy = Some(battery(value)?),
+                    "on_metered" => {
+                        patch.on_metered = Some(match value.as_str() {
+                            Some("download") => crate::policy::MeteredPolicy::Download,
+                            Some("wait") => crate::policy::MeteredPolicy::Wait,
+                            _ => return Err("`on_metered` must be `download` or `wait`".into()),
+                        })
+                    }
                     "disk_reserve_bytes" => patch.disk_reserve_bytes = Some(size(value)?),
                     "schedule" => patch.schedule = Some(nullable(value, hours)?),
                     "mirrors" => {
@@ -642,6 +871,30 @@ impl PreferencesPatch {
                     "origins_last_used" => {
                         return Err("`origins_last_used` is read-only".to_string());
                     }
+                    "bucket" => patch.bucket = Some(nullable(value, bucket_url)?),
+                    "bucket_endpoint" => {
+                        patch.bucket_endpoint = Some(nullable(value, |v| url(key, v))?)
+                    }
+                    "bucket_push" => patch.bucket_push = Some(boolean(key, value)?),
+                    "first_run_done" => patch.first_run_done = Some(boolean(key, value)?),
+                    "bucket_credentials" => {
+                        return Err(
+                            "`bucket_credentials` is read-only; credentials come from the AWS variables or profile".to_string()
+                        );
+                    }
+                    "notify_deferred_after" => {
+                        let after = span(value)?;
+                        if after > Duration::from_secs(7 * 86_400) {
+                            return Err(
+                                "`notify_deferred_after` must be at most 7 days".to_string()
+                            );
+                        }
+                        patch.notify_deferred_after = Some(after);
+                    }
+                    name if notification_kind(name).is_some() => {
+                        let kind = notification_kind(name).expect("checked by the guard");
+                        patch.notify.push((kind, boolean(key, value)?));
+                    }
                     "token_set" => {
                         return Err(
                             "`token_set` is read-only; the token is set by logging in".to_string()
@@ -680,7 +933,9 @@ impl PreferencesPatch {
         schedule: &SchedulePolicy,
         cache: &CachePolicy,
         mirrors: &[Mirror],
+        bucket: Option<&crate::bucket::BucketSettings>,
     ) -> Result<(), PreferencesPatchError> {
+        let next_bucket = self.next_bucket(prefs, bucket)?;
         let next_mirrors = self.next_mirrors(prefs, mirrors)?;
         let next_origins = self.next_origins(prefs)?;
         let mut schedule = prefs.schedule.clone().unwrap_or_else(|| schedule.clone());
@@ -694,6 +949,12 @@ impl PreferencesPatch {
         }
         if let Some(mirrors) = next_mirrors {
             prefs.mirrors = mirrors;
+        }
+        if let Some(bucket) = next_bucket {
+            prefs.bucket = bucket;
+        }
+        if let Some(done) = self.first_run_done {
+            prefs.first_run_done = Some(done);
         }
         if let Some(origins) = next_origins {
             prefs.allowed_origins = Some(origins);
@@ -712,6 +973,10 @@ impl PreferencesPatch {
         }
         if let Some(rate) = self.max_rate_bps {
             prefs.max_rate_bps = Some(rate.unwrap_or(0));
+        }
+        if let Some(on_metered) = self.on_metered {
+            schedule.on_metered = on_metered;
+            schedule_changed = true;
         }
         if let Some(battery) = self.battery_policy {
             schedule.battery = battery;
@@ -748,6 +1013,16 @@ impl PreferencesPatch {
         if let Some(keep) = self.keep_partial_files_for {
             cache.stale_incomplete_after = keep;
             cache_changed = true;
+        }
+        if !self.notify.is_empty() || self.notify_deferred_after.is_some() {
+            let mut notifications = prefs.notifications.unwrap_or_default();
+            for (kind, on) in &self.notify {
+                notifications.set(*kind, *on);
+            }
+            if let Some(after) = self.notify_deferred_after {
+                notifications.deferred_after = Span(after);
+            }
+            prefs.notifications = Some(notifications);
         }
         if schedule_changed {
             prefs.schedule = Some(schedule);
@@ -802,6 +1077,49 @@ impl PreferencesPatch {
             }
         }
         Ok(Some(origins))
+    }
+
+    /// The saved bucket after the patch (`None`: unchanged; `Some(None)`: back to the edge's).
+    /// `bucket_endpoint` and `bucket_push` change the bucket in force (the saved one, else the
+    /// environment's `in_force`); without one they are refused.
+    fn next_bucket(
+        &self,
+        prefs: &Preferences,
+        in_force: Option<&crate::bucket::BucketSettings>,
+    ) -> Result<Option<Option<TeamBucket>>, PreferencesPatchError> {
+        if self.bucket.is_none() && self.bucket_endpoint.is_none() && self.bucket_push.is_none() {
+            return Ok(None);
+        }
+        let current = prefs.bucket.clone().or_else(|| {
+            in_force.map(|b| TeamBucket {
+                url: b.url.clone(),
+                endpoint: None,
+                push: b.push,
+            })
+        });
+        let mut next = match &self.bucket {
+            Some(None) => return Ok(Some(None)),
+            Some(Some(url)) => TeamBucket {
+                url: url.clone(),
+                endpoint: current.as_ref().and_then(|b| b.endpoint.clone()),
+                push: current.as_ref().is_some_and(|b| b.push),
+            },
+            None => current.ok_or_else(|| {
+                let field = if self.bucket_endpoint.is_some() {
+                    "bucket_endpoint"
+                } else {
+                    "bucket_push"
+                };
+                PreferencesPatchError::one(field, "Set `bucket` (s3://bucket/prefix) first".into())
+            })?,
+        };
+        if let Some(endpoint) = &self.bucket_endpoint {
+            next.endpoint = endpoint.clone();
+        }
+        if let Some(push) = self.bucket_push {
+            next.push = push;
+        }
+        Ok(Some(Some(next)))
     }
 
     /// The saved mirrors after the patch (`None`: unchanged; `Some(None)`: back to the edge's).
@@ -866,6 +1184,7 @@ impl AppSettings {
         };
         let mirrors = prefs.mirrors.as_deref().unwrap_or(&settings.mirrors);
         let origins = prefs.allowed_origins.clone().unwrap_or_default();
+        let notify = prefs.notifications.unwrap_or_default();
         AppSettings {
             cache_dir: prefs
                 .cache_dir
@@ -874,6 +1193,7 @@ impl AppSettings {
             size_budget_bytes: cache.budget,
             max_rate_bps: rate.filter(|r| *r > 0),
             battery_policy: BatterySetting { mode, percent },
+            on_metered: schedule.on_metered,
             disk_reserve_bytes: schedule.reserve.floor_bytes,
             schedule: schedule.window.map(|w| HoursSetting {
                 start: hhmm(w.start_minute),
@@ -912,8 +1232,37 @@ impl AppSettings {
                 .map(|o| o.origin.clone())
                 .collect(),
             origins_last_used: Default::default(),
+            bucket: match &prefs.bucket {
+                Some(bucket) => Some(bucket.url.clone()),
+                None => settings.bucket.as_ref().map(|b| b.url.clone()),
+            },
+            bucket_endpoint: match &prefs.bucket {
+                Some(bucket) => bucket.endpoint.clone(),
+                None => settings.bucket.as_ref().and_then(|b| b.endpoint.clone()),
+            },
+            bucket_push: match &prefs.bucket {
+                Some(bucket) => bucket.push,
+                None => settings.bucket.as_ref().is_some_and(|b| b.push),
+            },
+            bucket_credentials: settings.bucket_access.credentials.is_some(),
+            first_run_done: prefs.first_run_done.unwrap_or(false),
+            notify_finished: notify.finished,
+            notify_failed: notify.failed,
+            notify_deferred: notify.deferred,
+            notify_deferred_after: notify.deferred_after,
+            notify_storage: notify.storage,
+            notify_evicted: notify.evicted,
+            notify_updates: notify.updates,
         }
     }
+}
+
+/// The notification kind a `notify_<kind>` setting names.
+fn notification_kind(setting: &str) -> Option<NotificationKind> {
+    let name = setting.strip_prefix("notify_")?;
+    NotificationKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == name)
 }
 
 fn hhmm(minute: u16) -> String {
@@ -1004,6 +1353,28 @@ fn url(field: &str, value: &Value) -> Result<String, String> {
     let bad = || format!("`{text}` is not an http(s) URL with a host (in `{field}`)");
     let parsed = url::Url::parse(text).map_err(|_| bad())?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad());
+    }
+    Ok(text.to_string())
+}
+
+/// A team bucket URL: `s3://bucket` or `s3://bucket/prefix`, without a trailing slash.
+fn bucket_url(value: &Value) -> Result<String, String> {
+    let text = value
+        .as_str()
+        .ok_or("`bucket` must be a bucket URL such as `s3://team-models/hf`")?
+        .trim()
+        .trim_end_matches('/');
+    let bad = || {
+        format!("`{text}` is not a bucket URL; write it as `s3://bucket` or `s3://bucket/prefix`")
+    };
+    let rest = text.strip_prefix("s3://").ok_or_else(bad)?;
+    let name = rest.split('/').next().unwrap_or("");
+    let valid_name = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_name {
         return Err(bad());
     }
     Ok(text.to_string())
@@ -1150,6 +1521,7 @@ mod tests {
                 &SchedulePolicy::default(),
                 &CachePolicy::default(),
                 &[],
+                None,
             )
             .unwrap();
         prefs.save(dir.path()).unwrap();
@@ -1166,10 +1538,98 @@ mod tests {
                 &SchedulePolicy::default(),
                 &CachePolicy::default(),
                 &[],
+                None,
             )
             .unwrap();
         prefs.apply(&mut settings);
         assert_eq!(settings.limits.max_bytes_per_second, None);
+    }
+
+    #[test]
+    fn a_bucket_chosen_in_the_settings_is_reached_with_the_environments_credentials() {
+        let patch = |value: Value| PreferencesPatch::from_json(&value);
+        // Bad URLs and a push without a bucket are refused, each naming its field.
+        for bad in ["team-models", "s3://", "s3://A_B", "https://x.test/bucket"] {
+            let error = patch(json!({ "bucket": bad })).unwrap_err();
+            assert_eq!(error.errors[0].field, "bucket", "{bad}");
+        }
+        let mut prefs = Preferences::default();
+        let policies = (SchedulePolicy::default(), CachePolicy::default());
+        let error = patch(json!({"bucket_push": true}))
+            .unwrap()
+            .apply(&mut prefs, &policies.0, &policies.1, &[], None)
+            .unwrap_err();
+        assert_eq!(error.errors[0].field, "bucket_push");
+        assert!(patch(json!({"bucket_credentials": true})).is_err());
+
+        // The environment's bucket is what `bucket_push` changes when none is saved.
+        let env_bucket = crate::bucket::BucketSettings {
+            url: "s3://env-bucket/hf".into(),
+            endpoint: None,
+            region: None,
+            credentials: None,
+            push: false,
+        };
+        patch(json!({"bucket_push": true}))
+            .unwrap()
+            .apply(&mut prefs, &policies.0, &policies.1, &[], Some(&env_bucket))
+            .unwrap();
+        assert_eq!(prefs.bucket.as_ref().unwrap().url, "s3://env-bucket/hf");
+        assert!(prefs.bucket.as_ref().unwrap().push);
+
+        patch(
+            json!({"bucket": "s3://team-models/hf/", "bucket_endpoint": "http://127.0.0.1:9000"}),
+        )
+        .unwrap()
+        .apply(&mut prefs, &policies.0, &policies.1, &[], Some(&env_bucket))
+        .unwrap();
+        let mut settings = Settings::new("/c".into(), "/d".into());
+        settings.bucket_access = crate::bucket::BucketAccess {
+            endpoint: Some("http://elsewhere.test".into()),
+            region: Some("eu-west-1".into()),
+            credentials: Some(crate::bucket::BucketCredentials {
+                access_key_id: "AKID".into(),
+                secret_access_key: crate::secret::Token::new("secret-not-saved").unwrap(),
+                session_token: None,
+            }),
+        };
+        prefs.apply(&mut settings);
+        let bucket = settings.bucket.clone().unwrap();
+        assert_eq!(bucket.url, "s3://team-models/hf");
+        assert_eq!(bucket.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(bucket.region.as_deref(), Some("eu-west-1"));
+        assert!(bucket.push, "the push choice stays with the new URL");
+        assert!(bucket.credentials.is_some());
+        assert!(
+            !serde_json::to_string(&prefs)
+                .unwrap()
+                .contains("secret-not-saved"),
+            "credentials are never saved"
+        );
+        let shown =
+            AppSettings::from_parts(&prefs, &settings, &policies.0, &policies.1, None, false);
+        assert_eq!(shown.bucket.as_deref(), Some("s3://team-models/hf"));
+        assert!(shown.bucket_credentials);
+
+        // A new bucket is a trust change; clearing it goes back to the environment's.
+        let before = AppSettings::from_parts(
+            &Preferences::default(),
+            &Settings::new("/c".into(), "/d".into()),
+            &policies.0,
+            &policies.1,
+            None,
+            false,
+        );
+        let settings_names: Vec<String> = TrustChange::between(&before, &shown)
+            .into_iter()
+            .map(|c| c.setting)
+            .collect();
+        assert_eq!(settings_names, ["bucket", "bucket_endpoint"]);
+        patch(json!({"bucket": null}))
+            .unwrap()
+            .apply(&mut prefs, &policies.0, &policies.1, &[], Some(&env_bucket))
+            .unwrap();
+        assert_eq!(prefs.bucket, None);
     }
 
     #[test]
@@ -1267,6 +1727,103 @@ mod tests {
         assert!(PreferencesPatch::from_json(&json!([1])).is_err());
     }
 
+    /// A preferences file from before the notification settings loads with every kind on; a
+    /// patch turns one kind off and sets the wait, and only that is saved.
+    #[test]
+    fn notification_settings_default_on_and_change_one_by_one() {
+        let old: Preferences = serde_json::from_str(r#"{"offline": true}"#).unwrap();
+        assert_eq!(old.notifications, None);
+        let shown = |prefs: &Preferences| {
+            AppSettings::from_parts(
+                prefs,
+                &Settings::new("/c".into(), "/d".into()),
+                &SchedulePolicy::default(),
+                &CachePolicy::default(),
+                None,
+                false,
+            )
+        };
+        let before = shown(&old);
+        assert!(before.notify_finished && before.notify_failed && before.notify_deferred);
+        assert!(before.notify_storage && before.notify_evicted && before.notify_updates);
+        assert_eq!(before.notify_deferred_after, Span(DEFAULT_DEFERRED_AFTER));
+        // An AppSettings from an older engine (no notify_* fields) still reads.
+        let mut json = serde_json::to_value(&before).unwrap();
+        for kind in NotificationKind::ALL {
+            json.as_object_mut()
+                .unwrap()
+                .remove(&format!("notify_{}", kind.as_str()));
+        }
+        json.as_object_mut()
+            .unwrap()
+            .remove("notify_deferred_after");
+        assert_eq!(serde_json::from_value::<AppSettings>(json).unwrap(), before);
+
+        let mut prefs = old.clone();
+        let patch = PreferencesPatch::from_json(
+            &serde_json::json!({"notify_failed": false, "notify_deferred_after": "30s"}),
+        )
+        .unwrap();
+        patch
+            .apply(
+                &mut prefs,
+                &SchedulePolicy::default(),
+                &CachePolicy::default(),
+                &[],
+                None,
+            )
+            .unwrap();
+        let after = shown(&prefs);
+        assert!(!after.notify_failed);
+        assert!(after.notify_finished && after.notify_deferred && after.notify_evicted);
+        assert_eq!(after.notify_deferred_after, Span(Duration::from_secs(30)));
+        let notifications = prefs.notifications.unwrap();
+        assert!(!notifications.allows(NotificationKind::Failed));
+        assert!(notifications.allows(NotificationKind::Storage));
+        assert_eq!(prefs.schedule, None, "nothing else was saved");
+        // Saved and read back.
+        let saved: Preferences =
+            serde_json::from_str(&serde_json::to_string(&prefs).unwrap()).unwrap();
+        assert_eq!(saved, prefs);
+
+        let typed = PreferencesPatch::parse_entry("notify_evicted", "false").unwrap();
+        assert_eq!(typed.notify, vec![(NotificationKind::Evicted, false)]);
+    }
+
+    #[test]
+    fn bad_notification_settings_are_refused_each_beside_its_field() {
+        let err = PreferencesPatch::from_json(&serde_json::json!({
+            "notify_failed": "sometimes",
+            "notify_deferred_after": "8d",
+            "notify_everything": true,
+        }))
+        .unwrap_err();
+        let mut fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "notify_deferred_after",
+                "notify_everything",
+                "notify_failed"
+            ]
+        );
+        let message = |field: &str| {
+            err.errors
+                .iter()
+                .find(|e| e.field == field)
+                .unwrap()
+                .message
+                .clone()
+        };
+        assert_eq!(
+            message("notify_failed"),
+            "`notify_failed` must be true or false"
+        );
+        assert!(message("notify_deferred_after").contains("at most 7 days"));
+        assert!(message("notify_everything").starts_with("Unknown setting"));
+    }
+
     #[test]
     fn every_setting_shown_has_its_name_listed() {
         let shown = AppSettings::from_parts(
@@ -1301,7 +1858,7 @@ mod tests {
             serde_json::from_value(json!({"schedule": {"start": "22:00", "end": "06:30"}}))
                 .unwrap();
         patch
-            .apply(&mut prefs, &schedule, &CachePolicy::default(), &[])
+            .apply(&mut prefs, &schedule, &CachePolicy::default(), &[], None)
             .unwrap();
         let saved = prefs.schedule.clone().unwrap();
         assert_eq!(saved.max_running, 3);
@@ -1328,6 +1885,7 @@ mod tests {
                 &SchedulePolicy::default(),
                 &CachePolicy::default(),
                 &[],
+                None,
             )
             .unwrap();
         prefs.save(dir.path()).unwrap();

@@ -92,11 +92,24 @@ impl Engine {
             return Ok((entries, commit, true));
         }
         let team = crate::download::team_ref(self.inner.downloader.bucket(), repo, revision).await;
-        let info = self
+        let info = match self
             .inner
             .hub
             .repo_info(repo, Some(team.as_deref().unwrap_or(revision)))
-            .await?;
+            .await
+        {
+            Ok(info) => info,
+            Err(error) if error.is_unreachable() => {
+                let commit = team.clone().or_else(|| {
+                    crate::store::is_commit_hash(revision).then(|| revision.to_string())
+                });
+                return match self.team_listing(repo, commit.as_deref()).await {
+                    Some(entries) => Ok((entries, commit, false)),
+                    None => Err(error.into()),
+                };
+            }
+            Err(error) => return Err(error.into()),
+        };
         self.record_access(repo, &info);
         let commit = info.sha.clone();
         let entries: Vec<TreeEntry> = self
@@ -118,6 +131,44 @@ impl Engine {
                 .await?;
         }
         Ok((entries, Some(commit), false))
+    }
+
+    /// The files the team bucket's manifest lists at `commit`, when the Hub cannot be reached:
+    /// the team's ref named the commit, and each blob will be checked against the hash the
+    /// manifest names (see `bucket`).
+    async fn team_listing(&self, repo: &RepoId, commit: Option<&str>) -> Option<Vec<TreeEntry>> {
+        let bucket = self.inner.downloader.bucket()?;
+        let manifest = match bucket.read_manifest(repo, commit?).await {
+            Ok(found) => found?,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read the team bucket's manifest");
+                return None;
+            }
+        };
+        tracing::info!(%repo, "The Hub cannot be reached; listing the team bucket's manifest");
+        Some(
+            manifest
+                .files
+                .into_iter()
+                .map(|file| {
+                    let lfs = (file.etag.len() == 64).then(|| crate::hub::Lfs {
+                        sha256: file.etag.clone(),
+                        size: file.size,
+                    });
+                    TreeEntry {
+                        path: file.path,
+                        size: file.size,
+                        oid: if lfs.is_some() {
+                            String::new()
+                        } else {
+                            file.etag
+                        },
+                        lfs,
+                        kind: EntryKind::File,
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// The files of a cached snapshot, as a listing (sizes from the blobs).
@@ -308,6 +359,7 @@ impl Engine {
             selection,
             priority: 0,
             bytes_total: Some(plan.total_bytes),
+            convert: None,
         })?;
         self.touch(&plan.repo, Used::Planned(&plan.files));
         Ok(job)

@@ -1,5 +1,6 @@
 //! Pushing a cached revision to the team bucket by hand (`mcache push`): every blob checked
-//! against its name first, then uploaded (multipart uploads resumed), then the ref moved.
+//! against its name first, then uploaded (multipart uploads resumed), then listed in the
+//! commit's manifest, then the ref moved.
 
 use serde::Serialize;
 
@@ -52,6 +53,7 @@ impl Engine {
             commit: commit.clone(),
             ..PushReport::default()
         };
+        let mut manifest = Vec::new();
         for file in cache.snapshot_files(&commit) {
             let blob = cache.blob_path(&file.etag);
             let algorithm = if file.etag.len() == 64 {
@@ -79,6 +81,11 @@ impl Engine {
                 .into());
             }
             let name = file.path.clone();
+            manifest.push(crate::bucket::ManifestFile {
+                path: file.path.clone(),
+                size: file.size,
+                etag: file.etag.clone(),
+            });
             let pushed = bucket
                 .push_blob(
                     &self.inner.index,
@@ -102,6 +109,7 @@ impl Engine {
                 }
             }
         }
+        bucket.add_to_manifest(repo, &commit, manifest).await?;
         if !is_commit_hash(revision) {
             bucket.write_ref(repo, revision, &commit).await?;
         }

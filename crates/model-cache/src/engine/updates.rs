@@ -19,20 +19,8 @@ use crate::scheduler::SchedulerEvent;
 use crate::store::Inventory;
 use crate::store::is_commit_hash;
 
-/// Whether the machine's connection is metered (a phone's hotspot, a capped plan). `None` when
-/// it cannot tell; only `Some(true)` stops the background checks.
-pub trait MeteredProbe: Send + Sync {
-    fn metered(&self) -> Option<bool>;
-}
-
-/// A machine that cannot tell (and tests that do not care).
-pub struct UnknownMetering;
-
-impl MeteredProbe for UnknownMetering {
-    fn metered(&self) -> Option<bool> {
-        None
-    }
-}
+/// Only `Some(true)` stops the background checks.
+pub use crate::policy::{MeteredProbe, UnknownMetering};
 
 /// How often the checks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +333,14 @@ impl Engine {
         let job = self.enqueue(&plan)?;
         self.inner.index.release_ref(repo, branch)?;
         Ok(job)
+    }
+
+    /// Lets the scheduler know whether the connection is metered (read from `probe` now and
+    /// every 30 s), for the "on a metered connection" policy. Ends when the engine shuts down.
+    pub fn watch_metering(&self, probe: Arc<dyn MeteredProbe>) -> tokio::task::JoinHandle<()> {
+        self.inner
+            .scheduler
+            .watch_metering(probe, std::time::Duration::from_secs(30))
     }
 
     /// Runs [`Engine::check_updates`] in the background, every `policy.every`, skipping rounds

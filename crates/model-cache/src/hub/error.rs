@@ -147,6 +147,15 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 impl HubError {
     /// Whether another attempt (or another mirror) could succeed.
+    /// The Hub could not be reached or failed on its side (no answer, or a 5xx after the
+    /// retries): a team bucket may stand in for it (see `bucket`).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self.root(),
+            HubError::Network { .. } | HubError::Http { status: 500.., .. }
+        )
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self.decision(), Decision::Retry { .. })
             || matches!(self, HubError::RetriesExhausted { .. })

@@ -135,6 +135,12 @@ impl HubClient {
         })
     }
 
+    /// [`HubClient::new`] with its own TLS configuration instead of the trusted roots: a
+    /// client of one LAN peer, pinned to its certificate (`peers::client::peer_hub_client`).
+    pub fn with_tls(settings: &Settings, tls: rustls::ClientConfig) -> Result<Self, HubError> {
+        Self::build(settings, |builder| builder.use_preconfigured_tls(tls))
+    }
+
     /// [`HubClient::new`], with `configure` adjusting the HTTP client (tests resolve a host name
     /// to loopback with it).
     fn build(
@@ -260,6 +266,25 @@ impl HubClient {
     /// `{endpoint}/{prefix}{repo}/resolve/{quote(revision)}/{quote(path)}` on the endpoint.
     pub fn resolve_url(&self, repo: &RepoId, revision: &str, path: &str) -> String {
         resolve_url(&self.inner.endpoint, repo, revision, path)
+    }
+
+    /// What a `HEAD` would say of a file, from the tree listing at `commit` (its size and hash):
+    /// the download URL is the `resolve` URL at that commit, whose redirect the `GET` follows
+    /// (a refused or expired link is renewed with a `HEAD`, as for any download URL).
+    pub fn listed_metadata(&self, repo: &RepoId, commit: &str, entry: &TreeEntry) -> FileMetadata {
+        let download_url = self.resolve_url(repo, commit, &entry.path);
+        let etag = entry.etag().to_ascii_lowercase();
+        let is_lfs = entry.lfs.is_some();
+        FileMetadata {
+            commit: commit.to_string(),
+            size: entry.size,
+            over_https: download_url.starts_with("https://"),
+            download_url,
+            is_lfs,
+            sha256: (is_lfs && is_hex(&etag, 64)).then(|| etag.clone()),
+            git_sha1: (!is_lfs && is_hex(&etag, 40)).then(|| etag.clone()),
+            etag,
+        }
     }
 
     /// Repo info at a revision (or the default branch), with sizes and LFS hashes of files.

@@ -56,6 +56,12 @@ CREATE TABLE scheduler_state (
 ) WITHOUT ROWID;
 ";
 
+/// The migration that lets a job be a conversion (appended to the index's list): its
+/// [`crate::convert::ConvertRequest`] as JSON; `NULL` for a download.
+pub const CONVERT_MIGRATION: &str = "
+ALTER TABLE queue_jobs ADD COLUMN convert TEXT;
+";
+
 /// Where a queue job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -137,6 +143,10 @@ pub struct QueueJob {
     /// What the user can do about the failure.
     #[serde(default)]
     pub error_hints: Vec<Hint>,
+    /// A conversion of the cached snapshot at `revision` (the job downloads nothing); `None`
+    /// for a download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert: Option<crate::convert::ConvertRequest>,
     pub created_at: i64,
     pub updated_at: i64,
     pub started_at: Option<i64>,
@@ -167,11 +177,14 @@ pub struct NewQueueJob {
     pub selection: Selection,
     pub priority: i64,
     pub bytes_total: Option<u64>,
+    /// A conversion instead of a download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert: Option<crate::convert::ConvertRequest>,
 }
 
 const COLUMNS: &str = "id, repo_type, repo_id, revision, selection, priority, position, state, \
     defer_reason, deferred_since, bytes_total, bytes_done, bytes_saved, error, created_at, \
-    updated_at, started_at, finished_at, error_kind, error_hints";
+    updated_at, started_at, finished_at, error_kind, error_hints, convert";
 
 fn repo_type_name(kind: RepoType) -> &'static str {
     match kind {
@@ -228,12 +241,21 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueJob> {
             .get::<_, Option<String>>(19)?
             .and_then(|h| serde_json::from_str(&h).ok())
             .unwrap_or_default(),
+        convert: row
+            .get::<_, Option<String>>(20)?
+            .and_then(|c| serde_json::from_str(&c).ok()),
     })
 }
 
 /// Adds a job at the end of the queue; returns its id.
 pub fn enqueue(conn: &Connection, job: &NewQueueJob, now: i64) -> rusqlite::Result<i64> {
     let selection = serde_json::to_string(&job.selection).map_err(json_error)?;
+    let convert = job
+        .convert
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(json_error)?;
     let position: i64 = conn.query_row(
         "SELECT COALESCE(MAX(position) + 1, 0) FROM queue_jobs",
         [],
@@ -241,8 +263,8 @@ pub fn enqueue(conn: &Connection, job: &NewQueueJob, now: i64) -> rusqlite::Resu
     )?;
     conn.execute(
         "INSERT INTO queue_jobs (repo_type, repo_id, revision, selection, priority, position,
-             state, bytes_total, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?8)",
+             state, bytes_total, created_at, updated_at, convert)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?8, ?9)",
         params![
             repo_type_name(job.repo.repo_type),
             job.repo.id,
@@ -251,7 +273,8 @@ pub fn enqueue(conn: &Connection, job: &NewQueueJob, now: i64) -> rusqlite::Resu
             job.priority,
             position,
             job.bytes_total.map(|b| b as i64),
-            now
+            now,
+            convert
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -265,6 +288,33 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<QueueJob>> {
         job_from_row,
     )
     .optional()
+}
+
+/// The migration that lets the Downloads list forget finished jobs ("Clear finished") while
+/// the statistics keep them: a cleared job's id is recorded; a job that runs again (a retry)
+/// shows whatever the record says, since only finished jobs are hidden.
+pub const CLEARED_MIGRATION: &str = "
+CREATE TABLE cleared_jobs (
+    job_id     INTEGER PRIMARY KEY REFERENCES queue_jobs(id) ON DELETE CASCADE,
+    cleared_at INTEGER NOT NULL          -- unix ms
+);
+";
+
+/// Marks every finished job (done, failed, cancelled) cleared from the Downloads list; returns
+/// how many were newly cleared.
+pub fn clear_finished(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT OR IGNORE INTO cleared_jobs (job_id, cleared_at)
+         SELECT id, ?1 FROM queue_jobs WHERE state IN ('done', 'failed', 'cancelled')",
+        params![now_ms],
+    )
+}
+
+/// The ids of cleared jobs.
+pub fn cleared(conn: &Connection) -> rusqlite::Result<std::collections::HashSet<i64>> {
+    let mut statement = conn.prepare("SELECT job_id FROM cleared_jobs")?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    rows.collect()
 }
 
 /// Every job in queue order: live ones by priority then position, then finished ones.
@@ -422,14 +472,6 @@ pub fn move_to(conn: &Connection, id: i64, position: usize, now: i64) -> rusqlit
     Ok(true)
 }
 
-/// Removes finished jobs (done, failed, cancelled); returns how many.
-pub fn clear_finished(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM queue_jobs WHERE state IN ('done', 'failed', 'cancelled')",
-        [],
-    )
-}
-
 /// Appends a speed sample of a job.
 pub fn record_speed(
     conn: &Connection,
@@ -525,6 +567,7 @@ mod tests {
             },
             priority,
             bytes_total: Some(100),
+            convert: None,
         }
     }
 

@@ -127,4 +127,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ORIGINS,
     updates::MIGRATION,
     super::uploads::MIGRATION,
+    queue::CONVERT_MIGRATION,
+    queue::CLEARED_MIGRATION,
+    super::peers::MIGRATION,
 ];

@@ -127,6 +127,17 @@ pub enum WhenShort {
     Fail,
 }
 
+/// What to do on a metered connection (a phone's hotspot, a capped plan).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeteredPolicy {
+    /// Download as on any network.
+    #[default]
+    Download,
+    /// Wait for a network that is not metered.
+    Wait,
+}
+
 /// The user's scheduling choices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SchedulePolicy {
@@ -142,6 +153,9 @@ pub struct SchedulePolicy {
     pub max_running: usize,
     /// Deferred jobs are re-evaluated on every change event and, as a fallback, this often.
     pub re_evaluate_every: Duration,
+    /// What to do on a metered connection (saved policies of earlier versions download).
+    #[serde(default)]
+    pub on_metered: MeteredPolicy,
 }
 
 impl Default for SchedulePolicy {
@@ -154,6 +168,7 @@ impl Default for SchedulePolicy {
             when_short: WhenShort::Defer,
             max_running: 2,
             re_evaluate_every: Duration::from_secs(60),
+            on_metered: MeteredPolicy::Download,
         }
     }
 }
@@ -179,6 +194,8 @@ pub enum DeferReason {
     DiskFull { needed: u64, available: u64 },
     /// Outside the allowed hours.
     OutsideHours { window: ScheduleWindow },
+    /// The connection is metered and the policy says wait for another one.
+    Metered,
     /// The user paused all downloads.
     PausedByUser,
     /// The Hub (or its CDN) could not be reached, even after the request-level retries; the
@@ -199,6 +216,7 @@ impl DeferReason {
             DeferReason::DiskReserve { .. } => "disk_reserve",
             DeferReason::DiskFull { .. } => "disk_full",
             DeferReason::OutsideHours { .. } => "outside_hours",
+            DeferReason::Metered => "metered",
             DeferReason::PausedByUser => "paused_by_user",
             DeferReason::NetworkUnavailable { .. } => "network",
         }
@@ -234,6 +252,9 @@ impl fmt::Display for DeferReason {
                 HumanBytes(*available)
             ),
             DeferReason::OutsideHours { window } => write!(f, "Outside allowed hours ({window})"),
+            DeferReason::Metered => {
+                f.write_str("On a metered connection: waiting for another network (policy)")
+            }
             DeferReason::PausedByUser => f.write_str("Paused by you"),
             DeferReason::NetworkUnavailable {
                 message, attempt, ..
@@ -295,6 +316,9 @@ pub struct Conditions {
     pub minute_of_day: u16,
     /// All downloads paused by the user.
     pub user_paused: bool,
+    /// Whether the connection is metered; `None` when the machine cannot tell (then it is
+    /// not treated as metered).
+    pub metered: Option<bool>,
 }
 
 /// The verdict on one job.
@@ -340,6 +364,11 @@ pub fn decide(policy: &SchedulePolicy, conditions: &Conditions, bytes_needed: u6
                 },
             };
         }
+    }
+    if policy.on_metered == MeteredPolicy::Wait && conditions.metered == Some(true) {
+        return Decision::Defer {
+            reason: DeferReason::Metered,
+        };
     }
     if let Some(reason) = space_shortfall(&policy.reserve, &conditions.disk, bytes_needed) {
         return Decision::Defer { reason };
@@ -408,7 +437,42 @@ mod tests {
             },
             minute_of_day: 12 * 60,
             user_paused: false,
+            metered: None,
         }
+    }
+
+    #[test]
+    fn a_metered_connection_defers_only_when_the_policy_says_wait() {
+        let mut policy = SchedulePolicy::default();
+        let metered = Conditions {
+            metered: Some(true),
+            ..conditions()
+        };
+        assert_eq!(
+            decide(&policy, &metered, GB),
+            Decision::Run,
+            "downloads by default"
+        );
+        policy.on_metered = MeteredPolicy::Wait;
+        assert_eq!(
+            decide(&policy, &metered, GB),
+            Decision::Defer {
+                reason: DeferReason::Metered
+            }
+        );
+        assert_eq!(DeferReason::Metered.kind(), "metered");
+        for unknown_or_not in [None, Some(false)] {
+            let c = Conditions {
+                metered: unknown_or_not,
+                ..conditions()
+            };
+            assert_eq!(decide(&policy, &c, GB), Decision::Run, "{unknown_or_not:?}");
+        }
+        // Saved policies of earlier versions have no such field: they download.
+        let mut saved = serde_json::to_value(SchedulePolicy::default()).unwrap();
+        saved.as_object_mut().unwrap().remove("on_metered");
+        let read: SchedulePolicy = serde_json::from_value(saved).unwrap();
+        assert_eq!(read.on_metered, MeteredPolicy::Download);
     }
 
     #[test]

@@ -33,13 +33,13 @@ use crate::error::{ErrorKind, Hint};
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use defer::{
-    BatteryPolicy, Conditions, Decision, DeferReason, HumanBytes, ReservePolicy, SchedulePolicy,
-    ScheduleWindow, WhenShort, decide,
+    BatteryPolicy, Conditions, Decision, DeferReason, HumanBytes, MeteredPolicy, ReservePolicy,
+    SchedulePolicy, ScheduleWindow, WhenShort, decide,
 };
 pub use evict::{CachedRevision, CachedVariant, EvictionGoal, EvictionPlan, plan_eviction};
 pub use probe::{
-    Changes, DiskProbe, DiskSpace, FakeDisk, FakePower, FsDiskProbe, PowerProbe, PowerSource,
-    PowerState, SystemPowerProbe,
+    Changes, DiskProbe, DiskSpace, FakeDisk, FakePower, FsDiskProbe, MeteredProbe, PowerProbe,
+    PowerSource, PowerState, SystemPowerProbe, UnknownMetering,
 };
 
 /// How the cache keeps within its space.

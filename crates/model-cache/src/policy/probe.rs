@@ -79,6 +79,22 @@ pub trait PowerProbe: Send + Sync {
 }
 
 /// Reads the free space of the volume holding a path.
+/// Whether the machine's connection is metered (a phone's hotspot, a capped plan). `None` when
+/// it cannot tell. The edge that can ask the system (the app, over NetworkManager) provides
+/// it; may block briefly (it is called off the async threads).
+pub trait MeteredProbe: Send + Sync {
+    fn metered(&self) -> Option<bool>;
+}
+
+/// A machine that cannot tell (and tests that do not care).
+pub struct UnknownMetering;
+
+impl MeteredProbe for UnknownMetering {
+    fn metered(&self) -> Option<bool> {
+        None
+    }
+}
+
 pub trait DiskProbe: Send + Sync {
     fn space(&self, path: &Path) -> Result<DiskSpace, PolicyError>;
 }

@@ -169,6 +169,13 @@ pub enum SchedulerError {
     InvalidJob { reason: String },
     #[error("`{repo}` has a queued or running download")]
     InUse { repo: String },
+    /// The cache changed since the user agreed to an eviction: making room now would remove
+    /// models they were not shown.
+    #[error(
+        "The cache changed since the models to remove were listed: making room now would also remove {}; check again",
+        others.join(", ")
+    )]
+    EvictionChanged { others: Vec<String> },
 }
 
 impl SchedulerError {
@@ -183,6 +190,7 @@ impl SchedulerError {
             SchedulerError::Finished { .. } => ErrorKind::JobFinished,
             SchedulerError::InvalidJob { .. } => ErrorKind::InvalidJob,
             SchedulerError::InUse { .. } => ErrorKind::InUse,
+            SchedulerError::EvictionChanged { .. } => ErrorKind::Policy,
         }
     }
 
@@ -195,7 +203,9 @@ impl SchedulerError {
             SchedulerError::Metrics(crate::metrics::MetricsError::Policy(e)) => e.hints(),
             SchedulerError::NoSuchJob { .. } => vec![Hint::ListJobs],
             SchedulerError::InUse { repo } => vec![Hint::CancelDownload { repo: repo.clone() }],
-            SchedulerError::Finished { .. } | SchedulerError::InvalidJob { .. } => Vec::new(),
+            SchedulerError::Finished { .. }
+            | SchedulerError::InvalidJob { .. }
+            | SchedulerError::EvictionChanged { .. } => Vec::new(),
         }
     }
 }
@@ -234,6 +244,9 @@ struct Inner {
     last_alert: Mutex<Option<u8>>,
     /// A cleanup check is due at the next wake (the cache policy changed).
     cleanup_due: std::sync::atomic::AtomicBool,
+    /// The connection's metering as last read by [`Scheduler::watch_metering`]: 0 unknown,
+    /// 1 metered, 2 not metered.
+    metered: Arc<std::sync::atomic::AtomicU8>,
     events: broadcast::Sender<SchedulerEvent>,
     wake: Notify,
     done_tx: mpsc::UnboundedSender<Completion>,
@@ -283,6 +296,7 @@ impl Scheduler {
             network_attempts: Mutex::new(HashMap::new()),
             last_alert: Mutex::new(None),
             cleanup_due: std::sync::atomic::AtomicBool::new(true),
+            metered: Arc::new(std::sync::atomic::AtomicU8::new(0)),
             events: broadcast::channel(1024).0,
             wake: Notify::new(),
             done_tx,
@@ -477,6 +491,41 @@ impl Scheduler {
         lock(&self.inner.policy).clone()
     }
 
+    /// Reads whether the connection is metered from `probe` now and every `every` (off the
+    /// async threads: the system's answer may take a moment), re-evaluating the jobs when it
+    /// changes. Until then, and when the probe cannot tell, the connection counts as not
+    /// metered. Ends when the scheduler shuts down.
+    pub fn watch_metering(
+        &self,
+        probe: Arc<dyn crate::policy::MeteredProbe>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        use std::sync::atomic::Ordering;
+        let state = Arc::clone(&self.inner.metered);
+        let changes = self.inner.probes.changes.clone();
+        let wake = Arc::clone(&self.inner);
+        let shutdown = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let asked = Arc::clone(&probe);
+                let now = match tokio::task::spawn_blocking(move || asked.metered()).await {
+                    Ok(Some(true)) => 1,
+                    Ok(Some(false)) => 2,
+                    _ => 0,
+                };
+                if state.swap(now, Ordering::SeqCst) != now {
+                    tracing::info!(metered = now == 1, "The connection's metering changed");
+                    changes.notify();
+                    wake.wake.notify_one();
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    }
+
     /// Changes the scheduling policy; jobs are re-evaluated at once.
     pub fn set_policy(&self, policy: SchedulePolicy) {
         *lock(&self.inner.policy) = policy;
@@ -585,6 +634,50 @@ impl Scheduler {
             .plan(EvictionGoal::Free { bytes }, &protected)?)
     }
 
+    /// Free space of the cache's volume, as the scheduler sees it.
+    pub fn disk_space(&self) -> DiskSpace {
+        self.inner.disk()
+    }
+
+    /// Frees `bytes` by the least-recently-used plan, which must remove only what the user
+    /// agreed to (`consented`, each `repo@commit` or `repo@commit#variant` as
+    /// [`eviction_key`] names it): if the cache changed and the plan now takes something else,
+    /// nothing is removed. The eviction is announced like any other.
+    pub fn evict_with_consent(
+        &self,
+        bytes: u64,
+        consented: &[String],
+    ) -> Result<EvictionPlan, SchedulerError> {
+        let plan = self.plan_eviction(bytes)?;
+        let others: Vec<String> = plan
+            .evictions
+            .iter()
+            .filter(|e| !consented.contains(&eviction_key(e)))
+            .map(ToString::to_string)
+            .collect();
+        if !others.is_empty() {
+            return Err(SchedulerError::EvictionChanged { others });
+        }
+        if plan.evictions.is_empty() {
+            return Ok(plan);
+        }
+        let janitor = self.janitor();
+        janitor.evict(&plan)?;
+        let names: Vec<String> = plan.evictions.iter().map(ToString::to_string).collect();
+        tracing::info!(evicted = ?names, "evicted with the user's consent");
+        let _ = self.inner.index.record_event(
+            "evicted",
+            None,
+            &format!("with consent, to make room: {}", names.join(", ")),
+        );
+        let _ = self.inner.events.send(SchedulerEvent::Evicted {
+            for_job: None,
+            plan: plan.clone(),
+        });
+        self.inner.probes.changes.notify();
+        Ok(plan)
+    }
+
     /// Health figures for `mcache doctor`/`stats` and the local API.
     pub fn health(&self) -> Result<crate::metrics::HealthReport, SchedulerError> {
         let policy = self.policy();
@@ -651,13 +744,9 @@ impl Inner {
             == Some("1"))
     }
 
-    fn conditions(&self, user_paused: bool) -> Conditions {
-        let power = self.probes.power.power().unwrap_or_else(|error| {
-            tracing::warn!(%error, "power state unknown; assuming mains power");
-            PowerState::NO_BATTERY
-        });
-        let disk = self
-            .probes
+    /// Free space of the cache's volume; unknown counts as unlimited (not checked).
+    fn disk(&self) -> DiskSpace {
+        self.probes
             .disk
             .space(&self.hub_cache)
             .unwrap_or_else(|error| {
@@ -666,12 +755,24 @@ impl Inner {
                     total: u64::MAX,
                     available: u64::MAX,
                 }
-            });
+            })
+    }
+
+    fn conditions(&self, user_paused: bool) -> Conditions {
+        let power = self.probes.power.power().unwrap_or_else(|error| {
+            tracing::warn!(%error, "power state unknown; assuming mains power");
+            PowerState::NO_BATTERY
+        });
         Conditions {
             power,
-            disk,
+            disk: self.disk(),
             minute_of_day: self.probes.clock.minute_of_day(),
             user_paused,
+            metered: match self.metered.load(std::sync::atomic::Ordering::SeqCst) {
+                1 => Some(true),
+                2 => Some(false),
+                _ => None,
+            },
         }
     }
 
@@ -842,7 +943,7 @@ impl Inner {
                 }
                 lock(&self.network_attempts).remove(&id);
                 self.set_state(id, QueueState::Done, None, None)?;
-                if lock(&self.cache_policy).prune_old_revisions {
+                if job.convert.is_none() && lock(&self.cache_policy).prune_old_revisions {
                     self.prune_old(&job.repo);
                 }
             }
@@ -942,6 +1043,10 @@ impl Inner {
 
         // 1. Running jobs whose conditions no longer hold.
         let mut running = 0;
+        // The fewest bytes any running job still needs: what "small" is measured against.
+        let mut least_remaining = u64::MAX;
+        // The running job nearest to its end: the one the small lane keeps.
+        let mut nearest_end = None;
         for job in self.index.with_conn("list pending jobs", queue::pending)? {
             if job.state != QueueState::Running {
                 continue;
@@ -971,7 +1076,44 @@ impl Inner {
                     control.pause();
                     self.set_state(job.id, QueueState::Deferred, Some(&reason), None)?;
                 }
-                None => running += 1,
+                None => {
+                    running += 1;
+                    let done = counts.done + counts.saved;
+                    let remaining = job.bytes_total.map_or(u64::MAX, |t| t.saturating_sub(done));
+                    if remaining < least_remaining {
+                        least_remaining = remaining;
+                        nearest_end = Some(job.id);
+                    }
+                }
+            }
+        }
+
+        // 1b. Queue order decides who runs: a job moved above a running one takes its slot,
+        //     and the running one goes back to the queue, paused with its bytes kept (it
+        //     resumes where it stopped). A small job in the extra lane keeps it.
+        let slots = policy.max_running.max(1);
+        if running >= slots {
+            let lane = (running > slots && least_remaining <= SMALL_LANE_MAX)
+                .then_some(nearest_end)
+                .flatten();
+            let mut ahead = 0;
+            for job in self.index.with_conn("list pending jobs", queue::pending)? {
+                match job.state {
+                    QueueState::Queued => ahead += 1,
+                    QueueState::Running if ahead < slots => ahead += 1,
+                    QueueState::Running => {
+                        if lane == Some(job.id) {
+                            continue;
+                        }
+                        if let Some(live) = lock(&self.live).get(&job.id) {
+                            live.control.pause();
+                        }
+                        tracing::info!(job = job.id, "a job moved ahead takes this one's slot");
+                        self.set_state(job.id, QueueState::Queued, None, None)?;
+                        running -= 1;
+                    }
+                    _ => {}
+                }
             }
         }
 
@@ -981,8 +1123,19 @@ impl Inner {
             if !matches!(job.state, QueueState::Queued | QueueState::Deferred) {
                 continue;
             }
-            if running >= policy.max_running.max(1) {
+            // All slots taken: only the small lane is left, for a job that needs at most
+            // SMALL_LANE_MAX and an eighth of what every running job still needs, so a small
+            // download is not starved behind big ones.
+            if running > slots {
                 break;
+            }
+            let lane_only = running == slots;
+            if lane_only
+                && job
+                    .bytes_remaining()
+                    .is_some_and(|r| !is_small(r, least_remaining))
+            {
+                continue;
             }
             if let Some(DeferReason::NetworkUnavailable { retry_at, .. }) = job.defer_reason
                 && self.probes.clock.now_ms() < retry_at
@@ -1050,6 +1203,14 @@ impl Inner {
             {
                 continue;
             }
+            if lane_only
+                && !job
+                    .bytes_remaining()
+                    .is_some_and(|r| is_small(r, least_remaining))
+            {
+                // Sized just now, and not small.
+                continue;
+            }
             let live_counts = lock(&self.live).get(&job.id).map(|l| l.progress.counts());
             let needed = match (job.bytes_total, live_counts) {
                 (Some(total), Some(c)) => total.saturating_sub(c.done + c.saved),
@@ -1077,6 +1238,9 @@ impl Inner {
                 Decision::Run => {
                     self.launch(&job)?;
                     running += 1;
+                    if job.bytes_total.is_some() {
+                        least_remaining = least_remaining.min(needed);
+                    }
                     available = available.saturating_sub(needed);
                 }
                 Decision::Defer { reason }
@@ -1134,6 +1298,24 @@ impl Inner {
             plan,
         });
         Ok(Some(removal.bytes_freed))
+    }
+}
+
+/// Largest job the small lane takes (one job beyond `max_running`).
+const SMALL_LANE_MAX: u64 = 512 * 1024 * 1024;
+
+/// A job needing `remaining` bytes is small next to running jobs of which the one nearest to
+/// its end still needs `least_running`.
+fn is_small(remaining: u64, least_running: u64) -> bool {
+    remaining <= SMALL_LANE_MAX && remaining.saturating_mul(8) <= least_running
+}
+
+/// How a planned eviction is named when the user agrees to it: `repo@commit`, or
+/// `repo@commit#variant` for one variant.
+pub fn eviction_key(eviction: &crate::policy::evict::PlannedEviction) -> String {
+    match &eviction.variant {
+        Some(variant) => format!("{}@{}#{variant}", eviction.repo, eviction.commit),
+        None => format!("{}@{}", eviction.repo, eviction.commit),
     }
 }
 

@@ -57,6 +57,16 @@ pub fn bucket_ref_key(prefix: &str, repo_folder: &str, revision: &str) -> String
     bucket_key(prefix, &[repo_folder, "refs", revision])
 }
 
+/// The key of a commit's manifest in a team bucket:
+/// `{prefix}/models--org--name/manifests/{commit}.json`, the files pushed at that commit with
+/// their sizes and etags (what a member reads when the Hub cannot be reached).
+pub fn bucket_manifest_key(prefix: &str, repo_folder: &str, commit: &str) -> String {
+    bucket_key(
+        prefix,
+        &[repo_folder, "manifests", &format!("{commit}.json")],
+    )
+}
+
 fn bucket_key(prefix: &str, parts: &[&str]) -> String {
     let prefix = prefix.trim_matches('/');
     let rest = parts.join("/");

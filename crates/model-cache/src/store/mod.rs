@@ -22,6 +22,7 @@
 pub mod atomic;
 mod inventory;
 pub mod layout;
+mod link_mode;
 mod lock;
 pub mod removal;
 mod safe_path;
@@ -36,6 +37,7 @@ use std::time::{Duration, SystemTime};
 pub use inventory::{
     BlobUse, Inventory, LooseFile, RepoOnDisk, RevisionFile, RevisionOnDisk, blobs_of,
 };
+pub use link_mode::{LinkMode, NO_SYMLINKS_WARNING};
 pub use lock::BlobLock;
 pub use safe_path::{
     LONGEST_NAME_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_SEGMENT_BYTES, SafeRelPath,
@@ -218,6 +220,36 @@ fn check_commit(commit: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Whether `a` and `b` are one file (a hard link) or two of the same size and bytes.
+fn same_file_or_bytes(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    if ma.len() != mb.len() {
+        return false;
+    }
+    if scan::identity(a, &ma).0 == scan::identity(b, &mb).0 {
+        return true;
+    }
+    let (Ok(fa), Ok(fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return false;
+    };
+    use std::io::Read;
+    let (mut ra, mut rb) = (std::io::BufReader::new(fa), std::io::BufReader::new(fb));
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let Ok(na) = ra.read(&mut ba) else {
+            return false;
+        };
+        if na == 0 {
+            return true;
+        }
+        if rb.read_exact(&mut bb[..na]).is_err() || ba[..na] != bb[..na] {
+            return false;
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically (see [`atomic::write`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     atomic::write(path, bytes).map_err(|e| StoreError::io("write", path, e))
@@ -227,11 +259,29 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubCache {
     root: PathBuf,
+    /// The link mode chosen by the caller; `None`: probed once per root ([`LinkMode::for_cache`]).
+    link_mode: Option<LinkMode>,
 }
 
 impl HubCache {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        HubCache { root: root.into() }
+        HubCache {
+            root: root.into(),
+            link_mode: None,
+        }
+    }
+
+    /// The same cache, making snapshot files in `mode` whatever the file system supports
+    /// (tests use it to run the no-symlink fallback on every OS).
+    pub fn with_link_mode(mut self, mode: LinkMode) -> Self {
+        self.link_mode = Some(mode);
+        self
+    }
+
+    /// How snapshot files are made in this cache.
+    pub fn link_mode(&self) -> LinkMode {
+        self.link_mode
+            .unwrap_or_else(|| LinkMode::for_cache(&self.root))
     }
 
     pub fn root(&self) -> &Path {
@@ -246,6 +296,7 @@ impl HubCache {
             locks: self.root.join(".locks").join(&folder),
             root: self.root.clone(),
             repo: repo.clone(),
+            link_mode: self.link_mode,
         }
     }
 
@@ -317,6 +368,7 @@ pub struct RepoCache {
     dir: PathBuf,
     locks: PathBuf,
     repo: RepoId,
+    link_mode: Option<LinkMode>,
 }
 
 impl RepoCache {
@@ -523,9 +575,10 @@ impl RepoCache {
 
     /// Links `snapshots/<commit>/<file>` to `blobs/<etag>` with a relative symlink, atomically
     /// (see [`atomic::symlink`]: a symlink under a temp name, then a rename over the final
-    /// name). Where symlinks are not
-    /// available the blob is hard-linked, else copied (`huggingface_hub` copies or moves). Parent folders are created
-    /// without ever following a symlink out of the snapshot. Returns the snapshot path.
+    /// name). In a cache without symlinks ([`LinkMode::Copy`]: Windows without Developer Mode,
+    /// a FAT drive) the snapshot file is a hard link to the blob, else a copy of it, as
+    /// `huggingface_hub` falls back. Parent folders are created without ever following a
+    /// symlink out of the snapshot. Returns the snapshot path.
     pub fn link(
         &self,
         commit: &str,
@@ -558,15 +611,30 @@ impl RepoCache {
                 std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a folder is in the way"),
             ));
         }
-        if let Err(e) = atomic::symlink(&target, &pointer) {
-            // No symlinks here (a FAT/exFAT drive, Windows without Developer Mode). A hard
-            // link costs no space and keeps the blob for deduplication; a copy is the last
-            // resort. Either way the snapshot holds a regular file, which `huggingface_hub`
-            // accepts as the blob itself.
-            tracing::debug!(path = %pointer.display(), error = %e, "Symlink failed, falling back to a hard link or a copy");
-            if atomic::hard_link(&blob, &pointer).is_err() {
-                atomic::copy(&blob, &pointer).map_err(|e| StoreError::io("copy", &blob, e))?;
+        let mode = self
+            .link_mode
+            .unwrap_or_else(|| LinkMode::for_cache(&self.root));
+        if mode == LinkMode::Symlink {
+            match atomic::symlink(&target, &pointer) {
+                Ok(()) => return Ok(pointer),
+                Err(e) => {
+                    tracing::debug!(path = %pointer.display(), error = %e, "Symlink failed, falling back to a hard link or a copy");
+                    if self.link_mode.is_none() {
+                        LinkMode::symlink_failed(&self.root);
+                    }
+                }
             }
+        }
+        // The snapshot holds a regular file, which `huggingface_hub` accepts as the blob
+        // itself. A hard link costs no space and keeps one file for deduplication; a copy is
+        // the last resort. A copy already there with the blob's bytes is kept.
+        if std::fs::symlink_metadata(&pointer).is_ok_and(|m| m.is_file())
+            && same_file_or_bytes(&blob, &pointer)
+        {
+            return Ok(pointer);
+        }
+        if atomic::hard_link(&blob, &pointer).is_err() {
+            atomic::copy(&blob, &pointer).map_err(|e| StoreError::io("copy", &blob, e))?;
         }
         Ok(pointer)
     }

@@ -74,7 +74,7 @@ impl StoredFile {
 }
 
 #[cfg(unix)]
-fn identity(_path: &Path, meta: &Metadata) -> (FileId, u64) {
+pub(super) fn identity(_path: &Path, meta: &Metadata) -> (FileId, u64) {
     use std::os::unix::fs::MetadataExt;
     (
         FileId::Inode {
@@ -88,7 +88,7 @@ fn identity(_path: &Path, meta: &Metadata) -> (FileId, u64) {
 /// Off unix std has no stable file index or link count (`MetadataExt::file_index` and
 /// `number_of_links` are unstable on Windows): a file is its path, with one name.
 #[cfg(not(unix))]
-fn identity(path: &Path, _meta: &Metadata) -> (FileId, u64) {
+pub(super) fn identity(path: &Path, _meta: &Metadata) -> (FileId, u64) {
     (
         FileId::Path {
             path: path.to_path_buf(),

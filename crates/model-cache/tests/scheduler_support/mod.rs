@@ -139,6 +139,7 @@ pub(crate) fn job_for(repo: &str) -> NewQueueJob {
         selection: Selection::default(),
         priority: 0,
         bytes_total: None,
+        convert: None,
     }
 }
 
