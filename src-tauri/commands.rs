@@ -221,6 +221,11 @@ pub async fn peers_sharing(state: State<'_, AppState>, on: bool) -> ApiResult<Pe
 }
 
 #[tauri::command]
+pub async fn peers_compression(state: State<'_, AppState>, on: bool) -> ApiResult<PeersView> {
+    state.api.peers_compression(on).await
+}
+
+#[tauri::command]
 pub async fn peers_pairing(state: State<'_, AppState>) -> ApiResult<PairingCode> {
     state.api.peers_pairing().await
 }
@@ -431,6 +436,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         cache_hold,
         peers,
         peers_sharing,
+        peers_compression,
         peers_pairing,
         peers_pair,
         peers_unpair,

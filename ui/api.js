@@ -145,6 +145,7 @@ function httpTransport() {
     stats: () => request('GET', '/api/stats'),
     peers: () => request('GET', '/api/peers'),
     peers_sharing: (a) => request('POST', '/api/peers/sharing', a),
+    peers_compression: (a) => request('POST', '/api/peers/compression', a),
     peers_pairing: () => request('POST', '/api/peers/pairing'),
     peers_pair: (a) => request('POST', '/api/peers/pair', a),
     peers_unpair: (a) => request('POST', '/api/peers/unpair', a),
@@ -274,6 +275,7 @@ function createApi() {
     /** LAN peers: `PeersView` (this machine, paired, seen). */
     peers: () => call('peers'),
     setSharing: (on) => call('peers_sharing', { on: Boolean(on) }),
+    setPeerCompression: (on) => call('peers_compression', { on: Boolean(on) }),
     /** A new pairing code to show: `{code, expires_at}`. */
     showPairingCode: () => call('peers_pairing'),
     /** Pairs with the machine at `address` (or a seen peer's id) showing `code`: `PeerView`. */

@@ -1333,6 +1333,7 @@ function repoName(folder) {
 
 function renderPeers(view) {
   $('#peers-sharing').checked = Boolean(view.sharing);
+  $('#peers-compress').checked = Boolean(view.compress);
   $('#peers-this').textContent = `This machine: ${view.this.name} (${view.this.peer_id})`
     + (view.sharing ? ', sharing' : ', not sharing');
   peerNames.clear();
@@ -1391,6 +1392,9 @@ onShow['tab-peers'] = refreshPeers;
 $('#peers-refresh').addEventListener('click', (e) => busy(e.currentTarget, refreshPeers));
 $('#peers-sharing').addEventListener('change', (e) => busy(e.currentTarget, async () => {
   renderPeers(await api.setSharing(e.currentTarget.checked));
+}).finally(refreshPeers));
+$('#peers-compress').addEventListener('change', (e) => busy(e.currentTarget, async () => {
+  renderPeers(await api.setPeerCompression(e.currentTarget.checked));
 }).finally(refreshPeers));
 $('#peers-show-code').addEventListener('click', (e) => busy(e.currentTarget, async () => {
   const { code, expires_at: expires } = await api.showPairingCode();

@@ -317,6 +317,14 @@ pub struct SharingBody {
     pub on: bool,
 }
 
+/// `POST /api/peers/compression`: ask paired peers for compressed transfers of F16/BF16
+/// safetensors files, or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionBody {
+    pub on: bool,
+}
+
 /// `POST /api/peers/pair`: pair with the peer at `address` (`host:port`, or a peer id discovery
 /// saw) that shows `code`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

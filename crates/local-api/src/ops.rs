@@ -353,6 +353,16 @@ impl Api {
         .await
     }
 
+    /// `POST /api/peers/compression`: compressed peer transfers on or off (for downloads that
+    /// start afterwards).
+    pub async fn peers_compression(&self, on: bool) -> ApiResult<PeersView> {
+        self.blocking(move |e| {
+            e.set_peer_compression(on)?;
+            e.peers()
+        })
+        .await
+    }
+
     /// `POST /api/peers/pairing`: a new pairing code to show.
     pub async fn peers_pairing(&self) -> ApiResult<PairingCode> {
         self.blocking(|e| e.start_pairing()).await

@@ -11,6 +11,8 @@
 //!   (a peer's ref moved), `GET /api/peers/refs` (this cache's refs, for a peer catching up)
 //!   and the local mirror's own read routes (`mirror::routes`) as a client
 //!   without the mirror token sees them: the cached files of public repos, no pull-through.
+//!   A peer may ask for a range of an F16/BF16 safetensors file compressed
+//!   (`mirror::planes`).
 //!
 //! Nothing listens and nothing is announced while sharing is off: [`serve_peers`] refuses to
 //! start, and the edges stop the listener when the user turns sharing off.
@@ -46,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ServeError;
-use crate::mirror::{MirrorState, routes};
+use crate::mirror::{MirrorState, planes, routes};
 
 /// How long a client has for the TLS handshake and then for a request's headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -325,6 +327,8 @@ async fn paired_only(
         );
     }
     let is_get = request.method() == axum::http::Method::GET;
+    let compress =
+        (is_get && planes::asked(request.headers())).then(|| request.uri().path().to_string());
     let response = next.run(request).await;
     // What a response announces, as soon as it starts (a transfer cut short counts whole).
     let served = response
@@ -338,7 +342,10 @@ async fn paired_only(
     {
         state.engine.peer_served(&peer.fingerprint, bytes);
     }
-    response
+    match compress {
+        Some(path) => planes::encode(&state, &path, response).await,
+        None => response,
+    }
 }
 
 /// `GET /api/peers/hello`: who this machine is.

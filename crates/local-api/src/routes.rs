@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::contract::{
-    Affected, CheckBody, ConvertBody, DeleteBody, Freed, Health, HoldBody, Job, PairBody, PinBody,
-    PullBody, Queued, RevealBody, Revealed, SearchParams, SearchResults, SharingBody, StatsBody,
-    TokenBody, TokenState, UnpairBody, UpdateBody, Variants,
+    Affected, CheckBody, CompressionBody, ConvertBody, DeleteBody, Freed, Health, HoldBody, Job,
+    PairBody, PinBody, PullBody, Queued, RevealBody, Revealed, SearchParams, SearchResults,
+    SharingBody, StatsBody, TokenBody, TokenState, UnpairBody, UpdateBody, Variants,
 };
 use crate::error::ApiError;
 use crate::events::EventStreams;
@@ -60,6 +60,7 @@ pub(crate) fn router(api: Api, streams: EventStreams) -> Router {
         .route("/updates", get(updates))
         .route("/peers", get(peers))
         .route("/peers/sharing", post(peers_sharing))
+        .route("/peers/compression", post(peers_compression))
         .route("/peers/pairing", post(peers_pairing))
         .route("/peers/pair", post(peers_pair))
         .route("/peers/unpair", post(peers_unpair))
@@ -195,6 +196,14 @@ async fn peers_sharing(
 ) -> Reply<PeersView> {
     let b = body(b)?;
     reply(s.api.peers_sharing(b.on).await)
+}
+
+async fn peers_compression(
+    State(s): State<RouteState>,
+    b: Result<Json<CompressionBody>, JsonRejection>,
+) -> Reply<PeersView> {
+    let b = body(b)?;
+    reply(s.api.peers_compression(b.on).await)
 }
 
 async fn peers_pairing(State(s): State<RouteState>) -> Reply<PairingCode> {

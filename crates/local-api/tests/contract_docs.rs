@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use local_api::contract::{
-    Affected, CheckBody, ContractEvent, DeleteBody, ExtraRef, FileProgressBody, FileRef, FitBody,
-    Freed, Health, HoldBody, Job, JobCounts, MachineBody, Notification, PairBody, PinBody,
-    Progress, PullBody, Queued, RevealBody, Revealed, SearchParams, SearchResult, SearchResults,
-    SharingBody, StatsBody, Storage, TokenBody, TokenState, UnpairBody, UpdateBody, VariantBody,
-    Variants,
+    Affected, CheckBody, CompressionBody, ContractEvent, DeleteBody, ExtraRef, FileProgressBody,
+    FileRef, FitBody, Freed, Health, HoldBody, Job, JobCounts, MachineBody, Notification, PairBody,
+    PinBody, Progress, PullBody, Queued, RevealBody, Revealed, SearchParams, SearchResult,
+    SearchResults, SharingBody, StatsBody, Storage, TokenBody, TokenState, UnpairBody, UpdateBody,
+    VariantBody, Variants,
 };
 use local_api::error::ErrorBody;
 use model_cache::RepoType;
@@ -114,6 +114,7 @@ fn every_contract_type_matches_the_document() {
     };
     let peers_view = model_cache::engine::PeersView {
         sharing: true,
+        compress: false,
         this: model_cache::engine::ThisPeer {
             peer_id: "0123456789abcdef".into(),
             name: "this".into(),
@@ -381,6 +382,7 @@ fn every_contract_type_matches_the_document() {
         ),
         ("CheckBody", keys(&CheckBody { force: true })),
         ("SharingBody", keys(&SharingBody { on: true })),
+        ("CompressionBody", keys(&CompressionBody { on: true })),
         (
             "PairBody",
             keys(&PairBody {

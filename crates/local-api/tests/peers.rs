@@ -724,3 +724,161 @@ async fn three_exchanges_with_a_wrong_code_withdraw_it() {
     assert!(trio.a.engine.peers().unwrap().paired.is_empty());
     trio.stop().await;
 }
+
+/// A safetensors file of `values` BF16 weights drawn around zero (N(0, 0.02) roughly: the sum
+/// of four uniforms), as initialised transformer weights are.
+fn bf16_safetensors(values: usize) -> Vec<u8> {
+    let header = format!(
+        r#"{{"__metadata__":{{"format":"pt"}},"w":{{"dtype":"BF16","shape":[{values}],"data_offsets":[0,{}]}}}}"#,
+        values * 2
+    );
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header.as_bytes());
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut uniform = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f32 / (1u64 << 53) as f32
+    };
+    for _ in 0..values {
+        let sum: f32 = (0..4).map(|_| uniform()).sum::<f32>() - 2.0;
+        let value = sum * 0.02 / 0.577;
+        file.extend_from_slice(&((value.to_bits() >> 16) as u16).to_le_bytes());
+    }
+    file
+}
+
+/// A TCP relay to `target` that counts the bytes towards the client and paces them to about
+/// 16 MB/s (a link slow enough for compression to pay).
+async fn counting_link(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let sent = counter.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.split();
+                let (mut server_read, mut server_write) = server.split();
+                let up = tokio::io::copy(&mut client_read, &mut server_write);
+                let downstream = async {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        sent.fetch_add(n as u64, Ordering::SeqCst);
+                        if client_write.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                };
+                tokio::select! {
+                    _ = up => {}
+                    () = downstream => {}
+                }
+            });
+        }
+    });
+    (addr, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bf16_weights_cross_a_slow_link_compressed_when_asked_and_gguf_as_it_is() {
+    const WEIGHTS: &str = "model-bf16.safetensors";
+    let trio = Trio::start(PeerDiscovery::Off).await;
+    let weights = bf16_safetensors(3 * MIB as usize);
+    trio.emulator
+        .catalog()
+        .with_repo_mut(RepoKind::Model, TINY, |r| {
+            r.commit(
+                "main",
+                "Add BF16 weights",
+                vec![hub_emulator::FileChange::put(WEIGHTS, weights.clone())],
+            )
+        })
+        .unwrap();
+    trio.a.pull(TINY).await;
+    let gguf: Vec<String> = trio
+        .a
+        .engine
+        .cache()
+        .repo(&TINY.parse().unwrap())
+        .snapshot_files(
+            &trio
+                .a
+                .engine
+                .cache()
+                .repo(&TINY.parse().unwrap())
+                .read_ref("main")
+                .unwrap(),
+        )
+        .into_iter()
+        .map(|f| f.path)
+        .filter(|p| p.ends_with(".gguf"))
+        .collect();
+    let gguf = gguf.first().expect("a GGUF file in the repo").clone();
+    let a = trio.a.server.as_ref().unwrap().local_addr();
+
+    // B (compression off) and C (on) each reach A through a counting 16 MB/s link.
+    let mut moved = Vec::new();
+    for (peer, compress) in [(&trio.b, false), (&trio.c, true)] {
+        peer.pair(&trio.a).await;
+        peer.engine.set_peer_compression(compress).unwrap();
+        assert_eq!(peer.engine.peers().unwrap().compress, compress);
+        let mut wire = Vec::new();
+        for path in [WEIGHTS, gguf.as_str()] {
+            let (relay, relayed) = counting_link(a).await;
+            peer.engine
+                .set_peer_address(&trio.a.fingerprint(), &relay.to_string())
+                .unwrap();
+            let request = PullRequest {
+                include: vec![path.to_string()],
+                ..PullRequest::repo(TINY.parse().unwrap())
+            };
+            let plan = peer.engine.plan_pull(&request).await.unwrap();
+            let reporter = Arc::new(RecordingReporter::default());
+            let before = trio.emulator.log().bytes_served_matching(path);
+            peer.engine
+                .download(&plan, reporter.clone())
+                .wait()
+                .await
+                .unwrap();
+            assert_eq!(sha(&peer.file(TINY, path)), sha(&trio.content(TINY, path)));
+            assert!(
+                trio.emulator.log().bytes_served_matching(path) - before <= CHUNK,
+                "{path} came from A, not the Hub's CDN"
+            );
+            wire.push(relayed.load(Ordering::SeqCst));
+        }
+        eprintln!(
+            "compression {compress}: {WEIGHTS} {} bytes on the wire, {gguf} {} bytes",
+            wire[0], wire[1]
+        );
+        moved.push(wire);
+    }
+    let (plain, compressed) = (&moved[0], &moved[1]);
+    let (weights_size, gguf_size) = (weights.len() as u64, trio.content(TINY, &gguf).len() as u64);
+    eprintln!(
+        "{WEIGHTS}: {weights_size} bytes; {} on the wire uncompressed, {} compressed ({:.2}x)",
+        plain[0],
+        compressed[0],
+        plain[0] as f64 / compressed[0] as f64
+    );
+    assert!(plain[0] >= weights_size, "uncompressed: {}", plain[0]);
+    assert!(
+        (compressed[0] as f64) < 0.85 * weights_size as f64,
+        "BF16 weights crossed compressed: {} of {weights_size}",
+        compressed[0]
+    );
+    // A GGUF file (quantized, incompressible) is sent as it is either way.
+    assert!(compressed[1] >= gguf_size && plain[1] >= gguf_size);
+    trio.stop().await;
+}

@@ -419,6 +419,12 @@ pub(crate) enum PeersAction {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Ask paired peers to compress F16/BF16 safetensors transfers, or not (off by default: it
+    /// saves time on links of about 1 Gbit/s or less, and is skipped on faster ones)
+    Compress {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -60,6 +60,14 @@ describe('Peers panel', () => {
     await page.locator('#peers-this', { hasText: ', sharing' }).waitFor();
     const { json } = await a.request('GET', '/api/peers');
     assert.equal(json.sharing, true);
+    // Compressed transfers are off by default; the box turns them on for this machine.
+    assert.equal(json.compress, false);
+    const compress = page.getByLabel('Compress transfers of 16-bit weights');
+    assert.equal(await compress.isChecked(), false);
+    await compress.check();
+    await waitFor('compression on', async () => (await a.request('GET', '/api/peers')).json.compress);
+    await compress.uncheck();
+    await waitFor('compression off', async () => !(await a.request('GET', '/api/peers')).json.compress);
     await b.request('POST', '/api/peers/sharing', { on: true });
     const { json: bView } = await b.request('GET', '/api/peers');
     await waitFor('A to see B', async () => {

@@ -13,6 +13,7 @@
 //! nothing else. It listens on loopback unless the user opts in to a LAN address.
 
 mod bytes;
+pub(crate) mod planes;
 mod pull;
 pub(crate) mod routes;
 mod webrtc;

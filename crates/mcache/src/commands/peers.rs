@@ -31,6 +31,17 @@ pub(super) async fn peers(
                 });
             })?;
         }
+        PeersAction::Compress { state } => {
+            let on = state == "on";
+            engine.set_peer_compression(on)?;
+            printer.output(&serde_json::json!({ "compress": on }), |_| {
+                printer.message(if on {
+                    "Compression is on: downloads ask paired peers to compress F16/BF16 safetensors files (skipped on links faster than 1 Gbit/s)"
+                } else {
+                    "Compression is off: paired peers send files as they are"
+                });
+            })?;
+        }
         PeersAction::Unpair { peer } => {
             engine.unpair(&peer)?;
             printer.output(&serde_json::json!({ "unpaired": peer }), |_| {
@@ -137,10 +148,11 @@ async fn show_code(engine: &Engine, printer: &Printer) -> anyhow::Result<ExitSta
 
 fn list(view: &PeersView, printer: &Printer) {
     printer.message(format!(
-        "This machine: {} ({}), sharing {}",
+        "This machine: {} ({}), sharing {}, compression {}",
         view.this.name,
         view.this.peer_id,
-        if view.sharing { "on" } else { "off" }
+        if view.sharing { "on" } else { "off" },
+        if view.compress { "on" } else { "off" }
     ));
     if view.paired.is_empty() {
         printer.message(

@@ -36,7 +36,7 @@ mod error;
 mod events;
 mod jobs;
 mod limits;
-mod peers;
+pub(crate) mod peers;
 mod plan;
 mod source;
 mod transfer;

@@ -11,6 +11,9 @@ use crate::peers::PeerIdentity;
 use crate::peers::client::PeerRef;
 use crate::settings::Settings;
 
+/// The index's peer state key of the compression setting (`Engine::set_peer_compression`).
+pub(crate) const COMPRESS: &str = "compress";
+
 /// How long a peer that could not be reached is left out of new files' sources.
 const UNREACHABLE_FOR: Duration = Duration::from_secs(60);
 
@@ -108,6 +111,7 @@ impl PeerClients {
         let Some(identity) = identity else {
             return Vec::new();
         };
+        let compress = index.peer_state(COMPRESS).ok().flatten().as_deref() == Some("on");
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         let mut sources = Vec::new();
         for peer in paired {
@@ -119,7 +123,10 @@ impl PeerClients {
             }
             let key = (peer.fingerprint.clone(), address.clone());
             if let Some(known) = clients.get(&key) {
-                sources.push(known.clone());
+                sources.push(PeerSource {
+                    compress,
+                    ..known.clone()
+                });
                 continue;
             }
             match crate::peers::client::peer_hub_client(
@@ -133,6 +140,8 @@ impl PeerClients {
                         fingerprint: peer.fingerprint.clone(),
                         base: format!("https://{address}"),
                         client,
+                        compress,
+                        fast_link: Default::default(),
                     };
                     clients.insert(key, source.clone());
                     sources.push(source);

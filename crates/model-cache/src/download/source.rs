@@ -58,6 +58,26 @@ pub(crate) struct PeerSource {
     /// `https://host:port`.
     pub base: String,
     pub client: HubClient,
+    /// Whether to ask it for compressed transfers of safetensors files (the user's setting,
+    /// `mcache peers compress`, when the sources were resolved).
+    pub compress: bool,
+    /// Set once a compressed transfer from it ran faster than [`FAST_LINK`]: the link is fast
+    /// enough that compressing costs more time than it saves, so it is not asked again. Shared
+    /// by every file read from this peer in this process.
+    pub fast_link: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Bytes per second on the wire above which compressing a peer's transfers no longer saves
+/// time (about 1 Gbit/s: `docs/peers.md`).
+pub(crate) const FAST_LINK: f64 = 125e6;
+
+impl PeerSource {
+    /// Whether to ask this peer for the compressed encoding of `path`.
+    pub(crate) fn asks_compressed(&self, path: &str) -> bool {
+        self.compress
+            && path.ends_with(".safetensors")
+            && !self.fast_link.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl PartialEq for PeerSource {

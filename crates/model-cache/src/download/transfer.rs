@@ -846,7 +846,7 @@ enum StreamEnd {
 /// `pausable`). A cancel ends the transfer.
 async fn next_bytes(
     ctx: &TransferContext,
-    body: &mut reqwest::Response,
+    body: &mut FileBody,
     pausable: bool,
 ) -> Result<Result<bytes::Bytes, StreamEnd>, TransferFailure> {
     let next = tokio::select! {
@@ -856,12 +856,8 @@ async fn next_bytes(
         next = tokio::time::timeout(ctx.stall, body.chunk()) => next,
     };
     Ok(match next {
-        Err(_) => Err(StreamEnd::Stalled),
-        Ok(Err(error)) if error.is_timeout() => Err(StreamEnd::Stalled),
-        Ok(Err(error)) => Err(StreamEnd::Failed(format!(
-            "connection lost: {}",
-            error.without_url()
-        ))),
+        Err(_) | Ok(Err(BodyError::Timeout)) => Err(StreamEnd::Stalled),
+        Ok(Err(BodyError::Failed(reason))) => Err(StreamEnd::Failed(reason)),
         Ok(Ok(None)) => Err(StreamEnd::Eof),
         Ok(Ok(Some(bytes))) => {
             ctx.downloaded
@@ -869,6 +865,89 @@ async fn next_bytes(
             Ok(bytes)
         }
     })
+}
+
+/// A response body as the file's bytes: as sent, or decoded from a paired peer's compressed
+/// encoding (`crate::peers::planes`), which hands out whole blocks only, so a connection lost
+/// mid-block costs that block and the next request starts from the last byte written.
+enum FileBody {
+    Plain(reqwest::Response),
+    Planes {
+        response: reqwest::Response,
+        /// `None` once the body ended.
+        decoder: Option<crate::peers::planes::Decoder>,
+        /// Compressed bytes received.
+        wire: u64,
+    },
+}
+
+/// Why a body gave no bytes.
+enum BodyError {
+    Timeout,
+    Failed(String),
+}
+
+impl FileBody {
+    fn new(response: RangeResponse) -> Result<FileBody, String> {
+        if !response.planes {
+            return Ok(FileBody::Plain(response.body));
+        }
+        let decoder =
+            crate::peers::planes::Decoder::new().map_err(|e| format!("cannot decompress: {e}"))?;
+        Ok(FileBody::Planes {
+            response: response.body,
+            decoder: Some(decoder),
+            wire: 0,
+        })
+    }
+
+    /// Compressed bytes received, for a compressed body.
+    fn wire_bytes(&self) -> Option<u64> {
+        match self {
+            FileBody::Plain(_) => None,
+            FileBody::Planes { wire, .. } => Some(*wire),
+        }
+    }
+
+    /// The next bytes of the file, `None` at the end of the body. Cancel-safe: nothing is
+    /// lost when the future is dropped at its one await.
+    async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, BodyError> {
+        fn lost(error: reqwest::Error) -> BodyError {
+            if error.is_timeout() {
+                BodyError::Timeout
+            } else {
+                BodyError::Failed(format!("connection lost: {}", error.without_url()))
+            }
+        }
+        match self {
+            FileBody::Plain(response) => response.chunk().await.map_err(lost),
+            FileBody::Planes {
+                response,
+                decoder,
+                wire,
+            } => loop {
+                if decoder.is_none() {
+                    return Ok(None);
+                }
+                let next = response.chunk().await.map_err(lost)?;
+                let Some(active) = decoder.as_mut() else {
+                    return Ok(None);
+                };
+                let decoded = match next {
+                    Some(compressed) => {
+                        *wire += compressed.len() as u64;
+                        active.push(&compressed)
+                    }
+                    None => decoder.take().expect("decoder").finish(),
+                };
+                let decoded =
+                    decoded.map_err(|e| BodyError::Failed(format!("compressed body: {e}")))?;
+                if !decoded.is_empty() {
+                    return Ok(Some(decoded));
+                }
+            },
+        }
+    }
 }
 
 /// `If-Range` wants an entity tag in quotes.
@@ -1181,11 +1260,16 @@ async fn stream<T: StreamTarget>(
         let url = transfer.sources.get(source).url();
         let connected = Instant::now();
         let sharing = transfer.sources.active(source);
+        // A paired peer is asked for compressed bytes of a safetensors file when the user
+        // turned it on and its link is not too fast for it to pay.
+        let planes = asked.range.is_some()
+            && matches!(&transfer.sources.get(source).kind,
+                SourceKind::Peer(peer) if peer.asks_compressed(&transfer.path));
         let request = transfer
             .sources
             .get(source)
             .client(&ctx.hub)
-            .get_range_once(&url, asked.range.clone(), asked.if_range.as_deref());
+            .get_range_encoded(&url, asked.range.clone(), asked.if_range.as_deref(), planes);
         let response = tokio::select! {
             biased;
             _ = ctx.control.cancelled() => return Err(TransferFailure::Cancelled),
@@ -1271,7 +1355,17 @@ async fn stream<T: StreamTarget>(
         let segment = Arc::clone(target.segment());
         let mut skip = target.skip();
         let mut noted = false;
-        let mut body = response.body;
+        let mut body = match FileBody::new(response) {
+            Ok(body) => body,
+            Err(reason) if switchable() => {
+                return leave_source(ctx, transfer, shared, source, reason, false).await;
+            }
+            Err(reason) => {
+                attempt += 1;
+                retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
+                continue;
+            }
+        };
         let from = segment.pos.load(Ordering::SeqCst);
         let outcome = loop {
             let bytes = match next_bytes(ctx, &mut body, T::PAUSABLE).await? {
@@ -1328,6 +1422,18 @@ async fn stream<T: StreamTarget>(
                 transfer
                     .sources
                     .finished(source, served, connected.elapsed(), sharing);
+                if let (Some(wire), SourceKind::Peer(peer)) =
+                    (body.wire_bytes(), &transfer.sources.get(source).kind)
+                {
+                    judge_link(
+                        peer,
+                        &transfer.path,
+                        served,
+                        wire,
+                        connected.elapsed(),
+                        sharing,
+                    );
+                }
                 continue;
             }
             StreamEnd::Paused => return Ok(SegmentEnd::Paused),
@@ -1352,6 +1458,44 @@ async fn stream<T: StreamTarget>(
         attempt += 1;
         retry_wait(ctx, transfer, shared, reason, attempt, None).await?;
     }
+}
+
+/// After a compressed response from a peer: when its link carried more than
+/// [`super::source::FAST_LINK`] (the response's wire rate times the connections sharing it), the
+/// peer is not asked to compress again in this process: on such a link compressing costs more
+/// time than it saves.
+fn judge_link(
+    peer: &super::source::PeerSource,
+    path: &str,
+    served: u64,
+    wire: u64,
+    elapsed: Duration,
+    sharing: f64,
+) {
+    let rate = link_rate(wire, elapsed, sharing);
+    tracing::debug!(
+        path,
+        peer = %crate::peers::peer_id(&peer.fingerprint),
+        served,
+        wire,
+        rate,
+        "A compressed range from a peer"
+    );
+    if rate.is_some_and(|rate| rate > super::source::FAST_LINK) {
+        peer.fast_link.store(true, Ordering::Relaxed);
+        tracing::info!(
+            peer = %crate::peers::peer_id(&peer.fingerprint),
+            rate_mb_s = rate.unwrap_or_default() / 1e6,
+            "The link to a peer is faster than compression pays for; its transfers are no longer compressed"
+        );
+    }
+}
+
+/// Bytes per second a peer's link carried during one compressed response: its wire bytes over
+/// its time, times the connections sharing the link; `None` for a response too short (under
+/// 1 MiB on the wire) to say anything about the link.
+fn link_rate(wire: u64, elapsed: Duration, sharing: f64) -> Option<f64> {
+    (wire >= 1 << 20).then(|| wire as f64 / elapsed.as_secs_f64().max(1e-3) * sharing.max(1.0))
 }
 
 /// What a failure says about the source that caused it, for the message when it is left.
@@ -1568,4 +1712,20 @@ async fn sequential_stream(
     // chunk was recorded is the caller's check.
     stream(ctx, transfer, shared, &mut target).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_is_judged_by_its_wire_rate_across_its_connections() {
+        let second = Duration::from_secs(1);
+        assert_eq!(link_rate(1000, second, 1.0), None, "too short to judge");
+        let one = link_rate(100 << 20, second, 1.0).unwrap();
+        assert!((one - 104_857_600.0).abs() < 1.0);
+        // Two connections at that rate each: the link carried twice as much, past 1 Gbit/s.
+        let two = link_rate(100 << 20, second, 2.0).unwrap();
+        assert!(one < super::super::source::FAST_LINK && two > super::super::source::FAST_LINK);
+    }
 }

@@ -26,6 +26,9 @@ pub struct PeersView {
     /// Whether this machine shares (listens and announces itself while the app or `mcache
     /// serve` runs, and uses paired peers as sources).
     pub sharing: bool,
+    /// Whether downloads ask paired peers for compressed transfers of F16/BF16 safetensors
+    /// files (`Engine::set_peer_compression`).
+    pub compress: bool,
     /// This machine as peers see it.
     pub this: ThisPeer,
     /// The paired peers.
@@ -154,6 +157,28 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether downloads ask paired peers for compressed transfers of F16/BF16 safetensors
+    /// files (off until the user turns it on: it saves time only on links of about 1 Gbit/s
+    /// or less, `docs/peers.md`).
+    pub fn peer_compression(&self) -> bool {
+        self.inner
+            .index
+            .peer_state(crate::download::peers::COMPRESS)
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("on")
+    }
+
+    /// Turns compressed peer transfers on or off (for downloads that start afterwards).
+    pub fn set_peer_compression(&self, on: bool) -> Result<(), EngineError> {
+        self.inner.index.set_peer_state(
+            crate::download::peers::COMPRESS,
+            Some(if on { "on" } else { "off" }),
+        )?;
+        Ok(())
+    }
+
     /// Records the port this machine's peer listener has (`None` when it stops), so a pairing
     /// started from another process (the CLI beside the app) can tell the peer where it listens.
     pub fn note_peer_port(&self, port: Option<u16>) {
@@ -187,6 +212,7 @@ impl Engine {
             .collect();
         Ok(PeersView {
             sharing: self.sharing(),
+            compress: self.peer_compression(),
             this: ThisPeer {
                 peer_id: identity.peer_id(),
                 name: self.peer_name(),

@@ -509,6 +509,19 @@ impl HubClient {
         range: Option<Range<u64>>,
         if_range: Option<&str>,
     ) -> Result<RangeResponse, HubError> {
+        self.get_range_encoded(url, range, if_range, false).await
+    }
+
+    /// [`HubClient::get_range_once`], asking a paired peer for the compressed encoding of
+    /// `crate::peers::planes` when `planes` is set; [`RangeResponse::planes`] says whether the
+    /// body is in it.
+    pub async fn get_range_encoded(
+        &self,
+        url: &str,
+        range: Option<Range<u64>>,
+        if_range: Option<&str>,
+        planes: bool,
+    ) -> Result<RangeResponse, HubError> {
         self.check_online(|| format!("download `{}`", redact_url(url)))?;
         let start = parse_url(url)?;
         if let Some(range) = &range
@@ -531,6 +544,10 @@ impl HubClient {
                 if let Some(validator) = if_range {
                     request = request.header(header::IF_RANGE, validator);
                 }
+                if planes {
+                    request = request
+                        .header(crate::peers::planes::HEADER, crate::peers::planes::ENCODING);
+                }
                 request
             })
             .await?;
@@ -552,12 +569,17 @@ impl HubClient {
             .and_then(|v| v.to_str().ok())
             .map(normalize_etag);
         let content_length = header_u64(headers, header::CONTENT_LENGTH.as_str());
+        let planes = planes
+            && headers
+                .get(crate::peers::planes::HEADER)
+                .is_some_and(|v| v.as_bytes() == crate::peers::planes::ENCODING.as_bytes());
         Ok(RangeResponse {
             status: status.as_u16(),
             partial,
             content_range,
             etag,
             content_length,
+            planes,
             body: response,
         })
     }

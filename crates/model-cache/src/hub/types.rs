@@ -108,6 +108,9 @@ pub struct RangeResponse {
     pub etag: Option<String>,
     /// `Content-Length` of the body, when sent.
     pub content_length: Option<u64>,
+    /// Whether the body is in the compressed encoding a paired peer was asked for
+    /// (`crate::peers::planes`): `content_range` names the file's bytes all the same.
+    pub planes: bool,
     /// The body, to be read with `chunk()` or `bytes_stream()`.
     pub body: reqwest::Response,
 }

@@ -9,6 +9,8 @@
 //! - [`pairing`]: the short code shown on one machine and typed on the other, run as a SPAKE2
 //!   key exchange over the (not yet pinned) TLS connection with the two certificates'
 //!   fingerprints as identities, and the proofs of the key both sides exchange.
+//! - [`planes`]: the compressed encoding of a range of an F16/BF16 safetensors file (byte
+//!   planes, then zstd), asked for by a download when the user turned it on.
 //! - [`client`]: requests to a paired peer (pairing, the "a ref moved" notice) and the
 //!   `HubClient` a download uses to read a peer's copy of a file.
 //!
@@ -25,6 +27,7 @@
 pub mod client;
 pub mod identity;
 pub mod pairing;
+pub mod planes;
 pub mod tls;
 
 use sha2::{Digest, Sha256};
