@@ -55,6 +55,18 @@ fn two_machines_pair_with_a_code_and_one_serves_the_other() {
     let b = World::new();
     let view = a.run(&["--json", "peers"]).json();
     assert_eq!(view["sharing"], false, "{view}");
+    assert_eq!(
+        view["compress"], false,
+        "compression is off by default: {view}"
+    );
+    let on = a.run(&["peers", "compress", "on"]);
+    on.ok();
+    assert!(on.stderr.contains("Compression is on"), "{}", on.stderr);
+    assert_eq!(a.run(&["--json", "peers"]).json()["compress"], true);
+    assert!(a.run(&["peers"]).stderr.contains("compression on"));
+    a.run(&["peers", "compress", "off"]).ok();
+    assert_eq!(a.run(&["--json", "peers"]).json()["compress"], false);
+    assert_ne!(a.run(&["peers", "compress", "maybe"]).code, 0);
     let refused = a.run(&["peers", "pair"]);
     assert_ne!(refused.code, 0);
     assert!(
