@@ -3,6 +3,7 @@ the real app window, started as the session's browser."""
 
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.error
@@ -43,12 +44,47 @@ def _status():
 
 
 def start_driver(env=None):
-    """Starts WebKitWebDriver (the app it launches inherits `env`) and waits until it is ready."""
+    """Starts WebKitWebDriver (the app it launches inherits `env`) and waits until it is ready.
+    The driver and the apps it starts form a process group of their own, which `stop_driver`
+    ends."""
     driver = subprocess.Popen(["WebKitWebDriver", f"--port={PORT}"],
                               env={**(env or os.environ), "TAURI_WEBVIEW_AUTOMATION": "true"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     wait_for("WebKitWebDriver", _status, 30)
     return driver
+
+
+def _group_alive(group):
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def stop_driver(driver):
+    """Stops the driver and every app it started, and waits until they are gone: an app left
+    running (closing its window only hides it in the tray) would take the next launch's
+    single-instance hand-over, and that launch would never show a window."""
+    group = driver.pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.time() + 10
+        while _group_alive(group) and time.time() < deadline:
+            try:
+                driver.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        if not _group_alive(group):
+            break
+    try:
+        driver.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 class Session:

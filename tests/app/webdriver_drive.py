@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from wd import Session, start_driver, wait_for
+from wd import stop_driver, Session, start_driver, wait_for
 
 APP, OUT, HUB = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -58,5 +58,4 @@ try:
     print("the folder came back and the app started on it:", cache_dir)
     window.close()
 finally:
-    driver.terminate()
-    driver.wait(timeout=10)
+    stop_driver(driver)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from wd import Session, call, start_driver, wait_for
+from wd import stop_driver, Session, call, start_driver, wait_for
 
 APP, OUT = sys.argv[1], sys.argv[2]
 
@@ -202,5 +202,4 @@ try:
     print("a pasted huggingface.co/.../blob/main/<file> URL selected the variant holding the file")
     call("DELETE", s)
 finally:
-    driver.terminate()
-    driver.wait(timeout=10)
+    stop_driver(driver)
