@@ -24,6 +24,12 @@
 //! library do (`Engine::cache_list`) cold, warm, and after the index is deleted, then with
 //! `huggingface_hub.scan_cache_dir()`; prints the times and the ratios.
 //!
+//! `--scenario slow-links [--size 64MiB]`: one file over a 2 MB/s link and over a 200 MB/s
+//! one (no cap per connection), each pulled with the connection ramp (4 at first, more while
+//! they bring more) and with all `--connections` at once: prints the time to the first
+//! complete chunk, the whole pull's time, and the bytes fetched twice after a kill -9 (the
+//! bytes at risk on an interruption).
+//!
 //! `--scenario two-sources`: one file from two emulators (the endpoint capped at A MB/s, a
 //! mirror at B MB/s), first from each alone (the baselines), then from both at once; prints the
 //! fraction of A + B achieved.
@@ -291,6 +297,10 @@ fn main() {
     }
     if options.scenario == "big-cache" {
         big_cache(&options);
+        return;
+    }
+    if options.scenario == "slow-links" {
+        slow_links(&options);
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -870,4 +880,137 @@ fn big_cache(options: &Options) {
         None => println!("  huggingface_hub: skipped (no target/py-venv)"),
     }
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// What one pull over a capped link showed.
+struct LinkFigures {
+    first_chunk_s: f64,
+    seconds: f64,
+    refetched: u64,
+}
+
+/// `--scenario slow-links`.
+fn slow_links(options: &Options) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let size_asked = if options.size == 4 << 30 { 64 << 20 } else { options.size };
+    let emulator = runtime
+        .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(size_asked)))
+        .expect("emulator");
+    let size = emulator
+        .catalog()
+        .file(hub_emulator::RepoKind::Model, "demo/big", "main", FILE)
+        .map(|f| f.size())
+        .unwrap_or(size_asked);
+    let base = std::env::temp_dir().join(format!("mc-bench-links-{}", std::process::id()));
+    println!(
+        "file {:.1} MiB, chunks of {} KiB, at most {} connections",
+        size as f64 / 1048576.0,
+        options.chunk / 1024,
+        options.connections
+    );
+    for link in [2_000_000u64, 200_000_000] {
+        emulator.faults().clear();
+        emulator
+            .faults()
+            .set(FaultRule::global(Fault::TotalBandwidth(link)).on("/cdn/*"));
+        // Interrupted about a third of the way through.
+        let kill_after = Duration::from_secs_f64(size as f64 / link as f64 / 3.0);
+        let mut figures = Vec::new();
+        for (name, start) in [("all at once", 0usize), ("ramp from 4", 4)] {
+            let dir = base.join(format!("{link}-{start}"));
+            let whole = pull_over_link(&emulator, &dir, options, start, None);
+            let _ = std::fs::remove_dir_all(&dir);
+            let before = emulator.bytes_served();
+            pull_over_link(&emulator, &dir, options, start, Some(kill_after));
+            pull_over_link(&emulator, &dir, options, start, None);
+            let refetched = (emulator.bytes_served() - before).saturating_sub(size);
+            let _ = std::fs::remove_dir_all(&dir);
+            println!(
+                "{:>4.0} MB/s, {name:<11}: first complete chunk after {:.2} s, whole file {:.2} s, {:.2} MiB fetched twice after a kill -9 at {:.1} s",
+                link as f64 / 1e6,
+                whole.first_chunk_s,
+                whole.seconds,
+                refetched as f64 / 1048576.0,
+                kill_after.as_secs_f64()
+            );
+            figures.push(LinkFigures {
+                refetched,
+                ..whole
+            });
+        }
+        let (fixed, ramp) = (&figures[0], &figures[1]);
+        println!(
+            "{:>4.0} MB/s: ramp / all at once: first chunk {:.2}x the time, whole file {:.2}x, bytes at risk {:.2}x",
+            link as f64 / 1e6,
+            ramp.first_chunk_s / fixed.first_chunk_s.max(1e-9),
+            ramp.seconds / fixed.seconds.max(1e-9),
+            ramp.refetched as f64 / (fixed.refetched as f64).max(1.0)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// One pull in a child with `start` connections at first; with `kill_after`, SIGKILLed then.
+fn pull_over_link(
+    emulator: &Emulator,
+    dir: &Path,
+    options: &Options,
+    start: usize,
+    kill_after: Option<Duration>,
+) -> LinkFigures {
+    let began = Instant::now();
+    let mut child = Command::new(child_binary())
+        .args([
+            emulator.url(),
+            dir.join("hub").display().to_string(),
+            dir.join("data").display().to_string(),
+            "demo/big".into(),
+            FILE.into(),
+            options.chunk.to_string(),
+            "0".into(),
+            options.connections.to_string(),
+            "events".into(),
+        ])
+        .env("MCACHE_START_CONNECTIONS", start.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("pull_child starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = std::sync::mpsc::channel::<serde_json::Value>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str(&line) {
+                let _ = sender.send(value);
+            }
+        }
+    });
+    let mut first_chunk_s = f64::NAN;
+    loop {
+        while let Ok(event) = receiver.try_recv() {
+            if event["event"].as_str() == Some("chunk_done") && first_chunk_s.is_nan() {
+                first_chunk_s = event["t_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+            }
+        }
+        if kill_after.is_some_and(|after| began.elapsed() >= after) {
+            let _ = child.kill();
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            if kill_after.is_none() && !status.success() {
+                panic!("pull_child failed: {status}");
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = reader.join();
+    LinkFigures {
+        first_chunk_s,
+        seconds: began.elapsed().as_secs_f64(),
+        refetched: 0,
+    }
 }

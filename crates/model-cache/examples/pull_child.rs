@@ -5,7 +5,8 @@
 //! pull_child ENDPOINT HUB_CACHE DATA_DIR REPO FILE CHUNK_SIZE RATE_BYTES_PER_S CONNECTIONS [events]
 //! ```
 //!
-//! A rate of 0 means unlimited. With `events`, every progress event is printed first, one JSON
+//! A rate of 0 means unlimited. `MCACHE_START_CONNECTIONS` sets the connections a transfer
+//! starts with (0: all at once). With `events`, every progress event is printed first, one JSON
 //! line each with the milliseconds since start in `t_ms`. On success it prints one JSON line with the summary and exits
 //! 0; on failure it prints the error to stderr and exits 1.
 
@@ -50,6 +51,13 @@ fn main() {
     settings.limits.max_bytes_per_second = Some(number(6)).filter(|r| *r > 0);
     settings.limits.connections = number(7) as usize;
     settings.limits.connections_per_host = number(7) as usize;
+    // The benchmark compares the connection ramp with every connection at once (0).
+    if let Some(start) = std::env::var("MCACHE_START_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.limits.start_connections = start;
+    }
     let repo = RepoId::model(&args[3]).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(2)

@@ -256,6 +256,14 @@ pub struct Limits {
     /// See [`Limits::checkpoint_every`].
     #[serde(default = "default_checkpoint_bytes")]
     pub checkpoint_bytes: u64,
+    /// Connections a file's transfer starts with; it adds more while they bring more
+    /// throughput (`download/ramp.rs`), up to the limits above. 0 opens them all at once.
+    #[serde(default = "default_start_connections")]
+    pub start_connections: usize,
+}
+
+fn default_start_connections() -> usize {
+    4
 }
 
 fn default_checkpoint_every() -> Duration {
@@ -277,6 +285,7 @@ impl Default for Limits {
             buffer_size: 256 * 1024,
             checkpoint_every: default_checkpoint_every(),
             checkpoint_bytes: default_checkpoint_bytes(),
+            start_connections: default_start_connections(),
         }
     }
 }

@@ -37,6 +37,7 @@ mod events;
 mod jobs;
 mod limits;
 pub(crate) mod peers;
+mod ramp;
 mod plan;
 mod source;
 mod transfer;
@@ -195,6 +196,7 @@ struct Inner {
     retry: RetryPolicy,
     stall: Duration,
     checkpoint: transfer::Checkpoint,
+    start_connections: usize,
     offline: bool,
     /// The team bucket: a source for every file it has, and where verified downloads go when
     /// `push` is set.
@@ -219,6 +221,7 @@ impl Downloader {
                 chunk_size: settings.limits.chunk_size.max(1),
                 retry: settings.retry.clone(),
                 stall: settings.timeouts.stall,
+                start_connections: settings.limits.start_connections,
                 checkpoint: transfer::Checkpoint {
                     every: settings.limits.checkpoint_every,
                     bytes: settings.limits.checkpoint_bytes.max(1),
@@ -512,6 +515,7 @@ async fn run_online(
         retry: inner.retry.clone(),
         stall: inner.stall,
         checkpoint: inner.checkpoint,
+        start_connections: inner.start_connections,
         reporter: reporter.clone(),
         control: control.clone(),
         db: inner.db.clone(),

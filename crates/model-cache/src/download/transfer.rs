@@ -44,6 +44,8 @@ pub(crate) struct TransferContext {
     pub retry: RetryPolicy,
     pub stall: Duration,
     pub checkpoint: Checkpoint,
+    /// Connections a file's transfer starts with (see [`super::ramp`]).
+    pub start_connections: usize,
     pub reporter: Arc<dyn Reporter>,
     pub control: JobControl,
     pub db: JobDb,
@@ -212,6 +214,26 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     notify: Notify,
     hasher: Mutex<Option<PrefixHasher>>,
+    /// Connections receiving a body now, and the body bytes received in all: what the
+    /// connection ramp measures.
+    streaming: std::sync::atomic::AtomicUsize,
+    received: AtomicU64,
+}
+
+/// Counts a connection as streaming while it lives.
+struct Streaming<'a>(&'a Shared);
+
+impl<'a> Streaming<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        shared.streaming.fetch_add(1, Ordering::SeqCst);
+        Streaming(shared)
+    }
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        self.0.streaming.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct State {
@@ -289,6 +311,8 @@ impl Shared {
             }),
             notify: Notify::new(),
             hasher: Mutex::new(hasher),
+            streaming: Default::default(),
+            received: AtomicU64::new(0),
         });
         let _ = shared.advance_prefix(plan);
         shared
@@ -636,6 +660,7 @@ pub(crate) async fn run_parallel(
     let sender = &committer.sender;
     let mut tasks: JoinSet<Result<SegmentEnd, TransferFailure>> = JoinSet::new();
     let mut paused_reported = false;
+    let mut ramp = super::ramp::Ramp::new(ctx.start_connections, ctx.limits.max_connections());
     let result: Result<(), TransferFailure> = loop {
         if let Some(error) = shared.take_error() {
             break Err(error.into());
@@ -666,7 +691,16 @@ pub(crate) async fn run_parallel(
                 repo: transfer.repo.clone(),
             });
         }
+        if let Some(now) = ramp.observe(
+            Instant::now(),
+            shared.streaming.load(Ordering::SeqCst),
+            shared.received.load(Ordering::SeqCst),
+        ) {
+            tracing::debug!(path = %transfer.path, connections = now, "Connections for a file");
+        }
+        let room = tasks.len() < ramp.allowed();
         if !ctx.control.is_paused()
+            && room
             && let Some(segment) = shared.pop_queue()
         {
             let Some(source) = transfer.sources.pick(segment.avoid) else {
@@ -707,6 +741,7 @@ pub(crate) async fn run_parallel(
         // Nothing queued: a free connection to the fastest source may take over half of a
         // straggler's range.
         if !ctx.control.is_paused()
+            && room
             && !tasks.is_empty()
             && let Some(source) = transfer.sources.fastest()
             && let Some(permit) = ctx
@@ -1367,11 +1402,13 @@ async fn stream<T: StreamTarget>(
             }
         };
         let from = segment.pos.load(Ordering::SeqCst);
+        let streaming = Streaming::start(shared);
         let outcome = loop {
             let bytes = match next_bytes(ctx, &mut body, T::PAUSABLE).await? {
                 Ok(bytes) => bytes,
                 Err(end) => break end,
             };
+            shared.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             let mut piece: &[u8] = &bytes;
             if skip > 0 {
                 let dropped = skip.min(piece.len() as u64);
@@ -1411,6 +1448,7 @@ async fn stream<T: StreamTarget>(
                 break StreamEnd::Complete;
             }
         };
+        drop(streaming);
         buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
         target.written(shared);
         let served = segment.pos.load(Ordering::SeqCst).saturating_sub(from);
