@@ -896,9 +896,15 @@ fn slow_links(options: &Options) {
         .enable_all()
         .build()
         .expect("runtime");
-    let size_asked = if options.size == 4 << 30 { 64 << 20 } else { options.size };
+    let size_asked = if options.size == 4 << 30 {
+        64 << 20
+    } else {
+        options.size
+    };
     let emulator = runtime
-        .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(size_asked)))
+        .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(
+            size_asked,
+        )))
         .expect("emulator");
     let size = emulator
         .catalog()
@@ -937,10 +943,7 @@ fn slow_links(options: &Options) {
                 refetched as f64 / 1048576.0,
                 kill_after.as_secs_f64()
             );
-            figures.push(LinkFigures {
-                refetched,
-                ..whole
-            });
+            figures.push(LinkFigures { refetched, ..whole });
         }
         let (fixed, ramp) = (&figures[0], &figures[1]);
         println!(

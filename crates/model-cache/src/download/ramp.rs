@@ -136,7 +136,10 @@ mod tests {
     #[test]
     fn a_link_that_caps_each_connection_gets_all_it_can_use() {
         // 40 MB/s per connection, 400 MB/s in all.
-        assert_eq!(settle(4, 16, |n| (n as f64 * 40.0 * MB).min(400.0 * MB)), 16);
+        assert_eq!(
+            settle(4, 16, |n| (n as f64 * 40.0 * MB).min(400.0 * MB)),
+            16
+        );
     }
 
     #[test]

@@ -221,16 +221,16 @@ pub(crate) struct Shared {
 }
 
 /// Counts a connection as streaming while it lives.
-struct Streaming<'a>(&'a Shared);
+struct Receiving<'a>(&'a Shared);
 
-impl<'a> Streaming<'a> {
+impl<'a> Receiving<'a> {
     fn start(shared: &'a Shared) -> Self {
         shared.streaming.fetch_add(1, Ordering::SeqCst);
-        Streaming(shared)
+        Receiving(shared)
     }
 }
 
-impl Drop for Streaming<'_> {
+impl Drop for Receiving<'_> {
     fn drop(&mut self) {
         self.0.streaming.fetch_sub(1, Ordering::SeqCst);
     }
@@ -1402,13 +1402,15 @@ async fn stream<T: StreamTarget>(
             }
         };
         let from = segment.pos.load(Ordering::SeqCst);
-        let streaming = Streaming::start(shared);
+        let receiving = Receiving::start(shared);
         let outcome = loop {
             let bytes = match next_bytes(ctx, &mut body, T::PAUSABLE).await? {
                 Ok(bytes) => bytes,
                 Err(end) => break end,
             };
-            shared.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            shared
+                .received
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             let mut piece: &[u8] = &bytes;
             if skip > 0 {
                 let dropped = skip.min(piece.len() as u64);
@@ -1448,7 +1450,7 @@ async fn stream<T: StreamTarget>(
                 break StreamEnd::Complete;
             }
         };
-        drop(streaming);
+        drop(receiving);
         buffer = flush(ctx, transfer, shared, &segment, buffer).await?;
         target.written(shared);
         let served = segment.pos.load(Ordering::SeqCst).saturating_sub(from);
