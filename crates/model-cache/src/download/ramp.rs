@@ -89,10 +89,12 @@ impl Ramp {
         {
             self.settled = true;
             self.allowed = fewer;
+        } else if self.allowed >= self.max {
+            // Every connection the limits allow, and they pay.
+            self.settled = true;
         } else {
             self.before = Some((rate, self.allowed));
             self.allowed = (self.allowed * 2).min(self.max);
-            self.settled = self.allowed >= self.max;
         }
         tracing::debug!(
             rate_mb_s = rate / 1e6,
