@@ -30,6 +30,11 @@
 //! complete chunk, the whole pull's time, and the bytes fetched twice after a kill -9 (the
 //! bytes at risk on an interruption).
 //!
+//! `--scenario split [--size 4GiB]`: a GGUF split in 5 files pulled as one variant (Q8_0),
+//! against `demo/big`'s one file of the same size, both through the engine over the same
+//! capped link (`--link-mbps`, `--conn-mbps`): prints both times, the share of the link each
+//! used, and their ratio.
+//!
 //! `--scenario two-sources`: one file from two emulators (the endpoint capped at A MB/s, a
 //! mirror at B MB/s), first from each alone (the baselines), then from both at once; prints the
 //! fraction of A + B achieved.
@@ -44,6 +49,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hub_emulator::faults::parse_size;
@@ -297,6 +303,10 @@ fn main() {
     }
     if options.scenario == "big-cache" {
         big_cache(&options);
+        return;
+    }
+    if options.scenario == "split" {
+        split(&options);
         return;
     }
     if options.scenario == "slow-links" {
@@ -1022,4 +1032,109 @@ fn pull_over_link(
         seconds: began.elapsed().as_secs_f64(),
         refetched: 0,
     }
+}
+
+/// `--scenario split`.
+fn split(options: &Options) {
+    use hub_emulator::generate::{GgufSpec, LlamaFileType};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let emulator = runtime
+        .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(
+            options.size,
+        )))
+        .expect("emulator");
+    let one = emulator
+        .catalog()
+        .file(hub_emulator::RepoKind::Model, "demo/big", "main", FILE)
+        .map(|f| f.size())
+        .unwrap_or(options.size);
+    let mut repo = hub_emulator::Repo::new(hub_emulator::RepoKind::Model, "bench/big-split");
+    let spec = GgufSpec::llama("Big-Split", LlamaFileType::Q8_0, one);
+    let parts: Vec<_> = spec
+        .split(5)
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            hub_emulator::FileChange::put(
+                format!("big-split-Q8_0-{:05}-of-00005.gguf", i + 1),
+                part.build(),
+            )
+        })
+        .collect();
+    repo.commit("main", "Upload a split model", parts);
+    emulator.catalog().add(repo);
+    emulator
+        .faults()
+        .set(FaultRule::global(Fault::ConnectionBandwidth(options.conn)).on("/cdn/*"));
+    emulator
+        .faults()
+        .set(FaultRule::global(Fault::TotalBandwidth(options.link)).on("/cdn/*"));
+    let base = std::env::temp_dir().join(format!("mc-bench-split-{}", std::process::id()));
+    let pull = |name: &str, repo: &str, variant: Option<&str>| -> (f64, u64) {
+        let dir = base.join(name);
+        let mut settings = Settings::new(dir.join("hub"), dir.join("data"));
+        settings.endpoint = emulator.url();
+        settings.limits.chunk_size = options.chunk;
+        settings.limits.connections = options.connections;
+        settings.limits.connections_per_host = options.connections;
+        let engine = runtime.block_on(async {
+            model_cache::engine::Engine::open(
+                settings,
+                model_cache::engine::EngineOptions {
+                    run_queue: false,
+                    ..model_cache::engine::EngineOptions::system()
+                },
+            )
+            .expect("engine")
+        });
+        let request = model_cache::engine::PullRequest {
+            variant: variant.map(str::to_string),
+            include: if variant.is_none() {
+                vec![FILE.to_string()]
+            } else {
+                Vec::new()
+            },
+            ..model_cache::engine::PullRequest::repo(repo.parse().expect("repo id"))
+        };
+        let served = emulator.bytes_served();
+        let started = Instant::now();
+        runtime.block_on(async {
+            let plan = engine.plan_pull(&request).await.expect("plan");
+            engine
+                .download(&plan, Arc::new(model_cache::download::NoReporter))
+                .wait()
+                .await
+                .expect("pull");
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        let bytes = emulator.bytes_served() - served;
+        drop(engine);
+        let _ = std::fs::remove_dir_all(&dir);
+        (seconds, bytes)
+    };
+    println!(
+        "{:.1} MiB in one file and in 5 parts, link {:.0} MB/s, {:.0} MB/s per connection",
+        one as f64 / 1048576.0,
+        options.link as f64 / 1e6,
+        options.conn as f64 / 1e6
+    );
+    let (one_s, one_bytes) = pull("one", "demo/big", None);
+    let (split_s, split_bytes) = pull("split", "bench/big-split", Some("Q8_0"));
+    for (name, seconds, bytes) in [
+        ("one file", one_s, one_bytes),
+        ("5-way split variant", split_s, split_bytes),
+    ] {
+        println!(
+            "{name}: {:.2} s, {:.1} MB/s = {:.1} % of the link",
+            seconds,
+            bytes as f64 / seconds / 1e6,
+            100.0 * bytes as f64 / seconds / options.link as f64
+        );
+    }
+    println!("split / one file: {:.2}x the time", split_s / one_s);
+    let _ = std::fs::remove_dir_all(&base);
 }
