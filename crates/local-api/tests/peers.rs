@@ -458,6 +458,13 @@ async fn a_peer_serving_corrupted_bytes_is_dropped_for_the_file_and_the_file_is_
 /// A TCP relay in front of a peer that gives up after `budget` bytes towards the client:
 /// every connection is cut and new ones are refused (the peer's link went down).
 async fn failing_link(target: SocketAddr, budget: u64) -> (SocketAddr, Arc<AtomicU64>) {
+    // A slow link, so the others have work left when it dies.
+    relay(target, budget, Duration::from_millis(5)).await
+}
+
+/// A TCP relay to `target` that counts the bytes towards the client, waits `pause` after each
+/// read of up to 16 KiB, and after `budget` bytes cuts every connection and refuses new ones.
+async fn relay(target: SocketAddr, budget: u64, pause: Duration) -> (SocketAddr, Arc<AtomicU64>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let sent = Arc::new(AtomicU64::new(0));
@@ -491,15 +498,18 @@ async fn failing_link(target: SocketAddr, budget: u64) -> (SocketAddr, Arc<Atomi
                             Ok(0) | Err(_) => return,
                             Ok(n) => n,
                         };
-                        if sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > budget {
+                        if sent
+                            .fetch_add(n as u64, Ordering::SeqCst)
+                            .saturating_add(n as u64)
+                            > budget
+                        {
                             down.store(true, Ordering::SeqCst);
                             return;
                         }
                         if client_write.write_all(&buffer[..n]).await.is_err() {
                             return;
                         }
-                        // A slow link, so the others have work left when it dies.
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        tokio::time::sleep(pause).await;
                     }
                 };
                 tokio::select! {
@@ -752,42 +762,7 @@ fn bf16_safetensors(values: usize) -> Vec<u8> {
 /// A TCP relay to `target` that counts the bytes towards the client and paces them to about
 /// 16 MB/s (a link slow enough for compression to pay).
 async fn counting_link(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sent = Arc::new(AtomicU64::new(0));
-    let counter = sent.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let sent = counter.clone();
-            tokio::spawn(async move {
-                let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
-                    return;
-                };
-                let (mut client_read, mut client_write) = client.split();
-                let (mut server_read, mut server_write) = server.split();
-                let up = tokio::io::copy(&mut client_read, &mut server_write);
-                let downstream = async {
-                    let mut buffer = vec![0u8; 16 * 1024];
-                    loop {
-                        let n = match server_read.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        sent.fetch_add(n as u64, Ordering::SeqCst);
-                        if client_write.write_all(&buffer[..n]).await.is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                };
-                tokio::select! {
-                    _ = up => {}
-                    () = downstream => {}
-                }
-            });
-        }
-    });
-    (addr, sent)
+    relay(target, u64::MAX, Duration::from_millis(1)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

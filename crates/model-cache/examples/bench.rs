@@ -313,27 +313,7 @@ fn main() {
         slow_links(&options);
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let emulator = runtime
-        .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(
-            options.size,
-        )))
-        .expect("emulator");
-    let size = emulator
-        .catalog()
-        .file(hub_emulator::RepoKind::Model, "demo/big", "main", FILE)
-        .map(|f| f.size())
-        .unwrap_or(options.size);
-    emulator
-        .faults()
-        .set(FaultRule::global(Fault::ConnectionBandwidth(options.conn)).on("/cdn/*"));
-    emulator
-        .faults()
-        .set(FaultRule::global(Fault::TotalBandwidth(options.link)).on("/cdn/*"));
+    let (runtime, emulator, size) = capped_emulator(options.size, &options);
     let mb = |bytes: f64| bytes / 1e6;
     println!(
         "file {:.1} MiB, link {:.0} MB/s, {:.0} MB/s per connection, {} connections, chunks of {} KiB",
@@ -1037,21 +1017,7 @@ fn pull_over_link(
 /// `--scenario split`.
 fn split(options: &Options) {
     use hub_emulator::generate::{GgufSpec, LlamaFileType};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let emulator = runtime
-        .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(
-            options.size,
-        )))
-        .expect("emulator");
-    let one = emulator
-        .catalog()
-        .file(hub_emulator::RepoKind::Model, "demo/big", "main", FILE)
-        .map(|f| f.size())
-        .unwrap_or(options.size);
+    let (runtime, emulator, one) = capped_emulator(options.size, options);
     let mut repo = hub_emulator::Repo::new(hub_emulator::RepoKind::Model, "bench/big-split");
     let spec = GgufSpec::llama("Big-Split", LlamaFileType::Q8_0, one);
     let parts: Vec<_> = spec
@@ -1067,12 +1033,6 @@ fn split(options: &Options) {
         .collect();
     repo.commit("main", "Upload a split model", parts);
     emulator.catalog().add(repo);
-    emulator
-        .faults()
-        .set(FaultRule::global(Fault::ConnectionBandwidth(options.conn)).on("/cdn/*"));
-    emulator
-        .faults()
-        .set(FaultRule::global(Fault::TotalBandwidth(options.link)).on("/cdn/*"));
     let base = std::env::temp_dir().join(format!("mc-bench-split-{}", std::process::id()));
     let pull = |name: &str, repo: &str, variant: Option<&str>| -> (f64, u64) {
         let dir = base.join(name);
@@ -1137,4 +1097,29 @@ fn split(options: &Options) {
     }
     println!("split / one file: {:.2}x the time", split_s / one_s);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A runtime and the emulator with `demo/big` of about `size` bytes, its CDN capped at
+/// `--conn-mbps` per connection and `--link-mbps` in all; and the file's exact size.
+fn capped_emulator(size: u64, options: &Options) -> (tokio::runtime::Runtime, Emulator, u64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let emulator = runtime
+        .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(size)))
+        .expect("emulator");
+    let exact = emulator
+        .catalog()
+        .file(hub_emulator::RepoKind::Model, "demo/big", "main", FILE)
+        .map(|f| f.size())
+        .unwrap_or(size);
+    emulator
+        .faults()
+        .set(FaultRule::global(Fault::ConnectionBandwidth(options.conn)).on("/cdn/*"));
+    emulator
+        .faults()
+        .set(FaultRule::global(Fault::TotalBandwidth(options.link)).on("/cdn/*"));
+    (runtime, emulator, exact)
 }
