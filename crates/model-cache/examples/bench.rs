@@ -293,25 +293,22 @@ fn single_stream(runtime: &tokio::runtime::Runtime, emulator: &Emulator, dir: &P
 
 fn main() {
     let options = options();
-    if options.scenario == "two-sources" {
-        two_sources(&options);
-        return;
-    }
-    if options.scenario == "many-files" {
-        many_files(&options);
-        return;
-    }
-    if options.scenario == "big-cache" {
-        big_cache(&options);
-        return;
-    }
-    if options.scenario == "split" {
-        split(&options);
-        return;
-    }
-    if options.scenario == "slow-links" {
-        slow_links(&options);
-        return;
+    let scenario: Option<fn(&Options)> = match options.scenario.as_str() {
+        "two-sources" => Some(two_sources),
+        "many-files" => Some(many_files),
+        "big-cache" => Some(big_cache),
+        "split" => Some(split),
+        "slow-links" => Some(slow_links),
+        "single" => None,
+        other => {
+            eprintln!(
+                "Unknown scenario `{other}`: single, two-sources, many-files, big-cache, split or slow-links"
+            );
+            std::process::exit(2);
+        }
+    };
+    if let Some(run) = scenario {
+        return run(&options);
     }
     let (runtime, emulator, size) = capped_emulator(options.size, &options);
     let mb = |bytes: f64| bytes / 1e6;
