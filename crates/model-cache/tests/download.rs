@@ -1429,3 +1429,56 @@ async fn a_file_without_a_published_hash_is_kept_only_over_https_and_marked_unve
         .unwrap();
     assert!(verified.files.iter().all(|f| !f.unverified));
 }
+
+/// Over a slow link (1 MB/s), a transfer keeps the few connections it starts with: when its
+/// first chunk completes it has asked for about 4 ranges (17 chunks), where opening every
+/// connection at once asks for 16 — each crawling, and each a partial chunk if the link drops.
+#[tokio::test]
+async fn a_slow_link_is_not_split_into_every_connection() {
+    const SMALL_CHUNK: u64 = 128 * 1024;
+    let mut asked = Vec::new();
+    for start in [0usize, 4] {
+        let rig = rig_with(EmulatorConfig::demo_with_big_size(2 << 20), |s| {
+            s.limits.chunk_size = SMALL_CHUNK;
+            s.limits.connections = 16;
+            s.limits.connections_per_host = 16;
+            s.limits.start_connections = start;
+        })
+        .await;
+        rig.emulator
+            .faults()
+            .set(FaultRule::global(Fault::TotalBandwidth(1_000_000)).on("/cdn/*"));
+        let cdn_ranges = |records: &[hub_emulator::RequestRecord]| {
+            records
+                .iter()
+                .filter(|r| r.path.starts_with("/cdn/") && r.range.is_some())
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let downloader = rig.downloader.clone();
+        let pull =
+            tokio::spawn(async move { downloader.download(big_request(), recorder()).await });
+        // The ranges asked for by the time the first whole chunk was served.
+        let at_first_chunk = loop {
+            let ranges = cdn_ranges(&rig.emulator.log().records());
+            if ranges.iter().any(|r| r.bytes_sent >= SMALL_CHUNK) {
+                break ranges.len();
+            }
+            assert!(
+                !pull.is_finished(),
+                "the pull ended before a chunk was seen"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let summary = pull.await.unwrap().unwrap();
+        let expected = upstream_bytes(&rig.emulator, "demo/big", "main", BIG);
+        assert_linked(&rig, "demo/big", &summary.commit, BIG, &expected);
+        eprintln!(
+            "start_connections {start}: {at_first_chunk} ranges asked at the first whole chunk"
+        );
+        asked.push(at_first_chunk);
+    }
+    assert!(asked[0] >= 12, "all at once: {asked:?}");
+    // Four, and the ones that replaced them as they ended (they end together on a fair link).
+    assert!(asked[1] <= 8, "the ramp kept a few: {asked:?}");
+}
