@@ -158,8 +158,14 @@ fn child_binary() -> PathBuf {
     binary
 }
 
-fn spawn_pull(emulator: &Emulator, dir: &Path, options: &Options) -> Child {
-    Command::new(child_binary())
+/// `pull_child` pulling `demo/big` into `dir`, its events on stdout; with `start`, the
+/// connections each transfer starts with (`MCACHE_START_CONNECTIONS`).
+fn spawn_pull(emulator: &Emulator, dir: &Path, options: &Options, start: Option<usize>) -> Child {
+    let mut command = Command::new(child_binary());
+    if let Some(start) = start {
+        command.env("MCACHE_START_CONNECTIONS", start.to_string());
+    }
+    command
         .args([
             emulator.url(),
             dir.join("hub").display().to_string(),
@@ -201,7 +207,7 @@ fn run_pull(
     kill_at: Option<f64>,
 ) -> PullFigures {
     let start = Instant::now();
-    let mut child = spawn_pull(emulator, dir, options);
+    let mut child = spawn_pull(emulator, dir, options, None);
     let pid = child.id();
     let stdout = child.stdout.take().expect("piped stdout");
     let (sender, receiver) = std::sync::mpsc::channel::<serde_json::Value>();
@@ -953,23 +959,7 @@ fn pull_over_link(
     kill_after: Option<Duration>,
 ) -> LinkFigures {
     let began = Instant::now();
-    let mut child = Command::new(child_binary())
-        .args([
-            emulator.url(),
-            dir.join("hub").display().to_string(),
-            dir.join("data").display().to_string(),
-            "demo/big".into(),
-            FILE.into(),
-            options.chunk.to_string(),
-            "0".into(),
-            options.connections.to_string(),
-            "events".into(),
-        ])
-        .env("MCACHE_START_CONNECTIONS", start.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("pull_child starts");
+    let mut child = spawn_pull(emulator, dir, options, Some(start));
     let stdout = child.stdout.take().expect("piped stdout");
     let (sender, receiver) = std::sync::mpsc::channel::<serde_json::Value>();
     let reader = std::thread::spawn(move || {
