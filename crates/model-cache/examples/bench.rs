@@ -884,26 +884,13 @@ struct LinkFigures {
 
 /// `--scenario slow-links`.
 fn slow_links(options: &Options) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
     let size_asked = if options.size == 4 << 30 {
         64 << 20
     } else {
         options.size
     };
-    let emulator = runtime
-        .block_on(Emulator::start(EmulatorConfig::demo_with_big_size(
-            size_asked,
-        )))
-        .expect("emulator");
-    let size = emulator
-        .catalog()
-        .file(hub_emulator::RepoKind::Model, "demo/big", "main", FILE)
-        .map(|f| f.size())
-        .unwrap_or(size_asked);
+    // The caps are replaced for each link below.
+    let (_runtime, emulator, size) = capped_emulator(size_asked, options);
     let base = std::env::temp_dir().join(format!("mc-bench-links-{}", std::process::id()));
     println!(
         "file {:.1} MiB, chunks of {} KiB, at most {} connections",

@@ -136,6 +136,8 @@ pub(crate) struct MirrorState {
     origins_noted: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// The address the mirror listens on (WebRTC sockets bind there too).
     ip: IpAddr,
+    /// Whether a file (by etag) is worth compressing for a peer (`planes`).
+    pub(crate) compressible: planes::Compressible,
 }
 
 impl MirrorState {
@@ -151,6 +153,7 @@ impl MirrorState {
             url: format!("https://{addr}"),
             origins_noted: Default::default(),
             ip: addr.ip(),
+            compressible: Default::default(),
         }
     }
 
@@ -290,6 +293,7 @@ pub async fn serve_mirror(
         url: url.clone(),
         origins_noted: Default::default(),
         ip: addr.ip(),
+        compressible: Default::default(),
     });
     let app = Router::new()
         .route("/api/webrtc/offer", axum::routing::post(webrtc_offer))

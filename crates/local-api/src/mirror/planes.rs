@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,8 +17,11 @@ use model_cache::peers::planes::{self, Encoder};
 use super::MirrorState;
 use super::routes::{Route, route};
 
-/// Whether a file (by etag) is worth compressing, as its header said; at most [`REMEMBERED`].
-static WORTH: LazyLock<Mutex<HashMap<String, bool>>> = LazyLock::new(Default::default);
+/// Whether a file (by etag) is worth compressing, as its header said: read once per file, at
+/// most [`REMEMBERED`] kept.
+#[derive(Debug, Default)]
+pub(crate) struct Compressible(Mutex<HashMap<String, bool>>);
+
 const REMEMBERED: usize = 4096;
 
 /// Whether the request asks for the encoding.
@@ -48,18 +51,18 @@ pub(crate) async fn encode(state: &MirrorState, path: &str, response: Response) 
     if !worth(state, path, &etag).await {
         return response;
     }
+    let encoder = match Encoder::new() {
+        Ok(encoder) => encoder,
+        Err(error) => {
+            tracing::warn!(%error, "Cannot compress for a peer; the range goes as it is");
+            return response;
+        }
+    };
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts
         .headers
         .insert(planes::HEADER, HeaderValue::from_static(planes::ENCODING));
-    let encoder = match Encoder::new() {
-        Ok(encoder) => encoder,
-        Err(error) => {
-            tracing::warn!(%error, "Cannot compress for a peer");
-            return Response::from_parts(parts, Body::empty());
-        }
-    };
     let stream = futures::stream::unfold(
         (body.into_data_stream(), Some(encoder)),
         |(mut body, mut encoder)| async move {
@@ -86,7 +89,12 @@ pub(crate) async fn encode(state: &MirrorState, path: &str, response: Response) 
 /// Whether the file `path` names (by the request's route) is worth compressing, remembered by
 /// its etag.
 async fn worth(state: &MirrorState, path: &str, etag: &str) -> bool {
-    if let Some(&known) = WORTH.lock().unwrap_or_else(|e| e.into_inner()).get(etag) {
+    let remembered = &state.compressible.0;
+    if let Some(&known) = remembered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(etag)
+    {
         return known;
     }
     let Some(Route::Resolve {
@@ -117,7 +125,7 @@ async fn worth(state: &MirrorState, path: &str, etag: &str) -> bool {
     .ok()
     .flatten()
     .unwrap_or(false);
-    let mut known = WORTH.lock().unwrap_or_else(|e| e.into_inner());
+    let mut known = remembered.lock().unwrap_or_else(|e| e.into_inner());
     if known.len() >= REMEMBERED {
         known.clear();
     }
