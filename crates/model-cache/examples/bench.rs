@@ -35,6 +35,15 @@
 //! capped link (`--link-mbps`, `--conn-mbps`): prints both times, the share of the link each
 //! used, and their ratio.
 //!
+//! `--scenario many-files [--latency-ms 0]` adds that delay to every request of the emulator
+//! (its Hub and its CDN alike), as a Hub across a real network has.
+//!
+//! `--scenario fast-link [--size 1GiB] [--profile]`: Debian's nginx (`apt-get install
+//! nginx-light`) serves the file with `sendfile` as the CDN the emulator's redirects name;
+//! `curl -o` of it against a pull, three of each alternating, quiet and then with one core
+//! busy beside them; prints the medians and their ratio. `--profile` adds the CPU each used
+//! (`perf stat`) and where the pull's CPU goes (`perf record`, self time).
+//!
 //! `--scenario two-sources`: one file from two emulators (the endpoint capped at A MB/s, a
 //! mirror at B MB/s), first from each alone (the baselines), then from both at once; prints the
 //! fraction of A + B achieved.
@@ -75,6 +84,10 @@ struct Options {
     files: usize,
     max_file: u64,
     repos: usize,
+    /// Added to every request of the emulator (`many-files`): a Hub across a real network.
+    latency_ms: u64,
+    /// Profile one pull with `perf` (`fast-link`).
+    profile: bool,
 }
 
 fn options() -> Options {
@@ -92,6 +105,8 @@ fn options() -> Options {
         files: 3000,
         max_file: 50 << 20,
         repos: 1000,
+        latency_ms: 0,
+        profile: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -120,6 +135,12 @@ fn options() -> Options {
             "--files" => options.files = size(value()) as usize,
             "--repos" => options.repos = size(value()) as usize,
             "--max-file" => options.max_file = size(value()),
+            "--latency-ms" => options.latency_ms = size(value()),
+            "--profile" => {
+                options.profile = true;
+                i += 1;
+                continue;
+            }
             "--timeline" => {
                 options.timeline = true;
                 i += 1;
@@ -166,17 +187,7 @@ fn spawn_pull(emulator: &Emulator, dir: &Path, options: &Options, start: Option<
         command.env("MCACHE_START_CONNECTIONS", start.to_string());
     }
     command
-        .args([
-            emulator.url(),
-            dir.join("hub").display().to_string(),
-            dir.join("data").display().to_string(),
-            "demo/big".into(),
-            FILE.into(),
-            options.chunk.to_string(),
-            "0".into(),
-            options.connections.to_string(),
-            "events".into(),
-        ])
+        .args(pull_args(emulator, dir, options))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -305,10 +316,11 @@ fn main() {
         "big-cache" => Some(big_cache),
         "split" => Some(split),
         "slow-links" => Some(slow_links),
+        "fast-link" => Some(fast_link),
         "single" => None,
         other => {
             eprintln!(
-                "Unknown scenario `{other}`: single, two-sources, many-files, big-cache, split or slow-links"
+                "Unknown scenario `{other}`: single, two-sources, many-files, big-cache, split, slow-links or fast-link"
             );
             std::process::exit(2);
         }
@@ -677,11 +689,19 @@ fn many_files(options: &Options) {
             ..EmulatorConfig::default()
         }))
         .expect("emulator");
+    if options.latency_ms > 0 {
+        emulator
+            .faults()
+            .set(FaultRule::global(Fault::Latency(Duration::from_millis(
+                options.latency_ms,
+            ))));
+    }
     println!(
-        "many-files: {} files, {:.1} MiB in all (1 KiB to {:.1} MiB each)",
+        "many-files: {} files, {:.1} MiB in all (1 KiB to {:.1} MiB each), {} ms added to every request",
         options.files,
         total as f64 / 1048576.0,
-        options.max_file as f64 / 1048576.0
+        options.max_file as f64 / 1048576.0,
+        options.latency_ms
     );
     let base = std::env::temp_dir().join(format!("mc-bench-many-{}", std::process::id()));
 
@@ -1070,6 +1090,274 @@ fn split(options: &Options) {
         );
     }
     println!("split / one file: {:.2}x the time", split_s / one_s);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The arguments of `pull_child` pulling `demo/big` into `dir` (its events on stdout).
+fn pull_args(emulator: &Emulator, dir: &Path, options: &Options) -> Vec<String> {
+    vec![
+        emulator.url(),
+        dir.join("hub").display().to_string(),
+        dir.join("data").display().to_string(),
+        "demo/big".into(),
+        FILE.into(),
+        options.chunk.to_string(),
+        "0".into(),
+        options.connections.to_string(),
+        "events".into(),
+    ]
+}
+
+/// A free port on 127.0.0.1 (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// CPU seconds a command used (`perf stat`'s task clock) and its wall seconds, or `None`
+/// without `perf`.
+fn task_clock(program: &Path, args: &[String]) -> Option<(f64, f64)> {
+    let started = Instant::now();
+    let output = Command::new("perf")
+        .args(["stat", "-x", ",", "-e", "task-clock", "--"])
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .ok()?;
+    let wall = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stderr);
+    let line = text.lines().find(|l| l.contains("task-clock"))?;
+    let msec: f64 = line.split(',').next()?.trim().parse().ok()?;
+    Some((msec / 1000.0, wall))
+}
+
+/// `--scenario fast-link` (see the module's documentation).
+fn fast_link(options: &Options) {
+    let Some(nginx) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        println!("fast-link: skipped (no nginx: `apt-get install nginx-light`)");
+        return;
+    };
+    let size = if options.size == 4 << 30 {
+        1 << 30
+    } else {
+        options.size
+    };
+    let base = std::env::temp_dir().join(format!("mc-bench-fast-{}", std::process::id()));
+    let port = free_port();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The Hub is the emulator; its redirects name nginx as the CDN.
+    let mut config = EmulatorConfig::demo_with_big_size(size);
+    config.cdn_base_url = Some(format!("http://127.0.0.1:{port}"));
+    let emulator = runtime.block_on(Emulator::start(config)).expect("emulator");
+    let file = emulator
+        .catalog()
+        .file(hub_emulator::RepoKind::Model, "demo/big", "main", FILE)
+        .expect("demo/big holds the file");
+    let settings = {
+        let mut s = Settings::new(base.join("probe/hub"), base.join("probe/data"));
+        s.endpoint = emulator.url();
+        s
+    };
+    let hub = HubClient::new(&settings).expect("client");
+    let repo = RepoId::model("demo/big").expect("repo id");
+    let meta = runtime
+        .block_on(hub.file_metadata(&repo, "main", FILE))
+        .expect("metadata");
+    let sha256 = meta.sha256.clone().expect("an LFS file has a sha256");
+    let object = base.join("www/cdn").join(&sha256).join(FILE);
+    std::fs::create_dir_all(object.parent().expect("folder")).expect("www");
+    {
+        let mut out = std::io::BufWriter::with_capacity(
+            8 << 20,
+            std::fs::File::create(&object).expect("object"),
+        );
+        let mut buf = vec![0u8; 8 << 20];
+        let mut offset = 0u64;
+        while offset < file.size() {
+            let n = file.body.read_at(offset, &mut buf);
+            out.write_all(&buf[..n]).expect("write");
+            offset += n as u64;
+        }
+        out.flush().expect("flush");
+    }
+    let conf = base.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n\
+               client_body_temp_path {tmp};\n  proxy_temp_path {tmp};\n  fastcgi_temp_path {tmp};\n\
+               uwsgi_temp_path {tmp};\n  scgi_temp_path {tmp};\n\
+               server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+            pid = base.join("nginx.pid").display(),
+            err = base.join("nginx.err").display(),
+            tmp = base.join("tmp").display(),
+            root = base.join("www").display(),
+        ),
+    )
+    .expect("nginx.conf");
+    let mut server = Command::new(&nginx)
+        .args([
+            "-c",
+            &conf.display().to_string(),
+            "-p",
+            &base.display().to_string(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let ready = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            ready.elapsed() < Duration::from_secs(10),
+            "nginx did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("http://127.0.0.1:{port}/cdn/{sha256}/{FILE}");
+    println!(
+        "fast-link: {:.0} MiB from nginx (sendfile) on 127.0.0.1; curl -o against a pull \
+         (which also hashes, records chunks and fsyncs), alternating, 3 runs each",
+        size as f64 / 1048576.0
+    );
+    let curl = |dir: &Path| -> f64 {
+        let out = dir.join("curl.bin");
+        let started = Instant::now();
+        let status = Command::new("curl")
+            .args(["-s", "-f", "-o", &out.display().to_string(), &url])
+            .status()
+            .expect("curl runs");
+        let seconds = started.elapsed().as_secs_f64();
+        assert!(status.success(), "curl failed");
+        assert_eq!(
+            std::fs::metadata(&out).map(|m| m.len()).ok(),
+            Some(file.size())
+        );
+        let _ = std::fs::remove_file(out);
+        seconds
+    };
+    for loaded in [false, true] {
+        // Other work beside it: one thread busy on one of the cores.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = loaded.then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for i in 0..100_000u64 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+                    }
+                    std::hint::black_box(x);
+                }
+            })
+        });
+        let (mut theirs, mut ours) = (Vec::new(), Vec::new());
+        for run in 0..3 {
+            let dir = base.join(format!("run-{loaded}-{run}"));
+            std::fs::create_dir_all(&dir).expect("run folder");
+            theirs.push(curl(&dir));
+            ours.push(run_pull(&emulator, &dir, options, None).seconds);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(load) = load {
+            let _ = load.join();
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (t, o) = (median(&mut theirs), median(&mut ours));
+        println!(
+            "  {}: curl {:.2} s, pull {:.2} s (medians; {:.1} and {:.1} MB/s): the pull took {:.2}x curl's time",
+            if loaded {
+                "loaded (one core busy)"
+            } else {
+                "quiet"
+            },
+            t,
+            o,
+            size as f64 / t / 1e6,
+            size as f64 / o / 1e6,
+            o / t
+        );
+    }
+    if options.profile {
+        let dir = base.join("profile");
+        std::fs::create_dir_all(&dir).expect("profile folder");
+        let out = dir.join("curl.bin").display().to_string();
+        let curl_args = ["-s".to_string(), "-o".into(), out.clone(), url.clone()];
+        let theirs = task_clock(Path::new("curl"), &curl_args);
+        let _ = std::fs::remove_file(&out);
+        let ours = task_clock(&child_binary(), &pull_args(&emulator, &dir, options));
+        let _ = std::fs::remove_dir_all(dir.join("hub"));
+        let _ = std::fs::remove_dir_all(dir.join("data"));
+        if let (Some((tc, tw)), Some((oc, ow))) = (theirs, ours) {
+            println!(
+                "  CPU: curl {tc:.2} s in {tw:.2} s ({:.2} CPUs), pull {oc:.2} s in {ow:.2} s ({:.2} CPUs): the pull used {:.1}x curl's CPU",
+                tc / tw,
+                oc / ow,
+                oc / tc
+            );
+        }
+        let data = dir.join("perf.data");
+        let status = Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "-g",
+                "-o",
+                &data.display().to_string(),
+                "--",
+            ])
+            .arg(child_binary())
+            .args(pull_args(&emulator, &dir, options))
+            .stdout(Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => {
+                let report = Command::new("perf")
+                    .args(["report", "-i", &data.display().to_string(), "--no-children"])
+                    .args([
+                        "--sort",
+                        "dso,sym",
+                        "--percent-limit",
+                        "1.5",
+                        "--stdio",
+                        "-g",
+                        "none",
+                    ])
+                    .output()
+                    .expect("perf report");
+                println!("  where the pull's CPU goes (perf, self time):");
+                for line in String::from_utf8_lossy(&report.stdout)
+                    .lines()
+                    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                    .take(25)
+                {
+                    println!("    {line}");
+                }
+            }
+            _ => println!("  profile skipped (perf record failed or is missing)"),
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -343,50 +343,30 @@ impl Engine {
     /// The models in the cache, with sizes, last use and pins; includes models other tools put
     /// there.
     pub fn cache_list(&self) -> Result<Vec<CachedRepoView>, EngineError> {
-        let janitor = self.inner.scheduler.janitor();
-        let inventory = janitor.scan()?;
-        let candidates = janitor.candidates(&inventory)?;
-        let followed = updates::followed_in(&inventory);
+        let listed = self.inner.scheduler.janitor().listing()?;
+        let followed = updates::followed_in_listing(&listed);
         let mut views = Vec::new();
-        for repo in &inventory.repos {
-            let mut revisions = Vec::new();
-            // Each file once, by its identity on disk: a blob several revisions link, or one
-            // hard-linked from another repo, is one file (it counts in that repo's size too).
-            let mut repo_blobs = Vec::new();
-            for revision in &repo.revisions {
-                let candidate = candidates
-                    .iter()
-                    .find(|c| c.repo == repo.repo && c.commit == revision.commit);
-                let (size, files) = candidate.map_or((0, 0), |c| {
-                    repo_blobs.extend(c.blobs.iter().map(|b| (&b.id, b.size)));
-                    (
-                        crate::store::size_once(c.blobs.iter().map(|b| (&b.id, b.size))),
-                        c.blobs.len(),
-                    )
-                });
-                revisions.push(CachedRevisionView {
-                    commit: revision.commit.clone(),
-                    refs: revision.refs.clone(),
-                    size_bytes: size,
-                    files,
+        for listed in listed {
+            let repo = listed.listing;
+            let revisions = repo
+                .revisions
+                .into_iter()
+                .map(|revision| CachedRevisionView {
                     snapshot_path: crate::store::layout::snapshot_dir(&repo.path, &revision.commit),
-                });
-            }
-            let last_used = candidates
-                .iter()
-                .filter(|c| c.repo == repo.repo)
-                .map(|c| system_time_ms(c.last_used))
-                .max();
-            let pinned = candidates.iter().any(|c| c.repo == repo.repo && c.pinned)
-                || self.inner.index.is_pinned(&repo.repo)?;
+                    commit: revision.commit,
+                    refs: revision.refs,
+                    size_bytes: revision.size_bytes,
+                    files: revision.files,
+                })
+                .collect();
             let (updates, held) = self.update_state(&repo.repo, &followed)?;
             views.push(CachedRepoView {
                 repo: repo.repo.to_string(),
                 repo_type: repo.repo.repo_type,
-                size_bytes: crate::store::size_once(repo_blobs),
-                last_used,
-                pinned,
-                path: repo.path.clone(),
+                size_bytes: repo.size_bytes,
+                last_used: listed.last_used.map(system_time_ms),
+                pinned: listed.pinned,
+                path: repo.path,
                 revisions,
                 updates,
                 held,

@@ -96,14 +96,35 @@ fn followed_refs(engine: &Engine) -> Result<Vec<(RepoId, String, String)>, Engin
 
 /// [`followed_refs`] of an inventory already scanned.
 pub(super) fn followed_in(inventory: &Inventory) -> Vec<(RepoId, String, String)> {
+    followed(inventory.repos.iter().flat_map(|repo| {
+        repo.revisions
+            .iter()
+            .map(move |r| (&repo.repo, r.commit.as_str(), r.refs.as_slice()))
+    }))
+}
+
+/// [`followed_in`] for the library's listing.
+pub(super) fn followed_in_listing(
+    listed: &[crate::policy::cleanup::ListedRepo],
+) -> Vec<(RepoId, String, String)> {
+    followed(listed.iter().flat_map(|l| {
+        l.listing
+            .revisions
+            .iter()
+            .map(move |r| (&l.listing.repo, r.commit.as_str(), r.refs.as_slice()))
+    }))
+}
+
+/// The followed refs among `(repo, commit, refs)` revisions.
+fn followed<'a>(
+    revisions: impl Iterator<Item = (&'a RepoId, &'a str, &'a [String])>,
+) -> Vec<(RepoId, String, String)> {
     let mut out = Vec::new();
-    for repo in &inventory.repos {
-        for revision in &repo.revisions {
-            for name in &revision.refs {
-                // `refs/pr/N` are pull requests, not something a model follows.
-                if !is_commit_hash(name) && !name.starts_with("pr/") {
-                    out.push((repo.repo.clone(), name.clone(), revision.commit.clone()));
-                }
+    for (repo, commit, refs) in revisions {
+        for name in refs {
+            // `refs/pr/N` are pull requests, not something a model follows.
+            if !is_commit_hash(name) && !name.starts_with("pr/") {
+                out.push((repo.clone(), name.clone(), commit.to_string()));
             }
         }
     }

@@ -12,6 +12,7 @@
 //! callers use `tokio::task::spawn_blocking`.
 
 pub mod in_flight;
+pub mod listings;
 pub mod peers;
 pub mod queue;
 mod schema;

@@ -130,4 +130,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     queue::CONVERT_MIGRATION,
     queue::CLEARED_MIGRATION,
     super::peers::MIGRATION,
+    super::listings::MIGRATION,
 ];

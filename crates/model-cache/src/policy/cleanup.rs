@@ -67,6 +67,79 @@ pub struct Janitor {
     pub policy: CachePolicy,
 }
 
+/// A repo as the library lists it (see [`Janitor::listing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRepo {
+    pub listing: crate::store::listing::RepoListing,
+    /// The latest last use of its revisions: our record where it applies (see
+    /// [`last_use`]), the file times otherwise.
+    pub last_used: Option<SystemTime>,
+    pub pinned: bool,
+}
+
+/// When a revision was last used: our record of the repo (`used`, unix ms) applies to the
+/// revisions refs point at, or to the only one; other revisions keep their file times.
+pub fn last_use(
+    used: Option<i64>,
+    single: bool,
+    refs: &[String],
+    file_time: SystemTime,
+) -> (SystemTime, super::evict::LastUsedSource) {
+    match used.filter(|_| single || !refs.is_empty()) {
+        Some(ms) => (ms_to_time(ms), super::evict::LastUsedSource::Index),
+        None => (file_time, super::evict::LastUsedSource::FileTimes),
+    }
+}
+
+/// Reads the repo folders `which` of `folders`, on up to as many threads as the machine has
+/// cores (at most 4): the reads are system calls, and those run in parallel.
+fn read_folders(
+    folders: &[(RepoId, PathBuf)],
+    which: &[usize],
+) -> Vec<
+    Result<
+        (
+            Option<crate::store::listing::RepoListing>,
+            crate::store::listing::Stamp,
+        ),
+        crate::store::StoreError,
+    >,
+> {
+    use crate::store::listing::read_listing;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(which.len());
+    if threads <= 1 {
+        return which
+            .iter()
+            .map(|&i| read_listing(&folders[i].0, &folders[i].1))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = which.get(k) else { break };
+                        mine.push((k, read_listing(&folders[i].0, &folders[i].1)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a folder reader does not panic"))
+            .collect()
+    });
+    results.sort_by_key(|(k, _)| *k);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 fn ms_to_time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
@@ -143,6 +216,83 @@ impl Janitor {
     /// Reads the cache from disk.
     pub fn scan(&self) -> Result<Inventory, PolicyError> {
         Ok(HubCache::new(&self.hub_cache).inventory()?)
+    }
+
+    /// The library's view of the cache: each repo's listing, read from disk only where its
+    /// folder changed since it was last listed (see [`crate::store::listing`]; several folders
+    /// are read at once), with our last-use records and pins applied as [`Self::candidates`]
+    /// applies them. Sorted by folder.
+    pub fn listing(&self) -> Result<Vec<ListedRepo>, PolicyError> {
+        use crate::index::listings::FolderListing;
+        use crate::store::listing::{self, RepoListing, Stamp};
+
+        let folders = listing::repo_folders(&self.hub_cache)?;
+        let mut kept: std::collections::HashMap<String, (Stamp, Option<RepoListing>)> = self
+            .index
+            .folder_listings()
+            .map_err(index_err)?
+            .into_iter()
+            .filter_map(|f| {
+                let stamp = serde_json::from_str(&f.stamp).ok()?;
+                let listing = serde_json::from_str(&f.listing).ok()?;
+                Some((f.folder, (stamp, listing)))
+            })
+            .collect();
+        let mut found: Vec<Option<Option<RepoListing>>> = Vec::with_capacity(folders.len());
+        let mut to_read = Vec::new();
+        for (i, (_, dir)) in folders.iter().enumerate() {
+            match kept.remove(&dir.to_string_lossy().into_owned()) {
+                Some((stamp, listing)) if stamp.holds(dir) => found.push(Some(listing)),
+                _ => {
+                    found.push(None);
+                    to_read.push(i);
+                }
+            }
+        }
+        let read = read_folders(&folders, &to_read);
+        let mut fresh = Vec::new();
+        for (i, result) in to_read.into_iter().zip(read) {
+            let (listing, stamp) = result?;
+            fresh.push(FolderListing {
+                folder: folders[i].1.to_string_lossy().into_owned(),
+                stamp: serde_json::to_string(&stamp).expect("a stamp serializes"),
+                listing: serde_json::to_string(&listing).expect("a listing serializes"),
+            });
+            found[i] = Some(listing);
+        }
+        // What is gone from disk is forgotten; keeping fails quietly (the listing is right
+        // either way, and the next one reads those folders again).
+        let gone: Vec<String> = kept.into_keys().collect();
+        if let Err(e) = self.index.keep_folder_listings(&fresh, &gone) {
+            tracing::warn!(error = %e, "could not keep the cache listing");
+        }
+
+        let pins = self.index.pins().map_err(index_err)?;
+        let records = self.index.repos().map_err(index_err)?;
+        let mut out = Vec::new();
+        for listing in found.into_iter().flatten().flatten() {
+            let used = records
+                .iter()
+                .find(|r| r.repo == listing.repo)
+                .and_then(|r| r.last_used);
+            let single = listing.revisions.len() == 1;
+            let last_used = listing
+                .revisions
+                .iter()
+                .map(|r| {
+                    let file_time = UNIX_EPOCH + Duration::from_millis(r.file_time_ms);
+                    last_use(used, single, &r.refs, file_time).0
+                })
+                .max();
+            // A pin of any of its revisions (or of a ref it no longer has) shows on the repo.
+            let pinned = pins.iter().any(|p| p.repo == listing.repo);
+            out.push(ListedRepo {
+                listing,
+                last_used,
+                pinned,
+            });
+        }
+        Ok(out)
     }
 
     /// The inventory's revisions with our last-use records and pins. The index records use per

@@ -23,6 +23,7 @@ pub mod atomic;
 mod inventory;
 pub mod layout;
 mod link_mode;
+pub mod listing;
 mod lock;
 pub mod removal;
 mod safe_path;

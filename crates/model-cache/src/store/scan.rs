@@ -349,6 +349,11 @@ fn scan_repo(
     let blobs_dir = dir.join("blobs");
     for entry in read_dir_sorted(&blobs_dir)? {
         let name = entry.file_name().to_string_lossy().into_owned();
+        // The entry's type comes with the folder listing where the file system gives it: a
+        // plain blob then costs one `stat`, and only a link is followed.
+        let linked = entry
+            .file_type()
+            .map_or_else(|_| is_link(&entry.path()), |t| t.is_symlink());
         let Ok(meta) = std::fs::metadata(entry.path()) else {
             continue;
         };
@@ -361,7 +366,7 @@ fn scan_repo(
                 file: StoredFile::of(&entry.path(), &meta),
             });
         } else if !name.ends_with(".lock") && !name.ends_with(".part") {
-            if is_link(&entry.path()) {
+            if linked {
                 cached.linked_blobs.insert(name.clone());
             }
             let blob = StoredFile::of(&entry.path(), &meta);
@@ -385,6 +390,14 @@ fn scan_repo(
         });
     }
     let canonical_blobs = blobs_dir.canonicalize().ok();
+    // Snapshot links are read against the blobs just listed when `..` means what it says: the
+    // `snapshots` folder is a real folder (a linked snapshot folder is resolved the long way).
+    let known = KnownBlobs {
+        canonical: canonical_blobs.as_deref(),
+        blobs: &cached.blobs,
+        linked: &cached.linked_blobs,
+        usable: !is_link(&snapshots),
+    };
     let mut referenced = BTreeSet::new();
     for entry in read_dir_sorted(&snapshots)? {
         let commit = entry.file_name().to_string_lossy().into_owned();
@@ -410,23 +423,27 @@ fn scan_repo(
             size_on_disk: 0,
             folder_is_link: is_link(&path),
         };
-        walk_snapshot(
-            &path,
-            "",
-            canonical_blobs.as_deref(),
-            &mut revision,
-            &mut cached.temp_files,
-        )?;
+        let direct = KnownBlobs {
+            usable: known.usable && !revision.folder_is_link,
+            ..known
+        };
+        walk_snapshot(&path, "", &direct, &mut revision, &mut cached.temp_files)?;
         for file in &revision.files {
             if let Some(etag) = &file.etag {
                 referenced.insert(etag.clone());
             }
-            cached.last_modified = later(
-                cached.last_modified,
-                std::fs::metadata(&file.blob_path)
-                    .ok()
-                    .and_then(|m| m.modified().ok()),
-            );
+            // A blob of this repo's folder counted its time above.
+            let listed = file.etag.as_ref().is_some_and(|e| {
+                known.blobs.contains_key(e) && !known.linked.contains(e) && !file.copied
+            });
+            if !listed {
+                cached.last_modified = later(
+                    cached.last_modified,
+                    std::fs::metadata(&file.blob_path)
+                        .ok()
+                        .and_then(|m| m.modified().ok()),
+                );
+            }
         }
         for broken in &revision.broken {
             warnings.push(CacheWarning {
@@ -485,25 +502,93 @@ fn collect_refs(
     Ok(())
 }
 
+/// The blobs a repo's `blobs/` folder holds, read before its snapshots.
+#[derive(Clone, Copy)]
+struct KnownBlobs<'a> {
+    /// The `blobs/` folder, canonical.
+    canonical: Option<&'a Path>,
+    blobs: &'a BTreeMap<String, StoredFile>,
+    /// Blobs that are links themselves (the shared store).
+    linked: &'a BTreeSet<String>,
+    /// `..` in a snapshot link can be read lexically (no linked folder on the way).
+    usable: bool,
+}
+
+impl KnownBlobs<'_> {
+    /// The blob a snapshot link `target`, found `depth` folders below the snapshot folder,
+    /// names when it has the form the Hub clients write (`../../blobs/<etag>`, one `..` more
+    /// per folder) and the blob is a plain file listed in `blobs/`: its name, canonical path
+    /// and facts, without following the link.
+    fn direct(&self, target: &Path, depth: usize) -> Option<(String, PathBuf, &StoredFile)> {
+        let canonical = self.canonical.filter(|_| self.usable)?;
+        let mut parts = target.components();
+        for _ in 0..depth + 2 {
+            if parts.next() != Some(std::path::Component::ParentDir) {
+                return None;
+            }
+        }
+        if parts.next() != Some(std::path::Component::Normal("blobs".as_ref())) {
+            return None;
+        }
+        let Some(std::path::Component::Normal(name)) = parts.next() else {
+            return None;
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        let name = name.to_str()?;
+        if self.linked.contains(name) {
+            return None;
+        }
+        let stored = self.blobs.get(name)?;
+        Some((name.to_string(), canonical.join(name), stored))
+    }
+}
+
 fn walk_snapshot(
     dir: &Path,
     prefix: &str,
-    blobs: Option<&Path>,
+    blobs: &KnownBlobs<'_>,
     revision: &mut CachedRevision,
     temp_files: &mut Vec<PathBuf>,
 ) -> Result<(), StoreError> {
+    let depth = prefix.matches('/').count();
     for entry in read_dir_sorted(dir)? {
         let rel = format!("{prefix}{}", entry.file_name().to_string_lossy());
         let path = entry.path();
+        if atomic::leftover_pid(&entry.file_name()).is_some()
+            && !entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            temp_files.push(path);
+            continue;
+        }
+        // The common case, two system calls a file: a link of the usual form to a blob the
+        // `blobs/` listing already read.
+        if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            let direct = std::fs::read_link(&path)
+                .ok()
+                .and_then(|target| blobs.direct(&target, depth));
+            if let Some((etag, blob_path, stored)) = direct {
+                revision.files.push(CachedFile {
+                    path: rel,
+                    snapshot_path: path,
+                    blob_path,
+                    etag: Some(etag),
+                    size: stored.size,
+                    id: stored.id.clone(),
+                    links: stored.links,
+                    copied: false,
+                    modified: stored.modified,
+                    accessed: stored.accessed,
+                });
+                continue;
+            }
+        }
         let Ok(link_meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
         if link_meta.is_dir() {
             walk_snapshot(&path, &format!("{rel}/"), blobs, revision, temp_files)?;
-            continue;
-        }
-        if atomic::leftover_pid(&entry.file_name()).is_some() {
-            temp_files.push(path);
             continue;
         }
         let Ok(meta) = std::fs::metadata(&path) else {
@@ -523,7 +608,7 @@ fn walk_snapshot(
             std::fs::read_link(&path).ok().and_then(|target| {
                 let absolute = path.parent()?.join(&target);
                 let parent = absolute.parent()?.canonicalize().ok()?;
-                (Some(parent.as_path()) == blobs)
+                (Some(parent.as_path()) == blobs.canonical)
                     .then(|| target.file_name().map(|n| n.to_string_lossy().into_owned()))
                     .flatten()
             })
