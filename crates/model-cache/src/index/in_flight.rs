@@ -120,11 +120,9 @@ impl InFlightGuard {
     /// Records that the download now fills `commit` (known once the revision is resolved).
     pub fn set_commit(&self, commit: &str) -> Result<(), IndexError> {
         self.index.with_conn("record a snapshot in flight", |c| {
-            c.execute(
-                "UPDATE in_flight SET commit_hash = ?2 WHERE id = ?1",
-                params![self.id, commit],
-            )
-            .map(|_| ())
+            c.prepare_cached("UPDATE in_flight SET commit_hash = ?2 WHERE id = ?1")?
+                .execute(params![self.id, commit])
+                .map(|_| ())
         })
     }
 }
@@ -132,7 +130,8 @@ impl InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         let result = self.index.with_conn("end work in flight", |c| {
-            c.execute("DELETE FROM in_flight WHERE id = ?1", params![self.id])
+            c.prepare_cached("DELETE FROM in_flight WHERE id = ?1")?
+                .execute(params![self.id])
         });
         if let Err(error) = result {
             tracing::warn!(%error, "could not end an in-flight entry");
@@ -187,22 +186,22 @@ impl Index {
     ) -> Result<InFlightGuard, IndexError> {
         let owner = self.owner()?.token.clone();
         let id = self.with_conn("register work in flight", |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO in_flight
                      (owner, pid, kind, cache_root, repo, commit_hash, etag, reserved, started_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    owner,
-                    std::process::id(),
-                    activity.as_str(),
-                    cache_root.to_string_lossy(),
-                    repo,
-                    commit,
-                    etag,
-                    reserved as i64,
-                    super::now_ms()
-                ],
-            )?;
+            )?
+            .execute(params![
+                owner,
+                std::process::id(),
+                activity.as_str(),
+                cache_root.to_string_lossy(),
+                repo,
+                commit,
+                etag,
+                reserved as i64,
+                super::now_ms()
+            ])?;
             Ok(c.last_insert_rowid())
         })?;
         Ok(InFlightGuard {
@@ -229,7 +228,8 @@ impl Index {
                 "expiring the in-flight entries of a dead process"
             );
             self.with_conn("expire in-flight entries", |c| {
-                c.execute("DELETE FROM in_flight WHERE owner = ?1", params![token])
+                c.prepare_cached("DELETE FROM in_flight WHERE owner = ?1")?
+                    .execute(params![token])
             })?;
             if let Some(dir) = self.data_dir() {
                 let _ = std::fs::remove_file(dir.join(OWNERS_DIR).join(format!("{token}.lock")));
@@ -303,11 +303,11 @@ mod tests {
             .unwrap();
         index
             .with_conn("plant a dead owner's row", |c| {
-                c.execute(
+                c.prepare_cached(
                     "INSERT INTO in_flight (owner, pid, kind, cache_root, repo, started_at)
                      VALUES ('deadbeef', 1, 'download', ?1, 'models--o--m', 0)",
-                    params![root.to_string_lossy()],
-                )
+                )?
+                .execute(params![root.to_string_lossy()])
             })
             .unwrap();
         let listed = index.in_flight(&root).unwrap();

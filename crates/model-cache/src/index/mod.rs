@@ -275,6 +275,9 @@ impl Index {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(IndexError::sql("set synchronous"))?;
+        // The downloader's statements run thousands of times for a repo of many files: each
+        // is parsed once.
+        conn.set_prepared_statement_cache_capacity(128);
         Self::init(conn, Some(path))
     }
 
@@ -317,10 +320,9 @@ impl Index {
     /// Number of migrations applied.
     pub fn schema_version(&self) -> Result<usize, IndexError> {
         self.with_conn("read the schema version", |c| {
-            c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| n as usize)
+            c.prepare_cached("SELECT COUNT(*) FROM schema_migrations")?
+                .query_row([], |r| r.get::<_, i64>(0))
+                .map(|n| n as usize)
         })
     }
 
@@ -380,10 +382,10 @@ impl Index {
     ) -> Result<(), IndexError> {
         self.with_conn("record repo details", |c| {
             let id = repo_row(c, repo)?;
-            c.execute(
+            c.prepare_cached(
                 "UPDATE repos SET private = ?2, gated = ?3, last_modified = ?4 WHERE id = ?1",
-                params![id, private, gated, last_modified],
-            )?;
+            )?
+            .execute(params![id, private, gated, last_modified])?;
             Ok(())
         })
     }
@@ -392,17 +394,14 @@ impl Index {
     /// know.
     pub fn repo_access(&self, repo: &RepoId) -> Result<Option<RepoAccess>, IndexError> {
         self.with_conn("read a repo's access", |c| {
-            c.query_row(
-                "SELECT private, gated FROM repos WHERE folder = ?1",
-                params![repo.folder_name()],
-                |row| {
+            c.prepare_cached("SELECT private, gated FROM repos WHERE folder = ?1")?
+                .query_row(params![repo.folder_name()], |row| {
                     Ok(RepoAccess {
                         private: row.get(0)?,
                         gated: row.get(1)?,
                     })
-                },
-            )
-            .optional()
+                })
+                .optional()
         })
     }
 
@@ -449,10 +448,8 @@ impl Index {
     /// Forgets a repo and everything recorded about it (revisions, files, blobs, pins, access).
     pub fn remove_repo(&self, repo: &RepoId) -> Result<(), IndexError> {
         self.with_conn("remove a repo", |c| {
-            c.execute(
-                "DELETE FROM repos WHERE folder = ?1",
-                params![repo.folder_name()],
-            )?;
+            c.prepare_cached("DELETE FROM repos WHERE folder = ?1")?
+                .execute(params![repo.folder_name()])?;
             Ok(())
         })
     }
@@ -466,9 +463,8 @@ impl Index {
     ) -> Result<(), IndexError> {
         self.with_conn("record a revision", |c| {
             let id = repo_row(c, repo)?;
-            c.execute(
-                "INSERT INTO revisions (repo, revision, commit_hash, seen_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (repo, revision) DO UPDATE SET commit_hash = ?3, seen_at = ?4",
+            c.prepare_cached("INSERT INTO revisions (repo, revision, commit_hash, seen_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (repo, revision) DO UPDATE SET commit_hash = ?3, seen_at = ?4")?.execute(
                 params![id, revision, commit, now_ms()],
             )?;
             Ok(())
@@ -482,12 +478,11 @@ impl Index {
         revision: &str,
     ) -> Result<Option<String>, IndexError> {
         self.with_conn("read a revision", |c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT v.commit_hash FROM revisions v JOIN repos r ON r.id = v.repo
                  WHERE r.folder = ?1 AND v.revision = ?2",
-                params![repo.folder_name(), revision],
-                |row| row.get(0),
-            )
+            )?
+            .query_row(params![repo.folder_name(), revision], |row| row.get(0))
             .optional()
         })
     }
@@ -568,11 +563,11 @@ impl Index {
     ) -> Result<(), IndexError> {
         self.with_conn("remove files", |c| {
             for path in paths {
-                c.execute(
+                c.prepare_cached(
                     "DELETE FROM files WHERE commit_hash = ?2 AND path = ?3
                      AND repo = (SELECT id FROM repos WHERE folder = ?1)",
-                    params![repo.folder_name(), commit, path],
-                )?;
+                )?
+                .execute(params![repo.folder_name(), commit, path])?;
             }
             Ok(())
         })
@@ -581,16 +576,16 @@ impl Index {
     pub fn remove_commit(&self, repo: &RepoId, commit: &str) -> Result<(), IndexError> {
         self.with_conn("remove a commit", |c| {
             let tx = write_tx(c)?;
-            tx.execute(
+            tx.prepare_cached(
                 "DELETE FROM files WHERE commit_hash = ?2
                  AND repo = (SELECT id FROM repos WHERE folder = ?1)",
-                params![repo.folder_name(), commit],
-            )?;
-            tx.execute(
+            )?
+            .execute(params![repo.folder_name(), commit])?;
+            tx.prepare_cached(
                 "DELETE FROM revisions WHERE commit_hash = ?2
                  AND repo = (SELECT id FROM repos WHERE folder = ?1)",
-                params![repo.folder_name(), commit],
-            )?;
+            )?
+            .execute(params![repo.folder_name(), commit])?;
             tx.commit()
         })
     }
@@ -606,12 +601,12 @@ impl Index {
         self.with_conn("record a blob", |c| {
             let id = repo_row(c, repo)?;
             let verified_at = verified.then(now_ms);
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO blobs (repo, etag, size, verified_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (repo, etag) DO UPDATE SET size = ?3,
                      verified_at = COALESCE(?4, verified_at)",
-                params![id, etag, size as i64, verified_at],
-            )?;
+            )?
+            .execute(params![id, etag, size as i64, verified_at])?;
             Ok(())
         })
     }
@@ -625,21 +620,21 @@ impl Index {
     ) -> Result<(), IndexError> {
         self.with_conn("record a verified blob", |c| {
             let id = repo_row(c, repo)?;
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO blobs (repo, etag, size, verified_at, mtime_ns, dev, ino)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (repo, etag) DO UPDATE SET size = ?3, verified_at = ?4,
                      mtime_ns = ?5, dev = ?6, ino = ?7",
-                params![
-                    id,
-                    etag,
-                    stamp.size as i64,
-                    now_ms(),
-                    stamp.mtime_ns,
-                    stamp.dev as i64,
-                    stamp.ino as i64
-                ],
-            )?;
+            )?
+            .execute(params![
+                id,
+                etag,
+                stamp.size as i64,
+                now_ms(),
+                stamp.mtime_ns,
+                stamp.dev as i64,
+                stamp.ino as i64
+            ])?;
             Ok(())
         })
     }
@@ -652,20 +647,19 @@ impl Index {
         etag: &str,
     ) -> Result<Option<BlobStamp>, IndexError> {
         self.with_conn("read a blob's stamp", |c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT b.size, b.mtime_ns, b.dev, b.ino FROM blobs b JOIN repos r ON r.id = b.repo
                  WHERE r.folder = ?1 AND b.etag = ?2 AND b.verified_at IS NOT NULL
                      AND b.mtime_ns IS NOT NULL",
-                params![repo.folder_name(), etag],
-                |row| {
-                    Ok(BlobStamp {
-                        size: row.get::<_, i64>(0)? as u64,
-                        mtime_ns: row.get(1)?,
-                        dev: row.get::<_, i64>(2)? as u64,
-                        ino: row.get::<_, i64>(3)? as u64,
-                    })
-                },
-            )
+            )?
+            .query_row(params![repo.folder_name(), etag], |row| {
+                Ok(BlobStamp {
+                    size: row.get::<_, i64>(0)? as u64,
+                    mtime_ns: row.get(1)?,
+                    dev: row.get::<_, i64>(2)? as u64,
+                    ino: row.get::<_, i64>(3)? as u64,
+                })
+            })
             .optional()
         })
     }
@@ -673,11 +667,11 @@ impl Index {
     /// Records that pages of `origin` used the mirror now.
     pub fn record_origin_use(&self, origin: &str) -> Result<(), IndexError> {
         self.with_conn("record a web origin's use", |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO origin_use (origin, last_used) VALUES (?1, ?2)
                  ON CONFLICT(origin) DO UPDATE SET last_used = ?2",
-                params![origin, now_ms()],
-            )
+            )?
+            .execute(params![origin, now_ms()])
             .map(|_| ())
         })
     }
@@ -701,13 +695,13 @@ impl Index {
         throughput: Option<f64>,
     ) -> Result<(), IndexError> {
         self.with_conn("record a source's use", |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO source_history (name, bytes, errors, throughput, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (name) DO UPDATE SET bytes = bytes + ?2, errors = errors + ?3,
                      throughput = COALESCE(?4, throughput), updated_at = ?5",
-                params![name, bytes as i64, errors, throughput, now_ms()],
-            )?;
+            )?
+            .execute(params![name, bytes as i64, errors, throughput, now_ms()])?;
             Ok(())
         })
     }
@@ -766,12 +760,10 @@ impl Index {
     pub fn remove_blob(&self, repo: &RepoId, etag: &str) -> Result<(), IndexError> {
         self.with_conn("remove a blob", |c| {
             let tx = write_tx(c)?;
-            tx.execute(
-                "DELETE FROM blobs WHERE etag = ?2 AND repo = (SELECT id FROM repos WHERE folder = ?1)",
+            tx.prepare_cached("DELETE FROM blobs WHERE etag = ?2 AND repo = (SELECT id FROM repos WHERE folder = ?1)")?.execute(
                 params![repo.folder_name(), etag],
             )?;
-            tx.execute(
-                "DELETE FROM files WHERE etag = ?2 AND repo = (SELECT id FROM repos WHERE folder = ?1)",
+            tx.prepare_cached("DELETE FROM files WHERE etag = ?2 AND repo = (SELECT id FROM repos WHERE folder = ?1)")?.execute(
                 params![repo.folder_name(), etag],
             )?;
             tx.commit()
@@ -787,11 +779,11 @@ impl Index {
     pub fn touch_at(&self, repo: &RepoId, at_ms: i64) -> Result<(), IndexError> {
         self.with_conn("record an access", |c| {
             let id = repo_row(c, repo)?;
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO access (repo, last_used) VALUES (?1, ?2)
                  ON CONFLICT (repo) DO UPDATE SET last_used = max(last_used, ?2)",
-                params![id, at_ms],
-            )?;
+            )?
+            .execute(params![id, at_ms])?;
             Ok(())
         })
     }
@@ -811,17 +803,17 @@ impl Index {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let record = |c: &Connection| -> rusqlite::Result<()> {
             let id = repo_row(c, repo)?;
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO access (repo, last_used) VALUES (?1, ?2)
                  ON CONFLICT (repo) DO UPDATE SET last_used = max(last_used, ?2)",
-                params![id, at_ms],
-            )?;
+            )?
+            .execute(params![id, at_ms])?;
             for variant in variants {
-                c.execute(
+                c.prepare_cached(
                     "INSERT INTO variant_access (repo, variant, last_used) VALUES (?1, ?2, ?3)
                      ON CONFLICT (repo, variant) DO UPDATE SET last_used = max(last_used, ?3)",
-                    params![id, variant, at_ms],
-                )?;
+                )?
+                .execute(params![id, variant, at_ms])?;
             }
             Ok(())
         };
@@ -856,11 +848,11 @@ impl Index {
     /// Forgets the recorded use of a variant (it left the cache).
     pub fn forget_variant(&self, repo: &RepoId, variant: &str) -> Result<(), IndexError> {
         self.with_conn("forget a variant's use", |c| {
-            c.execute(
+            c.prepare_cached(
                 "DELETE FROM variant_access WHERE variant = ?2
                  AND repo = (SELECT id FROM repos WHERE folder = ?1)",
-                params![repo.folder_name(), variant],
-            )?;
+            )?
+            .execute(params![repo.folder_name(), variant])?;
             Ok(())
         })
     }
@@ -868,8 +860,7 @@ impl Index {
     /// Last recorded use (unix ms).
     pub fn last_used(&self, repo: &RepoId) -> Result<Option<i64>, IndexError> {
         self.with_conn("read an access time", |c| {
-            c.query_row(
-                "SELECT a.last_used FROM access a JOIN repos r ON r.id = a.repo WHERE r.folder = ?1",
+            c.prepare_cached("SELECT a.last_used FROM access a JOIN repos r ON r.id = a.repo WHERE r.folder = ?1")?.query_row(
                 params![repo.folder_name()],
                 |row| row.get(0),
             )
@@ -881,10 +872,10 @@ impl Index {
     pub fn pin(&self, repo: &RepoId, revision: Option<&str>) -> Result<(), IndexError> {
         self.with_conn("pin", |c| {
             let id = repo_row(c, repo)?;
-            c.execute(
+            c.prepare_cached(
                 "INSERT OR IGNORE INTO pins (repo, revision, pinned_at) VALUES (?1, ?2, ?3)",
-                params![id, revision.unwrap_or(""), now_ms()],
-            )?;
+            )?
+            .execute(params![id, revision.unwrap_or(""), now_ms()])?;
             Ok(())
         })
     }
@@ -904,8 +895,7 @@ impl Index {
     /// Whether any pin (repo-wide or a revision) holds the repo.
     pub fn is_pinned(&self, repo: &RepoId) -> Result<bool, IndexError> {
         self.with_conn("read pins", |c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM pins p JOIN repos r ON r.id = p.repo WHERE r.folder = ?1)",
+            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM pins p JOIN repos r ON r.id = p.repo WHERE r.folder = ?1)")?.query_row(
                 params![repo.folder_name()],
                 |row| row.get(0),
             )
@@ -936,11 +926,11 @@ impl Index {
     /// Adds `delta` to a counter (see [`metric`]).
     pub fn add_metric(&self, name: &str, delta: i64) -> Result<(), IndexError> {
         self.with_conn("update a metric", |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO metrics (name, value) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET value = value + ?2",
-                params![name, delta],
-            )?;
+            )?
+            .execute(params![name, delta])?;
             Ok(())
         })
     }
@@ -962,10 +952,10 @@ impl Index {
         detail: &str,
     ) -> Result<i64, IndexError> {
         self.with_conn("record an event", |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO events (at, kind, repo, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![now_ms(), kind, repo.map(|r| r.to_string()), detail],
-            )?;
+            )?
+            .execute(params![now_ms(), kind, repo.map(|r| r.to_string()), detail])?;
             Ok(c.last_insert_rowid())
         })
     }
@@ -1007,8 +997,7 @@ fn repo_type_name(kind: RepoType) -> &'static str {
 }
 
 fn repo_row(c: &Connection, repo: &RepoId) -> rusqlite::Result<i64> {
-    c.execute(
-        "INSERT OR IGNORE INTO repos (repo_type, repo_id, folder, first_seen) VALUES (?1, ?2, ?3, ?4)",
+    c.prepare_cached("INSERT OR IGNORE INTO repos (repo_type, repo_id, folder, first_seen) VALUES (?1, ?2, ?3, ?4)")?.execute(
         params![
             repo_type_name(repo.repo_type),
             repo.id,
@@ -1016,11 +1005,8 @@ fn repo_row(c: &Connection, repo: &RepoId) -> rusqlite::Result<i64> {
             now_ms()
         ],
     )?;
-    c.query_row(
-        "SELECT id FROM repos WHERE folder = ?1",
-        params![repo.folder_name()],
-        |row| row.get(0),
-    )
+    c.prepare_cached("SELECT id FROM repos WHERE folder = ?1")?
+        .query_row(params![repo.folder_name()], |row| row.get(0))
 }
 
 fn blob_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<BlobRecord> {
@@ -1049,16 +1035,17 @@ mod tests {
         assert_eq!(index.schema_version().unwrap(), schema::MIGRATIONS.len());
         let mode: String = index
             .with_conn("read", |c| {
-                c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                c.prepare_cached("PRAGMA journal_mode")?
+                    .query_row([], |r| r.get(0))
             })
             .unwrap();
         assert_eq!(mode, "wal");
         index
             .with_conn("fake a future migration", |c| {
-                c.execute(
+                c.prepare_cached(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)",
-                    [],
-                )
+                )?
+                .execute([])
             })
             .unwrap();
         drop(index);

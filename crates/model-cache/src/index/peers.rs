@@ -122,13 +122,13 @@ impl Index {
         address: Option<&str>,
     ) -> Result<(), IndexError> {
         self.with_conn("record a paired peer", |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO peers (fingerprint, peer_id, name, address, paired_at, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                  ON CONFLICT (fingerprint) DO UPDATE SET name = ?3,
                      address = COALESCE(?4, address), last_seen = ?5",
-                params![fingerprint, peer_id, name, address, now_ms()],
-            )?;
+            )?
+            .execute(params![fingerprint, peer_id, name, address, now_ms()])?;
             Ok(())
         })
     }
@@ -136,20 +136,21 @@ impl Index {
     /// Forgets a paired peer (by its id or its fingerprint); whether there was one.
     pub fn unpair_peer(&self, peer: &str) -> Result<bool, IndexError> {
         self.with_conn("forget a paired peer", |c| {
-            Ok(c.execute(
-                "DELETE FROM peers WHERE peer_id = ?1 OR fingerprint = ?1",
-                params![peer],
-            )? > 0)
+            Ok(
+                c.prepare_cached("DELETE FROM peers WHERE peer_id = ?1 OR fingerprint = ?1")?
+                    .execute(params![peer])?
+                    > 0,
+            )
         })
     }
 
     /// Where a paired peer listens now (from discovery, or a test's proxy).
     pub fn set_peer_address(&self, fingerprint: &str, address: &str) -> Result<(), IndexError> {
         self.with_conn("record a peer's address", |c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE peers SET address = ?2, last_seen = ?3 WHERE fingerprint = ?1",
-                params![fingerprint, address, now_ms()],
-            )?;
+            )?
+            .execute(params![fingerprint, address, now_ms()])?;
             Ok(())
         })
     }
@@ -162,11 +163,11 @@ impl Index {
         received: u64,
     ) -> Result<(), IndexError> {
         self.with_conn("count a peer's bytes", |c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE peers SET bytes_served = bytes_served + ?2,
                      bytes_received = bytes_received + ?3 WHERE fingerprint = ?1",
-                params![fingerprint, served as i64, received as i64],
-            )?;
+            )?
+            .execute(params![fingerprint, served as i64, received as i64])?;
             Ok(())
         })
     }
@@ -174,23 +175,23 @@ impl Index {
     /// Records a peer discovery saw; a paired one's address follows.
     pub fn saw_peer(&self, peer: &SeenPeer) -> Result<(), IndexError> {
         self.with_conn("record a peer seen", |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO peers_seen (peer_id, fingerprint, name, address, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (peer_id) DO UPDATE SET fingerprint = ?2, name = ?3, address = ?4,
                      last_seen = ?5",
-                params![
-                    peer.peer_id,
-                    peer.fingerprint,
-                    peer.name,
-                    peer.address,
-                    peer.last_seen
-                ],
-            )?;
-            c.execute(
+            )?
+            .execute(params![
+                peer.peer_id,
+                peer.fingerprint,
+                peer.name,
+                peer.address,
+                peer.last_seen
+            ])?;
+            c.prepare_cached(
                 "UPDATE peers SET address = ?2, last_seen = ?3 WHERE fingerprint = ?1",
-                params![peer.fingerprint, peer.address, peer.last_seen],
-            )?;
+            )?
+            .execute(params![peer.fingerprint, peer.address, peer.last_seen])?;
             Ok(())
         })
     }
@@ -198,10 +199,8 @@ impl Index {
     /// A peer discovery no longer sees.
     pub fn lost_peer(&self, peer_id: &str) -> Result<(), IndexError> {
         self.with_conn("forget a peer seen", |c| {
-            c.execute(
-                "DELETE FROM peers_seen WHERE peer_id = ?1",
-                params![peer_id],
-            )?;
+            c.prepare_cached("DELETE FROM peers_seen WHERE peer_id = ?1")?
+                .execute(params![peer_id])?;
             Ok(())
         })
     }
@@ -229,12 +228,9 @@ impl Index {
     /// A value of the peers' state (`sharing`, the pending pairing).
     pub fn peer_state(&self, key: &str) -> Result<Option<String>, IndexError> {
         self.with_conn("read the peers' state", |c| {
-            c.query_row(
-                "SELECT value FROM peer_state WHERE key = ?1",
-                params![key],
-                |row| row.get(0),
-            )
-            .optional()
+            c.prepare_cached("SELECT value FROM peer_state WHERE key = ?1")?
+                .query_row(params![key], |row| row.get(0))
+                .optional()
         })
     }
 
@@ -242,12 +238,15 @@ impl Index {
     pub fn set_peer_state(&self, key: &str, value: Option<&str>) -> Result<(), IndexError> {
         self.with_conn("write the peers' state", |c| {
             match value {
-                Some(value) => c.execute(
-                    "INSERT INTO peer_state (key, value) VALUES (?1, ?2)
+                Some(value) => c
+                    .prepare_cached(
+                        "INSERT INTO peer_state (key, value) VALUES (?1, ?2)
                      ON CONFLICT (key) DO UPDATE SET value = ?2",
-                    params![key, value],
-                )?,
-                None => c.execute("DELETE FROM peer_state WHERE key = ?1", params![key])?,
+                    )?
+                    .execute(params![key, value])?,
+                None => c
+                    .prepare_cached("DELETE FROM peer_state WHERE key = ?1")?
+                    .execute(params![key])?,
             };
             Ok(())
         })
@@ -262,13 +261,13 @@ impl Index {
         peer_id: &str,
     ) -> Result<(), IndexError> {
         self.with_conn("record a stale ref", |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO peer_stale_refs (repo, ref_name, commit_hash, peer_id, noted_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (repo, ref_name) DO UPDATE SET commit_hash = ?3, peer_id = ?4,
                      noted_at = ?5",
-                params![repo, ref_name, commit, peer_id, now_ms()],
-            )?;
+            )?
+            .execute(params![repo, ref_name, commit, peer_id, now_ms()])?;
             Ok(())
         })
     }
@@ -276,12 +275,11 @@ impl Index {
     /// The stale mark of `repo`'s `ref_name`, if a peer left one.
     pub fn stale_ref(&self, repo: &str, ref_name: &str) -> Result<Option<StaleRef>, IndexError> {
         self.with_conn("read a stale ref", |c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT repo, ref_name, commit_hash, peer_id, noted_at FROM peer_stale_refs
                  WHERE repo = ?1 AND ref_name = ?2",
-                params![repo, ref_name],
-                stale_row,
-            )
+            )?
+            .query_row(params![repo, ref_name], stale_row)
             .optional()
         })
     }
@@ -301,10 +299,8 @@ impl Index {
     /// Clears a stale mark (the ref moved, or the Hub says it did not).
     pub fn clear_stale_ref(&self, repo: &str, ref_name: &str) -> Result<(), IndexError> {
         self.with_conn("clear a stale ref", |c| {
-            c.execute(
-                "DELETE FROM peer_stale_refs WHERE repo = ?1 AND ref_name = ?2",
-                params![repo, ref_name],
-            )?;
+            c.prepare_cached("DELETE FROM peer_stale_refs WHERE repo = ?1 AND ref_name = ?2")?
+                .execute(params![repo, ref_name])?;
             Ok(())
         })
     }

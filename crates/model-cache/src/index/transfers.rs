@@ -191,10 +191,9 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<TransferJob>> {
 /// Creates a running job.
 pub fn create(conn: &Connection, job: &NewTransferJob<'_>) -> rusqlite::Result<i64> {
     let now = now();
-    conn.execute(
-        "INSERT INTO download_jobs
+    conn.prepare_cached("INSERT INTO download_jobs
          (repo, revision, commit_hash, path, etag, size, chunk_size, validator, state, error, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', NULL, ?9, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', NULL, ?9, ?9)")?.execute(
         params![
             job.repo,
             job.revision,
@@ -216,18 +215,16 @@ pub fn set_state(
     state: JobState,
     error: Option<&str>,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE download_jobs SET state = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id, state.as_str(), error, now()],
-    )?;
+    )?
+    .execute(params![id, state.as_str(), error, now()])?;
     Ok(())
 }
 
 pub fn set_validator(conn: &Connection, id: i64, validator: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE download_jobs SET validator = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, validator, now()],
-    )?;
+    conn.prepare_cached("UPDATE download_jobs SET validator = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, validator, now()])?;
     Ok(())
 }
 
@@ -242,29 +239,27 @@ pub fn record_done(conn: &Connection, id: i64, chunks: &[DoneChunk]) -> rusqlite
         for chunk in chunks {
             insert.execute(params![id, chunk.index as i64, chunk.checksum as i64])?;
         }
-        tx.execute(
-            "UPDATE download_jobs SET updated_at = ?2 WHERE id = ?1",
-            params![id, now()],
-        )?;
+        tx.prepare_cached("UPDATE download_jobs SET updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, now()])?;
     }
     tx.commit()
 }
 
 /// Records how far a chunk in flight has written; never replaces the chunk's `done` record.
 pub fn record_partial(conn: &Connection, id: i64, chunk: &PartialChunk) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO download_chunks (job_id, idx, state, checksum, written)
          VALUES (?1, ?2, 'partial', ?3, ?4)
          ON CONFLICT (job_id, idx) DO UPDATE SET checksum = excluded.checksum,
              written = excluded.written
          WHERE download_chunks.state = 'partial'",
-        params![
-            id,
-            chunk.index as i64,
-            chunk.checksum as i64,
-            chunk.written as i64
-        ],
-    )?;
+    )?
+    .execute(params![
+        id,
+        chunk.index as i64,
+        chunk.checksum as i64,
+        chunk.written as i64
+    ])?;
     Ok(())
 }
 
@@ -313,18 +308,20 @@ pub fn forget_chunks(conn: &Connection, id: i64, indices: &[u64]) -> rusqlite::R
 
 /// Forgets every chunk of a job.
 pub fn clear_chunks(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM download_chunks WHERE job_id = ?1", params![id])?;
+    conn.prepare_cached("DELETE FROM download_chunks WHERE job_id = ?1")?
+        .execute(params![id])?;
     Ok(())
 }
 
 /// Marks a job done and drops its chunk rows (the blob is complete; they say nothing more).
 pub fn finish(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     let tx = super::write_tx(conn)?;
-    tx.execute("DELETE FROM download_chunks WHERE job_id = ?1", params![id])?;
-    tx.execute(
+    tx.prepare_cached("DELETE FROM download_chunks WHERE job_id = ?1")?
+        .execute(params![id])?;
+    tx.prepare_cached(
         "UPDATE download_jobs SET state = 'done', error = NULL, updated_at = ?2 WHERE id = ?1",
-        params![id, now()],
-    )?;
+    )?
+    .execute(params![id, now()])?;
     tx.commit()
 }
 
@@ -332,23 +329,23 @@ pub fn finish(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 /// reclaimed: a later pull starts it over).
 pub fn forget(conn: &Connection, repo: &str, etag: &str) -> rusqlite::Result<()> {
     let tx = super::write_tx(conn)?;
-    tx.execute(
+    tx.prepare_cached(
         "DELETE FROM download_chunks WHERE job_id IN
              (SELECT id FROM download_jobs WHERE repo = ?1 AND etag = ?2)",
-        params![repo, etag],
-    )?;
-    tx.execute(
-        "DELETE FROM download_jobs WHERE repo = ?1 AND etag = ?2",
-        params![repo, etag],
-    )?;
+    )?
+    .execute(params![repo, etag])?;
+    tx.prepare_cached("DELETE FROM download_jobs WHERE repo = ?1 AND etag = ?2")?
+        .execute(params![repo, etag])?;
     tx.commit()
 }
 
 /// Deletes a job and its chunks.
 pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     let tx = super::write_tx(conn)?;
-    tx.execute("DELETE FROM download_chunks WHERE job_id = ?1", params![id])?;
-    tx.execute("DELETE FROM download_jobs WHERE id = ?1", params![id])?;
+    tx.prepare_cached("DELETE FROM download_chunks WHERE job_id = ?1")?
+        .execute(params![id])?;
+    tx.prepare_cached("DELETE FROM download_jobs WHERE id = ?1")?
+        .execute(params![id])?;
     tx.commit()
 }
 
