@@ -57,7 +57,11 @@ fn age(dir: &Path) {
     std::fs::File::open(dir).unwrap().set_modified(old).unwrap();
 }
 
-fn summary(list: &[CachedRepoView]) -> Vec<(String, u64, Vec<(String, u64, usize)>)> {
+/// A revision as compared: commit, bytes, files.
+type Revision = (String, u64, usize);
+
+/// What the listing says of each repo: name, bytes, revisions.
+fn summary(list: &[CachedRepoView]) -> Vec<(String, u64, Vec<Revision>)> {
     list.iter()
         .map(|r| {
             (

@@ -247,7 +247,8 @@ mod tests {
     #[test]
     fn every_kind_of_change_breaks_the_stamp() {
         let commit = "a".repeat(40);
-        let changes: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+        type Change = Box<dyn Fn(&Path)>;
+        let changes: Vec<(&str, Change)> = vec![
             (
                 "a blob added",
                 Box::new(|d| std::fs::write(d.join("blobs/e2"), b"2").unwrap()),
