@@ -139,7 +139,10 @@ struct LimitsInner {
     per_host_limit: usize,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
     files: Arc<Semaphore>,
-    /// Small files (one request each) at once: as many as there are connections.
+    /// Small files (one request each) at once: twice as many as there are connections, so
+    /// one file's finishing work (the hash check, the fsyncs, the rename and link, the index
+    /// records) overlaps another's request; the requests open at once are still bounded by
+    /// `connections`.
     small_files: Arc<Semaphore>,
     bandwidth: TokenBucket,
     buffer_size: usize,
@@ -160,7 +163,7 @@ impl TransferLimits {
                 per_host_limit: limits.connections_per_host.max(1),
                 per_host: Mutex::new(HashMap::new()),
                 files: Arc::new(Semaphore::new(limits.files_at_once.max(1))),
-                small_files: Arc::new(Semaphore::new(limits.connections.max(1))),
+                small_files: Arc::new(Semaphore::new(2 * limits.connections.max(1))),
                 bandwidth: TokenBucket::new(limits.max_bytes_per_second),
                 buffer_size: limits.buffer_size.max(4096),
             }),

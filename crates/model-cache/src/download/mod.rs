@@ -529,8 +529,9 @@ async fn run_online(
         let ctx = Arc::clone(&ctx);
         let request = request.clone();
         let commit = commit.clone();
-        // A small file whose metadata the listing gave is one request: many go at once, as
-        // many as there are connections, instead of waiting behind the big files' slots.
+        // A small file whose metadata the listing gave is one request: many go at once (twice
+        // as many as there are connections, so finishing one overlaps another's request),
+        // instead of waiting behind the big files' slots.
         let small = spec
             .metadata
             .as_ref()
