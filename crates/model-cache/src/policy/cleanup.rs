@@ -72,39 +72,30 @@ pub struct Janitor {
 pub struct ListedRepo {
     pub listing: crate::store::listing::RepoListing,
     /// The latest last use of its revisions: our record where it applies (see
-    /// [`last_use`]), the file times otherwise.
+    /// [`record_applies`]), the file times otherwise.
     pub last_used: Option<SystemTime>,
     pub pinned: bool,
 }
 
-/// When a revision was last used: our record of the repo (`used`, unix ms) applies to the
-/// revisions refs point at, or to the only one; other revisions keep their file times.
-pub fn last_use(
-    used: Option<i64>,
-    single: bool,
-    refs: &[String],
-    file_time: SystemTime,
-) -> (SystemTime, super::evict::LastUsedSource) {
-    match used.filter(|_| single || !refs.is_empty()) {
-        Some(ms) => (ms_to_time(ms), super::evict::LastUsedSource::Index),
-        None => (file_time, super::evict::LastUsedSource::FileTimes),
-    }
+/// Whether our last-use record of a repo applies to one of its revisions: to the revisions
+/// refs point at (what a user of the repo gets), or to the only one; other revisions keep
+/// their file times.
+fn record_applies(single: bool, refs: &[String]) -> bool {
+    single || !refs.is_empty()
 }
+
+/// What reading one repo folder for the library gives (see [`read_folders`]).
+type FolderRead = Result<
+    (
+        Option<crate::store::listing::RepoListing>,
+        crate::store::listing::Stamp,
+    ),
+    crate::store::StoreError,
+>;
 
 /// Reads the repo folders `which` of `folders`, on up to as many threads as the machine has
 /// cores (at most 4): the reads are system calls, and those run in parallel.
-fn read_folders(
-    folders: &[(RepoId, PathBuf)],
-    which: &[usize],
-) -> Vec<
-    Result<
-        (
-            Option<crate::store::listing::RepoListing>,
-            crate::store::listing::Stamp,
-        ),
-        crate::store::StoreError,
-    >,
-> {
+fn read_folders(folders: &[(RepoId, PathBuf)], which: &[usize]) -> Vec<FolderRead> {
     use crate::store::listing::read_listing;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -280,8 +271,9 @@ impl Janitor {
                 .revisions
                 .iter()
                 .map(|r| {
-                    let file_time = UNIX_EPOCH + Duration::from_millis(r.file_time_ms);
-                    last_use(used, single, &r.refs, file_time).0
+                    used.filter(|_| record_applies(single, &r.refs))
+                        .map(ms_to_time)
+                        .unwrap_or(UNIX_EPOCH + Duration::from_millis(r.file_time_ms))
                 })
                 .max();
             // A pin of any of its revisions (or of a ref it no longer has) shows on the repo.
@@ -327,7 +319,7 @@ impl Janitor {
                 repos: vec![repo.clone()],
                 ..Inventory::default()
             };
-            let records_apply = |commit: &str| single || !by_commit(commit).is_empty();
+            let records_apply = |commit: &str| record_applies(single, &by_commit(commit));
             for mut candidate in gc::candidates(
                 &part,
                 &|_, commit| used.filter(|_| records_apply(commit)).map(ms_to_time),
