@@ -41,6 +41,8 @@ pub const HUGGING_FACE_HUB_TOKEN: &str = "HUGGING_FACE_HUB_TOKEN";
 pub const HF_TOKEN_PATH: &str = "HF_TOKEN_PATH";
 /// Offline mode.
 pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";
+/// `1`/`ON`/`YES`/`TRUE`: never read files as Xet chunks; always download them whole over HTTP.
+pub const HF_HUB_DISABLE_XET: &str = "HF_HUB_DISABLE_XET";
 /// Offline mode, as transformers spells it.
 pub const TRANSFORMERS_OFFLINE: &str = "TRANSFORMERS_OFFLINE";
 /// Timeout of metadata requests, in seconds.
@@ -238,6 +240,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "`1`/`ON`/`YES`/`TRUE`: no network, serve everything from the cache",
     ),
     (TRANSFORMERS_OFFLINE, "Alias of `HF_HUB_OFFLINE`"),
+    (
+        HF_HUB_DISABLE_XET,
+        "`1`/`ON`/`YES`/`TRUE`: download Xet-stored files whole over HTTP, without delta updates",
+    ),
     (
         HF_HUB_ETAG_TIMEOUT,
         "Timeout of metadata requests in seconds (default 10)",
@@ -722,6 +728,9 @@ pub fn settings_from_env(
     settings.offline = [HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE]
         .iter()
         .any(|name| get(&lookup, name).is_some_and(|value| is_true(&value)));
+    if get(&lookup, HF_HUB_DISABLE_XET).is_some_and(|value| is_true(&value)) {
+        settings.xet.enabled = false;
+    }
     if let Some(timeout) = seconds(&lookup, HF_HUB_ETAG_TIMEOUT) {
         settings.timeouts.metadata = timeout;
     }

@@ -121,6 +121,7 @@ mod tests {
             oid: String::new(),
             lfs: None,
             kind: EntryKind::File,
+            xet_hash: None,
         }
     }
 

@@ -68,6 +68,28 @@ pub struct Settings {
     pub bucket_access: crate::bucket::BucketAccess,
     /// The name LAN peers see for this machine; the host name when `None`.
     pub peer_name: Option<String>,
+    /// Delta downloads of files the Hub stores with Xet.
+    pub xet: XetSettings,
+}
+
+/// Delta downloads of Xet-stored files (see `download::xet`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XetSettings {
+    /// Rebuild Xet files from chunks, copying those already in the cache (`HF_HUB_DISABLE_XET`
+    /// turns it off). Without the `xet` feature files always come whole over HTTP.
+    pub enabled: bool,
+    /// The most bytes the chunk index may weigh in the index database; past it the blobs used
+    /// longest ago are forgotten.
+    pub index_bytes: u64,
+}
+
+impl Default for XetSettings {
+    fn default() -> Self {
+        XetSettings {
+            enabled: true,
+            index_bytes: 1 << 30,
+        }
+    }
 }
 
 impl Settings {
@@ -93,6 +115,7 @@ impl Settings {
             llama_cpp_converter: None,
             bucket_access: Default::default(),
             peer_name: None,
+            xet: XetSettings::default(),
         }
     }
 

@@ -87,6 +87,15 @@ pub enum DownloadEvent {
         reason: String,
         bytes_saved: u64,
     },
+    /// A file stored with Xet was rebuilt from chunks: `bytes_reused` of it were copied from
+    /// cached blobs holding the same chunks (an older revision, another quantization, a base
+    /// model), `bytes_fetched` came from the Xet CAS. Sent before it is linked.
+    Reused {
+        repo: String,
+        path: String,
+        bytes_reused: u64,
+        bytes_fetched: u64,
+    },
     /// The transfer is paused (connections closed, progress kept) or resumed.
     Paused {
         repo: String,

@@ -42,6 +42,8 @@ mod ramp;
 mod source;
 mod transfer;
 mod writer;
+#[cfg(feature = "xet")]
+mod xet;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -141,6 +143,10 @@ pub struct FileOutcome {
     /// so its bytes were not checked. Such a file is kept only when it came over `https`.
     #[serde(default)]
     pub unverified: bool,
+    /// Bytes of a downloaded file that were copied from other cached blobs holding the same
+    /// Xet chunks instead of being fetched (counted in [`DownloadSummary::bytes_saved`]).
+    #[serde(default)]
+    pub bytes_reused: u64,
 }
 
 /// The result of a request.
@@ -206,6 +212,21 @@ struct Inner {
     peers: peers::PeerClients,
     /// Pushes to the bucket running in the background, awaited by [`Downloader::wait_for_pushes`].
     pushes: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// Rebuild Xet-stored files from chunks (`download::xet`); without the `xet` feature,
+    /// never.
+    #[cfg_attr(
+        not(feature = "xet"),
+        expect(dead_code, reason = "read by the xet feature")
+    )]
+    xet_enabled: bool,
+    /// The most the chunk index may weigh.
+    #[cfg_attr(
+        not(feature = "xet"),
+        expect(dead_code, reason = "read by the xet feature")
+    )]
+    xet_index_bytes: u64,
+    #[cfg(feature = "xet")]
+    xet_tokens: xet::XetTokens,
 }
 
 impl Downloader {
@@ -235,6 +256,10 @@ impl Downloader {
                 push: settings.bucket.as_ref().is_some_and(|b| b.push),
                 peers: peers::PeerClients::new(settings),
                 pushes: std::sync::Mutex::new(tokio::task::JoinSet::new()),
+                xet_enabled: settings.xet.enabled,
+                xet_index_bytes: settings.xet.index_bytes,
+                #[cfg(feature = "xet")]
+                xet_tokens: xet::XetTokens::default(),
             }),
         }
     }
@@ -374,6 +399,7 @@ fn run_offline(inner: &Inner, request: &DownloadRequest) -> Result<DownloadSumma
                     source: FileSource::Cached,
                     unverified,
                     snapshot_path,
+                    bytes_reused: 0,
                 });
             }
             None => missing.push(path),
@@ -587,8 +613,13 @@ async fn run_online(
     let bytes_downloaded = ctx.downloaded.load(Ordering::Relaxed);
     let bytes_saved: u64 = files
         .iter()
-        .filter(|f| f.source != FileSource::Downloaded)
-        .map(|f| f.size)
+        .map(|f| {
+            if f.source == FileSource::Downloaded {
+                f.bytes_reused
+            } else {
+                f.size
+            }
+        })
         .sum();
     record_metrics(&inner.db, bytes_downloaded, bytes_saved).await;
     // A ref moves only to a snapshot that holds every requested file. A file restarted after
@@ -1247,6 +1278,7 @@ async fn link(
         snapshot_path,
         source,
         unverified,
+        bytes_reused: 0,
     })
 }
 
@@ -1492,7 +1524,52 @@ async fn fetch_blob(
     };
     let shared = Shared::new(plan, recorded, &partial, hasher);
 
-    let transferred = transfer_all(inner, ctx, request, &transfer, &shared, meta).await;
+    // Files the Hub stores with Xet are rebuilt from chunks first: those cached blobs hold are
+    // copied, the rest fetched from the CAS. What that leaves undone (all of it, when Xet
+    // fails) comes over HTTP.
+    #[cfg(feature = "xet")]
+    let mut rebuilt = None;
+    #[cfg(feature = "xet")]
+    if let Some(xet_file) = meta
+        .xet
+        .as_ref()
+        .filter(|_| inner.xet_enabled && meta.sha256.is_some() && meta.size >= xet::MIN_XET_SIZE)
+    {
+        match xet::transfer_all_xet(
+            inner,
+            ctx,
+            repo_cache.repo(),
+            &transfer,
+            &shared,
+            meta,
+            xet_file,
+        )
+        .await
+        {
+            Ok(outcome) => rebuilt = Some(outcome),
+            Err(xet::XetEnd::Fallback(reason)) => {
+                tracing::info!(path = %rel.as_str(), %reason, "The Xet rebuild stopped; HTTP fetches the rest");
+            }
+            Err(xet::XetEnd::Failed(failure)) => {
+                let leftover = Leftover::Resumable;
+                return transfer_failed(
+                    &inner.db,
+                    job_id,
+                    &incomplete,
+                    repo_name,
+                    failure,
+                    leftover,
+                )
+                .await;
+            }
+        }
+    }
+
+    let transferred = if shared.all_recorded(plan) {
+        Ok(())
+    } else {
+        transfer_all(inner, ctx, request, &transfer, &shared, meta).await
+    };
     if let Err(failure) = transferred {
         record_sources(inner, ctx, &transfer).await;
         let leftover = Leftover::Resumable;
@@ -1541,8 +1618,25 @@ async fn fetch_blob(
         None => repo_cache.finish_blob(&meta.etag),
     }
     .map_err(store_error(rel.as_str()))?;
+    #[cfg_attr(
+        not(feature = "xet"),
+        expect(unused_mut, reason = "set by the xet feature")
+    )]
+    let mut bytes_reused = 0;
+    #[cfg(feature = "xet")]
+    if let Some(outcome) = rebuilt {
+        bytes_reused = outcome.reused;
+        ctx.reporter.report(DownloadEvent::Reused {
+            repo: repo_name.clone(),
+            path: rel.as_str().to_string(),
+            bytes_reused: outcome.reused,
+            bytes_fetched: outcome.fetched,
+        });
+        xet::record_blob(inner, job_id, meta, outcome).await;
+    }
     inner.db.finish(job_id).await?;
-    let outcome = link(inner, ctx, repo_cache, rel, meta, FileSource::Downloaded).await?;
+    let mut outcome = link(inner, ctx, repo_cache, rel, meta, FileSource::Downloaded).await?;
+    outcome.bytes_reused = bytes_reused;
     Ok(FetchEnd::Done(outcome))
 }
 
@@ -1891,6 +1985,7 @@ fn team_metadata(
             sha256: lfs.then(|| file.etag.to_ascii_lowercase()),
             git_sha1: (!lfs).then(|| file.etag.to_ascii_lowercase()),
             over_https: false,
+            xet: None,
         },
     ))
 }

@@ -338,6 +338,15 @@ impl Shared {
         }
     }
 
+    /// The chunks no path has written yet.
+    #[cfg(feature = "xet")]
+    pub(super) fn unwritten(&self) -> Vec<u64> {
+        let state = self.lock();
+        (0..state.written.len() as u64)
+            .filter(|&c| !state.written[c as usize])
+            .collect()
+    }
+
     pub(super) fn all_recorded(&self, plan: ChunkPlan) -> bool {
         self.lock().recorded_count == plan.count()
     }
@@ -409,7 +418,7 @@ impl Shared {
         state.failures
     }
 
-    fn add_bytes(&self, bytes: u64, ctx: &TransferContext, transfer: &BlobTransfer) {
+    pub(super) fn add_bytes(&self, bytes: u64, ctx: &TransferContext, transfer: &BlobTransfer) {
         let event = {
             let mut state = self.lock();
             state.bytes_on_disk = (state.bytes_on_disk + bytes).min(transfer.size());
@@ -557,6 +566,26 @@ impl Committer {
         drop(self.sender);
         let _ = self.task.await;
     }
+}
+
+/// Records a chunk another path wrote whole (a Xet rebuild) like the streams' chunks: flushed,
+/// checksummed from disk and recorded, then counted written so no stream fetches it again.
+#[cfg(feature = "xet")]
+pub(super) async fn commit_written(
+    ctx: &TransferContext,
+    transfer: &BlobTransfer,
+    shared: &Shared,
+    chunk: u64,
+) -> Result<(), DownloadError> {
+    commit_batch(ctx, transfer, &[chunk]).await?;
+    {
+        let mut state = shared.lock();
+        if let Some(written) = state.written.get_mut(chunk as usize) {
+            *written = true;
+        }
+    }
+    shared.mark_recorded(&[chunk], ctx, transfer);
+    Ok(())
 }
 
 /// Records written chunks: flush, checksum from disk, one index transaction per batch.

@@ -165,6 +165,7 @@ impl Engine {
                         },
                         lfs,
                         kind: EntryKind::File,
+                        xet_hash: None,
                     }
                 })
                 .collect(),
@@ -192,6 +193,7 @@ impl Engine {
                 oid: file.etag,
                 lfs: None,
                 kind: EntryKind::File,
+                xet_hash: None,
             })
             .collect();
         Ok((entries, Some(commit)))

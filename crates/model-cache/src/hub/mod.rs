@@ -25,6 +25,7 @@ mod redirect;
 pub mod retry;
 pub mod search;
 mod types;
+pub mod xet;
 
 use std::future::Future;
 use std::ops::Range;
@@ -284,6 +285,14 @@ impl HubClient {
             sha256: (is_lfs && is_hex(&etag, 64)).then(|| etag.clone()),
             git_sha1: (!is_lfs && is_hex(&etag, 40)).then(|| etag.clone()),
             etag,
+            xet: entry
+                .xet_hash
+                .as_ref()
+                .filter(|h| is_hex(h, 64))
+                .map(|hash| xet::XetFile {
+                    hash: hash.to_ascii_lowercase(),
+                    token_route: xet::token_route(&self.inner.endpoint, repo, commit),
+                }),
         }
     }
 
@@ -958,6 +967,7 @@ fn metadata_from(
         sha256,
         git_sha1,
         over_https,
+        xet: xet::xet_from_headers(headers, url),
     })
 }
 
@@ -1150,6 +1160,8 @@ struct RawTreeEntry {
     size: u64,
     path: String,
     lfs: Option<RawLfs>,
+    #[serde(default, rename = "xetHash")]
+    xet_hash: Option<String>,
 }
 
 impl RawTreeEntry {
@@ -1167,6 +1179,7 @@ impl RawTreeEntry {
                 sha256: l.sha256,
                 size: l.size,
             }),
+            xet_hash: self.xet_hash,
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct TreeEntry {
     pub oid: String,
     pub lfs: Option<Lfs>,
     pub kind: EntryKind,
+    /// The file's Xet hash, when the Hub stores it with Xet (`xetHash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xet_hash: Option<String>,
 }
 
 impl TreeEntry {
@@ -92,6 +95,9 @@ pub struct FileMetadata {
     /// earlier versions.
     #[serde(default)]
     pub over_https: bool,
+    /// Stored with Xet: the file can be rebuilt from chunks (see [`super::xet`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xet: Option<super::xet::XetFile>,
 }
 
 /// The start of a range (or whole-file) GET: status and validators are read, the body is left

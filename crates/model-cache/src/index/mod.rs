@@ -19,6 +19,7 @@ mod schema;
 pub mod transfers;
 pub mod updates;
 pub mod uploads;
+pub mod xet;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

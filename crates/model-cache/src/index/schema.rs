@@ -131,4 +131,5 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     queue::CLEARED_MIGRATION,
     super::peers::MIGRATION,
     super::listings::MIGRATION,
+    super::xet::MIGRATION,
 ];

@@ -71,6 +71,7 @@ pub fn record(
                         oid: String::new(),
                         lfs: None,
                         kind: EntryKind::File,
+                        xet_hash: None,
                     })
                     .collect();
                 // Patterns were checked when the job ran; a bad one selects nothing here.
