@@ -1037,7 +1037,8 @@ function renderJob(job) {
       h('progress', { max: 100, value: filePct, 'aria-label': `${f.path}: ${filePct}%` }),
       h('span', { class: 'figures' }, f.state === 'queued' && !f.size ? 'waiting' : `${fmtBytes(done)} / ${fmtBytes(f.size)}`,
         f.state && f.state !== 'done' && f.state !== 'running' ? ` · ${f.state}` : '',
-        sourcesText(f.sources)));
+        sourcesText(f.sources),
+        f.reused ? ` · ${fmtBytes(f.reused)} reused from cached chunks` : ''));
   }
   grid.replaceChildren(...rows);
   $('summary', node).textContent = `${(job.files || []).length} file${(job.files || []).length === 1 ? '' : 's'}`;
@@ -1168,6 +1169,7 @@ async function refreshStats() {
       item('Storage used', `${fmtBytes(s.storage_used_bytes)}${s.budget_bytes ? ` of ${fmtBytes(s.budget_bytes)}` : ''}`),
       item('Downloaded', fmtBytes(s.bytes_downloaded)),
       item('Served from cache', fmtBytes(s.bytes_from_cache)),
+      ...(s.bytes_reused ? [item('Reused Xet chunks', fmtBytes(s.bytes_reused))] : []),
       item('Cache hits', total ? `${s.hits} of ${total} (${pct(s.hits, total)}%)` : '—'),
       ...(s.downloads || []).slice(0, 5).map((d) => item(
         `${d.repo}${d.variant ? ` · ${d.variant}` : ''}`,

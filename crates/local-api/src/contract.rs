@@ -262,6 +262,9 @@ pub struct FileProgressBody {
     /// Where its bytes came from, when several sources had it (known once its transfer
     /// ended): bytes, speed and failed attempts by source.
     pub sources: Vec<model_cache::download::SourceUse>,
+    /// Bytes copied from cached blobs holding the same Xet chunks instead of being fetched.
+    #[serde(default)]
+    pub reused: u64,
 }
 
 /// `POST /api/jobs/pause-all` and `/resume-all`.
@@ -373,6 +376,9 @@ pub struct TokenState {
 pub struct StatsBody {
     pub bytes_downloaded: u64,
     pub bytes_from_cache: u64,
+    /// Of `bytes_from_cache`, bytes copied from cached blobs holding the same Xet chunks.
+    #[serde(default)]
+    pub bytes_reused: u64,
     pub hits: u64,
     pub misses: u64,
     pub storage_used_bytes: u64,
@@ -580,6 +586,7 @@ struct FileProgress {
     done: u64,
     state: &'static str,
     sources: Vec<model_cache::download::SourceUse>,
+    reused: u64,
 }
 
 #[derive(Debug, Default)]
@@ -826,6 +833,7 @@ impl Tracker {
                         done: f.done,
                         state: f.state.to_string(),
                         sources: f.sources.clone(),
+                        reused: f.reused,
                     })
                     .collect()
             })
@@ -842,6 +850,7 @@ impl Tracker {
                         done: 0,
                         state: "queued".to_string(),
                         sources: Vec::new(),
+                        reused: 0,
                     })
                     .collect()
             });
@@ -1036,6 +1045,12 @@ impl Tracker {
             }
             DownloadEvent::Sources { path, sources, .. } => {
                 job.file(path).sources = sources.clone();
+                (path.clone(), true)
+            }
+            DownloadEvent::Reused {
+                path, bytes_reused, ..
+            } => {
+                job.file(path).reused = *bytes_reused;
                 (path.clone(), true)
             }
             DownloadEvent::Finished { commit, .. } => {

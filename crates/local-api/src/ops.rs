@@ -556,6 +556,7 @@ impl Api {
         Ok(StatsBody {
             bytes_downloaded: stats.counters.bytes_downloaded,
             bytes_from_cache: stats.counters.bytes_from_cache,
+            bytes_reused: stats.counters.bytes_reused,
             hits: stats.counters.hits,
             misses: stats.counters.misses,
             storage_used_bytes: stats.health.storage.used,

@@ -86,6 +86,7 @@ fn job() -> Job {
                 errors: 0,
                 dropped: false,
             }],
+            reused: 1,
         }],
         error: Some(ErrorBody {
             kind: "network".into(),
@@ -517,6 +518,7 @@ fn every_contract_type_matches_the_document() {
             keys(&StatsBody {
                 bytes_downloaded: 1,
                 bytes_from_cache: 1,
+                bytes_reused: 1,
                 hits: 1,
                 misses: 1,
                 storage_used_bytes: 1,

@@ -335,6 +335,18 @@ impl PullProgress {
                     .collect();
                 self.line(format!("  `{path}` came from: {}", parts.join(", ")));
             }
+            DownloadEvent::Reused {
+                path,
+                bytes_reused,
+                bytes_fetched,
+                ..
+            } => {
+                self.line(format!(
+                    "  `{path}`: {} reused from cached chunks, {} fetched (Xet)",
+                    format_size(*bytes_reused),
+                    format_size(*bytes_fetched)
+                ));
+            }
             DownloadEvent::Finished {
                 commit,
                 bytes_downloaded,

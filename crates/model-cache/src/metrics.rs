@@ -30,6 +30,10 @@ pub struct Counters {
     pub bytes_downloaded: u64,
     /// Bytes not downloaded because the cache had them (same file, or same blob elsewhere).
     pub bytes_from_cache: u64,
+    /// Bytes of downloaded files copied from cached blobs holding the same Xet chunks (counted
+    /// in `bytes_from_cache` too).
+    #[serde(default)]
+    pub bytes_reused: u64,
     pub hits: u64,
     pub misses: u64,
 }
@@ -76,6 +80,7 @@ pub fn counters(index: &Index) -> Result<Counters, IndexError> {
     Ok(Counters {
         bytes_downloaded: get(metric::BYTES_DOWNLOADED),
         bytes_from_cache: get(metric::BYTES_FROM_CACHE) + get("bytes_saved"),
+        bytes_reused: get("bytes_reused"),
         hits: get(metric::HITS),
         misses: get(metric::MISSES),
     })

@@ -20,6 +20,12 @@ fn print_stats(printer: &Printer, engine: &Engine, stats: &Stats) {
     row("status", health.status.clone());
     row("downloaded", format_size(counters.bytes_downloaded));
     row("served from cache", format_size(counters.bytes_from_cache));
+    if counters.bytes_reused > 0 {
+        row(
+            "  of which Xet chunks reused",
+            format_size(counters.bytes_reused),
+        );
+    }
     row(
         "cache hits / misses",
         format!(

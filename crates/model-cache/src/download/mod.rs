@@ -621,7 +621,8 @@ async fn run_online(
             }
         })
         .sum();
-    record_metrics(&inner.db, bytes_downloaded, bytes_saved).await;
+    let bytes_reused: u64 = files.iter().map(|f| f.bytes_reused).sum();
+    record_metrics(&inner.db, bytes_downloaded, bytes_saved, bytes_reused).await;
     // A ref moves only to a snapshot that holds every requested file. A file restarted after
     // an upstream change was linked under its new commit: the others are linked there too when
     // their blobs are unchanged at that commit (the Hub says so: one HEAD each, no bytes), else
@@ -757,10 +758,14 @@ async fn run_online(
     })
 }
 
-async fn record_metrics(db: &JobDb, downloaded: u64, saved: u64) {
+async fn record_metrics(db: &JobDb, downloaded: u64, saved: u64, reused: u64) {
     let index = db.index().clone();
     let _ = tokio::task::spawn_blocking(move || {
-        for (name, value) in [("bytes_downloaded", downloaded), ("bytes_saved", saved)] {
+        for (name, value) in [
+            ("bytes_downloaded", downloaded),
+            ("bytes_saved", saved),
+            ("bytes_reused", reused),
+        ] {
             if value > 0
                 && let Err(error) = index.add_metric(name, value as i64)
             {
