@@ -4,6 +4,12 @@
 //! loopback listeners: the **hub** (`/api/...` and `/{id}/resolve/...`) and a **CDN** on another
 //! port, to which LFS files redirect, exactly like the real Hub's `302` to its CDN hosts.
 //!
+//! With the cargo feature `xet`, a third listener serves a real Xet **CAS** ([`xet`]): repos
+//! marked [`Repo::xet`] have their LFS files stored in it, and the hub then sends their Xet
+//! metadata (`X-Xet-Hash`, the `xet-auth` link to its `xet-read-token` route, `xetHash` in
+//! listings), so Xet clients download them from the CAS. Every other repo, and every repo
+//! without the feature, is served exactly as before: plain LFS, no Xet metadata.
+//!
 //! Data flows like this: an [`EmulatorConfig`] lists [`Repo`]s (commits, branches, tags,
 //! `refs/pr/N`), whose files are small bytes or generated [`generate::VirtualFile`]s (valid
 //! GGUF and safetensors of any size that cost no disk). Hashes are computed lazily and cached
@@ -44,6 +50,8 @@ pub mod python;
 pub mod repo;
 mod search;
 mod server;
+#[cfg(feature = "xet")]
+pub mod xet;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +63,8 @@ pub use catalog::{Catalog, CatalogError};
 pub use faults::{Fault, FaultRule, Faults};
 pub use log::{Listener, RequestLog, RequestRecord};
 pub use repo::{FileBody, FileChange, FileHashes, Gate, Repo, RepoFile, RepoKind};
+#[cfg(feature = "xet")]
+pub use xet::{XetError, XetHandle};
 
 /// Default number of entries per tree page (the Hub's).
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
@@ -84,6 +94,14 @@ pub struct EmulatorConfig {
     /// name than its listening address (`http://cdn.test:{port}` through a proxy, or a TLS
     /// front); `None`: `http://127.0.0.1:{cdn port}`.
     pub cdn_base_url: Option<String>,
+    /// Xet CAS port (0 picks a free one); used with the feature `xet` only.
+    pub cas_port: u16,
+    /// Folder for the Xet CAS's data (xorbs, shards, the upload shard cache); `None`: a
+    /// temporary folder removed with the emulator. Used with the feature `xet` only.
+    pub xet_dir: Option<PathBuf>,
+    /// Lifetime of the CAS tokens the `xet-read-token` route hands out (default 1 h). Used
+    /// with the feature `xet` only.
+    pub xet_token_ttl: std::time::Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -98,6 +116,9 @@ impl Default for EmulatorConfig {
             faults: Vec::new(),
             signed_url_ttl: None,
             cdn_base_url: None,
+            cas_port: 0,
+            xet_dir: None,
+            xet_token_ttl: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -118,11 +139,13 @@ impl EmulatorConfig {
     }
 }
 
-/// A running emulator. Dropping it stops both listeners.
+/// A running emulator. Dropping it stops its listeners.
 pub struct Emulator {
     shared: Arc<server::Shared>,
     hub_addr: SocketAddr,
     cdn_addr: SocketAddr,
+    #[cfg(feature = "xet")]
+    xet: Option<XetHandle>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -138,8 +161,9 @@ impl std::fmt::Debug for Emulator {
 }
 
 impl Emulator {
-    /// Binds both listeners on 127.0.0.1 and starts serving; they accept connections when
-    /// this returns.
+    /// Binds the listeners on 127.0.0.1 and starts serving; they accept connections when
+    /// this returns. With the feature `xet`, the CAS is started too and the LFS files of every
+    /// repo marked Xet (all commits) are stored in it first.
     pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
         let hub = tokio::net::TcpListener::bind(("127.0.0.1", config.hub_port)).await?;
         let cdn = tokio::net::TcpListener::bind(("127.0.0.1", config.cdn_port)).await?;
@@ -155,6 +179,31 @@ impl Emulator {
         for f in config.faults {
             faults.set(f);
         }
+        #[cfg(feature = "xet")]
+        let (xet, cas_listener) = {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.cas_port)).await?;
+            let cas = xet::XetCas::start(xet::XetSettings {
+                dir: config.xet_dir.clone(),
+                token_ttl: config.xet_token_ttl,
+                cas_url: format!("http://{}", listener.local_addr()?),
+                hash_cache: catalog.hash_cache().clone(),
+            })
+            .await
+            .map_err(std::io::Error::other)?;
+            let files: Vec<Arc<RepoFile>> = catalog
+                .repo_ids()
+                .into_iter()
+                .filter_map(|(kind, id)| {
+                    catalog
+                        .with_repo(kind, &id, |r| r.xet.then(|| r.lfs_files()))
+                        .flatten()
+                })
+                .flatten()
+                .collect();
+            // One session for the whole catalog: exact dedup between all its files.
+            cas.ingest(files).await.map_err(std::io::Error::other)?;
+            (Some(cas), listener)
+        };
         let shared = Arc::new(server::Shared {
             catalog,
             tokens: RwLock::new(config.tokens),
@@ -168,13 +217,23 @@ impl Emulator {
                 .map(|url| url.trim_end_matches('/').to_string())
                 .unwrap_or_else(|| format!("http://{cdn_addr}")),
             signing: config.signed_url_ttl.map(server::UrlSigning::new),
+            #[cfg(feature = "xet")]
+            xet: xet.clone(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
-        for (listener, handler) in [(hub, Listener::Hub), (cdn, Listener::Cdn)] {
+        #[cfg_attr(
+            not(feature = "xet"),
+            expect(unused_mut, reason = "the CAS listener needs the feature")
+        )]
+        let mut listeners = vec![(hub, Listener::Hub), (cdn, Listener::Cdn)];
+        #[cfg(feature = "xet")]
+        listeners.push((cas_listener, Listener::Cas));
+        for (listener, handler) in listeners {
             let router = match handler {
                 Listener::Hub => axum::Router::new().fallback(server::hub_handler),
                 Listener::Cdn => axum::Router::new().fallback(server::cdn_handler),
+                Listener::Cas => axum::Router::new().fallback(server::cas_handler),
             }
             .with_state(Arc::clone(&shared));
             let mut stopped = stopped.clone();
@@ -192,6 +251,11 @@ impl Emulator {
         }
         tracing::info!(hub = %shared.hub_url, cdn = %shared.cdn_url, "Hub emulator listening");
         Ok(Self {
+            #[cfg(feature = "xet")]
+            xet: xet.map(|cas| XetHandle {
+                cas,
+                catalog: Arc::clone(&shared.catalog),
+            }),
             shared,
             hub_addr,
             cdn_addr,
@@ -234,6 +298,12 @@ impl Emulator {
         self.cdn_addr
     }
 
+    /// The Xet CAS's knobs and self-checks (feature `xet`).
+    #[cfg(feature = "xet")]
+    pub fn xet(&self) -> Option<&XetHandle> {
+        self.xet.as_ref()
+    }
+
     /// The fault table, switchable at run time.
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
@@ -244,7 +314,7 @@ impl Emulator {
         &self.shared.log
     }
 
-    /// Body bytes served by both listeners so far.
+    /// Body bytes served by all listeners so far.
     pub fn bytes_served(&self) -> u64 {
         self.shared.log.bytes_served()
     }
@@ -259,9 +329,30 @@ impl Emulator {
         &self.shared.catalog
     }
 
-    /// Adds or replaces a repo.
+    /// Adds or replaces a repo. A repo marked Xet has its LFS files stored in the CAS before
+    /// this returns (feature `xet`).
     pub fn add_repo(&self, repo: Repo) {
+        let (kind, id) = (repo.kind, repo.id.clone());
         self.shared.catalog.add(repo);
+        self.store_in_cas(kind, &id);
+    }
+
+    /// Stores the LFS files of `kind/id` that the CAS lacks, if the repo is marked Xet, and
+    /// waits for it. A failure is logged; the files are then tried again when asked for, and
+    /// served as plain LFS if that fails too.
+    fn store_in_cas(&self, kind: RepoKind, id: &str) {
+        #[cfg(feature = "xet")]
+        if let Some(cas) = &self.shared.xet
+            && let Some(files) = self
+                .shared
+                .catalog
+                .with_repo(kind, id, |r| r.xet.then(|| r.lfs_files()))
+                .flatten()
+            && let Err(e) = cas.ingest_blocking(files)
+        {
+            tracing::error!(repo = id, error = %e, "Cannot store a Xet repo's files in the CAS");
+        }
+        let _ = (kind, id);
     }
 
     /// Commits `changes` on top of `branch` and moves the branch; returns the new commit.
@@ -273,9 +364,12 @@ impl Emulator {
         title: &str,
         changes: Vec<FileChange>,
     ) -> Result<String, CatalogError> {
-        self.shared
+        let sha = self
+            .shared
             .catalog
-            .move_branch(kind, id, branch, title, changes)
+            .move_branch(kind, id, branch, title, changes)?;
+        self.store_in_cas(kind, id);
+        Ok(sha)
     }
 
     /// Gives a file new bytes upstream (new commit on `branch`, new ETag/sha256; stale CDN
@@ -287,7 +381,9 @@ impl Emulator {
         branch: &str,
         path: &str,
     ) -> Result<String, CatalogError> {
-        self.shared.catalog.change_file(kind, id, branch, path)
+        let sha = self.shared.catalog.change_file(kind, id, branch, path)?;
+        self.store_in_cas(kind, id);
+        Ok(sha)
     }
 
     /// The hashes of a file at a revision (computed on this thread if needed), or `None`.
@@ -330,13 +426,17 @@ impl Emulator {
             .insert(token, access);
     }
 
-    /// Stops both listeners and waits for them.
+    /// Stops the listeners and waits for them.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(true);
         }
         for t in self.tasks.drain(..) {
             let _ = t.await;
+        }
+        #[cfg(feature = "xet")]
+        if let Some(cas) = &self.shared.xet {
+            cas.shutdown();
         }
     }
 }
@@ -348,6 +448,10 @@ impl Drop for Emulator {
         }
         for t in &self.tasks {
             t.abort();
+        }
+        #[cfg(feature = "xet")]
+        if let Some(cas) = &self.shared.xet {
+            cas.shutdown();
         }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();

@@ -1,6 +1,6 @@
 //! The request log and byte counters tests assert on.
 //!
-//! Every request to either listener is recorded with its method, path, `Host`, `Range`,
+//! Every request to any listener is recorded with its method, path, `Host`, `Range`,
 //! `If-Range`, status and the body bytes actually sent. `Authorization` is never stored in
 //! clear: only whether it was present and a short fingerprint of it.
 
@@ -15,6 +15,8 @@ pub enum Listener {
     Hub,
     /// The CDN serving LFS content.
     Cdn,
+    /// The Xet CAS (feature `xet`): reconstructions and xorb ranges.
+    Cas,
 }
 
 /// One request, as seen by tests.
@@ -57,7 +59,7 @@ impl Entry {
     }
 }
 
-/// Request log and counters, shared by both listeners.
+/// Request log and counters, shared by all listeners.
 #[derive(Debug, Default)]
 pub struct RequestLog {
     entries: Mutex<Vec<Arc<Entry>>>,
@@ -109,9 +111,20 @@ impl RequestLog {
             .collect()
     }
 
-    /// Body bytes served by both listeners.
+    /// Body bytes served by all listeners.
     pub fn bytes_served(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// Body bytes served by one listener (e.g. [`Listener::Cas`] for what Xet clients fetched).
+    pub fn bytes_served_by(&self, listener: Listener) -> u64 {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|e| e.record.listener == listener)
+            .map(|e| e.bytes.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Body bytes served for one raw request path (e.g. a CDN path or a resolve path).

@@ -42,6 +42,32 @@ pub fn python_with_legacy_huggingface_hub(target_dir: &Path) -> Result<PathBuf, 
     })
 }
 
+/// The `hf_xet` release installed beside [`HF_HUB_VERSION`] (`huggingface_hub` uses it for
+/// files the Hub stores with Xet).
+pub const HF_XET_VERSION: &str = "1.8.0";
+
+/// Returns the Python interpreter of `<target_dir>/py-venv` with `hf_xet` [`HF_XET_VERSION`]
+/// installed (it comes with `huggingface_hub`; installed on its own when missing).
+pub fn python_with_hf_xet(target_dir: &Path) -> Result<PathBuf, String> {
+    let python = python_with_huggingface_hub(target_dir)?;
+    let has = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "import importlib.metadata as m, hf_xet, sys; sys.stdout.write(m.version('hf_xet'))",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout == HF_XET_VERSION.as_bytes())
+    };
+    if !has() {
+        let _lock = lock_file(&target_dir.join("py-venv.lock"))?;
+        if !has() {
+            pip_install(&python, &format!("hf_xet=={HF_XET_VERSION}"))?;
+        }
+    }
+    Ok(python)
+}
+
 /// The `moto` release whose S3 server the team-bucket tests run against.
 pub const MOTO_VERSION: &str = "5.2.1";
 

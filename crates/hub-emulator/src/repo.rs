@@ -393,6 +393,8 @@ pub struct RepoFile {
     /// Whether the file is stored in LFS (served through the CDN).
     pub lfs: bool,
     hashes: tokio::sync::OnceCell<FileHashes>,
+    /// The Xet hash, once the file was stored in the emulator's CAS (feature `xet`).
+    xet_hash: std::sync::OnceLock<String>,
 }
 
 impl RepoFile {
@@ -412,6 +414,7 @@ impl RepoFile {
             body,
             lfs,
             hashes: tokio::sync::OnceCell::new(),
+            xet_hash: std::sync::OnceLock::new(),
         };
         // Small in-memory files are hashed at once: it costs nothing and keeps HEADs cheap.
         if let FileBody::Memory(b) = &file.body
@@ -427,6 +430,21 @@ impl RepoFile {
     /// Size in bytes.
     pub fn size(&self) -> u64 {
         self.body.size()
+    }
+
+    /// The file's Xet hash (64 hex), once the emulator's CAS holds the file: only LFS files of
+    /// repos marked [`Repo::xet`], and only with the feature `xet`.
+    pub fn xet_hash(&self) -> Option<&str> {
+        self.xet_hash.get().map(String::as_str)
+    }
+
+    /// Records the Xet hash the CAS gave this file's content.
+    #[cfg_attr(
+        not(feature = "xet"),
+        expect(dead_code, reason = "only the Xet CAS records hashes")
+    )]
+    pub(crate) fn set_xet_hash(&self, hash: String) {
+        let _ = self.xet_hash.set(hash);
     }
 
     /// The hashes if already computed.
@@ -534,6 +552,11 @@ pub struct Repo {
     pub downloads: u64,
     /// Likes the model search reports and sorts by.
     pub likes: u64,
+    /// Whether the repo is stored with Xet: with the feature `xet`, its LFS files are put in
+    /// the emulator's CAS and the Hub sends their Xet metadata (`X-Xet-Hash`, the `xet-auth`
+    /// link, `xetHash` in listings). Without the feature, or when false, the repo is served as
+    /// plain LFS.
+    pub xet: bool,
     clock: u64,
 }
 
@@ -573,12 +596,35 @@ impl Repo {
             gated: None,
             downloads: 0,
             likes: 0,
+            xet: false,
             commits: HashMap::new(),
             branches: BTreeMap::new(),
             tags: BTreeMap::new(),
             pull_requests: BTreeMap::new(),
             clock: 0,
         }
+    }
+
+    /// The same repo marked as stored with Xet (see [`Repo::xet`]).
+    pub fn with_xet(mut self) -> Self {
+        self.xet = true;
+        self
+    }
+
+    /// Every LFS file of every commit (each file once, in commit order then path order).
+    pub fn lfs_files(&self) -> Vec<Arc<RepoFile>> {
+        let mut commits: Vec<&Arc<Commit>> = self.commits.values().collect();
+        commits.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.sha.cmp(&b.sha)));
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for c in commits {
+            for f in c.files.values().filter(|f| f.lfs) {
+                if seen.insert(Arc::as_ptr(f)) {
+                    out.push(Arc::clone(f));
+                }
+            }
+        }
+        out
     }
 
     /// `namespace` part of the id, if any.

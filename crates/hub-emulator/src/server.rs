@@ -1,4 +1,5 @@
-//! The two HTTP listeners: the hub (API and `resolve`) and the CDN (LFS content).
+//! The HTTP listeners: the hub (API and `resolve`), the CDN (LFS content) and, with the feature
+//! `xet`, the CAS (see [`crate::xet`]).
 //!
 //! Paths are matched by hand, not with a router, because repo ids have one or two segments:
 //! the `/resolve/`, `/tree/`, `/revision/` and `/paths-info/` markers split them.
@@ -25,7 +26,7 @@ use crate::repo::{Commit, FileBody, Gate, RepoFile, RepoKind};
 /// Body chunk size: large enough for GB/s, small enough to pace bandwidth smoothly.
 const CHUNK: usize = 256 * 1024;
 
-/// State shared by both listeners.
+/// State shared by all listeners.
 pub(crate) struct Shared {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) tokens: RwLock<TokenTable>,
@@ -36,6 +37,36 @@ pub(crate) struct Shared {
     pub(crate) cdn_url: String,
     /// Signed, expiring CDN URLs (see `EmulatorConfig::signed_url_ttl`).
     pub(crate) signing: Option<UrlSigning>,
+    /// The Xet CAS behind repos marked Xet.
+    #[cfg(feature = "xet")]
+    pub(crate) xet: Option<Arc<crate::xet::XetCas>>,
+}
+
+impl Shared {
+    /// Whether the Hub presents `kind/id` as stored with Xet: the repo is marked so and the
+    /// emulator runs a CAS. Every other repo is served as plain LFS, without Xet metadata.
+    fn is_xet_repo(&self, kind: RepoKind, id: &str) -> bool {
+        #[cfg(feature = "xet")]
+        if self.xet.is_some() {
+            return self.catalog.with_repo(kind, id, |r| r.xet).unwrap_or(false);
+        }
+        let _ = (kind, id);
+        false
+    }
+
+    /// The Xet hash the Hub publishes for `f`: only for LFS files of Xet repos (see
+    /// [`Shared::is_xet_repo`]). The file is stored in the CAS first if it was not yet.
+    async fn published_xet_hash(&self, xet_repo: bool, f: &Arc<RepoFile>) -> Option<String> {
+        #[cfg(feature = "xet")]
+        if xet_repo
+            && f.lfs
+            && let Some(cas) = &self.xet
+        {
+            return cas.hash_of(f).await;
+        }
+        let _ = (xet_repo, f);
+        None
+    }
 }
 
 /// Signs CDN URLs with an expiry, as the Hub's CDN does: `?Expires=<unix s>&Signature=<hex>`.
@@ -120,6 +151,10 @@ pub(crate) async fn cdn_handler(State(s): State<Arc<Shared>>, req: Request) -> R
     handle(s, Listener::Cdn, req).await
 }
 
+pub(crate) async fn cas_handler(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    handle(s, Listener::Cas, req).await
+}
+
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
@@ -165,8 +200,25 @@ async fn handle(s: Arc<Shared>, listener: Listener, req: Request) -> Response {
         _ => match listener {
             Listener::Hub => hub_route(&s, &parts, body, &entry, &decoded_path).await,
             Listener::Cdn => cdn_route(&s, &parts, &entry, &decoded_path).await,
+            Listener::Cas => {
+                #[cfg(feature = "xet")]
+                if let Some(cas) = &s.xet {
+                    let cas = Arc::clone(cas);
+                    return finish(
+                        &entry,
+                        &parts,
+                        crate::xet::cas_route(&s, &cas, &parts, &entry, &decoded_path).await,
+                    );
+                }
+                not_found()
+            }
         },
     };
+    finish(&entry, &parts, response)
+}
+
+/// Records the answer's status.
+fn finish(entry: &Entry, parts: &Parts, response: Response) -> Response {
     entry.set_status(response.status().as_u16());
     tracing::debug!(
         method = %parts.method,
@@ -227,11 +279,26 @@ fn not_found() -> Response {
 
 /// What a request is about, parsed from the path.
 enum Route {
-    Info { rev: String },
-    Tree { rev: String, path: String },
-    PathsInfo { rev: String },
+    Info {
+        rev: String,
+    },
+    Tree {
+        rev: String,
+        path: String,
+    },
+    PathsInfo {
+        rev: String,
+    },
     Refs,
-    Resolve { rev: String, file: String },
+    Resolve {
+        rev: String,
+        file: String,
+    },
+    /// `GET /api/{T}/{id}/xet-read-token/{rev}`.
+    #[cfg(feature = "xet")]
+    XetReadToken {
+        rev: String,
+    },
 }
 
 fn split_rev_path(after: &str) -> (String, String) {
@@ -268,6 +335,11 @@ fn parse_route(method: &Method, raw: &str) -> Option<(RepoKind, String, Route)> 
             }
             let rev = decode(&rest[i + "/paths-info/".len()..]);
             return Some((kind, decode(&rest[..i]), Route::PathsInfo { rev }));
+        }
+        #[cfg(feature = "xet")]
+        if let Some(i) = rest.find("/xet-read-token/") {
+            let rev = decode(&rest[i + "/xet-read-token/".len()..]);
+            return Some((kind, decode(&rest[..i]), Route::XetReadToken { rev }));
         }
         if let Some(id) = rest.strip_suffix("/refs") {
             return Some((kind, decode(id), Route::Refs));
@@ -401,12 +473,16 @@ async fn hub_route(
     let Some((kind, id, route)) = parse_route(&parts.method, raw) else {
         return not_found();
     };
+    #[cfg(feature = "xet")]
+    let files = matches!(route, Route::Resolve { .. } | Route::XetReadToken { .. });
+    #[cfg(not(feature = "xet"))]
     let files = matches!(route, Route::Resolve { .. });
     let (private, gated) = match check_access(s, kind, &id, &caller, files) {
         Ok(v) => v,
         Err(r) => return *r,
     };
     let pairs = query_pairs(parts);
+    let xet_repo = s.is_xet_repo(kind, &id);
     match route {
         Route::Info { rev } => {
             let Some(commit) = s.catalog.resolve(kind, &id, &rev) else {
@@ -418,7 +494,14 @@ async fn hub_route(
             let Some(commit) = s.catalog.resolve(kind, &id, &rev) else {
                 return revision_not_found(&rev);
             };
-            tree(s, parts, kind, &id, &commit, &rev, &path, &pairs).await
+            let at = TreeAt {
+                kind,
+                id: &id,
+                commit: &commit,
+                rev: &rev,
+                xet_repo,
+            };
+            tree(s, parts, &at, &path, &pairs).await
         }
         Route::PathsInfo { rev } => {
             let Some(commit) = s.catalog.resolve(kind, &id, &rev) else {
@@ -437,7 +520,7 @@ async fn hub_route(
                 }
                 let p = p.trim_matches('/');
                 if let Some(f) = commit.files.get(p) {
-                    out.push(file_entry(s, kind, &id, &commit, f, expand).await);
+                    out.push(file_entry(s, kind, &id, &commit, f, expand, xet_repo).await);
                 } else if commit.files.keys().any(|k| k.starts_with(&format!("{p}/"))) {
                     out.push(dir_entry(&commit, p));
                 }
@@ -495,10 +578,31 @@ async fn hub_route(
             if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", hashes.git_oid)) {
                 extra.insert(header::ETAG, v);
             }
+            let xet_hash = s.published_xet_hash(xet_repo, &f).await;
             extra.insert(
                 "access-control-expose-headers",
-                HeaderValue::from_static("X-Repo-Commit,X-Request-Id,X-Error-Code,X-Error-Message,X-Total-Count,ETag,Link,Accept-Ranges,Content-Range,X-Linked-Size,X-Linked-ETag"),
+                HeaderValue::from_static(if xet_hash.is_some() {
+                    "X-Repo-Commit,X-Request-Id,X-Error-Code,X-Error-Message,X-Total-Count,ETag,Link,Accept-Ranges,Content-Range,X-Linked-Size,X-Linked-ETag,X-Xet-Access-Token,X-Xet-Token-Expiration,X-Xet-Refresh-Route,X-Xet-Cas-Url,X-Xet-Hash"
+                } else {
+                    "X-Repo-Commit,X-Request-Id,X-Error-Code,X-Error-Message,X-Total-Count,ETag,Link,Accept-Ranges,Content-Range,X-Linked-Size,X-Linked-ETag"
+                }),
             );
+            if let Some(hash) = &xet_hash {
+                // Xet clients read the file's hash here and get a CAS token from the linked
+                // route; everything else about the answer stays the LFS one.
+                let link = format!(
+                    "<{}/api/{}/{}/xet-read-token/{}>; rel=\"xet-auth\"",
+                    s.hub_url,
+                    kind.plural(),
+                    id,
+                    commit.sha
+                );
+                if let (Ok(h), Ok(l)) = (HeaderValue::from_str(hash), HeaderValue::from_str(&link))
+                {
+                    extra.insert("x-xet-hash", h);
+                    extra.insert(header::LINK, l);
+                }
+            }
             if f.lfs {
                 let mut location = format!(
                     "{}/cdn/{}/{}",
@@ -524,6 +628,21 @@ async fn hub_route(
             } else {
                 let etag = hashes.git_oid.clone();
                 serve_file(s, parts, &f.body, &etag, extra, entry, decoded_path)
+            }
+        }
+        #[cfg(feature = "xet")]
+        Route::XetReadToken { rev } => {
+            if s.catalog.resolve(kind, &id, &rev).is_none() {
+                return revision_not_found(&rev);
+            }
+            match s.xet.as_ref().filter(|_| xet_repo) {
+                Some(cas) => crate::xet::read_token_response(cas),
+                None => hub_error(
+                    StatusCode::NOT_FOUND,
+                    Some("EntryNotFound"),
+                    &format!("{id} is not stored with Xet"),
+                    None,
+                ),
             }
         }
     }
@@ -605,11 +724,15 @@ async fn file_entry(
     commit: &Arc<Commit>,
     f: &Arc<RepoFile>,
     expand: bool,
+    xet_repo: bool,
 ) -> Value {
     let h = s.catalog.hashes(f).await;
     let mut v = json!({"type": "file", "oid": h.git_oid, "size": f.size(), "path": f.path});
     if f.lfs {
         v["lfs"] = json!({"oid": h.sha256, "size": f.size(), "pointerSize": h.pointer_size});
+    }
+    if let Some(hash) = s.published_xet_hash(xet_repo, f).await {
+        v["xetHash"] = json!(hash);
     }
     if expand {
         let last = s.catalog.last_commit_touching(kind, id, commit, &f.path);
@@ -619,20 +742,29 @@ async fn file_entry(
     v
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the tree route takes the parsed request apart; a struct would only rename them"
-)]
+/// The repo and revision a tree listing is of.
+struct TreeAt<'a> {
+    kind: RepoKind,
+    id: &'a str,
+    commit: &'a Arc<Commit>,
+    rev: &'a str,
+    xet_repo: bool,
+}
+
 async fn tree(
     s: &Shared,
     parts: &Parts,
-    kind: RepoKind,
-    id: &str,
-    commit: &Arc<Commit>,
-    rev: &str,
+    at: &TreeAt<'_>,
     path: &str,
     pairs: &[(String, String)],
 ) -> Response {
+    let TreeAt {
+        kind,
+        id,
+        commit,
+        rev,
+        xet_repo,
+    } = *at;
     let prefix = path.trim_matches('/');
     let recursive = flag(pairs, "recursive");
     let expand = flag(pairs, "expand");
@@ -687,7 +819,7 @@ async fn tree(
     for (p, e) in entries.get(start..end).unwrap_or_default() {
         out.push(match e {
             E::Dir => dir_entry(commit, p),
-            E::File(f) => file_entry(s, kind, id, commit, f, expand).await,
+            E::File(f) => file_entry(s, kind, id, commit, f, expand, xet_repo).await,
         });
     }
     let mut r = axum::Json(Value::Array(out)).into_response();
@@ -844,7 +976,7 @@ fn serve_file(
     };
     let body = if is_get {
         Body::from_stream(body_stream(
-            body.clone(),
+            BodySource::File(body.clone()),
             start,
             end,
             faults,
@@ -873,8 +1005,56 @@ fn serve_file(
     r
 }
 
+/// Where a response body's bytes come from.
+pub(crate) enum BodySource {
+    /// A file, read at offsets (the CDN and small hub files).
+    File(FileBody),
+    /// An upstream response, passed through (the CAS listener); `pending` holds what was
+    /// received and not yet sent.
+    #[cfg_attr(
+        not(feature = "xet"),
+        expect(dead_code, reason = "only the CAS proxy streams")
+    )]
+    Stream {
+        /// The upstream body.
+        upstream: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+        /// Received, not yet sent.
+        pending: Bytes,
+    },
+}
+
+impl BodySource {
+    /// Up to `n` bytes at `pos` (an empty result is the end of the body).
+    async fn next(
+        &mut self,
+        pos: u64,
+        n: usize,
+        buf: &mut BytesMut,
+    ) -> Result<Bytes, std::io::Error> {
+        match self {
+            Self::File(body) => {
+                buf.reserve(n);
+                buf.resize(n, 0);
+                let got = body.read_at(pos, &mut buf[..n]);
+                buf.truncate(got);
+                Ok(buf.split().freeze())
+            }
+            Self::Stream { upstream, pending } => {
+                use futures::StreamExt as _;
+                while pending.is_empty() {
+                    match upstream.next().await {
+                        Some(chunk) => *pending = chunk?,
+                        None => return Ok(Bytes::new()),
+                    }
+                }
+                Ok(pending.split_to(n.min(pending.len())))
+            }
+        }
+    }
+}
+
 struct BodyState {
-    body: FileBody,
+    source: BodySource,
     pos: u64,
     end: u64,
     sent: u64,
@@ -887,8 +1067,10 @@ struct BodyState {
     clock: Option<tokio::time::Instant>,
 }
 
-fn body_stream(
-    body: FileBody,
+/// A response body `start..end` of `source` (offsets of the file, or of the upstream body),
+/// shaped by `faults` and counted in the log.
+pub(crate) fn body_stream(
+    source: BodySource,
     start: u64,
     end: u64,
     faults: BodyFaults,
@@ -897,7 +1079,7 @@ fn body_stream(
     entry: Arc<Entry>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let state = BodyState {
-        body,
+        source,
         pos: start,
         end,
         sent: 0,
@@ -947,19 +1129,27 @@ fn body_stream(
             // Pace in slices of about 1/20 s so the rate is smooth at any scale.
             len = len.min((rate / 20).max(512));
         }
-        let n = len as usize;
-        st.buf.reserve(n);
-        st.buf.resize(n, 0);
-        let got = st.body.read_at(st.pos, &mut st.buf[..n]);
-        st.buf.truncate(got);
+        let mut chunk = match st.source.next(st.pos, len as usize, &mut st.buf).await {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                st.end = st.pos;
+                return Some((Err(e), st));
+            }
+        };
+        let got = chunk.len();
         if got == 0 {
             return None;
         }
-        for &(cs, ce) in &st.faults.corrupt {
-            let (a, b) = (cs.max(st.pos), ce.min(st.pos + got as u64));
-            for off in a..b {
-                st.buf[(off - st.pos) as usize] ^= 0xFF;
+        let hit = |&(cs, ce): &(u64, u64)| cs < st.pos + got as u64 && ce > st.pos;
+        if st.faults.corrupt.iter().any(hit) {
+            let mut bytes = BytesMut::from(&chunk[..]);
+            for &(cs, ce) in &st.faults.corrupt {
+                let (a, b) = (cs.max(st.pos), ce.min(st.pos + got as u64));
+                for off in a..b {
+                    bytes[(off - st.pos) as usize] ^= 0xFF;
+                }
             }
+            chunk = bytes.freeze();
         }
         if let Some(rate) = st.faults.conn_bandwidth {
             let now = tokio::time::Instant::now();
@@ -975,7 +1165,6 @@ fn body_stream(
         st.log.add_bytes(&st.entry, got as u64);
         st.pos += got as u64;
         st.sent += got as u64;
-        let chunk = st.buf.split().freeze();
         Some((Ok(chunk), st))
     })
 }
