@@ -59,6 +59,23 @@ struct Serve {
     /// `corrupt=100-200`, `conn-bandwidth=10MB`, `total-bandwidth=50MB` (repeatable).
     #[arg(long, value_name = "SPEC")]
     fault: Vec<String>,
+    /// Store this repo's LFS files with Xet and serve them through the CAS (repeatable; a
+    /// dataset or space as `datasets/ID`, `spaces/ID`).
+    #[cfg(feature = "xet")]
+    #[arg(long, value_name = "ID")]
+    xet_repo: Vec<String>,
+    /// Store every repo's LFS files with Xet.
+    #[cfg(feature = "xet")]
+    #[arg(long)]
+    xet_all: bool,
+    /// Folder for the Xet CAS's data (default: a temporary folder removed on exit).
+    #[cfg(feature = "xet")]
+    #[arg(long, value_name = "DIR")]
+    xet_dir: Option<PathBuf>,
+    /// Xet CAS port (0 picks a free one).
+    #[cfg(feature = "xet")]
+    #[arg(long, default_value_t = 0)]
+    cas_port: u16,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -103,6 +120,33 @@ fn main() -> anyhow::Result<()> {
     for f in &args.fault {
         config.faults.push(f.parse::<FaultRule>()?);
     }
+    #[cfg(feature = "xet")]
+    {
+        for wanted in &args.xet_repo {
+            let (kind, id) = if let Some(id) = wanted.strip_prefix("datasets/") {
+                (hub_emulator::RepoKind::Dataset, id)
+            } else if let Some(id) = wanted.strip_prefix("spaces/") {
+                (hub_emulator::RepoKind::Space, id)
+            } else {
+                (hub_emulator::RepoKind::Model, wanted.as_str())
+            };
+            let repo = config
+                .repos
+                .iter_mut()
+                .find(|r| r.kind == kind && r.id == id)
+                .with_context(|| {
+                    format!("No repo `{wanted}` to store with Xet; hint: pass --demo or --repo-dir DIR holding it")
+                })?;
+            repo.xet = true;
+        }
+        if args.xet_all {
+            for repo in &mut config.repos {
+                repo.xet = true;
+            }
+        }
+        config.xet_dir = args.xet_dir;
+        config.cas_port = args.cas_port;
+    }
     let runtime = tokio::runtime::Runtime::new().context("Cannot start the async runtime")?;
     runtime.block_on(async move {
         let emulator = Emulator::start(config)
@@ -113,6 +157,10 @@ fn main() -> anyhow::Result<()> {
         out.flush()?;
         drop(out);
         eprintln!("hub: {}  cdn: {}", emulator.url(), emulator.cdn_url());
+        #[cfg(feature = "xet")]
+        if let Some(xet) = emulator.xet() {
+            eprintln!("xet cas: {}", xet.cas_url());
+        }
         tokio::signal::ctrl_c()
             .await
             .context("Cannot wait for Ctrl-C")?;

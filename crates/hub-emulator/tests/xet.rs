@@ -406,6 +406,41 @@ async fn the_cas_listener_guards_its_routes() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+
+    // Body faults too: the next xorb range is cut after 1000 bytes, and counted as sent.
+    xet.set_fetch_term_url_expiration(Duration::from_secs(3600));
+    let v: Value = client()
+        .get(&recon)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = v["xorbs"].as_object().unwrap().values().next().unwrap()[0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    emu.faults().set(
+        FaultRule::global(Fault::DropAfter(1000))
+            .on("/v1/fetch_term*")
+            .times(1),
+    );
+    let r = client()
+        .get(&url)
+        .header("range", format!("bytes={a}-{b}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(r.bytes().await.is_err(), "the body was not cut");
+    let last = emu
+        .requests()
+        .into_iter()
+        .rfind(|r| r.listener == Listener::Cas && r.path == "/v1/fetch_term")
+        .unwrap();
+    assert_eq!(last.bytes_sent, 1000);
 }
 
 /// One fetch a reconstruction asks for: chunks `chunks` of `xorb`, bytes `bytes` (inclusive)
@@ -687,6 +722,39 @@ async fn a_512_kib_edit_of_a_64_mib_file_reuses_the_older_xorbs() {
     let (bytes, wire) = reassemble(&v).await;
     assert!(bytes == v2, "v2 reassembly differs");
     assert!(emu.log().bytes_served_by(Listener::Cas) >= wire);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_xet_repos_the_cas_costs_little_and_serves_nothing() {
+    let started = Instant::now();
+    let emu = Emulator::start(EmulatorConfig {
+        repos: vec![repo("org/plain", generated(2, 2 << 20), false)],
+        hash_cache_dir: None,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    println!(
+        "emulator start with the CAS and no Xet repo: {} ms",
+        started.elapsed().as_millis()
+    );
+    let xet = emu.xet().unwrap();
+    assert_eq!(
+        xet.xet_hash(RepoKind::Model, "org/plain", "main", WEIGHTS),
+        None
+    );
+    let r = client()
+        .head(format!("{}/org/plain/resolve/main/{WEIGHTS}", emu.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert!(header(&r, "x-xet-hash").is_none());
+    // Nothing was stored.
+    let stored = std::fs::read_dir(xet.data_dir().join("cas/xorbs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(stored, 0);
 }
 
 fn target_dir() -> PathBuf {
