@@ -344,28 +344,32 @@ impl XetCas {
                 source: boxed(e),
             }
         };
-        let config = TranslatorConfig::test_server_config(
-            &self.ctx,
-            &self.internal_url,
-            self.data_dir.join("client"),
-        )
-        .map_err(session_err("(session setup)"))?
-        .disable_progress_aggregation();
-        let session = FileUploadSession::new(Arc::new(config))
-            .await
-            .map_err(session_err("(session setup)"))?;
+        // One session per content, one after the other: within a session xet-core dedups a
+        // file only against xorbs already finished, so two similar files stored together
+        // would share nothing. A finalized session's shards land in the shared shard cache,
+        // which the next session dedups against chunk by chunk.
         let mut stored = Vec::with_capacity(todo.len());
         let mut bytes = 0u64;
         for (id, same) in todo {
+            let config = TranslatorConfig::test_server_config(
+                &self.ctx,
+                &self.internal_url,
+                self.data_dir.join("client"),
+            )
+            .map_err(session_err("(session setup)"))?
+            .disable_progress_aggregation();
+            let session = FileUploadSession::new(Arc::new(config))
+                .await
+                .map_err(session_err("(session setup)"))?;
             let f = &same[0];
             let hash = self.clean(&session, f).await?;
+            session
+                .finalize()
+                .await
+                .map_err(session_err("(session finalize)"))?;
             bytes += f.size();
             stored.push((id, hash, same));
         }
-        session
-            .finalize()
-            .await
-            .map_err(session_err("(session finalize)"))?;
         let mut by_content = self.by_content.lock().unwrap_or_else(|e| e.into_inner());
         for (id, hash, same) in stored {
             for f in same {
