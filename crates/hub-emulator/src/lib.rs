@@ -200,7 +200,8 @@ impl Emulator {
                 })
                 .flatten()
                 .collect();
-            // One session for the whole catalog: exact dedup between all its files.
+            // Each content in its own upload session, all with one shard cache: every file
+            // dedups against all stored before it (see `xet`).
             cas.ingest(files).await.map_err(std::io::Error::other)?;
             (Some(cas), listener)
         };

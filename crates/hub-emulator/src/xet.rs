@@ -21,10 +21,14 @@
 //! waited for from synchronous code (`Emulator::move_branch`) and from any caller's runtime,
 //! without deadlock: the work never needs the caller's threads.
 //!
-//! **Architecture Invariant:** every upload session uses one shard cache folder
-//! (`<data dir>/client/xet`), so a file stored later dedups against every chunk stored before,
-//! not only against the sampled chunks xet-core's global dedup queries. An edit of 512 KiB in a
-//! 64 MiB file thus reuses the xorbs of the older version for everything but the edited region.
+//! **Architecture Invariant:** each distinct content is stored in an upload session of its own,
+//! one after the other, and every session uses one shard cache folder (`<data dir>/client/xet`).
+//! Within a session xet-core dedups only against xorbs already finished, so two similar files
+//! stored together would share nothing (both would sit side by side in one xorb); a finished
+//! session's shards are in the cache, which the next session queries chunk by chunk, not only
+//! for the sampled chunks xet-core's global dedup asks the server about. An edit of 512 KiB in
+//! a 64 MiB file thus reuses the older version's chunks for everything but the edited region,
+//! and a fine-tune stored with its base reuses the base's.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -280,7 +284,7 @@ impl XetCas {
         }
     }
 
-    /// Stores `files` (those not stored yet) in one upload session and records their hashes.
+    /// Stores `files` (those not stored yet), a session per content, and records their hashes.
     pub(crate) async fn ingest(
         self: &Arc<Self>,
         files: Vec<Arc<RepoFile>>,

@@ -623,18 +623,44 @@ async fn a_file_reassembled_from_its_reconstruction_equals_its_body() {
     assert_eq!(header(&r, "content-length"), Some(expected.as_str()));
 }
 
-/// Bytes of `v`'s terms by xorb.
-fn term_bytes_by_xorb(v: &Value) -> HashMap<String, u64> {
-    let mut m = HashMap::new();
-    for t in v["terms"].as_array().unwrap() {
-        *m.entry(t["hash"].as_str().unwrap().to_string())
-            .or_default() += t["unpacked_length"].as_u64().unwrap();
+/// Chunk ranges of `v`'s terms, by xorb.
+fn term_ranges(v: &Value) -> Vec<(String, u64, u64, u64)> {
+    v["terms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["hash"].as_str().unwrap().to_string(),
+                t["range"]["start"].as_u64().unwrap(),
+                t["range"]["end"].as_u64().unwrap(),
+                t["unpacked_length"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Bytes of `newer`'s terms made of the very chunks `older`'s terms use (a chunk range of the
+/// same xorb within one of `older`'s), and all of `newer`'s bytes. Sharing a xorb is not
+/// enough: a xorb can hold both files' chunks side by side without any dedup.
+fn reused_bytes(older: &Value, newer: &Value) -> (u64, u64) {
+    let old = term_ranges(older);
+    let mut reused = 0;
+    let mut total = 0;
+    for (xorb, a, b, n) in term_ranges(newer) {
+        total += n;
+        if old
+            .iter()
+            .any(|(x, c, d, _)| *x == xorb && *c <= a && b <= *d)
+        {
+            reused += n;
+        }
     }
-    m
+    (reused, total)
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_512_kib_edit_of_a_64_mib_file_reuses_the_older_xorbs() {
+async fn a_512_kib_edit_of_a_64_mib_file_reuses_the_older_chunks() {
     const SIZE: usize = 64 << 20;
     const EDIT_AT: usize = 32 << 20;
     const EDIT: usize = 512 << 10;
@@ -681,14 +707,8 @@ async fn a_512_kib_edit_of_a_64_mib_file_reuses_the_older_xorbs() {
 
     let r1 = xet.reconstruction_v2(&h1, None).await.unwrap().unwrap();
     let r2 = xet.reconstruction_v2(&h2, None).await.unwrap().unwrap();
-    let v1_xorbs: HashSet<String> = term_bytes_by_xorb(&r1).into_keys().collect();
-    let by_xorb = term_bytes_by_xorb(&r2);
-    let total: u64 = by_xorb.values().sum();
-    let reused: u64 = by_xorb
-        .iter()
-        .filter(|(x, _)| v1_xorbs.contains(*x))
-        .map(|(_, n)| n)
-        .sum();
+    let v1_xorbs: HashSet<String> = term_ranges(&r1).into_iter().map(|t| t.0).collect();
+    let (reused, total) = reused_bytes(&r1, &r2);
     assert_eq!(total, SIZE as u64);
     // What a client holding v1 still has to fetch: the ranges of the xorbs v1 does not use.
     let new_wire: u64 = fetches(&r2)
@@ -699,12 +719,11 @@ async fn a_512_kib_edit_of_a_64_mib_file_reuses_the_older_xorbs() {
     let pct = reused as f64 * 100.0 / total as f64;
     println!(
         "64 MiB ingest (emulator start): {:.2} s; v2 ingest (move_branch): {:.2} s; \
-         v2 terms: {} in {} xorbs; bytes in v1's xorbs: {reused} of {total} ({pct:.2} %); \
+         v2 terms: {}; bytes in chunks v1 uses: {reused} of {total} ({pct:.2} %); \
          new xorb bytes on the wire: {new_wire}",
         start_time.as_secs_f64(),
         update_time.as_secs_f64(),
         r2["terms"].as_array().unwrap().len(),
-        by_xorb.len(),
     );
     assert!(pct >= 90.0, "only {pct:.2} % of v2 reuses v1's xorbs");
     assert!(
@@ -722,6 +741,49 @@ async fn a_512_kib_edit_of_a_64_mib_file_reuses_the_older_xorbs() {
     let (bytes, wire) = reassemble(&v).await;
     assert!(bytes == v2, "v2 reassembly differs");
     assert!(emu.log().bytes_served_by(Listener::Cas) >= wire);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fine_tune_stored_with_its_base_at_start_reuses_the_base_chunks() {
+    const SIZE: usize = 32 << 20;
+    const REGION: usize = 400 << 10;
+    let base = generated(31, SIZE);
+    let mut ft = base.clone();
+    // 8 regions of 400 KiB (10 %) replaced, the first MiB unchanged.
+    for i in 0..8 {
+        let at = (1 << 20) + i * (SIZE - (2 << 20)) / 8;
+        ft[at..at + REGION].copy_from_slice(&generated(40 + i as u64, REGION));
+    }
+    // Both in the catalog from the start: stored by the same `start`.
+    let emu = Emulator::start(EmulatorConfig {
+        repos: vec![
+            repo("org/base", base, true),
+            repo("org/ft", ft.clone(), true),
+        ],
+        hash_cache_dir: None,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let xet = emu.xet().unwrap();
+    let hb = xet
+        .xet_hash(RepoKind::Model, "org/base", "main", WEIGHTS)
+        .unwrap();
+    let hf = xet
+        .xet_hash(RepoKind::Model, "org/ft", "main", WEIGHTS)
+        .unwrap();
+    let rb = xet.reconstruction_v2(&hb, None).await.unwrap().unwrap();
+    let rf = xet.reconstruction_v2(&hf, None).await.unwrap().unwrap();
+    let (reused, total) = reused_bytes(&rb, &rf);
+    let pct = reused as f64 * 100.0 / total as f64;
+    println!(
+        "fine-tune stored with its base: {reused} of {total} bytes in chunks the base uses ({pct:.2} %)"
+    );
+    assert!(
+        pct >= 85.0,
+        "only {pct:.2} % of the fine-tune reuses the base's xorbs"
+    );
+    assert_eq!(xet.file_data(&hf).await.unwrap(), Bytes::from(ft));
 }
 
 #[tokio::test(flavor = "multi_thread")]
