@@ -44,6 +44,13 @@
 //! busy beside them; prints the medians and their ratio. `--profile` adds the CPU each used
 //! (`perf stat`) and where the pull's CPU goes (`perf record`, self time).
 //!
+//! `--scenario xet-update [--size 512MiB]`: a repo the emulator stores with Xet (its real CAS),
+//! pulled at v1, then updated to a v2 that changed 1 % of the file (four edits); the update is
+//! pulled as a delta (cached chunks copied, the rest fetched from the CAS) and, in another
+//! cache with Xet off, as a plain HTTP re-download of v2. Both go through the same link cap
+//! (`--link-mbps`, on the CDN and on the CAS's xorb ranges). Prints bytes moved and wall time
+//! of each and their ratios.
+//!
 //! `--scenario two-sources`: one file from two emulators (the endpoint capped at A MB/s, a
 //! mirror at B MB/s), first from each alone (the baselines), then from both at once; prints the
 //! fraction of A + B achieved.
@@ -317,10 +324,11 @@ fn main() {
         "split" => Some(split),
         "slow-links" => Some(slow_links),
         "fast-link" => Some(fast_link),
+        "xet-update" => Some(xet_update),
         "single" => None,
         other => {
             eprintln!(
-                "Unknown scenario `{other}`: single, two-sources, many-files, big-cache, split, slow-links or fast-link"
+                "Unknown scenario `{other}`: single, two-sources, many-files, big-cache, split, slow-links, fast-link or xet-update"
             );
             std::process::exit(2);
         }
@@ -1391,4 +1399,141 @@ fn capped_emulator(size: u64, options: &Options) -> (tokio::runtime::Runtime, Em
         .faults()
         .set(FaultRule::global(Fault::TotalBandwidth(options.link)).on("/cdn/*"));
     (runtime, emulator, exact)
+}
+
+/// Bytes that do not compress, from a seed.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// `--scenario xet-update` (see the module's documentation).
+fn xet_update(options: &Options) {
+    use hub_emulator::{FileChange, Listener, Repo, RepoKind};
+    use model_cache::download::{DownloadRequest, Downloader, NoReporter};
+    let size = if options.size == 4 << 30 {
+        512 << 20
+    } else {
+        options.size as usize
+    };
+    let file = "model.safetensors";
+    let v1 = noise(1, size);
+    // 1 % of the file changed, in four places.
+    let mut v2 = v1.clone();
+    let edit = size / 400;
+    for i in 0..4 {
+        let at = size / 5 * (i + 1);
+        v2[at..at + edit].copy_from_slice(&noise(10 + i as u64, edit));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut repo = Repo::new(RepoKind::Model, "bench/xet");
+    repo.xet = true;
+    repo.commit("main", "v1", vec![FileChange::put(file, v1)]);
+    let stored = Instant::now();
+    let emulator = runtime
+        .block_on(Emulator::start(EmulatorConfig {
+            repos: vec![repo],
+            ..EmulatorConfig::default()
+        }))
+        .expect("emulator");
+    if emulator.xet().is_none() {
+        eprintln!("The emulator runs no Xet CAS (built without hub-emulator's `xet` feature)");
+        std::process::exit(2);
+    }
+    println!(
+        "{:.0} MiB stored in the emulator's CAS in {:.1} s; link {:.0} MB/s",
+        size as f64 / 1048576.0,
+        stored.elapsed().as_secs_f64(),
+        options.link as f64 / 1e6
+    );
+    for glob in ["/cdn/*", "/v1/fetch_term*"] {
+        emulator
+            .faults()
+            .set(FaultRule::global(Fault::TotalBandwidth(options.link)).on(glob));
+    }
+    let base = std::env::temp_dir().join(format!("mc-bench-xet-{}", std::process::id()));
+    let downloader_in = |name: &str, xet: bool| {
+        let dir = base.join(name);
+        let mut settings = Settings::new(dir.join("hub"), dir.join("data"));
+        settings.endpoint = emulator.url();
+        settings.limits.chunk_size = options.chunk;
+        settings.limits.connections = options.connections;
+        settings.limits.connections_per_host = options.connections;
+        settings.xet.enabled = xet;
+        let hub = HubClient::new(&settings).expect("hub client");
+        let index = model_cache::index::Index::open(&settings.data_dir).expect("index");
+        Downloader::new(&settings, hub, index)
+    };
+    let moved = |listener| emulator.log().bytes_served_by(listener);
+    let pull = |downloader: &Downloader| -> (f64, u64, u64) {
+        let before = moved(Listener::Cas) + moved(Listener::Cdn);
+        let started = Instant::now();
+        let summary = runtime
+            .block_on(downloader.download(
+                DownloadRequest {
+                    repo: RepoId::model("bench/xet").expect("repo id"),
+                    revision: "main".into(),
+                    files: vec![file.into()],
+                },
+                Arc::new(NoReporter),
+            ))
+            .expect("pull");
+        let seconds = started.elapsed().as_secs_f64();
+        let reused = summary.files.iter().map(|f| f.bytes_reused).sum();
+        (
+            seconds,
+            moved(Listener::Cas) + moved(Listener::Cdn) - before,
+            reused,
+        )
+    };
+    let delta = downloader_in("delta", true);
+    let (v1_s, v1_bytes, _) = pull(&delta);
+    println!(
+        "v1 through Xet: {:.2} s, {:.1} MiB moved",
+        v1_s,
+        v1_bytes as f64 / 1048576.0
+    );
+    emulator
+        .move_branch(
+            RepoKind::Model,
+            "bench/xet",
+            "main",
+            "v2: 1 % changed",
+            vec![FileChange::put(file, v2)],
+        )
+        .expect("v2");
+    let (delta_s, delta_bytes, reused) = pull(&delta);
+    let plain = downloader_in("plain", false);
+    let (plain_s, plain_bytes, _) = pull(&plain);
+    println!(
+        "update to v2 as a Xet delta: {:.2} s, {:.2} MiB moved, {:.1} MiB copied from v1",
+        delta_s,
+        delta_bytes as f64 / 1048576.0,
+        reused as f64 / 1048576.0
+    );
+    println!(
+        "v2 re-downloaded over HTTP: {:.2} s, {:.1} MiB moved",
+        plain_s,
+        plain_bytes as f64 / 1048576.0
+    );
+    println!(
+        "delta / HTTP: {:.3}x the bytes, {:.2}x the time",
+        delta_bytes as f64 / plain_bytes.max(1) as f64,
+        delta_s / plain_s.max(1e-9)
+    );
+    drop(delta);
+    drop(plain);
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -135,6 +135,9 @@ struct Placed {
     len: u64,
 }
 
+/// A decoded xorb range: its descriptor, the chunks' bytes back to back, each chunk's length.
+type Decoded = (crate::hub::xet::XorbRange, Vec<u8>, Vec<u32>);
+
 /// One file's Xet rebuild, shared by its chunk tasks.
 struct Rebuild {
     inner: Arc<Inner>,
@@ -620,10 +623,7 @@ impl Rebuild {
             ));
         };
         // Each fetch entry a term needs, once: all of its ranges in one request.
-        let mut decoded: HashMap<
-            (String, usize),
-            Vec<(crate::hub::xet::XorbRange, Vec<u8>, Vec<u32>)>,
-        > = HashMap::new();
+        let mut decoded: HashMap<(String, usize), Vec<Decoded>> = HashMap::new();
         let mut runs = Vec::new();
         for term in &plan.terms {
             let entry = plan
