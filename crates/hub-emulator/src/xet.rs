@@ -284,6 +284,31 @@ impl XetCas {
         }
     }
 
+    /// Bytes `start..=end` of a stored xorb, read at their offset; `None` when the xorb is not
+    /// a file of the store or the range is not in it (the internal server then answers).
+    async fn read_xorb_range(&self, xorb: &str, start: u64, end: u64) -> Option<Bytes> {
+        let path = self
+            .data_dir
+            .join("cas")
+            .join("xorbs")
+            .join(format!("default.{xorb}"));
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt as _;
+            let file = std::fs::File::open(&path).ok()?;
+            let len = file.metadata().ok()?.len();
+            if start >= len {
+                return None;
+            }
+            let end = end.min(len - 1);
+            let mut buffer = vec![0u8; (end - start + 1) as usize];
+            file.read_exact_at(&mut buffer, start).ok()?;
+            Some(Bytes::from(buffer))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Stores `files` (those not stored yet), a session per content, and records their hashes.
     pub(crate) async fn ingest(
         self: &Arc<Self>,
@@ -667,6 +692,44 @@ fn plain(status: StatusCode, message: &'static str) -> Response {
     (status, message).into_response()
 }
 
+/// `bytes=a-b` (one range, both ends given) as `(a, b)`, `b` inclusive.
+fn single_range(value: &str) -> Option<(u64, u64)> {
+    let (a, b) = value.trim().strip_prefix("bytes=")?.split_once('-')?;
+    if b.contains(',') {
+        return None;
+    }
+    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a <= b).then_some((a, b))
+}
+
+/// The xorb a presigned fetch URL's `term` names: the term is URL-safe base64 (no padding) of
+/// `<xorb hex>[:<ranges>]`.
+fn term_xorb(query: &str) -> Option<String> {
+    let term = query.split('&').find_map(|p| p.strip_prefix("term="))?;
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut decoded = Vec::with_capacity(term.len() * 3 / 4);
+    for c in term.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            decoded.push((bits >> count) as u8);
+        }
+    }
+    let text = String::from_utf8(decoded).ok()?;
+    let hash = text.split(':').next()?;
+    (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_string())
+}
+
 /// The routes of the internal server a client may use through the CAS listener.
 enum CasRoute {
     /// `GET /v1/reconstructions/{hash}`, `/v2/reconstructions/{hash}`, `/v1/reconstructions?file_id=`.
@@ -774,63 +837,89 @@ pub(crate) async fn cas_route(
         crate::faults::BodyFaults::default()
     };
     let range = header(header::RANGE).filter(|_| !faults.ignore_range);
-    let url = match &query {
-        Some(q) => format!("{}{path}?{q}", cas.internal_url),
-        None => format!("{}{path}", cas.internal_url),
+    // One range of a xorb is read from the store's file at its offset. The local server reads
+    // the whole xorb (up to 64 MiB) into memory for every range it serves, on its runtime's
+    // threads: with it, the emulator and not the client would be what a Xet benchmark measures.
+    let direct = match (&route, parts.method == Method::GET) {
+        (CasRoute::FetchTerm, true) => match (
+            range.as_deref().and_then(single_range),
+            query.as_deref().and_then(term_xorb),
+        ) {
+            (Some((start, end)), Some(xorb)) => cas.read_xorb_range(&xorb, start, end).await,
+            _ => None,
+        },
+        _ => None,
     };
-    let mut req = cas.http.request(parts.method.clone(), url);
-    // The internal server builds fetch URLs from `Host`: they then name this listener.
-    req = req.header(header::HOST, &host);
-    if let Some(range) = &range {
-        req = req.header(header::RANGE, range);
-    }
-    let upstream = match req.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "The internal Xet CAS server did not answer");
-            return plain(StatusCode::BAD_GATEWAY, "Bad Gateway");
+    let (status, content_type, length, source) = if let Some(bytes) = direct {
+        (
+            StatusCode::PARTIAL_CONTENT,
+            Some(HeaderValue::from_static("application/octet-stream")),
+            Some(bytes.len() as u64),
+            BodySource::Stream {
+                upstream: Box::pin(futures::stream::empty()),
+                pending: bytes,
+            },
+        )
+    } else {
+        let url = match &query {
+            Some(q) => format!("{}{path}?{q}", cas.internal_url),
+            None => format!("{}{path}", cas.internal_url),
+        };
+        let mut req = cas.http.request(parts.method.clone(), url);
+        // The internal server builds fetch URLs from `Host`: they then name this listener.
+        req = req.header(header::HOST, &host);
+        if let Some(range) = &range {
+            req = req.header(header::RANGE, range);
         }
-    };
-    let mut status = upstream.status();
-    // The internal server answers a V1 fetch with a `Range` 200; the CDN it stands for
-    // answers 206, as for any range.
-    if matches!(route, CasRoute::FetchTerm) && range.is_some() && status == StatusCode::OK {
-        status = StatusCode::PARTIAL_CONTENT;
-    }
-    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
-    // From the header: reqwest's `content_length` is the body's, 0 for a HEAD.
-    let mut length = upstream
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let source = if matches!(route, CasRoute::Reconstruction) && status == StatusCode::OK {
-        // A reconstruction is small JSON: read it whole to presign its fetch URLs.
-        let body = match upstream.bytes().await {
-            Ok(b) => b,
+        let upstream = match req.send().await {
+            Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "The internal Xet CAS server broke off a reconstruction");
+                tracing::error!(error = %e, "The internal Xet CAS server did not answer");
                 return plain(StatusCode::BAD_GATEWAY, "Bad Gateway");
             }
         };
-        let body = match serde_json::from_slice::<Value>(&body) {
-            Ok(mut v) => {
-                cas.presign_reconstruction(&mut v, &host);
-                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+        let mut status = upstream.status();
+        // The internal server answers a V1 fetch with a `Range` 200; the CDN it stands for
+        // answers 206, as for any range.
+        if matches!(route, CasRoute::FetchTerm) && range.is_some() && status == StatusCode::OK {
+            status = StatusCode::PARTIAL_CONTENT;
+        }
+        let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+        // From the header: reqwest's `content_length` is the body's, 0 for a HEAD.
+        let mut length = upstream
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let source = if matches!(route, CasRoute::Reconstruction) && status == StatusCode::OK {
+            // A reconstruction is small JSON: read it whole to presign its fetch URLs.
+            let body = match upstream.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "The internal Xet CAS server broke off a reconstruction");
+                    return plain(StatusCode::BAD_GATEWAY, "Bad Gateway");
+                }
+            };
+            let body = match serde_json::from_slice::<Value>(&body) {
+                Ok(mut v) => {
+                    cas.presign_reconstruction(&mut v, &host);
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                }
+                Err(_) => body,
+            };
+            length = Some(body.len() as u64);
+            BodySource::Stream {
+                upstream: Box::pin(futures::stream::empty()),
+                pending: body,
             }
-            Err(_) => body,
+        } else {
+            use futures::TryStreamExt as _;
+            BodySource::Stream {
+                upstream: Box::pin(upstream.bytes_stream().map_err(std::io::Error::other)),
+                pending: Bytes::new(),
+            }
         };
-        length = Some(body.len() as u64);
-        BodySource::Stream {
-            upstream: Box::pin(futures::stream::empty()),
-            pending: body,
-        }
-    } else {
-        use futures::TryStreamExt as _;
-        BodySource::Stream {
-            upstream: Box::pin(upstream.bytes_stream().map_err(std::io::Error::other)),
-            pending: Bytes::new(),
-        }
+        (status, content_type, length, source)
     };
     let is_get = parts.method == Method::GET;
     let body = if is_get {
