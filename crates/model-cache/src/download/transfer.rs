@@ -487,6 +487,12 @@ impl Shared {
         self.notify.notify_one();
     }
 
+    /// `chunk` was written whole by another path (a Xet rebuild): it goes to the committer.
+    #[cfg(feature = "xet")]
+    pub(super) fn hand_over(&self, chunk: u64, committer: &mpsc::UnboundedSender<u64>) {
+        self.chunk_written(chunk, committer);
+    }
+
     /// The sequential stream passed the end of `chunk`: it goes to the committer.
     fn chunk_written(&self, chunk: u64, committer: &mpsc::UnboundedSender<u64>) {
         self.lock().hand_to_committer(chunk, committer);
@@ -568,24 +574,33 @@ impl Committer {
     }
 }
 
-/// Records a chunk another path wrote whole (a Xet rebuild) like the streams' chunks: flushed,
-/// checksummed from disk and recorded, then counted written so no stream fetches it again.
+/// Records chunks another path wrote whole (a Xet rebuild) as the streams' chunks are: in
+/// batches, each batch flushed once, checksummed from disk and recorded; a chunk handed over
+/// counts as written, so no stream fetches it again.
 #[cfg(feature = "xet")]
-pub(super) async fn commit_written(
-    ctx: &TransferContext,
-    transfer: &BlobTransfer,
-    shared: &Shared,
-    chunk: u64,
-) -> Result<(), DownloadError> {
-    commit_batch(ctx, transfer, &[chunk]).await?;
-    {
-        let mut state = shared.lock();
-        if let Some(written) = state.written.get_mut(chunk as usize) {
-            *written = true;
-        }
+pub(super) struct WholeChunks(Committer);
+
+#[cfg(feature = "xet")]
+impl WholeChunks {
+    pub(super) fn start(
+        ctx: &Arc<TransferContext>,
+        transfer: &Arc<BlobTransfer>,
+        shared: &Arc<Shared>,
+    ) -> Self {
+        WholeChunks(Committer::start(ctx, transfer, shared))
     }
-    shared.mark_recorded(&[chunk], ctx, transfer);
-    Ok(())
+
+    /// Where written chunks are handed over (see [`Shared::hand_over`]).
+    pub(super) fn sender(&self) -> mpsc::UnboundedSender<u64> {
+        self.0.sender.clone()
+    }
+
+    /// Waits until the chunks handed over are recorded (every sender clone must be dropped
+    /// first); the error that stopped the recording, if any.
+    pub(super) async fn finish(self, shared: &Shared) -> Result<(), DownloadError> {
+        self.0.finish().await;
+        shared.take_error().map_or(Ok(()), Err)
+    }
 }
 
 /// Records written chunks: flush, checksum from disk, one index transaction per batch.

@@ -151,6 +151,8 @@ struct Rebuild {
     pieces: Vec<Piece>,
     fetched: AtomicU64,
     reused: AtomicU64,
+    /// Rebuilt chunks go to the transfer's committer, which records them in batches.
+    committer: tokio::sync::mpsc::UnboundedSender<u64>,
 }
 
 /// Rebuilds the file's unwritten chunks from cached blobs and the CAS. See the module docs.
@@ -208,6 +210,7 @@ pub(super) async fn transfer_all_xet(
         "Rebuilding a Xet file"
     );
 
+    let committer = transfer::WholeChunks::start(ctx, transfer, shared);
     let rebuild = Arc::new(Rebuild {
         inner: Arc::clone(inner),
         ctx: Arc::clone(ctx),
@@ -220,6 +223,7 @@ pub(super) async fn transfer_all_xet(
         pieces,
         fetched: AtomicU64::new(0),
         reused: AtomicU64::new(0),
+        committer: committer.sender(),
     });
     let todo = shared.unwritten();
     let mut tasks = tokio::task::JoinSet::new();
@@ -253,6 +257,11 @@ pub(super) async fn transfer_all_xet(
         placed,
         local_lens: lens,
     };
+    // Every task is joined: this is the last handle on the committer's sender.
+    drop(rebuild);
+    if let Err(error) = committer.finish(shared).await {
+        return Err(XetEnd::Failed(TransferFailure::Error(error)));
+    }
     match end {
         Some(XetEnd::Fallback(reason)) => Err(XetEnd::Fallback(format!(
             "{reason} (after {} bytes from the CAS and {} copied)",
@@ -568,9 +577,7 @@ impl Rebuild {
                 );
             }
         }
-        transfer::commit_written(ctx, &self.transfer, &self.shared, chunk)
-            .await
-            .map_err(|e| XetEnd::Failed(TransferFailure::Error(e)))?;
+        self.shared.hand_over(chunk, &self.committer);
         Ok(())
     }
 
