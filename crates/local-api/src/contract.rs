@@ -1090,6 +1090,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_rebuilt_from_cached_chunks_shows_the_bytes_reused() {
+        let tracker = Tracker::default();
+        let (repo, path) = ("org/m".to_string(), "model.safetensors".to_string());
+        tracker.progress(
+            7,
+            &DownloadEvent::FileStarted {
+                repo: repo.clone(),
+                path: path.clone(),
+                size: 1000,
+                resumed_bytes: 0,
+            },
+        );
+        let sent = tracker.progress(
+            7,
+            &DownloadEvent::Reused {
+                repo,
+                path: path.clone(),
+                bytes_reused: 990,
+                bytes_fetched: 12,
+            },
+        );
+        assert!(
+            matches!(sent.as_slice(), [ContractEvent::Progress(p)] if p.path == path),
+            "the job's progress is sent again: {sent:?}"
+        );
+        let jobs = tracker.jobs.lock().unwrap();
+        let (_, file) = jobs[&7].files.iter().find(|(p, _)| *p == path).unwrap();
+        assert_eq!(file.reused, 990);
+    }
+
+    #[test]
     fn a_desktop_notification_body_shows_markup_as_text() {
         let note = Notification {
             level: "error".into(),

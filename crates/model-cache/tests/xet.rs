@@ -391,6 +391,41 @@ async fn an_expired_cas_token_is_renewed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_xorb_url_is_renewed_with_the_reconstruction() {
+    let body = noise(16, 8 << 20);
+    let emulator = start(vec![xet_repo("org/xet-model", body.clone())]).await;
+    let xet = emulator.xet().unwrap();
+    // Fetch URLs live 300 ms; the first fetch waits a second before it is answered.
+    xet.set_fetch_term_url_expiration(Duration::from_millis(300));
+    emulator.faults().set(
+        FaultRule::global(Fault::Latency(Duration::from_secs(1)))
+            .on("/v1/fetch_term*")
+            .times(1),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (downloader, _) = downloader(&settings(dir.path(), emulator.url()));
+    let summary = downloader
+        .download(req("org/xet-model"), recorder())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&summary.files[0].snapshot_path).unwrap(),
+        body
+    );
+    let requests = emulator.requests();
+    let refused = requests
+        .iter()
+        .filter(|r| r.listener == Listener::Cas && r.status == 403)
+        .count();
+    assert_eq!(refused, 1, "the late fetch was refused");
+    assert_eq!(
+        cdn_bytes(&emulator),
+        0,
+        "the renewed URL served it, not the CDN"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_blob_changed_by_hand_is_not_used() {
     let v1 = noise(9, 16 << 20);
     let v2 = edited(&v1, 8 << 20, 256 << 10, 10);

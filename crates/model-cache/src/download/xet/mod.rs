@@ -138,6 +138,25 @@ struct Placed {
 /// A decoded xorb range: its descriptor, the chunks' bytes back to back, each chunk's length.
 type Decoded = (crate::hub::xet::XorbRange, Vec<u8>, Vec<u32>);
 
+/// Why fetching a range of the file stopped.
+enum Fetch {
+    /// The CAS refused a presigned URL (expired): a fresh reconstruction brings new ones.
+    Refused,
+    End(XetEnd),
+}
+
+impl From<XetEnd> for Fetch {
+    fn from(end: XetEnd) -> Self {
+        Fetch::End(end)
+    }
+}
+
+impl From<TransferFailure> for Fetch {
+    fn from(failure: TransferFailure) -> Self {
+        Fetch::End(XetEnd::Failed(failure))
+    }
+}
+
 /// One file's Xet rebuild, shared by its chunk tasks.
 struct Rebuild {
     inner: Arc<Inner>,
@@ -601,6 +620,41 @@ impl Rebuild {
     /// Fetches and writes the file bytes `range` from the CAS: a reconstruction of just that
     /// range, then its xorb ranges. Returns the chunk lengths it decoded.
     async fn fetch_range(&self, range: Range<u64>) -> Result<Vec<XetChunkRun>, XetEnd> {
+        // The fetch URLs are presigned: one refused (it expired while the request waited for a
+        // connection) is renewed with the reconstruction, once.
+        match self.fetch_range_once(range.clone()).await {
+            Err(Fetch::Refused) => {
+                tracing::debug!("A xorb URL was refused; asking for the reconstruction again");
+                match self.fetch_range_once(range).await {
+                    Err(Fetch::Refused) => {
+                        Err(XetEnd::Fallback("the CAS refused fresh xorb URLs".into()))
+                    }
+                    Err(Fetch::End(end)) => Err(end),
+                    Ok(runs) => Ok(runs),
+                }
+            }
+            Err(Fetch::End(end)) => Err(end),
+            Ok(runs) => Ok(runs),
+        }
+    }
+
+    /// [`Rebuild::fetch_range`] with one reconstruction.
+    async fn fetch_range_once(&self, range: Range<u64>) -> Result<Vec<XetChunkRun>, Fetch> {
+        let mut refused = false;
+        match self.fetch_with_plan(range, &mut refused).await {
+            Err(_) if refused => Err(Fetch::Refused),
+            Err(end) => Err(Fetch::End(end)),
+            Ok(runs) => Ok(runs),
+        }
+    }
+
+    /// One reconstruction of `range`, its xorb ranges fetched and written; `refused` is set when
+    /// the CAS refused a fetch URL.
+    async fn fetch_with_plan(
+        &self,
+        range: Range<u64>,
+        refused: &mut bool,
+    ) -> Result<Vec<XetChunkRun>, XetEnd> {
         let hub = &self.ctx.hub;
         let mut renewed = false;
         let plan = loop {
@@ -649,7 +703,14 @@ impl Rebuild {
             let key = (term.hash.clone(), entry);
             if !decoded.contains_key(&key) {
                 let fetch = &plan.xorbs[&term.hash][entry];
-                let parts = self.fetch(&fetch.url, &fetch.ranges).await?;
+                let parts = match self.fetch(&fetch.url, &fetch.ranges).await {
+                    Ok(parts) => parts,
+                    Err(Fetch::Refused) => {
+                        *refused = true;
+                        return Err(XetEnd::Fallback("a xorb URL was refused".into()));
+                    }
+                    Err(Fetch::End(end)) => return Err(end),
+                };
                 let mut out = Vec::new();
                 for (descriptor, data) in fetch.ranges.iter().zip(parts) {
                     let mut bytes = Vec::new();
@@ -714,7 +775,7 @@ impl Rebuild {
         &self,
         url: &str,
         ranges: &[crate::hub::xet::XorbRange],
-    ) -> Result<Vec<bytes::Bytes>, XetEnd> {
+    ) -> Result<Vec<bytes::Bytes>, Fetch> {
         let ctx = &self.ctx;
         let wanted: Vec<_> = ranges.iter().map(|r| r.bytes).collect();
         let host = url::Url::parse(url)
@@ -747,8 +808,9 @@ impl Rebuild {
                     tracing::debug!(%error, attempt, "A xorb range failed; trying again");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
+                Err(HubError::DownloadUrlRefused { .. }) => return Err(Fetch::Refused),
                 Err(error) => {
-                    return Err(XetEnd::Fallback(format!("a xorb range failed: {error}")));
+                    return Err(XetEnd::Fallback(format!("a xorb range failed: {error}")).into());
                 }
             }
         }
