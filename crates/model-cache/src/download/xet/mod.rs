@@ -43,8 +43,13 @@ use crate::repo::RepoId;
 /// Files smaller than this come whole over HTTP: a Xet rebuild costs a token and a
 /// reconstruction request before the first byte, and small files share little.
 pub(super) const MIN_XET_SIZE: u64 = 1 << 20;
-/// Plan chunks rebuilt at once.
-const PARALLEL_CHUNKS: usize = 8;
+/// Plan chunks rebuilt at once (at most the connection limit).
+const PARALLEL_CHUNKS: usize = 16;
+/// Of those, plan chunks fetching from the CAS at once: each holds its xorb range and the
+/// decoded bytes in memory (about twice the chunk size).
+const PARALLEL_FETCHES: usize = 8;
+/// Local copies go through buffers of at most this size.
+const COPY_BUFFER: u64 = 1 << 20;
 /// Attempts of one CAS request before the Xet path gives up on the file.
 const CAS_ATTEMPTS: u32 = 3;
 /// A token this close to expiry is renewed before use.
@@ -172,6 +177,8 @@ struct Rebuild {
     reused: AtomicU64,
     /// Rebuilt chunks go to the transfer's committer, which records them in batches.
     committer: tokio::sync::mpsc::UnboundedSender<u64>,
+    /// Plan chunks fetching from the CAS now (see [`PARALLEL_FETCHES`]).
+    fetch_slots: tokio::sync::Semaphore,
 }
 
 /// Rebuilds the file's unwritten chunks from cached blobs and the CAS. See the module docs.
@@ -243,13 +250,16 @@ pub(super) async fn transfer_all_xet(
         fetched: AtomicU64::new(0),
         reused: AtomicU64::new(0),
         committer: committer.sender(),
+        fetch_slots: tokio::sync::Semaphore::new(PARALLEL_FETCHES),
     });
     let todo = shared.unwritten();
     let mut tasks = tokio::task::JoinSet::new();
     let mut next = todo.into_iter();
     let mut end: Option<XetEnd> = None;
     loop {
-        while end.is_none() && tasks.len() < PARALLEL_CHUNKS {
+        while end.is_none()
+            && tasks.len() < PARALLEL_CHUNKS.min(ctx.limits.max_connections().max(1))
+        {
             let Some(chunk) = next.next() else { break };
             let rebuild = Arc::clone(&rebuild);
             tasks.spawn(async move { rebuild.chunk(chunk).await });
@@ -564,24 +574,41 @@ impl Rebuild {
             .iter()
             .filter(|p| p.file.start < range.end && range.start < p.file.end)
             .collect();
+        let mut buffer = Vec::new();
         for piece in &pieces {
-            let start = piece.file.start.max(range.start);
-            let end = piece.file.end.min(range.end);
             let file = Arc::clone(&self.blobs[piece.blob].file);
-            let from = piece.offset + (start - piece.file.start);
-            let len = (end - start) as usize;
-            let bytes = tokio::task::spawn_blocking(move || {
-                let mut buffer = vec![0u8; len];
-                read_exact_at(&file, &mut buffer, from).map(|()| buffer)
-            })
-            .await
-            .map_err(|e| XetEnd::Fallback(format!("a local copy failed: {e}")))?
-            .map_err(|e| XetEnd::Fallback(format!("a cached blob cannot be read: {e}")))?;
-            self.write(start, bytes).await?;
-            self.reused.fetch_add(end - start, Ordering::Relaxed);
+            let mut start = piece.file.start.max(range.start);
+            let end = piece.file.end.min(range.end);
+            while start < end {
+                let len = (end - start).min(COPY_BUFFER) as usize;
+                let from = piece.offset + (start - piece.file.start);
+                let file = Arc::clone(&file);
+                let mut reuse = std::mem::take(&mut buffer);
+                let bytes = tokio::task::spawn_blocking(move || {
+                    reuse.resize(len, 0);
+                    read_exact_at(&file, &mut reuse, from).map(|()| reuse)
+                })
+                .await
+                .map_err(|e| XetEnd::Fallback(format!("a local copy failed: {e}")))?
+                .map_err(|e| XetEnd::Fallback(format!("a cached blob cannot be read: {e}")))?;
+                buffer = self.write(start, bytes).await?;
+                self.reused.fetch_add(len as u64, Ordering::Relaxed);
+                start += len as u64;
+            }
         }
         let mut runs = Vec::new();
-        for gap in gaps(&range, &pieces) {
+        let missing = gaps(&range, &pieces);
+        let _slot = if missing.is_empty() {
+            None
+        } else {
+            Some(
+                self.fetch_slots
+                    .acquire()
+                    .await
+                    .map_err(|_| XetEnd::Fallback("the rebuild was stopped".into()))?,
+            )
+        };
+        for gap in missing {
             runs.extend(self.fetch_range(gap).await?);
         }
         if !runs.is_empty() {
@@ -600,10 +627,11 @@ impl Rebuild {
         Ok(())
     }
 
-    /// Writes file bytes at `offset`, counting them as progress.
-    async fn write(&self, offset: u64, bytes: Vec<u8>) -> Result<(), XetEnd> {
+    /// Writes file bytes at `offset`, counting them as progress; gives the buffer back, empty.
+    async fn write(&self, offset: u64, bytes: Vec<u8>) -> Result<Vec<u8>, XetEnd> {
         let len = bytes.len() as u64;
-        self.transfer
+        let buffer = self
+            .transfer
             .writer
             .write_at(bytes, offset)
             .await
@@ -614,7 +642,7 @@ impl Rebuild {
                 )))
             })?;
         self.shared.add_bytes(len, &self.ctx, &self.transfer);
-        Ok(())
+        Ok(buffer)
     }
 
     /// Fetches and writes the file bytes `range` from the CAS: a reconstruction of just that
