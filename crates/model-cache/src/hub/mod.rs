@@ -1046,7 +1046,7 @@ async fn read_capped(
     if response.content_length().is_some_and(|length| length > cap) {
         return Ok(None);
     }
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
     while let Some(chunk) = response.chunk().await.map_err(|source| HubError::Network {
         url: redact_url(url),
         proxy: None,

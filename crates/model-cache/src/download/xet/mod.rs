@@ -741,7 +741,9 @@ impl Rebuild {
                 };
                 let mut out = Vec::new();
                 for (descriptor, data) in fetch.ranges.iter().zip(parts) {
-                    let mut bytes = Vec::new();
+                    // About the size of what came: chunks are stored compressed only when that
+                    // made them smaller, and most weights hardly compress.
+                    let mut bytes = Vec::with_capacity(data.len());
                     let lens = chunks::decode_chunks(&data, &mut bytes).map_err(|e| {
                         XetEnd::Fallback(format!(
                             "a xorb range of `{}` does not decode: {e}",
