@@ -46,8 +46,9 @@ pub(super) const MIN_XET_SIZE: u64 = 1 << 20;
 /// Plan chunks rebuilt at once (at most the connection limit).
 const PARALLEL_CHUNKS: usize = 16;
 /// Of those, plan chunks fetching from the CAS at once: each holds its xorb range and the
-/// decoded bytes in memory (about twice the chunk size).
-const PARALLEL_FETCHES: usize = 8;
+/// decoded bytes in memory (two to three times the chunk size). A 2.2 GiB pull peaked at
+/// 77 MB resident with 2, 103 MB with 4 and 192 MB with 8.
+const PARALLEL_FETCHES: usize = 4;
 /// Local copies go through buffers of at most this size.
 const COPY_BUFFER: u64 = 1 << 20;
 /// Attempts of one CAS request before the Xet path gives up on the file.
