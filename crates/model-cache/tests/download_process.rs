@@ -6,7 +6,7 @@ mod download_support;
 mod tiny_disk;
 
 use model_cache::error::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tiny_disk::TinyDisk;
@@ -16,27 +16,6 @@ use hub_emulator::{Emulator, EmulatorConfig, Fault, FaultRule};
 use model_cache::download::DownloadEvent;
 use model_cache::index::Index;
 use model_cache::index::transfers;
-
-/// The `pull_child` example binary, built by `cargo test` next to the test binaries (built here
-/// if a filtered run skipped it).
-fn child_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("pull_child{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command.args(["build", "-p", "model-cache", "--example", "pull_child"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            command.arg("--release");
-        }
-        let status = command.status().expect("cargo runs");
-        assert!(status.success(), "building the pull_child example failed");
-    }
-    binary
-}
 
 fn spawn_child(
     emulator: &Emulator,

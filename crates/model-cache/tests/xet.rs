@@ -95,6 +95,19 @@ fn req(repo: &str) -> DownloadRequest {
     }
 }
 
+/// Moves `main` of `repo` to a commit giving `FILE` these bytes (stored in the CAS at once).
+fn update(emulator: &Emulator, repo: &str, body: Vec<u8>) {
+    emulator
+        .move_branch(
+            RepoKind::Model,
+            repo,
+            "main",
+            "update",
+            vec![FileChange::put(FILE, body)],
+        )
+        .unwrap();
+}
+
 fn reused_of(events: &[DownloadEvent]) -> Option<(u64, u64)> {
     events.iter().find_map(|e| match e {
         DownloadEvent::Reused {
@@ -133,15 +146,7 @@ async fn edit_of_a_64_mib_file(v1_only: bool) {
     assert_eq!(reused_of(&reporter.events()).map(|r| r.0), Some(0));
 
     // v2 upstream: 512 KiB replaced in the middle.
-    emulator
-        .move_branch(
-            RepoKind::Model,
-            "org/xet-model",
-            "main",
-            "edit",
-            vec![FileChange::put(FILE, v2.clone())],
-        )
-        .unwrap();
+    update(&emulator, "org/xet-model", v2.clone());
     let reporter = recorder();
     let second = downloader
         .download(req("org/xet-model"), reporter.clone())
@@ -439,15 +444,7 @@ async fn a_cached_blob_changed_by_hand_is_not_used() {
     // Someone rewrites the cached v1 blob in place (same size, other bytes).
     let blob = std::fs::canonicalize(&first.files[0].snapshot_path).unwrap();
     std::fs::write(&blob, noise(11, v1.len())).unwrap();
-    emulator
-        .move_branch(
-            RepoKind::Model,
-            "org/xet-model",
-            "main",
-            "edit",
-            vec![FileChange::put(FILE, v2.clone())],
-        )
-        .unwrap();
+    update(&emulator, "org/xet-model", v2.clone());
     let before = xorb_bytes(&emulator);
     let reporter = recorder();
     let second = downloader
@@ -480,24 +477,6 @@ async fn xet_off_downloads_over_http() {
 }
 
 // --- A rebuild killed with SIGKILL -------------------------------------------------------------
-
-/// The `pull_child` example binary (see `download_process.rs`).
-fn child_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("pull_child{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "model-cache", "--example", "pull_child"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the pull_child example failed");
-    }
-    binary
-}
 
 fn spawn_child(emulator: &Emulator, dir: &Path, repo: &str, connections: usize) -> Child {
     Command::new(child_binary())
@@ -652,15 +631,7 @@ async fn a_file_rebuilt_from_chunks_is_found_by_huggingface_hub_offline() {
         .download(req("org/xet-model"), recorder())
         .await
         .unwrap();
-    emulator
-        .move_branch(
-            RepoKind::Model,
-            "org/xet-model",
-            "main",
-            "edit",
-            vec![FileChange::put(FILE, v2.clone())],
-        )
-        .unwrap();
+    update(&emulator, "org/xet-model", v2.clone());
     let reporter = recorder();
     let summary = downloader
         .download(req("org/xet-model"), reporter.clone())

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,4 +126,25 @@ pub(crate) fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
 
 pub(crate) fn count<F: Fn(&DownloadEvent) -> bool>(events: &[DownloadEvent], f: F) -> usize {
     events.iter().filter(|e| f(e)).count()
+}
+
+/// The `pull_child` example binary, built by `cargo test` next to the test binaries (built here
+/// if a filtered run skipped it).
+pub(crate) fn child_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("pull_child{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "-p", "model-cache", "--example", "pull_child"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("cargo runs");
+        assert!(status.success(), "building the pull_child example failed");
+    }
+    binary
 }
