@@ -998,23 +998,28 @@ pub fn parse_content_range(value: &str) -> Option<ContentRangeParts> {
 
 /// The `rel="next"` target of a `Link` header, resolved against the request URL.
 fn next_link(headers: &HeaderMap, url: &str) -> Option<String> {
+    let target = link_with_rel(headers, "next")?;
+    let base = Url::parse(url).ok()?;
+    base.join(&target).ok().map(|u| u.to_string())
+}
+
+/// The target of the `Link` header entry with `rel=<rel>` (as written, not yet resolved).
+fn link_with_rel(headers: &HeaderMap, rel: &str) -> Option<String> {
     for value in headers.get_all(header::LINK) {
-        let value = value.to_str().ok()?;
+        let Ok(value) = value.to_str() else { continue };
         for part in value.split(',') {
-            let part = part.trim();
-            let Some(rest) = part.strip_prefix('<') else {
+            let Some(rest) = part.trim().strip_prefix('<') else {
                 continue;
             };
             let Some((target, params)) = rest.split_once('>') else {
                 continue;
             };
-            let is_next = params.split(';').any(|p| {
+            let wanted = params.split(';').any(|p| {
                 let p = p.trim().replace(' ', "");
-                p == "rel=\"next\"" || p == "rel=next"
+                p == format!("rel=\"{rel}\"") || p == format!("rel={rel}")
             });
-            if is_next {
-                let base = Url::parse(url).ok()?;
-                return base.join(target).ok().map(|u| u.to_string());
+            if wanted {
+                return Some(target.to_string());
             }
         }
     }

@@ -20,7 +20,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{HubClient, HubError, is_hex, read_capped, read_json, redact_url};
+use super::{HubClient, HubError, is_hex, link_with_rel, read_capped, read_json, redact_url};
 use crate::repo::RepoId;
 use crate::secret::Token;
 
@@ -123,20 +123,6 @@ pub struct Reconstruction {
     pub xorbs: HashMap<String, Vec<XorbFetch>>,
 }
 
-impl Reconstruction {
-    /// The fetch of `chunks` of `xorb`: the URL and byte range of the descriptor that covers
-    /// them, and the chunk the range starts at.
-    pub fn fetch_for(&self, xorb: &str, chunks: ChunkRange) -> Option<(&str, XorbRange)> {
-        self.xorbs.get(xorb)?.iter().find_map(|fetch| {
-            fetch
-                .ranges
-                .iter()
-                .find(|r| r.chunks.start <= chunks.start && chunks.end <= r.chunks.end)
-                .map(|r| (fetch.url.as_str(), *r))
-        })
-    }
-}
-
 /// The V1 answer: one URL per range.
 #[derive(Debug, Deserialize)]
 struct ReconstructionV1 {
@@ -207,29 +193,6 @@ pub(super) fn xet_from_headers(headers: &HeaderMap, url: &Url) -> Option<XetFile
     })?;
     let token_route = url.join(&route).ok()?.to_string();
     Some(XetFile { hash, token_route })
-}
-
-/// The target of the `Link` header entry with `rel=<rel>`.
-fn link_with_rel(headers: &HeaderMap, rel: &str) -> Option<String> {
-    for value in headers.get_all(header::LINK) {
-        let Ok(value) = value.to_str() else { continue };
-        for part in value.split(',') {
-            let Some(rest) = part.trim().strip_prefix('<') else {
-                continue;
-            };
-            let Some((target, params)) = rest.split_once('>') else {
-                continue;
-            };
-            let wanted = params.split(';').any(|p| {
-                let p = p.trim().replace(' ', "");
-                p == format!("rel=\"{rel}\"") || p == format!("rel={rel}")
-            });
-            if wanted {
-                return Some(target.to_string());
-            }
-        }
-    }
-    None
 }
 
 /// The token route the Hub would name for files of `repo` at `commit` (what a tree listing's
@@ -578,10 +541,10 @@ mod tests {
         let v1: ReconstructionV1 = serde_json::from_str(json).unwrap();
         let r = Reconstruction::from(v1);
         assert_eq!(r.offset_into_first_range, 5);
-        let (url, range) = r.fetch_for("x", ChunkRange { start: 1, end: 2 }).unwrap();
-        assert_eq!(url, "http://c/a");
-        assert_eq!(range.bytes, InclusiveRange { start: 0, end: 99 });
-        assert!(r.fetch_for("x", ChunkRange { start: 1, end: 3 }).is_none());
+        let fetch = &r.xorbs["x"][0];
+        assert_eq!(fetch.url, "http://c/a");
+        assert_eq!(fetch.ranges[0].chunks, ChunkRange { start: 0, end: 2 });
+        assert_eq!(fetch.ranges[0].bytes, InclusiveRange { start: 0, end: 99 });
     }
 
     #[test]

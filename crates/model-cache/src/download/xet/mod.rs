@@ -34,6 +34,7 @@ use tokio::sync::Mutex;
 
 use super::Inner;
 use super::transfer::{self, BlobTransfer, Shared, TransferContext, TransferFailure};
+use crate::hub::retry::with_retry;
 use crate::hub::xet::{ChunkRange, Reconstruction, XetFile, XetToken};
 use crate::hub::{FileMetadata, HubError};
 use crate::index::BlobStamp;
@@ -51,8 +52,6 @@ const PARALLEL_CHUNKS: usize = 16;
 const PARALLEL_FETCHES: usize = 4;
 /// Local copies go through buffers of at most this size.
 const COPY_BUFFER: u64 = 1 << 20;
-/// Attempts of one CAS request before the Xet path gives up on the file.
-const CAS_ATTEMPTS: u32 = 3;
 /// A token this close to expiry is renewed before use.
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 
@@ -199,7 +198,7 @@ pub(super) async fn transfer_all_xet(
         .get(&ctx.hub, repo, &xet.token_route, false)
         .await
         .map_err(|e| fallback("no Xet read token", &e))?;
-    let full = reconstruction(&ctx.hub, &token, &xet.hash, None)
+    let full = reconstruction(ctx, &token, &xet.hash, None)
         .await
         .map_err(|e| fallback("no reconstruction", &e))?;
     let placed = place(&full, meta.size).map_err(|e| fallback("an unusable reconstruction", &e))?;
@@ -355,33 +354,17 @@ pub(super) async fn record_blob(
     .await;
 }
 
-/// The reconstruction of `hash` (or of its bytes `range`), retried.
+/// The reconstruction of `hash` (or of its bytes `range`), retried under the engine's policy.
 async fn reconstruction(
-    hub: &crate::hub::HubClient,
+    ctx: &TransferContext,
     token: &XetToken,
     hash: &str,
     range: Option<Range<u64>>,
 ) -> Result<Reconstruction, HubError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match hub.xet_reconstruction(token, hash, range.clone()).await {
-            Ok(r) => return Ok(r),
-            Err(error) if attempt < CAS_ATTEMPTS && retryable(&error) => {
-                tracing::debug!(%error, attempt, "A Xet reconstruction failed; trying again");
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-            }
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-fn retryable(error: &HubError) -> bool {
-    match error {
-        HubError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-        HubError::Network { .. } | HubError::RateLimited { .. } => true,
-        _ => false,
-    }
+    Ok(with_retry(&ctx.retry, "a Xet reconstruction", |_| {
+        ctx.hub.xet_reconstruction(token, hash, range.clone())
+    })
+    .await?)
 }
 
 /// The terms placed in the file; the reconstruction must cover exactly `size` bytes.
@@ -684,7 +667,6 @@ impl Rebuild {
         range: Range<u64>,
         refused: &mut bool,
     ) -> Result<Vec<XetChunkRun>, XetEnd> {
-        let hub = &self.ctx.hub;
         let mut renewed = false;
         let plan = loop {
             let token = self.token.lock().await.clone();
@@ -693,7 +675,7 @@ impl Rebuild {
             } else {
                 token
             };
-            match reconstruction(hub, &token, &self.xet.hash, Some(range.clone())).await {
+            match reconstruction(&self.ctx, &token, &self.xet.hash, Some(range.clone())).await {
                 Ok(plan) => break plan,
                 Err(HubError::Http { status: 401, .. }) if !renewed => {
                     renewed = true;
@@ -813,37 +795,24 @@ impl Rebuild {
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_default();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = {
-                let _permit = ctx.limits.connection(&host).await;
-                tokio::select! {
-                    result = ctx.hub.xet_fetch(url, &wanted) => result,
-                    () = ctx.control.cancelled() => return Err(TransferFailure::Cancelled.into()),
-                }
-            };
-            match result {
-                Ok(parts) => {
-                    let bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
-                    ctx.limits.bandwidth().acquire(bytes).await;
-                    self.fetched.fetch_add(bytes, Ordering::Relaxed);
-                    ctx.downloaded.fetch_add(bytes, Ordering::Relaxed);
-                    return Ok(parts);
-                }
-                Err(error)
-                    if attempt < CAS_ATTEMPTS
-                        && (retryable(&error)
-                            || matches!(error, HubError::InvalidResponse { .. })) =>
-                {
-                    tracing::debug!(%error, attempt, "A xorb range failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-                Err(HubError::DownloadUrlRefused { .. }) => return Err(Fetch::Refused),
-                Err(error) => {
-                    return Err(XetEnd::Fallback(format!("a xorb range failed: {error}")).into());
-                }
+        let attempts = with_retry(&ctx.retry, "a xorb range", |_| async {
+            let _permit = ctx.limits.connection(&host).await;
+            ctx.hub.xet_fetch(url, &wanted).await
+        });
+        let result = tokio::select! {
+            result = attempts => result.map_err(HubError::from),
+            () = ctx.control.cancelled() => return Err(TransferFailure::Cancelled.into()),
+        };
+        match result {
+            Ok(parts) => {
+                let bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
+                ctx.limits.bandwidth().acquire(bytes).await;
+                self.fetched.fetch_add(bytes, Ordering::Relaxed);
+                ctx.downloaded.fetch_add(bytes, Ordering::Relaxed);
+                Ok(parts)
             }
+            Err(HubError::DownloadUrlRefused { .. }) => Err(Fetch::Refused),
+            Err(error) => Err(XetEnd::Fallback(format!("a xorb range failed: {error}")).into()),
         }
     }
 
